@@ -1,0 +1,269 @@
+"""`covidcxr data build | split | audit`: make leak-free dataset manifests.
+
+Uses only the public API (`keras_covidcxr.data`, imported inside the commands, so `--help` stays fast).
+Exit codes: 0 success (audit passed), 1 audit failed, 2 could not run (bad input, with one
+`error: ...` line on stderr).
+
+Examples:
+    covidcxr data build shared-cxr data/cxr/manifest.csv --out manifest.csv
+    covidcxr data build darwin v7/annotations --images v7/images --masks-out v7/masks --out seg.csv
+    covidcxr data split manifest.csv --out split.csv --fractions 0.8,0.1,0.1 --seed 0
+    covidcxr data audit split.csv --json audit.json
+"""
+
+import contextlib
+import enum
+import functools
+from pathlib import Path
+
+import typer
+
+EXIT_OK, EXIT_AUDIT_FAILED, EXIT_CANNOT_RUN = 0, 1, 2
+
+data_app = typer.Typer(
+    name="data",
+    help="Build dataset manifests, split them by patient, and audit them for leaks.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+class DatasetKind(str, enum.Enum):
+    """The layouts `covidcxr data build` reads."""
+
+    covidx = "covidx"
+    darwin = "darwin"
+    ieee8023 = "ieee8023"
+    class_folders = "class-folders"
+    covid_gr = "covid-gr"
+    midrc_ricord = "midrc-ricord"
+    bimcv = "bimcv"
+    shared_cxr = "shared-cxr"
+
+
+def _consoles():
+    from rich.console import Console
+
+    return Console(highlight=False, soft_wrap=True), Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+@contextlib.contextmanager
+def _one_line_errors():
+    """A CovidCXRError (or refusing to overwrite a file) -> `error: <message>` on stderr, exit 2."""
+    from rich.markup import escape
+
+    from keras_covidcxr import CovidCXRError
+
+    try:
+        yield
+    except (CovidCXRError, FileExistsError) as error:
+        _, stderr = _consoles()
+        stderr.print(f"[bold red]error:[/] {escape(str(error))}")
+        raise typer.Exit(EXIT_CANNOT_RUN) from None
+
+
+def _reports_errors(command):
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        with _one_line_errors():
+            return command(*args, **kwargs)
+
+    return wrapper
+
+
+@contextlib.contextmanager
+def _progress_bar(description):
+    """A rich progress bar on stderr; yields the `progress(done, total)` callback the library takes."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    _, stderr = _consoles()
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=stderr,
+        transient=True,
+    ) as progress:
+        task = progress.add_task(description, total=None)
+        yield lambda done, total: progress.update(task, completed=done, total=total)
+
+
+def _require(value, option, kind):
+    from keras_covidcxr import ConfigError
+
+    if value is None:
+        raise ConfigError(f"{kind.value} needs {option}")
+    return value
+
+
+def _build(kind, source, images, masks_out, split, overwrite):
+    from keras_covidcxr import data
+
+    if kind is DatasetKind.covidx:
+        return data.from_covidx_list(source, _require(images, "--images", kind), split=split)
+    if kind is DatasetKind.darwin:
+        return data.from_darwin_json(
+            source,
+            _require(images, "--images", kind),
+            _require(masks_out, "--masks-out", kind),
+            overwrite=overwrite,
+        )
+    if kind is DatasetKind.ieee8023:
+        return data.from_ieee8023_metadata(source, _require(images, "--images", kind))
+    builders = {
+        DatasetKind.class_folders: data.from_class_folders,
+        DatasetKind.covid_gr: data.from_covid_gr,
+        DatasetKind.midrc_ricord: data.from_midrc_ricord,
+        DatasetKind.bimcv: data.from_bimcv,
+        DatasetKind.shared_cxr: data.from_shared_cxr_manifest,
+    }
+    return builders[kind](source)
+
+
+@data_app.command("build")
+@_reports_errors
+def build(
+    kind: DatasetKind = typer.Argument(..., help="The dataset's layout.", show_default=False),
+    source: Path = typer.Argument(
+        ...,
+        help="covidx: the list .txt; darwin: the JSON folder; ieee8023: "
+        "metadata.csv; shared-cxr: manifest.csv; others: the dataset folder.",
+        show_default=False,
+    ),
+    out: Path = typer.Option(..., "--out", "-o", help="The manifest CSV to write.", show_default=False),
+    images: Path | None = typer.Option(None, "--images", help="Image folder (covidx, darwin, ieee8023)."),
+    masks_out: Path | None = typer.Option(None, "--masks-out", help="Where darwin writes the lung masks."),
+    split: str | None = typer.Option(
+        None, "--split", help="covidx: the split of every row (train/val/test)."
+    ),
+    report: Path | None = typer.Option(None, "--report", help="Also write the build report as JSON here."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output files."),
+):
+    """Turn a public dataset's layout into a manifest CSV; print what was kept and dropped."""
+    from keras_covidcxr import ConfigError
+    from keras_covidcxr.data import write_manifest
+
+    stdout, _ = _consoles()
+    if split is not None and split not in ("train", "val", "test"):
+        raise ConfigError(f"--split {split!r}: use train, val or test")
+    for path in (out, report):  # refuse before building: darwin writes masks while it builds
+        if path is not None and path.exists() and not overwrite:
+            raise FileExistsError(f"{path}: already exists; pass --overwrite to replace it")
+    manifest, build_report = _build(kind, source, images, masks_out, split, overwrite)
+    write_manifest(manifest, out, overwrite=overwrite)
+    if report is not None:
+        build_report.to_json(report, overwrite=overwrite)
+    stdout.print(build_report.summary(), markup=False)
+    stdout.print(f"wrote {out} ({len(manifest)} rows, {len(manifest.patient_ids())} patients)", markup=False)
+
+
+def _parse_fractions(text):
+    from keras_covidcxr import ConfigError
+
+    try:
+        return tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise ConfigError(f"--fractions {text!r}: write three numbers, e.g. 0.8,0.1,0.1") from None
+
+
+@data_app.command("split")
+@_reports_errors
+def split_command(
+    manifest_path: Path = typer.Argument(
+        ..., metavar="MANIFEST", help="The manifest CSV to split.", show_default=False
+    ),
+    out: Path = typer.Option(..., "--out", "-o", help="The split manifest CSV to write.", show_default=False),
+    fractions: str = typer.Option(
+        "0.8,0.1,0.1", "--fractions", help="train,val,test shares (paper: 80/10/10)."
+    ),
+    seed: int = typer.Option(0, "--seed", help="Shuffle seed; the same seed gives the same split."),
+    link_duplicates: bool = typer.Option(
+        True,
+        "--link-duplicates/--no-link-duplicates",
+        help="Read the images and keep patients that share a picture in one split.",
+    ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT if it exists."),
+):
+    """Assign train/val/test by patient, stratified by label (one split for seg and cls rows)."""
+    from keras_covidcxr.data import (
+        describe_splits,
+        find_near_duplicates,
+        read_manifest,
+        split_by_patient,
+        write_manifest,
+    )
+
+    stdout, _ = _consoles()
+    manifest = read_manifest(manifest_path)
+    linked = []
+    if link_duplicates:
+        with _progress_bar("looking for re-uploaded pictures") as progress:
+            groups = find_near_duplicates(manifest, progress=progress)
+        linked = [group.patient_ids for group in groups if len(group.patient_ids) > 1]
+        if linked:
+            stdout.print(
+                f"kept together {len(linked)} groups of patients that share a picture: "
+                + "; ".join(", ".join(ids) for ids in linked),
+                markup=False,
+            )
+    result = split_by_patient(
+        manifest, fractions=_parse_fractions(fractions), seed=seed, linked_patients=linked
+    )
+    write_manifest(result, out, overwrite=overwrite)
+    stdout.print(describe_splits(result), markup=False)
+    stdout.print(f"wrote {out}", markup=False)
+
+
+@data_app.command("audit")
+def audit_command(
+    manifest_path: Path = typer.Argument(
+        ..., metavar="MANIFEST", help="The manifest CSV to audit.", show_default=False
+    ),
+    json_path: Path | None = typer.Option(None, "--json", help="Also write the full report as JSON here."),
+    allow_pediatric: bool = typer.Option(False, "--allow-pediatric", help="Do not flag patients under 18."),
+    min_size: int = typer.Option(
+        256, "--min-size", min=0, help="Smallest allowed image side in px (paper: 256)."
+    ),
+    threshold: float = typer.Option(
+        0.97,
+        "--near-duplicate-threshold",
+        min=-1.0,
+        max=1.0,
+        help="Thumbnail correlation from which two files count as one picture.",
+    ),
+    images: bool = typer.Option(
+        True,
+        "--images/--no-images",
+        help="Decode images (sizes, near-duplicates); --no-images checks files exist only.",
+    ),
+    max_per_check: int | None = typer.Option(
+        None, "--max-per-check", min=1, help="List at most this many findings per check."
+    ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the --json file if it exists."),
+):
+    """Check a manifest for patient and picture leaks across splits, children, laterals, small or missing files.
+
+    Exit code 0 when it passes, 1 when it finds an error, 2 when it cannot run.
+    """
+    with _one_line_errors():
+        from keras_covidcxr.data import audit_manifest, read_manifest
+
+        stdout, _ = _consoles()
+        manifest = read_manifest(manifest_path)
+        if json_path is not None and json_path.exists() and not overwrite:
+            raise FileExistsError(f"{json_path}: already exists; pass --overwrite to replace it")
+        with _progress_bar("reading images") as progress:
+            report = audit_manifest(
+                manifest,
+                allow_pediatric=allow_pediatric,
+                min_size=min_size,
+                near_duplicate_threshold=threshold,
+                check_images=images,
+                progress=progress,
+            )
+        if json_path is not None:
+            report.to_json(json_path, overwrite=overwrite)
+        stdout.print(report.summary(max_per_check=max_per_check), markup=False)
+    raise typer.Exit(EXIT_OK if report.passed else EXIT_AUDIT_FAILED)

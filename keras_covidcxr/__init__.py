@@ -1,0 +1,68 @@
+"""keras-covidcxr: lung segmentation and COVID-19 classification of chest X-rays.
+
+Public names are resolved lazily so that `import keras_covidcxr` (and the
+CLI's fast paths such as `covidcxr --help`) never import a Keras backend.
+
+Example:
+    >>> import keras_covidcxr
+    >>> pipeline = keras_covidcxr.Pipeline.from_preset("./my_preset")  # doctest: +SKIP
+    >>> result = pipeline.predict(["chest.png"])[0]  # doctest: +SKIP
+    >>> result.label, result.probabilities  # doctest: +SKIP
+"""
+
+import importlib
+
+from keras_covidcxr.errors import (
+    ConfigError,
+    CovidCXRError,
+    ImageDecodeError,
+    InputContractError,
+    InputError,
+    MissingDependencyError,
+    PresetError,
+    UnsupportedImageError,
+)
+from keras_covidcxr.version import __version__
+
+# public name -> module that defines it (imported on first attribute access)
+_LAZY = {
+    "ResUnet": "keras_covidcxr.models.resunet.resunet",
+    "CXRClassifier": "keras_covidcxr.models.classifier.cxr_classifier",
+    "WeightedAverageEnsemble": "keras_covidcxr.models.ensemble.weighted_average_ensemble",
+    "MajorityVoteEnsemble": "keras_covidcxr.models.ensemble.majority_vote_ensemble",
+    "Pipeline": "keras_covidcxr.models.pipeline.pipeline",
+    "PipelineResult": "keras_covidcxr.models.pipeline.pipeline_result",
+    "GradCAM": "keras_covidcxr.explain.grad_cam",
+    "list_presets": "keras_covidcxr.presets.registry",
+    "read_preset_metadata": "keras_covidcxr.presets.preset_format",
+    "load_image": "keras_covidcxr.io.image_loader",
+    "LoadedImage": "keras_covidcxr.io.image_loader",
+    "save_overlays": "keras_covidcxr.io.overlays",
+    "InputContract": "keras_covidcxr.preprocessing.input_contract",
+    "PreprocessingConfig": "keras_covidcxr.preprocessing.preprocessing_config",
+}
+
+__all__ = [
+    "ConfigError",
+    "CovidCXRError",
+    "ImageDecodeError",
+    "InputContractError",
+    "InputError",
+    "MissingDependencyError",
+    "PresetError",
+    "UnsupportedImageError",
+    "__version__",
+    *_LAZY,
+]
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'keras_covidcxr' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(__all__)

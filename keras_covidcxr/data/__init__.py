@@ -1,0 +1,86 @@
+"""Datasets: manifests, dataset builders, patient-level splits and the leakage audit.
+
+Example:
+    >>> from keras_covidcxr.data import (  # doctest: +SKIP
+    ...     from_shared_cxr_manifest, split_by_patient, audit_manifest, write_manifest)
+    >>> manifest, report = from_shared_cxr_manifest("data/cxr/manifest.csv")  # doctest: +SKIP
+    >>> manifest = split_by_patient(manifest, fractions=(0.8, 0.1, 0.1), seed=0)  # doctest: +SKIP
+    >>> audit = audit_manifest(manifest)  # doctest: +SKIP
+    >>> print(audit.summary()); write_manifest(manifest, "manifest.csv")  # doctest: +SKIP
+"""
+
+from keras_covidcxr.data.audit import CHECKS as AUDIT_CHECKS
+from keras_covidcxr.data.audit import MIN_IMAGE_SIDE, AuditFinding, AuditReport, audit_manifest
+from keras_covidcxr.data.build_report import BuildReport, BuiltManifest, DroppedItem
+from keras_covidcxr.data.builders import (
+    draw_lung_mask,
+    from_bimcv,
+    from_class_folders,
+    from_covid_gr,
+    from_covidx_list,
+    from_darwin_json,
+    from_ieee8023_metadata,
+    from_midrc_ricord,
+    from_shared_cxr_manifest,
+)
+from keras_covidcxr.data.manifest import (
+    ADULT_AGE,
+    LABELS,
+    SPLITS,
+    TASKS,
+    VIEWS,
+    DatasetError,
+    Manifest,
+    ManifestRow,
+    read_manifest,
+    write_manifest,
+)
+from keras_covidcxr.data.near_duplicates import (
+    DEFAULT_NEAR_DUPLICATE_THRESHOLD,
+    DuplicateGroup,
+    find_near_duplicates,
+    thumbnail_fingerprint,
+)
+from keras_covidcxr.data.splits import Fold, describe_splits, group_kfold, patient_strata, split_by_patient
+from keras_covidcxr.data.vocabulary import normalize_label, normalize_view
+
+__all__ = [
+    "ADULT_AGE",
+    "AUDIT_CHECKS",
+    "DEFAULT_NEAR_DUPLICATE_THRESHOLD",
+    "LABELS",
+    "MIN_IMAGE_SIDE",
+    "SPLITS",
+    "TASKS",
+    "VIEWS",
+    "AuditFinding",
+    "AuditReport",
+    "BuildReport",
+    "BuiltManifest",
+    "DatasetError",
+    "DroppedItem",
+    "DuplicateGroup",
+    "Fold",
+    "Manifest",
+    "ManifestRow",
+    "audit_manifest",
+    "describe_splits",
+    "draw_lung_mask",
+    "find_near_duplicates",
+    "from_bimcv",
+    "from_class_folders",
+    "from_covid_gr",
+    "from_covidx_list",
+    "from_darwin_json",
+    "from_ieee8023_metadata",
+    "from_midrc_ricord",
+    "from_shared_cxr_manifest",
+    "group_kfold",
+    "normalize_label",
+    "normalize_view",
+    "patient_strata",
+    "read_manifest",
+    "split_by_patient",
+    "thumbnail_fingerprint",
+    "write_manifest",
+]

@@ -1,0 +1,327 @@
+"""Audit a manifest for the leaks and exclusions the paper insists on, before any training.
+
+Errors (the audit fails): a patient in two splits; the same picture (near-duplicate, see
+`near_duplicates`) in two splits; a child (age under 18) unless allowed; a lateral view; an
+image whose smaller side is under `min_size` px (paper: 256); a missing or unreadable image or
+mask; a mask whose size differs from its image. Warnings (reported, not failing): the same
+picture under two patient ids within one split (link them before re-splitting), rows without
+a split.
+
+Example:
+    >>> report = audit_manifest(read_manifest("manifest.csv"))  # doctest: +SKIP
+    >>> print(report.summary())  # doctest: +SKIP
+    >>> report.to_json("audit.json")  # doctest: +SKIP
+"""
+
+import dataclasses
+import json
+from collections import defaultdict
+
+from keras_covidcxr.data.image_scan import ImageScan, header_size, scan_images
+from keras_covidcxr.data.manifest import ADULT_AGE
+from keras_covidcxr.data.near_duplicates import DEFAULT_NEAR_DUPLICATE_THRESHOLD, duplicate_groups
+from keras_covidcxr.errors import ConfigError
+from keras_covidcxr.io.atomic import atomic_write
+
+MIN_IMAGE_SIDE = 256  # paper: images under 256 px were dropped
+
+# check name -> (severity, what it means), in the order the summary lists them
+CHECKS = {
+    "patient_in_several_splits": ("error", "patients whose images are in more than one split"),
+    "near_duplicate_across_splits": (
+        "error",
+        "the same picture (near-duplicate files) in more than one split",
+    ),
+    "pediatric": ("error", f"patients under {ADULT_AGE} (children's films must not train an adult model)"),
+    "lateral_view": ("error", "lateral views (the models take frontal films only)"),
+    "image_too_small": ("error", "images whose smaller side is under the minimum size"),
+    "missing_file": ("error", "image or mask files that do not exist"),
+    "unreadable_file": ("error", "image or mask files that cannot be decoded"),
+    "mask_size_mismatch": ("error", "masks whose size differs from their image"),
+    "same_picture_several_patients": ("warning", "the same picture under several patient ids (one split)"),
+    "no_split": ("warning", "rows without a split"),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class AuditFinding:
+    """One problem: which check, how bad, a readable message, and the files and patients involved."""
+
+    check: str
+    severity: str
+    message: str
+    paths: tuple = ()
+    patient_ids: tuple = ()
+
+
+@dataclasses.dataclass
+class AuditReport:
+    """The audit's findings; `passed` is True when there is no error (warnings allowed)."""
+
+    findings: list
+    settings: dict
+    n_rows: int
+    n_patients: int
+    n_files: int
+
+    @property
+    def errors(self):
+        return [f for f in self.findings if f.severity == "error"]
+
+    @property
+    def warnings(self):
+        return [f for f in self.findings if f.severity == "warning"]
+
+    @property
+    def passed(self):
+        return not self.errors
+
+    def counts(self):
+        """Findings per check, for every check (zeros included)."""
+        counts = dict.fromkeys(CHECKS, 0)
+        for finding in self.findings:
+            counts[finding.check] += 1
+        return counts
+
+    def to_dict(self):
+        return {
+            "passed": self.passed,
+            "n_rows": self.n_rows,
+            "n_patients": self.n_patients,
+            "n_files": self.n_files,
+            "settings": dict(self.settings),
+            "counts": self.counts(),
+            "findings": [
+                dataclasses.asdict(f) | {"paths": list(f.paths), "patient_ids": list(f.patient_ids)}
+                for f in self.findings
+            ],
+        }
+
+    def to_json(self, path, overwrite=True):
+        """Write the report as JSON, atomically; returns the path."""
+        with atomic_write(path, "w", overwrite=overwrite) as handle:
+            json.dump(self.to_dict(), handle, indent=2)
+            handle.write("\n")
+        return path
+
+    def summary(self, max_per_check=None):
+        """Readable text naming every offending file and patient (or the first `max_per_check`)."""
+        verdict = "PASSED" if self.passed else "FAILED"
+        lines = [
+            (
+                f"Audit {verdict}: {len(self.errors)} errors, {len(self.warnings)} warnings "
+                f"in {self.n_rows} rows ({self.n_patients} patients, {self.n_files} image files)."
+            ),
+            "Settings: " + ", ".join(f"{key}={value}" for key, value in self.settings.items()),
+        ]
+        by_check = defaultdict(list)
+        for finding in self.findings:
+            by_check[finding.check].append(finding)
+        for check, (severity, meaning) in CHECKS.items():
+            found = by_check.get(check)
+            if not found:
+                continue
+            lines.append(f"[{severity}] {check} ({len(found)}): {meaning}")
+            shown = found if max_per_check is None else found[:max_per_check]
+            lines.extend(f"  - {finding.message}" for finding in shown)
+            if len(shown) < len(found):
+                lines.append(f"  ... and {len(found) - len(shown)} more")
+        return "\n".join(lines)
+
+    def __str__(self):
+        return self.summary()
+
+
+def _patients_in_several_splits(manifest):
+    rows_of = defaultdict(list)
+    for row in manifest:
+        if row.split:
+            rows_of[row.patient_id].append(row)
+    for patient, rows in rows_of.items():
+        splits = sorted({row.split for row in rows})
+        if len(splits) > 1:
+            files = "; ".join(f"{row.path} ({row.split})" for row in rows)
+            yield AuditFinding(
+                "patient_in_several_splits",
+                "error",
+                f"patient {patient} is in {', '.join(splits)}: {files}",
+                tuple(dict.fromkeys(row.path for row in rows)),
+                (patient,),
+            )
+
+
+def _row_checks(manifest, allow_pediatric):
+    unsplit = []
+    for row in manifest:
+        if not allow_pediatric and row.age is not None and row.age < ADULT_AGE:
+            yield AuditFinding(
+                "pediatric",
+                "error",
+                f"{row.path} (patient {row.patient_id}): age {row.age:g}",
+                (row.path,),
+                (row.patient_id,),
+            )
+        if row.view == "L":
+            yield AuditFinding(
+                "lateral_view",
+                "error",
+                f"{row.path} (patient {row.patient_id}): view L",
+                (row.path,),
+                (row.patient_id,),
+            )
+        if not row.split:
+            unsplit.append(row)
+    if unsplit:
+        named = ", ".join(row.path for row in unsplit[:5]) + (", ..." if len(unsplit) > 5 else "")
+        yield AuditFinding(
+            "no_split",
+            "warning",
+            f"{len(unsplit)} of {len(manifest)} rows have no split: {named}",
+            tuple(row.path for row in unsplit),
+            tuple(dict.fromkeys(r.patient_id for r in unsplit)),
+        )
+
+
+def _file_checks(scans, min_size):
+    for scan in scans:
+        patients = tuple(dict.fromkeys(row.patient_id for row in scan.rows))
+        who = f"patient {', '.join(patients)}"
+        if scan.missing:
+            yield AuditFinding(
+                "missing_file",
+                "error",
+                f"{scan.relative_path} ({who}): image file not found",
+                (scan.relative_path,),
+                patients,
+            )
+        elif scan.error:
+            yield AuditFinding(
+                "unreadable_file",
+                "error",
+                f"{scan.relative_path} ({who}): {scan.error}",
+                (scan.relative_path,),
+                patients,
+            )
+        elif scan.size is not None and min(scan.size) < min_size:
+            height, width = scan.size
+            yield AuditFinding(
+                "image_too_small",
+                "error",
+                f"{scan.relative_path} ({who}): {width}x{height} px, smaller side under {min_size}",
+                (scan.relative_path,),
+                patients,
+            )
+
+
+def _mask_checks(manifest, scans, check_images):
+    size_of = {scan.path: scan.size for scan in scans}
+    for row in manifest:
+        if row.task != "seg" or not row.mask_path:
+            continue
+        mask = manifest.resolve_mask(row)
+        who = f"patient {row.patient_id}"
+        if not mask.is_file():
+            yield AuditFinding(
+                "missing_file",
+                "error",
+                f"{row.mask_path} ({who}): mask of {row.path} not found",
+                (row.mask_path,),
+                (row.patient_id,),
+            )
+            continue
+        if not check_images:
+            continue
+        mask_size = header_size(mask)
+        if mask_size is None:
+            yield AuditFinding(
+                "unreadable_file",
+                "error",
+                f"{row.mask_path} ({who}): mask cannot be decoded",
+                (row.mask_path,),
+                (row.patient_id,),
+            )
+            continue
+        image = size_of.get(manifest.resolve(row))
+        if image is not None and (mask_size[1], mask_size[0]) != image:
+            yield AuditFinding(
+                "mask_size_mismatch",
+                "error",
+                f"{row.mask_path} ({who}): mask {mask_size[0]}x{mask_size[1]} px, "
+                f"image {row.path} {image[1]}x{image[0]} px",
+                (row.mask_path, row.path),
+                (row.patient_id,),
+            )
+
+
+def _duplicate_checks(scans, threshold):
+    for group in duplicate_groups([scan for scan in scans if scan.fingerprint is not None], threshold):
+        patients = ", ".join(group.patient_ids)
+        files = "; ".join(group.paths)
+        if len(group.splits) > 1:
+            yield AuditFinding(
+                "near_duplicate_across_splits",
+                "error",
+                f"same picture in {', '.join(group.splits)} (patients {patients}; similarity >= "
+                f"{group.min_similarity}): {files}",
+                group.paths,
+                group.patient_ids,
+            )
+        elif len(group.patient_ids) > 1:
+            yield AuditFinding(
+                "same_picture_several_patients",
+                "warning",
+                f"same picture under patients {patients} (similarity >= {group.min_similarity}): {files}",
+                group.paths,
+                group.patient_ids,
+            )
+
+
+def audit_manifest(
+    manifest,
+    *,
+    allow_pediatric=False,
+    min_size=MIN_IMAGE_SIDE,
+    near_duplicate_threshold=DEFAULT_NEAR_DUPLICATE_THRESHOLD,
+    check_images=True,
+    progress=None,
+):
+    """Run every check on `manifest` and return an `AuditReport`.
+
+    Args:
+        manifest: the `Manifest` to audit (splits are read from its `split` column).
+        allow_pediatric: do not flag patients under 18.
+        min_size: smallest allowed image side in pixels (paper: 256).
+        near_duplicate_threshold: thumbnail correlation at or above which two files count as the
+            same picture (default 0.97; see `keras_covidcxr.data.near_duplicates` for why).
+        check_images: decode the images (sizes, near-duplicates, unreadable files); when False
+            only file existence and the manifest's own columns are checked.
+        progress: optional `callable(done, total)` called after each image file is read.
+    """
+    if min_size < 0 or int(min_size) != min_size:
+        raise ConfigError(f"min_size={min_size!r}: need a whole number of pixels >= 0")
+    if not -1.0 <= near_duplicate_threshold <= 1.0:
+        raise ConfigError(f"near_duplicate_threshold={near_duplicate_threshold!r}: a correlation in [-1, 1]")
+    if check_images:
+        scans = scan_images(manifest, progress=progress)
+    else:
+        scans = {}
+        for row in manifest:
+            path = manifest.resolve(row)
+            scans.setdefault(path, ImageScan(path, row.path, [], missing=not path.is_file())).rows.append(row)
+        scans = list(scans.values())
+    findings = [
+        *_patients_in_several_splits(manifest),
+        *(_duplicate_checks(scans, near_duplicate_threshold) if check_images else ()),
+        *_row_checks(manifest, allow_pediatric),
+        *_file_checks(scans, min_size),
+        *_mask_checks(manifest, scans, check_images),
+    ]
+    order = list(CHECKS)
+    findings.sort(key=lambda finding: order.index(finding.check))
+    settings = {
+        "min_size": int(min_size),
+        "near_duplicate_threshold": near_duplicate_threshold,
+        "allow_pediatric": allow_pediatric,
+        "check_images": check_images,
+    }
+    return AuditReport(findings, settings, len(manifest), len(manifest.patient_ids()), len(scans))

@@ -1,0 +1,96 @@
+"""Build a classification manifest from a folder per class (`root/COVID/*.png`, `root/Normal/*.png`).
+
+Split folders above the class folders (`root/train/COVID/...`, `root/test/...`) set the rows'
+split. Such layouts rarely say who the patient is: by default every image is its own patient,
+which the report says out loud; pass `patient_id_pattern` (a regex whose first group is the
+patient) when file names carry it.
+
+Example:
+    >>> manifest, report = from_class_folders("COVID-19_Radiography_Dataset")  # doctest: +SKIP
+    >>> manifest, report = from_class_folders("data", patient_id_pattern=r"^(person\\d+)_")  # doctest: +SKIP
+"""
+
+import re
+
+from keras_covidcxr.data.build_report import BuildReport, BuiltManifest
+from keras_covidcxr.data.builders._files import find_images, relative_posix, require_folder
+from keras_covidcxr.data.manifest import DatasetError, Manifest, ManifestRow
+from keras_covidcxr.data.vocabulary import normalize_label
+
+_SPLIT_FOLDERS = {
+    "train": "train",
+    "training": "train",
+    "val": "val",
+    "valid": "val",
+    "validation": "val",
+    "test": "test",
+    "testing": "test",
+}
+
+
+def _class_folders(root, class_map):
+    """(split, folder, label-or-None) for every class folder under `root`."""
+    found = []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        split = _SPLIT_FOLDERS.get(folder.name.lower())
+        if split is not None:
+            for inner in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
+                found.append((split, inner, _label_of(inner.name, class_map)))
+        else:
+            found.append((None, folder, _label_of(folder.name, class_map)))
+    return found
+
+
+def _label_of(name, class_map):
+    if class_map is not None:
+        return class_map.get(name)
+    return normalize_label(name.replace("_", " "))
+
+
+def from_class_folders(root, class_map=None, source=None, patient_id_pattern=None):
+    """Cls rows for the images under each class folder of `root`.
+
+    Args:
+        root: the folder holding one folder per class (optionally inside train/val/test folders).
+        class_map: folder name -> label (e.g. `{"P": "covid", "N": "normal"}`); by default the
+            folder name is read as a label ("COVID-19", "Normal", "Viral Pneumonia", ...).
+            Folders that map to no label are dropped and reported.
+        source: the `source` of every row (default: the root folder's name).
+        patient_id_pattern: regex searched in the file name; its first group is the patient id.
+    """
+    root = require_folder(root, "dataset")
+    source = source or root.name
+    pattern = re.compile(patient_id_pattern) if patient_id_pattern else None
+    report = BuildReport(f"class-folders ({source})")
+    rows = []
+    folders = _class_folders(root, class_map)
+    if not folders:
+        raise DatasetError(f"{root}: no class folders found")
+    for split, folder, label in folders:
+        images = find_images(folder)
+        if label is None:
+            for image in images:
+                report.drop(relative_posix(image, root), f"folder {folder.name!r} is not a known class")
+            continue
+        for image in images:
+            patient = image.stem
+            if pattern is not None:
+                match = pattern.search(image.name)
+                if match is None:
+                    report.drop(relative_posix(image, root), "file name does not match patient_id_pattern")
+                    continue
+                patient = match.group(1)
+            rows.append(
+                ManifestRow(
+                    path=relative_posix(image, root),
+                    task="cls",
+                    patient_id=f"{source}:{patient}",
+                    label=label,
+                    source=source,
+                    split=split,
+                )
+            )
+            report.keep(label)
+    if pattern is None and rows:
+        report.note("no patient ids in this layout: each image counts as its own patient")
+    return BuiltManifest(Manifest(rows, root=root), report)

@@ -1,0 +1,22 @@
+"""Build a classification manifest from COVID-GR-1.0 (Tabik et al. 2020): folders `P/` and `N/`.
+
+`P` holds RT-PCR-positive films (covid) and `N` negative ones (normal); one film per patient,
+so the file name is the patient id. The paper used 426 + 426 images, split 80/20.
+
+Example:
+    >>> manifest, report = from_covid_gr("COVID-GR-1.0")  # doctest: +SKIP
+"""
+
+from keras_covidcxr.data.build_report import BuiltManifest
+from keras_covidcxr.data.builders.class_folders import from_class_folders
+
+COVID_GR_CLASSES = {"P": "covid", "N": "normal"}
+
+
+def from_covid_gr(root):
+    """Cls rows for `root/P/*` (covid) and `root/N/*` (normal); patient ids `covid-gr:<file stem>`."""
+    manifest, report = from_class_folders(
+        root, class_map=COVID_GR_CLASSES, source="covid-gr", patient_id_pattern=r"^(.+?)\.[^.]+$"
+    )
+    report.builder = "covid-gr"
+    return BuiltManifest(manifest, report)

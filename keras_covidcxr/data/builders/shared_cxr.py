@@ -1,0 +1,93 @@
+"""Convert the curated shared CXR folder's `manifest.csv` into a manifest.
+
+Its columns: `file, task, label, patient_id, view, age, source_repo, source_path, license`.
+`label` "unknown" becomes empty; seg rows get `mask_path` by swapping `images/` for `masks/`
+(`seg/images/NAME.png` -> `seg/masks/NAME.png`); `source` is the patient id's prefix
+(`ieee8023:12` -> `ieee8023`, also `actualmed`, `figure1`). The licence travels as an extra column.
+
+Example:
+    >>> manifest, report = from_shared_cxr_manifest("data/cxr/manifest.csv")  # doctest: +SKIP
+    >>> write_manifest(manifest, "/tmp/shared_manifest.csv")  # doctest: +SKIP
+"""
+
+import csv
+from pathlib import PurePosixPath
+
+from keras_covidcxr.data.build_report import BuildReport, BuiltManifest
+from keras_covidcxr.data.builders._files import require_file
+from keras_covidcxr.data.manifest import LABELS, TASKS, DatasetError, Manifest, ManifestRow
+from keras_covidcxr.data.vocabulary import normalize_view, parse_age
+
+_REQUIRED = ("file", "task", "label", "patient_id")
+
+
+def _mask_path(image_path):
+    parts = list(PurePosixPath(image_path).parts)
+    if "images" not in parts:
+        return None
+    parts[len(parts) - 1 - parts[::-1].index("images")] = "masks"
+    return PurePosixPath(*parts).as_posix()
+
+
+def _source(patient_id, source_repo):
+    if ":" in patient_id:
+        return patient_id.split(":", 1)[0]
+    return (source_repo or "").split(" ", 1)[0].split("/")[-1] or None
+
+
+def from_shared_cxr_manifest(csv_path):
+    """Rows for every seg/cls line of the shared manifest whose files exist."""
+    csv_path = require_file(csv_path, "shared CXR manifest")
+    root = csv_path.parent
+    report = BuildReport("shared-cxr")
+    rows, seen = [], set()
+    with open(csv_path, newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle)
+        missing = [name for name in _REQUIRED if name not in (reader.fieldnames or [])]
+        if missing:
+            raise DatasetError(f"{csv_path}:1: missing column(s) {', '.join(missing)}")
+        for record in reader:
+            path = (record["file"] or "").strip()
+            task = (record["task"] or "").strip()
+            where = path or f"{csv_path.name}:{reader.line_num}"
+            label = (record["label"] or "").strip().lower()
+            label = None if label in ("", "unknown") else label
+            if task not in TASKS:
+                report.drop(where, f"task {task!r} is not seg/cls")
+                continue
+            if label is not None and label not in LABELS:
+                report.drop(where, f"label {label!r} is not covid/normal/pneumonia")
+                continue
+            if task == "cls" and label is None:
+                report.drop(where, "cls row without a known label")
+                continue
+            if (path, task) in seen:
+                report.drop(where, f"{task} row listed twice")
+                continue
+            if not (root / path).is_file():
+                report.drop(where, "image file not found")
+                continue
+            mask_path = _mask_path(path) if task == "seg" else None
+            if task == "seg" and (mask_path is None or not (root / mask_path).is_file()):
+                report.drop(where, "mask file not found")
+                continue
+            patient_id = (record["patient_id"] or "").strip()
+            if not patient_id:
+                report.drop(where, "no patient id")
+                continue
+            seen.add((path, task))
+            rows.append(
+                ManifestRow(
+                    path=path,
+                    task=task,
+                    patient_id=patient_id,
+                    label=label,
+                    mask_path=mask_path,
+                    view=normalize_view(record.get("view")),
+                    age=parse_age(record.get("age")),
+                    source=_source(patient_id, record.get("source_repo")),
+                    extra={"license": (record.get("license") or "").strip()},
+                )
+            )
+            report.keep(label)
+    return BuiltManifest(Manifest(rows, root=root), report)

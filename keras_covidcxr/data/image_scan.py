@@ -1,0 +1,70 @@
+"""Read every distinct image of a manifest once: its size, its near-duplicate fingerprint, or why it failed.
+
+Rows that share a file (a film used for seg and for cls) share one scan.
+
+Example:
+    >>> scans = scan_images(manifest, progress=lambda done, total: None)  # doctest: +SKIP
+    >>> [(scan.relative_path, scan.size) for scan in scans if scan.error]  # doctest: +SKIP
+"""
+
+import dataclasses
+
+from keras_covidcxr.data.near_duplicates import thumbnail_fingerprint
+from keras_covidcxr.errors import CovidCXRError
+
+
+@dataclasses.dataclass
+class ImageScan:
+    """One image file: the manifest rows that use it, its (height, width), fingerprint, or error."""
+
+    path: object
+    relative_path: str
+    rows: list
+    size: tuple | None = None
+    fingerprint: object = None
+    error: str | None = None
+    missing: bool = False
+
+
+def header_size(path):
+    """(width, height) from the file header with Pillow, or None when Pillow cannot tell."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            return image.size
+    except (OSError, UnidentifiedImageError, ValueError):
+        return None
+
+
+def scan_images(manifest, progress=None, fingerprints=True):
+    """An `ImageScan` per distinct image path of `manifest`, in manifest order.
+
+    Args:
+        manifest: the `Manifest` whose images to read.
+        progress: optional `callable(done, total)` called after each file.
+        fingerprints: also compute the near-duplicate fingerprint.
+    """
+    from keras_covidcxr.io.image_loader import load_image
+
+    scans = {}
+    for row in manifest:
+        path = manifest.resolve(row)
+        if path not in scans:
+            scans[path] = ImageScan(path=path, relative_path=row.path, rows=[])
+        scans[path].rows.append(row)
+    total = len(scans)
+    for done, scan in enumerate(scans.values(), start=1):
+        if not scan.path.is_file():
+            scan.missing = True
+        else:
+            try:
+                pixels = load_image(scan.path).pixels
+                scan.size = tuple(int(side) for side in pixels.shape[:2])
+                if fingerprints:
+                    scan.fingerprint = thumbnail_fingerprint(pixels)
+            except (CovidCXRError, OSError, ValueError) as error:
+                scan.error = str(error)
+        if progress is not None:
+            progress(done, total)
+    return list(scans.values())

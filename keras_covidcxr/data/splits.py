@@ -1,0 +1,176 @@
+"""Patient-level splits: no patient (or group of linked patients) ever lands in two splits.
+
+One split serves both tasks: a patient's seg and cls rows go to the same split. Patients are
+stratified by their label (the most frequent cls label, ties broken by first appearance;
+patients with seg rows only form their own stratum), so each split keeps the class mix.
+
+Example:
+    >>> from keras_covidcxr.data.manifest import Manifest, ManifestRow
+    >>> rows = [ManifestRow(f"{i}.png", "cls", f"p{i % 50}", label=("covid", "normal")[i % 2])
+    ...         for i in range(200)]
+    >>> split = split_by_patient(Manifest(rows), fractions=(0.8, 0.1, 0.1), seed=0)
+    >>> sorted(split.counts("split"))
+    [('test',), ('train',), ('val',)]
+"""
+
+import warnings
+from collections import Counter, defaultdict
+from typing import NamedTuple
+
+import numpy as np
+
+from keras_covidcxr.data.manifest import SPLITS, DatasetError
+from keras_covidcxr.errors import ConfigError
+
+SEG_ONLY_STRATUM = "(seg only)"
+
+
+def patient_strata(manifest):
+    """patient_id -> stratum: the patient's most frequent cls label (first seen wins ties)."""
+    labels = defaultdict(list)
+    for row in manifest:
+        labels[row.patient_id]  # every patient gets an entry, seg-only ones too
+        if row.task == "cls" and row.label is not None:
+            labels[row.patient_id].append(row.label)
+    strata = {}
+    for patient, patient_labels in labels.items():
+        if not patient_labels:
+            strata[patient] = SEG_ONLY_STRATUM
+            continue
+        counts = Counter(patient_labels)
+        best = max(counts.values())
+        strata[patient] = next(label for label in patient_labels if counts[label] == best)
+    return strata
+
+
+def _linked_groups(patient_ids, links):
+    """patient_id -> group key; patients named together in one of `links` share a group."""
+    parent = {patient: patient for patient in patient_ids}
+
+    def find(patient):
+        while parent[patient] != patient:
+            parent[patient] = parent[parent[patient]]
+            patient = parent[patient]
+        return patient
+
+    for link in links:
+        members = [patient for patient in link if patient in parent]
+        for other in members[1:]:
+            parent[find(other)] = find(members[0])
+    return {patient: find(patient) for patient in patient_ids}
+
+
+def _check_fractions(fractions):
+    fractions = tuple(float(f) for f in fractions)
+    if len(fractions) != len(SPLITS) or any(f < 0 for f in fractions) or not np.isclose(sum(fractions), 1.0):
+        raise ConfigError(
+            f"fractions {fractions} must be three non-negative numbers (train, val, test) summing to 1"
+        )
+    return fractions
+
+
+def split_by_patient(manifest, fractions=(0.8, 0.1, 0.1), seed=0, linked_patients=()):
+    """A copy of `manifest` with every row's `split` set to train / val / test.
+
+    Within each stratum the patient groups are shuffled (seeded) and each goes to the split that,
+    after taking it, is least filled relative to its target share of that stratum's images, so
+    splits come out near `fractions` in images while patients stay whole.
+
+    Args:
+        manifest: the `Manifest` to split (existing split values are replaced).
+        fractions: train, val, test shares of the images (paper: 80/10/10).
+        seed: the shuffle seed; the same manifest and seed give the same split.
+        linked_patients: groups of patient ids to keep together, e.g. ids that share a picture
+            (`[g.patient_ids for g in find_near_duplicates(manifest)]`): public sets re-upload films.
+    """
+    fractions = _check_fractions(fractions)
+    if len(manifest) == 0:
+        raise DatasetError("cannot split an empty manifest")
+    strata = patient_strata(manifest)
+    groups = _linked_groups(list(strata), linked_patients)
+    images_per_patient = Counter(row.patient_id for row in manifest)
+
+    # a linked group takes the stratum of its largest member so it is placed once
+    members = defaultdict(list)
+    for patient, group in groups.items():
+        members[group].append(patient)
+    order = {patient: index for index, patient in enumerate(strata)}
+    group_stratum = {
+        group: strata[max(patients, key=lambda p: (images_per_patient[p], -order[p]))]
+        for group, patients in members.items()
+    }
+    rng = np.random.default_rng(seed)
+    assignment = {}
+    for stratum in sorted(set(group_stratum.values())):
+        stratum_groups = sorted(group for group, s in group_stratum.items() if s == stratum)
+        rng.shuffle(stratum_groups)
+        sizes = {group: sum(images_per_patient[p] for p in members[group]) for group in stratum_groups}
+        targets = np.asarray(fractions) * sum(sizes.values())
+        filled = np.zeros(len(SPLITS))
+        for group in stratum_groups:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                after = np.where(targets > 0, (filled + sizes[group]) / targets, np.inf)
+            choice = int(np.argmin(after))
+            filled[choice] += sizes[group]
+            for patient in members[group]:
+                assignment[patient] = SPLITS[choice]
+    return manifest.with_rows(row.replace(split=assignment[row.patient_id]) for row in manifest)
+
+
+class Fold(NamedTuple):
+    """One cross-validation fold: the manifest to train on and the one to test on."""
+
+    train: object
+    test: object
+
+
+def group_kfold(manifest, k=5, seed=0):
+    """`k` patient-grouped, label-stratified folds (`Fold(train, test)` manifests), seeded.
+
+    Uses scikit-learn's StratifiedGroupKFold with each row's patient stratum as its class.
+    The `split` column of the returned manifests is left as it was.
+
+    Raises:
+        ConfigError: k < 2, or fewer patients than folds.
+    """
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    if int(k) != k or k < 2:
+        raise ConfigError(f"k={k!r}: need an integer number of folds >= 2")
+    strata = patient_strata(manifest)
+    if len(strata) < k:
+        raise ConfigError(f"k={k}: the manifest has only {len(strata)} patients, fewer than the folds")
+    patients = [row.patient_id for row in manifest]
+    classes = [strata[patient] for patient in patients]
+    splitter = StratifiedGroupKFold(n_splits=int(k), shuffle=True, random_state=seed)
+    folds = []
+    with warnings.catch_warnings():
+        # "The least populated class has only n members": small strata cannot fill every fold
+        warnings.simplefilter("ignore", UserWarning)
+        for train_index, test_index in splitter.split(np.zeros(len(patients)), classes, groups=patients):
+            folds.append(
+                Fold(
+                    manifest.with_rows(manifest[i] for i in train_index),
+                    manifest.with_rows(manifest[i] for i in test_index),
+                )
+            )
+    return folds
+
+
+def describe_splits(manifest):
+    """One line per split: images, patients, and images per task:label.
+
+    Example: "train: 80 images, 40 patients (cls:covid 40, cls:normal 40)".
+    """
+    images, patients = defaultdict(Counter), defaultdict(set)
+    for row in manifest:
+        split = row.split or "(none)"
+        images[split][f"{row.task}:{row.label or '-'}"] += 1
+        patients[split].add(row.patient_id)
+    lines = []
+    for split in sorted(images, key=lambda s: (SPLITS + ("(none)",)).index(s)):
+        counts = ", ".join(f"{key} {n}" for key, n in sorted(images[split].items()))
+        lines.append(
+            f"{split}: {sum(images[split].values())} images, {len(patients[split])} patients ({counts})"
+        )
+    return "\n".join(lines)

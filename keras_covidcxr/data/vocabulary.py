@@ -1,0 +1,113 @@
+"""Map the spellings public datasets use onto the manifest's vocabulary (views, labels, sex, age).
+
+Example:
+    >>> normalize_view("AP supine"), normalize_view("Lateral"), normalize_view("")
+    ('AP Supine', 'L', 'unknown')
+    >>> normalize_label("Pneumonia/Viral/COVID-19"), normalize_label("No Finding")
+    ('covid', 'normal')
+"""
+
+import math
+import re
+
+_VIEW_ALIASES = {
+    "pa": "PA",
+    "posteroanterior": "PA",
+    "ap": "AP",
+    "anteroposterior": "AP",
+    "ap erect": "AP",
+    "ap upright": "AP",
+    "ap semi erect": "AP",
+    "ap supine": "AP Supine",
+    "ap-supine": "AP Supine",
+    "supine ap": "AP Supine",
+    "supine": "AP Supine",
+    "l": "L",
+    "ll": "L",
+    "lat": "L",
+    "lateral": "L",
+    "left lateral": "L",
+    "right lateral": "L",
+    "rl": "L",
+    "lateral decubitus": "L",
+}
+
+# Findings that are a pneumonia of another cause (ieee8023's `finding` taxonomy, COVIDx labels).
+_PNEUMONIA_WORDS = (
+    "pneumonia",
+    "bacterial",
+    "viral",
+    "fungal",
+    "streptococcus",
+    "klebsiella",
+    "mycoplasma",
+    "legionella",
+    "chlamydophila",
+    "e.coli",
+    "pneumocystis",
+    "sars",
+    "mers",
+    "influenza",
+    "varicella",
+    "lipoid",
+    "aspergillosis",
+    "nocardia",
+    "herpes",
+    "staphylococcus",
+)
+
+
+def normalize_view(text):
+    """`PA`, `AP`, `AP Supine`, `L` or `unknown` for a view written any common way."""
+    key = re.sub(r"[\s_]+", " ", str(text or "")).strip().lower()
+    if not key:
+        return "unknown"
+    if key in _VIEW_ALIASES:
+        return _VIEW_ALIASES[key]
+    if "lat" in key.split() or "lateral" in key:
+        return "L"
+    if "supine" in key:
+        return "AP Supine"
+    if key.startswith("ap"):
+        return "AP"
+    if key.startswith("pa"):
+        return "PA"
+    return "unknown"
+
+
+def normalize_label(text):
+    """`covid`, `normal`, `pneumonia`, or None for findings that are none of these (ARDS, "todo", ...)."""
+    key = str(text or "").strip().lower()
+    if not key:
+        return None
+    if "covid" in key or "sars-cov-2" in key:
+        return "covid"
+    if key in ("normal", "no finding", "no findings", "healthy"):
+        return "normal"
+    if any(word in key for word in _PNEUMONIA_WORDS):
+        return "pneumonia"
+    return None
+
+
+def normalize_sex(text):
+    """`M`, `F` or None."""
+    key = str(text or "").strip().lower()
+    if key in ("m", "male", "man"):
+        return "M"
+    if key in ("f", "female", "woman"):
+        return "F"
+    return None
+
+
+def parse_age(text):
+    """Years as a float from "54", "54.0", "050Y" (DICOM), "50+" or "early 40s"; None when absent."""
+    text = str(text or "").strip()
+    dicom_age = re.fullmatch(r"(\d{3})([DWMY])", text.upper())  # DICOM AS: "006M" = 6 months
+    if dicom_age:
+        days_per_unit = {"D": 1, "W": 7, "M": 365.25 / 12, "Y": 365.25}[dicom_age.group(2)]
+        return round(int(dicom_age.group(1)) * days_per_unit / 365.25, 2)
+    match = re.search(r"\d+(\.\d+)?", text)
+    if not match:
+        return None
+    age = float(match.group())
+    return age if math.isfinite(age) and 0 <= age < 150 else None

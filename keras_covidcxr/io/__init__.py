@@ -1,0 +1,1 @@
+"""Reading chest X-rays and writing outputs safely."""

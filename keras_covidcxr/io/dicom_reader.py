@@ -1,0 +1,321 @@
+"""DICOM decoding for `load_image`: pixels to [0, 1] gray, plus the few tags we keep.
+
+pydicom is an optional extra (`pip install "keras-covidcxr[dicom]"`), imported only
+when a DICOM file is read. The raw PatientID never leaves this module: it is reduced
+to a keyed hash (`hash_patient_id`) and is redacted from any error message.
+"""
+
+import hashlib
+import hmac
+import re
+import secrets
+from collections.abc import Sequence
+
+import numpy as np
+
+from keras_covidcxr.errors import (
+    ConfigError,
+    CovidCXRError,
+    ImageDecodeError,
+    MissingDependencyError,
+    UnsupportedImageError,
+)
+
+DICOM_INSTALL_HINT = 'pip install "keras-covidcxr[dicom]"'
+
+# Hashes made with the default key can be compared within one process only.
+_PROCESS_KEY = secrets.token_bytes(32)
+
+_LATERAL_VIEWS = {"LL", "RL", "LATERAL", "LAT", "L"}
+_AGE_UNIT_IN_YEARS = {"Y": 1.0, "M": 1.0 / 12.0, "W": 7.0 / 365.25, "D": 1.0 / 365.25}
+_COLOR_PHOTOMETRICS = {
+    "RGB",
+    "YBR_FULL",
+    "YBR_FULL_422",
+    "YBR_PARTIAL_420",
+    "YBR_ICT",
+    "YBR_RCT",
+}
+
+
+def hash_patient_id(patient_id, key=None):
+    """HMAC-SHA256 of a patient id, as 16 hex characters; None for a blank id.
+
+    `key` (bytes or str) should be fixed by the caller when hashes must match
+    across runs; without one, a random key made once per process is used.
+
+    Example:
+        >>> a = hash_patient_id("PAT-001", key="site-secret")
+        >>> a == hash_patient_id("PAT-001", key="site-secret"), len(a)
+        (True, 16)
+    """
+    if isinstance(patient_id, str):
+        patient_id = patient_id.encode("utf-8")
+    patient_id = bytes(patient_id).strip(b" \x00")
+    if not patient_id:
+        return None
+    return hmac.new(_key_bytes(key), patient_id, hashlib.sha256).hexdigest()[:16]
+
+
+def _key_bytes(key):
+    if key is None:
+        return _PROCESS_KEY
+    if isinstance(key, str):
+        key = key.encode("utf-8")
+    if not isinstance(key, (bytes, bytearray)) or not key:
+        raise ConfigError("patient_id_key must be a non-empty bytes or str value")
+    return bytes(key)
+
+
+def parse_age(value):
+    """DICOM PatientAge ("045Y", "006M", "010W", "003D") in years; None if unreadable.
+
+    Example:
+        >>> parse_age("045Y"), parse_age("006M"), parse_age("")
+        (45.0, 0.5, None)
+    """
+    match = re.fullmatch(r"\s*(\d{1,3})\s*([DWMY]?)\s*", str(value or "").upper())
+    if match is None:
+        return None
+    return int(match.group(1)) * _AGE_UNIT_IN_YEARS[match.group(2) or "Y"]
+
+
+def normalise_view(value):
+    """ViewPosition as "PA", "AP", "L" (any lateral) or the raw string; None if blank.
+
+    Example:
+        >>> normalise_view("LL"), normalise_view(" pa "), normalise_view("LLD")
+        ('L', 'PA', 'LLD')
+    """
+    view = str(value or "").strip().upper()
+    if not view:
+        return None
+    return "L" if view in _LATERAL_VIEWS else view
+
+
+def _import_pydicom(name):
+    try:
+        import pydicom
+        import pydicom.pixels
+    except ImportError as exc:
+        raise MissingDependencyError(
+            f"{name}: reading DICOM needs pydicom; install it with {DICOM_INSTALL_HINT}"
+        ) from exc
+    return pydicom
+
+
+def read_dicom(path, name, *, max_pixels, patient_id_key, has_preamble):
+    """Decode a single-frame DICOM file; returns (float32 pixels in [0, 1], metadata).
+
+    `name` is how the file is named in error messages. Errors from pydicom are
+    wrapped by the caller; this function raises the typed refusals itself.
+    """
+    pydicom = _import_pydicom(name)
+    try:
+        ds = pydicom.dcmread(path, force=not has_preamble)
+    except pydicom.errors.InvalidDicomError as exc:
+        raise ImageDecodeError(f"{name}: not a valid DICOM file ({exc})") from exc
+    if not any(keyword in ds for keyword in ("SOPClassUID", "Rows", "PixelData")):
+        if has_preamble:
+            raise ImageDecodeError(f"{name}: truncated or corrupt DICOM (no image elements found)")
+        raise ImageDecodeError(
+            f"{name}: not a recognised image format (no DICOM preamble and no image elements)"
+        )
+    # Read the ID from the raw element so that pydicom's value checks never echo it.
+    raw_id = ds.get_item(0x00100020)
+    raw_id = raw_id.value if raw_id is not None else None
+    redacted = None
+    try:
+        pixels, voi = _decode_pixels(pydicom, ds, name, max_pixels)
+        metadata = {
+            "format": "DICOM",
+            "bits": int(ds.BitsAllocated),
+            "modality": str(ds.get("Modality") or "").strip() or None,
+            "view": normalise_view(ds.get("ViewPosition")),
+            "age": parse_age(ds.get("PatientAge")),
+            "patient_id_hash": hash_patient_id(raw_id, patient_id_key) if raw_id else None,
+            "photometric": str(ds.PhotometricInterpretation).strip(),
+            "voi": voi,
+        }
+    except Exception as exc:
+        redacted = _redacted(exc, raw_id, name)
+        if redacted is exc:
+            raise
+    if redacted is not None:
+        raise redacted  # outside the except block, so the original is not chained to it
+    return pixels, metadata
+
+
+def _redacted(exc, raw_id, name):
+    """`exc`, or a copy without the raw patient id if it or an exception it chains names it."""
+    if not raw_id:
+        return exc
+    patient_id = raw_id.decode("utf-8", "replace") if isinstance(raw_id, bytes) else str(raw_id)
+    patient_id = patient_id.strip(" \x00")
+    chain, link = [], exc
+    while link is not None and link not in chain:
+        chain.append(link)
+        link = link.__cause__ or link.__context__
+    if not patient_id or not any(patient_id in str(link) for link in chain):
+        return exc
+    text = str(exc).replace(patient_id, "<patient id>")
+    if isinstance(exc, CovidCXRError):
+        return type(exc)(text)
+    return ImageDecodeError(f"{name}: truncated or corrupt DICOM ({type(exc).__name__}: {text})")
+
+
+def _decode_pixels(pydicom, ds, name, max_pixels):
+    from pydicom.pixels import apply_modality_lut
+
+    if "PixelData" not in ds:
+        raise UnsupportedImageError(f"{name}: DICOM without pixel data (no PixelData element)")
+    for keyword in ("Rows", "Columns", "BitsAllocated", "PhotometricInterpretation"):
+        if ds.get(keyword) in (None, ""):
+            raise ImageDecodeError(f"{name}: DICOM is missing the required element {keyword}")
+    frames = int(ds.get("NumberOfFrames") or 1)
+    if frames > 1:
+        raise UnsupportedImageError(
+            f"{name}: multi-frame DICOM ({frames} frames); only single 2-D images are supported"
+        )
+    rows, cols = int(ds.Rows), int(ds.Columns)
+    if rows * cols > max_pixels:
+        raise UnsupportedImageError(
+            f"{name}: image of {cols}x{rows} pixels exceeds the limit of {max_pixels} pixels"
+        )
+    photometric = str(ds.PhotometricInterpretation).strip().upper()
+    if photometric not in {"MONOCHROME1", "MONOCHROME2"} | _COLOR_PHOTOMETRICS:
+        raise UnsupportedImageError(f"{name}: photometric interpretation {photometric!r} is not supported")
+    other_decoders = _check_decoder(pydicom, ds, name)
+    try:
+        arr = ds.pixel_array
+    except Exception as exc:
+        if not other_decoders:
+            raise
+        syntax = ds.file_meta.TransferSyntaxUID
+        raise ImageDecodeError(
+            f"{name}: could not decode the {syntax.name} pixel data "
+            f"({type(exc).__name__}: {exc}); if the file is intact, a decoder that is not "
+            f"installed may handle it: {other_decoders}"
+        ) from exc
+    color = photometric in _COLOR_PHOTOMETRICS
+    if arr.shape != ((rows, cols, 3) if color else (rows, cols)):
+        raise UnsupportedImageError(f"{name}: pixel data of shape {arr.shape} is not a single 2-D image")
+    if color:
+        # pydicom returns YBR data converted to RGB; modality and VOI LUTs are for gray only.
+        luma = arr.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+        return _to_float32(luma / (2 ** int(ds.get("BitsStored") or 8) - 1)), None
+
+    values = apply_modality_lut(arr, ds)
+    if _has_voi_lut(ds):
+        out, voi = _apply_voi_lut_sequence(values, ds), "VOI LUT"
+    elif (window := _window(ds)) is not None:
+        out, voi = _apply_window(values, *window), "window"
+    else:
+        out, voi = _min_max(values), "min-max"
+    if photometric == "MONOCHROME1":
+        out = 1.0 - out
+    return _to_float32(out), voi
+
+
+def _check_decoder(pydicom, ds, name):
+    """Refuse pixel data no installed plugin can decode, naming what to install.
+
+    Returns the uninstalled decoder options for compressed data (to hint at when
+    the installed ones fail), else "".
+    """
+    file_meta = getattr(ds, "file_meta", None)
+    if file_meta is None or "TransferSyntaxUID" not in file_meta:
+        # Files without a file meta header: take the encoding pydicom read them with.
+        implicit, little = ds.original_encoding
+        if implicit:
+            syntax = pydicom.uid.ImplicitVRLittleEndian
+        elif little:
+            syntax = pydicom.uid.ExplicitVRLittleEndian
+        else:
+            syntax = pydicom.uid.ExplicitVRBigEndian
+        ds.file_meta = file_meta if file_meta is not None else pydicom.dataset.FileMetaDataset()
+        ds.file_meta.TransferSyntaxUID = syntax
+    syntax = ds.file_meta.TransferSyntaxUID
+    if not syntax.is_transfer_syntax:
+        raise UnsupportedImageError(f"{name}: unknown transfer syntax {str(syntax)!r}")
+    if not syntax.is_compressed:
+        return ""
+    try:
+        decoder = pydicom.pixels.get_decoder(syntax)
+    except NotImplementedError as exc:
+        raise UnsupportedImageError(
+            f"{name}: transfer syntax {syntax.name} ({syntax}) is not supported"
+        ) from exc
+    # Entries read like "pylibjpeg - requires pylibjpeg>=2.0 and pylibjpeg-libjpeg>=2.1".
+    options = " | ".join(dep.split(" - requires ", 1)[-1] for dep in decoder.missing_dependencies)
+    if not decoder.is_available:
+        raise MissingDependencyError(
+            f"{name}: pixel data is compressed as {syntax.name} and no installed decoder "
+            f"handles it; install one of: {options}"
+        )
+    return options
+
+
+def _has_voi_lut(ds):
+    seq = ds.get("VOILUTSequence")
+    return bool(seq) and "LUTDescriptor" in seq[0] and "LUTData" in seq[0]
+
+
+def _apply_voi_lut_sequence(values, ds):
+    """Apply the first VOI LUT, then scale the LUT's own output range to [0, 1]."""
+    from pydicom.pixels import apply_voi
+
+    if not np.issubdtype(values.dtype, np.integer):
+        values = np.rint(values).astype(np.int64)  # LUT inputs are integers
+    count, first, _ = (int(v) for v in ds.VOILUTSequence[0].LUTDescriptor)
+    table = apply_voi(np.arange(first, first + (count or 2**16)), ds)
+    low, high = float(table.min()), float(table.max())
+    if high <= low:
+        return np.zeros(values.shape)
+    return (apply_voi(values, ds).astype(np.float64) - low) / (high - low)
+
+
+def _window(ds):
+    """(center, width, function) of the first window, or None when there is no usable one."""
+    if ds.get("WindowCenter") is None or ds.get("WindowWidth") is None:
+        return None
+    center, width = _first(ds.WindowCenter), _first(ds.WindowWidth)
+    function = str(ds.get("VOILUTFunction") or "LINEAR").strip().upper()
+    # A degenerate window is common in the wild; fall back to min-max rather than fail.
+    if function not in ("LINEAR", "LINEAR_EXACT", "SIGMOID") or width <= 0:
+        return None
+    if function == "LINEAR" and width < 1:
+        return None
+    return center, width, function
+
+
+def _first(value):
+    """The first of a multi-valued element (several windows may be listed), as a float."""
+    if isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
+        value = value[0]
+    return float(value)
+
+
+def _apply_window(values, center, width, function):
+    """DICOM PS3.3 C.11.2.1.2-3 window, mapped straight to [0, 1]."""
+    values = values.astype(np.float64)
+    if function == "SIGMOID":
+        with np.errstate(over="ignore"):
+            return 1.0 / (1.0 + np.exp(-4.0 * (values - center) / width))
+    if function == "LINEAR":
+        center, width = center - 0.5, width - 1.0
+    if width == 0:  # LINEAR with width 1: a hard threshold
+        return (values > center).astype(np.float64)
+    return np.clip((values - center) / width + 0.5, 0.0, 1.0)
+
+
+def _min_max(values):
+    values = values.astype(np.float64)
+    low, high = float(values.min()), float(values.max())
+    if high <= low:
+        return np.zeros(values.shape)
+    return (values - low) / (high - low)
+
+
+def _to_float32(values):
+    return np.clip(values, 0.0, 1.0).astype(np.float32)

@@ -1,0 +1,231 @@
+"""The one image loader: any supported CXR file to a float32 gray image in [0, 1].
+
+PNG, JPEG, BMP, TIFF, GIF, WebP and PGM/PPM go through Pillow; DICOM through
+pydicom (the `dicom` extra). Every failure is a `CovidCXRError` subclass whose
+message starts with the file's path and says the reason. Only numpy, Pillow and
+(lazily) pydicom are imported; no Keras backend.
+"""
+
+import contextlib
+import dataclasses
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from keras_covidcxr.errors import (
+    ConfigError,
+    CovidCXRError,
+    ImageDecodeError,
+    UnsupportedImageError,
+)
+from keras_covidcxr.io import dicom_reader
+
+DEFAULT_MAX_PIXELS = 50_000_000
+METADATA_KEYS = (
+    "path",
+    "format",
+    "original_size",
+    "bits",
+    "modality",
+    "view",
+    "age",
+    "patient_id_hash",
+    "photometric",
+    "voi",
+)
+
+# Never EPS/PDF-style formats that shell out to other programs.
+_PILLOW_FORMATS = ("PNG", "JPEG", "BMP", "TIFF", "GIF", "WEBP", "PPM")
+_DICOM_SUFFIXES = (".dcm", ".dicom", ".dic")
+_SIGNATURES = {
+    b"\x89PNG\r\n\x1a\n": "PNG",
+    b"\xff\xd8\xff": "JPEG",
+    b"II*\x00": "TIFF",
+    b"MM\x00*": "TIFF",
+    b"GIF87a": "GIF",
+    b"GIF89a": "GIF",
+    b"BM": "BMP",
+}
+_SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
+
+
+@dataclasses.dataclass(frozen=True, eq=False, repr=False)
+class LoadedImage:
+    """A decoded image: `pixels` (float32, (height, width), in [0, 1]) and `metadata`.
+
+    `metadata` always holds the keys in `METADATA_KEYS`; a value is None where
+    the file does not say (plain images carry no modality, view, age or patient).
+    `original_size` is (height, width) as loaded, after EXIF orientation.
+    """
+
+    pixels: np.ndarray
+    metadata: dict
+
+    def __repr__(self):
+        return f"LoadedImage(pixels=<{self.pixels.dtype} {self.pixels.shape}>, metadata={self.metadata!r})"
+
+
+def load_image(path, *, max_pixels=DEFAULT_MAX_PIXELS, patient_id_key=None):
+    """Load a chest X-ray file as a float32 gray image in [0, 1].
+
+    Args:
+        path: a `str` or `Path` to a PNG, JPEG, BMP, TIFF, GIF, WebP, PGM/PPM
+            or DICOM file (DICOM is recognised by its "DICM" marker, or by a
+            .dcm suffix for files without one).
+        max_pixels: images with more than this many pixels are refused, from
+            the header, before any pixel is decoded. (Pillow's own
+            decompression-bomb limit, `2 * PIL.Image.MAX_IMAGE_PIXELS`, also
+            applies to non-DICOM files.)
+        patient_id_key: bytes or str key for the patient id hash (DICOM). Fix it
+            when hashes must match across runs; by default a random key is made
+            once per process. The raw PatientID is never kept.
+
+    Returns:
+        A `LoadedImage`.
+
+    Raises:
+        ImageDecodeError: missing, empty, truncated, corrupt or unrecognised file.
+        UnsupportedImageError: too many pixels, several frames or pages, no
+            pixel data, an unsupported pixel mode or transfer syntax.
+        MissingDependencyError: DICOM without pydicom, or compressed DICOM
+            without a decoder plugin.
+
+    Example:
+        >>> import tempfile
+        >>> from PIL import Image
+        >>> path = Path(tempfile.mkdtemp()) / "cxr.png"
+        >>> Image.new("L", (4, 3), 255).save(path)
+        >>> image = load_image(path)
+        >>> image.pixels.shape, float(image.pixels.max()), image.metadata["format"]
+        ((3, 4), 1.0, 'PNG')
+    """
+    if not isinstance(path, (str, os.PathLike)):
+        raise ConfigError(f"load_image expects a str or Path, got {type(path).__name__}")
+    if not isinstance(max_pixels, int) or max_pixels <= 0:
+        raise ConfigError(f"max_pixels must be a positive int, got {max_pixels!r}")
+    path = Path(path)
+    name = str(path)
+    head = _read_head(path, name)
+    has_preamble = head[128:132] == b"DICM"  # DICOM's marker after its 128-byte preamble
+    with _decode_errors(name):
+        if has_preamble or path.suffix.lower() in _DICOM_SUFFIXES:
+            pixels, metadata = dicom_reader.read_dicom(
+                path,
+                name,
+                max_pixels=max_pixels,
+                patient_id_key=patient_id_key,
+                has_preamble=has_preamble,
+            )
+        else:
+            pixels, metadata = _read_with_pillow(path, name, max_pixels, head)
+    metadata = {key: None for key in METADATA_KEYS} | metadata
+    metadata.update(path=name, original_size=tuple(pixels.shape))
+    return LoadedImage(pixels=pixels, metadata=metadata)
+
+
+def _read_head(path, name):
+    """The first 132 bytes, after refusing a missing, unreadable or empty file."""
+    try:
+        if path.is_dir():
+            raise ImageDecodeError(f"{name}: is a directory, not an image file")
+        with open(path, "rb") as f:
+            head = f.read(132)
+    except FileNotFoundError as exc:
+        raise ImageDecodeError(f"{name}: no such file") from exc
+    except PermissionError as exc:
+        raise ImageDecodeError(f"{name}: permission denied") from exc
+    except OSError as exc:
+        raise ImageDecodeError(f"{name}: cannot read the file ({exc.strerror or exc})") from exc
+    if not head:
+        raise ImageDecodeError(f"{name}: empty file (0 bytes)")
+    return head
+
+
+@contextlib.contextmanager
+def _decode_errors(name):
+    """Turn whatever a decoder raises into a typed error naming the file."""
+    try:
+        yield
+    except CovidCXRError:
+        raise
+    except FileNotFoundError as exc:
+        raise ImageDecodeError(f"{name}: no such file") from exc
+    except PermissionError as exc:
+        raise ImageDecodeError(f"{name}: permission denied") from exc
+    except Image.DecompressionBombError as exc:
+        raise UnsupportedImageError(f"{name}: image too large ({exc})") from exc
+    except MemoryError as exc:
+        raise UnsupportedImageError(f"{name}: not enough memory to decode the image") from exc
+    except Exception as exc:
+        # Decoders raise OSError, SyntaxError, struct.error, IndexError, ... on bad data.
+        raise ImageDecodeError(f"{name}: truncated or corrupt image ({type(exc).__name__}: {exc})") from exc
+
+
+def _read_with_pillow(path, name, max_pixels, head):
+    try:
+        with warnings.catch_warnings():
+            # We apply our own size limit; Pillow's bomb *error* (far above it) is still caught.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(path, formats=_PILLOW_FORMATS)
+    except UnidentifiedImageError as exc:
+        kind = next((k for sig, k in _SIGNATURES.items() if head.startswith(sig)), None)
+        if kind is None:
+            raise ImageDecodeError(f"{name}: not a recognised image format") from exc
+        raise ImageDecodeError(
+            f"{name}: truncated or corrupt image (a {kind} signature but an unreadable header)"
+        ) from exc
+    with image:
+        width, height = image.size
+        if width * height > max_pixels:
+            raise UnsupportedImageError(
+                f"{name}: image of {width}x{height} pixels exceeds the limit of {max_pixels} pixels"
+            )
+        frames = getattr(image, "n_frames", 1)
+        # MPO (camera JPEG) keeps previews as extra frames; its first frame is the image.
+        if frames > 1 and image.format != "MPO":
+            raise UnsupportedImageError(
+                f"{name}: {frames} frames or pages; only single 2-D images are supported"
+            )
+        image.load()  # Pillow decodes lazily; force it here so truncation is caught
+        file_format = image.format
+        image = ImageOps.exif_transpose(image)
+        pixels, bits = _to_gray(image, name)
+    return pixels, {"format": file_format, "bits": bits}
+
+
+def _to_gray(image, name):
+    """Gray float32 in [0, 1] and the bit depth it was scaled by (ITU-R 601 luma, as Pillow's 'L')."""
+    mode = image.mode
+    if mode in _SIXTEEN_BIT_MODES:
+        return (np.asarray(image).astype(np.float32) / 65535.0), 16
+    if mode == "I":
+        values = np.asarray(image, dtype=np.int64)
+        if values.min() >= 0 and values.max() <= 65535:
+            return (values / 65535.0).astype(np.float32), 16  # 16-bit data in a 32-bit mode
+        return _min_max(values), 32
+    if mode == "F":
+        values = np.asarray(image, dtype=np.float64)
+        if not np.isfinite(values).all():
+            raise ImageDecodeError(f"{name}: floating-point image holds NaN or infinite values")
+        if values.min() >= 0.0 and values.max() <= 1.0:
+            return values.astype(np.float32), 32
+        return _min_max(values), 32
+    if mode in ("P", "PA"):
+        # Via RGBA so that palette transparency is dropped without Pillow's warning.
+        image = image.convert("RGBA")
+    try:
+        gray = image.convert("L")  # alpha bands are ignored by this conversion
+    except ValueError as exc:
+        raise UnsupportedImageError(f"{name}: pixel mode {mode!r} is not supported") from exc
+    return np.asarray(gray).astype(np.float32) / 255.0, 8
+
+
+def _min_max(values):
+    values = values.astype(np.float64)
+    low, high = float(values.min()), float(values.max())
+    if high <= low:
+        return np.zeros(values.shape, np.float32)
+    return ((values - low) / (high - low)).astype(np.float32)

@@ -1,0 +1,394 @@
+"""Evaluation reports: several models' probabilities on one test set -> JSON, Markdown and PNG plots.
+
+The report is generic: it takes named score sets (members and ensembles alike), the truth and
+each image's patient, and knows nothing about models. Every metric comes with a patient-level
+bootstrap confidence interval; calibration, operating thresholds (two-class or
+`positive_class`) and breakdowns by source and by view are added when given.
+
+Example:
+    >>> import numpy as np, tempfile, pathlib
+    >>> rng = np.random.default_rng(0)
+    >>> truth = rng.choice(["covid", "normal", "pneumonia"], 60)
+    >>> scores = {"weighted_average": rng.dirichlet([1, 1, 1], 60)}
+    >>> out = pathlib.Path(tempfile.mkdtemp()) / "report"
+    >>> written = write_report(out, scores, truth, ["covid", "normal", "pneumonia"],
+    ...                        groups=np.arange(60) // 2, n_resamples=50)
+    >>> sorted(p.name for p in written.files)[:3]
+    ['confusion_weighted_average.png', 'reliability.png', 'report.json']
+"""
+
+import dataclasses
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+
+from keras_covidcxr.errors import ConfigError
+from keras_covidcxr.io.atomic import atomic_directory, atomic_write
+from keras_covidcxr.metrics.bootstrap import bootstrap_metrics
+from keras_covidcxr.metrics.breakdown import metrics_by_group
+from keras_covidcxr.metrics.calibration import reliability_curve
+from keras_covidcxr.metrics.classification import (
+    METRIC_TITLES,
+    OVERALL_METRICS,
+    PER_CLASS_METRICS,
+    metrics_from_indices,
+)
+from keras_covidcxr.metrics.inputs import check_class_names, check_groups, check_inputs
+from keras_covidcxr.metrics.thresholds import threshold_for_sensitivity, youden_threshold
+
+SCREENING_SENSITIVITY = 0.95  # the operating point reported beside Youden's
+
+
+def _number(value):
+    return None if value is None or not np.isfinite(value) else float(value)
+
+
+def _with_interval(values, intervals):
+    return {
+        metric: {"value": _number(values[metric]), "ci": [_number(v) for v in intervals[metric]]}
+        for metric in values
+    }
+
+
+def _operating_points(is_positive, scores):
+    if is_positive.all() or not is_positive.any():
+        return None
+    return {
+        "youden": youden_threshold(is_positive, scores).to_dict(),
+        f"sensitivity_{SCREENING_SENSITIVITY:g}": threshold_for_sensitivity(
+            is_positive, scores, SCREENING_SENSITIVITY
+        ).to_dict(),
+    }
+
+
+def _positive_for_thresholds(class_names, positive_class):
+    if positive_class is not None:
+        return positive_class
+    return class_names[1] if len(class_names) == 2 else None
+
+
+def evaluate_models(
+    scores,
+    y_true,
+    class_names,
+    groups=None,
+    sources=None,
+    views=None,
+    positive_class=None,
+    n_resamples=1000,
+    confidence=0.95,
+    seed=0,
+    n_bins=10,
+):
+    """The report's content as a JSON-ready dict (see `write_report` for the arguments)."""
+    names = check_class_names(class_names)
+    if not scores:
+        raise ConfigError("no score sets to evaluate")
+    labels = None
+    checked = {}
+    for model, y_prob in scores.items():
+        model_labels, probs = check_inputs(y_true, y_prob, names)
+        labels = model_labels
+        checked[str(model)] = probs
+    group_ids = check_groups(groups, len(labels))
+    threshold_class = _positive_for_thresholds(names, positive_class)
+    if threshold_class is not None and threshold_class not in names:
+        raise ConfigError(f"positive_class {threshold_class!r} is not one of {', '.join(names)}")
+    results = {
+        "class_names": list(names),
+        "n_images": len(labels),
+        "n_patients": len(np.unique(group_ids)) if groups is not None else None,
+        "support": {name: int(np.sum(labels == i)) for i, name in enumerate(names)},
+        "positive_class": threshold_class,
+        "confidence": confidence,
+        "n_resamples": int(n_resamples),
+        "seed": seed,
+        "resampling_unit": "patient" if groups is not None else "image (no patient ids given)",
+        "models": {},
+    }
+    for model, probs in checked.items():
+        point = metrics_from_indices(labels, probs, names, positive_class)
+        intervals = bootstrap_metrics(
+            labels, probs, names, groups, n_resamples, confidence, seed, positive_class
+        )
+        results["averaging"] = point.averaging
+        curve = reliability_curve(probs.argmax(axis=1) == labels, probs.max(axis=1), n_bins)
+        entry = {
+            "overall": _with_interval(point.overall, intervals["overall"]),
+            "per_class": {
+                name: _with_interval(point.per_class[name], intervals["per_class"][name]) for name in names
+            },
+            "confusion_matrix": point.confusion_matrix.tolist(),
+            "calibration": curve.to_dict(),
+        }
+        if threshold_class is not None:
+            column = names.index(threshold_class)
+            entry["operating_points"] = _operating_points(labels == column, probs[:, column])
+        for key, values in (("by_source", sources), ("by_view", views)):
+            if values is not None:
+                entry[key] = {
+                    group: {
+                        "n": result.n,
+                        "support": result.support,
+                        "overall": {m: _number(v) for m, v in result.overall.items()},
+                    }
+                    for group, result in metrics_by_group(
+                        labels, probs, names, values, positive_class
+                    ).items()
+                }
+        results["models"][model] = entry
+    return results
+
+
+# ---- Markdown ---------------------------------------------------------------------------------
+
+
+def _format(metric, cell):
+    value, (low, high) = cell["value"], cell["ci"]
+    if value is None:
+        return "n/a"
+    if metric == "auc":
+        text = f"{value:.3f}"
+        return text + (f" [{low:.3f}, {high:.3f}]" if low is not None else "")
+    text = f"{100 * value:.2f}%"
+    return text + (f" [{100 * low:.1f}, {100 * high:.1f}]" if low is not None else "")
+
+
+def _metric_table(rows, metrics):
+    lines = [
+        "| Model | " + " | ".join(METRIC_TITLES[m] for m in metrics) + " |",
+        "|---|" + "---|" * len(metrics),
+    ]
+    for model, cells in rows:
+        lines.append(f"| {model} | " + " | ".join(_format(m, cells[m]) for m in metrics) + " |")
+    return lines
+
+
+def _group_table(results, key):
+    lines = [
+        "| Model | group | n | " + " | ".join(METRIC_TITLES[m] for m in OVERALL_METRICS) + " |",
+        "|---|---|---|" + "---|" * len(OVERALL_METRICS),
+    ]
+    for model, entry in results["models"].items():
+        for group, result in entry.get(key, {}).items():
+            cells = [_format(m, {"value": result["overall"][m], "ci": [None, None]}) for m in OVERALL_METRICS]
+            lines.append(f"| {model} | {group} | {result['n']} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def render_markdown(results, title="Evaluation report", figures=None):
+    """The Markdown page of a report built by `evaluate_models` (`figures`: name -> file name)."""
+    figures = figures or {}
+    names = results["class_names"]
+    pct = round(results["confidence"] * 100)
+    patients = f" of {results['n_patients']} patients" if results["n_patients"] is not None else ""
+    support = ", ".join(f"{name} {count}" for name, count in results["support"].items())
+    lines = [
+        f"# {title}",
+        "",
+        f"{results['n_images']} images{patients}; {support}.",
+        (
+            f"Values with {pct}% bootstrap confidence intervals ({results['n_resamples']} resamples by "
+            f"{results['resampling_unit']}, seed {results['seed']}). Rates in %, AUC as a fraction."
+        ),
+        "",
+        f"## Summary ({results.get('averaging', 'macro')})",
+        "",
+        *_metric_table([(m, e["overall"]) for m, e in results["models"].items()], OVERALL_METRICS),
+        "",
+    ]
+    for name in names:
+        lines += [
+            f"## {name} vs rest",
+            "",
+            *_metric_table(
+                [(m, e["per_class"][name]) for m, e in results["models"].items()], PER_CLASS_METRICS
+            ),
+            "",
+        ]
+        if f"roc_{name}" in figures:
+            lines += [f"![ROC {name}]({figures[f'roc_{name}']})", ""]
+    lines += ["## Confusion matrices (rows: true, columns: predicted)", ""]
+    for model, entry in results["models"].items():
+        lines += [
+            f"### {model}",
+            "",
+            "| true \\ predicted | " + " | ".join(names) + " |",
+            "|---|" + "---|" * len(names),
+        ]
+        lines += [
+            f"| {name} | " + " | ".join(str(c) for c in row) + " |"
+            for name, row in zip(names, entry["confusion_matrix"])
+        ]
+        lines.append("")
+        if f"confusion_{model}" in figures:
+            lines += [f"![confusion {model}]({figures[f'confusion_{model}']})", ""]
+    lines += ["## Calibration (top-label, equal-width bins)", "", "| Model | ECE |", "|---|---|"]
+    for model, entry in results["models"].items():
+        ece = entry["calibration"]["expected_calibration_error"]
+        lines.append(f"| {model} | {'n/a' if ece is None else f'{ece:.3f}'} |")
+    lines.append("")
+    if "reliability" in figures:
+        lines += [f"![reliability]({figures['reliability']})", ""]
+    positive = results.get("positive_class")
+    if positive is not None:
+        key = f"sensitivity_{SCREENING_SENSITIVITY:g}"
+        lines += [
+            f"## Operating thresholds ({positive} vs rest)",
+            "",
+            (
+                f"| Model | Youden threshold | sensitivity | specificity | threshold for "
+                f"{SCREENING_SENSITIVITY:.0%} sensitivity | sensitivity | specificity |"
+            ),
+            "|---|---|---|---|---|---|---|",
+        ]
+        for model, entry in results["models"].items():
+            points = entry.get("operating_points")
+            if not points:
+                lines.append(f"| {model} | n/a | | | n/a | | |")
+                continue
+            youden, screen = points["youden"], points[key]
+            lines.append(
+                f"| {model} | {youden['threshold']:.3f} | {youden['sensitivity']:.1%} | "
+                f"{youden['specificity']:.1%} | {screen['threshold']:.3f} | "
+                f"{screen['sensitivity']:.1%} | {screen['specificity']:.1%} |"
+            )
+        lines.append("")
+    for key, heading in (("by_source", "By source"), ("by_view", "By view")):
+        if any(key in entry for entry in results["models"].values()):
+            lines += [f"## {heading}", "", *_group_table(results, key), ""]
+    return "\n".join(lines)
+
+
+# ---- files ------------------------------------------------------------------------------------
+
+
+def _slug(text):
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", str(text)).strip("_") or "model"
+
+
+@dataclasses.dataclass
+class WrittenReport:
+    """Where a report went: its folder, every file written, and the results dict."""
+
+    directory: Path
+    files: list
+    results: dict
+
+
+def write_report(
+    out_dir,
+    scores,
+    y_true,
+    class_names,
+    *,
+    groups=None,
+    sources=None,
+    views=None,
+    positive_class=None,
+    n_resamples=1000,
+    confidence=0.95,
+    seed=0,
+    n_bins=10,
+    title="Evaluation report",
+    overwrite=False,
+):
+    """Evaluate `scores` and write report.json, report.md and PNG plots into `out_dir`, atomically.
+
+    Args:
+        out_dir: the report folder. It must not exist, be empty, or (with `overwrite`) hold an
+            earlier report; anything else is refused, so nothing of the user's is lost.
+        scores: model name -> probabilities (n, n_classes), e.g. `{"densenet201": p1,
+            "weighted_average": p2, "majority_vote": p3}` (hard votes as one-hot rows).
+        y_true: true labels (class names or indices).
+        class_names: the classes, in the order of the probability columns.
+        groups: patient id per image, for the patient-level bootstrap (strongly advised).
+        sources, views: per-image source and view, for the breakdown tables.
+        positive_class: report this class's one-vs-rest values as the summary and pick
+            operating thresholds for it (default for two classes: `class_names[1]`).
+        n_resamples, confidence, seed: the bootstrap (paper-style 95% intervals by default).
+        n_bins: calibration bins.
+
+    Returns:
+        `WrittenReport`.
+    """
+    results = evaluate_models(
+        scores,
+        y_true,
+        class_names,
+        groups,
+        sources,
+        views,
+        positive_class,
+        n_resamples,
+        confidence,
+        seed,
+        n_bins,
+    )
+    out_dir = Path(out_dir)
+    figures = _figure_names(results)
+
+    def replaceable(path):
+        if not path.is_dir():
+            return False
+        return not any(path.iterdir()) or (overwrite and (path / "report.json").is_file())
+
+    try:
+        with atomic_directory(out_dir, replace_if=replaceable) as folder:
+            _write_figures(folder, figures, results, scores, y_true, class_names)
+            with atomic_write(folder / "report.json", "w") as handle:
+                json.dump(results, handle, indent=2)
+                handle.write("\n")
+            with atomic_write(folder / "report.md", "w") as handle:
+                handle.write(render_markdown(results, title, figures) + "\n")
+    except FileExistsError as error:
+        hint = "" if overwrite else "; pass overwrite=True to replace an earlier report"
+        raise ConfigError(
+            f"{out_dir}: exists and is not an empty folder or an earlier report{hint}"
+        ) from error
+    files = sorted(out_dir / name for name in (*figures.values(), "report.json", "report.md"))
+    return WrittenReport(out_dir, files, results)
+
+
+def _figure_names(results):
+    names = results["class_names"]
+    roc_classes = [results["positive_class"]] if len(names) == 2 and results["positive_class"] else names
+    figures = {f"roc_{name}": f"roc_{_slug(name)}.png" for name in roc_classes}
+    figures.update({f"confusion_{model}": f"confusion_{_slug(model)}.png" for model in results["models"]})
+    figures["reliability"] = "reliability.png"
+    if len(set(figures.values())) != len(figures):
+        raise ConfigError(f"model or class names {list(results['models'])} give clashing plot file names")
+    return figures
+
+
+def _write_figures(folder, figures, results, scores, y_true, class_names):
+    from keras_covidcxr.metrics.plots import (
+        plot_confusion_matrix,
+        plot_reliability,
+        plot_roc_curves,
+        save_figure,
+    )
+
+    names = check_class_names(class_names)
+    checked = {str(model): check_inputs(y_true, probs, names) for model, probs in scores.items()}
+    for key, file_name in figures.items():
+        if key.startswith("roc_"):
+            name = key[len("roc_") :]
+            column = names.index(name)
+            curves = {
+                model: (labels == column, probs[:, column]) for model, (labels, probs) in checked.items()
+            }
+            figure = plot_roc_curves(curves, f"ROC: {name} vs rest")
+        elif key.startswith("confusion_"):
+            model = key[len("confusion_") :]
+            figure = plot_confusion_matrix(results["models"][model]["confusion_matrix"], names, model)
+        else:
+            n_bins = len(next(iter(results["models"].values()))["calibration"]["counts"])
+            curves = {
+                model: reliability_curve(probs.argmax(axis=1) == labels, probs.max(axis=1), n_bins)
+                for model, (labels, probs) in checked.items()
+            }
+            figure = plot_reliability(curves)
+        save_figure(figure, folder / file_name)

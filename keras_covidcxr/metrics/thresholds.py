@@ -1,0 +1,70 @@
+"""Operating thresholds for a two-class decision (e.g. COVID vs rest) from ROC analysis.
+
+`youden_threshold` maximises Youden's J = sensitivity + specificity - 1; `threshold_for_sensitivity`
+finds the highest threshold that still reaches a target sensitivity (a screening setting).
+A sample is called positive when its score is at least the threshold.
+
+Example:
+    >>> point = youden_threshold([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8])
+    >>> point.threshold, point.sensitivity, point.specificity
+    (0.8, 0.5, 1.0)
+    >>> threshold_for_sensitivity([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8], target=1.0).threshold
+    0.35
+"""
+
+import dataclasses
+
+import numpy as np
+
+from keras_covidcxr.errors import ConfigError
+from keras_covidcxr.metrics.inputs import check_class_names, check_inputs
+
+
+@dataclasses.dataclass(frozen=True)
+class OperatingPoint:
+    """A decision threshold and the sensitivity and specificity it gives on the data it came from."""
+
+    threshold: float
+    sensitivity: float
+    specificity: float
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+
+def one_vs_rest(y_true, y_prob, class_names, positive_class):
+    """(is_positive bool array, positive-class scores) for one class against the others."""
+    names = check_class_names(class_names)
+    if positive_class not in names:
+        raise ConfigError(f"positive_class {positive_class!r} is not one of {', '.join(names)}")
+    labels, probs = check_inputs(y_true, y_prob, names)
+    column = names.index(positive_class)
+    return labels == column, probs[:, column]
+
+
+def _roc(is_positive, scores):
+    from sklearn.metrics import roc_curve
+
+    is_positive = np.asarray(is_positive, bool)
+    if is_positive.all() or not is_positive.any():
+        raise ConfigError("an operating threshold needs both positive and negative samples")
+    fpr, tpr, thresholds = roc_curve(is_positive, np.asarray(scores, np.float64), drop_intermediate=False)
+    keep = np.isfinite(thresholds)  # the first point (threshold = inf) calls nothing positive
+    return fpr[keep], tpr[keep], thresholds[keep]
+
+
+def youden_threshold(is_positive, scores):
+    """The threshold maximising sensitivity + specificity - 1 (the highest one among ties)."""
+    fpr, tpr, thresholds = _roc(is_positive, scores)
+    best = int(np.argmax(tpr - fpr))  # thresholds decrease along the curve: first max = highest
+    return OperatingPoint(float(thresholds[best]), float(tpr[best]), float(1.0 - fpr[best]))
+
+
+def threshold_for_sensitivity(is_positive, scores, target=0.95):
+    """The highest threshold whose sensitivity is at least `target` (so specificity is highest)."""
+    if not 0 < target <= 1:
+        raise ConfigError(f"target sensitivity {target!r} must be in (0, 1]")
+    fpr, tpr, thresholds = _roc(is_positive, scores)
+    reached = np.flatnonzero(tpr >= target - 1e-12)
+    best = int(reached[0])
+    return OperatingPoint(float(thresholds[best]), float(tpr[best]), float(1.0 - fpr[best]))

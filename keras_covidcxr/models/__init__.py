@@ -1,0 +1,1 @@
+"""Model families: one folder each (the Keras class and its presets dict)."""

@@ -1,0 +1,1 @@
+"""See the module files; public names are exported from keras_covidcxr."""

@@ -1,0 +1,111 @@
+"""An ImageNet backbone with the paper's classification head."""
+
+import os
+
+import keras
+
+from keras_covidcxr.errors import ConfigError
+from keras_covidcxr.models.classifier.backbones import BACKBONES
+from keras_covidcxr.models.serializable_model import SerializableModel
+
+
+@keras.saving.register_keras_serializable(package="keras_covidcxr")
+class CXRClassifier(SerializableModel):
+    """A `keras.applications` backbone + the paper's head.
+
+    The head is global average pooling, an extra dense layer with ReLU
+    (paper: 128 / 1024 / 4096 units for DenseNet-201 / ResNet-152 / VGG-19),
+    dropout 0.1 and a linear layer whose logits go through a sigmoid (one
+    unit, for two classes) or a softmax (N units, for N >= 3 classes).
+
+    The backbone's feature map and the head are exposed separately
+    (`feature_extractor`: image -> last feature map; `head`: feature map ->
+    logits) because Grad-CAM differentiates the logits w.r.t. that map.
+
+    Args:
+        backbone: a name from `BACKBONES` ("densenet201", "resnet152",
+            "vgg19", or a small one such as "densenet121" for CPU work).
+        num_classes: 2 (sigmoid) or more (softmax).
+        head_units: width of the extra dense layer; None takes the paper's
+            width for the backbone family; 0 removes the layer (a pure CAM
+            head, pooled features straight to the logits).
+        dropout: dropout rate before the logits (paper: 0.1).
+        input_shape: (height, width, 3); gray images are replicated.
+        backbone_weights: None, "imagenet" (downloaded by Keras) or the path
+            of a local Keras weights file for the backbone.
+
+    Example:
+        >>> model = CXRClassifier("mobilenet_v2", num_classes=3, input_shape=(64, 64, 3))
+        >>> model.output_shape
+        (None, 3)
+    """
+
+    def __init__(
+        self,
+        backbone="densenet201",
+        num_classes=2,
+        head_units=None,
+        dropout=0.1,
+        input_shape=(224, 224, 3),
+        backbone_weights=None,
+        name=None,
+        **kwargs,
+    ):
+        if backbone not in BACKBONES:
+            raise ConfigError(f"unknown backbone {backbone!r}; choose one of {sorted(BACKBONES)}")
+        if int(num_classes) < 2:
+            raise ConfigError(f"num_classes must be >= 2, got {num_classes}")
+        if backbone_weights not in (None, "imagenet") and not os.path.isfile(backbone_weights):
+            raise ConfigError(f"{backbone_weights}: backbone weights file not found")
+        application, default_units = BACKBONES[backbone]
+        head_units = default_units if head_units is None else int(head_units)
+        input_shape = tuple(int(d) for d in input_shape)
+
+        # === Layers ===
+        backbone_model = getattr(keras.applications, application)(
+            include_top=False, weights=backbone_weights, input_shape=input_shape
+        )
+        feature_shape = backbone_model.output_shape[1:]
+        features = keras.Input(feature_shape, name="features")
+        x = keras.layers.GlobalAveragePooling2D(name="head_pool")(features)
+        if head_units:
+            x = keras.layers.Dense(head_units, activation="relu", name="head_dense")(x)
+        x = keras.layers.Dropout(dropout, name="head_dropout")(x)
+        logits = keras.layers.Dense(
+            1 if num_classes == 2 else num_classes, name="head_logits"
+        )(x)
+        head = keras.Model(features, logits, name="head")
+
+        # === Graph ===
+        inputs = keras.Input(input_shape, name="image")
+        activation = "sigmoid" if num_classes == 2 else "softmax"
+        outputs = keras.layers.Activation(activation, name="predictions")(
+            head(backbone_model(inputs))
+        )
+        super().__init__(inputs, outputs, name=name or f"{backbone}_classifier", **kwargs)
+
+        # === Config ===
+        self.backbone = backbone_model
+        self.head = head
+        self.backbone_name = backbone
+        self.num_classes = int(num_classes)
+        self.head_units = head_units
+        self.dropout = dropout
+        self.image_shape = input_shape
+        self.backbone_weights = backbone_weights
+
+    @property
+    def feature_extractor(self):
+        """The backbone: image -> last feature map (Grad-CAM's target layer)."""
+        return self.backbone
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "backbone": self.backbone_name,
+            "num_classes": self.num_classes,
+            "head_units": self.head_units,
+            "dropout": self.dropout,
+            "input_shape": list(self.image_shape),
+            "backbone_weights": self.backbone_weights,
+        }

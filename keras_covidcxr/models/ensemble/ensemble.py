@@ -1,0 +1,60 @@
+"""What both ensembles share: their members and the members' class probabilities."""
+
+import keras
+from keras import ops
+
+from keras_covidcxr.errors import ConfigError
+
+
+class Ensemble(keras.Model):
+    """Base of the ensembles: runs every member on the same batch.
+
+    `call(images)` returns a dict of tensors: `probabilities` (batch,
+    classes), `label` (batch,) int32, `member_probabilities` (batch,
+    members, classes) and `member_labels` (batch, members) int32. A two-class
+    member's sigmoid output p becomes the pair (1 - p, p), and it votes for
+    class 1 when p >= 0.5.
+    """
+
+    def __init__(self, members, name=None, **kwargs):
+        super().__init__(name=name, **kwargs)
+        members = list(members)
+        if not members:
+            raise ConfigError("an ensemble needs at least one member")
+        num_classes = {m.num_classes for m in members}
+        if len(num_classes) != 1:
+            raise ConfigError(f"ensemble members disagree on the number of classes: {num_classes}")
+        names = [m.name for m in members]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"ensemble member names must be unique, got {names}")
+        self.members = members
+        self.num_classes = num_classes.pop()
+
+    @property
+    def member_names(self):
+        return [m.name for m in self.members]
+
+    def member_probabilities(self, images, training=False):
+        """(batch, members, classes) class probabilities of every member."""
+        outputs = [member(images, training=training) for member in self.members]
+        if self.num_classes == 2:
+            outputs = [ops.concatenate([1.0 - p, p], axis=-1) for p in outputs]
+        return ops.stack(outputs, axis=1)
+
+    def member_labels(self, member_probabilities):
+        """(batch, members) int32 vote of every member."""
+        if self.num_classes == 2:
+            return ops.cast(member_probabilities[..., 1] >= 0.5, "int32")
+        return ops.cast(ops.argmax(member_probabilities, axis=-1), "int32")
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "members": [keras.saving.serialize_keras_object(m) for m in self.members],
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["members"] = [keras.saving.deserialize_keras_object(m) for m in config["members"]]
+        return cls(**config)

@@ -1,0 +1,312 @@
+"""Segment -> mask -> classify -> ensemble -> explain, as one object with presets."""
+
+import datetime
+import os
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from keras_covidcxr.errors import ConfigError, CovidCXRError, InputContractError, PresetError
+from keras_covidcxr.explain.grad_cam import GradCAM
+from keras_covidcxr.io.array_input import pixels_from_array
+from keras_covidcxr.io.atomic import atomic_directory
+from keras_covidcxr.models.ensemble.majority_vote_ensemble import MajorityVoteEnsemble
+from keras_covidcxr.models.ensemble.weighted_average_ensemble import WeightedAverageEnsemble
+from keras_covidcxr.models.pipeline.pipeline_result import PipelineResult
+from keras_covidcxr.preprocessing.input_contract import InputContract
+from keras_covidcxr.preprocessing.model_inputs import classifier_input, lung_mask_at, segmenter_input
+from keras_covidcxr.preprocessing.preprocessing_config import PreprocessingConfig
+from keras_covidcxr.preprocessing.resize import resize_image
+from keras_covidcxr.presets import component_io, preset_format
+from keras_covidcxr.presets.resolve import resolve_preset
+from keras_covidcxr.version import __version__
+
+BINARY_CLASS_NAMES = ("non_covid", "covid")
+MULTICLASS_CLASS_NAMES = ("covid", "normal", "pneumonia")
+ENSEMBLE_CLASSES = {cls.__name__: cls for cls in (WeightedAverageEnsemble, MajorityVoteEnsemble)}
+
+
+class Pipeline:
+    """Lung segmentation, masking and an ensemble of classifiers, with Grad-CAM.
+
+    Args:
+        segmenter: a `ResUnet`.
+        ensemble: a `WeightedAverageEnsemble` or `MajorityVoteEnsemble` of
+            `CXRClassifier`s sharing one input shape.
+        class_names: one name per class, in the classifiers' output order;
+            defaults to ("non_covid", "covid") or ("covid", "normal", "pneumonia").
+        preprocessing: a `PreprocessingConfig` (masking mode, mask checks).
+        input_contract: an `InputContract` (what images are accepted).
+        metadata: the preset's metadata (training provenance among it).
+
+    Example:
+        >>> from keras_covidcxr import Pipeline
+        >>> pipeline = Pipeline.from_preset("./my_preset")  # doctest: +SKIP
+        >>> result = pipeline.predict(["chest.png"])[0]  # doctest: +SKIP
+        >>> result.label, result.probabilities["covid"], result.lung_fraction  # doctest: +SKIP
+        >>> heatmap = pipeline.explain("chest.png")  # doctest: +SKIP
+        >>> pipeline.save_to_preset("./copy_of_preset")  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        segmenter,
+        ensemble,
+        class_names=None,
+        preprocessing=None,
+        input_contract=None,
+        metadata=None,
+    ):
+        if class_names is None:
+            class_names = BINARY_CLASS_NAMES if ensemble.num_classes == 2 else MULTICLASS_CLASS_NAMES
+        class_names = tuple(class_names)
+        if len(class_names) != ensemble.num_classes or len(set(class_names)) != len(class_names):
+            raise ConfigError(
+                f"need {ensemble.num_classes} distinct class names, got {list(class_names)}"
+            )
+        shapes = {tuple(m.input_shape[1:]) for m in ensemble.members}
+        if len(shapes) != 1:
+            raise ConfigError(f"ensemble members must share one input shape, got {sorted(shapes)}")
+        if segmenter.input_channels != 1:
+            raise ConfigError("the pipeline feeds gray images: the segmenter needs input_channels=1")
+        self.segmenter = segmenter
+        self.ensemble = ensemble
+        self.class_names = class_names
+        self.preprocessing = preprocessing or PreprocessingConfig()
+        self.input_contract = input_contract or InputContract(min_size=segmenter.input_size)
+        self.metadata = dict(metadata or {})
+        self.classifier_size = shapes.pop()[0]
+
+    @property
+    def is_trained(self):
+        """Whether the preset records how its weights were trained."""
+        return bool(self.metadata.get("training"))
+
+    # === Prediction ===
+
+    def predict(self, images, batch_size=8, on_error="raise", explain=False, strict=False):
+        """Run the pipeline on images; return one `PipelineResult` per image, in order.
+
+        Args:
+            images: paths (PNG, JPEG, DICOM, ...) and/or arrays (gray (H, W)
+                or colour (H, W, 3|4); uint8, uint16 or float in [0, 1]).
+            batch_size: images per model call (results do not depend on it).
+            on_error: "raise" stops at the first bad image with its
+                `CovidCXRError`; "record" puts the reason in `result.error`
+                and carries on.
+            explain: also compute the Grad-CAM heatmap of the predicted class.
+            strict: refuse images the input contract only flags (lateral
+                views, children).
+        """
+        if on_error not in ("raise", "record"):
+            raise ConfigError(f"on_error must be 'raise' or 'record', got {on_error!r}")
+        if isinstance(images, (str, os.PathLike, np.ndarray)) and not (
+            isinstance(images, np.ndarray) and images.ndim == 4
+        ):
+            images = [images]
+        images = list(images)
+        results = []
+        for start in range(0, len(images), batch_size):
+            chunk = images[start : start + batch_size]
+            results.extend(self._predict_chunk(chunk, start, batch_size, on_error, explain, strict))
+        return results
+
+    def explain(self, image, class_name=None):
+        """Grad-CAM heatmap (original size, values in [0, 1]) of one image.
+
+        `class_name` defaults to the predicted class.
+        """
+        result = self.predict([image], explain=class_name or True)[0]
+        return result.heatmap
+
+    def _predict_chunk(self, chunk, offset, batch_size, on_error, explain, strict):
+        results, pixels = [], []
+        for index, image in enumerate(chunk, start=offset):
+            source = f"array[{index}]" if isinstance(image, np.ndarray) else str(image)
+            result, image_pixels = PipelineResult(source=source), None
+            try:
+                image_pixels = self._load(image, result, strict)
+            except CovidCXRError as error:
+                if on_error == "raise":
+                    raise
+                result.error = str(error)
+            results.append(result)
+            pixels.append(image_pixels)
+        ok = [i for i, result in enumerate(results) if result.error is None]
+        if not ok:
+            return results
+
+        segmenter_batch = np.stack([segmenter_input(pixels[i], self.segmenter.input_size) for i in ok])
+        lung_probabilities = _run_padded(self.segmenter, segmenter_batch, batch_size)[..., 0]
+        classifier_batch = []
+        for i, probabilities in zip(ok, lung_probabilities):
+            result = results[i]
+            result.image = pixels[i]
+            result.mask = lung_mask_at(probabilities, pixels[i].shape, self.preprocessing.mask_threshold)
+            model_input, result.crop_box, quality, warnings = classifier_input(
+                pixels[i], result.mask, self.preprocessing, self.classifier_size
+            )
+            result.lung_fraction, result.lung_components = quality.lung_fraction, quality.components
+            result.warnings.extend(warnings)
+            classifier_batch.append(model_input)
+        classifier_batch = np.stack(classifier_batch)
+        outputs = _run_padded(self.ensemble, classifier_batch, batch_size)
+        for row, i in enumerate(ok):
+            self._fill_prediction(results[i], outputs, row)
+        if explain:
+            self._add_heatmaps([results[i] for i in ok], [pixels[i] for i in ok], classifier_batch, explain)
+        return results
+
+    def _load(self, image, result, strict):
+        """Decode one input and check it against the input contract; return its pixels."""
+        if isinstance(image, np.ndarray):
+            pixels = pixels_from_array(image, result.source)
+        else:
+            from keras_covidcxr.io.image_loader import load_image
+
+            loaded = load_image(image)
+            pixels, result.metadata = loaded.pixels, dict(loaded.metadata)
+        for problem in self.input_contract.check(result.metadata, pixels.shape, strict=strict):
+            if problem.refused:
+                raise InputContractError(f"{result.source}: {problem.message} (input contract)")
+            result.warnings.append((problem.code, problem.message))
+        return pixels
+
+    def _fill_prediction(self, result, outputs, row):
+        names = self.class_names
+        result.probabilities = _named(names, outputs["probabilities"][row])
+        result.label = names[int(outputs["label"][row])]
+        result.members = {
+            member: {"probabilities": _named(names, probabilities), "label": names[int(vote)]}
+            for member, probabilities, vote in zip(
+                self.ensemble.member_names,
+                outputs["member_probabilities"][row],
+                outputs["member_labels"][row],
+            )
+        }
+
+    def _add_heatmaps(self, results, pixels, classifier_batch, explain):
+        grad_cam = GradCAM(self.ensemble)
+        for result, image_pixels, model_input in zip(results, pixels, classifier_batch):
+            class_name = explain if isinstance(explain, str) else result.label
+            if class_name not in self.class_names:
+                raise ConfigError(f"unknown class {class_name!r}; classes are {list(self.class_names)}")
+            heatmap = grad_cam(model_input[None], self.class_names.index(class_name))[0]
+            result.heatmap = _heatmap_at_original(heatmap, image_pixels.shape, result.crop_box)
+
+    # === Presets ===
+
+    @classmethod
+    def from_preset(cls, handle):
+        """Load a pipeline from a preset folder, a registered name or hf://owner/repo[@revision].
+
+        Every file is checked against the checksums in metadata.json, only
+        keras_covidcxr classes are built, and weights must match exactly.
+        """
+        folder = resolve_preset(handle)
+        config, metadata = preset_format.read_verified_config(folder)
+        try:
+            segmenter = _read_component(folder, metadata, config["segmenter"])
+            members = [_read_component(folder, metadata, path) for path in config["members"]]
+            ensemble_spec = config["ensemble"]
+            ensemble_cls = ENSEMBLE_CLASSES.get(ensemble_spec["class_name"])
+            if ensemble_cls is None:
+                raise PresetError(
+                    f"{folder / 'config.json'}: unknown ensemble class {ensemble_spec['class_name']!r}"
+                )
+            return cls(
+                segmenter,
+                ensemble_cls(members, **ensemble_spec["config"]),
+                class_names=config["class_names"],
+                preprocessing=PreprocessingConfig.from_dict(config["preprocessing"]),
+                input_contract=InputContract.from_dict(config["input_contract"]),
+                metadata=metadata,
+            )
+        except (KeyError, TypeError) as error:
+            raise PresetError(f"{folder / 'config.json'}: incomplete pipeline config ({error!r})") from error
+        except ConfigError as error:
+            raise PresetError(f"{folder / 'config.json'}: {error}") from error
+
+    def get_config(self):
+        """The preset's config.json: the pipeline graph without weights."""
+        ensemble_config = self.ensemble.get_config()
+        del ensemble_config["members"]
+        return {
+            "format_version": preset_format.FORMAT_VERSION,
+            "class_names": list(self.class_names),
+            "segmenter": "segmenter",
+            "members": [f"members/{name}" for name in self.ensemble.member_names],
+            "ensemble": {"class_name": type(self.ensemble).__name__, "config": ensemble_config},
+            "preprocessing": self.preprocessing.to_dict(),
+            "input_contract": self.input_contract.to_dict(),
+        }
+
+    def save_to_preset(self, folder, training=None, description=None, overwrite=False):
+        """Write this pipeline as a preset folder, atomically.
+
+        `training` is the provenance (data, recipe, metrics) stored in
+        metadata.json; it defaults to the loaded preset's. An existing folder
+        is replaced only if it is an empty folder, or a preset and
+        `overwrite=True`.
+        """
+        config = self.get_config()
+        components = {"segmenter": self.segmenter, **dict(zip(config["members"], self.ensemble.members))}
+        metadata = {
+            "format_version": preset_format.FORMAT_VERSION,
+            "description": description or self.metadata.get("description"),
+            "package_version": __version__,
+            "keras_version": keras.__version__,
+            "backend": keras.backend.backend(),
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "parameter_counts": {path: int(model.count_params()) for path, model in components.items()},
+            "training": training if training is not None else self.metadata.get("training"),
+        }
+
+        def replaceable(path):
+            if path.is_dir() and not any(path.iterdir()):
+                return True
+            return overwrite and preset_format.is_preset_folder(path)
+
+        try:
+            with atomic_directory(folder, replace_if=replaceable) as tmp:
+                preset_format.write_json(tmp / preset_format.CONFIG_FILE, config)
+                for path, model in components.items():
+                    (tmp / path).mkdir(parents=True)
+                    component_io.write_component(model, tmp / path)
+                preset_format.finish_metadata(tmp, metadata)
+        except FileExistsError as error:
+            raise PresetError(
+                f"{folder}: exists and is not an empty folder"
+                + ("" if overwrite else " (pass overwrite=True to replace an older preset)")
+            ) from error
+        return Path(folder)
+
+
+def _read_component(folder, metadata, relative):
+    for name in (component_io.CONFIG_FILE, component_io.WEIGHTS_FILE):
+        preset_format.require_listed(folder, metadata, f"{relative}/{name}")
+    return component_io.read_component(folder / relative)
+
+
+def _run_padded(model, batch, batch_size):
+    """Run `model` on a batch padded to a multiple of `batch_size` (one traced shape)."""
+    count = len(batch)
+    padded = -count % batch_size
+    if padded:
+        batch = np.concatenate([batch, np.zeros((padded, *batch.shape[1:]), batch.dtype)])
+    outputs = model.predict_on_batch(batch)
+    return keras.tree.map_structure(lambda x: np.asarray(x)[:count], outputs)
+
+
+def _named(class_names, probabilities):
+    return {name: float(p) for name, p in zip(class_names, probabilities)}
+
+
+def _heatmap_at_original(heatmap, shape, crop_box):
+    if crop_box is None:
+        return resize_image(heatmap, shape)
+    x0, y0, x1, y1 = crop_box
+    full = np.zeros(shape, "float32")
+    full[y0:y1, x0:x1] = resize_image(heatmap, (y1 - y0, x1 - x0))
+    return full

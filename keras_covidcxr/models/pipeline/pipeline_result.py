@@ -1,0 +1,54 @@
+"""What `Pipeline.predict` returns for one image."""
+
+import dataclasses
+
+import numpy as np
+
+
+@dataclasses.dataclass
+class PipelineResult:
+    """The pipeline's findings for one image.
+
+    Attributes:
+        source: the path, or "array[i]" for an array input.
+        label: the ensemble's class name (None when `error` is set).
+        probabilities: {class name: probability}, summing to 1.
+        members: {member name: {"probabilities": {...}, "label": str}}.
+        image: the decoded gray image in [0, 1] (for overlays).
+        mask: boolean lung mask at the original image size.
+        crop_box: (x0, y0, x1, y1) in original pixels ("bbox" masking), or None.
+        lung_fraction: lung pixels / image pixels.
+        lung_components: number of separate lung regions in the mask.
+        warnings: list of (code, message) pairs.
+        error: None, or why this image got no prediction.
+        heatmap: Grad-CAM of the predicted class at the original size, when asked.
+        metadata: what the loader read (format, view, age, ...).
+    """
+
+    source: str
+    label: str = None
+    probabilities: dict = None
+    members: dict = None
+    image: np.ndarray = None
+    mask: np.ndarray = None
+    crop_box: tuple = None
+    lung_fraction: float = None
+    lung_components: int = None
+    warnings: list = dataclasses.field(default_factory=list)
+    error: str = None
+    heatmap: np.ndarray = None
+    metadata: dict = dataclasses.field(default_factory=dict)
+
+    def to_dict(self):
+        """A JSON-ready dict (arrays left out)."""
+        return {
+            "source": self.source,
+            "label": self.label,
+            "probabilities": self.probabilities,
+            "members": self.members,
+            "crop_box": list(self.crop_box) if self.crop_box else None,
+            "lung_fraction": self.lung_fraction,
+            "lung_components": self.lung_components,
+            "warnings": [{"code": c, "message": m} for c, m in self.warnings],
+            "error": self.error,
+        }

@@ -1,0 +1,69 @@
+"""Masking the image with the predicted lung field, and checking that field."""
+
+import dataclasses
+
+import numpy as np
+from scipy import ndimage
+
+from keras_covidcxr.errors import ConfigError
+
+MASKING_MODES = ("hard", "bbox")
+
+
+def lung_bounding_box(mask, margin=0.025):
+    """(x0, y0, x1, y1) of the mask's lung pixels plus `margin` of the image size.
+
+    x1 and y1 are exclusive. Returns None for an empty mask. The default margin
+    is COVID-SDNet's 2.5%.
+    """
+    rows = np.flatnonzero(mask.any(axis=1))
+    cols = np.flatnonzero(mask.any(axis=0))
+    if rows.size == 0:
+        return None
+    height, width = mask.shape
+    dy, dx = round(margin * height), round(margin * width)
+    return (
+        max(int(cols[0]) - dx, 0),
+        max(int(rows[0]) - dy, 0),
+        min(int(cols[-1]) + 1 + dx, width),
+        min(int(rows[-1]) + 1 + dy, height),
+    )
+
+
+def apply_lung_mask(pixels, mask, mode="hard", margin=0.025):
+    """Return (masked image, crop box or None).
+
+    "hard" zeroes everything outside the lungs (the paper); "bbox" crops to the
+    lungs' bounding box plus `margin` and keeps what is inside it.
+
+    Example:
+        >>> mask = np.zeros((4, 4), bool); mask[1:3, 1:3] = True
+        >>> image, box = apply_lung_mask(np.ones((4, 4), "float32"), mask, "bbox", 0.0)
+        >>> image.shape, box
+        ((2, 2), (1, 1, 3, 3))
+    """
+    if mode == "hard":
+        return np.where(mask, pixels, 0.0).astype("float32"), None
+    if mode == "bbox":
+        box = lung_bounding_box(mask, margin)
+        if box is None:
+            return np.asarray(pixels, "float32"), None
+        x0, y0, x1, y1 = box
+        return np.asarray(pixels[y0:y1, x0:x1], "float32"), box
+    raise ConfigError(f"masking mode must be one of {MASKING_MODES}, got {mode!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class MaskQuality:
+    """Lung-mask statistics: the fraction of the image that is lung, and how many pieces."""
+
+    lung_fraction: float
+    components: int
+
+
+def mask_quality(mask, min_component_fraction=0.005):
+    """Measure a boolean lung mask; specks under `min_component_fraction` don't count."""
+    labels, count = ndimage.label(mask)
+    sizes = np.bincount(labels.ravel())[1:] if count else np.zeros(0)
+    components = int(np.sum(sizes >= min_component_fraction * mask.size))
+    return MaskQuality(lung_fraction=float(mask.mean()), components=components)

@@ -1,0 +1,46 @@
+"""The two model inputs, built by one code path for training and inference alike."""
+
+import numpy as np
+
+from keras_covidcxr.preprocessing.lung_masking import apply_lung_mask, mask_quality
+from keras_covidcxr.preprocessing.resize import resize_image
+from keras_covidcxr.preprocessing.standardize import standardize, to_rgb
+
+
+def segmenter_input(pixels, size):
+    """(size, size, 1) standardised input of the ResUnet from a gray [0, 1] image."""
+    return standardize(resize_image(pixels, (size, size)))[..., None]
+
+
+def lung_mask_at(probabilities, shape, threshold):
+    """The boolean lung mask at `shape` from the ResUnet's (S, S) probabilities."""
+    return resize_image(probabilities, shape) >= threshold
+
+
+def classifier_input(pixels, lung_mask, config, size):
+    """Mask, check and prepare one image for the classifiers.
+
+    Returns (input (size, size, 3), crop box or None, MaskQuality, warnings),
+    where `config` is a `PreprocessingConfig` and `warnings` a list of
+    (code, message) pairs.
+    """
+    quality = mask_quality(lung_mask)
+    warnings = []
+    implausible = (
+        not config.min_lung_fraction <= quality.lung_fraction <= config.max_lung_fraction
+        or not 1 <= quality.components <= config.max_lung_components
+    )
+    use_mask = True
+    if implausible:
+        use_mask = not config.fall_back_to_unmasked
+        what = "used anyway" if use_mask else "classified the unmasked image"
+        warnings.append((
+            "implausible_mask",
+            f"lung mask covers {quality.lung_fraction:.1%} of the image in "
+            f"{quality.components} piece(s); {what}",
+        ))
+    if use_mask:
+        masked, crop_box = apply_lung_mask(pixels, lung_mask, config.masking, config.bbox_margin)
+    else:
+        masked, crop_box = np.asarray(pixels, "float32"), None
+    return to_rgb(standardize(resize_image(masked, (size, size)))), crop_box, quality, warnings

@@ -1,0 +1,48 @@
+"""The preprocessing settings a preset carries (config.json's "preprocessing")."""
+
+import dataclasses
+
+from keras_covidcxr.errors import ConfigError
+from keras_covidcxr.preprocessing.lung_masking import MASKING_MODES
+
+
+@dataclasses.dataclass(frozen=True)
+class PreprocessingConfig:
+    """How the pipeline turns a segmented X-ray into a classifier input.
+
+    Args:
+        mask_threshold: lung probability at or above which a pixel is lung.
+        masking: "hard" (zero outside the lungs, the paper) or "bbox" (crop
+            to the lungs' bounding box plus `bbox_margin`).
+        bbox_margin: margin around the box, as a fraction of the image size.
+        min_lung_fraction, max_lung_fraction, max_lung_components: bounds of
+            a plausible lung mask (a frontal CXR's lungs cover roughly a fifth
+            to a half of the film, in one or two pieces).
+        fall_back_to_unmasked: classify the whole image, with a warning, when
+            the mask is implausible; otherwise use the mask anyway, with a
+            warning.
+    """
+
+    mask_threshold: float = 0.5
+    masking: str = "hard"
+    bbox_margin: float = 0.025
+    min_lung_fraction: float = 0.05
+    max_lung_fraction: float = 0.8
+    max_lung_components: int = 3
+    fall_back_to_unmasked: bool = True
+
+    def __post_init__(self):
+        if self.masking not in MASKING_MODES:
+            raise ConfigError(f"masking must be one of {MASKING_MODES}, got {self.masking!r}")
+        if not 0.0 < self.mask_threshold < 1.0:
+            raise ConfigError(f"mask_threshold must lie in (0, 1), got {self.mask_threshold}")
+
+    @classmethod
+    def from_dict(cls, config):
+        unknown = set(config) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ConfigError(f"unknown preprocessing settings: {sorted(unknown)}")
+        return cls(**config)
+
+    def to_dict(self):
+        return dataclasses.asdict(self)

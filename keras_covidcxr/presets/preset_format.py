@@ -1,0 +1,93 @@
+"""The preset folder: config.json, metadata.json and one sub-folder per component.
+
+```
+preset/
+  config.json      the pipeline graph: components, ensemble, class names,
+                   preprocessing, input contract; carries "format_version"
+  metadata.json    versions, date, parameter counts, sha256 of every other
+                   file, training provenance (data, recipe, metrics) or null
+  segmenter/       config.json (Keras config) + model.safetensors
+  members/NAME/    the same, one per ensemble member
+```
+This module reads and checks the JSON files without importing Keras, so that
+`covidcxr info` stays fast; `component_io` handles the weights.
+"""
+
+import json
+from pathlib import Path
+
+from keras_covidcxr.errors import PresetError
+from keras_covidcxr.presets.checksums import checksum_tree, sha256_of_file
+
+FORMAT_VERSION = 1
+CONFIG_FILE = "config.json"
+METADATA_FILE = "metadata.json"
+
+
+def is_preset_folder(path):
+    """True when `path` holds a preset's config.json and metadata.json."""
+    path = Path(path)
+    return (path / CONFIG_FILE).is_file() and (path / METADATA_FILE).is_file()
+
+
+def read_json(path):
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError as error:
+        raise PresetError(f"{path}: missing file") from error
+    except (OSError, ValueError) as error:
+        raise PresetError(f"{path}: not valid JSON ({error})") from error
+
+
+def write_json(path, document):
+    Path(path).write_text(json.dumps(document, indent=2, sort_keys=False) + "\n")
+
+
+def read_preset_metadata(handle):
+    """The metadata.json of a preset (local folder, registered name or hf:// handle).
+
+    Example:
+        >>> read_preset_metadata("./my_preset")["training"]  # doctest: +SKIP
+    """
+    from keras_covidcxr.presets.resolve import resolve_preset
+
+    folder = resolve_preset(handle)
+    metadata = read_json(folder / METADATA_FILE)
+    metadata["config"] = read_json(folder / CONFIG_FILE)
+    return metadata
+
+
+def read_verified_config(folder):
+    """Check every checksum and the format version; return (config, metadata)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise PresetError(f"{folder}: preset folder not found")
+    metadata = read_json(folder / METADATA_FILE)
+    files = metadata.get("files")
+    if not isinstance(files, dict) or CONFIG_FILE not in files:
+        raise PresetError(f"{folder / METADATA_FILE}: no checksum list; not a keras-covidcxr preset")
+    for relative, expected in files.items():
+        path = folder / relative
+        if not path.is_file():
+            raise PresetError(f"{path}: missing file (listed in metadata.json)")
+        if sha256_of_file(path) != expected:
+            raise PresetError(f"{path}: checksum mismatch; the file was changed or corrupted")
+    config = read_json(folder / CONFIG_FILE)
+    version = config.get("format_version")
+    if version != FORMAT_VERSION:
+        raise PresetError(
+            f"{folder / CONFIG_FILE}: preset format_version {version!r}; "
+            f"this keras-covidcxr reads version {FORMAT_VERSION}"
+        )
+    return config, metadata
+
+
+def require_listed(folder, metadata, relative):
+    """Refuse to read a file that metadata.json does not vouch for."""
+    if relative not in metadata["files"]:
+        raise PresetError(f"{Path(folder) / relative}: not listed in metadata.json; refusing to read it")
+
+
+def finish_metadata(folder, metadata):
+    """Add the checksum of every file in `folder` to `metadata` and write it."""
+    write_json(Path(folder) / METADATA_FILE, {**metadata, "files": checksum_tree(folder)})

@@ -1,0 +1,54 @@
+"""Turn a preset handle into a local folder: a path, a registered name or hf://owner/repo[@revision]."""
+
+import os
+from pathlib import Path
+
+from keras_covidcxr.errors import PresetError
+
+HF_PREFIX = "hf://"
+
+
+def parse_hf_handle(handle):
+    """"hf://owner/repo@rev" -> ("owner/repo", "rev" or None)."""
+    repo_id, _, revision = handle[len(HF_PREFIX):].partition("@")
+    if repo_id.count("/") != 1 or not all(repo_id.split("/")):
+        raise PresetError(f"{handle}: expected hf://owner/repo or hf://owner/repo@revision")
+    return repo_id, revision or None
+
+
+def resolve_preset(handle):
+    """Return the local folder of a preset handle, downloading hf:// ones into the HF cache.
+
+    A handle is tried in this order: a registered preset name, an hf:// handle,
+    a local folder.
+
+    Example:
+        >>> resolve_preset("hf://owner/repo@main")  # doctest: +SKIP
+    """
+    from keras_covidcxr.presets.registry import registered_handle
+
+    handle = registered_handle(str(handle)) or str(handle)
+    if handle.startswith(HF_PREFIX):
+        return _download_from_hub(handle)
+    folder = Path(os.path.expanduser(handle))
+    if folder.is_dir():
+        return folder
+    raise PresetError(
+        f"{handle}: no such preset (not a folder, a registered name or an hf://owner/repo handle); "
+        "`covidcxr presets` lists the registered names"
+    )
+
+
+def _download_from_hub(handle):
+    import huggingface_hub
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    repo_id, revision = parse_hf_handle(handle)
+    try:
+        return Path(huggingface_hub.snapshot_download(repo_id, revision=revision))
+    except LocalEntryNotFoundError as error:
+        raise PresetError(
+            f"{handle}: the Hub cannot be reached (offline) and no copy is cached locally"
+        ) from error
+    except (HfHubHTTPError, OSError, ValueError) as error:
+        raise PresetError(f"{handle}: download failed ({type(error).__name__}: {error})") from error

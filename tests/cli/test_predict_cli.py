@@ -1,0 +1,118 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from covidcxr_cli.app import app
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def images(chest_images, tmp_path):
+    paths = []
+    for i, image in enumerate(chest_images[:2]):
+        path = tmp_path / f"chest{i}.png"
+        Image.fromarray((image * 255).astype(np.uint8)).save(path)
+        paths.append(str(path))
+    return paths
+
+
+def test_help_and_presets_do_not_import_a_backend():
+    code = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from covidcxr_cli.app import app\n"
+        "for args in (['--help'], ['presets']):\n"
+        "    assert CliRunner().invoke(app, args).exit_code == 0, args\n"
+        "heavy = [m for m in ('keras', 'tensorflow', 'jax', 'torch') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_predict_prints_a_table(preset_dir, images):
+    result = runner.invoke(app, ["predict", *images, "--preset", str(preset_dir)])
+    assert result.exit_code == 0, result.output
+    for name in ("chest0.png", "chest1.png", "non_covid", "covid", "alpha:", "beta:", "Research use only"):
+        assert name in result.output
+
+
+def test_predict_json_one_object_per_image(preset_dir, images):
+    result = runner.invoke(app, ["predict", *images, "--preset", str(preset_dir), "--json"])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [row["source"] for row in rows] == images
+    for row in rows:
+        assert row["label"] in ("covid", "non_covid") and row["error"] is None
+        assert sum(row["probabilities"].values()) == pytest.approx(1.0)
+        assert set(row["members"]) == {"alpha", "beta"} and 0 <= row["lung_fraction"] <= 1
+        assert row["untrained"] is False
+
+
+def test_a_bad_file_gives_exit_code_1_and_the_rest_still_run(preset_dir, images, tmp_path):
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    result = runner.invoke(app, ["predict", images[0], str(broken), "--preset", str(preset_dir), "--json"])
+    assert result.exit_code == 1
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert rows[0]["error"] is None and "broken.png" in rows[1]["error"]
+    assert "Traceback" not in result.output
+
+
+def test_preset_errors_are_one_line_and_exit_code_2(images, tmp_path):
+    result = runner.invoke(app, ["predict", images[0], "--preset", str(tmp_path / "missing")])
+    assert result.exit_code == 2
+    assert "error:" in result.stderr and "no such preset" in result.stderr
+    assert "Traceback" not in result.output
+    assert len(result.stderr.strip().splitlines()) <= 2  # one logical line, maybe soft-wrapped
+
+
+def test_usage_errors_exit_2(preset_dir):
+    assert runner.invoke(app, ["predict", "--preset", str(preset_dir)]).exit_code == 2
+    assert runner.invoke(app, ["no-such-command"]).exit_code == 2
+
+
+def test_untrained_presets_are_refused_unless_allowed(untrained_preset_dir, images):
+    refused = runner.invoke(app, ["predict", images[0], "--preset", str(untrained_preset_dir)])
+    assert refused.exit_code == 2 and "--allow-untrained" in refused.stderr
+    allowed = runner.invoke(app, ["predict", images[0], "--preset", str(untrained_preset_dir), "--allow-untrained"])
+    assert allowed.exit_code == 0 and "UNTRAINED" in allowed.output
+    as_json = runner.invoke(
+        app, ["predict", images[0], "--preset", str(untrained_preset_dir), "--allow-untrained", "--json"]
+    )
+    assert json.loads(as_json.stdout)["untrained"] is True
+
+
+def test_overlays_are_written_and_user_files_kept(preset_dir, images, tmp_path):
+    out = tmp_path / "overlays"
+    result = runner.invoke(app, ["predict", *images, "--preset", str(preset_dir), "--overlays", str(out)])
+    assert result.exit_code == 0, result.output
+    written = sorted(p.name for p in out.iterdir())
+    assert written == ["chest0_gradcam.png", "chest0_mask.png", "chest1_gradcam.png", "chest1_mask.png"]
+    with Image.open(out / "chest0_mask.png") as overlay, Image.open(images[0]) as original:
+        assert overlay.mode == "RGB" and overlay.size == original.size
+    # a rerun replaces our own overlays, but never a file of the user's
+    assert runner.invoke(app, ["predict", images[0], "--preset", str(preset_dir), "--overlays", str(out)]).exit_code == 0
+    (out / "chest1_mask.png").write_bytes(b"user's file")
+    clash = runner.invoke(app, ["predict", images[1], "--preset", str(preset_dir), "--overlays", str(out)])
+    assert clash.exit_code == 2 and "not overwriting" in clash.stderr
+    assert (out / "chest1_mask.png").read_bytes() == b"user's file"
+
+
+def test_info_shows_metadata_without_checksums(preset_dir, untrained_preset_dir):
+    result = runner.invoke(app, ["info", str(preset_dir)])
+    assert result.exit_code == 0
+    info = json.loads(result.stdout)
+    assert info["training"]["data"] == "synthetic test images"
+    assert info["config"]["input_contract"]["min_size"] == 64 and "files" not in info
+    assert "untrained" in runner.invoke(app, ["info", str(untrained_preset_dir)]).output
+
+
+def test_presets_lists_registered_names():
+    result = runner.invoke(app, ["presets"])
+    assert result.exit_code == 0 and result.output.strip()

@@ -1,0 +1,68 @@
+"""Shared fixtures: tiny untrained components and a saved preset built from them."""
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing in the tests may reach the network
+
+import numpy as np
+import pytest
+
+SMALL_BACKBONE = "densenet121"  # keras.applications' smallest net whose random init gives non-trivial outputs
+
+
+def tiny_pipeline(ensemble="weighted_average", num_classes=2, member_names=("alpha", "beta")):
+    """An untrained pipeline small enough to build and run in a second or two."""
+    from keras_covidcxr import CXRClassifier, MajorityVoteEnsemble, Pipeline, ResUnet, WeightedAverageEnsemble
+
+    segmenter = ResUnet(input_size=64, filters=(4, 8, 16))
+    members = [
+        CXRClassifier(SMALL_BACKBONE, num_classes=num_classes, head_units=8, input_shape=(32, 32, 3), name=name)
+        for name in member_names
+    ]
+    if ensemble == "weighted_average":
+        ensemble = WeightedAverageEnsemble(members, weights=range(1, len(members) + 1))
+    else:
+        ensemble = MajorityVoteEnsemble(members)
+    return Pipeline(segmenter, ensemble)
+
+
+@pytest.fixture(scope="session")
+def make_pipeline():
+    """The `tiny_pipeline` factory, for tests that need a fresh or different pipeline."""
+    return tiny_pipeline
+
+
+@pytest.fixture(scope="session")
+def pipeline():
+    return tiny_pipeline()
+
+
+@pytest.fixture(scope="session")
+def preset_dir(pipeline, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("presets") / "tiny"
+    pipeline.save_to_preset(folder, training={"data": "synthetic test images", "recipe": "none"})
+    return folder
+
+
+@pytest.fixture(scope="session")
+def untrained_preset_dir(pipeline, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("presets") / "untrained"
+    pipeline.save_to_preset(folder)
+    return folder
+
+
+@pytest.fixture
+def chest_images():
+    """Three synthetic chest-like gray images of different sizes, in [0, 1]."""
+    rng = np.random.default_rng(7)
+    images = []
+    for height, width in [(300, 260), (256, 256), (400, 330)]:
+        yy, xx = np.mgrid[0:height, 0:width]
+        body = np.exp(-(((xx - width / 2) / (0.4 * width)) ** 2 + ((yy - height / 2) / (0.5 * height)) ** 2))
+        lungs = sum(
+            np.exp(-(((xx - cx * width) / (0.12 * width)) ** 2 + ((yy - 0.45 * height) / (0.25 * height)) ** 2))
+            for cx in (0.33, 0.67)
+        )
+        image = np.clip(0.8 * body - 0.5 * lungs + 0.05 * rng.random((height, width)), 0, 1)
+        images.append(image.astype("float32"))
+    return images

@@ -1,0 +1,181 @@
+"""The audit catches each planted problem, names the file and patient, and passes a clean manifest."""
+
+import io
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from keras_covidcxr.data import (
+    AUDIT_CHECKS,
+    Manifest,
+    ManifestRow,
+    audit_manifest,
+    find_near_duplicates,
+    split_by_patient,
+    thumbnail_fingerprint,
+)
+
+
+def test_clean_manifest_passes(clean_manifest):
+    calls = []
+    report = audit_manifest(clean_manifest, progress=lambda done, total: calls.append((done, total)))
+    assert report.passed, report.summary()
+    assert report.findings == []
+    assert calls[-1] == (24, 24) and len(calls) == 24
+    assert report.summary().startswith("Audit PASSED: 0 errors, 0 warnings in 24 rows (12 patients")
+
+
+@pytest.fixture
+def planted(tmp_path, chest_like, write_png):
+    """One manifest with one instance of every problem, plus clean rows around them."""
+
+    def png(name, seed, height=288, width=272):
+        return write_png(tmp_path / name, chest_like(seed, height, width)).name
+
+    original = chest_like(7)
+    write_png(tmp_path / "reupload_original.png", original)
+    # the same picture re-uploaded: slightly smaller and re-encoded as JPEG, under another name
+    smaller = Image.fromarray(original).resize((260, 275), Image.Resampling.LANCZOS)
+    smaller.save(tmp_path / "reupload_copy.jpg", quality=80)
+
+    rows = [
+        ManifestRow(png("clean_a.png", 1), "cls", "clean1", label="covid", view="PA", age=50, split="train"),
+        ManifestRow(png("clean_b.png", 2), "cls", "clean2", label="normal", view="AP", split="test"),
+        # a film used for cls and seg by the same patient in one split is fine
+        ManifestRow(png("both_tasks.png", 3), "cls", "clean3", label="covid", split="val"),
+        ManifestRow("both_tasks.png", "seg", "clean3", mask_path=png("both_tasks_mask.png", 4), split="val"),
+        # planted problems
+        ManifestRow(png("shared_1.png", 10), "cls", "P-shared", label="covid", split="train"),
+        ManifestRow(png("shared_2.png", 11), "cls", "P-shared", label="covid", split="test"),
+        ManifestRow("reupload_original.png", "cls", "P-orig", label="pneumonia", split="train"),
+        ManifestRow("reupload_copy.jpg", "cls", "P-copy", label="pneumonia", split="test"),
+        ManifestRow(png("child.png", 12), "cls", "P-child", label="normal", age=9, split="train"),
+        ManifestRow(png("lateral.png", 13), "cls", "P-lateral", label="covid", view="L", split="val"),
+        ManifestRow(png("small.png", 14, 200, 300), "cls", "P-small", label="covid", split="train"),
+        ManifestRow("missing.png", "cls", "P-missing", label="covid", split="test"),
+        ManifestRow(
+            png("seg_image.png", 15),
+            "seg",
+            "P-mask",
+            mask_path=png("seg_mask.png", 16, 100, 100),
+            split="train",
+        ),
+        ManifestRow(png("no_mask.png", 17), "seg", "P-nomask", mask_path="absent_mask.png", split="train"),
+    ]
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    rows.append(ManifestRow("broken.png", "cls", "P-broken", label="covid", split="train"))
+    return Manifest(rows, root=tmp_path)
+
+
+EXPECTED = {
+    "patient_in_several_splits": ["P-shared"],
+    "near_duplicate_across_splits": ["P-orig", "P-copy"],
+    "pediatric": ["P-child"],
+    "lateral_view": ["P-lateral"],
+    "image_too_small": ["P-small"],
+    "missing_file": ["P-missing", "P-nomask"],
+    "unreadable_file": ["P-broken"],
+    "mask_size_mismatch": ["P-mask"],
+}
+
+
+def test_each_planted_problem_is_caught_and_named(planted):
+    report = audit_manifest(planted)
+    assert not report.passed
+    counts = report.counts()
+    for check, patients in EXPECTED.items():
+        found = [f for f in report.findings if f.check == check]
+        assert sorted(p for f in found for p in f.patient_ids) == sorted(patients), check
+        assert counts[check] == len(found)
+    assert counts["same_picture_several_patients"] == 0 and counts["no_split"] == 0
+    assert {f.check for f in report.errors} == set(EXPECTED)
+    summary = report.summary()
+    for name in (
+        "shared_1.png",
+        "shared_2.png",
+        "reupload_copy.jpg",
+        "child.png",
+        "lateral.png",
+        "small.png",
+        "missing.png",
+        "absent_mask.png",
+        "broken.png",
+        "seg_mask.png",
+    ):
+        assert name in summary
+    for patients in EXPECTED.values():
+        assert all(patient in summary for patient in patients)
+    assert "both_tasks.png" not in summary  # one file, one patient, one split: no finding
+    assert "300x200 px" in summary
+
+
+def test_allow_pediatric_min_size_and_no_images(planted):
+    report = audit_manifest(planted, allow_pediatric=True, min_size=100)
+    assert report.counts()["pediatric"] == 0 and report.counts()["image_too_small"] == 0
+    quick = audit_manifest(planted, check_images=False)
+    counts = quick.counts()
+    assert counts["missing_file"] == 2 and counts["near_duplicate_across_splits"] == 0
+    assert counts["image_too_small"] == 0 and counts["patient_in_several_splits"] == 1
+
+
+def test_same_picture_in_one_split_is_a_warning_and_links_patients(planted):
+    rows = [row.replace(split="train") if row.patient_id in ("P-orig", "P-copy") else row for row in planted]
+    manifest = planted.with_rows(rows)
+    report = audit_manifest(manifest)
+    warning = [f for f in report.warnings if f.check == "same_picture_several_patients"]
+    assert len(warning) == 1 and set(warning[0].patient_ids) == {"P-orig", "P-copy"}
+    groups = find_near_duplicates(manifest)
+    assert [set(g.patient_ids) for g in groups] == [{"P-orig", "P-copy"}]
+    assert groups[0].min_similarity >= 0.97
+
+
+def test_splitting_with_linked_duplicates_passes_the_duplicate_check(tmp_path, chest_like, write_png):
+    rows = []
+    for patient in range(30):
+        write_png(tmp_path / f"p{patient}.png", chest_like(patient))
+        rows.append(
+            ManifestRow(f"p{patient}.png", "cls", f"p{patient}", label=("covid", "normal")[patient % 2])
+        )
+    for copy in range(5):  # patient p0's picture re-uploaded under five new patient ids
+        Image.fromarray(chest_like(0)).save(tmp_path / f"copy{copy}.jpg", quality=85)
+        rows.append(ManifestRow(f"copy{copy}.jpg", "cls", f"copy{copy}", label="covid"))
+    manifest = Manifest(rows, tmp_path)
+    links = [g.patient_ids for g in find_near_duplicates(manifest)]
+    assert len(links) == 1 and len(links[0]) == 6
+    report = audit_manifest(split_by_patient(manifest, linked_patients=links, seed=0))
+    assert report.passed, report.summary()
+
+
+def test_unsplit_rows_are_a_warning(clean_manifest):
+    manifest = clean_manifest.with_rows(row.replace(split=None) for row in clean_manifest)
+    report = audit_manifest(manifest)
+    assert report.passed and [f.check for f in report.warnings] == ["no_split"]
+
+
+def test_json_report(planted, tmp_path):
+    report = audit_manifest(planted)
+    path = report.to_json(tmp_path / "out" / "audit.json")
+    content = json.loads(path.read_text())
+    assert content["passed"] is False
+    assert content["counts"]["missing_file"] == 2
+    assert set(content["counts"]) == set(AUDIT_CHECKS)
+    assert content["settings"]["near_duplicate_threshold"] == 0.97
+    assert {tuple(f["patient_ids"]) for f in content["findings"] if f["check"] == "pediatric"} == {
+        ("P-child",)
+    }
+    with pytest.raises(FileExistsError):
+        report.to_json(path, overwrite=False)
+
+
+def test_fingerprint_survives_resize_and_jpeg_but_separates_different_films(chest_like):
+    original = chest_like(21, 400, 380)
+    buffer = io.BytesIO()
+    Image.fromarray(original).resize((300, 320)).save(buffer, format="JPEG", quality=70)
+    copy = np.asarray(Image.open(buffer)) / 255.0
+    a, b = thumbnail_fingerprint(original / 255.0), thumbnail_fingerprint(copy)
+    assert float(a @ b / 256) > 0.99
+    others = [thumbnail_fingerprint(chest_like(seed) / 255.0) for seed in range(30, 60)]
+    assert max(float(a @ other / 256) for other in others) < 0.97
+    assert not thumbnail_fingerprint(np.full((50, 50), 0.5)).any()  # flat image: no false matches

@@ -1,0 +1,418 @@
+"""Dataset builders on small fixture layouts written by the tests."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from keras_covidcxr.data import (
+    DatasetError,
+    draw_lung_mask,
+    from_bimcv,
+    from_class_folders,
+    from_covid_gr,
+    from_covidx_list,
+    from_darwin_json,
+    from_ieee8023_metadata,
+    from_midrc_ricord,
+    from_shared_cxr_manifest,
+    read_manifest,
+    write_manifest,
+)
+
+
+def reasons(report):
+    return {item.item: item.reason for item in report.dropped}
+
+
+# ---- COVIDx ---------------------------------------------------------------------------------------
+
+
+def test_covidx_list(tmp_path, chest_like, write_png):
+    images = tmp_path / "train"
+    for name in ("a.png", "b.png", "c d.png", "e.png"):
+        write_png(images / name, chest_like(1, 40, 40))
+    listing = tmp_path / "train_COVIDx5.txt"
+    listing.write_text(
+        "3 a.png COVID-19 cohen\n"
+        "7 b.png normal rsna\n"
+        "\n"
+        "9 c d.png pneumonia actualmed\n"
+        "4 e.png other rsna\n"
+        "5 missing.png normal rsna\n"
+        "3 a.png COVID-19 cohen\n"
+        "broken-line\n"
+    )
+    manifest, report = from_covidx_list(listing, images, split="train")
+    assert [(r.path, r.label, r.patient_id, r.source, r.split) for r in manifest] == [
+        ("a.png", "covid", "cohen:3", "cohen", "train"),
+        ("b.png", "normal", "rsna:7", "rsna", "train"),
+        ("c d.png", "pneumonia", "actualmed:9", "actualmed", "train"),
+    ]
+    assert manifest.resolve(manifest[0]) == images / "a.png"
+    dropped = report.dropped_by_reason()
+    assert dropped["image file not found"] == 1
+    assert dropped["image listed twice"] == 1
+    assert dropped["line is not 'patient_id filename label source'"] == 1
+    assert dropped["label 'other' is not covid/normal/pneumonia"] == 1
+    summary = report.summary()
+    assert "kept 3 images, dropped 4" in summary and "missing.png" in summary
+
+
+def test_covidx_missing_inputs_raise(tmp_path):
+    with pytest.raises(DatasetError, match="COVIDx list not found"):
+        from_covidx_list(tmp_path / "none.txt", tmp_path)
+
+
+# ---- Darwin JSON (V7 Labs) ------------------------------------------------------------------------
+
+
+def square(x0, y0, x1, y1):
+    return [{"x": x0, "y": y0}, {"x": x1, "y": y0}, {"x": x1, "y": y1}, {"x": x0, "y": y1}]
+
+
+def darwin_v1(filename, width, height, annotations):
+    return {
+        "dataset": "covid-19-chest-x-ray-dataset",
+        "image": {"width": width, "height": height, "original_filename": filename, "filename": filename},
+        "annotations": annotations,
+    }
+
+
+@pytest.fixture
+def darwin_folders(tmp_path, chest_like):
+    images, annotations = tmp_path / "images", tmp_path / "annotations"
+    annotations.mkdir()
+    documents = {
+        # frontal, two lung polygons, an "Ignore" device over the right lung, tags for label/age/sex
+        "frontal": (
+            "frontal.jpg",
+            300,
+            280,
+            [
+                {"name": "Lungs", "polygon": {"path": square(20, 30, 120, 230)}},
+                {"name": "Lungs", "polygon": {"path": square(160, 30, 260, 230)}},
+                {"name": "Ignore", "polygon": {"path": square(200, 100, 220, 120)}},
+                {"name": "COVID-19", "tag": {}},
+                {"name": "Age 54", "tag": {}},
+                {"name": "Female", "tag": {}},
+            ],
+        ),
+        "lateral": (
+            "lateral.jpg",
+            300,
+            300,
+            [{"name": "Lateral", "tag": {}}, {"name": "Viral Pneumonia", "tag": {}}],
+        ),
+        "small": ("small.jpg", 200, 240, [{"name": "Lungs", "polygon": {"path": square(10, 10, 100, 100)}}]),
+        "ct": ("ct.jpg", 300, 300, [{"name": "COVID-19", "tag": {}}]),
+        # a lung drawn as a complex polygon with a hole, and a kermany patient in the file name
+        "person12_virus_3": (
+            "person12_virus_3.jpeg",
+            280,
+            300,
+            [
+                {
+                    "name": "Lung",
+                    "complex_polygon": {"path": [square(10, 10, 200, 200), square(50, 50, 100, 100)]},
+                },
+                {"name": "Bacterial Pneumonia", "tag": {}},
+            ],
+        ),
+    }
+    for stem, (filename, width, height, annotation_list) in documents.items():
+        _write_jpeg(images / filename, chest_like(len(stem), height, width))
+        (annotations / f"{stem}.json").write_text(
+            json.dumps(darwin_v1(filename, width, height, annotation_list))
+        )
+    # a darwin-py 2.0 export with an explicit view field
+    _write_jpeg(images / "v2.jpg", chest_like(99, 260, 270))
+    (annotations / "v2.json").write_text(
+        json.dumps(
+            {
+                "version": "2.0",
+                "item": {
+                    "name": "v2.jpg",
+                    "slots": [{"width": 270, "height": 260, "source_files": [{"file_name": "v2.jpg"}]}],
+                    "metadata": {"View Position": "AP"},
+                },
+                "annotations": [{"name": "Lung", "polygon": {"paths": [square(10, 10, 60, 60)]}}],
+            }
+        )
+    )
+    (annotations / "orphan.json").write_text(json.dumps(darwin_v1("gone.jpg", 300, 300, [])))
+    (annotations / "broken.json").write_text("{not json")
+    return images, annotations, tmp_path / "masks"
+
+
+def _write_jpeg(path, pixels):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels).save(path, quality=92)
+
+
+def test_darwin_json_keeps_frontal_films_and_draws_masks(darwin_folders):
+    images, annotations, masks = darwin_folders
+    manifest, report = from_darwin_json(annotations, images, masks)
+    by_name = {row.path.split("/")[-1]: row for row in manifest}
+    assert set(by_name) == {"frontal.jpg", "person12_virus_3.jpeg", "v2.jpg"}
+    frontal = by_name["frontal.jpg"]
+    assert (frontal.task, frontal.label, frontal.age, frontal.sex, frontal.source) == (
+        "seg",
+        "covid",
+        54.0,
+        "F",
+        "v7labs",
+    )
+    assert by_name["person12_virus_3.jpeg"].patient_id == "kermany:person12"
+    assert by_name["person12_virus_3.jpeg"].label == "pneumonia"
+    assert by_name["v2.jpg"].view == "AP"
+
+    mask = np.asarray(Image.open(manifest.resolve_mask(frontal)))
+    assert mask.shape == (280, 300) and set(np.unique(mask)) == {0, 255}
+    assert mask[100, 50] == 255 and mask[100, 140] == 0  # left lung, gap between lungs
+    assert mask[110, 210] == 0 and mask[150, 210] == 255  # "Ignore" device is background
+    holed = np.asarray(Image.open(manifest.resolve_mask(by_name["person12_virus_3.jpeg"])))
+    assert holed[30, 30] == 255 and holed[75, 75] == 0  # the inner path is a hole
+
+    why = reasons(report)
+    assert why["lateral.jpg"] == "lateral view"
+    assert why["small.jpg"] == "smaller side under 256 px"
+    assert why["ct.jpg"] == "no lung polygon"
+    assert why["orphan.json"] == "image file not found"
+    assert why["broken.json"].startswith("unreadable JSON")
+
+    # the manifest survives a write/read round trip with masks that exist
+    back = read_manifest(write_manifest(manifest, masks.parent / "seg.csv"))
+    assert all(back.resolve_mask(row).is_file() for row in back)
+
+
+def test_draw_lung_mask_only_draws_lung_classes():
+    annotations = [
+        {"name": "Lungs", "polygon": {"path": square(1, 1, 4, 4)}},
+        {"name": "Pacemaker", "polygon": {"path": square(6, 6, 8, 8)}},
+    ]
+    mask = draw_lung_mask(annotations, width=10, height=10)
+    assert mask[2, 2] == 255 and mask[7, 7] == 0
+
+
+# ---- ieee8023 metadata.csv ------------------------------------------------------------------------
+
+IEEE_HEADER = (
+    "patientid,offset,sex,age,finding,RT_PCR_positive,survival,intubated,view,modality,date,location,"
+    "folder,filename,doi,url,license\n"
+)
+
+
+def test_ieee8023_metadata(tmp_path, chest_like, write_png):
+    images = tmp_path / "images"
+    rows = [
+        ("1", "M", "65", "Pneumonia/Viral/COVID-19", "PA", "X-ray", "a.jpg", "CC BY 4.0"),
+        ("2", "F", "", "No Finding", "AP", "X-ray", "b.jpg", ""),
+        ("3", "", "40", "Pneumonia/Bacterial/Streptococcus", "AP Supine", "X-ray", "c.png", ""),
+        ("1", "M", "65", "Pneumonia/Viral/COVID-19", "L", "X-ray", "lat.jpg", ""),
+        ("4", "F", "50", "Pneumonia/Viral/COVID-19", "Axial", "CT", "ct.jpg", ""),
+        ("5", "M", "10", "Pneumonia/Viral/COVID-19", "PA", "X-ray", "child.jpg", ""),
+        ("6", "M", "70", "ARDS", "PA", "X-ray", "ards.jpg", ""),
+        ("7", "M", "70", "todo", "PA", "X-ray", "todo.jpg", ""),
+        ("8", "F", "30", "No Finding", "PA", "X-ray", "missing.jpg", ""),
+    ]
+    for row in rows:
+        if row[6] != "missing.jpg":
+            write_png(images / row[6], chest_like(3, 30, 30))
+    text = IEEE_HEADER + "".join(
+        f"{pid},0,{sex},{age},{finding},Y,,N,{view},{modality},2020,Here,images,{filename},,,{lic}\n"
+        for pid, sex, age, finding, view, modality, filename, lic in rows
+    )
+    (tmp_path / "metadata.csv").write_text(text)
+    manifest, report = from_ieee8023_metadata(tmp_path / "metadata.csv", images)
+    assert [(r.path, r.label, r.view, r.patient_id, r.age, r.sex) for r in manifest] == [
+        ("a.jpg", "covid", "PA", "ieee8023:1", 65.0, "M"),
+        ("b.jpg", "normal", "AP", "ieee8023:2", None, "F"),
+        ("c.png", "pneumonia", "AP Supine", "ieee8023:3", 40.0, None),
+    ]
+    assert manifest[0].extra["license"] == "CC BY 4.0"
+    why = reasons(report)
+    assert why["lat.jpg"] == "lateral view"
+    assert why["ct.jpg"] == "modality 'CT' is not X-ray"
+    assert why["child.jpg"] == "patient under 18"
+    assert why["ards.jpg"] == "finding 'ARDS' is not covid/normal/pneumonia"
+    assert why["todo.jpg"].startswith("finding 'todo'")
+    assert why["missing.jpg"] == "image file not found"
+
+    kept_all, _ = from_ieee8023_metadata(
+        tmp_path / "metadata.csv", images, drop_lateral=False, drop_pediatric=False
+    )
+    assert {"lat.jpg", "child.jpg"} <= {r.path for r in kept_all}
+
+
+def test_ieee8023_metadata_needs_its_columns(tmp_path):
+    (tmp_path / "metadata.csv").write_text("patient,file\n1,a.png\n")
+    with pytest.raises(DatasetError, match="missing column"):
+        from_ieee8023_metadata(tmp_path / "metadata.csv", tmp_path)
+
+
+# ---- folder layouts -------------------------------------------------------------------------------
+
+
+def test_class_folders_with_and_without_split_folders(tmp_path, chest_like, write_png):
+    for name in (
+        "COVID/c1.png",
+        "COVID/c2.png",
+        "Normal/n1.png",
+        "Viral Pneumonia/v1.png",
+        "Lung_Opacity/o1.png",
+    ):
+        write_png(tmp_path / "flat" / name, chest_like(1, 20, 20))
+    manifest, report = from_class_folders(tmp_path / "flat")
+    assert sorted((r.path, r.label) for r in manifest) == [
+        ("COVID/c1.png", "covid"),
+        ("COVID/c2.png", "covid"),
+        ("Normal/n1.png", "normal"),
+        ("Viral Pneumonia/v1.png", "pneumonia"),
+    ]
+    assert manifest[0].patient_id == "flat:c1" and manifest[0].source == "flat"
+    assert reasons(report)["Lung_Opacity/o1.png"] == "folder 'Lung_Opacity' is not a known class"
+    assert "each image counts as its own patient" in report.summary()
+
+    for name in (
+        "train/covid/person1_a.png",
+        "train/covid/person1_b.png",
+        "test/normal/person2_a.png",
+        "test/normal/stray.png",
+    ):
+        write_png(tmp_path / "split" / name, chest_like(2, 20, 20))
+    manifest, report = from_class_folders(tmp_path / "split", patient_id_pattern=r"^(person\d+)_")
+    assert sorted((r.split, r.label, r.patient_id) for r in manifest) == [
+        ("test", "normal", "split:person2"),
+        ("train", "covid", "split:person1"),
+        ("train", "covid", "split:person1"),
+    ]
+    assert reasons(report)["test/normal/stray.png"] == "file name does not match patient_id_pattern"
+
+
+def test_covid_gr(tmp_path, chest_like, write_png):
+    for name in ("P/p1.jpg", "P/p2.jpg", "N/n1.jpg"):
+        write_png(tmp_path / name, chest_like(4, 20, 20))
+    manifest, report = from_covid_gr(tmp_path)
+    assert sorted((r.path, r.label, r.patient_id, r.source) for r in manifest) == [
+        ("N/n1.jpg", "normal", "covid-gr:n1", "covid-gr"),
+        ("P/p1.jpg", "covid", "covid-gr:p1", "covid-gr"),
+        ("P/p2.jpg", "covid", "covid-gr:p2", "covid-gr"),
+    ]
+    assert report.builder == "covid-gr" and not report.notes
+
+
+def _write_dicom(path, view, age="045Y", sex="F"):
+    pydicom = pytest.importorskip("pydicom")
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    dataset = pydicom.Dataset()
+    dataset.file_meta = meta
+    dataset.SOPClassUID = meta.MediaStorageSOPClassUID
+    dataset.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    dataset.ViewPosition, dataset.PatientAge, dataset.PatientSex, dataset.Modality = view, age, sex, "DX"
+    dataset.Rows = dataset.Columns = 4
+    dataset.BitsAllocated, dataset.BitsStored, dataset.HighBit = 16, 12, 11
+    dataset.SamplesPerPixel, dataset.PhotometricInterpretation, dataset.PixelRepresentation = (
+        1,
+        "MONOCHROME2",
+        0,
+    )
+    dataset.PixelData = np.zeros((4, 4), np.uint16).tobytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    dataset.save_as(path, enforce_file_format=True)
+
+
+def test_midrc_ricord(tmp_path, chest_like, write_png):
+    collection = tmp_path / "MIDRC-RICORD-1C"
+    _write_dicom(collection / "MIDRC-RICORD-1C-SITE2-000216" / "study1" / "series1" / "1-1.dcm", "AP")
+    _write_dicom(collection / "MIDRC-RICORD-1C-SITE2-000216" / "study2" / "series1" / "1-1.dcm", "LL")
+    _write_dicom(
+        collection / "MIDRC-RICORD-1C-SITE2-000300" / "study1" / "series1" / "1-1.dcm", "PA", "070Y", "M"
+    )
+    write_png(collection / "loose.png", chest_like(1, 10, 10))
+    manifest, report = from_midrc_ricord(tmp_path)  # the folder above the collection works too
+    assert [(r.patient_id, r.label, r.view, r.age, r.sex) for r in manifest] == [
+        ("midrc:MIDRC-RICORD-1C-SITE2-000216", "covid", "AP", 45.0, "F"),
+        ("midrc:MIDRC-RICORD-1C-SITE2-000300", "covid", "PA", 70.0, "M"),
+    ]
+    assert manifest.resolve(manifest[0]).is_file()
+    why = reasons(report)
+    assert why["MIDRC-RICORD-1C-SITE2-000216/study2/series1/1-1.dcm"] == "lateral view"
+    assert why["loose.png"] == "file is not inside a patient folder"
+
+
+def test_bimcv(tmp_path, chest_like, write_png):
+    root = tmp_path / "bimcv_covid19_posi_subjects_1"
+    rx = root / "sub-S0001" / "ses-E0001" / "mod-rx"
+    write_png(rx / "sub-S0001_ses-E0001_run-1_bp-chest_vp-pa_dx.png", chest_like(1, 20, 20))
+    write_png(rx / "sub-S0001_ses-E0001_run-2_bp-chest_vp-ll_dx.png", chest_like(2, 20, 20))
+    write_png(
+        root / "sub-S0002" / "ses-E0005" / "mod-rx" / "sub-S0002_ses-E0005_run-1_bp-chest_vp-ap_cr.png",
+        chest_like(3, 20, 20),
+    )
+    write_png(
+        root / "sub-S0002" / "ses-E0005" / "mod-ct" / "sub-S0002_ses-E0005_ct.png", chest_like(4, 20, 20)
+    )
+    (root / "participants.tsv").write_text(
+        "participant_id\tmodality_dicom\tage\tgender\n"
+        "sub-S0001\t['DX']\t[71]\tM\nsub-S0002\t['CR']\t[55, 56]\tF\n"
+    )
+    manifest, report = from_bimcv(tmp_path)
+    assert [(r.patient_id, r.view, r.age, r.sex, r.label) for r in manifest] == [
+        ("bimcv:sub-S0001", "PA", 71.0, "M", "covid"),
+        ("bimcv:sub-S0002", "AP", 55.0, "F", "covid"),
+    ]
+    assert report.dropped_by_reason() == {"lateral view": 1, "not an X-ray (mod- folder is not mod-rx)": 1}
+
+
+# ---- the shared curated folder's manifest.csv -----------------------------------------------------
+
+
+def test_shared_cxr_manifest(tmp_path, chest_like, write_png):
+    for name in (
+        "seg/images/a.png",
+        "seg/masks/a.png",
+        "cls/images/a.png",
+        "cls/images/b.png",
+        "seg/images/nomask.png",
+    ):
+        write_png(tmp_path / name, chest_like(5, 20, 20))
+    (tmp_path / "manifest.csv").write_text(
+        "file,task,label,patient_id,view,age,source_repo,source_path,license\n"
+        'seg/images/a.png,seg,covid,ieee8023:2,PA,65,"hida6/covid-chestxray-dataset (fork, x)",images/a.jpeg,\n'
+        "cls/images/a.png,cls,covid,ieee8023:2,PA,65,hida6/covid-chestxray-dataset,images/a.jpeg,CC BY 4.0\n"
+        "cls/images/b.png,cls,normal,actualmed:ANON1,unknown,,agchung/Actualmed,b.jpeg,research use only\n"
+        "seg/images/nomask.png,seg,unknown,figure1:COVID-1,AP Supine,50,agchung/Figure1,n.png,\n"
+        "cls/images/gone.png,cls,covid,figure1:COVID-2,AP,,agchung/Figure1,g.png,\n"
+        "extra/images/lat.png,bad_input,covid,ieee8023:9,L,,x,y,\n"
+    )
+    manifest, report = from_shared_cxr_manifest(tmp_path / "manifest.csv")
+    assert [(r.task, r.path, r.mask_path, r.label, r.source, r.view, r.age) for r in manifest] == [
+        ("seg", "seg/images/a.png", "seg/masks/a.png", "covid", "ieee8023", "PA", 65.0),
+        ("cls", "cls/images/a.png", None, "covid", "ieee8023", "PA", 65.0),
+        ("cls", "cls/images/b.png", None, "normal", "actualmed", "unknown", None),
+    ]
+    assert manifest[2].extra["license"] == "research use only"
+    why = reasons(report)
+    assert why["seg/images/nomask.png"] == "mask file not found"
+    assert why["cls/images/gone.png"] == "image file not found"
+    assert why["extra/images/lat.png"] == "task 'bad_input' is not seg/cls"
+    assert report.to_dict()["kept_by_label"] == {"covid": 2, "normal": 1}
+
+
+def test_darwin_json_never_replaces_existing_masks_unless_asked(darwin_folders):
+    images, annotations, masks = darwin_folders
+    (masks / "frontal.png").parent.mkdir(parents=True)
+    (masks / "frontal.png").write_bytes(b"mine")
+    with pytest.raises(DatasetError, match="already exist"):
+        from_darwin_json(annotations, images, masks)
+    assert (masks / "frontal.png").read_bytes() == b"mine" and len(list(masks.iterdir())) == 1
+    manifest, _ = from_darwin_json(annotations, images, masks, overwrite=True)
+    assert Image.open(masks / "frontal.png").size == (300, 280) and len(manifest) == 3

@@ -1,0 +1,116 @@
+"""`covidcxr data build | split | audit` through typer's CliRunner: output files and exit codes 0/1/2."""
+
+import csv
+
+import pytest
+from covidcxr_cli.data_commands import data_app
+from typer.testing import CliRunner
+
+from keras_covidcxr.data import from_shared_cxr_manifest, read_manifest, write_manifest
+
+
+@pytest.fixture
+def runner():
+    return CliRunner()
+
+
+@pytest.fixture
+def shared_folder(tmp_path, chest_like, write_png):
+    """A folder laid out like the shared curated data: seg pairs and cls images for 20 patients."""
+    folder = tmp_path / "cxr"
+    lines = ["file,task,label,patient_id,view,age,source_repo,source_path,license"]
+    for patient in range(20):
+        label = ("covid", "normal", "pneumonia")[patient % 3]
+        write_png(folder / f"cls/images/p{patient}.png", chest_like(patient))
+        lines.append(f"cls/images/p{patient}.png,cls,{label},ieee8023:{patient},PA,40,repo,x,")
+        if patient % 2 == 0:
+            write_png(folder / f"seg/images/p{patient}.png", chest_like(patient))
+            write_png(folder / f"seg/masks/p{patient}.png", chest_like(patient + 1000))
+            lines.append(f"seg/images/p{patient}.png,seg,covid,ieee8023:{patient},PA,40,repo,x,")
+    (folder / "manifest.csv").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+def test_build_split_audit_happy_path(runner, shared_folder, tmp_path):
+    built = tmp_path / "built.csv"
+    result = runner.invoke(
+        data_app,
+        [
+            "build",
+            "shared-cxr",
+            str(shared_folder / "manifest.csv"),
+            "--out",
+            str(built),
+            "--report",
+            str(tmp_path / "build.json"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "shared-cxr: kept 30 images, dropped 0" in result.stdout
+    assert len(read_manifest(built)) == 30 and (tmp_path / "build.json").is_file()
+
+    split = tmp_path / "split.csv"
+    result = runner.invoke(
+        data_app, ["split", str(built), "--out", str(split), "--fractions", "0.6,0.2,0.2", "--seed", "1"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "train:" in result.stdout and "test:" in result.stdout
+    with open(split, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    splits_per_patient = {}
+    for row in rows:
+        splits_per_patient.setdefault(row["patient_id"], set()).add(row["split"])
+    assert all(len(s) == 1 for s in splits_per_patient.values())
+
+    result = runner.invoke(data_app, ["audit", str(split), "--json", str(tmp_path / "audit.json")])
+    assert result.exit_code == 0, result.output
+    assert "Audit PASSED" in result.stdout and (tmp_path / "audit.json").is_file()
+
+
+def test_audit_failure_exits_1_and_names_the_problem(runner, shared_folder, tmp_path):
+    manifest = from_shared_cxr_manifest(shared_folder / "manifest.csv").manifest
+    leaky = manifest.with_rows(
+        row.replace(split="train" if i % 2 else "test", age=12 if i == 0 else row.age)
+        for i, row in enumerate(manifest)
+    )
+    write_manifest(leaky, tmp_path / "leaky.csv")
+    result = runner.invoke(data_app, ["audit", str(tmp_path / "leaky.csv")])
+    assert result.exit_code == 1, result.output
+    assert "Audit FAILED" in result.stdout
+    assert "[error] pediatric (1)" in result.stdout  # printed verbatim, not read as rich markup
+    assert "patient ieee8023:0" in result.stdout
+
+
+def test_bad_manifest_exits_2_with_one_error_line(runner, tmp_path):
+    bad = tmp_path / "bad [v2].csv"
+    bad.write_text("path,task,label,patient_id\na.png,cls,cat,p1\n")
+    result = runner.invoke(data_app, ["audit", str(bad)])
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines() == [
+        f"error: {bad}:2: label 'cat' is not one of covid, normal, pneumonia"
+    ]
+    result = runner.invoke(
+        data_app, ["split", str(tmp_path / "absent.csv"), "--out", str(tmp_path / "o.csv")]
+    )
+    assert result.exit_code == 2 and "cannot read the manifest" in result.stderr
+
+
+def test_refuses_to_overwrite_and_bad_options_exit_2(runner, shared_folder, tmp_path):
+    out = tmp_path / "out.csv"
+    out.write_text("mine\n")
+    args = ["build", "shared-cxr", str(shared_folder / "manifest.csv"), "--out", str(out)]
+    result = runner.invoke(data_app, args)
+    assert result.exit_code == 2 and "already exists" in result.stderr
+    assert out.read_text() == "mine\n"
+    assert runner.invoke(data_app, [*args, "--overwrite"]).exit_code == 0
+
+    result = runner.invoke(
+        data_app, ["build", "covidx", str(tmp_path / "list.txt"), "--out", str(tmp_path / "x.csv")]
+    )
+    assert result.exit_code == 2 and "covidx needs --images" in result.stderr
+    result = runner.invoke(
+        data_app, ["split", str(out), "--out", str(tmp_path / "s.csv"), "--fractions", "0.5,0.5"]
+    )
+    assert result.exit_code == 2 and "fractions" in result.stderr
+    result = runner.invoke(data_app, ["build", "unknown-layout", "x", "--out", "y"])
+    assert result.exit_code == 2

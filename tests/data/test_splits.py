@@ -1,0 +1,127 @@
+"""Patient-level splits: disjoint by patient, stratified by label, seeded, one split across tasks."""
+
+from collections import Counter, defaultdict
+
+import numpy as np
+import pytest
+
+from keras_covidcxr import ConfigError
+from keras_covidcxr.data import (
+    Manifest,
+    ManifestRow,
+    describe_splits,
+    group_kfold,
+    patient_strata,
+    split_by_patient,
+)
+
+
+def synthetic_manifest(n_patients=300, seed=0):
+    """Patients with 1-4 cls films (labels ~ 50/30/20%), a third also with seg films, some seg-only."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for patient in range(n_patients):
+        label = rng.choice(["covid", "normal", "pneumonia"], p=[0.5, 0.3, 0.2])
+        pid = f"p{patient}"
+        if patient % 10 != 9:
+            rows += [
+                ManifestRow(f"cls/{pid}_{i}.png", "cls", pid, label=str(label))
+                for i in range(rng.integers(1, 5))
+            ]
+        if patient % 3 == 0:
+            rows.append(ManifestRow(f"seg/{pid}.png", "seg", pid, mask_path=f"masks/{pid}.png"))
+    return Manifest(rows, "/data")
+
+
+def splits_of_patients(manifest):
+    splits = defaultdict(set)
+    for row in manifest:
+        splits[row.patient_id].add(row.split)
+    return splits
+
+
+def test_every_patient_in_exactly_one_split_across_tasks():
+    split = split_by_patient(synthetic_manifest(), seed=3)
+    assert all(row.split in ("train", "val", "test") for row in split)
+    assert all(len(s) == 1 for s in splits_of_patients(split).values())
+    assert len(split) == len(synthetic_manifest())
+
+
+def test_fractions_and_label_mix_are_kept_within_tolerance():
+    manifest = synthetic_manifest(n_patients=600)
+    split = split_by_patient(manifest, fractions=(0.8, 0.1, 0.1), seed=0)
+    images = Counter(row.split for row in split)
+    total = sum(images.values())
+    for name, share in (("train", 0.8), ("val", 0.1), ("test", 0.1)):
+        assert abs(images[name] / total - share) < 0.02
+    overall = Counter(row.label for row in split if row.task == "cls")
+    n_cls = sum(overall.values())
+    for name in ("train", "val", "test"):
+        part = Counter(row.label for row in split if row.task == "cls" and row.split == name)
+        for label, count in overall.items():
+            assert abs(part[label] / sum(part.values()) - count / n_cls) < 0.04, (name, label)
+
+
+def test_seeded_and_reproducible():
+    manifest = synthetic_manifest()
+    first = [row.split for row in split_by_patient(manifest, seed=7)]
+    assert first == [row.split for row in split_by_patient(manifest, seed=7)]
+    assert first != [row.split for row in split_by_patient(manifest, seed=8)]
+
+
+def test_linked_patients_stay_together():
+    manifest = synthetic_manifest()
+    links = [("p1", "p2", "p3"), ("p10", "p200")]
+    for seed in range(5):
+        splits = splits_of_patients(split_by_patient(manifest, seed=seed, linked_patients=links))
+        assert splits["p1"] == splits["p2"] == splits["p3"]
+        assert splits["p10"] == splits["p200"]
+
+
+def test_patient_strata_majority_then_first_label_and_seg_only():
+    rows = [
+        ManifestRow("a", "cls", "x", label="normal"),
+        ManifestRow("b", "cls", "x", label="covid"),
+        ManifestRow("c", "cls", "x", label="covid"),
+        ManifestRow("d", "cls", "y", label="pneumonia"),
+        ManifestRow("e", "cls", "y", label="normal"),
+        ManifestRow("f", "seg", "z", mask_path="m"),
+    ]
+    assert patient_strata(Manifest(rows)) == {"x": "covid", "y": "pneumonia", "z": "(seg only)"}
+
+
+@pytest.mark.parametrize("fractions", [(0.8, 0.2), (0.5, 0.5, 0.5), (1.2, -0.1, -0.1)])
+def test_bad_fractions_raise(fractions):
+    with pytest.raises(ConfigError, match="fractions"):
+        split_by_patient(synthetic_manifest(20), fractions=fractions)
+
+
+def test_describe_splits_counts_images_and_patients():
+    rows = [
+        ManifestRow("a", "cls", "x", label="covid", split="train"),
+        ManifestRow("b", "cls", "x", label="covid", split="train"),
+        ManifestRow("c", "seg", "y", mask_path="m", split="test"),
+    ]
+    assert describe_splits(Manifest(rows)) == (
+        "train: 2 images, 1 patients (cls:covid 2)\ntest: 1 images, 1 patients (seg:- 1)"
+    )
+
+
+def test_group_kfold_is_patient_disjoint_and_stratified():
+    manifest = synthetic_manifest(n_patients=200)
+    folds = group_kfold(manifest, k=5, seed=1)
+    assert len(folds) == 5
+    seen_test = []
+    for fold in folds:
+        train_patients = {row.patient_id for row in fold.train}
+        test_patients = {row.patient_id for row in fold.test}
+        assert not train_patients & test_patients
+        assert len(fold.train) + len(fold.test) == len(manifest)
+        assert {row.label for row in fold.test if row.task == "cls"} == {"covid", "normal", "pneumonia"}
+        seen_test += [row.path for row in fold.test]
+    assert sorted(seen_test) == sorted(row.path for row in manifest)
+
+
+def test_group_kfold_needs_enough_patients():
+    with pytest.raises(ConfigError, match="fewer than the folds"):
+        group_kfold(synthetic_manifest(3), k=5)

@@ -1,0 +1,248 @@
+"""load_image on plain image files: what loads, with which values, and every refusal."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageFile
+
+from keras_covidcxr.errors import (
+    ConfigError,
+    CovidCXRError,
+    ImageDecodeError,
+    UnsupportedImageError,
+)
+from keras_covidcxr.io.image_loader import METADATA_KEYS, LoadedImage, load_image
+
+
+def _luma(r, g, b):
+    """Pillow's 8-bit 'L' conversion (ITU-R 601-2, rounded)."""
+    return Image.new("RGB", (1, 1), (r, g, b)).convert("L").getpixel((0, 0)) / 255.0
+
+
+def _error(path, **kwargs):
+    with pytest.raises(CovidCXRError) as info:
+        load_image(path, **kwargs)
+    return info.value
+
+
+# ---- images that load -------------------------------------------------------
+
+
+def test_tiny_gray_png_loads_with_full_metadata(corpus):
+    path = corpus.gray_png(shape=(8, 8), value=51)
+    image = load_image(path)
+    assert isinstance(image, LoadedImage)
+    assert image.pixels.dtype == np.float32 and image.pixels.shape == (8, 8)
+    np.testing.assert_array_equal(image.pixels, np.float32(51 / 255))
+    assert list(image.metadata) == list(METADATA_KEYS)
+    assert image.metadata == {
+        "path": str(path),
+        "format": "PNG",
+        "original_size": (8, 8),
+        "bits": 8,
+        "modality": None,
+        "view": None,
+        "age": None,
+        "patient_id_hash": None,
+        "photometric": None,
+        "voi": None,
+    }
+
+
+def test_str_path_is_accepted(corpus):
+    assert load_image(str(corpus.gray_png())).metadata["format"] == "PNG"
+
+
+def test_16_bit_png_keeps_16_bit_precision(corpus):
+    image = load_image(corpus.png16())
+    np.testing.assert_array_equal(image.pixels, np.array([[0, 32768], [65535, 1000]], np.float32) / 65535)
+    assert image.pixels[1, 0] == 1.0 and abs(image.pixels[0, 1] - 0.5) < 1e-4
+    assert image.metadata["bits"] == 16
+
+
+def test_16_bit_tiff(corpus):
+    image = load_image(corpus.tiff16())
+    np.testing.assert_array_equal(image.pixels, np.array([[0, 65535, 32768]], np.float32) / 65535)
+    assert (image.metadata["format"], image.metadata["bits"]) == ("TIFF", 16)
+
+
+def test_32_bit_int_tiff_in_16_bit_range_scales_by_65535(corpus):
+    image = load_image(corpus.int32_tiff())
+    np.testing.assert_allclose(image.pixels, np.array([[0, 4095], [65535, 100]]) / 65535, rtol=1e-6)
+    assert image.metadata["bits"] == 16
+
+
+def test_32_bit_int_tiff_beyond_16_bits_is_min_max_scaled(corpus):
+    image = load_image(corpus.int32_tiff(values=((-100, 0), (100, 100_000))))
+    np.testing.assert_allclose(image.pixels, np.array([[0, 100], [200, 100_100]]) / 100_100, rtol=1e-6)
+    assert image.metadata["bits"] == 32
+
+
+def test_rgba_drops_alpha_but_keeps_the_rgb_of_transparent_pixels(corpus):
+    image = load_image(corpus.rgba_png())
+    np.testing.assert_allclose(image.pixels, [[_luma(255, 0, 0), 1.0]], rtol=1e-6)
+    assert image.pixels[0, 0] > 0.25  # red, not black or white from the alpha
+
+
+def test_palette_png_with_transparency(corpus):
+    image = load_image(corpus.palette_png())
+    np.testing.assert_allclose(image.pixels, [[0.0, _luma(0, 255, 0), 200 / 255]], rtol=1e-6)
+
+
+def test_la_png_uses_the_luminance_band(corpus):
+    np.testing.assert_allclose(load_image(corpus.la_png()).pixels, [[10 / 255, 250 / 255]], rtol=1e-6)
+
+
+def test_cmyk_jpeg(corpus):
+    image = load_image(corpus.cmyk_jpeg())
+    assert image.metadata["format"] == "JPEG" and image.pixels.shape == (8, 16)
+    assert image.pixels[:, :6].min() > 0.9  # no ink: white
+    assert image.pixels[:, 10:].max() < 0.1  # full black ink
+
+
+def test_exif_orientation_is_applied(corpus):
+    image = load_image(corpus.exif_rotated_jpeg())
+    assert image.pixels.shape == (40, 16)  # stored 16 high x 40 wide, rotated 90 degrees
+    assert image.metadata["original_size"] == (40, 16)
+    assert image.pixels[1:7, -7:-1].min() > 0.9  # the marker is now top-right
+    assert image.pixels[1:7, 1:7].max() < 0.1
+    assert image.pixels[-8:, :].max() < 0.1
+
+
+def test_bmp(corpus):
+    image = load_image(corpus.bmp())
+    np.testing.assert_allclose(image.pixels, np.full((4, 5), 60 / 255), rtol=1e-6)
+    assert (image.metadata["format"], image.metadata["bits"]) == ("BMP", 8)
+
+
+def test_loaded_image_is_frozen_and_has_a_short_repr(corpus):
+    image = load_image(corpus.gray_png(shape=(300, 300)))
+    with pytest.raises(AttributeError):
+        image.pixels = None
+    assert len(repr(image)) < 400 and "(300, 300)" in repr(image)
+
+
+# ---- refusals: the exact error for each broken input ------------------------
+
+
+def test_missing_file(tmp_path):
+    path = tmp_path / "absent.png"
+    error = _error(path)
+    assert type(error) is ImageDecodeError and str(error) == f"{path}: no such file"
+
+
+def test_directory(tmp_path):
+    error = _error(tmp_path)
+    assert type(error) is ImageDecodeError
+    assert str(error) == f"{tmp_path}: is a directory, not an image file"
+
+
+def test_zero_byte_file(corpus):
+    path = corpus.raw("empty.png", b"")
+    error = _error(path)
+    assert type(error) is ImageDecodeError and str(error) == f"{path}: empty file (0 bytes)"
+
+
+def test_text_named_png(corpus):
+    path = corpus.raw("notes.png", b"patient looked fine\n")
+    error = _error(path)
+    assert type(error) is ImageDecodeError
+    assert str(error) == f"{path}: not a recognised image format"
+
+
+@pytest.mark.parametrize("writer", ["truncated_png", "truncated_jpeg"])
+def test_truncated_image_is_a_decode_error(corpus, writer):
+    path = getattr(corpus, writer)()
+    error = _error(path)
+    assert type(error) is ImageDecodeError
+    assert str(error).startswith(f"{path}: truncated or corrupt image (OSError: image file is truncated")
+    assert isinstance(error.__cause__, OSError)
+    assert ImageFile.LOAD_TRUNCATED_IMAGES is False
+
+
+@pytest.mark.parametrize(
+    "size, reason",
+    [
+        (20, "OSError: Truncated File Read"),  # inside the IHDR chunk
+        (40, "a PNG signature but an unreadable header"),  # the chunk after IHDR is cut
+    ],
+)
+def test_png_cut_inside_its_header(corpus, size, reason):
+    path = corpus.truncated(corpus.gray_png(), "header_cut.png", size=size)
+    error = _error(path)
+    assert type(error) is ImageDecodeError
+    assert str(error) == f"{path}: truncated or corrupt image ({reason})"
+
+
+def test_multipage_tiff_is_refused(corpus):
+    path = corpus.multipage_tiff(pages=3)
+    error = _error(path)
+    assert type(error) is UnsupportedImageError
+    assert str(error) == f"{path}: 3 frames or pages; only single 2-D images are supported"
+
+
+def test_animated_gif_is_refused(corpus):
+    path = corpus.animated_gif()
+    error = _error(path)
+    assert type(error) is UnsupportedImageError and "2 frames or pages" in str(error)
+
+
+def test_header_claiming_a_huge_size_is_refused(corpus):
+    path = corpus.huge_header_png(width=100_000, height=100_000)
+    error = _error(path)
+    assert type(error) is UnsupportedImageError and str(error).startswith(f"{path}: image too large")
+
+
+def test_size_guard_runs_before_any_pixel_is_decoded(corpus, monkeypatch):
+    def no_decoding(self):
+        raise AssertionError("pixels were decoded")
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", no_decoding)
+    path = corpus.huge_header_png(width=9000, height=9000)  # under Pillow's own bomb limit
+    error = _error(path)
+    assert type(error) is UnsupportedImageError
+    assert str(error) == f"{path}: image of 9000x9000 pixels exceeds the limit of 50000000 pixels"
+
+
+def test_max_pixels_is_configurable(corpus):
+    path = corpus.gray_png(shape=(8, 8))
+    assert load_image(path, max_pixels=64).pixels.shape == (8, 8)
+    error = _error(path, max_pixels=63)
+    assert str(error) == f"{path}: image of 8x8 pixels exceeds the limit of 63 pixels"
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, "big"])
+def test_invalid_max_pixels(corpus, bad):
+    with pytest.raises(ConfigError):
+        load_image(corpus.gray_png(), max_pixels=bad)
+
+
+def test_non_path_argument(corpus):
+    with pytest.raises(ConfigError, match="str or Path"):
+        load_image(corpus.gray_png().read_bytes())
+
+
+def test_unsupported_pixel_mode(corpus):
+    path = corpus.image("lab.tif", Image.new("LAB", (2, 2)))
+    error = _error(path)
+    assert type(error) is UnsupportedImageError
+    assert str(error) == f"{path}: pixel mode 'LAB' is not supported"
+
+
+def test_loader_imports_no_keras_backend():
+    code = (
+        "import sys, keras_covidcxr.io.image_loader\n"
+        "bad = {'keras', 'tensorflow', 'jax', 'torch'} & set(sys.modules)\n"
+        "assert not bad, bad\n"
+        "assert 'pydicom' not in sys.modules  # imported only for DICOM files\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=_repo_root())
+
+
+def _repo_root():
+    import keras_covidcxr
+
+    return str(Path(keras_covidcxr.__file__).parents[1])

@@ -1,0 +1,157 @@
+"""The report writer: JSON, Markdown and PNG plots for several named score sets, written atomically."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from keras_covidcxr import ConfigError
+from keras_covidcxr.metrics import classification_metrics, evaluate_models, write_report
+
+CLASSES = ["covid", "normal", "pneumonia"]
+
+
+@pytest.fixture(scope="module")
+def three_class_scores():
+    rng = np.random.default_rng(0)
+    n = 90
+    truth = np.asarray(CLASSES)[rng.integers(0, 3, n)]
+    onehot = np.eye(3)[[CLASSES.index(t) for t in truth]]
+    members = {
+        "densenet201": 0.5 * onehot + 0.5 * rng.dirichlet([1, 1, 1], n),
+        "vgg19": 0.3 * onehot + 0.7 * rng.dirichlet([1, 1, 1], n),
+    }
+    members["weighted_average"] = (members["densenet201"] + members["vgg19"]) / 2
+    members["majority_vote"] = np.eye(3)[members["weighted_average"].argmax(1)]  # hard votes as one-hot rows
+    return {
+        "scores": members,
+        "truth": truth,
+        "patients": np.arange(n) // 2,
+        "sources": np.where(np.arange(n) % 3 == 0, "bimcv", "ieee8023"),
+        "views": np.where(np.arange(n) % 2 == 0, "PA", "AP"),
+    }
+
+
+def test_writes_json_markdown_and_plots(tmp_path, three_class_scores):
+    data = three_class_scores
+    written = write_report(
+        tmp_path / "report",
+        data["scores"],
+        data["truth"],
+        CLASSES,
+        groups=data["patients"],
+        sources=data["sources"],
+        views=data["views"],
+        n_resamples=100,
+        seed=0,
+    )
+    names = sorted(path.name for path in written.files)
+    assert names == sorted(
+        [
+            "report.json",
+            "report.md",
+            "reliability.png",
+            "roc_covid.png",
+            "roc_normal.png",
+            "roc_pneumonia.png",
+            "confusion_densenet201.png",
+            "confusion_vgg19.png",
+            "confusion_weighted_average.png",
+            "confusion_majority_vote.png",
+        ]
+    )
+    assert sorted(p.name for p in (tmp_path / "report").iterdir()) == names  # no temporary files left
+    for path in written.files:
+        if path.suffix == ".png":
+            with Image.open(path) as image:
+                assert image.format == "PNG" and min(image.size) > 100
+
+    content = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert content["n_images"] == 90 and content["n_patients"] == 45
+    assert content["resampling_unit"] == "patient"
+    point = classification_metrics(data["truth"], data["scores"]["densenet201"], CLASSES)
+    dense = content["models"]["densenet201"]
+    for metric, value in point.overall.items():
+        cell = dense["overall"][metric]
+        assert cell["value"] == pytest.approx(value)
+        assert cell["ci"][0] <= cell["value"] <= cell["ci"][1]
+    assert dense["per_class"]["covid"]["sensitivity"]["value"] == pytest.approx(
+        point.per_class["covid"]["sensitivity"]
+    )
+    assert dense["confusion_matrix"] == point.confusion_matrix.tolist()
+    assert set(dense["by_source"]) == {"bimcv", "ieee8023"} and set(dense["by_view"]) == {"AP", "PA"}
+    assert dense["by_source"]["bimcv"]["n"] == 30
+    assert 0 <= dense["calibration"]["expected_calibration_error"] <= 1
+    assert "operating_points" not in dense  # three classes and no positive class chosen
+
+    markdown = (tmp_path / "report" / "report.md").read_text()
+    assert "| Model | Accuracy | Sensitivity | Specificity | PPV | NPV | F1 | AUC |" in markdown
+    accuracy = point.overall["accuracy"] * 100
+    assert f"| densenet201 | {accuracy:.2f}% [" in markdown
+    for model in data["scores"]:
+        assert f"### {model}" in markdown
+    assert "![reliability](reliability.png)" in markdown and "## By source" in markdown
+
+
+def test_binary_report_has_operating_points_for_the_positive_class(tmp_path):
+    rng = np.random.default_rng(1)
+    truth = rng.choice(["non-covid", "covid"], 60)
+    p_covid = np.clip((truth == "covid") * 0.4 + rng.random(60) * 0.6, 0, 1)
+    written = write_report(
+        tmp_path / "binary", {"ensemble": p_covid}, truth, ["non-covid", "covid"], n_resamples=50
+    )
+    results = written.results
+    assert results["averaging"] == "positive class covid"
+    assert results["resampling_unit"].startswith("image")
+    points = results["models"]["ensemble"]["operating_points"]
+    assert points["sensitivity_0.95"]["sensitivity"] >= 0.95
+    assert 0 <= points["youden"]["threshold"] <= 1
+    assert sorted(p.name for p in written.files if p.name.startswith("roc_")) == ["roc_covid.png"]
+    assert "## Operating thresholds (covid vs rest)" in (tmp_path / "binary" / "report.md").read_text()
+
+
+def test_never_overwrites_what_the_user_had(tmp_path, three_class_scores):
+    data = three_class_scores
+    args = ({"m": data["scores"]["vgg19"]}, data["truth"], CLASSES)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    with pytest.raises(ConfigError, match="not an empty folder or an earlier report"):
+        write_report(mine, *args, n_resamples=10)
+    assert (mine / "notes.txt").read_text() == "keep me" and len(list(mine.iterdir())) == 1
+
+    earlier = tmp_path / "earlier"
+    write_report(earlier, *args, n_resamples=10)
+    with pytest.raises(ConfigError, match="pass overwrite=True"):
+        write_report(earlier, *args, n_resamples=10)
+    write_report(
+        earlier,
+        {"other": data["scores"]["densenet201"]},
+        data["truth"],
+        CLASSES,
+        n_resamples=10,
+        overwrite=True,
+    )
+    assert list(json.loads((earlier / "report.json").read_text())["models"]) == ["other"]
+    assert not (earlier / "confusion_m.png").exists()
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    write_report(empty, *args, n_resamples=10)
+    assert (empty / "report.md").is_file()
+
+
+def test_rejects_mismatched_inputs(tmp_path):
+    with pytest.raises(ConfigError, match="no score sets"):
+        evaluate_models({}, ["covid"], CLASSES)
+    with pytest.raises(ConfigError, match="2 labels but y_prob has 3 rows"):
+        evaluate_models({"m": np.full((3, 3), 1 / 3)}, ["covid", "normal"], CLASSES)
+    with pytest.raises(ConfigError, match="clashing plot file names"):
+        write_report(
+            tmp_path / "never",
+            {"a b": np.full((2, 3), 1 / 3), "a_b": np.full((2, 3), 1 / 3)},
+            ["covid", "normal"],
+            CLASSES,
+            n_resamples=5,
+        )

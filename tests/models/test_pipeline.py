@@ -1,0 +1,122 @@
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+from keras_covidcxr import CovidCXRError, InputContractError, Pipeline, PreprocessingConfig
+
+
+def test_result_fields_and_types(pipeline, chest_images):
+    results = pipeline.predict(chest_images)
+    assert len(results) == 3
+    for image, result in zip(chest_images, results):
+        assert result.error is None
+        assert result.label in ("non_covid", "covid")
+        assert set(result.probabilities) == {"non_covid", "covid"}
+        assert sum(result.probabilities.values()) == pytest.approx(1.0, abs=1e-6)
+        assert set(result.members) == {"alpha", "beta"}
+        for member in result.members.values():
+            assert member["label"] in ("non_covid", "covid")
+            assert sum(member["probabilities"].values()) == pytest.approx(1.0, abs=1e-6)
+        assert result.mask.dtype == bool and result.mask.shape == image.shape
+        assert result.lung_fraction == pytest.approx(result.mask.mean())
+        assert result.crop_box is None  # "hard" masking
+        assert isinstance(result.warnings, list)
+        assert result.to_dict()["label"] == result.label
+
+
+def test_weighted_average_is_recomputable_from_members(pipeline, chest_images):
+    result = pipeline.predict(chest_images[:1])[0]
+    weights = dict(zip(pipeline.ensemble.member_names, pipeline.ensemble.weights_normalised))
+    expected = sum(w * result.members[name]["probabilities"]["covid"] for name, w in weights.items())
+    assert result.probabilities["covid"] == pytest.approx(expected, abs=1e-6)
+
+
+def test_an_image_result_does_not_depend_on_its_batch(pipeline, chest_images):
+    together = pipeline.predict(chest_images, batch_size=3)
+    reordered = pipeline.predict(chest_images[::-1], batch_size=2)[::-1]
+    alone = [pipeline.predict([image], batch_size=1)[0] for image in chest_images]
+    for a, b, c in zip(together, reordered, alone):
+        for other in (b, c):
+            assert a.label == other.label
+            np.testing.assert_allclose(a.probabilities["covid"], other.probabilities["covid"], atol=1e-5)
+            np.testing.assert_array_equal(a.mask, other.mask)
+
+
+def test_paths_and_arrays_give_the_same_result(pipeline, chest_images, tmp_path):
+    path = tmp_path / "chest.png"
+    image8 = (chest_images[0] * 255).round().astype(np.uint8)
+    Image.fromarray(image8).save(path)
+    from_path, from_array = pipeline.predict([path, image8])
+    assert from_path.source == str(path) and from_array.source == "array[1]"
+    assert from_path.probabilities == pytest.approx(from_array.probabilities, abs=1e-6)
+
+
+def test_errors_are_raised_or_recorded(pipeline, chest_images, tmp_path):
+    broken = tmp_path / "broken.png"
+    broken.write_text("not an image")
+    with pytest.raises(CovidCXRError, match="broken.png"):
+        pipeline.predict([chest_images[0], broken])
+    results = pipeline.predict([chest_images[0], broken, chest_images[1]], on_error="record")
+    assert [r.error is None for r in results] == [True, False, True]
+    assert "broken.png" in results[1].error and results[1].label is None
+
+
+def test_input_contract_refuses_small_images(pipeline):
+    tiny = np.zeros((20, 20), "float32")
+    with pytest.raises(InputContractError, match="smaller than 64 px"):
+        pipeline.predict([tiny])
+    assert "input contract" in pipeline.predict([tiny], on_error="record")[0].error
+
+
+def test_explain_gives_a_heatmap_at_the_original_size(pipeline, chest_images):
+    result = pipeline.predict(chest_images[:1], explain=True)[0]
+    assert result.heatmap.shape == chest_images[0].shape
+    assert 0.0 <= result.heatmap.min() and result.heatmap.max() <= 1.0
+    heatmap = pipeline.explain(chest_images[0], class_name="non_covid")
+    assert heatmap.shape == chest_images[0].shape
+
+
+class RectangleSegmenter(keras.Model):
+    """A stand-in segmenter that always finds the same rectangular 'lungs' (rows, cols at 64 px)."""
+
+    input_size, input_channels = 64, 1
+
+    def __init__(self, rows=slice(16, 48), cols=slice(8, 40)):
+        super().__init__()
+        self.mask = np.zeros((1, 64, 64, 1), "float32")
+        self.mask[:, rows, cols] = 1.0
+
+    def call(self, x):
+        return keras.ops.zeros_like(x) + self.mask
+
+
+def test_bbox_masking_crops_to_the_lungs_and_maps_back(chest_images, make_pipeline):
+    pipeline = Pipeline(
+        RectangleSegmenter(),
+        make_pipeline().ensemble,
+        preprocessing=PreprocessingConfig(masking="bbox", bbox_margin=0.0),
+    )
+    image = chest_images[1]  # 256 x 256: the 64 px mask scales by 4
+    result = pipeline.predict([image], explain=True)[0]
+    assert result.crop_box == (32, 64, 160, 192)
+    assert result.lung_fraction == pytest.approx(128 * 128 / 256**2, abs=0.01)
+    assert result.lung_components == 1 and not result.warnings
+    x0, y0, x1, y1 = result.crop_box
+    outside = result.heatmap.copy()
+    outside[y0:y1, x0:x1] = 0
+    assert outside.max() == 0.0
+
+
+@pytest.mark.parametrize("fall_back", [True, False])
+def test_an_implausible_mask_is_flagged(chest_images, make_pipeline, fall_back):
+    speck = RectangleSegmenter(rows=slice(30, 32), cols=slice(30, 32))  # 0.1% of the image
+    ensemble = make_pipeline().ensemble
+    config = PreprocessingConfig(masking="bbox", fall_back_to_unmasked=fall_back)
+    result = Pipeline(speck, ensemble, preprocessing=config).predict([chest_images[1]])[0]
+    assert [code for code, _ in result.warnings] == ["implausible_mask"]
+    message = result.warnings[0][1]
+    if fall_back:
+        assert result.crop_box is None and "classified the unmasked image" in message
+    else:
+        assert result.crop_box is not None and "used anyway" in message

@@ -1,0 +1,158 @@
+import json
+import shutil
+
+import numpy as np
+import pytest
+from safetensors.numpy import load_file, save_file
+
+from keras_covidcxr import Pipeline, PresetError
+from keras_covidcxr.presets.checksums import checksum_tree
+
+
+def rewrite_checksums(folder):
+    """Make a tampered preset self-consistent again, as a careful attacker would."""
+    metadata = json.loads((folder / "metadata.json").read_text())
+    metadata["files"] = checksum_tree(folder)
+    (folder / "metadata.json").write_text(json.dumps(metadata))
+
+
+@pytest.fixture
+def preset_copy(preset_dir, tmp_path):
+    folder = tmp_path / "copy"
+    shutil.copytree(preset_dir, folder)
+    return folder
+
+
+def test_layout_and_metadata(preset_dir, pipeline):
+    files = sorted(p.relative_to(preset_dir).as_posix() for p in preset_dir.rglob("*") if p.is_file())
+    assert files == [
+        "config.json",
+        "members/alpha/config.json",
+        "members/alpha/model.safetensors",
+        "members/beta/config.json",
+        "members/beta/model.safetensors",
+        "metadata.json",
+        "segmenter/config.json",
+        "segmenter/model.safetensors",
+    ]
+    metadata = json.loads((preset_dir / "metadata.json").read_text())
+    assert set(metadata["files"]) == set(files) - {"metadata.json"}
+    assert metadata["parameter_counts"]["segmenter"] == pipeline.segmenter.count_params()
+    assert metadata["training"] == {"data": "synthetic test images", "recipe": "none"}
+    config = json.loads((preset_dir / "config.json").read_text())
+    assert config["format_version"] == 1
+    assert config["class_names"] == ["non_covid", "covid"]
+    assert config["input_contract"]["min_size"] == 64
+    weights = load_file(str(preset_dir / "segmenter" / "model.safetensors"))
+    assert "encoder1_conv1/kernel" in weights and "encoder1_bn2/moving_mean" in weights
+
+
+@pytest.mark.parametrize("kind,num_classes", [("weighted_average", 2), ("majority_vote", 3)])
+def test_round_trip_gives_identical_outputs(make_pipeline, chest_images, tmp_path, kind, num_classes):
+    original = make_pipeline(ensemble=kind, num_classes=num_classes)
+    original.save_to_preset(tmp_path / "preset", training={"data": "test"})
+    loaded = Pipeline.from_preset(str(tmp_path / "preset"))
+    assert type(loaded.ensemble) is type(original.ensemble)
+    assert loaded.get_config() == original.get_config()
+    for a, b in zip(original.predict(chest_images), loaded.predict(chest_images)):
+        assert a.label == b.label
+        assert a.probabilities == pytest.approx(b.probabilities, abs=1e-6)
+        np.testing.assert_array_equal(a.mask, b.mask)
+    assert loaded.is_trained
+
+
+def test_tampered_weights_fail_the_checksum(preset_copy):
+    path = preset_copy / "members" / "alpha" / "model.safetensors"
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(PresetError, match="alpha/model.safetensors: checksum mismatch"):
+        Pipeline.from_preset(preset_copy)
+
+
+def test_weights_with_the_wrong_shape_are_refused(preset_copy):
+    path = preset_copy / "segmenter" / "model.safetensors"
+    weights = load_file(str(path))
+    weights["mask/kernel"] = np.zeros((1, 1, 4, 2), "float32")
+    save_file(weights, str(path))
+    rewrite_checksums(preset_copy)
+    with pytest.raises(PresetError, match=r"weight mask/kernel has shape \(1, 1, 4, 2\)"):
+        Pipeline.from_preset(preset_copy)
+
+
+def test_missing_or_extra_weights_are_refused(preset_copy):
+    path = preset_copy / "segmenter" / "model.safetensors"
+    weights = load_file(str(path))
+    del weights["mask/bias"]
+    weights["backdoor/kernel"] = np.zeros(3, "float32")
+    save_file(weights, str(path))
+    rewrite_checksums(preset_copy)
+    with pytest.raises(PresetError, match=r"missing \['mask/bias'\].*unexpected \['backdoor/kernel'\]"):
+        Pipeline.from_preset(preset_copy)
+
+
+def test_unknown_classes_are_never_built(preset_copy):
+    path = preset_copy / "members" / "beta" / "config.json"
+    document = json.loads(path.read_text())
+    document["registered_name"] = "builtins>eval"
+    path.write_text(json.dumps(document))
+    rewrite_checksums(preset_copy)
+    with pytest.raises(PresetError, match="unknown class 'builtins>eval'"):
+        Pipeline.from_preset(preset_copy)
+
+
+def test_unknown_ensemble_is_refused(preset_copy):
+    config = json.loads((preset_copy / "config.json").read_text())
+    config["ensemble"]["class_name"] = "Lambda"
+    (preset_copy / "config.json").write_text(json.dumps(config))
+    rewrite_checksums(preset_copy)
+    with pytest.raises(PresetError, match="unknown ensemble class 'Lambda'"):
+        Pipeline.from_preset(preset_copy)
+
+
+def test_missing_file_is_named(preset_copy):
+    (preset_copy / "members" / "beta" / "model.safetensors").unlink()
+    with pytest.raises(PresetError, match="beta/model.safetensors: missing file"):
+        Pipeline.from_preset(preset_copy)
+
+
+def test_unlisted_component_files_are_not_read(preset_copy):
+    metadata = json.loads((preset_copy / "metadata.json").read_text())
+    del metadata["files"]["segmenter/model.safetensors"]
+    (preset_copy / "metadata.json").write_text(json.dumps(metadata))
+    with pytest.raises(PresetError, match="segmenter/model.safetensors: not listed in metadata.json"):
+        Pipeline.from_preset(preset_copy)
+
+
+def test_other_format_versions_are_refused(preset_copy):
+    config = json.loads((preset_copy / "config.json").read_text())
+    config["format_version"] = 99
+    (preset_copy / "config.json").write_text(json.dumps(config))
+    rewrite_checksums(preset_copy)
+    with pytest.raises(PresetError, match="format_version 99"):
+        Pipeline.from_preset(preset_copy)
+
+
+def test_not_a_preset(tmp_path):
+    with pytest.raises(PresetError, match="no such preset"):
+        Pipeline.from_preset(tmp_path / "nothing")
+    (tmp_path / "metadata.json").write_text("{oops")
+    with pytest.raises(PresetError, match="not valid JSON"):
+        Pipeline.from_preset(tmp_path)
+
+
+def test_saving_never_replaces_what_is_not_a_preset(pipeline, preset_copy, tmp_path):
+    user_folder = tmp_path / "my_results"
+    user_folder.mkdir()
+    (user_folder / "notes.txt").write_text("precious")
+    with pytest.raises(PresetError, match="exists and is not an empty folder"):
+        pipeline.save_to_preset(user_folder, overwrite=True)
+    assert (user_folder / "notes.txt").read_text() == "precious"
+    with pytest.raises(PresetError, match="overwrite=True"):
+        pipeline.save_to_preset(preset_copy)
+    pipeline.save_to_preset(preset_copy, overwrite=True)
+    Pipeline.from_preset(preset_copy)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    pipeline.save_to_preset(empty)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary folders left

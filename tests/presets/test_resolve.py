@@ -1,0 +1,61 @@
+"""hf:// handles resolved from a pre-populated Hugging Face cache, offline (HF_HUB_OFFLINE=1, set in conftest)."""
+
+import shutil
+
+import pytest
+
+from keras_covidcxr import Pipeline, PresetError, read_preset_metadata
+from keras_covidcxr.presets.resolve import parse_hf_handle, resolve_preset
+
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+@pytest.fixture
+def hf_cache(preset_dir, tmp_path, monkeypatch):
+    """A Hugging Face cache holding owner/tiny-covidcxr at COMMIT, with refs/main pointing to it."""
+    import huggingface_hub.constants
+
+    cache = tmp_path / "hub"
+    repo = cache / "models--owner--tiny-covidcxr"
+    shutil.copytree(preset_dir, repo / "snapshots" / COMMIT)
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(COMMIT)
+    # huggingface_hub reads HF_HUB_CACHE once at import; point both at our folder.
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+    assert huggingface_hub.constants.HF_HUB_OFFLINE
+    return cache
+
+
+@pytest.mark.parametrize("suffix", ["", "@main", f"@{COMMIT}"])
+def test_hf_handles_resolve_from_the_cache_offline(hf_cache, suffix):
+    folder = resolve_preset(f"hf://owner/tiny-covidcxr{suffix}")
+    assert folder == hf_cache / "models--owner--tiny-covidcxr" / "snapshots" / COMMIT
+
+
+def test_pipeline_loads_from_an_hf_handle(hf_cache, chest_images):
+    pipeline = Pipeline.from_preset("hf://owner/tiny-covidcxr@main")
+    assert pipeline.predict(chest_images[:1])[0].label in pipeline.class_names
+    assert read_preset_metadata("hf://owner/tiny-covidcxr")["training"]["data"] == "synthetic test images"
+
+
+def test_offline_without_a_cached_copy_is_a_clear_error(hf_cache):
+    with pytest.raises(PresetError, match="hf://owner/absent: the Hub cannot be reached.*no copy is cached"):
+        resolve_preset("hf://owner/absent")
+    with pytest.raises(PresetError, match="no copy is cached"):
+        resolve_preset("hf://owner/tiny-covidcxr@v2")
+
+
+@pytest.mark.parametrize("handle", ["hf://noslash", "hf://a/b/c", "hf:///repo"])
+def test_malformed_hf_handles(handle):
+    with pytest.raises(PresetError, match="expected hf://owner/repo"):
+        parse_hf_handle(handle)
+
+
+def test_registered_names_resolve_to_their_handle(monkeypatch, preset_dir):
+    from keras_covidcxr.models.pipeline import pipeline_presets
+
+    monkeypatch.setitem(
+        pipeline_presets.PIPELINE_PRESETS, "tiny_test", {"metadata": {"description": "t"}, "handle": str(preset_dir)}
+    )
+    assert resolve_preset("tiny_test") == preset_dir
