@@ -38,8 +38,13 @@ _LAZY = {
     "load_image": "keras_covidcxr.io.image_loader",
     "LoadedImage": "keras_covidcxr.io.image_loader",
     "save_overlays": "keras_covidcxr.io.overlays",
+    "evaluate_pipeline": "keras_covidcxr.evaluation.evaluate_pipeline",
+    "Evaluation": "keras_covidcxr.evaluation.evaluate_pipeline",
     "InputContract": "keras_covidcxr.preprocessing.input_contract",
     "PreprocessingConfig": "keras_covidcxr.preprocessing.preprocessing_config",
+    "predict_to_file": "keras_covidcxr.inference.batch_prediction",
+    "PredictionSummary": "keras_covidcxr.inference.batch_prediction",
+    "find_images": "keras_covidcxr.inference.image_walk",
 }
 
 __all__ = [
@@ -56,7 +61,12 @@ __all__ = [
 ]
 
 
+_SUBPACKAGES = ("data", "metrics")
+
+
 def __getattr__(name):
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f"keras_covidcxr.{name}")
     if name in _LAZY:
         value = getattr(importlib.import_module(_LAZY[name]), name)
         globals()[name] = value

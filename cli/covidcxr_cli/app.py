@@ -33,38 +33,102 @@ DEBUG = typer.Option(False, "--debug", help="Show full tracebacks.")
 
 @app.command()
 def predict(
-    images: List[Path] = typer.Argument(..., help="Image files (PNG, JPEG, BMP, TIFF, DICOM).", show_default=False),
+    images: List[Path] = typer.Argument(..., help="Image files (PNG, JPEG, BMP, TIFF, DICOM) and folders (walked recursively).", show_default=False),
     preset: Optional[str] = typer.Option(None, "--preset", "-p", help="Preset folder, registered name or hf://owner/repo[@rev]."),
     json_output: bool = typer.Option(False, "--json", help="Print one JSON object per image instead of a table."),
     overlays: Optional[Path] = typer.Option(None, "--overlays", help="Write <name>_mask.png and <name>_gradcam.png here."),
     allow_untrained: bool = typer.Option(False, "--allow-untrained", help="Run a preset that records no training."),
     strict: bool = typer.Option(False, "--strict", help="Refuse lateral views and children instead of flagging them."),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Images per model call."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Stream one row per image into this .csv or .jsonl file; rerun to resume."),
+    workers: int = typer.Option(2, "--workers", min=1, help="With --out: threads decoding images while the model runs."),
+    retry_failed: bool = typer.Option(False, "--retry-failed", help="With --out: predict again files whose earlier row is an error."),
     debug: bool = DEBUG,
 ):
-    """Classify chest X-rays: label, class probabilities, member votes and lung area."""
+    """Classify chest X-rays: label, class probabilities, member votes and lung area.
+
+    With --out, any number of images stream into a results file; rerunning the same command resumes it.
+    """
     with reported_errors(debug):
         if preset is None:
             raise keras_covidcxr.ConfigError("no preset given: pass --preset (see `covidcxr presets`)")
-        pipeline = keras_covidcxr.Pipeline.from_preset(preset)
-        if not pipeline.is_trained and not allow_untrained:
-            raise keras_covidcxr.PresetError(
-                f"{preset}: records no training (untrained weights); its outputs mean nothing. "
-                "Pass --allow-untrained to run it anyway"
-            )
-        results = pipeline.predict(
-            images, batch_size=batch_size, on_error="record", explain=overlays is not None, strict=strict
-        )
+        if out is not None and overlays is not None:
+            raise keras_covidcxr.ConfigError("--overlays cannot be combined with --out yet; run them separately")
+        pipeline = _load_pipeline(preset, allow_untrained)
         untrained = not pipeline.is_trained
-        if json_output:
-            for result in results:
-                console.print_json(json.dumps({**result.to_dict(), "untrained": untrained}), indent=None)
+        if out is not None:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            from covidcxr_cli.errors import stderr
+
+            columns = (TextColumn("predicting"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"), TimeRemainingColumn())
+            with Progress(*columns, console=stderr) as progress:
+                task = progress.add_task("predict", total=None, rate="")
+
+                def show(summary):  # skipped files are left out of the count, so rate and ETA are real work
+                    progress.update(task, total=summary.total - summary.skipped, completed=summary.done + summary.failed)
+                    speed = progress.tasks[0].speed
+                    progress.update(task, rate=f"{speed:.1f} img/s" if speed else "")
+
+                summary = keras_covidcxr.predict_to_file(
+                    pipeline, images, out, batch_size=batch_size, workers=workers, strict=strict,
+                    retry_failed=retry_failed, progress=show,
+                )
+            if json_output:
+                console.print_json(json.dumps({**vars(summary), "out": str(out), "untrained": untrained}), indent=None)
+            else:
+                console.print(
+                    f"{summary.done} predicted, {summary.failed} failed, {summary.skipped} already done "
+                    f"({summary.skipped_failed} of them failed) -> {escape(str(out))}"
+                    + (" [bold yellow](UNTRAINED preset: these outputs mean nothing)[/]" if untrained else "")
+                )
+            failed = not summary.all_ok
         else:
-            console.print(_results_table(results, pipeline.class_names, untrained))
-        failed = [r for r in results if r.error]
-        if overlays is not None:
-            _write_overlays([r for r in results if not r.error], overlays)
+            paths = keras_covidcxr.find_images(images)
+            if not paths:
+                raise keras_covidcxr.InputError(f"no image files in {', '.join(str(image) for image in images)}")
+            results = pipeline.predict(
+                paths, batch_size=batch_size, on_error="record", explain=overlays is not None, strict=strict
+            )
+            if json_output:
+                for result in results:
+                    console.print_json(json.dumps({**result.to_dict(), "untrained": untrained}), indent=None)
+            else:
+                console.print(_results_table(results, pipeline.class_names, untrained))
+            failed = [r for r in results if r.error]
+            if overlays is not None:
+                _write_overlays([r for r in results if not r.error], overlays)
     raise typer.Exit(EXIT_SOME_FAILED if failed else EXIT_OK)
+
+
+@app.command()
+def evaluate(
+    preset: str = typer.Argument(..., help="Preset folder, registered name or hf://owner/repo[@rev]."),
+    manifest: Path = typer.Argument(..., help="Manifest CSV (see `covidcxr data build`)."),
+    split: str = typer.Option("test", "--split", help="Which split's cls rows to score."),
+    out: Path = typer.Option(..., "--out", help="Report folder to write (report.json, report.md, plots)."),
+    shortcut_probe: bool = typer.Option(True, "--shortcut-probe/--no-shortcut-probe", help="Also score with the lungs blacked out."),
+    resamples: int = typer.Option(1000, "--resamples", min=10, help="Bootstrap resamples for the CIs."),
+    allow_untrained: bool = typer.Option(False, "--allow-untrained", help="Evaluate a preset that records no training."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier report in --out."),
+    debug: bool = DEBUG,
+):
+    """Score every member and both ensembles on a manifest split, like the paper's tables."""
+    with reported_errors(debug):
+        pipeline = _load_pipeline(preset, allow_untrained)
+        evaluation = keras_covidcxr.evaluate_pipeline(
+            pipeline, keras_covidcxr.data.read_manifest(manifest), out, split=split,
+            shortcut_probe=shortcut_probe, n_resamples=resamples, overwrite=overwrite,
+        )
+    table = Table("scores", "AUC (positive class)", caption=f"{evaluation.n_images} images; report in {evaluation.out_dir}")
+    for name, auc in evaluation.auc.items():
+        table.add_row(escape(name), f"{auc:.3f}")
+    console.print(table)
+    if evaluation.shortcut_suspected:
+        console.print("[bold red]Shortcut suspected:[/] the ensemble still scores well with the lungs blacked out.")
+    for path, error in evaluation.failed:
+        console.print(f"[red]failed:[/] {escape(error)}")
+    raise typer.Exit(EXIT_SOME_FAILED if evaluation.failed else EXIT_OK)
 
 
 @app.command()
@@ -89,6 +153,16 @@ def info(handle: str = typer.Argument(..., help="Preset folder, registered name 
     console.print_json(json.dumps(metadata))
     if not metadata.get("training"):
         console.print("[bold yellow]This preset records no training: its weights are untrained.[/]")
+
+
+def _load_pipeline(preset, allow_untrained):
+    pipeline = keras_covidcxr.Pipeline.from_preset(preset)
+    if not pipeline.is_trained and not allow_untrained:
+        raise keras_covidcxr.PresetError(
+            f"{preset}: records no training (untrained weights); its outputs mean nothing. "
+            "Pass --allow-untrained to run it anyway"
+        )
+    return pipeline
 
 
 def _results_table(results, class_names, untrained):

@@ -7,7 +7,7 @@ from scipy import ndimage
 
 from keras_covidcxr.errors import ConfigError
 
-MASKING_MODES = ("hard", "bbox")
+MASKING_MODES = ("hard", "bbox", "lungs_removed")
 
 
 def lung_bounding_box(mask, margin=0.025):
@@ -34,7 +34,9 @@ def apply_lung_mask(pixels, mask, mode="hard", margin=0.025):
     """Return (masked image, crop box or None).
 
     "hard" zeroes everything outside the lungs (the paper); "bbox" crops to the
-    lungs' bounding box plus `margin` and keeps what is inside it.
+    lungs' bounding box plus `margin` and keeps what is inside it;
+    "lungs_removed" zeroes the lungs and keeps the rest (the shortcut probe: a
+    model that still scores well on such images reads something else).
 
     Example:
         >>> mask = np.zeros((4, 4), bool); mask[1:3, 1:3] = True
@@ -44,6 +46,8 @@ def apply_lung_mask(pixels, mask, mode="hard", margin=0.025):
     """
     if mode == "hard":
         return np.where(mask, pixels, 0.0).astype("float32"), None
+    if mode == "lungs_removed":
+        return np.where(mask, 0.0, pixels).astype("float32"), None
     if mode == "bbox":
         box = lung_bounding_box(mask, margin)
         if box is None:

@@ -12,8 +12,9 @@ class PreprocessingConfig:
 
     Args:
         mask_threshold: lung probability at or above which a pixel is lung.
-        masking: "hard" (zero outside the lungs, the paper) or "bbox" (crop
-            to the lungs' bounding box plus `bbox_margin`).
+        masking: "hard" (zero outside the lungs, the paper), "bbox" (crop
+            to the lungs' bounding box plus `bbox_margin`) or "lungs_removed"
+            (zero the lungs: the evaluation's shortcut probe).
         bbox_margin: margin around the box, as a fraction of the image size.
         min_lung_fraction, max_lung_fraction, max_lung_components: bounds of
             a plausible lung mask (a frontal CXR's lungs cover roughly a fifth

@@ -99,7 +99,7 @@ def test_tie_break_is_validated(tie_break):
 
 def test_members_must_agree():
     with pytest.raises(ConfigError):
-        WeightedAverageEnsemble(fixed_members(1, 3) + fixed_members(2, 2)[1:]  # 3 classes vs 2)
+        WeightedAverageEnsemble(fixed_members(1, 3) + fixed_members(2, 2)[1:])  # 3 classes vs 2
     with pytest.raises(ConfigError):
         MajorityVoteEnsemble([])
 

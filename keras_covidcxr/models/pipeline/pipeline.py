@@ -1,5 +1,6 @@
 """Segment -> mask -> classify -> ensemble -> explain, as one object with presets."""
 
+import dataclasses
 import datetime
 import os
 from pathlib import Path
@@ -7,10 +8,12 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from keras_covidcxr.data.class_names import BINARY_CLASS_NAMES, MULTICLASS_CLASS_NAMES
 from keras_covidcxr.errors import ConfigError, CovidCXRError, InputContractError, PresetError
 from keras_covidcxr.explain.grad_cam import GradCAM
 from keras_covidcxr.io.array_input import pixels_from_array
 from keras_covidcxr.io.atomic import atomic_directory
+from keras_covidcxr.io.image_loader import LoadedImage, load_image
 from keras_covidcxr.models.ensemble.majority_vote_ensemble import MajorityVoteEnsemble
 from keras_covidcxr.models.ensemble.weighted_average_ensemble import WeightedAverageEnsemble
 from keras_covidcxr.models.pipeline.pipeline_result import PipelineResult
@@ -22,8 +25,6 @@ from keras_covidcxr.presets import component_io, preset_format
 from keras_covidcxr.presets.resolve import resolve_preset
 from keras_covidcxr.version import __version__
 
-BINARY_CLASS_NAMES = ("non_covid", "covid")
-MULTICLASS_CLASS_NAMES = ("covid", "normal", "pneumonia")
 ENSEMBLE_CLASSES = {cls.__name__: cls for cls in (WeightedAverageEnsemble, MajorityVoteEnsemble)}
 
 
@@ -78,6 +79,16 @@ class Pipeline:
         self.metadata = dict(metadata or {})
         self.classifier_size = shapes.pop()[0]
 
+    def with_preprocessing(self, **changes):
+        """A pipeline sharing these models, with some preprocessing settings changed.
+
+        Example: `pipeline.with_preprocessing(masking="bbox", bbox_margin=0.05)`.
+        """
+        preprocessing = dataclasses.replace(self.preprocessing, **changes)
+        return Pipeline(
+            self.segmenter, self.ensemble, self.class_names, preprocessing, self.input_contract, self.metadata
+        )
+
     @property
     def is_trained(self):
         """Whether the preset records how its weights were trained."""
@@ -89,8 +100,9 @@ class Pipeline:
         """Run the pipeline on images; return one `PipelineResult` per image, in order.
 
         Args:
-            images: paths (PNG, JPEG, DICOM, ...) and/or arrays (gray (H, W)
-                or colour (H, W, 3|4); uint8, uint16 or float in [0, 1]).
+            images: paths (PNG, JPEG, DICOM, ...), `LoadedImage`s (already
+                decoded by `load_image`) and/or arrays (gray (H, W) or colour
+                (H, W, 3|4); uint8, uint16 or float in [0, 1]).
             batch_size: images per model call (results do not depend on it).
             on_error: "raise" stops at the first bad image with its
                 `CovidCXRError`; "record" puts the reason in `result.error`
@@ -101,7 +113,7 @@ class Pipeline:
         """
         if on_error not in ("raise", "record"):
             raise ConfigError(f"on_error must be 'raise' or 'record', got {on_error!r}")
-        if isinstance(images, (str, os.PathLike, np.ndarray)) and not (
+        if isinstance(images, (str, os.PathLike, np.ndarray, LoadedImage)) and not (
             isinstance(images, np.ndarray) and images.ndim == 4
         ):
             images = [images]
@@ -123,7 +135,7 @@ class Pipeline:
     def _predict_chunk(self, chunk, offset, batch_size, on_error, explain, strict):
         results, pixels = [], []
         for index, image in enumerate(chunk, start=offset):
-            source = f"array[{index}]" if isinstance(image, np.ndarray) else str(image)
+            source = _source_name(image, index)
             result, image_pixels = PipelineResult(source=source), None
             try:
                 image_pixels = self._load(image, result, strict)
@@ -163,9 +175,7 @@ class Pipeline:
         if isinstance(image, np.ndarray):
             pixels = pixels_from_array(image, result.source)
         else:
-            from keras_covidcxr.io.image_loader import load_image
-
-            loaded = load_image(image)
+            loaded = image if isinstance(image, LoadedImage) else load_image(image)
             pixels, result.metadata = loaded.pixels, dict(loaded.metadata)
         for problem in self.input_contract.check(result.metadata, pixels.shape, strict=strict):
             if problem.refused:
@@ -297,6 +307,14 @@ def _run_padded(model, batch, batch_size):
         batch = np.concatenate([batch, np.zeros((padded, *batch.shape[1:]), batch.dtype)])
     outputs = model.predict_on_batch(batch)
     return keras.tree.map_structure(lambda x: np.asarray(x)[:count], outputs)
+
+
+def _source_name(image, index):
+    if isinstance(image, np.ndarray):
+        return f"array[{index}]"
+    if isinstance(image, LoadedImage):
+        return str(image.metadata.get("path") or f"image[{index}]")
+    return str(image)
 
 
 def _named(class_names, probabilities):

@@ -1,0 +1,1 @@
+"""Scoring a pipeline on a manifest split: every member, both ensembles, and the shortcut probe."""

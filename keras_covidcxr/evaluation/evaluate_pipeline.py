@@ -1,0 +1,130 @@
+"""`evaluate_pipeline`: the paper's tables (each CNN, weighted average, majority vote) and a shortcut probe."""
+
+import dataclasses
+import json
+
+import numpy as np
+
+from keras_covidcxr.data.class_names import class_name_for
+from keras_covidcxr.errors import ConfigError
+from keras_covidcxr.io.atomic import atomic_write
+from keras_covidcxr.metrics.classification import binary_auc
+from keras_covidcxr.metrics.report import write_report
+from keras_covidcxr.models.ensemble.majority_vote_ensemble import MajorityVoteEnsemble
+
+# The shortcut probe's verdict: with the lungs blacked out a model should be near chance.
+SHORTCUT_AUC = 0.70
+
+
+@dataclasses.dataclass
+class Evaluation:
+    """What `evaluate_pipeline` measured and wrote."""
+
+    out_dir: object
+    n_images: int
+    failed: list  # (path, error) of images that got no prediction
+    auc: dict  # score set -> one-vs-rest AUC of the positive class
+    shortcut_suspected: bool
+
+
+def evaluate_pipeline(
+    pipeline, manifest, out_dir, split="test", batch_size=8, shortcut_probe=True, n_resamples=1000, overwrite=False
+):
+    """Score every member and both ensembles on a manifest split; write report.json, report.md, plots.
+
+    The pipeline's own ensemble is scored as it decides; the other ensemble is
+    computed from the members (equal weights for a weighted average built from
+    a majority-vote preset). A majority vote is scored by its vote shares (the
+    fraction of members voting for each class), so its AUC is that of a voter.
+
+    With `shortcut_probe`, the same images are scored again with the lungs
+    blacked out (rows "... [lungs removed]"); the report flags a shortcut when
+    the ensemble's AUC without lungs still reaches `SHORTCUT_AUC`.
+
+    Example:
+        >>> evaluation = evaluate_pipeline(pipeline, read_manifest("m.csv"), "report/")  # doctest: +SKIP
+    """
+    rows = manifest.filter(task="cls", split=split)
+    if not rows:
+        raise ConfigError(f"the manifest has no cls rows in split {split!r}")
+    names = pipeline.class_names
+    truth = [class_name_for(row.label, names) for row in rows]
+    paths = [manifest.resolve(row) for row in rows]
+
+    kept, scores, failed = _score(pipeline, paths, batch_size)
+    if shortcut_probe:
+        probe = pipeline.with_preprocessing(masking="lungs_removed", fall_back_to_unmasked=False)
+        probe_kept, probe_scores, _ = _score(probe, paths, batch_size)
+        if probe_kept == kept:
+            scores.update({f"{name} [lungs removed]": s for name, s in probe_scores.items()})
+    pick = np.array(kept, dtype=int)
+    columns = {
+        "groups": [rows[i].patient_id for i in pick],
+        "sources": [rows[i].source or "unknown" for i in pick],
+        "views": [rows[i].view for i in pick],
+    }
+    written = write_report(
+        out_dir, scores, [truth[i] for i in pick], list(names), n_resamples=n_resamples,
+        title=f"Evaluation on the {split} split", overwrite=overwrite, **columns,
+    )
+    positive = names.index("covid") if "covid" in names else len(names) - 1
+    is_positive = np.array([truth[i] == names[positive] for i in pick])
+    auc = {name: float(binary_auc(is_positive, s[:, positive])) for name, s in scores.items()}
+    ensemble_key = "majority_vote" if isinstance(pipeline.ensemble, MajorityVoteEnsemble) else "weighted_average"
+    removed_auc = auc.get(f"{ensemble_key} [lungs removed]")
+    suspected = removed_auc is not None and removed_auc >= SHORTCUT_AUC
+    verdict = {
+        "shortcut_probe": shortcut_probe,
+        "threshold_auc": SHORTCUT_AUC,
+        "auc_lungs_only": auc[ensemble_key],
+        "auc_lungs_removed": removed_auc,
+        "shortcut_suspected": suspected,
+        "failed_images": [{"path": str(p), "error": e} for p, e in failed],
+    }
+    with atomic_write(written.directory / "shortcut_probe.json", "w") as f:
+        json.dump(verdict, f, indent=2)
+    return Evaluation(written.directory, len(kept), failed, auc, suspected)
+
+
+def _score(pipeline, paths, batch_size):
+    """(indices that got a result, {score set name: (n, classes) array}, [(path, error)])."""
+    names = pipeline.class_names
+    kept, failed, member_probs, member_votes, labels = [], [], [], [], []
+    chunk = max(batch_size, 32)  # bounded memory: results (with masks) are dropped per chunk
+    for start in range(0, len(paths), chunk):
+        results = pipeline.predict(paths[start : start + chunk], batch_size=batch_size, on_error="record")
+        for offset, result in enumerate(results):
+            if result.error:
+                failed.append((paths[start + offset], result.error))
+                continue
+            kept.append(start + offset)
+            members = list(result.members.values())
+            member_probs.append([[m["probabilities"][c] for c in names] for m in members])
+            member_votes.append([names.index(m["label"]) for m in members])
+            labels.append(names.index(result.label))
+    member_names = pipeline.ensemble.member_names
+    stacked = np.array(member_probs, "float64").reshape(len(kept), len(member_names), len(names))
+    scores = {name: stacked[:, m] for m, name in enumerate(member_names)}
+    weights = getattr(pipeline.ensemble, "weights_normalised", None) or [1 / len(member_names)] * len(member_names)
+    scores["weighted_average"] = np.einsum("nmc,m->nc", stacked, np.asarray(weights))
+    votes = np.array(member_votes, int).reshape(len(kept), len(member_names))
+    own_votes = labels if isinstance(pipeline.ensemble, MajorityVoteEnsemble) else None
+    scores["majority_vote"] = _vote_shares(votes, stacked, own_votes)
+    return kept, scores, failed
+
+
+def _vote_shares(votes, member_probabilities, winners=None):
+    """Vote fractions per class, nudged towards the winner of each tie.
+
+    `winners` are the ensemble's own labels (any tie rule); without them a tie
+    goes to the class with the higher mean probability (the default rule).
+    """
+    n, members, classes = member_probabilities.shape
+    shares = np.zeros((n, classes))
+    for m in range(members):
+        shares[np.arange(n), votes[:, m]] += 1.0 / members
+    if winners is None:
+        shares += 1e-6 * member_probabilities.mean(axis=1)
+    else:
+        shares[np.arange(n), winners] += 1e-6
+    return shares / shares.sum(axis=1, keepdims=True)

@@ -1,0 +1,69 @@
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from covidcxr_cli.app import app
+from keras_covidcxr import Pipeline, evaluate_pipeline
+from keras_covidcxr.data import read_manifest
+
+
+@pytest.fixture
+def manifest_path(chest_images, tmp_path):
+    """Twelve test-split cls rows (six patients), one of them a broken file."""
+    (tmp_path / "images").mkdir()
+    lines = ["path,task,label,patient_id,view,source,split"]
+    labels = ["covid", "normal", "pneumonia"]
+    for i in range(12):
+        image = np.clip(chest_images[i % 3] + 0.02 * i, 0, 1)
+        Image.fromarray((image * 255).astype(np.uint8)).save(tmp_path / "images" / f"{i}.png")
+        lines.append(f"images/{i}.png,cls,{labels[i % 3]},p{i // 2},{'PA' if i % 2 else 'AP'},src{i % 2},test")
+    (tmp_path / "images" / "broken.png").write_text("no image")
+    lines.append("images/broken.png,cls,covid,p9,PA,src0,test")
+    Image.fromarray((chest_images[0] * 200).astype(np.uint8)).save(tmp_path / "images" / "train.png")
+    lines.append("images/train.png,cls,covid,p7,PA,src0,train")  # other splits are not scored
+    (tmp_path / "manifest.csv").write_text("\n".join(lines) + "\n")
+    return tmp_path / "manifest.csv"
+
+
+def test_every_member_both_ensembles_and_the_probe_are_scored(preset_dir, manifest_path, tmp_path):
+    pipeline = Pipeline.from_preset(preset_dir)
+    evaluation = evaluate_pipeline(pipeline, read_manifest(manifest_path), tmp_path / "report", n_resamples=20)
+    assert evaluation.n_images == 12
+    assert [error for _, error in evaluation.failed] and "broken.png" in evaluation.failed[0][1]
+    expected_sets = {"alpha", "beta", "weighted_average", "majority_vote"}
+    expected_sets |= {f"{name} [lungs removed]" for name in expected_sets}
+    assert set(evaluation.auc) == expected_sets
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert set(report["models"]) == expected_sets
+    assert report["n_images"] == 12 and report["support"] == {"non_covid": 8, "covid": 4}
+    assert report["resampling_unit"] == "patient"
+    assert set(report["models"]["alpha"]["by_view"]) == {"PA", "AP"}
+    probe = json.loads((tmp_path / "report" / "shortcut_probe.json").read_text())
+    assert probe["auc_lungs_removed"] == evaluation.auc["weighted_average [lungs removed]"]
+    assert probe["shortcut_suspected"] == (probe["auc_lungs_removed"] >= probe["threshold_auc"])
+    assert (tmp_path / "report" / "report.md").read_text().count("weighted_average") >= 2
+
+
+def test_weighted_average_scores_match_the_pipeline(preset_dir, manifest_path, tmp_path):
+    from sklearn.metrics import roc_auc_score
+
+    pipeline = Pipeline.from_preset(preset_dir)
+    manifest = read_manifest(manifest_path)
+    evaluation = evaluate_pipeline(pipeline, manifest, tmp_path / "r", shortcut_probe=False, n_resamples=10)
+    rows = [r for r in manifest.filter(task="cls", split="test") if "broken" not in r.path]
+    results = pipeline.predict([manifest.resolve(r) for r in rows])
+    expected = roc_auc_score([r.label == "covid" for r in rows], [x.probabilities["covid"] for x in results])
+    assert evaluation.auc["weighted_average"] == pytest.approx(expected)
+    assert not any("lungs removed" in name for name in evaluation.auc)
+
+
+def test_evaluate_command(preset_dir, manifest_path, tmp_path):
+    result = CliRunner().invoke(
+        app, ["evaluate", str(preset_dir), str(manifest_path), "--out", str(tmp_path / "cli_report"), "--resamples", "10"]
+    )
+    assert result.exit_code == 1  # the broken file
+    assert "weighted_average" in result.output and "broken.png" in result.output
+    assert (tmp_path / "cli_report" / "report.md").is_file()

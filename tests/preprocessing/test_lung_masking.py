@@ -1,0 +1,75 @@
+import numpy as np
+import pytest
+
+from keras_covidcxr import ConfigError, PreprocessingConfig
+from keras_covidcxr.preprocessing.lung_masking import apply_lung_mask, lung_bounding_box, mask_quality
+from keras_covidcxr.preprocessing.model_inputs import classifier_input, lung_mask_at, segmenter_input
+from keras_covidcxr.preprocessing.resize import resize_image
+from keras_covidcxr.preprocessing.standardize import standardize, to_rgb
+
+
+def two_lungs(shape=(100, 80)):
+    mask = np.zeros(shape, bool)
+    mask[20:70, 10:30] = True
+    mask[20:70, 50:70] = True
+    return mask
+
+
+def test_bounding_box_with_margin_is_clipped_to_the_image():
+    mask = two_lungs()
+    assert lung_bounding_box(mask, margin=0.0) == (10, 20, 70, 70)
+    assert lung_bounding_box(mask, margin=0.1) == (2, 10, 78, 80)
+    assert lung_bounding_box(mask, margin=0.5) == (0, 0, 80, 100)
+    assert lung_bounding_box(np.zeros((5, 5), bool)) is None
+
+
+def test_hard_mask_zeroes_outside_and_bbox_crops():
+    image = np.full((100, 80), 0.7, "float32")
+    masked, box = apply_lung_mask(image, two_lungs(), "hard")
+    assert box is None and masked[0, 0] == 0 and masked[30, 15] == pytest.approx(0.7)
+    cropped, box = apply_lung_mask(image, two_lungs(), "bbox", margin=0.0)
+    assert box == (10, 20, 70, 70) and cropped.shape == (50, 60)
+    with pytest.raises(ConfigError):
+        apply_lung_mask(image, two_lungs(), "blur")
+
+
+def test_mask_quality_counts_pieces_and_ignores_specks():
+    mask = two_lungs()
+    mask[95, 2] = True  # a one-pixel speck
+    quality = mask_quality(mask)
+    assert quality.components == 2
+    assert quality.lung_fraction == pytest.approx((2 * 50 * 20 + 1) / 8000)
+
+
+def test_standardize_and_rgb():
+    out = standardize(np.arange(12, dtype="float32").reshape(3, 4))
+    assert out.mean() == pytest.approx(0, abs=1e-6) and out.std() == pytest.approx(1, abs=1e-5)
+    assert np.all(standardize(np.ones((4, 4), "float32")) == 0)
+    assert to_rgb(np.zeros((2, 3))).shape == (2, 3, 3)
+
+
+def test_resize_keeps_a_constant_image_constant():
+    out = resize_image(np.full((30, 50), 0.25, "float32"), (16, 16))
+    assert out.shape == (16, 16) and np.allclose(out, 0.25)
+
+
+def test_model_inputs():
+    image = np.random.default_rng(0).random((100, 80)).astype("float32")
+    seg = segmenter_input(image, 64)
+    assert seg.shape == (64, 64, 1) and seg.mean() == pytest.approx(0, abs=1e-5)
+    probabilities = np.zeros((64, 64), "float32")
+    probabilities[16:48, 8:24] = 0.9
+    mask = lung_mask_at(probabilities, (100, 80), threshold=0.5)
+    assert mask.shape == (100, 80) and 0.1 < mask.mean() < 0.2
+    x, box, quality, warnings = classifier_input(image, two_lungs(), PreprocessingConfig(masking="bbox"), 32)
+    assert x.shape == (32, 32, 3) and box is not None and quality.components == 2 and warnings == []
+
+
+def test_preprocessing_config_validation_and_round_trip():
+    config = PreprocessingConfig(masking="bbox", bbox_margin=0.05)
+    assert PreprocessingConfig.from_dict(config.to_dict()) == config
+    for bad in ({"masking": "soft"}, {"mask_threshold": 1.5}):
+        with pytest.raises(ConfigError):
+            PreprocessingConfig(**bad)
+    with pytest.raises(ConfigError):
+        PreprocessingConfig.from_dict({"unknown": 1})
