@@ -18,7 +18,9 @@ from pathlib import Path
 
 import typer
 
-EXIT_OK, EXIT_AUDIT_FAILED, EXIT_CANNOT_RUN = 0, 1, 2
+from covidcxr_cli.errors import EXIT_OK, EXIT_SOME_FAILED, reported_errors
+
+EXIT_AUDIT_FAILED = EXIT_SOME_FAILED
 
 data_app = typer.Typer(
     name="data",
@@ -48,25 +50,10 @@ def _consoles():
     return Console(highlight=False, soft_wrap=True), Console(stderr=True, highlight=False, soft_wrap=True)
 
 
-@contextlib.contextmanager
-def _one_line_errors():
-    """A CovidCXRError (or refusing to overwrite a file) -> `error: <message>` on stderr, exit 2."""
-    from rich.markup import escape
-
-    from keras_covidcxr import CovidCXRError
-
-    try:
-        yield
-    except (CovidCXRError, FileExistsError) as error:
-        _, stderr = _consoles()
-        stderr.print(f"[bold red]error:[/] {escape(str(error))}")
-        raise typer.Exit(EXIT_CANNOT_RUN) from None
-
-
 def _reports_errors(command):
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
-        with _one_line_errors():
+        with reported_errors():
             return command(*args, **kwargs)
 
     return wrapper
@@ -247,7 +234,7 @@ def audit_command(
 
     Exit code 0 when it passes, 1 when it finds an error, 2 when it cannot run.
     """
-    with _one_line_errors():
+    with reported_errors():
         from keras_covidcxr.data import audit_manifest, read_manifest
 
         stdout, _ = _consoles()

@@ -16,10 +16,13 @@ stderr = Console(stderr=True, highlight=False)
 
 @contextlib.contextmanager
 def reported_errors(debug=False):
-    """Turn a CovidCXRError into one line on stderr and exit code 2 (`--debug`: the traceback)."""
+    """Turn a CovidCXRError (or a refusal to overwrite a file) into one line on stderr and exit code 2.
+
+    With `debug`, the traceback is printed instead.
+    """
     try:
         yield
-    except keras_covidcxr.CovidCXRError as error:
+    except (keras_covidcxr.CovidCXRError, FileExistsError) as error:
         if debug:
             stderr.print_exception()
         else:

@@ -4,7 +4,7 @@ import numpy as np
 from keras import ops
 
 from keras_covidcxr.errors import ConfigError
-from keras_covidcxr.explain.gradients import feature_map_and_gradients
+from keras_covidcxr.explain.gradients import feature_gradient_function
 
 
 class GradCAM:
@@ -38,6 +38,7 @@ class GradCAM:
             raise ConfigError(
                 f"GradCAM needs a CXRClassifier or an ensemble of them, got {type(model).__name__}"
             )
+        self._gradient_functions = {}  # (member name, class) -> compiled gradient function
 
     def member_heatmaps(self, images, class_index):
         """{member name: (batch, height, width) heatmaps in [0, 1]} for one class."""
@@ -52,9 +53,12 @@ class GradCAM:
     def _heatmaps(self, member, images, class_index):
         if not 0 <= class_index < member.num_classes:
             raise ConfigError(f"class_index {class_index} is not in 0..{member.num_classes - 1}")
-        features, gradients = feature_map_and_gradients(
-            member.feature_extractor, member.head, images, class_index, member.num_classes
-        )
+        key = (member.name, class_index)
+        if key not in self._gradient_functions:
+            self._gradient_functions[key] = feature_gradient_function(
+                member.feature_extractor, member.head, class_index, member.num_classes
+            )
+        features, gradients = self._gradient_functions[key](ops.convert_to_tensor(images))
         alphas = ops.mean(gradients, axis=(1, 2), keepdims=True)
         cam = ops.relu(ops.sum(alphas * features, axis=-1, keepdims=True))
         height, width = ops.shape(images)[1:3]

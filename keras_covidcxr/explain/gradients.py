@@ -14,32 +14,56 @@ def class_score(logits, class_index, num_classes):
     return logits[:, class_index]
 
 
-def feature_map_and_gradients(feature_extractor, head, images, class_index, num_classes):
-    """Return the feature map A and d score / d A, for a batch of images.
+def feature_gradient_function(feature_extractor, head, class_index, num_classes):
+    """A compiled `images -> (A, d score / d A)` for one member and one class.
 
-    `feature_extractor` maps images to A, `head` maps A to logits. The head is
-    run in inference mode (dropout off, batch norm frozen), so each image's
-    gradient depends on that image alone and the batch score is their sum.
+    `feature_extractor` maps images to the feature map A, `head` maps A to
+    logits; both run in inference mode (dropout off, batch norm frozen), so
+    each image's gradient depends on that image alone and the batch score is
+    their sum. TensorFlow uses a GradientTape inside `tf.function`, JAX
+    `jax.grad` inside `jax.jit` (over the models' stateless calls), PyTorch
+    autograd.
     """
-    features = feature_extractor(images, training=False)
-
-    def total_score(a):
-        return ops.sum(class_score(head(a, training=False), class_index, num_classes))
-
     backend = keras.backend.backend()
     if backend == "tensorflow":
         import tensorflow as tf
 
-        with tf.GradientTape() as tape:
-            tape.watch(features)
-            score = total_score(features)
-        return features, tape.gradient(score, features)
+        @tf.function(reduce_retracing=True)
+        def tensorflow_gradients(images):
+            features = feature_extractor(images, training=False)
+            with tf.GradientTape() as tape:
+                tape.watch(features)
+                score = ops.sum(class_score(head(features, training=False), class_index, num_classes))
+            return features, tape.gradient(score, features)
+
+        return tensorflow_gradients
     if backend == "jax":
         import jax
 
-        return features, jax.grad(total_score)(features)
+        def jax_gradients(extractor_variables, head_variables, images):
+            features, _ = feature_extractor.stateless_call(*extractor_variables, images, training=False)
+
+            def score(a):
+                logits, _ = head.stateless_call(*head_variables, a, training=False)
+                return ops.sum(class_score(logits, class_index, num_classes))
+
+            return features, jax.grad(score)(features)
+
+        compiled = jax.jit(jax_gradients)
+
+        def values(model):
+            return (
+                [v.value for v in model.trainable_variables],
+                [v.value for v in model.non_trainable_variables],
+            )
+
+        return lambda images: compiled(values(feature_extractor), values(head), images)
     if backend == "torch":
-        features = features.detach().requires_grad_(True)
-        total_score(features).backward()
-        return features.detach(), features.grad
+
+        def torch_gradients(images):
+            features = feature_extractor(images, training=False).detach().requires_grad_(True)
+            ops.sum(class_score(head(features, training=False), class_index, num_classes)).backward()
+            return features.detach(), features.grad
+
+        return torch_gradients
     raise NotImplementedError(f"Grad-CAM has no gradient seam for the {backend!r} backend")

@@ -78,6 +78,7 @@ class Pipeline:
         self.input_contract = input_contract or InputContract(min_size=segmenter.input_size)
         self.metadata = dict(metadata or {})
         self.classifier_size = shapes.pop()[0]
+        self._grad_cam = None
 
     def with_preprocessing(self, **changes):
         """A pipeline sharing these models, with some preprocessing settings changed.
@@ -197,13 +198,16 @@ class Pipeline:
         }
 
     def _add_heatmaps(self, results, pixels, classifier_batch, explain):
-        grad_cam = GradCAM(self.ensemble)
-        for result, image_pixels, model_input in zip(results, pixels, classifier_batch):
-            class_name = explain if isinstance(explain, str) else result.label
+        if self._grad_cam is None:
+            self._grad_cam = GradCAM(self.ensemble)  # kept: it caches compiled gradient functions
+        targets = [explain if isinstance(explain, str) else result.label for result in results]
+        for class_name in dict.fromkeys(targets):
             if class_name not in self.class_names:
                 raise ConfigError(f"unknown class {class_name!r}; classes are {list(self.class_names)}")
-            heatmap = grad_cam(model_input[None], self.class_names.index(class_name))[0]
-            result.heatmap = _heatmap_at_original(heatmap, image_pixels.shape, result.crop_box)
+            rows = [i for i, target in enumerate(targets) if target == class_name]
+            heatmaps = self._grad_cam(classifier_batch[rows], self.class_names.index(class_name))
+            for row, heatmap in zip(rows, heatmaps):
+                results[row].heatmap = _heatmap_at_original(heatmap, pixels[row].shape, results[row].crop_box)
 
     # === Presets ===
 

@@ -1,0 +1,173 @@
+"""Inference speed and memory of keras-covidcxr, every figure beside its baseline, in one run.
+
+    python benchmarks/benchmark_inference.py                 # small config + paper config
+    python benchmarks/benchmark_inference.py --configs small --quick
+
+Prints, per configuration (the paper's ResUnet 256 + DenseNet-201 + ResNet-152 + VGG-19 with random
+weights, and the small CPU configuration of examples/build_untrained_preset.py):
+  - images/s of Pipeline.predict at batch 1, 8, 16 against a naive loop calling each model's
+    model.predict once per image (what the field's reference scripts do), and the ratio;
+  - achieved GFLOP/s (conv + dense FLOPs per image) as a fraction of this machine's float32 matmul
+    peak, measured in the same run with the backend's matmul;
+  - Grad-CAM for all members against one ensemble forward;
+and, once: cold start of `covidcxr --help`, `covidcxr presets` and `covidcxr predict` on one image
+against a minimal script that imports the backend, loads the same preset and runs one forward pass;
+peak resident memory of folder prediction over 20 and over 500 images.
+"""
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from flops import count_flops  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "keras_covidcxr" / "samples" / "chest_xray_covid_pa.png"
+
+
+def best_time(fn, repeats):
+    fn()  # warm-up (tracing, compilation)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def matmul_peak_gflops(n=2048, repeats=5):
+    import keras
+
+    a = keras.random.normal((n, n), seed=1)
+    b = keras.random.normal((n, n), seed=2)
+
+    def run():
+        keras.ops.convert_to_numpy(keras.ops.matmul(a, b)[0, 0])
+
+    return 2 * n**3 / best_time(run, repeats) / 1e9
+
+
+def build_preset(kind, folder):
+    args = [sys.executable, str(ROOT / "examples" / "build_untrained_preset.py"), str(folder)]
+    subprocess.run(args + (["--paper"] if kind == "paper" else []), check=True, capture_output=True)
+    return folder
+
+
+def bench_config(kind, preset, peak, batches, repeats):
+    from keras_covidcxr import GradCAM, Pipeline
+    from keras_covidcxr.io.image_loader import load_image
+
+    pipeline = Pipeline.from_preset(preset)
+    image = load_image(SAMPLE).pixels
+    flops = count_flops(pipeline.segmenter) + sum(count_flops(m) for m in pipeline.ensemble.members)
+    seg_size, cls_size = pipeline.segmenter.input_size, pipeline.classifier_size
+    print(f"\n== {kind}: {flops / 1e9:.1f} GFLOP per image (conv + dense), "
+          f"{sum(p for p in pipeline.metadata['parameter_counts'].values()) / 1e6:.1f} M parameters")
+
+    def naive(n):
+        for _ in range(n):
+            pipeline.segmenter.predict(np.zeros((1, seg_size, seg_size, 1), "float32"), verbose=0)
+            for member in pipeline.ensemble.members:
+                member.predict(np.zeros((1, cls_size, cls_size, 3), "float32"), verbose=0)
+
+    naive_rate = 4 / best_time(lambda: naive(4), 1)
+    print(f"{'batch':>6} {'pipeline img/s':>15} {'naive img/s':>12} {'ratio':>6} {'GFLOP/s':>8} {'of peak':>8}")
+    for batch in batches:
+        images = [image] * batch
+        seconds = best_time(lambda: pipeline.predict(images, batch_size=batch), repeats)
+        rate = batch / seconds
+        print(f"{batch:>6} {rate:>15.2f} {naive_rate:>12.2f} {rate / naive_rate:>6.2f}"
+              f" {rate * flops / 1e9:>8.1f} {rate * flops / 1e9 / peak:>8.1%}")
+
+    x = np.random.default_rng(0).normal(size=(1, cls_size, cls_size, 3)).astype("float32")
+    forward = best_time(lambda: pipeline.ensemble.predict_on_batch(x), repeats)
+    grad_cam = GradCAM(pipeline.ensemble)
+    explain = best_time(lambda: grad_cam(x, 1), repeats)
+    print(f"Grad-CAM all members {explain * 1e3:.0f} ms vs one ensemble forward {forward * 1e3:.0f} ms:"
+          f" ratio {explain / forward:.2f}")
+
+
+def wall(args, env=None):
+    start = time.perf_counter()
+    subprocess.run(args, check=True, capture_output=True, env=env)
+    return time.perf_counter() - start
+
+
+def bench_cold_start(preset):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    cli = [sys.executable, "-c", "import sys; from covidcxr_cli.app import main; sys.argv[0] = 'covidcxr'; main()"]
+    minimal = (
+        "import numpy as np\n"
+        "from keras_covidcxr import Pipeline\n"
+        f"p = Pipeline.from_preset({str(preset)!r})\n"
+        "s = p.segmenter.input_size; c = p.classifier_size\n"
+        "p.segmenter.predict_on_batch(np.zeros((1, s, s, 1), 'float32'))\n"
+        "p.ensemble.predict_on_batch(np.zeros((1, c, c, 3), 'float32'))\n"
+    )
+    print("\n== cold start (wall seconds, best of 2)")
+    help_s = min(wall(cli + ["--help"], env) for _ in range(2))
+    presets_s = min(wall(cli + ["presets"], env) for _ in range(2))
+    predict_s = min(wall(cli + ["predict", str(SAMPLE), "--preset", str(preset), "--allow-untrained"], env) for _ in range(2))
+    minimal_s = min(wall([sys.executable, "-c", minimal], env) for _ in range(2))
+    print(f"covidcxr --help {help_s:.2f} s; covidcxr presets {presets_s:.2f} s (target < 0.3 s)")
+    print(f"covidcxr predict, one image {predict_s:.2f} s vs minimal script {minimal_s:.2f} s:"
+          f" ratio {predict_s / minimal_s:.2f} (target <= 1.5)")
+
+
+def peak_memory_mb(args, env):
+    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    _, status, usage = os.wait4(process.pid, 0)
+    return usage.ru_maxrss / 1024, os.waitstatus_to_exitcode(status)
+
+
+def bench_memory(preset, counts=(20, 500)):
+    from PIL import Image
+
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    cli = [sys.executable, "-c", "import sys; from covidcxr_cli.app import main; sys.argv[0] = 'covidcxr'; main()"]
+    print("\n== peak resident memory of folder prediction")
+    sample = np.asarray(Image.open(SAMPLE))
+    peaks = {}
+    for count in counts:
+        with tempfile.TemporaryDirectory() as folder:
+            for i in range(count):
+                Image.fromarray(np.roll(sample, i, axis=1)).save(Path(folder) / f"{i:04d}.png")
+            out = Path(folder) / "results" / "results.csv"
+            out.parent.mkdir()
+            peaks[count], code = peak_memory_mb(
+                cli + ["predict", folder, "--preset", str(preset), "--allow-untrained", "--out", str(out)], env
+            )
+            print(f"{count:>4} images: peak {peaks[count]:.0f} MB (exit code {code})")
+    print(f"ratio {peaks[counts[1]] / peaks[counts[0]]:.2f} (target <= 1.15)")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--configs", default="small,paper")
+    parser.add_argument("--quick", action="store_true", help="batches 1 and 8, one repeat, no memory run")
+    args = parser.parse_args()
+    import keras
+
+    batches, repeats = ((1, 8), 1) if args.quick else ((1, 8, 16), 2)
+    print(f"keras {keras.__version__}, backend {keras.backend.backend()}, {os.cpu_count()} CPU cores")
+    peak = matmul_peak_gflops()
+    print(f"float32 matmul peak (2048^2, {keras.backend.backend()}): {peak:.1f} GFLOP/s")
+    with tempfile.TemporaryDirectory() as tmp:
+        presets = {kind: build_preset(kind, Path(tmp) / kind) for kind in args.configs.split(",")}
+        for kind, preset in presets.items():
+            bench_config(kind, preset, peak, batches, repeats)
+        small = presets.get("small") or next(iter(presets.values()))
+        bench_cold_start(small)
+        if not args.quick:
+            bench_memory(small)
+
+
+if __name__ == "__main__":
+    main()
