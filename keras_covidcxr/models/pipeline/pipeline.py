@@ -108,7 +108,8 @@ class Pipeline:
             on_error: "raise" stops at the first bad image with its
                 `CovidCXRError`; "record" puts the reason in `result.error`
                 and carries on.
-            explain: also compute the Grad-CAM heatmap of the predicted class.
+            explain: True adds `result.heatmap`, the Grad-CAM of the predicted
+                class; a class name gives that class's heatmap instead.
             strict: refuse images the input contract only flags (lateral
                 views, children).
         """
