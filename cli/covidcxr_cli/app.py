@@ -62,18 +62,23 @@ def predict(
             from covidcxr_cli.errors import stderr
 
             columns = (TextColumn("predicting"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"), TimeRemainingColumn())
-            with Progress(*columns, console=stderr) as progress:
-                task = progress.add_task("predict", total=None, rate="")
+            progress = Progress(*columns, console=stderr)
+            task = progress.add_task("predict", total=None, rate="")
 
-                def show(summary):  # skipped files are left out of the count, so rate and ETA are real work
-                    progress.update(task, total=summary.total - summary.skipped, completed=summary.done + summary.failed)
-                    speed = progress.tasks[0].speed
-                    progress.update(task, rate=f"{speed:.1f} img/s" if speed else "")
+            def show(summary):  # skipped files are left out of the count, so rate and ETA are real work
+                progress.start()  # only once --out is accepted (a no-op after the first call)
+                progress.update(task, total=summary.total - summary.skipped, completed=summary.done + summary.failed)
+                speed = progress.tasks[0].speed
+                progress.update(task, rate=f"{speed:.1f} img/s" if speed else "")
 
+            try:
                 summary = keras_covidcxr.predict_to_file(
                     pipeline, images, out, batch_size=batch_size, workers=workers, strict=strict,
                     retry_failed=retry_failed, progress=show,
                 )
+            finally:
+                if progress.live.is_started:
+                    progress.stop()
             if json_output:
                 console.print_json(json.dumps({**vars(summary), "out": str(out), "untrained": untrained}), indent=None)
             else:
@@ -155,6 +160,31 @@ def info(handle: str = typer.Argument(..., help="Preset folder, registered name 
         console.print("[bold yellow]This preset records no training: its weights are untrained.[/]")
 
 
+@app.command()
+def verify(handle: str = typer.Argument(..., help="Preset folder, registered name or hf://owner/repo[@rev]."), debug: bool = DEBUG):
+    """Check a preset: every checksum, then its outputs on the bundled samples against the recorded ones."""
+    with reported_errors(debug):
+        verification = keras_covidcxr.verify_preset(handle)
+    for problem in verification.problems:
+        console.print(f"[red]mismatch:[/] {escape(problem)}")
+    if verification.passed:
+        console.print(f"{handle}: checksums and {verification.checked_samples} golden output(s) match")
+    raise typer.Exit(EXIT_OK if verification.passed else EXIT_SOME_FAILED)
+
+
+@app.command()
+def upload(
+    preset: Path = typer.Argument(..., help="Preset folder to publish."),
+    handle: str = typer.Argument(..., help="Destination hf://owner/repo."),
+    private: bool = typer.Option(False, "--private", help="Create the repository as private."),
+    debug: bool = DEBUG,
+):
+    """Publish a preset folder (and its model card, if the folder has README.md) to the Hugging Face Hub."""
+    with reported_errors(debug):
+        pinned = keras_covidcxr.upload_preset(preset, handle, private=private)
+    console.print(f"uploaded; load it with --preset {pinned}")
+
+
 def _load_pipeline(preset, allow_untrained):
     pipeline = keras_covidcxr.Pipeline.from_preset(preset)
     if not pipeline.is_trained and not allow_untrained:
@@ -196,10 +226,7 @@ def _write_overlays(results, folder):
             n += 1
             unique = f"{stem}_{n}"
         used.add(unique)
-        try:
-            keras_covidcxr.save_overlays(result, folder, unique)
-        except FileExistsError as error:
-            raise keras_covidcxr.CovidCXRError(str(error)) from error
+        keras_covidcxr.save_overlays(result, folder, unique)
 
 
 app.add_typer(data_app, name="data", help="Build, split and audit dataset manifests.")

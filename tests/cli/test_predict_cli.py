@@ -116,3 +116,8 @@ def test_info_shows_metadata_without_checksums(preset_dir, untrained_preset_dir)
 def test_presets_lists_registered_names():
     result = runner.invoke(app, ["presets"])
     assert result.exit_code == 0 and result.output.strip()
+
+
+def test_verify_command(preset_dir, tmp_path):
+    assert runner.invoke(app, ["verify", str(preset_dir)]).exit_code == 0
+    assert runner.invoke(app, ["verify", str(tmp_path / "nothing")]).exit_code == 2

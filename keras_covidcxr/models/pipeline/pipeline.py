@@ -23,6 +23,7 @@ from keras_covidcxr.preprocessing.preprocessing_config import PreprocessingConfi
 from keras_covidcxr.preprocessing.resize import resize_image
 from keras_covidcxr.presets import component_io, preset_format
 from keras_covidcxr.presets.resolve import resolve_preset
+from keras_covidcxr.presets.verification import golden_outputs
 from keras_covidcxr.version import __version__
 
 ENSEMBLE_CLASSES = {cls.__name__: cls for cls in (WeightedAverageEnsemble, MajorityVoteEnsemble)}
@@ -261,9 +262,10 @@ class Pipeline:
         """Write this pipeline as a preset folder, atomically.
 
         `training` is the provenance (data, recipe, metrics) stored in
-        metadata.json; it defaults to the loaded preset's. An existing folder
-        is replaced only if it is an empty folder, or a preset and
-        `overwrite=True`.
+        metadata.json; it defaults to the loaded preset's. metadata.json also
+        records the outputs on the bundled sample images, which
+        `covidcxr verify` re-checks. An existing folder is replaced only if it
+        is an empty folder, or a preset and `overwrite=True`.
         """
         config = self.get_config()
         components = {"segmenter": self.segmenter, **dict(zip(config["members"], self.ensemble.members))}
@@ -276,6 +278,7 @@ class Pipeline:
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "parameter_counts": {path: int(model.count_params()) for path, model in components.items()},
             "training": training if training is not None else self.metadata.get("training"),
+            "golden_outputs": golden_outputs(self),
         }
 
         def replaceable(path):
