@@ -1,0 +1,194 @@
+"""Predict folders of chest X-rays into a results file: streaming, resumable, in bounded memory.
+
+Example:
+    >>> from keras_covidcxr import Pipeline, predict_to_file
+    >>> pipeline = Pipeline.from_preset("./my_preset")  # doctest: +SKIP
+    >>> summary = predict_to_file(pipeline, ["scans/"], "results.csv")  # doctest: +SKIP
+    >>> summary.done, summary.failed, summary.skipped  # doctest: +SKIP
+    >>> # killed half-way? the same call again predicts only what is missing
+"""
+
+import collections
+import concurrent.futures
+import dataclasses
+import hashlib
+import itertools
+import json
+import os
+
+import numpy as np
+
+from keras_covidcxr.errors import ConfigError, CovidCXRError, InputError
+from keras_covidcxr.inference.image_walk import find_images
+from keras_covidcxr.inference.results_file import ResultsFile
+from keras_covidcxr.io.image_loader import load_image
+from keras_covidcxr.models.pipeline.pipeline_result import PipelineResult
+from keras_covidcxr.presets.checksums import sha256_of_file
+
+
+@dataclasses.dataclass
+class PredictionSummary:
+    """What a `predict_to_file` run did.
+
+    Attributes:
+        total: image files found in the inputs.
+        done: files predicted by this run.
+        failed: files that got an error row in this run.
+        skipped: files already in the results file with the same content.
+        skipped_failed: of the skipped files, those whose row is an error.
+    """
+
+    total: int = 0
+    done: int = 0
+    failed: int = 0
+    skipped: int = 0
+    skipped_failed: int = 0
+
+    @property
+    def all_ok(self):
+        """True when no file found has an error row (new or earlier)."""
+        return self.failed == 0 and self.skipped_failed == 0
+
+
+@dataclasses.dataclass
+class _ReadFile:
+    """One file after a reader thread: decoded (`image`), failed (`error`) or already done (`earlier`)."""
+
+    source: str
+    sha256: str = None
+    image: object = None
+    error: str = None
+    earlier: str = None
+
+
+def predict_to_file(
+    pipeline, inputs, out, batch_size=8, workers=2, strict=False, retry_failed=False, progress=None
+):
+    """Predict every image file under `inputs` into the results file `out`, resuming an earlier run.
+
+    Reader threads hash and decode the next files while the model runs on the
+    current batch; at most `2 * batch_size + workers` decoded images are alive
+    at a time, and each batch's rows are written to disk (one write, fsync)
+    before the next batch is predicted, so memory does not grow with the
+    number of files and a kill loses at most the batch being predicted.
+
+    Each file is predicted once per content: a file whose path and sha256
+    already have a row in `out` is skipped; a changed file is predicted again
+    and its new row replaces the old one. A file that cannot be read, decoded
+    or is refused by the input contract gets a row with its `error`, and the
+    run goes on. See `ResultsFile` for the file's layout.
+
+    Args:
+        pipeline: a `Pipeline`.
+        inputs: files and folders (walked as `find_images` says).
+        out: a .csv or .jsonl path. An existing file must come from an
+            earlier run with the same model, class names and `strict`;
+            anything else is refused and left untouched.
+        batch_size: images per model call.
+        workers: reader threads.
+        strict: refuse images the input contract only flags (lateral views, children).
+        retry_failed: predict again files whose earlier row is an error (e.g.
+            after installing the `dicom` extra).
+        progress: optional `callable(summary)`, called once the files are
+            found and after each batch.
+
+    Returns:
+        A `PredictionSummary`.
+
+    Raises:
+        InputError: the inputs hold no image file.
+        ConfigError: invalid arguments, or `out` is not an earlier run of the same model.
+    """
+    for name, value in (("batch_size", batch_size), ("workers", workers)):
+        if not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{name} must be a positive int, got {value!r}")
+    paths = find_images(inputs)
+    if not paths:
+        named = [inputs] if isinstance(inputs, (str, os.PathLike)) else inputs
+        raise InputError(f"no image files in {', '.join(str(path) for path in named)}")
+    summary = PredictionSummary(total=len(paths))
+    results = ResultsFile(
+        out, pipeline.class_names, model_sha256(pipeline), strict=strict, untrained=not pipeline.is_trained
+    )
+    pool = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="covidcxr-reader")
+    try:
+        if progress:
+            progress(summary)
+        remaining, pending, batch = iter(paths), collections.deque(), []
+
+        def read_ahead():
+            for path in itertools.islice(remaining, batch_size + workers - len(pending)):
+                pending.append(pool.submit(_read_file, path, results, retry_failed))
+
+        read_ahead()
+        while pending:
+            batch.append(pending.popleft().result())
+            read_ahead()
+            decoded = sum(item.image is not None for item in batch)
+            # a batch also closes on many skipped/failed files, so progress keeps moving on resume
+            if decoded == batch_size or len(batch) >= 4 * batch_size or not pending:
+                results.append(_predict_rows(pipeline, batch, batch_size, strict, summary))
+                batch = []
+                if progress:
+                    progress(summary)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        results.close()
+    return summary
+
+
+def model_sha256(pipeline):
+    """A fingerprint of the pipeline's model, recorded in (and checked against) the results file.
+
+    For a pipeline loaded from a preset: the hash of the preset's file
+    checksums (config and weights, so a retrained preset in the same folder
+    differs). Otherwise: the hash of its config and every weight.
+    """
+    digest = hashlib.sha256()
+    files = pipeline.metadata.get("files")
+    if files:
+        digest.update(json.dumps(files, sort_keys=True).encode())
+        return digest.hexdigest()
+    digest.update(json.dumps(pipeline.get_config(), sort_keys=True).encode())
+    for model in (pipeline.segmenter, *pipeline.ensemble.members):
+        for weight in model.weights:
+            digest.update(np.ascontiguousarray(np.asarray(weight)).tobytes())
+    return digest.hexdigest()
+
+
+def _read_file(path, results, retry_failed):
+    """Runs in a reader thread: hash the file, skip it if done, else decode it."""
+    source = os.path.abspath(path)
+    try:
+        sha256 = sha256_of_file(source)
+    except FileNotFoundError:
+        return _ReadFile(source, error=f"{source}: no such file")
+    except OSError as error:
+        return _ReadFile(source, error=f"{source}: cannot read the file ({error.strerror or error})")
+    earlier = results.earlier_row(source, sha256)
+    if earlier == "ok" or (earlier == "failed" and not retry_failed):
+        return _ReadFile(source, sha256, earlier=earlier)
+    try:
+        # hashed before decoding: if the file changes in between, its row's hash is stale and it is redone
+        return _ReadFile(source, sha256, image=load_image(source))
+    except CovidCXRError as error:
+        return _ReadFile(source, sha256, error=str(error))
+
+
+def _predict_rows(pipeline, batch, batch_size, strict, summary):
+    """The rows of one batch, in input order; updates `summary`."""
+    images = [item.image for item in batch if item.image is not None]
+    predictions = iter(pipeline.predict(images, batch_size=batch_size, on_error="record", strict=strict))
+    rows = []
+    for item in batch:
+        if item.earlier is not None:
+            summary.skipped += 1
+            summary.skipped_failed += item.earlier == "failed"
+            continue
+        result = (
+            next(predictions) if item.image is not None else PipelineResult(item.source, error=item.error)
+        )
+        rows.append({"source": item.source, "sha256": item.sha256, **result.to_dict()})
+        summary.failed += result.error is not None
+        summary.done += result.error is None
+    return rows

@@ -1,0 +1,69 @@
+"""Turn the files and folders a user names into the list of image files to predict.
+
+Example:
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> root = Path(tempfile.mkdtemp())
+    >>> for name in ("b.png", "a.dcm", ".hidden.png", "notes.txt", "1.2.840.5", "sub/c.jpg"):
+    ...     (root / name).parent.mkdir(exist_ok=True)
+    ...     _ = (root / name).write_bytes(b"x")
+    >>> [p.relative_to(root).as_posix() for p in find_images([root])]
+    ['a.dcm', 'b.png', 'sub/c.jpg']
+"""
+
+import os
+from pathlib import Path
+
+IMAGE_SUFFIXES = frozenset(".png .jpg .jpeg .bmp .tif .tiff .gif .webp .pgm .ppm .dcm .dicom .dic".split())
+
+
+def find_images(inputs):
+    """The image files named by `inputs`, each once, in a deterministic order.
+
+    A file named directly is always kept (the loader then says what is wrong
+    with it, if anything: a missing file becomes an error, not a silent skip).
+    A folder is walked recursively in sorted name order, skipping hidden files
+    and folders (names starting with "."), symlinked folders and anything that
+    is not a regular file; it keeps files with an image or DICOM suffix
+    (`IMAGE_SUFFIXES`) and any other file that carries the DICOM marker
+    (DICOM files are often named by UID, "1.2.840.113619.2.5", or have no suffix).
+
+    Args:
+        inputs: a path or a list of paths (`str` or `Path`), files and folders.
+
+    Returns:
+        A list of `Path`s, in the order the inputs were given; a file reached
+        twice (named and inside a named folder) is listed once, first time.
+    """
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs = [inputs]
+    found, seen = [], set()
+    for item in inputs:
+        item = Path(item)
+        for path in _walk(item) if item.is_dir() else [item]:
+            key = os.path.abspath(path)
+            if key not in seen:
+                seen.add(key)
+                found.append(path)
+    return found
+
+
+def _walk(folder):
+    for parent, folders, files in os.walk(folder):
+        folders[:] = sorted(
+            name for name in folders if not name.startswith(".")
+        )  # os.walk descends in this order
+        for name in sorted(files):
+            path = Path(parent, name)
+            if not name.startswith(".") and path.is_file() and _looks_like_an_image(path):
+                yield path
+
+
+def _looks_like_an_image(path):
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        return True
+    try:
+        with open(path, "rb") as f:
+            return f.read(132)[128:] == b"DICM"  # DICOM's marker after its 128-byte preamble
+    except OSError:
+        return False  # an unreadable file with no image suffix is not known to be an image

@@ -1,0 +1,270 @@
+"""The results file of a folder run: CSV or JSONL, one row per image, appended as results come.
+
+Layout. The first line marks the file as ours and names the model that wrote it:
+
+    CSV:    # {"covidcxr_results": 1, "model_sha256": "...", "class_names": [...], "strict": false, ...}
+            source,sha256,label,prob_<class>...,members,lung_fraction,lung_components,crop_box,warnings,error
+            (read it with `pandas.read_csv(path, skiprows=1)`)
+    JSONL:  {"covidcxr_results": 1, "model_sha256": "...", "class_names": [...], "strict": false, ...}
+            then one `PipelineResult.to_dict()` per line, plus "sha256"
+
+In CSV, members, crop_box and warnings are JSON strings and empty cells mean
+None; line breaks inside text (error messages) become spaces, so that every
+row is exactly one line.
+
+Resume. Each row holds the sha256 of the file's bytes. Reopening the file
+reads which (source, sha256) pairs are done; a trailing line without its
+newline (a kill mid-write) is cut away first. Rows are only appended, each
+batch with one write and an fsync; when a source gets a newer row (its
+content changed, or an error is retried) the last row wins, and `close()`
+rewrites the file atomically so that each source has exactly one row.
+
+Example:
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> path = Path(tempfile.mkdtemp()) / "results.jsonl"
+    >>> with ResultsFile(path, ["non_covid", "covid"], model_sha256="abc") as results:
+    ...     results.append([{"source": "/x/a.png", "sha256": "f00", "error": "/x/a.png: empty file"}])
+    >>> with ResultsFile(path, ["non_covid", "covid"], model_sha256="abc") as results:
+    ...     results.earlier_row("/x/a.png", "f00")
+    'failed'
+"""
+
+import csv
+import io
+import json
+import os
+from pathlib import Path
+
+from keras_covidcxr.errors import ConfigError
+from keras_covidcxr.io.atomic import atomic_write
+
+FORMAT_VERSION = 1
+MARKER = "covidcxr_results"
+CSV_PREFIX = "# "
+SUFFIXES = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+
+
+def csv_columns(class_names):
+    """The CSV header: source, sha256, label, prob_<class>..., members, ..., error."""
+    return [
+        "source",
+        "sha256",
+        "label",
+        *[f"prob_{name}" for name in class_names],
+        "members",
+        "lung_fraction",
+        "lung_components",
+        "crop_box",
+        "warnings",
+        "error",
+    ]
+
+
+class ResultsFile:
+    """An append-only CSV or JSONL results file that a rerun resumes.
+
+    Opening it creates the file (marker line, CSV header), or checks that an
+    existing one was written by the same model, class names and `strict`
+    setting and reads its rows; anything else is refused with a `ConfigError`
+    and left untouched.
+
+    Args:
+        path: where the results go; ".csv" or ".jsonl" decides the format.
+        class_names: the pipeline's class names.
+        model_sha256: identifies the model (see `batch_prediction.model_sha256`).
+        strict: whether the input contract refused what it would only flag.
+        untrained: recorded in the marker line, for whoever reads the file.
+    """
+
+    def __init__(self, path, class_names, model_sha256, strict=False, untrained=False):
+        self.path = Path(path)
+        self.format = SUFFIXES.get(self.path.suffix.lower())
+        if self.format is None:
+            raise ConfigError(f"{self.path}: the results file must end in .csv or .jsonl")
+        if self.path.is_dir():
+            raise ConfigError(f"{self.path}: is a folder; give a .csv or .jsonl file to write")
+        self.class_names = list(class_names)
+        self.marker = {
+            MARKER: FORMAT_VERSION,
+            "model_sha256": model_sha256,
+            "class_names": self.class_names,
+            "strict": bool(strict),
+            "untrained": bool(untrained),
+        }
+        self.columns = csv_columns(self.class_names)
+        self._rows = {}  # source -> (sha256, failed, row number of its last row)
+        self._row_count = 0
+        self.superseded = 0  # rows replaced by a later row for the same source
+        if self.path.exists() and self.path.stat().st_size > 0:
+            self._read_existing()
+        else:
+            with atomic_write(self.path, "wb", overwrite=self.path.exists()) as f:
+                f.write(self._marker_lines())
+        self._file = open(self.path, "ab", buffering=0)
+
+    def earlier_row(self, source, sha256):
+        """ "ok" or "failed" when `source` with this content already has a row, else None."""
+        previous = self._rows.get(self._key(source))
+        if previous is None or previous[0] != sha256:
+            return None
+        return "failed" if previous[1] else "ok"
+
+    def append(self, rows):
+        """Append rows (dicts shaped like a JSONL row) with one write, then flush to disk."""
+        if not rows:
+            return
+        lines = []
+        for row in rows:
+            lines.append(self._format_row(row))
+            self._remember(row["source"], row.get("sha256"), bool(row.get("error")))
+        data = b"".join(lines)
+        while data:  # a raw write may be partial in principle; a kill meanwhile is mended on resume
+            data = data[self._file.write(data) :]
+        os.fsync(self._file.fileno())
+
+    def close(self):
+        """Close the file; if some sources got a newer row, keep only the last row of each."""
+        if self._file.closed:
+            return
+        self._file.close()
+        if self.superseded:
+            self._compact()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+    # === Writing ===
+
+    def _marker_lines(self):
+        marker = json.dumps(self.marker)
+        if self.format == "jsonl":
+            return (marker + "\n").encode()
+        return (CSV_PREFIX + marker + "\n").encode() + _csv_line(self.columns)
+
+    def _format_row(self, row):
+        if self.format == "jsonl":
+            return (json.dumps(row) + "\n").encode()
+        probabilities = row.get("probabilities") or {}
+        values = [
+            _one_line(row["source"]),
+            row.get("sha256"),
+            row.get("label"),
+            *[probabilities.get(name) for name in self.class_names],
+            _json_or_none(row.get("members")),
+            row.get("lung_fraction"),
+            row.get("lung_components"),
+            _json_or_none(row.get("crop_box")),
+            _json_or_none(row.get("warnings")),
+            _one_line(row.get("error")),
+        ]
+        return _csv_line(["" if value is None else value for value in values])
+
+    def _remember(self, source, sha256, failed):
+        key = self._key(source)
+        if key in self._rows:
+            self.superseded += 1
+        self._rows[key] = (sha256, failed, self._row_count)
+        self._row_count += 1
+
+    def _compact(self):
+        mode = self.path.stat().st_mode
+        with open(self.path, "rb") as old, atomic_write(self.path, "wb") as new:
+            for _ in range(self._header_line_count()):
+                new.write(old.readline())
+            for number, line in enumerate(old):
+                source, _, _ = self._parse_row(line, number)
+                if self._rows[self._key(source)][2] == number:
+                    new.write(line)
+        os.chmod(self.path, mode & 0o7777)  # atomic_write's temporary file is private (0600)
+        self.superseded = 0
+
+    # === Reading ===
+
+    def _read_existing(self):
+        with open(self.path, "rb") as f:
+            self._check_marker(f.readline(), f.readline() if self.format == "csv" else None)
+            end = f.tell()
+            for number, line in enumerate(f):
+                if not line.endswith(b"\n"):
+                    break  # cut short by a kill: dropped below, and that image is predicted again
+                self._remember(*self._parse_row(line, number))
+                end += len(line)
+            size = f.seek(0, os.SEEK_END)
+        if end < size:
+            os.truncate(self.path, end)
+
+    def _check_marker(self, first_line, csv_header):
+        not_ours = ConfigError(
+            f"{self.path}: exists and is not a covidcxr results file; not overwriting it "
+            "(choose another output file)"
+        )
+        text = first_line.decode("utf-8", "replace")
+        if self.format == "csv":
+            if not text.startswith(CSV_PREFIX):
+                raise not_ours
+            text = text[len(CSV_PREFIX) :]
+        try:
+            marker = json.loads(text)
+        except ValueError:
+            raise not_ours from None
+        if (
+            not isinstance(marker, dict)
+            or marker.get(MARKER) != FORMAT_VERSION
+            or not first_line.endswith(b"\n")
+        ):
+            raise not_ours
+        for key in ("class_names", "model_sha256", "strict"):
+            if marker.get(key) != self.marker[key]:
+                raise ConfigError(
+                    f"{self.path}: holds results of another run ({key} {marker.get(key)} there, "
+                    f"{self.marker[key]} here); not mixing them (choose another output file)"
+                )
+        if csv_header is not None and _parse_csv(csv_header) != self.columns:
+            raise ConfigError(
+                f"{self.path}: unexpected CSV columns; not overwriting it (choose another output file)"
+            )
+
+    def _parse_row(self, line, number):
+        """(source, sha256, failed) of one row line."""
+        try:
+            if self.format == "jsonl":
+                row = json.loads(line)
+                return row["source"], row["sha256"], bool(row["error"])
+            values = _parse_csv(line)
+            if len(values) != len(self.columns):
+                raise ValueError(f"{len(values)} columns")
+            return values[0], values[1] or None, bool(values[-1])
+        except (ValueError, KeyError, TypeError) as error:
+            line_number = number + 1 + self._header_line_count()
+            raise ConfigError(
+                f"{self.path}: line {line_number} is not a results row ({error}); "
+                "fix or move the file before resuming"
+            ) from None
+
+    def _header_line_count(self):
+        return 2 if self.format == "csv" else 1
+
+    def _key(self, source):
+        return _one_line(str(source)) if self.format == "csv" else str(source)
+
+
+def _csv_line(values):
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerow(values)
+    return buffer.getvalue().encode("utf-8", "surrogateescape")
+
+
+def _parse_csv(line):
+    return next(csv.reader([line.decode("utf-8", "surrogateescape").rstrip("\n")]), [])
+
+
+def _one_line(text):
+    return None if text is None else text.replace("\r", " ").replace("\n", " ")
+
+
+def _json_or_none(value):
+    return None if value in (None, [], {}) else json.dumps(value)

@@ -1,0 +1,58 @@
+import os
+
+import pytest
+
+from keras_covidcxr import find_images
+
+
+def _touch(path, data=b"x"):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def test_folders_are_walked_recursively_in_sorted_order_keeping_only_images(tmp_path):
+    dicom = b"\0" * 128 + b"DICM" + b"rest"
+    for name in ("b.png", "a.PNG", "c.jpeg", "sub/z.tif", "sub/deeper/y.dcm", "sub2/x.bmp"):
+        _touch(tmp_path / name)
+    _touch(tmp_path / "1.2.840.113619.5", dicom)  # DICOM named by UID
+    _touch(tmp_path / "IM0001", dicom)  # DICOM without a suffix
+    for ignored in (".hidden.png", ".git/objects/x.png", "notes.txt", "README", "report.csv", "1.2.3.4"):
+        _touch(tmp_path / ignored)
+    if hasattr(os, "mkfifo"):
+        os.mkfifo(tmp_path / "pipe.png")  # reading it would block forever
+    found = [path.relative_to(tmp_path).as_posix() for path in find_images([tmp_path])]
+    assert found == [
+        "1.2.840.113619.5",
+        "IM0001",
+        "a.PNG",
+        "b.png",
+        "c.jpeg",
+        "sub/z.tif",
+        "sub/deeper/y.dcm",
+        "sub2/x.bmp",
+    ]
+
+
+def test_named_files_are_kept_as_given_in_order_and_listed_once(tmp_path):
+    folder = tmp_path / "scans"
+    first, second = _touch(folder / "a.png"), _touch(folder / "b.png")
+    notes = _touch(tmp_path / "notes.txt")
+    missing = tmp_path / "missing.png"
+    found = find_images([second, folder, missing, notes, first])
+    assert found == [second, first, missing, notes]  # named files kept even if odd: the loader reports them
+
+
+def test_one_path_and_an_empty_folder(tmp_path):
+    image = _touch(tmp_path / "a.png")
+    assert find_images(str(image)) == [image]
+    (tmp_path / "empty").mkdir()
+    assert find_images([tmp_path / "empty"]) == []
+
+
+@pytest.mark.skipif(not hasattr(os, "symlink"), reason="needs symlinks")
+def test_symlinked_folders_are_not_followed(tmp_path):
+    _touch(tmp_path / "real" / "a.png")
+    os.symlink(tmp_path / "real", tmp_path / "link")  # a loop-prone layout: real/ reached twice
+    found = [path.relative_to(tmp_path).as_posix() for path in find_images([tmp_path])]
+    assert found == ["real/a.png"]

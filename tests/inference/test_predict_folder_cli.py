@@ -1,0 +1,142 @@
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from typer.testing import CliRunner
+
+from covidcxr_cli.app import app
+
+BATCH_SIZE = "4"  # the same in every tests/inference module: one traced shape per session
+runner = CliRunner()
+
+
+def predict(*args):
+    return runner.invoke(app, ["predict", *map(str, args), "--batch-size", BATCH_SIZE])
+
+
+def csv_sources(path):
+    return [row["source"] for row in csv.DictReader(path.read_text().splitlines()[1:])]
+
+
+def test_a_folder_streams_into_a_csv_with_exit_1_and_a_rerun_adds_nothing(
+    fast_cli, preset_dir, mixed_folder, tmp_path
+):
+    folder, expected = mixed_folder
+    out = tmp_path / "results.csv"
+    result = predict(folder, "--preset", preset_dir, "--out", out)
+    assert result.exit_code == 1, result.output
+    assert "3 predicted, 3 failed, 0 already done" in result.stdout
+    assert "predicting" in result.stderr and "6/6" in result.stderr  # the progress bar
+    assert sorted(csv_sources(out)) == sorted(expected)
+
+    before = out.read_bytes()
+    again = predict(folder, "--preset", preset_dir, "--out", out, "--json")
+    assert again.exit_code == 1  # the broken files still have error rows
+    assert json.loads(again.stdout) | {"out": None} == {
+        "total": 6,
+        "done": 0,
+        "failed": 0,
+        "skipped": 6,
+        "skipped_failed": 3,
+        "out": None,
+        "untrained": False,
+    }
+    assert out.read_bytes() == before
+
+
+def test_good_files_exit_0_into_jsonl(fast_cli, preset_dir, tmp_path, write_png):
+    images = [write_png(tmp_path / "in" / f"{i}.png", seed=i) for i in range(2)]
+    out = tmp_path / "results.jsonl"
+    result = predict(images[0], tmp_path / "in", "--preset", preset_dir, "--out", out)
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in out.read_text().splitlines()[1:]]
+    assert [row["source"] for row in rows] == [str(image.absolute()) for image in images]
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("patient,label\n1,covid\n", "is not a covidcxr results file; not overwriting it"),
+        (
+            '# {"covidcxr_results": 1, "model_sha256": "x", "class_names": ["covid", "normal", "other"]}\n',
+            "another run",
+        ),
+    ],
+)
+def test_an_out_file_that_is_not_a_run_of_this_preset_is_refused_with_exit_2(
+    preset_dir, tmp_path, write_png, content, message
+):
+    out = tmp_path / "results.csv"
+    out.write_text(content)
+    result = predict(write_png(tmp_path / "a.png"), "--preset", preset_dir, "--out", out)
+    assert result.exit_code == 2
+    assert message in " ".join(result.stderr.split()) and "Traceback" not in result.output
+    assert result.stderr.startswith("error:")  # one line; no progress bar was started
+    assert out.read_text() == content
+
+
+def test_folders_work_without_out_and_an_empty_one_exits_2(fast_cli, preset_dir, tmp_path, write_png):
+    write_png(tmp_path / "scans" / "deep" / "chest.png")
+    result = predict(tmp_path / "scans", "--preset", preset_dir, "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["source"] == str(tmp_path / "scans" / "deep" / "chest.png")
+    (tmp_path / "empty").mkdir()
+    empty = predict(tmp_path / "empty", "--preset", preset_dir)
+    assert empty.exit_code == 2 and "no image files" in empty.stderr
+
+
+def test_overlays_and_out_together_are_a_usage_error(preset_dir, tmp_path):
+    result = predict(
+        tmp_path, "--preset", preset_dir, "--out", tmp_path / "r.csv", "--overlays", tmp_path / "o"
+    )
+    assert result.exit_code == 2 and "--overlays" in result.stderr
+
+
+# The real command in a child process, each batch slowed down so that the kill lands mid-run.
+KILLABLE_CLI = """
+import sys, time
+import keras_covidcxr.inference.batch_prediction as batch_prediction
+predict_rows = batch_prediction._predict_rows
+def slow_predict_rows(*args):
+    time.sleep(0.25)
+    return predict_rows(*args)
+batch_prediction._predict_rows = slow_predict_rows
+from covidcxr_cli.app import main
+sys.argv[0] = "covidcxr"
+main()
+"""
+
+
+def test_a_killed_run_resumes_and_every_file_appears_exactly_once(fast_cli, preset_dir, tmp_path, write_png):
+    folder = tmp_path / "scans"
+    images = [write_png(folder / f"{i:02d}.png", seed=i) for i in range(12)]
+    out = tmp_path / "results.csv"
+    command = [sys.executable, "-c", KILLABLE_CLI, "predict", str(folder), "--preset", str(preset_dir)]
+    command += ["--out", str(out), "--batch-size", "1"]
+    with open(tmp_path / "child.log", "wb") as log:
+        child = subprocess.Popen(
+            command, stdout=log, stderr=log, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+        )
+    try:
+        deadline = time.monotonic() + 180
+        while not (out.exists() and len(out.read_text().splitlines()) >= 2 + 2):  # marker + header + 2 rows
+            assert child.poll() is None, (tmp_path / "child.log").read_text()
+            assert time.monotonic() < deadline, "the child wrote no rows in time"
+            time.sleep(0.02)
+        assert child.poll() is None
+        child.send_signal(signal.SIGKILL)
+    finally:
+        child.kill()
+        child.wait()
+    done_before = csv_sources(out)
+    assert 2 <= len(done_before) < len(images) and len(set(done_before)) == len(done_before)
+
+    result = predict(folder, "--preset", preset_dir, "--out", out)
+    assert result.exit_code == 0, result.output
+    assert f"{len(images) - len(done_before)} predicted" in result.stdout
+    assert sorted(csv_sources(out)) == sorted(str(image.absolute()) for image in images)

@@ -1,0 +1,183 @@
+import csv
+import json
+import os
+
+import pytest
+
+from keras_covidcxr import ConfigError
+from keras_covidcxr.inference import ResultsFile, csv_columns
+
+CLASSES = ["non_covid", "covid"]
+
+
+def _row(source, sha256="aa", error=None, covid=0.25):
+    if error:
+        return {"source": source, "sha256": sha256, "error": error}
+    return {
+        "source": source,
+        "sha256": sha256,
+        "label": "non_covid",
+        "probabilities": {"non_covid": 1 - covid, "covid": covid},
+        "members": {"alpha": {"probabilities": {"non_covid": 0.5, "covid": 0.5}, "label": "covid"}},
+        "crop_box": [1, 2, 30, 40],
+        "lung_fraction": 0.3,
+        "lung_components": 2,
+        "warnings": [{"code": "lateral_view", "message": "lateral"}],
+        "error": None,
+    }
+
+
+def _open(path, **kwargs):
+    return ResultsFile(path, kwargs.pop("class_names", CLASSES), kwargs.pop("model_sha256", "m1"), **kwargs)
+
+
+def _data_lines(path):
+    lines = path.read_text().splitlines()
+    return lines[2:] if path.suffix == ".csv" else lines[1:]
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_rows_are_appended_and_remembered_across_opens(tmp_path, suffix):
+    path = tmp_path / f"results{suffix}"
+    with _open(path) as results:
+        assert results.earlier_row("/a.png", "aa") is None
+        results.append([_row("/a.png"), _row("/b.png", "bb", error="/b.png: empty file (0 bytes)")])
+    with _open(path) as results:
+        assert results.earlier_row("/a.png", "aa") == "ok"
+        assert results.earlier_row("/b.png", "bb") == "failed"
+        assert results.earlier_row("/a.png", "changed") is None
+    lines = path.read_text().splitlines()
+    marker = json.loads(lines[0].removeprefix("# "))
+    assert marker == {
+        "covidcxr_results": 1,
+        "model_sha256": "m1",
+        "class_names": CLASSES,
+        "strict": False,
+        "untrained": False,
+    }
+    if suffix == ".csv":
+        rows = list(csv.DictReader(lines[1:]))
+        assert list(rows[0]) == csv_columns(CLASSES)
+        assert rows[0]["prob_covid"] == "0.25" and json.loads(rows[0]["members"])["alpha"]["label"] == "covid"
+        assert (
+            json.loads(rows[0]["crop_box"]) == [1, 2, 30, 40]
+            and json.loads(rows[0]["warnings"])[0]["code"] == "lateral_view"
+        )
+        assert rows[1]["label"] == "" and rows[1]["error"] == "/b.png: empty file (0 bytes)"
+    else:
+        rows = [json.loads(line) for line in lines[1:]]
+        assert rows[0] == _row("/a.png") and rows[1]["error"].endswith("(0 bytes)")
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_a_row_cut_short_by_a_kill_is_removed_on_reopen(tmp_path, suffix):
+    path = tmp_path / f"results{suffix}"
+    with _open(path) as results:
+        results.append([_row("/a.png"), _row("/b.png", "bb")])
+    whole = path.read_bytes()
+    path.write_bytes(whole[: len(whole) - 20])  # the last row lost its tail (and newline)
+    with _open(path) as results:
+        assert results.earlier_row("/a.png", "aa") == "ok"
+        assert results.earlier_row("/b.png", "bb") is None  # predicted again
+        results.append([_row("/b.png", "bb")])
+    assert path.read_bytes() == whole
+
+
+@pytest.mark.parametrize(
+    "name, content",
+    [
+        ("results.csv", b"patient,label\n1,covid\n"),
+        ("results.csv", b'{"covidcxr_results": 1}\n'),  # a JSONL marker is no CSV marker
+        ("results.jsonl", b'{"id": 1}\n{"id": 2}\n'),
+        ("results.jsonl", b"\x89PNG\r\n\x1a\n binary"),
+        (
+            "results.jsonl",
+            b'{"covidcxr_results": 1, "model_sha256": "m1", "class_names"',
+        ),  # no newline: not ours
+    ],
+)
+def test_a_file_that_is_not_ours_is_refused_and_left_untouched(tmp_path, name, content):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(ConfigError, match="is not a covidcxr results file; not overwriting it"):
+        _open(path)
+    assert path.read_bytes() == content
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"model_sha256": "m2"}, "model_sha256"),
+        ({"class_names": ["covid", "normal", "pneumonia"]}, "class_names"),
+        ({"strict": True}, "strict"),
+    ],
+)
+def test_results_of_another_model_or_setting_are_refused(tmp_path, change, message):
+    path = tmp_path / "results.jsonl"
+    with _open(path) as results:
+        results.append([_row("/a.png")])
+    before = path.read_bytes()
+    with pytest.raises(ConfigError, match=f"another run.*{message}"):
+        _open(path, **change)
+    assert path.read_bytes() == before
+
+
+def test_an_empty_file_is_adopted(tmp_path):
+    path = tmp_path / "results.csv"
+    path.write_bytes(b"")
+    with _open(path) as results:
+        results.append([_row("/a.png")])
+    assert len(_data_lines(path)) == 1
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_the_last_row_of_a_source_wins_and_close_keeps_only_it(tmp_path, suffix):
+    path = tmp_path / f"results{suffix}"
+    with _open(path) as results:
+        results.append([_row("/a.png", "v1"), _row("/b.png")])
+    os.chmod(path, 0o644)
+    with _open(path) as results:
+        results.append([_row("/a.png", "v2", covid=0.75)])
+        assert results.earlier_row("/a.png", "v2") == "ok" and results.earlier_row("/a.png", "v1") is None
+    lines = _data_lines(path)
+    assert len(lines) == 2 and "v1" not in path.read_text() and "v2" in lines[1]
+    assert os.stat(path).st_mode & 0o777 == 0o644
+
+
+def test_a_killed_run_that_left_two_rows_for_a_source_is_compacted_next_time(tmp_path):
+    path = tmp_path / "results.jsonl"
+    with _open(path) as results:
+        results.append([_row("/a.png", "v1")])
+    with path.open("a") as f:  # as if killed after appending the new row but before compacting
+        f.write(json.dumps(_row("/a.png", "v2")) + "\n")
+    with _open(path) as results:
+        assert results.earlier_row("/a.png", "v2") == "ok"
+    assert [json.loads(line)["sha256"] for line in _data_lines(path)] == ["v2"]
+
+
+def test_csv_rows_stay_on_one_line(tmp_path):
+    path = tmp_path / "results.csv"
+    source = "/odd\nname.png"
+    with _open(path) as results:
+        results.append([_row(source, error="decoder said:\nline two\r\n")])
+    assert len(path.read_text().splitlines()) == 3
+    with _open(path) as results:
+        assert results.earlier_row(source, "aa") == "failed"
+
+
+def test_a_damaged_row_in_the_middle_is_reported_with_its_line(tmp_path):
+    path = tmp_path / "results.jsonl"
+    with _open(path) as results:
+        results.append([_row("/a.png")])
+    with path.open("a") as f:
+        f.write("not json\n")
+    with pytest.raises(ConfigError, match=r"line 3 is not a results row"):
+        _open(path)
+
+
+@pytest.mark.parametrize("name", ["results.txt", "results", "folder.csv"])
+def test_unusable_paths_are_refused(tmp_path, name):
+    if name == "folder.csv":
+        (tmp_path / name).mkdir()
+    with pytest.raises(ConfigError, match=r"\.csv or \.jsonl"):
+        _open(tmp_path / name)
