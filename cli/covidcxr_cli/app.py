@@ -200,7 +200,8 @@ def _results_table(results, class_names, untrained):
     if untrained:
         caption = "[bold yellow]UNTRAINED preset: these outputs mean nothing.[/] " + caption
     table = Table("image", "label", *class_names, "member votes", "lung area", "notes", caption=caption)
-    table.columns[0].overflow = "fold"
+    # Keep file names whole: narrow terminals wrap the other columns instead.
+    table.columns[0].min_width = min(40, max((len(Path(r.source).name) for r in results), default=5))
     for result in results:
         if result.error:
             table.add_row(Path(result.source).name, "[red]error[/]", *[""] * len(class_names), "", "", escape(result.error))
