@@ -11,6 +11,7 @@ Its outputs mean nothing: `covidcxr predict` refuses it unless `--allow-untraine
 import argparse
 
 from keras_covidcxr import CXRClassifier, MajorityVoteEnsemble, Pipeline, ResUnet, WeightedAverageEnsemble
+from keras_covidcxr.presets.preset_format import is_preset_folder
 
 PAPER_BACKBONES = ("densenet201", "resnet152", "vgg19")
 SMALL_BACKBONES = ("densenet121", "resnet50", "vgg16")
@@ -34,6 +35,9 @@ def main():
     parser.add_argument("--num-classes", type=int, default=2, choices=(2, 3))
     parser.add_argument("--ensemble", default="weighted_average", choices=("weighted_average", "majority_vote"))
     args = parser.parse_args()
+    if is_preset_folder(args.out):
+        print(f"{args.out} already holds a preset; reusing it")
+        return
     pipeline = build(args.paper, args.num_classes, args.ensemble)
     pipeline.save_to_preset(args.out, description="UNTRAINED demonstration preset (random weights)")
     print(f"wrote an untrained preset to {args.out}")
