@@ -17,6 +17,7 @@ from rich.table import Table
 import keras_covidcxr
 from covidcxr_cli.data_commands import data_app
 from covidcxr_cli.errors import EXIT_OK, EXIT_SOME_FAILED, reported_errors
+from covidcxr_cli.train_commands import finetune, train_app
 
 app = typer.Typer(
     name="covidcxr",
@@ -231,6 +232,8 @@ def _write_overlays(results, folder):
 
 
 app.add_typer(data_app, name="data", help="Build, split and audit dataset manifests.")
+app.add_typer(train_app, name="train", help="Train the segmenter, the classifiers, and assemble the ensemble preset.")
+app.command("finetune")(finetune)
 
 
 def main():

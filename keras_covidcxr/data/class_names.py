@@ -15,6 +15,6 @@ def class_name_for(label, class_names):
     """
     if label in class_names:
         return label
-    if tuple(class_names) == BINARY_CLASS_NAMES and label in MULTICLASS_CLASS_NAMES:
+    if "non_covid" in class_names and label in MULTICLASS_CLASS_NAMES and label != "covid":
         return "non_covid"
     raise DatasetError(f"label {label!r} has no class among {list(class_names)}")

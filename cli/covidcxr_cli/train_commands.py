@@ -1,0 +1,302 @@
+"""`covidcxr train segmenter | classifier | ensemble` and `covidcxr finetune`.
+
+A thin layer over the public training API (`keras_covidcxr.run_segmenter_recipe`, ...):
+parse the options, show rich progress, print a summary. Model code is imported inside the
+commands, so `covidcxr --help` stays fast. A `CovidCXRError` becomes one `error: ...` line on
+stderr and exit code 2.
+
+How the pieces become one preset:
+    covidcxr train segmenter split.csv --out runs/seg
+    covidcxr train classifier split.csv --segmenter runs/seg --backbone densenet201 --out runs/densenet201
+    covidcxr train classifier split.csv --segmenter runs/seg --backbone resnet152 --out runs/resnet152
+    covidcxr train classifier split.csv --segmenter runs/seg --backbone vgg19 --out runs/vgg19
+    covidcxr train ensemble split.csv --segmenter runs/seg \\
+        --member runs/densenet201 --member runs/resnet152 --member runs/vgg19 --out my_preset
+    covidcxr finetune my_preset hospital.csv --out hospital_preset
+"""
+
+import enum
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from covidcxr_cli.errors import reported_errors
+
+train_app = typer.Typer(
+    name="train",
+    help="Train the segmenter, the classifiers and the ensemble (the paper's recipes).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(highlight=False)
+
+
+class Precision(str, enum.Enum):
+    float32 = "float32"
+    mixed_bfloat16 = "mixed_bfloat16"
+    mixed_float16 = "mixed_float16"
+
+
+class EnsembleKind(str, enum.Enum):
+    weighted_average = "weighted_average"
+    majority_vote = "majority_vote"
+
+
+class WeightMethod(str, enum.Enum):
+    log_loss = "log_loss"
+    accuracy = "accuracy"
+    uniform = "uniform"
+
+
+class Masking(str, enum.Enum):
+    hard = "hard"
+    bbox = "bbox"
+
+
+DEBUG = typer.Option(False, "--debug", help="Show full tracebacks.")
+MANIFEST = typer.Argument(..., help="Manifest CSV with train and val splits (`covidcxr data split`).", show_default=False)
+BATCH = typer.Option(32, "--batch-size", min=1, help="Images per step (paper: 32).")
+PRECISION = typer.Option(Precision.float32, "--precision", help="Mixed precision on a GPU/TPU.")
+XLA = typer.Option(None, "--jit-compile/--no-jit-compile", help="XLA-compile the train step (default: Keras decides).")
+STEPS = typer.Option(1, "--steps-per-execution", min=1, help="Train steps per compiled call (GPU/TPU throughput).")
+WORKERS = typer.Option(4, "--workers", min=1, help="Threads decoding and augmenting batches.")
+SEED = typer.Option(0, "--seed", help="Shuffling and augmentation seed.")
+RESUME = typer.Option(True, "--resume/--restart", help="Continue from the checkpoint in --out if there is one.")
+AUGMENT = typer.Option(True, "--augment/--no-augment", help="The paper's on-the-fly augmentation.")
+EAGER = typer.Option(False, "--eager", help="No graph compilation (debugging; quicker for tiny smoke runs).")
+
+
+def _floats(text, what):
+    import keras_covidcxr
+
+    try:
+        return tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise keras_covidcxr.ConfigError(f"{what} must be comma-separated numbers, got {text!r}") from None
+
+
+def _config(**settings):
+    import keras_covidcxr
+
+    precision = settings.pop("precision")
+    jit = settings.pop("jit_compile")
+    return keras_covidcxr.TrainingConfig(
+        mixed_precision=None if precision == Precision.float32 else precision.value,
+        jit_compile="auto" if jit is None else jit,
+        **settings,
+    )
+
+
+def _progress():
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=console, transient=False,
+    )
+
+
+def _epoch_callback(progress, label):
+    """A Keras callback that shows one rich progress bar per epoch, with its metrics."""
+    import keras
+
+    class RichEpochs(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.task = progress.add_task(f"{label} epoch {epoch + 1}", total=self.params.get("steps"))
+
+        def on_train_batch_end(self, batch, logs=None):
+            progress.update(self.task, completed=batch + 1)
+
+        def on_epoch_end(self, epoch, logs=None):
+            shown = ", ".join(f"{k} {v:.4f}" for k, v in sorted((logs or {}).items()) if "loss" in k or "dice" in k or "acc" in k)
+            progress.update(self.task, description=f"{label} epoch {epoch + 1}: {shown}")
+
+    return RichEpochs()
+
+
+def _summary_table(title, rows):
+    table = Table(title=title, show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    for key, value in rows:
+        table.add_row(key, "-" if value is None else str(value))
+    return table
+
+
+def _fmt(value, digits=4):
+    return None if value is None else f"{value:.{digits}f}"
+
+
+@train_app.command("segmenter")
+def segmenter(
+    manifest: Path = MANIFEST,
+    out: Path = typer.Option(..., "--out", help="Checkpoint folder (best/, state/, summary.json)."),
+    input_size: int = typer.Option(256, "--input-size", help="ResUnet input side (paper: 256)."),
+    filters: str = typer.Option("64,128,256,512", "--filters", help="Filters per level (paper: 64,128,256,512)."),
+    epochs: int = typer.Option(45, "--epochs", min=1, help="Epochs (paper: 45)."),
+    learning_rate: float = typer.Option(1e-3, "--learning-rate", help="Adam learning rate."),
+    patience: int = typer.Option(0, "--patience", min=0, help="Stop after this many epochs without a better val Dice (0: never)."),
+    batch_size: int = BATCH, augment: bool = AUGMENT, precision: Precision = PRECISION, jit_compile: bool | None = XLA,
+    steps_per_execution: int = STEPS, workers: int = WORKERS, seed: int = SEED, resume: bool = RESUME, eager: bool = EAGER,
+    debug: bool = DEBUG,
+):
+    """Train the lung segmenter (ResUnet, Dice + BCE) on the manifest's seg rows."""
+    with reported_errors(debug):
+        import keras_covidcxr
+
+        config = _config(epochs=epochs, learning_rate=learning_rate, patience=patience, batch_size=batch_size,
+                         augment=augment, precision=precision, jit_compile=jit_compile,
+                         steps_per_execution=steps_per_execution, workers=workers, seed=seed, run_eagerly=eager)
+        sizes = tuple(int(f) for f in _floats(filters, "--filters"))
+        with _progress() as progress:
+            result = keras_covidcxr.run_segmenter_recipe(
+                manifest, out, input_size=input_size, filters=sizes, config=config, resume=resume,
+                callbacks=[_epoch_callback(progress, "segmenter")],
+            )
+        console.print(_summary_table(f"segmenter -> {out}", [
+            ("best val Dice", _fmt(result.best_value)),
+            ("best epoch", result.best_epoch),
+            ("epochs run", f"{len(result.history)} (resumed after {result.resumed_from_epoch})"),
+            ("pairs train / val", f"{result.details['pairs']['train']} / {result.details['pairs']['val']}"),
+            ("wall time", f"{result.seconds:.0f} s"),
+            ("best weights", out / "best"),
+        ]))
+
+
+@train_app.command("classifier")
+def classifier(
+    manifest: Path = MANIFEST,
+    segmenter_dir: Path = typer.Option(..., "--segmenter", help="The trained segmenter's checkpoint folder."),
+    out: Path = typer.Option(..., "--out", help="Checkpoint folder (best/, state/, summary.json)."),
+    backbone: str = typer.Option("densenet201", "--backbone", help="densenet201, resnet152, vgg19 (paper) or a smaller one."),
+    name: str | None = typer.Option(None, "--name", help="Member name in the ensemble (default: the backbone)."),
+    classes: str | None = typer.Option(None, "--classes", help="Class names in output order (default: non_covid,covid or covid,normal,pneumonia)."),
+    num_classes: int = typer.Option(2, "--num-classes", min=2, help="2 (COVID vs rest) or 3 (covid, normal, pneumonia)."),
+    input_size: int = typer.Option(224, "--input-size", help="Classifier input side (paper: 224)."),
+    head_units: int | None = typer.Option(None, "--head-units", help="Extra dense layer width (default: the paper's for the backbone)."),
+    backbone_weights: str = typer.Option("imagenet", "--backbone-weights", help="'imagenet', 'none' or a Keras weights file."),
+    masking: Masking = typer.Option(Masking.hard, "--masking", help="How the lung mask is applied (must match the preset)."),
+    head_epochs: int = typer.Option(5, "--head-epochs", min=0, help="Phase 1 epochs, head only (paper: 5)."),
+    schedule: str = typer.Option("0.1,0.25,0.5,1.0", "--unfreeze-schedule", help="Phase 2: fractions of backbone blocks unfrozen per stage."),
+    max_epochs_per_stage: int = typer.Option(20, "--max-epochs-per-stage", min=0),
+    patience: int = typer.Option(3, "--patience", min=0, help="Epochs without a better val accuracy that end a stage."),
+    head_lr: float = typer.Option(1e-3, "--head-learning-rate", help="Phase 1 Adam (paper: defaults)."),
+    finetune_lr: float = typer.Option(1e-5, "--finetune-learning-rate", help="Phase 2 Adam (paper: 1e-5)."),
+    batch_size: int = BATCH, augment: bool = AUGMENT, precision: Precision = PRECISION, jit_compile: bool | None = XLA,
+    steps_per_execution: int = STEPS, workers: int = WORKERS, seed: int = SEED, resume: bool = RESUME, eager: bool = EAGER,
+    debug: bool = DEBUG,
+):
+    """Train one classifier (two-phase recipe) on images masked by the trained segmenter."""
+    with reported_errors(debug):
+        import keras_covidcxr
+
+        config = _config(head_epochs=head_epochs, unfreeze_schedule=_floats(schedule, "--unfreeze-schedule"),
+                         max_epochs_per_stage=max_epochs_per_stage, patience=patience, head_learning_rate=head_lr,
+                         finetune_learning_rate=finetune_lr, batch_size=batch_size, augment=augment,
+                         precision=precision, jit_compile=jit_compile, steps_per_execution=steps_per_execution,
+                         workers=workers, seed=seed, run_eagerly=eager)
+        class_names = tuple(c.strip() for c in classes.split(",")) if classes else None
+        weights = None if backbone_weights.lower() == "none" else backbone_weights
+        with _progress() as progress:
+            masking_task = progress.add_task("masking images", total=None)
+
+            def masked(split, done, total):
+                progress.update(masking_task, description=f"masking {split} images", completed=done, total=total)
+
+            result = keras_covidcxr.run_classifier_recipe(
+                manifest, segmenter_dir, out, backbone=backbone, class_names=class_names, num_classes=num_classes,
+                input_size=input_size, head_units=head_units, backbone_weights=weights,
+                preprocessing=keras_covidcxr.PreprocessingConfig(masking=masking.value), name=name, config=config,
+                resume=resume, callbacks=[_epoch_callback(progress, backbone)], progress=masked,
+            )
+        info = result.details["classifier_inputs"]
+        steps = "; ".join(
+            f"{s['step']}{'' if s['fraction'] is None else ' ' + format(s['fraction'], 'g')}: {s['epochs']} ep"
+            for s in result.details["steps"]
+        )
+        console.print(_summary_table(f"classifier {result.model.name} -> {out}", [
+            ("best val accuracy", _fmt(result.best_value)),
+            ("best epoch", result.best_epoch),
+            ("steps", steps),
+            ("train counts", info["counts"]["train"]),
+            ("class weights", {k: round(v, 3) for k, v in info["class_weights"].items()}),
+            ("wall time", f"{result.seconds:.0f} s"),
+            ("best weights", out / "best"),
+        ]))
+
+
+@train_app.command("ensemble")
+def ensemble(
+    manifest: Path = MANIFEST,
+    segmenter_dir: Path = typer.Option(..., "--segmenter", help="The trained segmenter's checkpoint folder."),
+    members: list[Path] = typer.Option(..., "--member", help="A trained classifier's checkpoint folder (repeat)."),
+    out: Path = typer.Option(..., "--out", help="The preset folder to write (must not exist)."),
+    kind: EnsembleKind = typer.Option(EnsembleKind.weighted_average, "--ensemble"),
+    method: WeightMethod = typer.Option(WeightMethod.log_loss, "--weights", help="How weighted-average weights are fitted on val."),
+    description: str | None = typer.Option(None, "--description"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing preset at --out."),
+    batch_size: int = BATCH, workers: int = WORKERS, debug: bool = DEBUG,
+):
+    """Fit the ensemble on the val split and write the Pipeline preset from the checkpoints."""
+    with reported_errors(debug):
+        import keras_covidcxr
+
+        config = keras_covidcxr.TrainingConfig(batch_size=batch_size, workers=workers)
+        with console.status("masking the validation images and fitting the ensemble"):
+            built = keras_covidcxr.assemble_preset(
+                manifest, segmenter_dir, members, out, ensemble=kind.value, method=method.value,
+                description=description, overwrite=overwrite, config=config,
+            )
+        _print_validation(built.training, f"preset -> {out}")
+
+
+def _print_validation(training, title):
+    table = Table("model", "val accuracy", "val AUC", "sensitivity", "specificity", "weight", title=title,
+                  title_justify="left")
+    fit = training.get("ensemble_fit") or {}
+    weights = fit.get("weights", {})
+    for name, values in training["validation"].items():
+        weight = "" if name == "ensemble" else _fmt(weights.get(name), 3) or ""
+        table.add_row(name, _fmt(values.get("accuracy")) or "-", _fmt(values.get("auc")) or "-",
+                      _fmt(values.get("sensitivity")) or "-", _fmt(values.get("specificity")) or "-", weight)
+    console.print(table)
+    if fit.get("threshold") is not None:
+        console.print(f"operating threshold (Youden, val): {fit['threshold']:.4f}")
+
+
+def finetune(
+    preset: str = typer.Argument(..., help="Parent preset: folder, registered name or hf://owner/repo[@rev]."),
+    manifest: Path = MANIFEST,
+    out: Path = typer.Option(..., "--out", help="The new preset folder (the parent is never modified)."),
+    classes: str | None = typer.Option(None, "--classes", help="New class names in output order (replaces the heads)."),
+    head_epochs: int = typer.Option(5, "--head-epochs", min=0, help="Phase 1 epochs, head only."),
+    schedule: str = typer.Option("0.1,0.25,0.5,1.0", "--unfreeze-schedule", help="Phase 2 stages (fractions of blocks)."),
+    max_epochs_per_stage: int = typer.Option(20, "--max-epochs-per-stage", min=0),
+    patience: int = typer.Option(3, "--patience", min=0),
+    finetune_lr: float = typer.Option(1e-5, "--finetune-learning-rate"),
+    checkpoints: Path | None = typer.Option(None, "--checkpoints", help="Keep resumable per-member checkpoints here."),
+    description: str | None = typer.Option(None, "--description"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing preset at --out."),
+    batch_size: int = BATCH, augment: bool = AUGMENT, precision: Precision = PRECISION, jit_compile: bool | None = XLA,
+    steps_per_execution: int = STEPS, workers: int = WORKERS, seed: int = SEED, eager: bool = EAGER, debug: bool = DEBUG,
+):
+    """Fine-tune a preset's classifiers on your data and save a NEW preset recording parent, data and recipe."""
+    with reported_errors(debug):
+        import keras_covidcxr
+
+        config = _config(head_epochs=head_epochs, unfreeze_schedule=_floats(schedule, "--unfreeze-schedule"),
+                         max_epochs_per_stage=max_epochs_per_stage, patience=patience,
+                         finetune_learning_rate=finetune_lr, batch_size=batch_size, augment=augment,
+                         precision=precision, jit_compile=jit_compile, steps_per_execution=steps_per_execution,
+                         workers=workers, seed=seed, run_eagerly=eager)
+        class_names = tuple(c.strip() for c in classes.split(",")) if classes else None
+        with _progress() as progress:
+            result = keras_covidcxr.finetune(
+                preset, manifest, out=out, class_names=class_names, config=config, checkpoint_dir=checkpoints,
+                description=description, overwrite=overwrite, callbacks=[_epoch_callback(progress, "finetune")],
+                progress=lambda message: progress.console.print(f"[dim]{message}[/]"),
+            )
+        _print_validation(result.training, f"fine-tuned ({result.mode}) -> {out}")

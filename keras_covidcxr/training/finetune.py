@@ -1,0 +1,162 @@
+"""Fine-tuning a preset on new data: continue training, or new heads for other classes.
+
+`finetune(preset, manifest)` loads the pipeline, masks the manifest's cls images with the
+preset's own segmenter and preprocessing (exactly as at inference), and trains every member
+with the paper's two-phase recipe (`classifier_training`) from its current weights:
+
+- **continue** (same class names): the members keep their heads and go on training.
+- **replace_head** (other class names, e.g. 3 classes from a binary preset): each member gets a
+  fresh output layer for the new classes; the backbone and the extra dense layer keep their
+  trained weights. Phase 1 (head only) then matters most.
+
+The segmenter is kept as it is. A weighted-average ensemble's weights and (two classes)
+operating threshold are refitted on the validation split; a majority vote keeps its rule. The
+result is saved as a NEW preset (the parent is never modified) whose metadata.training records
+the parent preset, the data (manifest checksum and counts) and the recipe (all settings).
+"""
+
+import dataclasses
+from pathlib import Path
+
+from keras_covidcxr.data.manifest import Manifest, read_manifest
+from keras_covidcxr.models.classifier.cxr_classifier import CXRClassifier
+from keras_covidcxr.models.ensemble.weighted_average_ensemble import WeightedAverageEnsemble
+from keras_covidcxr.models.pipeline.pipeline import Pipeline
+from keras_covidcxr.training.assembly import assemble_pipeline, member_probabilities, validation_report
+from keras_covidcxr.training.classifier_training import classifier_datasets, train_classifier
+from keras_covidcxr.training.config import TrainingConfig
+from keras_covidcxr.training.ensemble_fitting import fit_ensemble_weights
+from keras_covidcxr.training.provenance import data_provenance
+
+
+@dataclasses.dataclass
+class FinetuneResult:
+    """The fine-tuned `pipeline`, where it was saved (`preset`, or None), and what happened."""
+
+    pipeline: Pipeline
+    preset: Path | None
+    mode: str
+    training: dict
+
+
+def with_new_head(member, num_classes):
+    """A copy of a `CXRClassifier` with a fresh output layer for `num_classes` classes.
+
+    Backbone and extra dense layer keep their weights; only `head_logits` starts anew.
+    """
+    replacement = CXRClassifier(
+        backbone=member.backbone_name,
+        num_classes=num_classes,
+        head_units=member.head_units,
+        dropout=member.dropout,
+        input_shape=member.image_shape,
+        backbone_weights=None,
+        name=member.name,
+    )
+    replacement.backbone.set_weights(member.backbone.get_weights())
+    for layer in member.head.layers:
+        if layer.weights and layer.name != "head_logits":
+            replacement.head.get_layer(layer.name).set_weights(layer.get_weights())
+    return replacement
+
+
+def finetune(pipeline, manifest, out=None, class_names=None, config=None, manifest_path=None, parent=None,
+             refit_ensemble=True, checkpoint_dir=None, callbacks=(), description=None, overwrite=False,
+             progress=None):
+    """Fine-tune a pipeline's classifiers on a split manifest; optionally save a new preset.
+
+    Args:
+        pipeline: a `Pipeline`, or a preset handle (folder, registered name, hf://...).
+        manifest: a `Manifest` with train and val splits, or the path of its CSV.
+        out: folder of the new preset (None: do not save).
+        class_names: the new classes (default: the pipeline's; different names replace heads).
+        config: a `TrainingConfig` (the classifier recipe's settings).
+        manifest_path: the CSV the manifest came from (for its checksum in the provenance).
+        parent: how to name the parent preset in the provenance (default: the handle, if one
+            was given).
+        refit_ensemble: refit weighted-average weights and threshold on the validation split.
+        checkpoint_dir: per-member checkpoint folders go under it (resumable).
+        callbacks: extra Keras callbacks for every fit.
+        description: the new preset's description.
+        overwrite: replace an existing preset at `out`.
+        progress: callable(message) told what is happening.
+
+    Returns:
+        `FinetuneResult`.
+
+    Example:
+        >>> result = finetune("./binary_preset", "hospital_manifest.csv", out="./hospital_preset")  # doctest: +SKIP
+        >>> Pipeline.from_preset("./hospital_preset").predict(["chest.png"])  # doctest: +SKIP
+    """
+    say = progress or (lambda message: None)
+    if not isinstance(pipeline, Pipeline):
+        parent = parent or str(pipeline)
+        pipeline = Pipeline.from_preset(pipeline)
+    if not isinstance(manifest, Manifest):
+        manifest_path = manifest_path or manifest
+        manifest = read_manifest(manifest)
+    config = config or TrainingConfig()
+    class_names = tuple(class_names or pipeline.class_names)
+    mode = "continue" if class_names == tuple(pipeline.class_names) else "replace_head"
+
+    say(f"masking the images with the preset's segmenter ({mode})")
+    train, val, data_info = classifier_datasets(
+        manifest, pipeline.segmenter, class_names, pipeline.classifier_size, pipeline.preprocessing, config
+    )
+    members, member_results = [], {}
+    for member in pipeline.ensemble.members:
+        if mode == "replace_head":
+            member = with_new_head(member, len(class_names))
+        say(f"training {member.name}")
+        folder = None if checkpoint_dir is None else Path(checkpoint_dir) / member.name
+        result = train_classifier(member, train, val, config, checkpoint_dir=folder, callbacks=callbacks)
+        members.append(result.model)
+        member_results[member.name] = result.summary()
+
+    old = pipeline.ensemble
+    fit = None
+    if isinstance(old, WeightedAverageEnsemble):
+        weights, threshold = old.weights_normalised, old.threshold if mode == "continue" else 0.5
+        if refit_ensemble:
+            say("fitting the ensemble weights on the validation split")
+            fit = fit_ensemble_weights(member_probabilities(members, val), val.labels, [m.name for m in members])
+            weights, threshold = fit.weights, fit.threshold
+        new = assemble_pipeline(pipeline.segmenter, members, class_names, "weighted_average", weights, threshold,
+                                preprocessing=pipeline.preprocessing, input_contract=pipeline.input_contract)
+    else:
+        tie_break = old.tie_break if mode == "continue" or isinstance(old.tie_break, str) else "mean_probability"
+        new = assemble_pipeline(pipeline.segmenter, members, class_names, "majority_vote", tie_break=tie_break,
+                                preprocessing=pipeline.preprocessing, input_contract=pipeline.input_contract)
+
+    parent_metadata = pipeline.metadata
+    training = {
+        "recipe": {
+            "name": "finetune",
+            "mode": mode,
+            "classifiers": "two-phase: head only, then progressive unfreezing (Hertel & Benlamri 2022, 3.3)",
+            "segmenter": "kept from the parent preset",
+            "ensemble": "weights refitted on validation log-loss, Youden threshold"
+            if fit is not None
+            else "kept from the parent preset",
+            "config": config.to_dict(),
+        },
+        "parent": {
+            "handle": parent,
+            "description": parent_metadata.get("description"),
+            "created": parent_metadata.get("created"),
+            "config_sha256": (parent_metadata.get("files") or {}).get("config.json"),
+            "class_names": list(pipeline.class_names),
+            "training_recipe": (parent_metadata.get("training") or {}).get("recipe"),
+        },
+        "data": {**data_provenance(manifest, manifest_path), "classifier_inputs": data_info},
+        "members": member_results,
+        "ensemble_fit": None if fit is None else fit.to_dict(),
+        "validation": validation_report(new.ensemble, val, val.labels, class_names, config.batch_size),
+    }
+    new.metadata = {"description": description or f"fine-tuned from {parent or 'a preset'}", "training": training}
+    preset = None
+    if out is not None:
+        say(f"saving the preset to {out}")
+        preset = new.save_to_preset(out, training=training, description=new.metadata["description"],
+                                    overwrite=overwrite)
+    return FinetuneResult(new, preset, mode, training)

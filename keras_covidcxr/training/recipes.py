@@ -1,0 +1,194 @@
+"""The end-to-end recipes behind `covidcxr train ...` and the examples: manifest in, checkpoint or
+preset out, with the data and the settings recorded next to the weights.
+
+1. `run_segmenter_recipe(manifest, "runs/seg")` -> runs/seg/best (the ResUnet) + summary.json.
+2. `run_classifier_recipe(manifest, "runs/seg", "runs/densenet201", backbone="densenet201")`, once
+   per backbone -> runs/NAME/best + summary.json (class names and masking settings included).
+3. `assemble_preset(manifest, "runs/seg", ["runs/densenet201", ...], "my_preset")`: fits the
+   ensemble on the validation split and writes the `Pipeline` preset.
+"""
+
+import dataclasses
+from pathlib import Path
+
+from keras_covidcxr.data.manifest import DatasetError, Manifest, read_manifest
+from keras_covidcxr.errors import ConfigError
+from keras_covidcxr.models.classifier.cxr_classifier import CXRClassifier
+from keras_covidcxr.models.resunet.resunet import ResUnet
+from keras_covidcxr.preprocessing.preprocessing_config import PreprocessingConfig
+from keras_covidcxr.training.assembly import assemble_pipeline, member_probabilities, validation_report
+from keras_covidcxr.training.augmentation import SEGMENTER_AUGMENTATION, Augmenter
+from keras_covidcxr.training.checkpoints import TrainingCheckpoint, load_checkpoint
+from keras_covidcxr.training.classifier_training import classifier_datasets, train_classifier
+from keras_covidcxr.training.config import TrainingConfig
+from keras_covidcxr.training.datasets import (
+    ClassificationDataset,
+    SegmentationDataset,
+    masked_classifier_inputs,
+)
+from keras_covidcxr.training.ensemble_fitting import fit_ensemble_weights
+from keras_covidcxr.training.labels import default_class_names, label_indices
+from keras_covidcxr.training.provenance import data_provenance
+from keras_covidcxr.training.segmenter_training import train_segmenter
+
+PAPER = "Hertel & Benlamri 2022, section 3.3"
+
+
+def _manifest(manifest):
+    """(Manifest, path or None) from a Manifest or a CSV path."""
+    if isinstance(manifest, Manifest):
+        return manifest, None
+    return read_manifest(manifest), Path(manifest)
+
+
+def _split(manifest, task, split):
+    rows = manifest.filter(task=task, split=split)
+    if len(rows) == 0:
+        raise DatasetError(
+            f"the manifest has no {task} rows in split {split!r}; split it by patient first (`covidcxr data split`)"
+        )
+    return rows
+
+
+def run_segmenter_recipe(manifest, out, input_size=256, filters=(64, 128, 256, 512), config=None, resume=True,
+                         callbacks=()):
+    """Train a ResUnet on the manifest's seg rows (train split; val split monitored).
+
+    Resuming reuses the architecture saved in `out` (so a resumed run cannot mismatch it).
+    """
+    manifest, manifest_path = _manifest(manifest)
+    config = config or TrainingConfig()
+    checkpoint = TrainingCheckpoint(out)
+    if resume and checkpoint.has_best():
+        segmenter = checkpoint.load_best()
+    else:
+        segmenter = ResUnet(input_size=input_size, filters=tuple(filters))
+    size = segmenter.input_size
+    augmenter = Augmenter(SEGMENTER_AUGMENTATION, seed=config.seed) if config.augment else None
+    train = SegmentationDataset(_split(manifest, "seg", "train"), size, config.batch_size, augmenter,
+                                shuffle=True, seed=config.seed, workers=config.workers, drop_remainder=True)
+    val = SegmentationDataset(_split(manifest, "seg", "val"), size, config.batch_size, workers=config.workers)
+    result = train_segmenter(segmenter, train, val, config, checkpoint_dir=out, resume=resume, callbacks=callbacks)
+    summary = {
+        "component": "segmenter",
+        "recipe": f"ResUnet, Dice + BCE, Adam; augmentation of the paper ({PAPER})",
+        "architecture": {"input_size": size, "filters": list(segmenter.filters)},
+        "augmentation": SEGMENTER_AUGMENTATION.to_dict() if config.augment else None,
+        "data": data_provenance(manifest, manifest_path),
+        "pairs": {"train": train.n, "val": val.n},
+        **result.summary(),
+        "config": config.to_dict(),
+    }
+    checkpoint.write_summary(summary)
+    result.details.update(pairs=summary["pairs"])
+    return result
+
+
+def run_classifier_recipe(manifest, segmenter_checkpoint, out, backbone="densenet201", class_names=None,
+                          num_classes=2, input_size=224, head_units=None, backbone_weights="imagenet",
+                          preprocessing=None, name=None, config=None, resume=True, callbacks=(), progress=None):
+    """Train one classifier with the two-phase recipe on images masked by the trained segmenter."""
+    manifest, manifest_path = _manifest(manifest)
+    config = config or TrainingConfig()
+    class_names = tuple(class_names or default_class_names(num_classes))
+    preprocessing = preprocessing or PreprocessingConfig()
+    segmenter = load_checkpoint(segmenter_checkpoint)
+    checkpoint = TrainingCheckpoint(out)
+    if resume and checkpoint.latest_state() is not None and checkpoint.has_best():
+        classifier = checkpoint.load_best()
+    else:
+        classifier = CXRClassifier(backbone, num_classes=len(class_names), head_units=head_units,
+                                   input_shape=(input_size, input_size, 3), backbone_weights=backbone_weights,
+                                   name=name or backbone)
+    train, val, info = classifier_datasets(manifest, segmenter, class_names, classifier.image_shape[0],
+                                           preprocessing, config, progress=progress)
+    result = train_classifier(classifier, train, val, config, checkpoint_dir=out, resume=resume, callbacks=callbacks)
+    summary = {
+        "component": "classifier",
+        "name": result.model.name,
+        "backbone": result.model.backbone_name,
+        "backbone_weights": None if backbone_weights is None else str(backbone_weights),
+        "recipe": f"two-phase: head only, then progressive unfreezing; batch norm frozen ({PAPER})",
+        "class_names": list(class_names),
+        "preprocessing": preprocessing.to_dict(),
+        "segmenter": str(segmenter_checkpoint),
+        "data": data_provenance(manifest, manifest_path),
+        "classifier_inputs": info,
+        **result.summary(),
+        "config": config.to_dict(),
+    }
+    checkpoint.write_summary(summary)
+    result.details["classifier_inputs"] = info
+    return result
+
+
+@dataclasses.dataclass
+class AssembledPreset:
+    """What `assemble_preset` built: the pipeline, where it went, and its training record."""
+
+    pipeline: object
+    preset: Path | None
+    training: dict
+
+
+def _agreeing(summaries, key, default):
+    values = {repr(s.get(key)) for s in summaries if s and s.get(key) is not None}
+    if len(values) > 1:
+        raise ConfigError(f"the members were trained with different {key}: {sorted(values)}")
+    for s in summaries:
+        if s and s.get(key) is not None:
+            return s[key]
+    return default
+
+
+def assemble_preset(manifest, segmenter_checkpoint, member_checkpoints, out=None, ensemble="weighted_average",
+                    method="log_loss", tie_break="mean_probability", description=None, overwrite=False,
+                    config=None):
+    """Build the Pipeline preset from trained checkpoints, fitting the ensemble on the val split.
+
+    Class names and masking settings come from the members' summary.json (they must agree).
+    The weighted-average weights are fitted with `fit_ensemble_weights(method=...)` and, for two
+    classes, the Youden threshold; a majority vote only records its validation accuracy. The
+    preset's metadata.training records the data, each component's recipe and the fit.
+    """
+    manifest, manifest_path = _manifest(manifest)
+    config = config or TrainingConfig()
+    segmenter = load_checkpoint(segmenter_checkpoint)
+    members = [load_checkpoint(folder) for folder in member_checkpoints]
+    if not members:
+        raise ConfigError("give at least one member checkpoint")
+    summaries = [TrainingCheckpoint(folder).read_summary() for folder in member_checkpoints]
+    class_names = tuple(_agreeing(summaries, "class_names", default_class_names(members[0].num_classes)))
+    preprocessing = PreprocessingConfig.from_dict(_agreeing(summaries, "preprocessing", PreprocessingConfig().to_dict()))
+    val_rows = _split(manifest, "cls", "val")
+    size = members[0].image_shape[0]
+    inputs, warnings = masked_classifier_inputs(val_rows, segmenter, size, preprocessing, config.batch_size, config.workers)
+    labels = label_indices(val_rows, class_names)
+    val = ClassificationDataset(inputs, labels, len(class_names), config.batch_size)
+    fit = None
+    if ensemble == "weighted_average":
+        fit = fit_ensemble_weights(member_probabilities(members, val, config.batch_size), labels,
+                                   [m.name for m in members], method=method)
+        pipeline = assemble_pipeline(segmenter, members, class_names, ensemble, fit.weights, fit.threshold,
+                                     preprocessing=preprocessing)
+    else:
+        pipeline = assemble_pipeline(segmenter, members, class_names, ensemble, tie_break=tie_break,
+                                     preprocessing=preprocessing)
+    segmenter_summary = TrainingCheckpoint(segmenter_checkpoint).read_summary()
+    training = {
+        "recipe": {
+            "paper": PAPER,
+            "segmenter": segmenter_summary,
+            "members": dict(zip((m.name for m in members), summaries)),
+            "ensemble": ensemble,
+            "ensemble_fit_method": method if fit is not None else None,
+        },
+        "data": {**data_provenance(manifest, manifest_path), "val_mask_warnings": warnings},
+        "ensemble_fit": None if fit is None else fit.to_dict(),
+        "validation": validation_report(pipeline.ensemble, val, labels, class_names, config.batch_size),
+    }
+    pipeline.metadata = {"description": description, "training": training}
+    preset = None
+    if out is not None:
+        preset = pipeline.save_to_preset(out, training=training, description=description, overwrite=overwrite)
+    return AssembledPreset(pipeline, preset, training)

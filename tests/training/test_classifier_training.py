@@ -1,0 +1,172 @@
+"""The two-phase classifier recipe: frozen backbone, progressive unfreezing, frozen batch norm,
+class weights, masked inputs that match the Pipeline's."""
+
+import keras
+import numpy as np
+import pytest
+
+from keras_covidcxr import CXRClassifier, InputContract, Pipeline, ResUnet, WeightedAverageEnsemble
+from keras_covidcxr.training import (
+    TrainingCheckpoint,
+    TrainingConfig,
+    backbone_blocks,
+    balanced_class_weights,
+    classifier_datasets,
+    train_classifier,
+)
+from keras_covidcxr.training.unfreezing import batch_norm_layers
+
+BINARY = ("non_covid", "covid")
+FAST = {"batch_size": 8, "workers": 1, "run_eagerly": True, "augment": True}
+
+
+@pytest.fixture(scope="module")
+def segmenter():
+    keras.utils.set_random_seed(0)
+    return ResUnet(input_size=32, filters=(4, 8, 16))
+
+
+@pytest.fixture(scope="module")
+def binary_data(synthetic_manifest, segmenter):
+    return classifier_datasets(synthetic_manifest, segmenter, BINARY, 32, config=TrainingConfig(**FAST))
+
+
+def tiny_classifier(name="tiny"):
+    keras.utils.set_random_seed(1)
+    return CXRClassifier("mobilenet_v2", num_classes=2, head_units=8, input_shape=(32, 32, 3), name=name)
+
+
+def weights_of(layers):
+    return {v.path: np.array(keras.ops.convert_to_numpy(v)) for layer in layers for v in layer.weights}
+
+
+def bn_statistics(model):
+    return {
+        v.path: np.array(keras.ops.convert_to_numpy(v))
+        for layer in batch_norm_layers(model)
+        for v in (layer.moving_mean, layer.moving_variance)
+    }
+
+
+class Snapshot(keras.callbacks.Callback):
+    """Weights at the end of each fit (before the recipe restores the best ones)."""
+
+    def __init__(self):
+        super().__init__()
+        self.at_end, self.trainable = [], []
+
+    def on_train_begin(self, logs=None):
+        self.trainable.append({v.path for v in self.model.trainable_weights})
+
+    def on_train_end(self, logs=None):
+        self.at_end.append(weights_of(self.model.backbone.layers))
+
+
+def test_class_weights_follow_the_balanced_rule():
+    weights = balanced_class_weights([0, 0, 0, 1, 1, 2], 3)
+    assert weights == pytest.approx({0: 6 / 9, 1: 6 / 6, 2: 6 / 3})
+    # each class contributes the same total weight
+    assert 3 * weights[0] == pytest.approx(2 * weights[1]) == pytest.approx(1 * weights[2])
+    assert balanced_class_weights([0, 0], 2)[1] == 0.0
+
+
+def test_datasets_are_class_weighted_and_masked_like_the_pipeline(binary_data, synthetic_manifest, segmenter):
+    train, val, info = binary_data
+    counts = info["counts"]["train"]
+    n = sum(counts.values())
+    assert info["class_weights"] == pytest.approx({c: n / (2 * counts[c]) for c in BINARY})
+    x, y, sample_weights = train[0]
+    assert x.shape[1:] == (32, 32, 3) and y.shape[1:] == (1,)
+    expected = [info["class_weights"][BINARY[int(label)]] for label in y[:, 0]]
+    np.testing.assert_allclose(sample_weights, expected)
+    # un-augmented validation inputs are exactly what the Pipeline feeds its classifiers
+    member = CXRClassifier("mobilenet_v2", head_units=8, input_shape=(32, 32, 3), name="m")
+    pipeline = Pipeline(segmenter, WeightedAverageEnsemble([member]), input_contract=InputContract(min_size=16))
+    captured = []
+    run_ensemble = pipeline.ensemble.predict_on_batch
+
+    def capture(batch):
+        captured.append(np.array(batch))
+        return run_ensemble(batch)
+
+    pipeline.ensemble.predict_on_batch = capture
+    val_rows = synthetic_manifest.filter(task="cls", split="val")
+    pipeline.predict([val_rows.resolve(row) for row in val_rows[:2]], batch_size=2)
+    np.testing.assert_allclose(captured[0], val.images(np.array([0, 1])), atol=1e-6)
+
+
+def test_phase_one_trains_the_head_only(binary_data):
+    train, val, _ = binary_data
+    model = tiny_classifier()
+    backbone_before, head_before = weights_of(model.backbone.layers), weights_of(model.head.layers)
+    config = TrainingConfig(head_epochs=2, max_epochs_per_stage=0, **FAST)
+    result = train_classifier(model, train, val, config)
+    assert [step["step"] for step in result.details["steps"]] == ["head"]
+    after = weights_of(result.model.backbone.layers)
+    for path, value in backbone_before.items():
+        np.testing.assert_array_equal(after[path], value, err_msg=path)
+    head_after = weights_of(result.model.head.layers)
+    assert any(not np.array_equal(head_after[p], v) for p, v in head_before.items())
+
+
+def test_phase_two_changes_only_the_unfrozen_blocks_and_never_batch_norm(binary_data):
+    train, val, _ = binary_data
+    model = tiny_classifier()
+    before, bn_before = weights_of(model.backbone.layers), bn_statistics(model)
+    snapshot = Snapshot()
+    config = TrainingConfig(head_epochs=1, unfreeze_schedule=(0.2,), max_epochs_per_stage=2,
+                            finetune_learning_rate=1e-3, **FAST)
+    result = train_classifier(model, train, val, config, callbacks=[snapshot])
+    _, stage = result.details["steps"]
+    blocks = backbone_blocks(result.model.backbone)
+    top = blocks[-len(stage["trainable_blocks"]):]
+    assert [b.name for b in reversed(top)] == stage["trainable_blocks"] and len(top) == 4  # ceil(0.2 * 19)
+    unfrozen_by_block = {
+        b.name: {v.path for layer in b.layers for v in layer.weights
+                 if not isinstance(layer, keras.layers.BatchNormalization)}
+        for b in top
+    }
+    unfrozen = set().union(*unfrozen_by_block.values())
+    phase_one_end, phase_two_end = snapshot.at_end
+    for path, value in before.items():
+        np.testing.assert_array_equal(phase_one_end[path], value, err_msg=path)  # phase 1: untouched
+        if path in unfrozen:
+            continue
+        np.testing.assert_array_equal(phase_two_end[path], value, err_msg=path)  # frozen below the cut
+    # exactly the unfrozen blocks (minus batch norm) and the head train in phase 2 ...
+    head = {v.path for v in result.model.head.weights}
+    assert snapshot.trainable == [head, unfrozen | head]
+    # ... and they do change (the top block at least: random-init ReLU6 nets have dead paths)
+    assert any(not np.array_equal(phase_two_end[p], before[p]) for p in unfrozen_by_block[top[-1].name])
+    # batch norm: in inference mode and its ImageNet (here: initial) statistics untouched
+    assert all(not layer.trainable for layer in batch_norm_layers(result.model))
+    bn_after = bn_statistics(result.model)
+    for path, value in bn_before.items():
+        np.testing.assert_array_equal(bn_after[path], value, err_msg=path)
+
+
+class KillInStep(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.fits = 0
+
+    def on_train_begin(self, logs=None):
+        self.fits += 1
+        if self.fits == 2:
+            raise KeyboardInterrupt("simulated kill in phase 2")
+
+
+def test_killed_classifier_run_resumes_after_its_last_finished_step(binary_data, tmp_path):
+    train, val, _ = binary_data
+    config = TrainingConfig(head_epochs=1, unfreeze_schedule=(0.2,), max_epochs_per_stage=1, **FAST)
+    with pytest.raises(KeyboardInterrupt):
+        train_classifier(tiny_classifier(), train, val, config, checkpoint_dir=tmp_path, callbacks=[KillInStep()])
+    state = TrainingCheckpoint(tmp_path).latest_state()
+    assert state["epoch"] == 1 and [s["step"] for s in state["steps"]] == ["head"]
+    best_after_head = TrainingCheckpoint(tmp_path).load_best().get_weights()
+    result = train_classifier(tiny_classifier(), train, val, config, checkpoint_dir=tmp_path)
+    assert result.resumed_from_epoch == 1
+    assert [s["step"] for s in result.details["steps"]] == ["head", "unfreeze"]
+    assert len(result.history) == 2
+    assert TrainingCheckpoint(tmp_path).read_summary()["component"] == "classifier"
+    assert best_after_head  # best/ existed after the first step

@@ -1,0 +1,66 @@
+"""Fine-tuning a preset: new heads for three classes, saved as a new preset that reloads and predicts."""
+
+import hashlib
+import json
+
+import numpy as np
+
+from keras_covidcxr import Pipeline, read_preset_metadata
+from keras_covidcxr.training import TrainingConfig, finetune
+from keras_covidcxr.training.finetune import with_new_head
+
+
+def test_new_head_keeps_backbone_and_dense_weights(make_pipeline):
+    member = make_pipeline().ensemble.members[0]
+    replaced = with_new_head(member, 3)
+    assert replaced.num_classes == 3 and replaced.name == member.name
+    for old, new in zip(member.backbone.get_weights(), replaced.backbone.get_weights()):
+        np.testing.assert_array_equal(old, new)
+    np.testing.assert_array_equal(
+        member.head.get_layer("head_dense").get_weights()[0], replaced.head.get_layer("head_dense").get_weights()[0]
+    )
+
+
+def small_preset(folder):
+    """A binary preset with two small MobileNetV2 members (quick to train on a CPU)."""
+    from keras_covidcxr import CXRClassifier, ResUnet, WeightedAverageEnsemble
+
+    members = [CXRClassifier("mobilenet_v2", head_units=8, input_shape=(32, 32, 3), name=name)
+               for name in ("alpha", "beta")]
+    pipeline = Pipeline(ResUnet(input_size=64, filters=(4, 8, 16)), WeightedAverageEnsemble(members))
+    pipeline.save_to_preset(folder, training={"recipe": "untrained test parent", "data": "none"})
+    return folder
+
+
+def test_finetuned_preset_records_its_parent_data_and_recipe_and_predicts(
+    synthetic_manifest_path, tmp_path, chest_images
+):
+    preset_dir = small_preset(tmp_path / "parent")
+    parent_checksum = hashlib.sha256((preset_dir / "metadata.json").read_bytes()).hexdigest()
+    config = TrainingConfig(batch_size=8, head_epochs=1, unfreeze_schedule=(0.1,), max_epochs_per_stage=1,
+                            workers=1, run_eagerly=True)
+    out = tmp_path / "finetuned"
+    result = finetune(str(preset_dir), str(synthetic_manifest_path), out=out,
+                      class_names=("covid", "normal", "pneumonia"), config=config)
+    assert result.mode == "replace_head" and result.preset == out
+
+    reloaded = Pipeline.from_preset(out)
+    assert reloaded.class_names == ("covid", "normal", "pneumonia") and reloaded.is_trained
+    predictions = reloaded.predict(chest_images)
+    assert all(set(p.probabilities) == set(reloaded.class_names) for p in predictions)
+    assert all(abs(sum(p.probabilities.values()) - 1) < 1e-4 for p in predictions)
+    ensemble_config = json.loads((out / "config.json").read_text())["ensemble"]["config"]
+    assert ensemble_config["weights"] == list(result.training["ensemble_fit"]["weights"].values())
+
+    training = read_preset_metadata(out)["training"]
+    assert training["parent"]["handle"] == str(preset_dir)
+    assert training["recipe"]["mode"] == "replace_head"
+    assert training["recipe"]["config"]["unfreeze_schedule"] == [0.1]
+    data = training["data"]
+    assert data["sha256"] == hashlib.sha256(synthetic_manifest_path.read_bytes()).hexdigest()
+    assert data["counts"]["train"]["cls"] == {"covid": 4, "normal": 4, "pneumonia": 4}
+    assert data["classifier_inputs"]["class_weights"] == {"covid": 1.0, "normal": 1.0, "pneumonia": 1.0}
+    assert set(training["members"]) == {"alpha", "beta"}
+    assert set(training["validation"]) == {"alpha", "beta", "ensemble"}
+    # the parent preset is untouched
+    assert hashlib.sha256((preset_dir / "metadata.json").read_bytes()).hexdigest() == parent_checksum

@@ -1,0 +1,65 @@
+"""`covidcxr train segmenter | classifier | ensemble` end to end on tiny synthetic data, and errors."""
+
+import json
+
+import pytest
+import typer
+from covidcxr_cli.train_commands import finetune, train_app
+from typer.testing import CliRunner
+
+
+@pytest.fixture(scope="module")
+def cli():
+    app = typer.Typer(pretty_exceptions_enable=False)
+    app.add_typer(train_app, name="train")  # mounted like the `covidcxr` app mounts it
+    app.command("finetune")(finetune)
+    return app
+
+
+def test_segmenter_classifier_ensemble_make_a_preset(cli, synthetic_manifest_path, tmp_path, chest_images):
+    from keras_covidcxr import Pipeline
+
+    runner = CliRunner()
+    manifest = str(synthetic_manifest_path)
+    seg, member, preset = tmp_path / "seg", tmp_path / "tiny", tmp_path / "preset"
+    result = runner.invoke(cli, ["train", "segmenter", manifest, "--out", str(seg), "--input-size", "32",
+                                 "--filters", "4,8,16", "--epochs", "2", "--batch-size", "8", "--workers", "1",
+                                 "--eager"])
+    assert result.exit_code == 0, result.output
+    assert "best val Dice" in result.output and (seg / "best" / "model.safetensors").is_file()
+
+    result = runner.invoke(cli, ["train", "classifier", manifest, "--segmenter", str(seg), "--out", str(member),
+                                 "--backbone", "mobilenet_v2", "--name", "tiny", "--input-size", "32",
+                                 "--head-units", "8", "--backbone-weights", "none", "--head-epochs", "1",
+                                 "--unfreeze-schedule", "0.5", "--max-epochs-per-stage", "1", "--batch-size", "8",
+                                 "--workers", "1", "--eager"])
+    assert result.exit_code == 0, result.output
+    assert "best val accuracy" in result.output
+    summary = json.loads((member / "summary.json").read_text())
+    assert summary["class_names"] == ["non_covid", "covid"] and summary["preprocessing"]["masking"] == "hard"
+
+    result = runner.invoke(cli, ["train", "ensemble", manifest, "--segmenter", str(seg), "--member", str(member),
+                                 "--out", str(preset), "--batch-size", "8", "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    assert "val accuracy" in result.output and "ensemble" in result.output
+    pipeline = Pipeline.from_preset(preset)
+    assert pipeline.is_trained and pipeline.ensemble.member_names == ["tiny"]
+    training = pipeline.metadata["training"]
+    assert training["recipe"]["segmenter"]["architecture"] == {"input_size": 32, "filters": [4, 8, 16]}
+    assert training["data"]["sha256"] == summary["data"]["sha256"]
+    assert len(pipeline.predict(chest_images[:1])) == 1
+
+
+def test_errors_are_one_line_with_exit_code_2(cli, tmp_path):
+    result = CliRunner().invoke(cli, ["train", "segmenter", str(tmp_path / "missing.csv"), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2
+    assert "error:" in result.output and "missing.csv" in result.output and "Traceback" not in result.output
+
+
+def test_a_manifest_without_splits_is_refused(cli, tmp_path, synthetic_manifest):
+    from keras_covidcxr.data import write_manifest
+
+    unsplit = synthetic_manifest.with_rows(row.replace(split=None) for row in synthetic_manifest)
+    path = write_manifest(unsplit, tmp_path / "unsplit.csv")
+    result = CliRunner().invoke(cli, ["train", "segmenter", str(path), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "covidcxr data split" in result.output
