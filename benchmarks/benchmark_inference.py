@@ -81,7 +81,7 @@ def bench_config(kind, preset, peak, batches, repeats):
     print(f"{'batch':>6} {'pipeline img/s':>15} {'naive img/s':>12} {'ratio':>6} {'GFLOP/s':>8} {'of peak':>8}")
     for batch in batches:
         images = [image] * batch
-        seconds = best_time(lambda: pipeline.predict(images, batch_size=batch), repeats)
+        seconds = best_time(lambda images=images, batch=batch: pipeline.predict(images, batch_size=batch), repeats)
         rate = batch / seconds
         print(f"{batch:>6} {rate:>15.2f} {naive_rate:>12.2f} {rate / naive_rate:>6.2f}"
               f" {rate * flops / 1e9:>8.1f} {rate * flops / 1e9 / peak:>8.1%}")

@@ -2,7 +2,7 @@
 
 import dataclasses
 
-from keras_covidcxr.errors import ConfigError
+from keras_covidcxr.settings import settings_from_dict
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,10 +69,8 @@ class InputContract:
 
     @classmethod
     def from_dict(cls, config):
-        unknown = set(config) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise ConfigError(f"unknown input contract fields: {sorted(unknown)}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in config.items()})
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in config.items()}
+        return settings_from_dict(cls, values, "input contract fields")
 
     def to_dict(self):
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}

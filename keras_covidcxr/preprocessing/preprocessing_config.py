@@ -4,6 +4,7 @@ import dataclasses
 
 from keras_covidcxr.errors import ConfigError
 from keras_covidcxr.preprocessing.lung_masking import MASKING_MODES
+from keras_covidcxr.settings import settings_from_dict
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,10 +41,7 @@ class PreprocessingConfig:
 
     @classmethod
     def from_dict(cls, config):
-        unknown = set(config) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise ConfigError(f"unknown preprocessing settings: {sorted(unknown)}")
-        return cls(**config)
+        return settings_from_dict(cls, config, "preprocessing settings")
 
     def to_dict(self):
         return dataclasses.asdict(self)

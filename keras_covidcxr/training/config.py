@@ -5,6 +5,7 @@ import dataclasses
 import keras
 
 from keras_covidcxr.errors import ConfigError
+from keras_covidcxr.settings import settings_from_dict
 
 DTYPE_POLICIES = ("mixed_bfloat16", "mixed_float16")
 
@@ -100,10 +101,7 @@ class TrainingConfig:
 
     @classmethod
     def from_dict(cls, settings):
-        unknown = set(settings) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise ConfigError(f"unknown training settings: {sorted(unknown)}")
-        return cls(**settings)
+        return settings_from_dict(cls, settings, "training settings")
 
     @property
     def dtype_policy(self):

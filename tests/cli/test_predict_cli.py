@@ -4,10 +4,9 @@ import sys
 
 import numpy as np
 import pytest
+from covidcxr_cli.app import app
 from PIL import Image
 from typer.testing import CliRunner
-
-from covidcxr_cli.app import app
 
 runner = CliRunner()
 

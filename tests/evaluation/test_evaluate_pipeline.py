@@ -2,10 +2,10 @@ import json
 
 import numpy as np
 import pytest
+from covidcxr_cli.app import app
 from PIL import Image
 from typer.testing import CliRunner
 
-from covidcxr_cli.app import app
 from keras_covidcxr import Pipeline, evaluate_pipeline
 from keras_covidcxr.data import read_manifest
 

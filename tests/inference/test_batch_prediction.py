@@ -2,6 +2,7 @@ import csv
 import json
 
 import pytest
+
 from keras_covidcxr import ConfigError, InputError, PredictionSummary, predict_to_file
 
 

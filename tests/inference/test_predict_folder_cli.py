@@ -7,9 +7,8 @@ import sys
 import time
 
 import pytest
-from typer.testing import CliRunner
-
 from covidcxr_cli.app import app
+from typer.testing import CliRunner
 
 BATCH_SIZE = "4"  # the same in every tests/inference module: one traced shape per session
 runner = CliRunner()
