@@ -56,55 +56,63 @@ def predict(
         if out is not None and overlays is not None:
             raise keras_covidcxr.ConfigError("--overlays cannot be combined with --out yet; run them separately")
         pipeline = _load_pipeline(preset, allow_untrained)
-        untrained = not pipeline.is_trained
         if out is not None:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-            from covidcxr_cli.errors import stderr
-
-            columns = (TextColumn("predicting"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"), TimeRemainingColumn())
-            progress = Progress(*columns, console=stderr)
-            task = progress.add_task("predict", total=None, rate="")
-
-            def show(summary):  # skipped files are left out of the count, so rate and ETA are real work
-                progress.start()  # only once --out is accepted (a no-op after the first call)
-                progress.update(task, total=summary.total - summary.skipped, completed=summary.done + summary.failed)
-                speed = progress.tasks[0].speed
-                progress.update(task, rate=f"{speed:.1f} img/s" if speed else "")
-
-            try:
-                summary = keras_covidcxr.predict_to_file(
-                    pipeline, images, out, batch_size=batch_size, workers=workers, strict=strict,
-                    retry_failed=retry_failed, progress=show,
-                )
-            finally:
-                if progress.live.is_started:
-                    progress.stop()
-            if json_output:
-                console.print_json(json.dumps({**vars(summary), "out": str(out), "untrained": untrained}), indent=None)
-            else:
-                console.print(
-                    f"{summary.done} predicted, {summary.failed} failed, {summary.skipped} already done "
-                    f"({summary.skipped_failed} of them failed) -> {escape(str(out))}"
-                    + (" [bold yellow](UNTRAINED preset: these outputs mean nothing)[/]" if untrained else "")
-                )
-            failed = not summary.all_ok
+            all_ok = _predict_into_file(pipeline, images, out, batch_size, workers, strict, retry_failed, json_output)
         else:
-            paths = keras_covidcxr.find_images(images)
-            if not paths:
-                raise keras_covidcxr.InputError(f"no image files in {', '.join(str(image) for image in images)}")
-            results = pipeline.predict(
-                paths, batch_size=batch_size, on_error="record", explain=overlays is not None, strict=strict
-            )
-            if json_output:
-                for result in results:
-                    console.print_json(json.dumps({**result.to_dict(), "untrained": untrained}), indent=None)
-            else:
-                console.print(_results_table(results, pipeline.class_names, untrained))
-            failed = [r for r in results if r.error]
-            if overlays is not None:
-                _write_overlays([r for r in results if not r.error], overlays)
-    raise typer.Exit(EXIT_SOME_FAILED if failed else EXIT_OK)
+            all_ok = _predict_and_print(pipeline, images, batch_size, strict, json_output, overlays)
+    raise typer.Exit(EXIT_OK if all_ok else EXIT_SOME_FAILED)
+
+
+def _predict_into_file(pipeline, images, out, batch_size, workers, strict, retry_failed, json_output):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from covidcxr_cli.errors import stderr
+
+    columns = (TextColumn("predicting"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"), TimeRemainingColumn())
+    progress = Progress(*columns, console=stderr)
+    task = progress.add_task("predict", total=None, rate="")
+
+    def show(summary):  # skipped files are left out of the count, so rate and ETA are real work
+        progress.start()  # only once --out is accepted (a no-op after the first call)
+        progress.update(task, total=summary.total - summary.skipped, completed=summary.done + summary.failed)
+        speed = progress.tasks[0].speed
+        progress.update(task, rate=f"{speed:.1f} img/s" if speed else "")
+
+    try:
+        summary = keras_covidcxr.predict_to_file(
+            pipeline, images, out, batch_size=batch_size, workers=workers, strict=strict,
+            retry_failed=retry_failed, progress=show,
+        )
+    finally:
+        if progress.live.is_started:
+            progress.stop()
+    untrained = not pipeline.is_trained
+    if json_output:
+        console.print_json(json.dumps({**vars(summary), "out": str(out), "untrained": untrained}), indent=None)
+    else:
+        console.print(
+            f"{summary.done} predicted, {summary.failed} failed, {summary.skipped} already done "
+            f"({summary.skipped_failed} of them failed) -> {escape(str(out))}"
+            + (" [bold yellow](UNTRAINED preset: these outputs mean nothing)[/]" if untrained else "")
+        )
+    return summary.all_ok
+
+
+def _predict_and_print(pipeline, images, batch_size, strict, json_output, overlays):
+    paths = keras_covidcxr.find_images(images)
+    if not paths:
+        raise keras_covidcxr.InputError(f"no image files in {', '.join(str(image) for image in images)}")
+    results = pipeline.predict(paths, batch_size=batch_size, on_error="record", explain=overlays is not None, strict=strict)
+    untrained = not pipeline.is_trained
+    if json_output:
+        for result in results:
+            console.print_json(json.dumps({**result.to_dict(), "untrained": untrained}), indent=None)
+    else:
+        console.print(_results_table(results, pipeline.class_names, untrained))
+    if overlays is not None:
+        _write_overlays([r for r in results if not r.error], overlays)
+    return not any(r.error for r in results)
+
 
 
 @app.command()
