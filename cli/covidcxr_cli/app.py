@@ -16,7 +16,7 @@ from rich.table import Table
 
 import keras_covidcxr
 from covidcxr_cli.data_commands import data_app
-from covidcxr_cli.errors import EXIT_OK, EXIT_SOME_FAILED, reported_errors
+from covidcxr_cli.errors import DEBUG, EXIT_OK, EXIT_SOME_FAILED, reported_errors
 from covidcxr_cli.train_commands import finetune, train_app
 
 app = typer.Typer(
@@ -29,7 +29,6 @@ app = typer.Typer(
 console = Console(highlight=False)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter is not for CLI users
 
-DEBUG = typer.Option(False, "--debug", help="Show full tracebacks.")
 
 
 @app.command()

@@ -12,6 +12,7 @@ import keras_covidcxr
 EXIT_OK, EXIT_SOME_FAILED, EXIT_CANNOT_RUN = 0, 1, 2
 
 stderr = Console(stderr=True, highlight=False)
+DEBUG = typer.Option(False, "--debug", help="Show full tracebacks.")
 
 
 @contextlib.contextmanager

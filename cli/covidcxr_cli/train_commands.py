@@ -22,7 +22,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from covidcxr_cli.errors import reported_errors
+from covidcxr_cli.errors import DEBUG, reported_errors
 
 train_app = typer.Typer(
     name="train",
@@ -56,7 +56,6 @@ class Masking(str, enum.Enum):
     bbox = "bbox"
 
 
-DEBUG = typer.Option(False, "--debug", help="Show full tracebacks.")
 MANIFEST = typer.Argument(..., help="Manifest CSV with train and val splits (`covidcxr data split`).", show_default=False)
 BATCH = typer.Option(32, "--batch-size", min=1, help="Images per step (paper: 32).")
 PRECISION = typer.Option(Precision.float32, "--precision", help="Mixed precision on a GPU/TPU.")
