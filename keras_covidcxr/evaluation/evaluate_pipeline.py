@@ -1,5 +1,6 @@
 """`evaluate_pipeline`: the paper's tables (each CNN, weighted average, majority vote) and a shortcut probe."""
 
+import csv
 import dataclasses
 import json
 
@@ -25,12 +26,14 @@ class Evaluation:
     failed: list  # (path, error) of images that got no prediction
     auc: dict  # score set -> one-vs-rest AUC of the positive class
     shortcut_suspected: bool
+    paths: list = dataclasses.field(default_factory=list)  # the scored images, in manifest order
+    scores: dict = dataclasses.field(default_factory=dict)  # score set -> positive-class score per image
 
 
 def evaluate_pipeline(
     pipeline, manifest, out_dir, split="test", batch_size=8, shortcut_probe=True, n_resamples=1000, overwrite=False
 ):
-    """Score every member and both ensembles on a manifest split; write report.json, report.md, plots.
+    """Score every member and both ensembles on a split; write report.json, report.md, scores.csv, plots.
 
     The pipeline's own ensemble is scored as it decides; the other ensemble is
     computed from the members (equal weights for a weighted average built from
@@ -83,7 +86,20 @@ def evaluate_pipeline(
     }
     with atomic_write(written.directory / "shortcut_probe.json", "w") as f:
         json.dump(verdict, f, indent=2)
-    return Evaluation(written.directory, len(kept), failed, auc, suspected)
+    positive_scores = {name: s[:, positive] for name, s in scores.items()}
+    kept_paths = [paths[i] for i in pick]
+    _write_scores_csv(written.directory / "scores.csv", kept_paths, [rows[i] for i in pick], positive_scores)
+    return Evaluation(written.directory, len(kept), failed, auc, suspected, kept_paths, positive_scores)
+
+
+def _write_scores_csv(path, image_paths, rows, positive_scores):
+    """One row per scored image: its path, patient, label and every score set's positive-class score."""
+    with atomic_write(path, "w") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(["path", "patient_id", "label", *positive_scores])
+        for i, (image_path, row) in enumerate(zip(image_paths, rows)):
+            values = [f"{s[i]:.6g}" for s in positive_scores.values()]
+            writer.writerow([str(image_path), row.patient_id, row.label, *values])
 
 
 def _score(pipeline, paths, batch_size):
