@@ -1,10 +1,11 @@
 """Inference speed and memory of keras-covidcxr, every figure beside its baseline, in one run.
 
-    python benchmarks/benchmark_inference.py                 # small config + paper config
-    python benchmarks/benchmark_inference.py --configs small --quick
+    python benchmarks/benchmark_inference.py                 # bundled preset + paper config
+    python benchmarks/benchmark_inference.py --configs bundled --quick
 
-Prints, per configuration (the paper's ResUnet 256 + DenseNet-201 + ResNet-152 + VGG-19 with random
-weights, and the small CPU configuration of examples/build_untrained_preset.py):
+Prints, per configuration (`bundled`: the trained preset shipped in the package, `covidcxr_lite`;
+`paper`: the paper's ResUnet 256 + DenseNet-201 + ResNet-152 + VGG-19 with random weights; `small`:
+the untrained small CPU configuration of examples/build_untrained_preset.py):
   - images/s of Pipeline.predict at batch 1, 8, 16 against a naive loop calling each model's
     model.predict once per image (what the field's reference scripts do), and the ratio;
   - achieved GFLOP/s (conv + dense FLOPs per image) as a fraction of this machine's float32 matmul
@@ -55,6 +56,10 @@ def matmul_peak_gflops(n=2048, repeats=5):
 
 
 def build_preset(kind, folder):
+    if kind == "bundled":
+        from keras_covidcxr import DEFAULT_PRESET
+
+        return DEFAULT_PRESET
     args = [sys.executable, str(ROOT / "examples" / "build_untrained_preset.py"), str(folder)]
     subprocess.run(args + (["--paper"] if kind == "paper" else []), check=True, capture_output=True)
     return folder
@@ -161,7 +166,7 @@ def bench_memory(preset, counts=(20, 500)):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--configs", default="small,paper")
+    parser.add_argument("--configs", default="bundled,paper", help="any of bundled, paper, small")
     parser.add_argument("--quick", action="store_true", help="batches 1 and 8, one repeat, no memory run")
     parser.add_argument("--sections", default="speed,cold,memory", help="any of speed, cold, memory")
     args = parser.parse_args()
@@ -177,11 +182,11 @@ def main():
         if "speed" in sections:
             for kind, preset in presets.items():
                 bench_config(kind, preset, peak, batches, repeats)
-        small = presets.get("small") or next(iter(presets.values()))
+        cli_preset = presets.get("bundled") or presets.get("small") or next(iter(presets.values()))
         if "cold" in sections:
-            bench_cold_start(small)
+            bench_cold_start(cli_preset)
         if "memory" in sections and not args.quick:
-            bench_memory(small)
+            bench_memory(cli_preset)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ CLI's fast paths such as `covidcxr --help`) never import a Keras backend.
 
 Example:
     >>> import keras_covidcxr
-    >>> pipeline = keras_covidcxr.Pipeline.from_preset("./my_preset")  # doctest: +SKIP
+    >>> pipeline = keras_covidcxr.Pipeline.from_preset(keras_covidcxr.DEFAULT_PRESET)  # doctest: +SKIP
     >>> result = pipeline.predict(["chest.png"])[0]  # doctest: +SKIP
     >>> result.label, result.probabilities  # doctest: +SKIP
 """
@@ -23,6 +23,10 @@ from keras_covidcxr.errors import (
     UnsupportedImageError,
 )
 from keras_covidcxr.version import __version__
+
+# The preset `covidcxr predict` uses without --preset: trained on real public images, bundled in the
+# package (keras_covidcxr/presets/bundled/), loads with no network. Research use only, not for diagnosis.
+DEFAULT_PRESET = "covidcxr_lite"
 
 # public name -> module that defines it (imported on first attribute access)
 _LAZY = {
@@ -62,6 +66,7 @@ _LAZY = {
 }
 
 __all__ = [
+    "DEFAULT_PRESET",
     "ConfigError",
     "CovidCXRError",
     "ImageDecodeError",

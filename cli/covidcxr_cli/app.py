@@ -16,7 +16,7 @@ from rich.table import Table
 
 import keras_covidcxr
 from covidcxr_cli.data_commands import data_app
-from covidcxr_cli.errors import DEBUG, EXIT_OK, EXIT_SOME_FAILED, reported_errors
+from covidcxr_cli.errors import DEBUG, EXIT_OK, EXIT_SOME_FAILED, reported_errors, stderr
 from covidcxr_cli.train_commands import finetune, train_app
 
 app = typer.Typer(
@@ -34,11 +34,19 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chat
 @app.command()
 def predict(
     images: List[Path] = typer.Argument(..., help="Image files (PNG, JPEG, BMP, TIFF, DICOM) and folders (walked recursively).", show_default=False),
-    preset: Optional[str] = typer.Option(None, "--preset", "-p", help="Preset folder, registered name or hf://owner/repo[@rev]."),
+    preset: Optional[str] = typer.Option(
+        None, "--preset", "-p", show_default=False,
+        help=f"Preset folder, registered name or hf://owner/repo[@rev] (default: {keras_covidcxr.DEFAULT_PRESET}, bundled).",
+    ),
     json_output: bool = typer.Option(False, "--json", help="Print one JSON object per image instead of a table."),
     overlays: Optional[Path] = typer.Option(None, "--overlays", help="Write <name>_mask.png and <name>_gradcam.png here."),
     allow_untrained: bool = typer.Option(False, "--allow-untrained", help="Run a preset that records no training."),
     strict: bool = typer.Option(False, "--strict", help="Refuse lateral views and children instead of flagging them."),
+    check_view: bool = typer.Option(
+        False, "--check-view",
+        help="Also check the view of images that state none (PNG, JPEG) from the lung mask: "
+        "flag lateral-looking ones (refuse them with --strict).",
+    ),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Images per model call."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Stream one row per image into this .csv or .jsonl file; rerun to resume."),
     workers: int = typer.Option(2, "--workers", min=1, help="With --out: threads decoding images while the model runs."),
@@ -50,11 +58,18 @@ def predict(
     With --out, any number of images stream into a results file; rerunning the same command resumes it.
     """
     with reported_errors(debug):
-        if preset is None:
-            raise keras_covidcxr.ConfigError("no preset given: pass --preset (see `covidcxr presets`)")
         if out is not None and overlays is not None:
             raise keras_covidcxr.ConfigError("--overlays cannot be combined with --out yet; run them separately")
+        if preset is None:
+            preset = keras_covidcxr.DEFAULT_PRESET
+            stderr.print(
+                f"Using the default preset {preset} (--preset chooses another). "
+                "Research use only, not for diagnosis.",
+                soft_wrap=True,
+            )
         pipeline = _load_pipeline(preset, allow_untrained)
+        if check_view:
+            pipeline = pipeline.with_input_contract(check_view_from_mask=True)
         if out is not None:
             all_ok = _predict_into_file(pipeline, images, out, batch_size, workers, strict, retry_failed, json_output)
         else:
@@ -64,8 +79,6 @@ def predict(
 
 def _predict_into_file(pipeline, images, out, batch_size, workers, strict, retry_failed, json_output):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    from covidcxr_cli.errors import stderr
 
     columns = (TextColumn("predicting"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"), TimeRemainingColumn())
     progress = Progress(*columns, console=stderr)
@@ -146,26 +159,85 @@ def evaluate(
 
 @app.command()
 def presets():
-    """List the registered presets (and whether trained weights exist for each)."""
-    registered = keras_covidcxr.list_presets()
-    if not registered:
-        console.print("No registered presets yet. Pass a preset folder or hf://owner/repo to --preset.")
-        return
-    table = Table("name", "description", "weights")
-    for name, metadata in registered.items():
-        table.add_row(name, metadata.get("description", ""), metadata.get("weights", "unknown"))
-    console.print(table)
+    """List the registered presets and whether trained weights exist for each."""
+    for name, metadata in keras_covidcxr.list_presets().items():
+        default = "  (default)" if name == keras_covidcxr.DEFAULT_PRESET else ""
+        console.print(f"[bold]{name}[/]{default}", soft_wrap=True)
+        console.print(f"  trained weights: {_weights_status(name, metadata)}", soft_wrap=True)
+        console.print(f"  {escape(metadata.get('description', ''))}", soft_wrap=True)
+    console.print(
+        "Any preset folder or hf://owner/repo[@rev] handle works too. Research use only, not for diagnosis.",
+        soft_wrap=True,
+        markup=False,
+    )
+
+
+def _weights_status(name, metadata):
+    if metadata.get("trained") is False:
+        return f"[yellow]none published yet[/] (`covidcxr info {name}` shows how to train them)"
+    if metadata.get("weights") == "bundled":
+        if not _bundled_folder_exists(name):
+            return f"[red]bundled, but its folder is missing from this installation[/] (`covidcxr info {name}` says why)"
+        return "yes, bundled with the package (no download)"
+    return escape(str(metadata.get("weights", "unknown")))
+
+
+def _bundled_folder_exists(name):
+    from keras_covidcxr.presets.registry import registered_handle
+
+    return Path(registered_handle(name)).is_dir()
 
 
 @app.command()
 def info(handle: str = typer.Argument(..., help="Preset folder, registered name or hf://owner/repo[@rev]."), debug: bool = DEBUG):
-    """Show a preset's metadata: versions, parameters, input contract, training provenance."""
+    """Show a preset's metadata: versions, parameters, input contract, training provenance.
+
+    For a registered preset whose weights are not published yet, show its registry entry and the commands that train it.
+    """
+    registered = keras_covidcxr.list_presets().get(handle)
+    if registered is not None and registered.get("trained") is False:
+        from keras_covidcxr.presets.registry import registered_handle
+
+        console.print_json(json.dumps({"name": handle, "handle": registered_handle(handle), **registered}))
+        stderr.print(
+            f"{handle}: no trained weights are published yet; the training_commands above produce them on a GPU.",
+            soft_wrap=True,
+        )
+        return
     with reported_errors(debug):
         metadata = keras_covidcxr.read_preset_metadata(handle)
     metadata.pop("files", None)
     console.print_json(json.dumps(metadata))
+    stderr.print(_describe_input(metadata.get("input") or {}), soft_wrap=True, markup=False)
     if not metadata.get("training"):
-        console.print("[bold yellow]This preset records no training: its weights are untrained.[/]")
+        stderr.print("[bold yellow]This preset records no training: its weights are untrained.[/]")
+
+
+def _describe_input(contract):
+    """The input contract in one sentence, for people (the JSON above is for programs)."""
+    if not contract:
+        return "input contract: not recorded"
+    low, high = (f"{v:g}" if isinstance(v, (int, float)) else str(v) for v in contract.get("value_range", ("?", "?")))
+    channels = contract.get("channels")
+    sizes = [
+        f"{part} {size}x{size} px"
+        for part, size in (
+            ("the segmenter sees", contract.get("segmenter_input_size")),
+            ("the classifiers see", contract.get("classifier_input_size")),
+        )
+        if size
+    ]
+    age = contract.get("min_age")
+    return (
+        f"input contract: {channels}-channel{' (gray)' if channels == 1 else ''} images, pixel values in [{low}, {high}] "
+        f"after decoding, at least {contract.get('min_size')}x{contract.get('min_size')} px"
+        + (f" ({', '.join(sizes)})" if sizes else "")
+        + f"; modalities {', '.join(contract.get('modalities', ()))} (others refused)"
+        + f"; views {', '.join(contract.get('views', ()))}"
+        + (f"; patients aged {age:g} or over" if age is not None else "")
+        + " (other views and ages are flagged, or refused with --strict)"
+        + ("; plain images' views are checked from the lung mask" if contract.get("check_view_from_mask") else "")
+    )
 
 
 @app.command()
@@ -184,13 +256,26 @@ def verify(handle: str = typer.Argument(..., help="Preset folder, registered nam
 def upload(
     preset: Path = typer.Argument(..., help="Preset folder to publish."),
     handle: str = typer.Argument(..., help="Destination hf://owner/repo."),
+    card: Optional[Path] = typer.Option(
+        None, "--card", show_default=False,
+        help="Model card to publish as the repository's README.md (default: the folder's README.md, "
+        "else model_cards/<folder name>.md of this source tree).",
+    ),
     private: bool = typer.Option(False, "--private", help="Create the repository as private."),
     debug: bool = DEBUG,
 ):
-    """Publish a preset folder (and its model card, if the folder has README.md) to the Hugging Face Hub."""
+    """Publish a preset folder and its model card to the Hugging Face Hub."""
+    from keras_covidcxr.presets.upload import find_model_card
+
     with reported_errors(debug):
-        pinned = keras_covidcxr.upload_preset(preset, handle, private=private)
-    console.print(f"uploaded; load it with --preset {pinned}")
+        card = card if card is not None else find_model_card(preset)
+        pinned = keras_covidcxr.upload_preset(preset, handle, private=private, model_card=card or False)
+    if card is None:
+        stderr.print("[yellow]no model card found:[/] uploaded without one (pass --card FILE)")
+    console.print(
+        f"uploaded{'' if card is None else f' with the model card {escape(str(card))}'}; load it with --preset {pinned}",
+        soft_wrap=True,
+    )
 
 
 def _load_pipeline(preset, allow_untrained):

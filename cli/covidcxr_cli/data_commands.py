@@ -1,4 +1,4 @@
-"""`covidcxr data build | split | audit`: make leak-free dataset manifests.
+"""`covidcxr data build | merge | split | audit`: make leak-free dataset manifests.
 
 Uses only the public API (`keras_covidcxr.data`, imported inside the commands, so `--help` stays fast).
 Exit codes: 0 success (audit passed), 1 audit failed, 2 could not run (bad input, with one
@@ -7,6 +7,7 @@ Exit codes: 0 success (audit passed), 1 audit failed, 2 could not run (bad input
 Examples:
     covidcxr data build shared-cxr data/cxr/manifest.csv --out manifest.csv
     covidcxr data build darwin v7/annotations --images v7/images --masks-out v7/masks --out seg.csv
+    covidcxr data merge covidx.csv ricord.csv bimcv.csv --out all.csv
     covidcxr data split manifest.csv --out split.csv --fractions 0.8,0.1,0.1 --seed 0
     covidcxr data audit split.csv --json audit.json
 """
@@ -153,6 +154,37 @@ def _parse_fractions(text):
         return tuple(float(part) for part in text.split(","))
     except ValueError:
         raise ConfigError(f"--fractions {text!r}: write three numbers, e.g. 0.8,0.1,0.1") from None
+
+
+@data_app.command("merge")
+@_reports_errors
+def merge_command(
+    manifest_paths: list[Path] = typer.Argument(
+        ..., metavar="MANIFEST...", help="Manifest CSVs to combine (e.g. one per public dataset).", show_default=False
+    ),
+    out: Path = typer.Option(..., "--out", "-o", help="The combined manifest CSV to write.", show_default=False),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT if it exists."),
+):
+    """Combine manifests into one (paths made relative to OUT's folder); then split it by patient."""
+    from keras_covidcxr import ConfigError
+    from keras_covidcxr.data import Manifest, read_manifest, write_manifest
+
+    stdout, _ = _consoles()
+    root = out.parent
+    rows, first_seen = [], {}
+    for path in manifest_paths:
+        for row in read_manifest(path).rebased(root):
+            key = (row.path, row.task)
+            if key in first_seen:
+                raise ConfigError(f"{path}: {row.path} ({row.task}) is also in {first_seen[key]}; list each image once")
+            first_seen[key] = path
+            rows.append(row)
+    merged = Manifest(rows, root)
+    write_manifest(merged, out, overwrite=overwrite)
+    stdout.print(
+        f"wrote {out} ({len(merged)} rows, {len(merged.patient_ids())} patients, from {len(manifest_paths)} manifests)",
+        markup=False,
+    )
 
 
 @data_app.command("split")

@@ -82,11 +82,14 @@ def predict_to_file(
         pipeline: a `Pipeline`.
         inputs: files and folders (walked as `find_images` says).
         out: a .csv or .jsonl path. An existing file must come from an
-            earlier run with the same model, class names and `strict`;
-            anything else is refused and left untouched.
+            earlier run with the same model, class names, `strict` and
+            `pipeline.input_contract.check_view_from_mask` (see
+            `Pipeline.with_input_contract`); anything else is refused and
+            left untouched.
         batch_size: images per model call.
         workers: reader threads.
-        strict: refuse images the input contract only flags (lateral views, children).
+        strict: refuse images the input contract only flags (lateral views,
+            children; with `check_view_from_mask`, lateral-looking lung masks).
         retry_failed: predict again files whose earlier row is an error (e.g.
             after installing the `dicom` extra).
         progress: optional `callable(summary)`, called once the files are
@@ -108,7 +111,8 @@ def predict_to_file(
         raise InputError(f"no image files in {', '.join(str(path) for path in named)}")
     summary = PredictionSummary(total=len(paths))
     results = ResultsFile(
-        out, pipeline.class_names, model_sha256(pipeline), strict=strict, untrained=not pipeline.is_trained
+        out, pipeline.class_names, model_sha256(pipeline), strict=strict, untrained=not pipeline.is_trained,
+        check_view=pipeline.input_contract.check_view_from_mask,
     )
     pool = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="covidcxr-reader")
     try:

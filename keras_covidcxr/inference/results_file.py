@@ -75,9 +75,12 @@ class ResultsFile:
         model_sha256: identifies the model (see `batch_prediction.model_sha256`).
         strict: whether the input contract refused what it would only flag.
         untrained: recorded in the marker line, for whoever reads the file.
+        check_view: whether the input contract checked views from the lung
+            mask (`InputContract.check_view_from_mask`); recorded in the
+            marker line only when True, and like `strict` a rerun must match.
     """
 
-    def __init__(self, path, class_names, model_sha256, strict=False, untrained=False):
+    def __init__(self, path, class_names, model_sha256, strict=False, untrained=False, check_view=False):
         self.path = Path(path)
         self.format = SUFFIXES.get(self.path.suffix.lower())
         if self.format is None:
@@ -92,6 +95,8 @@ class ResultsFile:
             "strict": bool(strict),
             "untrained": bool(untrained),
         }
+        if check_view:  # left out when off, so files of earlier versions still resume
+            self.marker["check_view"] = True
         self.columns = csv_columns(self.class_names)
         self._rows = {}  # source -> (sha256, failed, row number of its last row)
         self._row_count = 0
@@ -217,11 +222,14 @@ class ResultsFile:
             or not first_line.endswith(b"\n")
         ):
             raise not_ours
-        for key in ("class_names", "model_sha256", "strict"):
-            if marker.get(key) != self.marker[key]:
+        defaults = {"check_view": False}  # a setting that older files do not record
+        for key in ("class_names", "model_sha256", "strict", "check_view"):
+            default = defaults.get(key)
+            there, here = marker.get(key, default), self.marker.get(key, default)
+            if there != here:
                 raise ConfigError(
-                    f"{self.path}: holds results of another run ({key} {marker.get(key)} there, "
-                    f"{self.marker[key]} here); not mixing them (choose another output file)"
+                    f"{self.path}: holds results of another run ({key} {there} there, "
+                    f"{here} here); not mixing them (choose another output file)"
                 )
         if csv_header is not None and _parse_csv(csv_header) != self.columns:
             raise ConfigError(

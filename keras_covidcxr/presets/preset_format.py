@@ -46,15 +46,39 @@ def write_json(path, document):
 def read_preset_metadata(handle):
     """The metadata.json of a preset (local folder, registered name or hf:// handle).
 
+    Two keys are added: "config" (config.json) and "input", the input contract
+    with the sizes the models run at (see `input_summary`).
+
     Example:
-        >>> read_preset_metadata("./my_preset")["training"]  # doctest: +SKIP
+        >>> read_preset_metadata("./my_preset")["input"]["channels"]  # doctest: +SKIP
+        1
     """
     from keras_covidcxr.presets.resolve import resolve_preset
 
     folder = resolve_preset(handle)
     metadata = read_json(folder / METADATA_FILE)
     metadata["config"] = read_json(folder / CONFIG_FILE)
+    metadata["input"] = input_summary(folder, metadata["config"])
     return metadata
+
+
+def input_summary(folder, config):
+    """What a preset accepts, in one dict: config.json's input contract (channels, value range,
+    minimum size, views, modalities, minimum age) plus the segmenter's and classifiers' input sizes,
+    read from the components' JSON configs (no Keras needed). Sizes that cannot be read are None."""
+    summary = dict(config.get("input_contract") or {})
+
+    def component_config(relative):
+        try:
+            return read_json(Path(folder) / relative / CONFIG_FILE).get("config", {})
+        except (PresetError, AttributeError):
+            return {}
+
+    summary["segmenter_input_size"] = component_config(config.get("segmenter", "segmenter")).get("input_size")
+    members = config.get("members", [])
+    member_sizes = {(component_config(path).get("input_shape") or [None])[0] for path in members}
+    summary["classifier_input_size"] = member_sizes.pop() if len(member_sizes) == 1 else None
+    return summary
 
 
 def read_verified_config(folder):

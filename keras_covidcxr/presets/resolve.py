@@ -20,14 +20,42 @@ def resolve_preset(handle):
     """Return the local folder of a preset handle, downloading hf:// ones into the HF cache.
 
     A handle is tried in this order: a registered preset name, an hf:// handle,
-    a local folder.
+    a local folder. A registered name whose trained weights are not published
+    (or whose bundled folder is missing) raises a `PresetError` saying so,
+    before any network access.
 
     Example:
         >>> resolve_preset("hf://owner/repo@main")  # doctest: +SKIP
     """
-    from keras_covidcxr.presets.registry import registered_handle
+    from keras_covidcxr.presets.registry import registered_entry
 
-    handle = registered_handle(str(handle)) or str(handle)
+    entry = registered_entry(str(handle))
+    if entry is not None:
+        return _resolve_registered(str(handle), entry)
+    return _resolve_handle(str(handle))
+
+
+def _resolve_registered(name, entry):
+    metadata, handle = entry["metadata"], entry["handle"]
+    if metadata.get("trained") is False:
+        raise PresetError(
+            f"{name}: no trained weights are published yet (it will load from {handle} once they are); "
+            "train it yourself on a GPU from the public datasets with the commands that "
+            f"`covidcxr info {name}` lists (also in {metadata.get('model_card', 'its model card')}), "
+            "then load the preset folder that `covidcxr train ensemble` writes"
+        )
+    if metadata.get("weights") == "bundled" and not Path(handle).is_dir():
+        rebuild = " && ".join(metadata.get("training_commands", ()))
+        raise PresetError(
+            f"{name}: the bundled preset folder {handle} is missing from this installation "
+            "(a source checkout before its weights were trained?); "
+            + (f"rebuild it with `{rebuild}` " if rebuild else "")
+            + "or install a released keras-covidcxr"
+        )
+    return _resolve_handle(handle)
+
+
+def _resolve_handle(handle):
     if handle.startswith(HF_PREFIX):
         return _download_from_hub(handle)
     folder = Path(os.path.expanduser(handle))

@@ -1,14 +1,41 @@
-"""Publishing a preset folder to the Hugging Face Hub."""
+"""Publishing a preset folder (and its model card) to the Hugging Face Hub."""
 
+import os
+import re
+import shutil
+import tempfile
 from pathlib import Path
 
 from keras_covidcxr.errors import PresetError
 from keras_covidcxr.presets.preset_format import read_verified_config
 from keras_covidcxr.presets.resolve import HF_PREFIX, parse_hf_handle
 
+CARD_FILE = "README.md"  # the Hub shows a repository's README.md as its model card
+# model_cards/ of the source tree (absent from an installed wheel, where a card must be given)
+SOURCE_MODEL_CARDS = Path(__file__).resolve().parent.parent.parent / "model_cards"
+_PLACEHOLDER = re.compile(r"\{\{.*?\}\}")
 
-def upload_preset(folder, handle, private=False, token=None, commit_message=None):
-    """Upload a checked preset folder to `hf://owner/repo`, creating the repo if needed.
+
+def find_model_card(folder):
+    """The model card that goes with a preset folder, or None.
+
+    The folder's own README.md, else `model_cards/<folder name>.md` of the
+    source tree (the registered presets' cards).
+    """
+    folder = Path(folder)
+    for card in (folder / CARD_FILE, SOURCE_MODEL_CARDS / f"{folder.name}.md"):
+        if card.is_file():
+            return card
+    return None
+
+
+def upload_preset(folder, handle, private=False, token=None, commit_message=None, model_card=None):
+    """Upload a checked preset folder and its model card to `hf://owner/repo`, creating the repo if needed.
+
+    Args:
+        model_card: a Markdown file published as the repository's README.md;
+            None finds it with `find_model_card`, False uploads no card.
+            A card with unfilled `{{...}}` placeholders is refused.
 
     Returns the pinned handle `hf://owner/repo@<commit>` of what was uploaded.
 
@@ -24,16 +51,43 @@ def upload_preset(folder, handle, private=False, token=None, commit_message=None
         raise PresetError(f"{handle}: uploads go to hf://owner/repo handles")
     repo_id, revision = parse_hf_handle(handle)
     read_verified_config(folder)  # never publish a broken or tampered preset
+    card = find_model_card(folder) if model_card is None else (Path(model_card) if model_card else None)
+    if card is not None:
+        _check_card(card)
     api = huggingface_hub.HfApi(token=token)
-    try:
-        api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
-        commit = api.upload_folder(
-            folder_path=str(folder),
-            repo_id=repo_id,
-            repo_type="model",
-            revision=revision,
-            commit_message=commit_message or f"Upload keras-covidcxr preset {folder.name}",
-        )
-    except (HfHubHTTPError, OSError, ValueError) as error:
-        raise PresetError(f"{handle}: upload failed ({type(error).__name__}: {error})") from error
+    with tempfile.TemporaryDirectory(prefix="covidcxr-upload-") as staging:
+        source = folder
+        if card is not None and card.resolve() != (folder / CARD_FILE).resolve():
+            source = Path(staging) / folder.name  # the preset plus the card, without touching the preset
+            shutil.copytree(folder, source, copy_function=_link_or_copy)
+            (source / CARD_FILE).unlink(missing_ok=True)
+            shutil.copyfile(card, source / CARD_FILE)
+        try:
+            api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
+            commit = api.upload_folder(
+                folder_path=str(source),
+                repo_id=repo_id,
+                repo_type="model",
+                revision=revision,
+                commit_message=commit_message or f"Upload keras-covidcxr preset {folder.name}",
+            )
+        except (HfHubHTTPError, OSError, ValueError) as error:
+            raise PresetError(f"{handle}: upload failed ({type(error).__name__}: {error})") from error
     return f"{HF_PREFIX}{repo_id}@{commit.oid}"
+
+
+def _check_card(card):
+    try:
+        text = card.read_text(encoding="utf-8")
+    except OSError as error:
+        raise PresetError(f"{card}: cannot read the model card ({error})") from error
+    left = sorted(set(_PLACEHOLDER.findall(text)))
+    if left:
+        raise PresetError(f"{card}: the model card still has unfilled placeholders: {', '.join(left)}")
+
+
+def _link_or_copy(source, destination):
+    try:
+        os.link(source, destination)  # large weights: no copy when staging is on the same disk
+    except OSError:
+        shutil.copy2(source, destination)

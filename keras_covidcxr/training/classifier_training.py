@@ -12,6 +12,14 @@ Paper, section 3.3:
    best validation accuracy over the whole run are kept (and restored at every stage boundary).
 
 Throughout, every batch-norm layer is in inference mode with its ImageNet moving statistics.
+
+`TrainingConfig(classifier_recipe="end_to_end")` is ours, for backbones without ImageNet weights
+(trained from scratch, or seeded from the segmenter's encoder, as the bundled `covidcxr_lite`):
+one step in which every layer trains, batch norm included (there are no ImageNet statistics to
+protect), with Adam at `learning_rate` for up to `epochs`, keeping the epoch with the lowest
+validation loss (accuracy is too coarse on a few dozen validation images) and stopping after
+`patience` epochs without a lower one. Without validation data it trains all `epochs` and keeps
+the epoch with the lowest training loss.
 The loss is class-weighted with weights from the training split's counts
 (`class_weights.balanced_class_weights`: n_samples / (n_classes * count_c)), applied as per-sample
 weights by `ClassificationDataset`. Binary classifiers (sigmoid) use binary cross-entropy;
@@ -33,6 +41,7 @@ import keras
 import numpy as np
 
 from keras_covidcxr.data.manifest import DatasetError
+from keras_covidcxr.errors import ConfigError
 from keras_covidcxr.training.augmentation import CLASSIFIER_AUGMENTATION, Augmenter
 from keras_covidcxr.training.checkpoints import BestEpochCallback, TrainingCheckpoint
 from keras_covidcxr.training.class_weights import balanced_class_weights, missing_classes
@@ -40,9 +49,16 @@ from keras_covidcxr.training.config import TrainingConfig, under_dtype_policy
 from keras_covidcxr.training.datasets import ClassificationDataset, masked_classifier_inputs
 from keras_covidcxr.training.labels import label_indices
 from keras_covidcxr.training.results import TrainingResult
-from keras_covidcxr.training.unfreezing import freeze_backbone, unfreeze_top_blocks
+from keras_covidcxr.training.unfreezing import all_layers, freeze_backbone, unfreeze_top_blocks
 
 MONITOR = "val_accuracy"
+
+
+def monitored(config, has_validation=True):
+    """(metric, mode) that chooses the best epoch for `config.classifier_recipe`."""
+    if config.classifier_recipe == "two_phase":
+        return MONITOR, "max"
+    return ("val_loss" if has_validation else "loss"), "min"
 
 
 def classifier_datasets(manifest, segmenter, class_names, input_size, preprocessing=None, config=None,
@@ -116,7 +132,10 @@ def compile_classifier(model, learning_rate, config):
 
 
 def recipe_steps(config):
-    """The steps of the recipe: ("head", None) then ("unfreeze", fraction) per stage."""
+    """The steps of the recipe: ("head", None) then ("unfreeze", fraction) per stage (two-phase),
+    or the single ("end_to_end", None)."""
+    if config.classifier_recipe == "end_to_end":
+        return [("end_to_end", None)]
     steps = [("head", None)] if config.head_epochs else []
     if config.max_epochs_per_stage:
         steps += [("unfreeze", fraction) for fraction in config.unfreeze_schedule]
@@ -125,21 +144,25 @@ def recipe_steps(config):
 
 def train_classifier(classifier, train_data, val_data, config=None, checkpoint_dir=None, resume=True,
                      callbacks=()):
-    """Train a `CXRClassifier` with the paper's two-phase recipe (see the module doc).
+    """Train a `CXRClassifier` with the paper's two-phase recipe or end to end (see the module doc).
 
     Args:
         classifier: a `CXRClassifier` (ImageNet-initialised for the paper's recipe).
-        train_data, val_data: `ClassificationDataset`s, e.g. from `classifier_datasets`.
+        train_data, val_data: `ClassificationDataset`s, e.g. from `classifier_datasets`; val_data
+            may be None for the end-to-end recipe only.
         config: a `TrainingConfig` (head_epochs, unfreeze_schedule, learning rates, patience...).
         checkpoint_dir: folder for best/ and the per-step resume state.
         resume: continue a killed run from its newest state in `checkpoint_dir`.
         callbacks: extra Keras callbacks for every `fit` call.
 
     Returns:
-        `TrainingResult` (monitor "val_accuracy") whose model holds the best weights;
+        `TrainingResult` (monitor from `monitored(config)`) whose model holds the best weights;
         `details["steps"]` lists each step with its epochs, unfrozen blocks and best value.
     """
     config = config or TrainingConfig()
+    if val_data is None and config.classifier_recipe == "two_phase":
+        raise ConfigError("the two-phase recipe needs validation data to decide when to stop")
+    monitor, mode = monitored(config, val_data is not None)
     started = time.monotonic()
     model = under_dtype_policy(classifier, config.mixed_precision)
     checkpoint = TrainingCheckpoint(checkpoint_dir) if checkpoint_dir is not None else None
@@ -160,6 +183,11 @@ def train_classifier(classifier, train_data, val_data, config=None, checkpoint_d
         if kind == "head":
             freeze_backbone(model)
             learning_rate, epochs, patience, blocks = config.head_learning_rate, config.head_epochs, 0, []
+        elif kind == "end_to_end":
+            model.trainable = True
+            for layer in all_layers(model):
+                layer.trainable = True
+            learning_rate, epochs, patience, blocks = config.learning_rate, config.epochs, config.patience, ["all"]
         else:
             blocks = unfreeze_top_blocks(model, fraction)
             learning_rate, epochs, patience = config.finetune_learning_rate, config.max_epochs_per_stage, config.patience
@@ -168,7 +196,7 @@ def train_classifier(classifier, train_data, val_data, config=None, checkpoint_d
         if hasattr(train_data, "set_epoch"):
             train_data.set_epoch(epochs_before)
         keeper = BestEpochCallback(
-            MONITOR, "max", patience=patience, checkpoint=checkpoint, best=best, best_epoch=best_epoch,
+            monitor, mode, patience=patience if val_data is not None else 0, checkpoint=checkpoint, best=best, best_epoch=best_epoch,
             history=history, patience_from=epochs_before, save_states=False,
         )
         model.fit(
@@ -198,7 +226,7 @@ def train_classifier(classifier, train_data, val_data, config=None, checkpoint_d
             checkpoint.save_state(
                 model,
                 index + 1,
-                {"monitor": MONITOR, "best": best, "best_epoch": best_epoch, "history": history,
+                {"monitor": monitor, "best": best, "best_epoch": best_epoch, "history": history,
                  "steps": step_log, "stopped": stopped, "config": config.to_dict()},
                 with_optimizer=False,
             )
@@ -207,7 +235,7 @@ def train_classifier(classifier, train_data, val_data, config=None, checkpoint_d
     freeze_backbone(model)
     result = TrainingResult(
         model=model,
-        monitor=MONITOR,
+        monitor=monitor,
         best_value=best,
         best_epoch=best_epoch,
         history=history,

@@ -8,6 +8,7 @@ from keras_covidcxr.errors import ConfigError
 from keras_covidcxr.settings import settings_from_dict
 
 DTYPE_POLICIES = ("mixed_bfloat16", "mixed_float16")
+CLASSIFIER_RECIPES = ("two_phase", "end_to_end")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -19,8 +20,13 @@ class TrainingConfig:
 
     Args:
         batch_size: images per step (paper: 32).
-        epochs: segmenter epochs (paper: 45 epochs for Dice 95.04%).
-        learning_rate: the segmenter's Adam learning rate (ours: Adam's 1e-3).
+        epochs: segmenter epochs (paper: 45 epochs for Dice 95.04%); also the
+            cap of the end-to-end classifier recipe.
+        learning_rate: the segmenter's Adam learning rate (ours: Adam's 1e-3);
+            also that of the end-to-end classifier recipe.
+        classifier_recipe: "two_phase" (the paper's, for ImageNet backbones) or
+            "end_to_end" (ours, for backbones trained from scratch or seeded
+            from the segmenter; see `classifier_training`).
         head_epochs: classifier phase 1, head only, backbone frozen (paper: 5).
         head_learning_rate: phase-1 Adam learning rate (paper: Adam's
             defaults, i.e. 1e-3).
@@ -55,6 +61,7 @@ class TrainingConfig:
     batch_size: int = 32
     epochs: int = 45
     learning_rate: float = 1e-3
+    classifier_recipe: str = "two_phase"
     head_epochs: int = 5
     head_learning_rate: float = 1e-3
     finetune_learning_rate: float = 1e-5
@@ -86,6 +93,10 @@ class TrainingConfig:
         if self.mixed_precision not in (None, *DTYPE_POLICIES):
             raise ConfigError(
                 f"mixed_precision must be None or one of {DTYPE_POLICIES}, got {self.mixed_precision!r}"
+            )
+        if self.classifier_recipe not in CLASSIFIER_RECIPES:
+            raise ConfigError(
+                f"classifier_recipe must be one of {CLASSIFIER_RECIPES}, got {self.classifier_recipe!r}"
             )
         if self.jit_compile not in (True, False, "auto"):
             raise ConfigError(f"jit_compile must be True, False or 'auto', got {self.jit_compile!r}")

@@ -112,9 +112,100 @@ def test_info_shows_metadata_without_checksums(preset_dir, untrained_preset_dir)
     assert "untrained" in runner.invoke(app, ["info", str(untrained_preset_dir)]).output
 
 
-def test_presets_lists_registered_names():
+def test_presets_lists_every_preset_and_says_which_have_no_weights(monkeypatch, preset_dir):
+    import keras_covidcxr
+    from keras_covidcxr.models.pipeline import pipeline_presets
+
+    entry = pipeline_presets.PIPELINE_PRESETS["covidcxr_lite"]
+    monkeypatch.setitem(pipeline_presets.PIPELINE_PRESETS, "covidcxr_lite", {**entry, "handle": str(preset_dir)})
     result = runner.invoke(app, ["presets"])
-    assert result.exit_code == 0 and result.output.strip()
+    assert result.exit_code == 0
+    blocks = {}
+    for line in result.stdout.splitlines():
+        if line and not line.startswith(" "):
+            current = blocks.setdefault(line.split()[0], [])
+        else:
+            current.append(line.strip())
+    for name, metadata in keras_covidcxr.list_presets().items():
+        status = next(line for line in blocks[name] if line.startswith("trained weights:"))
+        if metadata["trained"]:
+            assert status == "trained weights: yes, bundled with the package (no download)"
+        else:
+            assert status.startswith("trained weights: none published yet") and f"covidcxr info {name}" in status
+    assert "covidcxr_lite  (default)" in result.stdout
+
+
+def test_presets_says_when_the_bundled_folder_is_missing(monkeypatch, tmp_path):
+    from keras_covidcxr.models.pipeline import pipeline_presets
+
+    entry = pipeline_presets.PIPELINE_PRESETS["covidcxr_lite"]
+    monkeypatch.setitem(pipeline_presets.PIPELINE_PRESETS, "covidcxr_lite", {**entry, "handle": str(tmp_path / "gone")})
+    result = runner.invoke(app, ["presets"])
+    assert result.exit_code == 0 and "bundled, but its folder is missing from this installation" in result.stdout
+
+
+def _default_preset_at(monkeypatch, folder):
+    import keras_covidcxr
+    from keras_covidcxr.models.pipeline import pipeline_presets
+
+    name = keras_covidcxr.DEFAULT_PRESET
+    monkeypatch.setitem(
+        pipeline_presets.PIPELINE_PRESETS, name, {**pipeline_presets.PIPELINE_PRESETS[name], "handle": str(folder)}
+    )
+    return name
+
+
+def test_predict_without_preset_uses_the_default_and_says_so_on_stderr(monkeypatch, preset_dir, images):
+    name = _default_preset_at(monkeypatch, preset_dir)
+    result = runner.invoke(app, ["predict", *images, "--json"])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.stdout.splitlines()]  # stdout stays pure JSON
+    assert [row["source"] for row in rows] == images and all(row["error"] is None for row in rows)
+    notice = " ".join(result.stderr.split())
+    assert f"default preset {name}" in notice and "Research use only, not for diagnosis" in notice
+    assert name not in result.stdout
+    # an explicit --preset prints no notice
+    explicit = runner.invoke(app, ["predict", images[0], "--preset", str(preset_dir), "--json"])
+    assert explicit.exit_code == 0 and "default preset" not in explicit.stderr
+
+
+def test_predict_without_preset_and_no_bundled_folder_is_a_clean_error(monkeypatch, images, tmp_path):
+    missing = tmp_path / "bundled" / "covidcxr_lite"
+    name = _default_preset_at(monkeypatch, missing)
+    result = runner.invoke(app, ["predict", images[0]])
+    assert result.exit_code == 2
+    error = " ".join(result.stderr.split())
+    assert f"error: {name}: the bundled preset folder {missing} is missing" in error
+    assert "Traceback" not in result.output and result.stdout == ""
+
+
+def test_predicting_with_an_unpublished_paper_preset_is_a_clean_error(images):
+    result = runner.invoke(app, ["predict", images[0], "--preset", "covidcxr_paper_3class_majority_vote"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "no trained weights are published yet" in " ".join(result.stderr.split())
+
+
+def test_info_shows_the_input_contract(preset_dir):
+    result = runner.invoke(app, ["info", str(preset_dir)])
+    assert result.exit_code == 0
+    contract = json.loads(result.stdout)["input"]
+    assert contract["channels"] == 1 and contract["value_range"] == [0.0, 1.0] and contract["min_size"] == 64
+    assert contract["views"] == ["PA", "AP", "AP Supine"] and contract["min_age"] == 18
+    assert contract["segmenter_input_size"] == 64 and contract["classifier_input_size"] == 32
+    summary = " ".join(result.stderr.split())
+    assert "input contract: 1-channel (gray) images, pixel values in [0, 1]" in summary
+    assert "at least 64x64 px (the segmenter sees 64x64 px, the classifiers see 32x32 px)" in summary
+    assert "views PA, AP, AP Supine; patients aged 18 or over" in summary
+
+
+def test_info_on_an_unpublished_paper_preset_shows_how_to_train_it():
+    name = "covidcxr_paper_binary_majority_vote"
+    result = runner.invoke(app, ["info", name])
+    assert result.exit_code == 0, result.output
+    shown = json.loads(result.stdout)
+    assert shown["name"] == name and shown["trained"] is False and shown["handle"].startswith("hf://")
+    assert any(command.startswith("covidcxr train ensemble") for command in shown["training_commands"])
+    assert "no trained weights are published yet" in result.stderr
 
 
 def test_verify_command(preset_dir, tmp_path):

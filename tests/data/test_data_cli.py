@@ -114,3 +114,28 @@ def test_refuses_to_overwrite_and_bad_options_exit_2(runner, shared_folder, tmp_
     assert result.exit_code == 2 and "fractions" in result.stderr
     result = runner.invoke(data_app, ["build", "unknown-layout", "x", "--out", "y"])
     assert result.exit_code == 2
+
+
+def test_merge_combines_manifests_from_different_folders(runner, tmp_path):
+    for name, label in (("covidx", "normal"), ("bimcv", "covid")):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "m.csv").write_text(
+            "path,task,label,patient_id,source,extra_note\n"
+            f"images/a.png,cls,{label},{name}:1,{name},from {name}\n"
+        )
+    out = tmp_path / "data" / "all.csv"
+    out.parent.mkdir()
+    sources = [str(tmp_path / "covidx" / "m.csv"), str(tmp_path / "bimcv" / "m.csv")]
+    result = runner.invoke(data_app, ["merge", *sources, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert f"wrote {out} (2 rows, 2 patients, from 2 manifests)" in " ".join(result.stdout.split())
+    merged = read_manifest(out)
+    assert [merged.resolve(row) for row in merged] == [tmp_path / "covidx/images/a.png", tmp_path / "bimcv/images/a.png"]
+    assert [row.label for row in merged] == ["normal", "covid"]
+    assert [row.extra["extra_note"] for row in merged] == ["from covidx", "from bimcv"]
+
+    again = runner.invoke(data_app, ["merge", *sources, "--out", str(out)])
+    assert again.exit_code == 2 and "already exists" in again.stderr
+    twice = runner.invoke(data_app, ["merge", sources[0], sources[0], "--out", str(tmp_path / "twice.csv")])
+    assert twice.exit_code == 2 and "list each image once" in twice.stderr

@@ -110,6 +110,7 @@ def test_a_file_that_is_not_ours_is_refused_and_left_untouched(tmp_path, name, c
         ({"model_sha256": "m2"}, "model_sha256"),
         ({"class_names": ["covid", "normal", "pneumonia"]}, "class_names"),
         ({"strict": True}, "strict"),
+        ({"check_view": True}, "check_view"),
     ],
 )
 def test_results_of_another_model_or_setting_are_refused(tmp_path, change, message):
@@ -120,6 +121,17 @@ def test_results_of_another_model_or_setting_are_refused(tmp_path, change, messa
     with pytest.raises(ConfigError, match=f"another run.*{message}"):
         _open(path, **change)
     assert path.read_bytes() == before
+
+
+def test_check_view_is_recorded_only_when_on_and_must_match_on_resume(tmp_path):
+    path = tmp_path / "results.csv"
+    with _open(path, check_view=True) as results:
+        results.append([_row("/a.png")])
+    assert json.loads(path.read_text().splitlines()[0].removeprefix("# "))["check_view"] is True
+    with _open(path, check_view=True) as results:
+        assert results.earlier_row("/a.png", "aa") == "ok"
+    with pytest.raises(ConfigError, match="another run.*check_view True there, False here"):
+        _open(path)
 
 
 def test_an_empty_file_is_adopted(tmp_path):

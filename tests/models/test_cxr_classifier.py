@@ -77,3 +77,40 @@ def test_backbone_weights_from_a_local_file(tmp_path):
 def test_invalid_configurations_are_refused(kwargs):
     with pytest.raises(ConfigError):
         CXRClassifier(**{"input_shape": (32, 32, 3), **kwargs})
+
+
+def test_resunet_encoder_backbone_round_trip_and_grad_cam():
+    from keras_covidcxr import GradCAM
+
+    model = CXRClassifier("resunet_encoder", input_shape=(32, 32, 3), encoder_filters=(4, 8, 16), name="enc")
+    assert model.head_units == 0 and model.backbone.output_shape == (None, 8, 8, 16)
+    clone = CXRClassifier.from_config(model.get_config())
+    assert clone.get_config() == model.get_config() and clone.encoder_filters == (4, 8, 16)
+    assert [v.path for v in clone.weights] == [v.path for v in model.weights]
+    x = np.random.default_rng(2).normal(size=(2, 32, 32, 3)).astype("float32")
+    heatmaps = np.asarray(GradCAM(model)(x, 1))
+    assert heatmaps.shape[0] == 2 and np.all(np.isfinite(heatmaps)) and heatmaps.max() > 0
+    with pytest.raises(ConfigError, match="no ImageNet weights"):
+        CXRClassifier("resunet_encoder", input_shape=(32, 32, 3), backbone_weights="imagenet")
+
+
+def test_segmenter_encoder_seeds_the_classifier_exactly():
+    import keras
+
+    from keras_covidcxr import ResUnet
+    from keras_covidcxr.models.classifier.encoder_transfer import copy_segmenter_encoder
+
+    keras.utils.set_random_seed(3)
+    segmenter = ResUnet(input_size=32, filters=(4, 8, 16))
+    classifier = CXRClassifier("resunet_encoder", input_shape=(32, 32, 3), encoder_filters=(4, 8, 16))
+    assert copy_segmenter_encoder(segmenter, classifier) == 17
+    gray = np.random.default_rng(4).normal(size=(2, 32, 32, 1)).astype("float32")
+    bridge = keras.Model(segmenter.input, segmenter.get_layer("bridge_add").output)
+    np.testing.assert_allclose(
+        np.asarray(classifier.backbone.predict_on_batch(np.repeat(gray, 3, axis=-1))),
+        np.asarray(bridge.predict_on_batch(gray)), rtol=1e-4, atol=1e-4,
+    )
+    with pytest.raises(ConfigError, match="filters"):
+        copy_segmenter_encoder(ResUnet(input_size=32, filters=(8, 16, 32)), classifier)
+    with pytest.raises(ConfigError, match="is not 'resunet_encoder'"):
+        copy_segmenter_encoder(segmenter, CXRClassifier("densenet121", input_shape=(32, 32, 3), head_units=8))

@@ -120,3 +120,86 @@ def test_an_implausible_mask_is_flagged(chest_images, make_pipeline, fall_back):
         assert result.crop_box is None and "classified the unmasked image" in message
     else:
         assert result.crop_box is not None and "used anyway" in message
+
+
+class ThresholdSegmenter(keras.Model):
+    """A stand-in segmenter whose 'lungs' are the brighter-than-average pixels of its input (at 64 px)."""
+
+    input_size, input_channels = 64, 1
+
+    def call(self, x):
+        return keras.ops.cast(keras.ops.greater(x, 0.0), "float32")
+
+
+def boxes_image(*boxes, size=256):
+    """A (size, size) image, 1 inside these (rows, cols) slices and 0 elsewhere."""
+    image = np.zeros((size, size), "float32")
+    for rows, cols in boxes:
+        image[rows, cols] = 1.0
+    return image
+
+
+FRONTAL = boxes_image((slice(40, 200), slice(24, 112)), (slice(40, 200), slice(144, 232)))  # two lungs
+LATERAL = boxes_image((slice(40, 220), slice(60, 200)))  # one lung field
+
+
+@pytest.fixture(scope="module")
+def view_checking(pipeline):
+    """(pipeline without the mask view check, the same with it); shares the session pipeline's ensemble."""
+    plain = Pipeline(ThresholdSegmenter(), pipeline.ensemble)
+    return plain, plain.with_input_contract(check_view_from_mask=True)
+
+
+def test_with_input_contract_changes_only_the_contract(view_checking):
+    plain, checking = view_checking
+    assert checking.input_contract.check_view_from_mask and not plain.input_contract.check_view_from_mask
+    assert checking.input_contract.min_size == plain.input_contract.min_size == 64
+    assert checking.segmenter is plain.segmenter and checking.ensemble is plain.ensemble
+    assert checking.get_config()["input_contract"]["check_view_from_mask"] is True
+
+
+def test_a_lateral_looking_mask_is_flagged_only_when_the_check_is_on(view_checking):
+    plain, checking = view_checking
+    assert all(not r.warnings for r in plain.predict([FRONTAL, LATERAL]))
+    frontal, lateral = checking.predict([FRONTAL, LATERAL])
+    assert frontal.warnings == [] and frontal.error is None
+    assert [code for code, _ in lateral.warnings] == ["view"]
+    assert lateral.warnings[0][1].startswith("lung mask looks like a lateral view (second lung component 0% ")
+    assert lateral.error is None and lateral.label is not None  # flagged, still predicted
+    assert checking.predict([FRONTAL], strict=True)[0].warnings == []
+
+
+def test_strict_refuses_a_lateral_looking_mask_with_raise(view_checking):
+    _, checking = view_checking
+    message = r"^array\[1\]: lung mask looks like a lateral view .*\(input contract\)$"
+    with pytest.raises(InputContractError, match=message):
+        checking.predict([FRONTAL, LATERAL], strict=True)
+
+
+def test_strict_refuses_a_lateral_looking_mask_with_record(view_checking):
+    _, checking = view_checking
+    results = checking.predict([FRONTAL, LATERAL, FRONTAL], strict=True, on_error="record")
+    assert [r.error is None for r in results] == [True, False, True]
+    refused = results[1]
+    assert refused.error.startswith("array[1]: lung mask looks like a lateral view")
+    assert refused.label is None and refused.probabilities is None and refused.members is None
+    assert refused.mask is None and refused.lung_fraction is None and refused.warnings == []
+    assert refused.to_dict()["error"] == refused.error
+    alone = checking.predict([FRONTAL])[0]  # the refused image does not change its neighbours' results
+    for result in (results[0], results[2]):
+        assert result.probabilities == pytest.approx(alone.probabilities, abs=1e-5)
+    only_refused = checking.predict([LATERAL], strict=True, on_error="record")[0]  # nothing left to classify
+    assert only_refused.error is not None and only_refused.label is None
+
+
+def test_a_stated_view_is_left_to_the_metadata_check(view_checking):
+    from keras_covidcxr.io.image_loader import LoadedImage
+
+    _, checking = view_checking
+    stated_pa = LoadedImage(LATERAL, {"path": "pa.dcm", "view": "PA"})
+    result = checking.predict([stated_pa], strict=True)[0]
+    assert result.error is None and result.warnings == []
+    stated_lateral = LoadedImage(LATERAL, {"path": "ll.dcm", "view": "L"})
+    assert [message for _, message in checking.predict([stated_lateral])[0].warnings] == [
+        "view L is not one of PA, AP, AP Supine"
+    ]

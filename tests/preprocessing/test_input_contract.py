@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 
 from keras_covidcxr import ConfigError, InputContract
@@ -28,3 +29,45 @@ def test_round_trip_and_validation():
     assert InputContract.from_dict(contract.to_dict()) == contract
     with pytest.raises(ConfigError):
         InputContract.from_dict({"min_size": 128, "colour": True})
+
+
+def lateral_looking_mask():
+    mask = np.zeros((64, 64), bool)
+    mask[10:55, 15:50] = True  # one lung field
+    return mask
+
+
+def frontal_looking_mask():
+    mask = np.zeros((64, 64), bool)
+    mask[10:50, 6:28] = mask[10:50, 36:58] = True
+    return mask
+
+
+def test_the_view_from_the_mask_is_checked_only_when_asked():
+    assert InputContract().check_lung_mask({}, lateral_looking_mask()) == []
+    contract = InputContract(check_view_from_mask=True)
+    problems = contract.check_lung_mask({"view": None}, lateral_looking_mask())
+    assert codes(problems) == [("view", False)]
+    assert problems[0].message == (
+        "lung mask looks like a lateral view (second lung component 0% of the lung area, smaller half 49%)"
+    )
+    assert codes(contract.check_lung_mask({}, lateral_looking_mask(), strict=True)) == [("view", True)]
+    assert contract.check_lung_mask({}, frontal_looking_mask(), strict=True) == []
+    assert contract.check_lung_mask({}, np.zeros((64, 64), bool), strict=True) == []  # empty: not lateral
+
+
+@pytest.mark.parametrize("view", ["PA", "L"])
+def test_a_stated_view_is_left_to_the_metadata_check(view):
+    contract = InputContract(check_view_from_mask=True)
+    assert contract.check_lung_mask({"view": view}, lateral_looking_mask(), strict=True) == []
+
+
+def test_check_view_from_mask_round_trips_and_old_contracts_load():
+    contract = InputContract(min_size=128, check_view_from_mask=True)
+    assert contract.to_dict()["check_view_from_mask"] is True
+    assert InputContract.from_dict(contract.to_dict()) == contract
+    old = InputContract().to_dict()
+    del old["check_view_from_mask"]  # a preset written before the field existed
+    assert InputContract.from_dict(old) == InputContract()
+    with pytest.raises(ConfigError, match="check_view_from_mask"):
+        InputContract.from_dict({"check_view_from_mask": "yes"})

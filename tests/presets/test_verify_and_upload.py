@@ -1,5 +1,6 @@
 import json
 import shutil
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -38,7 +39,11 @@ class FakeHubApi:
         self.calls.append(("create_repo", repo_id, kwargs))
 
     def upload_folder(self, **kwargs):
-        self.calls.append(("upload_folder", kwargs["repo_id"], kwargs))
+        card = Path(kwargs["folder_path"]) / "README.md"
+        uploaded = sorted(str(p.relative_to(kwargs["folder_path"])) for p in Path(kwargs["folder_path"]).rglob("*"))
+        self.calls.append(("upload_folder", kwargs["repo_id"], {
+            **kwargs, "card": card.read_text() if card.is_file() else None, "files": uploaded,
+        }))
         return SimpleNamespace(oid="abc123")
 
 
@@ -66,3 +71,76 @@ def test_a_tampered_preset_is_never_uploaded(preset_dir, tmp_path, monkeypatch):
     with pytest.raises(PresetError, match="hf://owner/repo"):
         upload_preset(preset_dir, "me/tiny")
     assert FakeHubApi.calls == []
+
+
+CARD = """---
+library_name: keras
+license: other
+---
+
+# tiny
+"""
+
+
+@pytest.fixture
+def fake_hub(monkeypatch, tmp_path):
+    import huggingface_hub
+
+    from keras_covidcxr.presets import upload
+
+    FakeHubApi.calls = []
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeHubApi)
+    cards = tmp_path / "model_cards"
+    cards.mkdir()
+    monkeypatch.setattr(upload, "SOURCE_MODEL_CARDS", cards)
+    return cards
+
+
+def test_upload_publishes_the_model_card_from_model_cards_as_readme(preset_dir, fake_hub):
+    (fake_hub / f"{preset_dir.name}.md").write_text(CARD)
+    assert upload_preset(preset_dir, "hf://me/tiny") == "hf://me/tiny@abc123"
+    (_, _, _), (_, _, uploaded) = FakeHubApi.calls
+    assert uploaded["card"] == CARD
+    assert set(uploaded["files"]) >= {"README.md", "config.json", "metadata.json", "segmenter/model.safetensors"}
+    assert not (preset_dir / "README.md").exists()  # the preset itself is never changed
+    verify_preset(preset_dir)
+
+
+def test_an_explicit_card_wins_and_false_uploads_none(preset_dir, fake_hub, tmp_path):
+    (fake_hub / f"{preset_dir.name}.md").write_text(CARD)
+    mine = tmp_path / "mine.md"
+    mine.write_text(CARD.replace("# tiny", "# mine"))
+    upload_preset(preset_dir, "hf://me/tiny", model_card=mine)
+    assert FakeHubApi.calls[-1][2]["card"].endswith("# mine\n")
+    upload_preset(preset_dir, "hf://me/tiny", model_card=False)
+    assert FakeHubApi.calls[-1][2]["card"] is None
+    assert FakeHubApi.calls[-1][2]["folder_path"] == str(preset_dir)
+
+
+def test_a_card_with_unfilled_placeholders_is_never_uploaded(preset_dir, fake_hub):
+    (fake_hub / f"{preset_dir.name}.md").write_text(CARD + "AUC {{CV_AUC}}\n")
+    with pytest.raises(PresetError, match=r"unfilled placeholders: \{\{CV_AUC\}\}"):
+        upload_preset(preset_dir, "hf://me/tiny")
+    assert FakeHubApi.calls == []
+
+
+def test_upload_command_names_the_card_it_published(preset_dir, fake_hub):
+    from covidcxr_cli.app import app
+    from typer.testing import CliRunner
+
+    (fake_hub / f"{preset_dir.name}.md").write_text(CARD)
+    result = CliRunner().invoke(app, ["upload", str(preset_dir), "hf://me/tiny"])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.stdout.split())
+    assert f"with the model card {fake_hub / (preset_dir.name + '.md')}" in text and "hf://me/tiny@abc123" in text
+    (fake_hub / f"{preset_dir.name}.md").unlink()
+    bare = CliRunner().invoke(app, ["upload", str(preset_dir), "hf://me/tiny"])
+    assert bare.exit_code == 0 and "no model card found" in bare.stderr
+
+
+def test_registered_presets_find_their_card_in_model_cards():
+    from keras_covidcxr.models.pipeline.pipeline_presets import PIPELINE_PRESETS
+    from keras_covidcxr.presets.upload import SOURCE_MODEL_CARDS, find_model_card
+
+    for name in PIPELINE_PRESETS:
+        assert find_model_card(Path("somewhere") / name) == SOURCE_MODEL_CARDS / f"{name}.md"

@@ -170,3 +170,33 @@ def test_killed_classifier_run_resumes_after_its_last_finished_step(binary_data,
     assert len(result.history) == 2
     assert TrainingCheckpoint(tmp_path).read_summary()["component"] == "classifier"
     assert best_after_head  # best/ existed after the first step
+
+
+def test_end_to_end_recipe_trains_every_layer_and_batch_norm(binary_data):
+    train, val, _ = binary_data
+    keras.utils.set_random_seed(2)
+    model = CXRClassifier("resunet_encoder", input_shape=(32, 32, 3), encoder_filters=(4, 8, 16), name="e2e")
+    before_bn, before = bn_statistics(model), weights_of(model.backbone.layers)
+    snapshot = Snapshot()
+    config = TrainingConfig(**FAST, classifier_recipe="end_to_end", epochs=2, patience=0)
+    result = train_classifier(model, train, val, config, callbacks=[snapshot])
+    assert result.monitor == "val_loss" and len(result.history) == 2
+    assert result.details["steps"] == [{"step": "end_to_end", "fraction": None, "trainable_blocks": ["all"],
+                                        "epochs": 2, "best_after": result.best_value, "improved": True}]
+    # everything trained in the single step, batch-norm statistics included
+    assert snapshot.trainable[0] == {v.path for v in model.weights if v.trainable or "moving" not in v.path}
+    after = weights_of(result.model.backbone.layers)
+    assert all(not np.allclose(before[p], after[p]) for p in before if "moving" not in p)
+    assert any(not np.allclose(before_bn[p], bn_statistics(result.model)[p]) for p in before_bn)
+
+
+def test_end_to_end_without_validation_keeps_the_lowest_training_loss(binary_data):
+    train, _, _ = binary_data
+    model = CXRClassifier("resunet_encoder", input_shape=(32, 32, 3), encoder_filters=(4, 8, 16), name="e2e")
+    config = TrainingConfig(**FAST, classifier_recipe="end_to_end", epochs=2, patience=1)
+    result = train_classifier(model, train, None, config)
+    losses = [epoch["loss"] for epoch in result.history]
+    assert result.monitor == "loss" and len(losses) == 2  # no early stop without validation
+    assert result.best_epoch == int(np.argmin(losses)) + 1
+    with pytest.raises(Exception, match="needs validation data"):
+        train_classifier(model, train, None, TrainingConfig(**FAST))

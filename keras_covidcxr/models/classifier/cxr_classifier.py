@@ -5,7 +5,8 @@ import os
 import keras
 
 from keras_covidcxr.errors import ConfigError
-from keras_covidcxr.models.classifier.backbones import BACKBONES
+from keras_covidcxr.models.classifier.backbones import BACKBONES, RESUNET_ENCODER
+from keras_covidcxr.models.resunet.resunet import encoder_path
 from keras_covidcxr.models.serializable_model import SerializableModel
 
 
@@ -33,6 +34,8 @@ class CXRClassifier(SerializableModel):
         input_shape: (height, width, 3); gray images are replicated.
         backbone_weights: None, "imagenet" (downloaded by Keras) or the path
             of a local Keras weights file for the backbone.
+        encoder_filters: filters per level of the `resunet_encoder` backbone
+            (ignored by the others).
 
     Example:
         >>> model = CXRClassifier("mobilenet_v2", num_classes=3, input_shape=(64, 64, 3))
@@ -48,6 +51,7 @@ class CXRClassifier(SerializableModel):
         dropout=0.1,
         input_shape=(224, 224, 3),
         backbone_weights=None,
+        encoder_filters=(16, 32, 64, 128),
         name=None,
         **kwargs,
     ):
@@ -57,14 +61,23 @@ class CXRClassifier(SerializableModel):
             raise ConfigError(f"num_classes must be >= 2, got {num_classes}")
         if backbone_weights not in (None, "imagenet") and not os.path.isfile(backbone_weights):
             raise ConfigError(f"{backbone_weights}: backbone weights file not found")
+        if backbone == RESUNET_ENCODER and backbone_weights == "imagenet":
+            raise ConfigError("resunet_encoder has no ImageNet weights; use None or copy_segmenter_encoder")
         application, default_units = BACKBONES[backbone]
         head_units = default_units if head_units is None else int(head_units)
         input_shape = tuple(int(d) for d in input_shape)
 
         # === Layers ===
-        backbone_model = getattr(keras.applications, application)(
-            include_top=False, weights=backbone_weights, input_shape=input_shape
-        )
+        encoder_filters = tuple(int(f) for f in encoder_filters)
+        if backbone == RESUNET_ENCODER:
+            image = keras.Input(input_shape, name="encoder_image")
+            backbone_model = keras.Model(image, encoder_path(image, encoder_filters)[0], name=RESUNET_ENCODER)
+            if backbone_weights is not None:
+                backbone_model.load_weights(backbone_weights)
+        else:
+            backbone_model = getattr(keras.applications, application)(
+                include_top=False, weights=backbone_weights, input_shape=input_shape
+            )
         feature_shape = backbone_model.output_shape[1:]
         features = keras.Input(feature_shape, name="features")
         x = keras.layers.GlobalAveragePooling2D(name="head_pool")(features)
@@ -93,6 +106,7 @@ class CXRClassifier(SerializableModel):
         self.dropout = dropout
         self.image_shape = input_shape
         self.backbone_weights = backbone_weights
+        self.encoder_filters = encoder_filters
 
     @property
     def feature_extractor(self):
@@ -108,4 +122,5 @@ class CXRClassifier(SerializableModel):
             "dropout": self.dropout,
             "input_shape": list(self.image_shape),
             "backbone_weights": self.backbone_weights,
+            "encoder_filters": list(self.encoder_filters),
         }

@@ -91,6 +91,17 @@ class Pipeline:
             self.segmenter, self.ensemble, self.class_names, preprocessing, self.input_contract, self.metadata
         )
 
+    def with_input_contract(self, **changes):
+        """A pipeline sharing these models, with some input contract settings changed.
+
+        Example: `pipeline.with_input_contract(check_view_from_mask=True)`
+        also checks the view of PNG/JPEG images from their lung mask.
+        """
+        input_contract = dataclasses.replace(self.input_contract, **changes)
+        return Pipeline(
+            self.segmenter, self.ensemble, self.class_names, self.preprocessing, input_contract, self.metadata
+        )
+
     @property
     def is_trained(self):
         """Whether the preset records how its weights were trained."""
@@ -112,7 +123,9 @@ class Pipeline:
             explain: True adds `result.heatmap`, the Grad-CAM of the predicted
                 class; a class name gives that class's heatmap instead.
             strict: refuse images the input contract only flags (lateral
-                views, children).
+                views, children). With the contract's
+                `check_view_from_mask`, images without a stated view whose
+                lung mask looks lateral are flagged too (refused when strict).
         """
         if on_error not in ("raise", "record"):
             raise ConfigError(f"on_error must be 'raise' or 'record', got {on_error!r}")
@@ -154,8 +167,21 @@ class Pipeline:
 
         segmenter_batch = np.stack([segmenter_input(pixels[i], self.segmenter.input_size) for i in ok])
         lung_probabilities = _run_padded(self.segmenter, segmenter_batch, batch_size)[..., 0]
-        classifier_batch = []
+        checked = []
         for i, probabilities in zip(ok, lung_probabilities):
+            try:
+                self._check_lung_mask(results[i], probabilities, strict)
+            except CovidCXRError as error:
+                if on_error == "raise":
+                    raise
+                results[i].error = str(error)
+                continue
+            checked.append((i, probabilities))
+        ok = [i for i, _ in checked]
+        if not ok:
+            return results
+        classifier_batch = []
+        for i, probabilities in checked:
             result = results[i]
             result.image = pixels[i]
             result.mask = lung_mask_at(probabilities, pixels[i].shape, self.preprocessing.mask_threshold)
@@ -180,11 +206,22 @@ class Pipeline:
         else:
             loaded = image if isinstance(image, LoadedImage) else load_image(image)
             pixels, result.metadata = loaded.pixels, dict(loaded.metadata)
-        for problem in self.input_contract.check(result.metadata, pixels.shape, strict=strict):
+        self._apply_problems(result, self.input_contract.check(result.metadata, pixels.shape, strict=strict))
+        return pixels
+
+    @staticmethod
+    def _apply_problems(result, problems):
+        """Raise an `InputContractError` for the first refused problem; add the others as warnings."""
+        for problem in problems:
             if problem.refused:
                 raise InputContractError(f"{result.source}: {problem.message} (input contract)")
             result.warnings.append((problem.code, problem.message))
-        return pixels
+
+    def _check_lung_mask(self, result, probabilities, strict):
+        """The contract's mask checks on the segmenter-resolution lung probabilities of one image."""
+        lung_mask = probabilities >= self.preprocessing.mask_threshold
+        problems = self.input_contract.check_lung_mask(result.metadata, lung_mask, strict=strict)
+        self._apply_problems(result, problems)
 
     def _fill_prediction(self, result, outputs, row):
         names = self.class_names
@@ -218,7 +255,13 @@ class Pipeline:
         """Load a pipeline from a preset folder, a registered name or hf://owner/repo[@revision].
 
         Every file is checked against the checksums in metadata.json, only
-        keras_covidcxr classes are built, and weights must match exactly.
+        keras_covidcxr classes are built, and weights must match exactly. A
+        registered name whose trained weights are not published yet raises a
+        `PresetError` saying how to train them (`covidcxr presets` lists which).
+
+        Example:
+            >>> import keras_covidcxr
+            >>> pipeline = Pipeline.from_preset(keras_covidcxr.DEFAULT_PRESET)  # doctest: +SKIP
         """
         folder = resolve_preset(handle)
         config, metadata = preset_format.read_verified_config(folder)

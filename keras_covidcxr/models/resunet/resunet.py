@@ -52,16 +52,7 @@ class ResUnet(SerializableModel):
 
         # === Layers and graph ===
         inputs = keras.Input((input_size, input_size, input_channels), name="image")
-        x = inputs
-        skips = []
-        for level, level_filters in enumerate(filters, start=1):
-            is_bridge = level == len(filters)
-            prefix = "bridge" if is_bridge else f"encoder{level}"
-            x = _residual_unit(
-                x, level_filters, strides=1 if level == 1 else 2, first=level == 1, prefix=prefix
-            )
-            if not is_bridge:
-                skips.append(x)
+        x, skips = encoder_path(inputs, filters)
         for level, (skip, level_filters) in enumerate(
             zip(reversed(skips), reversed(filters[:-1])), start=1
         ):
@@ -84,6 +75,22 @@ class ResUnet(SerializableModel):
             "input_channels": self.input_channels,
             "filters": list(self.filters),
         }
+
+
+def encoder_path(inputs, filters):
+    """The encoder levels and the bridge: (bridge output, [skip tensor per encoder level]).
+
+    Layer names (`encoder1_conv1`, ..., `bridge_conv2`) are shared by the ResUnet and by the
+    classifier backbone `resunet_encoder`, so trained segmenter weights can seed a classifier.
+    """
+    x, skips = inputs, []
+    for level, level_filters in enumerate(filters, start=1):
+        is_bridge = level == len(filters)
+        prefix = "bridge" if is_bridge else f"encoder{level}"
+        x = _residual_unit(x, level_filters, strides=1 if level == 1 else 2, first=level == 1, prefix=prefix)
+        if not is_bridge:
+            skips.append(x)
+    return x, skips
 
 
 def _residual_unit(x, filters, strides, first, prefix):

@@ -1,0 +1,64 @@
+"""The preset shipped inside the package (`DEFAULT_PRESET`): it loads offline, matches its recorded
+outputs on the bundled sample, records how it was trained and measured, and stays small."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from covidcxr_cli.app import app
+from typer.testing import CliRunner
+
+import keras_covidcxr
+from keras_covidcxr import Pipeline, sample_images, verify_preset
+from keras_covidcxr.presets.registry import registered_handle
+
+BUNDLED = Path(registered_handle(keras_covidcxr.DEFAULT_PRESET))
+MAX_BYTES = 25 * 2**20
+
+
+@pytest.fixture(scope="module")
+def bundled():
+    return Pipeline.from_preset(keras_covidcxr.DEFAULT_PRESET)
+
+
+def test_bundled_preset_is_trained_and_small(bundled):
+    assert bundled.is_trained
+    assert bundled.class_names == ("non_covid", "covid")
+    size = sum(path.stat().st_size for path in BUNDLED.rglob("*") if path.is_file())
+    assert size <= MAX_BYTES, f"{size / 2**20:.1f} MiB"
+
+
+def test_bundled_preset_reproduces_its_recorded_outputs():
+    verification = verify_preset(keras_covidcxr.DEFAULT_PRESET)
+    assert verification.passed, verification.problems
+
+
+def test_bundled_preset_records_data_recipe_and_cross_validated_metrics(bundled):
+    training = bundled.metadata["training"]
+    assert len(training["data"]["manifest_sha256"]) == 64 and training["seed"] == 0
+    assert training["command"].startswith("python examples/train_bundled_preset.py")
+    cv = training["validation"]["cross_validation"]
+    for model in ("ensemble", "shortcut_baseline"):
+        for subset in ("all", "pa_only"):
+            for metric in ("auc", "sensitivity", "specificity"):
+                entry = cv[model][subset][metric]
+                low, high = entry["ci95"]
+                assert low <= entry["value"] <= high
+    dice = training["validation"]["segmenter"]["test_dice"]
+    assert 0.5 < dice["value"] <= 1 and dice["ci95"][0] <= dice["value"] <= dice["ci95"][1]
+    weights = training["recipe"]["ensemble"]["weights"]
+    assert list(weights) == list(bundled.ensemble.member_names)
+    np.testing.assert_allclose(list(weights.values()), bundled.ensemble.weights_normalised, atol=1e-6)
+    assert bundled.ensemble.threshold == pytest.approx(training["recipe"]["ensemble"]["threshold"])
+
+
+def test_predict_without_preset_uses_the_bundled_one():
+    sample = str(sample_images()[0])
+    result = CliRunner().invoke(app, ["predict", sample, "--json"])
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)
+    assert set(record["probabilities"]) == {"non_covid", "covid"}
+    assert abs(sum(record["probabilities"].values()) - 1) < 1e-5
+    notice = " ".join(result.stderr.split())
+    assert "not for diagnosis" in notice and keras_covidcxr.DEFAULT_PRESET in notice
