@@ -76,7 +76,7 @@ MEMBERS = {
 
 
 def prepare_data(shared_folder, work):
-    """The audited, patient-split manifest (work/manifest.csv) and what was dropped on the way."""
+    """The audited, patient-split manifest (work/manifest.csv); what was dropped goes to work/data_report.json."""
     path = work / "manifest.csv"
     if path.is_file():
         return read_manifest(path)
@@ -111,7 +111,7 @@ def train_segmenter_stage(manifest, work):
 
 
 def patient_interval(values, groups, statistic=np.mean):
-    """(point, low, high): `statistic` of per-image values with a patient-level bootstrap 95% interval."""
+    """{"value", "ci95", "n"}: `statistic` of per-image values with a patient-level bootstrap 95% interval."""
     values = np.asarray(values, "float64")
     samples = [statistic(values[index]) for index in resample_patients(groups, N_RESAMPLES, seed=SEED)]
     low, high = percentile_interval(np.asarray(samples))
@@ -191,7 +191,8 @@ def inner_validation(index, groups, labels, seed):
     return index[fit], index[val]
 
 
-def scores(models, inputs):
+def covid_scores(models, inputs):
+    """(n, models) COVID-19 probabilities."""
     return member_probabilities(models, inputs, batch_size=32)[..., 1]
 
 
@@ -212,7 +213,7 @@ def cross_validate_members(manifest, segmenter, inputs, work):
             started = time.time()
             result = train_member(name, segmenter, inputs, labels, fit_index, val_index, seed=SEED + k)
             fold["members"][name] = {
-                "scores": scores([result.model], inputs[test_index])[:, 0].tolist(),
+                "scores": covid_scores([result.model], inputs[test_index])[:, 0].tolist(),
                 "best_epoch": result.best_epoch,
                 "seconds": round(time.time() - started, 1),
             }
@@ -287,12 +288,12 @@ def shortcut_scores(features, labels, fold_of):
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    scores_ = np.zeros(len(labels))
+    out_of_fold = np.zeros(len(labels))
     for k in np.unique(fold_of):
         model = make_pipeline(StandardScaler(), LogisticRegression(class_weight="balanced", max_iter=1000))
         model.fit(features[fold_of != k], labels[fold_of != k])
-        scores_[fold_of == k] = model.predict_proba(features[fold_of == k])[:, 1]
-    return scores_
+        out_of_fold[fold_of == k] = model.predict_proba(features[fold_of == k])[:, 1]
+    return out_of_fold
 
 
 def cross_validation_report(manifest, out_of_fold, fold_of, features):
@@ -334,7 +335,7 @@ def leave_one_source_out(manifest, segmenter, inputs, features):
             report[source] = {**entry, "auc": None, "why": "one class only"}
             continue
         fit_index, val_index = inner_validation(train, groups, labels, seed=SEED)
-        member_scores = [scores([train_member(name, segmenter, inputs, labels, fit_index, val_index).model],
+        member_scores = [covid_scores([train_member(name, segmenter, inputs, labels, fit_index, val_index).model],
                                 inputs[test])[:, 0] for name in MEMBERS]
         shortcut = make_pipeline(StandardScaler(), LogisticRegression(class_weight="balanced", max_iter=1000))
         shortcut.fit(features[train], labels[train])

@@ -62,3 +62,10 @@ def test_predict_without_preset_uses_the_bundled_one():
     assert abs(sum(record["probabilities"].values()) - 1) < 1e-5
     notice = " ".join(result.stderr.split())
     assert "not for diagnosis" in notice and keras_covidcxr.DEFAULT_PRESET in notice
+
+
+def test_the_table_states_the_operating_threshold(bundled):
+    result = CliRunner().invoke(app, ["predict", str(sample_images()[0])])
+    assert result.exit_code == 0, result.output
+    threshold = bundled.ensemble.threshold
+    assert f"label covid when p(covid) >= {threshold:.3f}" in " ".join(result.stdout.split())
