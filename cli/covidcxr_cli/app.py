@@ -294,7 +294,7 @@ def _results_table(results, pipeline, untrained):
     threshold = getattr(pipeline.ensemble, "threshold", None)
     if len(class_names) == 2 and threshold is not None:
         positive = class_names[1]
-        caption = f"label {positive} when p({positive}) >= {threshold:.3f}, the preset's operating threshold. " + caption
+        caption += f" Label {positive} when p({positive}) >= {threshold:.3f} (the preset's operating threshold)."
     if untrained:
         caption = "[bold yellow]UNTRAINED preset: these outputs mean nothing.[/] " + caption
     table = Table("image", "label", *class_names, "member votes", "lung area", "notes", caption=caption)
