@@ -120,7 +120,8 @@ def _predict_and_print(pipeline, images, batch_size, strict, json_output, overla
         for result in results:
             console.print_json(json.dumps({**result.to_dict(), "untrained": untrained}), indent=None)
     else:
-        console.print(_results_table(results, pipeline, untrained))
+        console.print(_results_table(results, pipeline.class_names, untrained))
+        _print_operating_threshold(pipeline)
     if overlays is not None:
         _write_overlays([r for r in results if not r.error], overlays)
     return not any(r.error for r in results)
@@ -288,13 +289,16 @@ def _load_pipeline(preset, allow_untrained):
     return pipeline
 
 
-def _results_table(results, pipeline, untrained):
-    class_names = pipeline.class_names
-    caption = "Research use only, not for diagnosis."
+def _print_operating_threshold(pipeline):
+    """Say how a two-class label is decided: by the preset's threshold, not the larger probability."""
     threshold = getattr(pipeline.ensemble, "threshold", None)
-    if len(class_names) == 2 and threshold is not None:
-        positive = class_names[1]
-        caption += f" Label {positive} when p({positive}) >= {threshold:.3f} (the preset's operating threshold)."
+    if len(pipeline.class_names) == 2 and threshold is not None:
+        positive = pipeline.class_names[1]
+        console.print(f"Label {positive} if p({positive}) >= {threshold:.3f} (the preset's operating threshold).")
+
+
+def _results_table(results, class_names, untrained):
+    caption = "Research use only, not for diagnosis."
     if untrained:
         caption = "[bold yellow]UNTRAINED preset: these outputs mean nothing.[/] " + caption
     table = Table("image", "label", *class_names, "member votes", "lung area", "notes", caption=caption)

@@ -68,4 +68,4 @@ def test_the_table_states_the_operating_threshold(bundled):
     result = CliRunner().invoke(app, ["predict", str(sample_images()[0])])
     assert result.exit_code == 0, result.output
     threshold = bundled.ensemble.threshold
-    assert f"Label covid when p(covid) >= {threshold:.3f}" in " ".join(result.stdout.split())
+    assert f"Label covid if p(covid) >= {threshold:.3f} (the preset's operating threshold)." in " ".join(result.stdout.split())
