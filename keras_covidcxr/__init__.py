@@ -15,12 +15,15 @@ import importlib
 from keras_covidcxr.errors import (
     ConfigError,
     CovidCXRError,
+    DatasetError,
     ImageDecodeError,
     InputContractError,
     InputError,
     MissingDependencyError,
+    OutputExistsError,
     PresetError,
     UnsupportedImageError,
+    UntrainedPresetWarning,
 )
 from keras_covidcxr.version import __version__
 
@@ -44,6 +47,7 @@ _LAZY = {
     "save_overlays": "keras_covidcxr.io.overlays",
     "verify_preset": "keras_covidcxr.presets.verification",
     "upload_preset": "keras_covidcxr.presets.upload",
+    "find_model_card": "keras_covidcxr.presets.upload",
     "sample_images": "keras_covidcxr.samples",
     "evaluate_pipeline": "keras_covidcxr.evaluation.evaluate_pipeline",
     "Evaluation": "keras_covidcxr.evaluation.evaluate_pipeline",
@@ -69,12 +73,15 @@ __all__ = [
     "DEFAULT_PRESET",
     "ConfigError",
     "CovidCXRError",
+    "DatasetError",
     "ImageDecodeError",
     "InputContractError",
     "InputError",
     "MissingDependencyError",
+    "OutputExistsError",
     "PresetError",
     "UnsupportedImageError",
+    "UntrainedPresetWarning",
     "__version__",
     *_LAZY,
 ]

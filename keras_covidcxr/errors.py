@@ -1,4 +1,4 @@
-"""Every error that keras-covidcxr raises on purpose.
+"""Every error that keras-covidcxr raises on purpose, and its one warning.
 
 All derive from `CovidCXRError`, so a caller (or the CLI) can catch one class
 and report the message, which always names the file or preset and the reason.
@@ -35,3 +35,22 @@ class PresetError(CovidCXRError):
 
 class ConfigError(CovidCXRError):
     """A component or pipeline was configured with invalid arguments."""
+
+
+class OutputExistsError(CovidCXRError, FileExistsError):
+    """An output would replace a file or folder that is not ours; nothing was written."""
+
+
+class DatasetError(CovidCXRError):
+    """A manifest, dataset folder or annotation file is missing, malformed or leaks data.
+
+    `problems` holds every "file:line: reason" found; the message shows the first few.
+    """
+
+    def __init__(self, message, problems=()):
+        super().__init__(message)
+        self.problems = list(problems)
+
+
+class UntrainedPresetWarning(UserWarning):
+    """A preset that records no training was loaded: its outputs mean nothing."""

@@ -6,6 +6,7 @@ code is imported inside the commands that need it.
 
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import List, Optional
 
@@ -16,7 +17,7 @@ from rich.table import Table
 
 import keras_covidcxr
 from covidcxr_cli.data_commands import data_app
-from covidcxr_cli.errors import DEBUG, EXIT_OK, EXIT_SOME_FAILED, reported_errors, stderr
+from covidcxr_cli.errors import DEBUG, EXIT_OK, EXIT_SOME_FAILED, exit_code, reported_errors, stderr
 from covidcxr_cli.train_commands import finetune, train_app
 
 app = typer.Typer(
@@ -57,9 +58,11 @@ def predict(
 
     With --out, any number of images stream into a results file; rerunning the same command resumes it.
     """
-    with reported_errors(debug):
+    with reported_errors(debug, needs_keras=True):
         if out is not None and overlays is not None:
             raise keras_covidcxr.ConfigError("--overlays cannot be combined with --out yet; run them separately")
+        if overlays is not None and overlays.exists() and not overlays.is_dir():
+            raise keras_covidcxr.ConfigError(f"{overlays}: --overlays needs a folder, and this is a file")
         if preset is None:
             preset = keras_covidcxr.DEFAULT_PRESET
             stderr.print(
@@ -71,10 +74,10 @@ def predict(
         if check_view:
             pipeline = pipeline.with_input_contract(check_view_from_mask=True)
         if out is not None:
-            all_ok = _predict_into_file(pipeline, images, out, batch_size, workers, strict, retry_failed, json_output)
+            code = _predict_into_file(pipeline, images, out, batch_size, workers, strict, retry_failed, json_output)
         else:
-            all_ok = _predict_and_print(pipeline, images, batch_size, strict, json_output, overlays)
-    raise typer.Exit(EXIT_OK if all_ok else EXIT_SOME_FAILED)
+            code = _predict_and_print(pipeline, images, batch_size, strict, json_output, overlays)
+    raise typer.Exit(code)
 
 
 def _predict_into_file(pipeline, images, out, batch_size, workers, strict, retry_failed, json_output):
@@ -107,7 +110,8 @@ def _predict_into_file(pipeline, images, out, batch_size, workers, strict, retry
             f"({summary.skipped_failed} of them failed) -> {escape(str(out))}"
             + (" [bold yellow](UNTRAINED preset: these outputs mean nothing)[/]" if untrained else "")
         )
-    return summary.all_ok
+    failed = summary.failed + summary.skipped_failed
+    return exit_code(summary.done + summary.skipped - summary.skipped_failed, failed)
 
 
 def _predict_and_print(pipeline, images, batch_size, strict, json_output, overlays):
@@ -124,7 +128,8 @@ def _predict_and_print(pipeline, images, batch_size, strict, json_output, overla
         _print_operating_threshold(pipeline)
     if overlays is not None:
         _write_overlays([r for r in results if not r.error], overlays)
-    return not any(r.error for r in results)
+    failed = sum(bool(r.error) for r in results)
+    return exit_code(len(results) - failed, failed)
 
 
 
@@ -134,34 +139,38 @@ def evaluate(
     manifest: Path = typer.Argument(..., help="Manifest CSV (see `covidcxr data build`)."),
     split: str = typer.Option("test", "--split", help="Which split's cls rows to score."),
     out: Path = typer.Option(..., "--out", help="Report folder to write (report.json, report.md, plots)."),
-    shortcut_probe: bool = typer.Option(True, "--shortcut-probe/--no-shortcut-probe", help="Also score with the lungs blacked out."),
+    shortcut_probe: bool = typer.Option(True, "--shortcut-probe/--no-shortcut-probe", help="Also score with the lungs only and with the lungs blacked out."),
     resamples: int = typer.Option(1000, "--resamples", min=10, help="Bootstrap resamples for the CIs."),
     allow_untrained: bool = typer.Option(False, "--allow-untrained", help="Evaluate a preset that records no training."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier report in --out."),
     debug: bool = DEBUG,
 ):
     """Score every member and both ensembles on a manifest split, like the paper's tables."""
-    with reported_errors(debug):
+    with reported_errors(debug, needs_keras=True):
         pipeline = _load_pipeline(preset, allow_untrained)
         evaluation = keras_covidcxr.evaluate_pipeline(
             pipeline, keras_covidcxr.data.read_manifest(manifest), out, split=split,
             shortcut_probe=shortcut_probe, n_resamples=resamples, overwrite=overwrite,
         )
-    table = Table("scores", "AUC (positive class)", caption=f"{evaluation.n_images} images; report in {evaluation.out_dir}")
+    probe = evaluation.shortcut_probe.get("score_sets", {})
+    caption = f"{evaluation.n_images} images; report in {evaluation.out_dir}"
+    table = Table("scores", "AUC (covid)", *(["AUC, lungs removed"] if probe else []), caption=caption)
     for name, auc in evaluation.auc.items():
-        table.add_row(escape(name), f"{auc:.3f}")
+        table.add_row(escape(name), f"{auc:.3f}", *([f"{probe[name]['auc_lungs_removed']:.3f}"] if probe else []))
     console.print(table)
     if evaluation.shortcut_suspected:
         console.print("[bold red]Shortcut suspected:[/] the ensemble still scores well with the lungs blacked out.")
     for path, error in evaluation.failed:
         console.print(f"[red]failed:[/] {escape(error)}")
-    raise typer.Exit(EXIT_SOME_FAILED if evaluation.failed else EXIT_OK)
+    raise typer.Exit(exit_code(evaluation.n_images, len(evaluation.failed)))
 
 
 @app.command()
-def presets():
+def presets(debug: bool = DEBUG):
     """List the registered presets and whether trained weights exist for each."""
-    for name, metadata in keras_covidcxr.list_presets().items():
+    with reported_errors(debug):
+        registered = keras_covidcxr.list_presets()
+    for name, metadata in registered.items():
         default = "  (default)" if name == keras_covidcxr.DEFAULT_PRESET else ""
         console.print(f"[bold]{name}[/]{default}", soft_wrap=True)
         console.print(f"  trained weights: {_weights_status(name, metadata)}", soft_wrap=True)
@@ -184,9 +193,7 @@ def _weights_status(name, metadata):
 
 
 def _bundled_folder_exists(name):
-    from keras_covidcxr.presets.registry import registered_handle
-
-    return Path(registered_handle(name)).is_dir()
+    return Path(keras_covidcxr.list_presets()[name]["handle"]).is_dir()
 
 
 @app.command()
@@ -197,9 +204,7 @@ def info(handle: str = typer.Argument(..., help="Preset folder, registered name 
     """
     registered = keras_covidcxr.list_presets().get(handle)
     if registered is not None and registered.get("trained") is False:
-        from keras_covidcxr.presets.registry import registered_handle
-
-        console.print_json(json.dumps({"name": handle, "handle": registered_handle(handle), **registered}))
+        console.print_json(json.dumps({"name": handle, **registered}))
         stderr.print(
             f"{handle}: no trained weights are published yet; the training_commands above produce them on a GPU.",
             soft_wrap=True,
@@ -244,7 +249,7 @@ def _describe_input(contract):
 @app.command()
 def verify(handle: str = typer.Argument(..., help="Preset folder, registered name or hf://owner/repo[@rev]."), debug: bool = DEBUG):
     """Check a preset: every checksum, then its outputs on the bundled samples against the recorded ones."""
-    with reported_errors(debug):
+    with reported_errors(debug, needs_keras=True):
         verification = keras_covidcxr.verify_preset(handle)
     for problem in verification.problems:
         console.print(f"[red]mismatch:[/] {escape(problem)}")
@@ -266,10 +271,8 @@ def upload(
     debug: bool = DEBUG,
 ):
     """Publish a preset folder and its model card to the Hugging Face Hub."""
-    from keras_covidcxr.presets.upload import find_model_card
-
     with reported_errors(debug):
-        card = card if card is not None else find_model_card(preset)
+        card = card if card is not None else keras_covidcxr.find_model_card(preset)
         pinned = keras_covidcxr.upload_preset(preset, handle, private=private, model_card=card or False)
     if card is None:
         stderr.print("[yellow]no model card found:[/] uploaded without one (pass --card FILE)")
@@ -280,7 +283,9 @@ def upload(
 
 
 def _load_pipeline(preset, allow_untrained):
-    pipeline = keras_covidcxr.Pipeline.from_preset(preset)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", keras_covidcxr.UntrainedPresetWarning)  # refused or marked below
+        pipeline = keras_covidcxr.Pipeline.from_preset(preset)
     if not pipeline.is_trained and not allow_untrained:
         raise keras_covidcxr.PresetError(
             f"{preset}: records no training (untrained weights); its outputs mean nothing. "
@@ -301,21 +306,24 @@ def _results_table(results, class_names, untrained):
     caption = "Research use only, not for diagnosis."
     if untrained:
         caption = "[bold yellow]UNTRAINED preset: these outputs mean nothing.[/] " + caption
-    table = Table("image", "label", *class_names, "member votes", "lung area", "notes", caption=caption)
-    # Keep file names whole: narrow terminals wrap the other columns instead.
-    table.columns[0].min_width = min(40, max((len(Path(r.source).name) for r in results), default=5))
+    with_notes = any(result.error or result.warnings for result in results)
+    table = Table(caption=caption)
+    # Every column folds long words, so the table fits an 80-column terminal instead of losing its last columns.
+    for header in ("image", "label", *class_names, "member votes", "lung area", *(["notes"] if with_notes else [])):
+        table.add_column(header, overflow="fold")
     for result in results:
         if result.error:
             table.add_row(Path(result.source).name, "[red]error[/]", *[""] * len(class_names), "", "", escape(result.error))
             continue
-        votes = ", ".join(f"{name}: {member['label']}" for name, member in result.members.items())
+        votes = "\n".join(f"{name}: {member['label']}" for name, member in result.members.items())
+        notes = [escape("; ".join(message for _, message in result.warnings))] if with_notes else []
         table.add_row(
             Path(result.source).name,
             result.label,
             *[f"{result.probabilities[c]:.3f}" for c in class_names],
             votes,
             f"{result.lung_fraction:.1%}",
-            escape("; ".join(message for _, message in result.warnings)),
+            *notes,
         )
     return table
 

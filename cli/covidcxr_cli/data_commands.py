@@ -2,7 +2,7 @@
 
 Uses only the public API (`keras_covidcxr.data`, imported inside the commands, so `--help` stays fast).
 Exit codes: 0 success (audit passed), 1 audit failed, 2 could not run (bad input, with one
-`error: ...` line on stderr).
+`error: ...` line on stderr; `--debug` prints the traceback instead).
 
 Examples:
     covidcxr data build shared-cxr data/cxr/manifest.csv --out manifest.csv
@@ -19,7 +19,8 @@ from pathlib import Path
 
 import typer
 
-from covidcxr_cli.errors import EXIT_OK, EXIT_SOME_FAILED, reported_errors
+import keras_covidcxr
+from covidcxr_cli.errors import DEBUG, EXIT_OK, EXIT_SOME_FAILED, reported_errors
 
 EXIT_AUDIT_FAILED = EXIT_SOME_FAILED
 
@@ -52,9 +53,11 @@ def _consoles():
 
 
 def _reports_errors(command):
+    """Run `command` inside `reported_errors`, with the traceback when it was given `--debug`."""
+
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
-        with reported_errors():
+        with reported_errors(kwargs.get("debug", False)):
             return command(*args, **kwargs)
 
     return wrapper
@@ -86,20 +89,22 @@ def _require(value, option, kind):
     return value
 
 
-def _build(kind, source, images, masks_out, split, overwrite):
+def _build(kind, source, images, masks_out, split, overwrite, progress=None):
     from keras_covidcxr import data
 
     if kind is DatasetKind.covidx:
-        return data.from_covidx_list(source, _require(images, "--images", kind), split=split)
+        images = _require(images, "--images", kind)
+        return data.from_covidx_list(source, images, split=split, progress=progress)
     if kind is DatasetKind.darwin:
         return data.from_darwin_json(
             source,
             _require(images, "--images", kind),
             _require(masks_out, "--masks-out", kind),
             overwrite=overwrite,
+            progress=progress,
         )
     if kind is DatasetKind.ieee8023:
-        return data.from_ieee8023_metadata(source, _require(images, "--images", kind))
+        return data.from_ieee8023_metadata(source, _require(images, "--images", kind), progress=progress)
     builders = {
         DatasetKind.class_folders: data.from_class_folders,
         DatasetKind.covid_gr: data.from_covid_gr,
@@ -107,7 +112,7 @@ def _build(kind, source, images, masks_out, split, overwrite):
         DatasetKind.bimcv: data.from_bimcv,
         DatasetKind.shared_cxr: data.from_shared_cxr_manifest,
     }
-    return builders[kind](source)
+    return builders[kind](source, progress=progress)
 
 
 @data_app.command("build")
@@ -128,6 +133,7 @@ def build(
     ),
     report: Path | None = typer.Option(None, "--report", help="Also write the build report as JSON here."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output files."),
+    debug: bool = DEBUG,
 ):
     """Turn a public dataset's layout into a manifest CSV; print what was kept and dropped."""
     from keras_covidcxr import ConfigError
@@ -138,8 +144,9 @@ def build(
         raise ConfigError(f"--split {split!r}: use train, val or test")
     for path in (out, report):  # refuse before building: darwin writes masks while it builds
         if path is not None and path.exists() and not overwrite:
-            raise FileExistsError(f"{path}: already exists; pass --overwrite to replace it")
-    manifest, build_report = _build(kind, source, images, masks_out, split, overwrite)
+            raise keras_covidcxr.OutputExistsError(f"{path}: already exists; pass --overwrite to replace it")
+    with _progress_bar(f"reading {kind.value}") as progress:
+        manifest, build_report = _build(kind, source, images, masks_out, split, overwrite, progress)
     write_manifest(manifest, out, overwrite=overwrite)
     if report is not None:
         build_report.to_json(report, overwrite=overwrite)
@@ -164,6 +171,7 @@ def merge_command(
     ),
     out: Path = typer.Option(..., "--out", "-o", help="The combined manifest CSV to write.", show_default=False),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT if it exists."),
+    debug: bool = DEBUG,
 ):
     """Combine manifests into one (paths made relative to OUT's folder); then split it by patient."""
     from keras_covidcxr import ConfigError
@@ -204,6 +212,7 @@ def split_command(
         help="Read the images and keep patients that share a picture in one split.",
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT if it exists."),
+    debug: bool = DEBUG,
 ):
     """Assign train/val/test by patient, stratified by label (one split for seg and cls rows)."""
     from keras_covidcxr.data import (
@@ -250,7 +259,7 @@ def audit_command(
         "--near-duplicate-threshold",
         min=-1.0,
         max=1.0,
-        help="Thumbnail correlation from which two files count as one picture.",
+        help="Thumbnail correlation from which two files count as one picture (their perceptual hashes must also be close).",
     ),
     images: bool = typer.Option(
         True,
@@ -261,18 +270,19 @@ def audit_command(
         None, "--max-per-check", min=1, help="List at most this many findings per check."
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace the --json file if it exists."),
+    debug: bool = DEBUG,
 ):
     """Check a manifest for patient and picture leaks across splits, children, laterals, small or missing files.
 
     Exit code 0 when it passes, 1 when it finds an error, 2 when it cannot run.
     """
-    with reported_errors():
+    with reported_errors(debug):
         from keras_covidcxr.data import audit_manifest, read_manifest
 
         stdout, _ = _consoles()
         manifest = read_manifest(manifest_path)
         if json_path is not None and json_path.exists() and not overwrite:
-            raise FileExistsError(f"{json_path}: already exists; pass --overwrite to replace it")
+            raise keras_covidcxr.OutputExistsError(f"{json_path}: already exists; pass --overwrite to replace it")
         with _progress_bar("reading images") as progress:
             report = audit_manifest(
                 manifest,

@@ -8,6 +8,7 @@ from rich.console import Console
 from rich.markup import escape
 
 import keras_covidcxr
+from covidcxr_cli.native_stderr import import_keras_quietly
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_CANNOT_RUN = 0, 1, 2
 
@@ -15,20 +16,36 @@ stderr = Console(stderr=True, highlight=False)
 DEBUG = typer.Option(False, "--debug", help="Show full tracebacks.")
 
 
-@contextlib.contextmanager
-def reported_errors(debug=False):
-    """Turn a CovidCXRError (or a refusal to overwrite a file) into one line on stderr and exit code 2.
+def exit_code(n_ok, n_failed):
+    """0 when every input has a result, 1 when some failed and the rest have results, 2 when none has."""
+    if not n_failed:
+        return EXIT_OK
+    return EXIT_SOME_FAILED if n_ok else EXIT_CANNOT_RUN
 
-    With `debug`, the traceback is printed instead.
+
+@contextlib.contextmanager
+def reported_errors(debug=False, needs_keras=False):
+    """Turn a CovidCXRError or an OS error (unwritable output, full disk) into one line on stderr and exit code 2.
+
+    With `needs_keras`, Keras and its backend are imported first (quietly), so a missing backend is
+    reported the same way. With `debug`, the traceback is printed instead.
     """
     try:
+        if needs_keras:
+            import_keras_quietly()
         yield
-    except (keras_covidcxr.CovidCXRError, FileExistsError) as error:
+    except (keras_covidcxr.CovidCXRError, OSError) as error:
         if debug:
             stderr.print_exception()
         else:
-            stderr.print(f"[bold red]error:[/] {escape(str(error))}", soft_wrap=True)
+            stderr.print(f"[bold red]error:[/] {escape(_one_line(error))}", soft_wrap=True)
         raise typer.Exit(EXIT_CANNOT_RUN) from None
     except KeyboardInterrupt:
         stderr.print("interrupted")
         sys.exit(130)
+
+
+def _one_line(error):
+    if isinstance(error, OSError) and not isinstance(error, keras_covidcxr.CovidCXRError) and error.filename:
+        return f"{error.filename}: {error.strerror or error}"
+    return str(error)

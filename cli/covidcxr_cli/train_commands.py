@@ -143,7 +143,7 @@ def segmenter(
     debug: bool = DEBUG,
 ):
     """Train the lung segmenter (ResUnet, Dice + BCE) on the manifest's seg rows."""
-    with reported_errors(debug):
+    with reported_errors(debug, needs_keras=True):
         import keras_covidcxr
 
         config = _config(epochs=epochs, learning_rate=learning_rate, patience=patience, batch_size=batch_size,
@@ -189,7 +189,7 @@ def classifier(
     debug: bool = DEBUG,
 ):
     """Train one classifier (two-phase recipe) on images masked by the trained segmenter."""
-    with reported_errors(debug):
+    with reported_errors(debug, needs_keras=True):
         import keras_covidcxr
 
         config = _config(head_epochs=head_epochs, unfreeze_schedule=_floats(schedule, "--unfreeze-schedule"),
@@ -240,7 +240,7 @@ def ensemble(
     batch_size: int = BATCH, workers: int = WORKERS, debug: bool = DEBUG,
 ):
     """Fit the ensemble on the val split and write the Pipeline preset from the checkpoints."""
-    with reported_errors(debug):
+    with reported_errors(debug, needs_keras=True):
         import keras_covidcxr
 
         config = keras_covidcxr.TrainingConfig(batch_size=batch_size, workers=workers)
@@ -283,7 +283,7 @@ def finetune(
     steps_per_execution: int = STEPS, workers: int = WORKERS, seed: int = SEED, eager: bool = EAGER, debug: bool = DEBUG,
 ):
     """Fine-tune a preset's classifiers on your data and save a NEW preset recording parent, data and recipe."""
-    with reported_errors(debug):
+    with reported_errors(debug, needs_keras=True):
         import keras_covidcxr
 
         config = _config(head_epochs=head_epochs, unfreeze_schedule=_floats(schedule, "--unfreeze-schedule"),

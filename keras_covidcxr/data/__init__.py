@@ -37,8 +37,11 @@ from keras_covidcxr.data.manifest import (
 )
 from keras_covidcxr.data.near_duplicates import (
     DEFAULT_NEAR_DUPLICATE_THRESHOLD,
+    MAX_HASH_DISTANCE,
     DuplicateGroup,
+    ImageFingerprint,
     find_near_duplicates,
+    perceptual_hash,
     thumbnail_fingerprint,
 )
 from keras_covidcxr.data.splits import Fold, describe_splits, group_kfold, patient_strata, split_by_patient
@@ -48,6 +51,7 @@ __all__ = [
     "ADULT_AGE",
     "AUDIT_CHECKS",
     "DEFAULT_NEAR_DUPLICATE_THRESHOLD",
+    "MAX_HASH_DISTANCE",
     "LABELS",
     "MIN_IMAGE_SIDE",
     "SPLITS",
@@ -60,6 +64,7 @@ __all__ = [
     "DatasetError",
     "DroppedItem",
     "DuplicateGroup",
+    "ImageFingerprint",
     "Fold",
     "Manifest",
     "ManifestRow",
@@ -80,6 +85,7 @@ __all__ = [
     "normalize_view",
     "patient_strata",
     "read_manifest",
+    "perceptual_hash",
     "split_by_patient",
     "thumbnail_fingerprint",
     "write_manifest",

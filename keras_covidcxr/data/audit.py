@@ -19,7 +19,11 @@ from collections import defaultdict
 
 from keras_covidcxr.data.image_scan import ImageScan, header_size, scan_images
 from keras_covidcxr.data.manifest import ADULT_AGE
-from keras_covidcxr.data.near_duplicates import DEFAULT_NEAR_DUPLICATE_THRESHOLD, duplicate_groups
+from keras_covidcxr.data.near_duplicates import (
+    DEFAULT_NEAR_DUPLICATE_THRESHOLD,
+    MAX_HASH_DISTANCE,
+    duplicate_groups,
+)
 from keras_covidcxr.errors import ConfigError
 from keras_covidcxr.io.atomic import atomic_write
 
@@ -291,8 +295,9 @@ def audit_manifest(
         manifest: the `Manifest` to audit (splits are read from its `split` column).
         allow_pediatric: do not flag patients under 18.
         min_size: smallest allowed image side in pixels (paper: 256).
-        near_duplicate_threshold: thumbnail correlation at or above which two files count as the
-            same picture (default 0.97; see `keras_covidcxr.data.near_duplicates` for why).
+        near_duplicate_threshold: thumbnail correlation at or above which two files whose
+            perceptual hashes differ in at most `MAX_HASH_DISTANCE` bits count as the same
+            picture (default 0.97; see `keras_covidcxr.data.near_duplicates` for why).
         check_images: decode the images (sizes, near-duplicates, unreadable files); when False
             only file existence and the manifest's own columns are checked.
         progress: optional `callable(done, total)` called after each image file is read.
@@ -321,6 +326,7 @@ def audit_manifest(
     settings = {
         "min_size": int(min_size),
         "near_duplicate_threshold": near_duplicate_threshold,
+        "max_hash_distance": MAX_HASH_DISTANCE,
         "allow_pediatric": allow_pediatric,
         "check_images": check_images,
     }

@@ -9,7 +9,7 @@ Example:
 
 import dataclasses
 
-from keras_covidcxr.data.near_duplicates import thumbnail_fingerprint
+from keras_covidcxr.data.near_duplicates import ImageFingerprint
 from keras_covidcxr.errors import CovidCXRError
 
 
@@ -21,7 +21,7 @@ class ImageScan:
     relative_path: str
     rows: list
     size: tuple | None = None
-    fingerprint: object = None
+    fingerprint: object = None  # an ImageFingerprint
     error: str | None = None
     missing: bool = False
 
@@ -62,7 +62,7 @@ def scan_images(manifest, progress=None, fingerprints=True):
                 pixels = load_image(scan.path).pixels
                 scan.size = tuple(int(side) for side in pixels.shape[:2])
                 if fingerprints:
-                    scan.fingerprint = thumbnail_fingerprint(pixels)
+                    scan.fingerprint = ImageFingerprint.of(pixels)
             except (CovidCXRError, OSError, ValueError) as error:
                 scan.error = str(error)
         if progress is not None:

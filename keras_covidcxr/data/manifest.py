@@ -33,7 +33,7 @@ import os
 from collections import Counter
 from pathlib import Path, PurePosixPath
 
-from keras_covidcxr.errors import CovidCXRError
+from keras_covidcxr.errors import DatasetError, OutputExistsError
 from keras_covidcxr.io.atomic import atomic_write
 
 TASKS = ("cls", "seg")
@@ -50,17 +50,6 @@ COLUMNS = ("path", "task", "label", "mask_path", "patient_id", "view", "age", "s
 
 # Error messages list at most this many bad rows, so the one-line message stays readable.
 _MAX_REPORTED_PROBLEMS = 5
-
-
-class DatasetError(CovidCXRError):
-    """A manifest, dataset folder or annotation file is missing, malformed or leaks data.
-
-    `problems` holds every "file:line: reason" found; the message shows the first few.
-    """
-
-    def __init__(self, message, problems=()):
-        super().__init__(message)
-        self.problems = list(problems)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -330,7 +319,7 @@ def write_manifest(manifest, path, overwrite=True):
                     row.split or "",
                 ]
                 writer.writerow([*values, *(row.extra.get(name, "") for name in extra_columns)])
-    except FileExistsError as error:
+    except OutputExistsError as error:
         raise DatasetError(f"{path}: already exists; pass overwrite=True to replace it") from error
     except OSError as error:
         raise DatasetError(f"{path}: cannot write the manifest ({error.strerror or error})") from error

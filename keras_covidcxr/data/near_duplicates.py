@@ -1,16 +1,22 @@
 """Find the same picture under different names: public CXR sets re-upload films as new files.
 
-Fingerprint: the image shrunk to a 16x16 thumbnail (box average, aspect ignored), then
-standardised to mean 0, std 1. Similarity: the Pearson correlation of two fingerprints (their
-dot product / 256), which ignores brightness and contrast changes and barely moves under
-resizing or JPEG re-encoding (> 0.99 in our tests).
+Two fingerprints per image, both from a small thumbnail, and a pair counts only when both agree:
 
-Threshold 0.97, measured on the shared curated set (783 ieee8023 / Actualmed / Figure1 films):
-identical pictures stored twice score > 0.9999; the lowest-scoring confirmed re-upload (a
-re-cropped copy with a "day 1" caption) scores 0.985; the most similar *different* films (same
-patient on another day, different patients) top out at 0.954. 0.97 sits in that gap. Mirrored,
-rotated or heavily cropped copies are not caught; lower the threshold to be stricter (more false
-alarms between look-alike portable films).
+1. A perceptual hash (pHash): the image shrunk to 32x32, its 2-D DCT, and one bit per
+   coefficient of the lowest 8x8 frequencies (above or below their median, DC excluded).
+   Two pictures are candidates when at most `MAX_HASH_DISTANCE` = 6 of the 64 bits differ.
+2. A thumbnail correlation: the image shrunk to 16x16 (box average, aspect ignored) and
+   standardised; two pictures match when the Pearson correlation of their thumbnails is at least
+   `DEFAULT_NEAR_DUPLICATE_THRESHOLD` = 0.97. It ignores brightness and contrast changes and
+   barely moves under resizing or JPEG re-encoding (> 0.99 in our tests).
+
+Thresholds measured on the shared curated set (783 ieee8023 / Actualmed / Figure 1 films):
+identical pictures stored twice: 0 bits, correlation > 0.9999; the three re-uploads under another
+name: 2-4 bits, 0.985-0.995; the closest *different* films: 6 bits at best (six pairs, all with
+correlation <= 0.93) and correlation 0.976 at best (a patient's next film, 8 bits apart). Either
+test alone sits close to a different film; together they keep a clear margin. Mirrored, rotated
+or heavily cropped copies are not caught; raise `MAX_HASH_DISTANCE` or lower the correlation
+threshold to be stricter (more false alarms between look-alike portable films).
 
 Example:
     >>> import numpy as np
@@ -18,6 +24,9 @@ Example:
     >>> image = (0.5 + 0.4 * np.sin(rows / 30) * np.cos(columns / 45)).astype("float32")
     >>> a, b = thumbnail_fingerprint(image), thumbnail_fingerprint(image[::2, ::2] * 0.5 + 0.2)
     >>> bool(fingerprint_similarity(a[None], b[None])[0, 0] > 0.97)
+    True
+    >>> hashes = np.stack([perceptual_hash(image), perceptual_hash(image[::2, ::2] * 0.5 + 0.2)])
+    >>> bool(hash_distances(hashes[:1], hashes[1:])[0, 0] <= MAX_HASH_DISTANCE)
     True
 """
 
@@ -27,9 +36,23 @@ import numpy as np
 
 THUMBNAIL_SIDE = 16
 DEFAULT_NEAR_DUPLICATE_THRESHOLD = 0.97
+MAX_HASH_DISTANCE = 6  # of the 64 bits of `perceptual_hash`
+_HASH_THUMBNAIL_SIDE, _HASH_SIDE = 32, 8
 
 # Rows of the similarity matrix computed at once: bounds memory at _CHUNK * n floats.
 _CHUNK = 1024
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageFingerprint:
+    """Both near-duplicate fingerprints of one image (see the module docstring)."""
+
+    perceptual_hash: np.ndarray  # (64,) bool
+    thumbnail: np.ndarray  # (256,) float32, standardised
+
+    @classmethod
+    def of(cls, pixels):
+        return cls(perceptual_hash(pixels), thumbnail_fingerprint(pixels))
 
 
 def thumbnail_fingerprint(pixels):
@@ -47,13 +70,36 @@ def thumbnail_fingerprint(pixels):
     return ((vector - vector.mean()) / std).astype(np.float32)
 
 
+def perceptual_hash(pixels):
+    """The 64-bit DCT perceptual hash (pHash) of a 2-D gray image, as 64 booleans."""
+    from PIL import Image
+
+    pixels = np.asarray(pixels, dtype=np.float32)
+    if pixels.ndim != 2 or min(pixels.shape) < 1:
+        raise ValueError(f"expected a 2-D gray image, got shape {pixels.shape}")
+    side = _HASH_THUMBNAIL_SIDE
+    thumbnail = Image.fromarray(pixels).resize((side, side), Image.Resampling.LANCZOS)
+    k = np.arange(side)
+    dct = np.cos(np.pi * (2 * k[None, :] + 1) * k[:, None] / (2 * side))  # DCT-II basis, rows = frequencies
+    low = (dct @ np.asarray(thumbnail, np.float64) @ dct.T)[:_HASH_SIDE, :_HASH_SIDE].ravel()
+    return low > np.median(low[1:])
+
+
+def hash_distances(a, b):
+    """Hamming distances (len(a), len(b)) between two stacks of perceptual hashes."""
+    a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
+    return a @ (1 - b).T + (1 - a) @ b.T
+
+
 def fingerprint_similarity(a, b):
     """Correlation matrix (len(a), len(b)) between two stacks of fingerprints."""
     return np.asarray(a, np.float32) @ np.asarray(b, np.float32).T / (THUMBNAIL_SIDE * THUMBNAIL_SIDE)
 
 
-def similar_pairs(fingerprints, threshold=DEFAULT_NEAR_DUPLICATE_THRESHOLD):
-    """(i, j, similarity) for every i < j whose fingerprints correlate at `threshold` or more.
+def similar_pairs(fingerprints, threshold=DEFAULT_NEAR_DUPLICATE_THRESHOLD, hashes=None,
+                  max_hash_distance=MAX_HASH_DISTANCE):
+    """(i, j, similarity) for every i < j whose fingerprints correlate at `threshold` or more
+    and, when `hashes` are given, whose perceptual hashes differ in at most `max_hash_distance` bits.
 
     All pairs are compared, vectorised in chunks of rows: a few thousand images take well
     under a second.
@@ -62,7 +108,10 @@ def similar_pairs(fingerprints, threshold=DEFAULT_NEAR_DUPLICATE_THRESHOLD):
     pairs = []
     for start in range(0, len(fingerprints), _CHUNK):
         block = fingerprint_similarity(fingerprints[start : start + _CHUNK], fingerprints)
-        rows, columns = np.nonzero(block >= threshold)
+        match = block >= threshold
+        if hashes is not None:
+            match &= hash_distances(hashes[start : start + _CHUNK], hashes) <= max_hash_distance
+        rows, columns = np.nonzero(match)
         for row, column in zip(rows, columns):
             i = start + int(row)
             if i < column:
@@ -115,7 +164,9 @@ def duplicate_groups(scans, threshold=DEFAULT_NEAR_DUPLICATE_THRESHOLD):
     """`DuplicateGroup`s among `ImageScan`s that have fingerprints."""
     if not scans:
         return []
-    pairs = similar_pairs(np.stack([scan.fingerprint for scan in scans]), threshold)
+    fingerprints = np.stack([scan.fingerprint.thumbnail for scan in scans])
+    hashes = np.stack([scan.fingerprint.perceptual_hash for scan in scans])
+    pairs = similar_pairs(fingerprints, threshold, hashes)
     grouped = group_pairs(len(scans), pairs)
     group_of = {index: number for number, members in enumerate(grouped) for index in members}
     lowest = [1.0] * len(grouped)

@@ -2,7 +2,6 @@
 
 import csv
 import dataclasses
-import json
 
 import numpy as np
 
@@ -10,7 +9,7 @@ from keras_covidcxr.data.class_names import class_name_for
 from keras_covidcxr.errors import ConfigError
 from keras_covidcxr.io.atomic import atomic_write
 from keras_covidcxr.metrics.classification import binary_auc
-from keras_covidcxr.metrics.report import write_report
+from keras_covidcxr.metrics.report import ReportSection, write_report
 from keras_covidcxr.models.ensemble.majority_vote_ensemble import MajorityVoteEnsemble
 
 # The shortcut probe's verdict: with the lungs blacked out a model should be near chance.
@@ -25,9 +24,10 @@ class Evaluation:
     n_images: int
     failed: list  # (path, error) of images that got no prediction
     auc: dict  # score set -> one-vs-rest AUC of the positive class
-    shortcut_suspected: bool
+    shortcut_suspected: bool  # the pipeline's own ensemble still scores well without lungs
     paths: list = dataclasses.field(default_factory=list)  # the scored images, in manifest order
     scores: dict = dataclasses.field(default_factory=dict)  # score set -> positive-class score per image
+    shortcut_probe: dict = dataclasses.field(default_factory=dict)  # the probe's data (see `evaluate_pipeline`)
 
 
 def evaluate_pipeline(
@@ -39,10 +39,13 @@ def evaluate_pipeline(
     computed from the members (equal weights for a weighted average built from
     a majority-vote preset). A majority vote is scored by its vote shares (the
     fraction of members voting for each class), so its AUC is that of a voter.
+    Operating thresholds are reported for covid (vs rest).
 
-    With `shortcut_probe`, the same images are scored again with the lungs
-    blacked out (rows "... [lungs removed]"); the report flags a shortcut when
-    the ensemble's AUC without lungs still reaches `SHORTCUT_AUC`.
+    With `shortcut_probe`, every score set is scored again on the same images
+    with the lungs only (hard lung mask) and with the lungs blacked out. A score
+    set whose AUC without lungs still reaches `SHORTCUT_AUC` reads something
+    outside the lungs (markers, devices, the view, the hospital): report.json
+    ("shortcut_probe") and report.md ("Shortcut probe") say so for each.
 
     Example:
         >>> evaluation = evaluate_pipeline(pipeline, read_manifest("m.csv"), "report/")  # doctest: +SKIP
@@ -53,43 +56,73 @@ def evaluate_pipeline(
     names = pipeline.class_names
     truth = [class_name_for(row.label, names) for row in rows]
     paths = [manifest.resolve(row) for row in rows]
+    positive = names.index("covid") if "covid" in names else len(names) - 1
+    is_positive = np.array([label == names[positive] for label in truth])
 
     kept, scores, failed = _score(pipeline, paths, batch_size)
-    if shortcut_probe:
-        probe = pipeline.with_preprocessing(masking="lungs_removed", fall_back_to_unmasked=False)
-        probe_kept, probe_scores, _ = _score(probe, paths, batch_size)
-        if probe_kept == kept:
-            scores.update({f"{name} [lungs removed]": s for name, s in probe_scores.items()})
     pick = np.array(kept, dtype=int)
-    columns = {
-        "groups": [rows[i].patient_id for i in pick],
-        "sources": [rows[i].source or "unknown" for i in pick],
-        "views": [rows[i].view for i in pick],
-    }
+    auc = {name: float(binary_auc(is_positive[pick], s[:, positive])) for name, s in scores.items()}
+    ensemble_key = "majority_vote" if isinstance(pipeline.ensemble, MajorityVoteEnsemble) else "weighted_average"
+    sections, probe = {}, {}
+    if shortcut_probe:
+        probe = _shortcut_probe(pipeline, paths, is_positive, positive, batch_size)
+        sections["shortcut_probe"] = ReportSection("Shortcut probe", probe, _probe_markdown(probe, ensemble_key))
     written = write_report(
         out_dir, scores, [truth[i] for i in pick], list(names), n_resamples=n_resamples,
-        title=f"Evaluation on the {split} split", overwrite=overwrite, **columns,
+        operating_class=names[positive], title=f"Evaluation on the {split} split", sections=sections,
+        overwrite=overwrite, groups=[rows[i].patient_id for i in pick],
+        sources=[rows[i].source or "unknown" for i in pick], views=[rows[i].view for i in pick],
     )
-    positive = names.index("covid") if "covid" in names else len(names) - 1
-    is_positive = np.array([truth[i] == names[positive] for i in pick])
-    auc = {name: float(binary_auc(is_positive, s[:, positive])) for name, s in scores.items()}
-    ensemble_key = "majority_vote" if isinstance(pipeline.ensemble, MajorityVoteEnsemble) else "weighted_average"
-    removed_auc = auc.get(f"{ensemble_key} [lungs removed]")
-    suspected = removed_auc is not None and removed_auc >= SHORTCUT_AUC
-    verdict = {
-        "shortcut_probe": shortcut_probe,
-        "threshold_auc": SHORTCUT_AUC,
-        "auc_lungs_only": auc[ensemble_key],
-        "auc_lungs_removed": removed_auc,
-        "shortcut_suspected": suspected,
-        "failed_images": [{"path": str(p), "error": e} for p, e in failed],
-    }
-    with atomic_write(written.directory / "shortcut_probe.json", "w") as f:
-        json.dump(verdict, f, indent=2)
     positive_scores = {name: s[:, positive] for name, s in scores.items()}
     kept_paths = [paths[i] for i in pick]
     _write_scores_csv(written.directory / "scores.csv", kept_paths, [rows[i] for i in pick], positive_scores)
-    return Evaluation(written.directory, len(kept), failed, auc, suspected, kept_paths, positive_scores)
+    suspected = bool(probe and probe["score_sets"][ensemble_key]["shortcut_suspected"])
+    return Evaluation(written.directory, len(kept), failed, auc, suspected, kept_paths, positive_scores, probe)
+
+
+def _shortcut_probe(pipeline, paths, is_positive, positive, batch_size):
+    """AUC of every score set with the lungs only and with the lungs removed, on the images both passes kept."""
+    passes = {}
+    for tag, masking in (("lungs_only", "hard"), ("lungs_removed", "lungs_removed")):
+        probe_pipeline = pipeline.with_preprocessing(masking=masking, fall_back_to_unmasked=False)
+        kept, scores, _ = _score(probe_pipeline, paths, batch_size)
+        passes[tag] = ({index: row for row, index in enumerate(kept)}, scores)
+    common = sorted(set(passes["lungs_only"][0]) & set(passes["lungs_removed"][0]))
+    score_sets = {}
+    for name in passes["lungs_only"][1]:
+        aucs = {}
+        for tag, (row_of, scores) in passes.items():
+            values = scores[name][[row_of[i] for i in common], positive]
+            aucs[f"auc_{tag}"] = float(binary_auc(is_positive[common], values)) if common else float("nan")
+        aucs["shortcut_suspected"] = bool(aucs["auc_lungs_removed"] >= SHORTCUT_AUC)
+        score_sets[name] = aucs
+    return {"threshold_auc": SHORTCUT_AUC, "n_images": len(common), "score_sets": score_sets}
+
+
+def _probe_markdown(probe, ensemble_key):
+    lines = [
+        f"Every score set rescored on the same {probe['n_images']} images with the lungs only (hard lung mask) "
+        f"and with the lungs blacked out. Without lungs a model should be near chance (AUC 0.5); one that still "
+        f"reaches AUC {probe['threshold_auc']:.2f} reads something outside the lungs: markers, devices, the view, "
+        "the hospital.",
+        "",
+        "| Scores | AUC lungs only | AUC lungs removed | Shortcut suspected |",
+        "|---|---|---|---|",
+    ]
+    for name, entry in probe["score_sets"].items():
+        lines.append(
+            f"| {name} | {entry['auc_lungs_only']:.3f} | {entry['auc_lungs_removed']:.3f} | "
+            f"{'**yes**' if entry['shortcut_suspected'] else 'no'} |"
+        )
+    suspected = [name for name, entry in probe["score_sets"].items() if entry["shortcut_suspected"]]
+    lines.append("")
+    if suspected:
+        lines.append(f"**Shortcut suspected for {', '.join(suspected)}.** Their scores do not rest on the lungs alone.")
+    else:
+        lines.append(f"No score set reaches AUC {probe['threshold_auc']:.2f} without the lungs.")
+    if ensemble_key in suspected:
+        lines.append(f"This includes the preset's own ensemble ({ensemble_key}).")
+    return lines
 
 
 def _write_scores_csv(path, image_paths, rows, positive_scores):

@@ -5,6 +5,7 @@ from keras import ops
 
 from keras_covidcxr.errors import ConfigError
 from keras_covidcxr.explain.gradients import feature_gradient_function
+from keras_covidcxr.preprocessing.resize import resize_image
 
 
 class GradCAM:
@@ -16,13 +17,30 @@ class GradCAM:
     or equal weights for a majority vote). Maps are scaled to [0, 1] per
     image and upsampled bilinearly to the model input.
 
+    The class explained is `class_index`, or by default each image's
+    predicted class: the model's label, as the pipeline reports it (argmax
+    of the softmax; for a single sigmoid unit class 1 when p >= 0.5, else
+    class 0; for an ensemble the ensemble's `label`, its threshold included).
+
+    `output_size=(height, width)` resizes the input-size maps once more
+    with `resize_image` (Pillow bilinear), the method `Pipeline` uses to
+    bring heatmaps to the original image, so the two agree; the resized maps
+    are not rescaled. A map of a lung crop covers the crop only (the
+    pipeline pastes it into the crop box).
+
+    GradCAM is a plain class that wraps live models, not a Keras component:
+    it has no `get_config` and is never serialized. Presets store the
+    models; rebuild GradCAM from the loaded model or ensemble.
+
     Example:
         >>> import numpy as np
-        >>> from keras_covidcxr import CXRClassifier
+        >>> from keras_covidcxr import CXRClassifier, GradCAM
         >>> model = CXRClassifier("mobilenet_v2", input_shape=(64, 64, 3))
-        >>> heatmaps = GradCAM(model)(np.zeros((1, 64, 64, 3), "float32"), class_index=1)
-        >>> heatmaps.shape
+        >>> images = np.zeros((1, 64, 64, 3), "float32")
+        >>> GradCAM(model)(images, class_index=1).shape
         (1, 64, 64)
+        >>> GradCAM(model)(images, output_size=(300, 260)).shape  # the predicted class, at 300 x 260
+        (1, 300, 260)
     """
 
     def __init__(self, model):
@@ -40,12 +58,50 @@ class GradCAM:
             )
         self._gradient_functions = {}  # (member name, class) -> compiled gradient function
 
+    def predicted_classes(self, images):
+        """(batch,) int class index the model predicts for every image."""
+        outputs = self.model(ops.convert_to_tensor(images), training=False)
+        if isinstance(outputs, dict):  # an ensemble: its own label (argmax, or p >= threshold)
+            return ops.convert_to_numpy(outputs["label"]).astype("int64")
+        probabilities = ops.convert_to_numpy(outputs)
+        if self.model.num_classes == 2:  # one sigmoid unit: class 1 when p >= 0.5
+            return (probabilities[:, 0] >= 0.5).astype("int64")
+        return probabilities.argmax(axis=-1).astype("int64")
+
     def member_heatmaps(self, images, class_index):
         """{member name: (batch, height, width) heatmaps in [0, 1]} for one class."""
         return {m.name: self._heatmaps(m, images, class_index) for m in self.members}
 
-    def __call__(self, images, class_index):
-        """(batch, height, width) heatmaps in [0, 1] for `class_index`."""
+    def __call__(self, images, class_index=None, output_size=None):
+        """(batch, height, width) heatmaps in [0, 1].
+
+        Args:
+            images: (batch, height, width, 3) model inputs.
+            class_index: the class to explain; None explains each image's
+                predicted class (`predicted_classes`).
+            output_size: None for maps at the model input size, or
+                (height, width) to resize them with `resize_image`.
+        """
+        if output_size is not None:
+            output_size = tuple(int(d) for d in output_size)
+            if len(output_size) != 2 or min(output_size) < 1:
+                raise ConfigError(f"output_size must be a positive (height, width), got {output_size}")
+        if class_index is None:
+            images = ops.convert_to_numpy(images)
+            classes = self.predicted_classes(images)
+            maps = np.zeros(images.shape[:3], "float32")
+            for target in np.unique(classes):
+                rows = np.flatnonzero(classes == target)
+                maps[rows] = self._combined(images[rows], int(target))
+        else:
+            maps = self._combined(images, class_index)
+        if output_size is None:
+            return maps
+        height, width = output_size
+        resized = [resize_image(m, (height, width)) for m in maps]
+        return np.asarray(resized, "float32").reshape(len(maps), height, width)
+
+    def _combined(self, images, class_index):
         maps = self.member_heatmaps(images, class_index).values()
         combined = sum(w * m for w, m in zip(self.member_weights, maps))
         return _scale_to_unit(combined)

@@ -3,6 +3,8 @@
 import keras
 from keras import ops
 
+from keras_covidcxr.errors import ConfigError
+
 
 def class_score(logits, class_index, num_classes):
     """The pre-activation score of `class_index` for every image.
@@ -66,4 +68,4 @@ def feature_gradient_function(feature_extractor, head, class_index, num_classes)
             return features.detach(), features.grad
 
         return torch_gradients
-    raise NotImplementedError(f"Grad-CAM has no gradient seam for the {backend!r} backend")
+    raise ConfigError(f"Grad-CAM has no gradient seam for the {backend!r} backend (use tensorflow, jax or torch)")

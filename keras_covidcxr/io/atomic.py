@@ -6,12 +6,14 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from keras_covidcxr.errors import OutputExistsError
+
 
 @contextlib.contextmanager
 def atomic_write(path, mode="wb", overwrite=True):
     """Open a temporary file beside `path`; move it over `path` only on success.
 
-    With `overwrite=False` an existing `path` raises `FileExistsError` and is
+    With `overwrite=False` an existing `path` raises `OutputExistsError` and is
     left untouched.
 
     Example:
@@ -20,7 +22,7 @@ def atomic_write(path, mode="wb", overwrite=True):
     """
     path = Path(path)
     if not overwrite and path.exists():
-        raise FileExistsError(f"{path}: already exists; not overwriting it")
+        raise OutputExistsError(f"{path}: already exists; not overwriting it")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -40,12 +42,12 @@ def atomic_directory(path, replace_if=None):
     """Build a folder under a temporary name; rename it to `path` on success.
 
     An existing `path` is replaced only when `replace_if(path)` says it may be
-    (e.g. it is an older preset); otherwise `FileExistsError` is raised before
+    (e.g. it is an older preset); otherwise `OutputExistsError` is raised before
     anything is written.
     """
     path = Path(path)
     if path.exists() and not (replace_if and replace_if(path)):
-        raise FileExistsError(f"{path}: already exists and is not safe to replace")
+        raise OutputExistsError(f"{path}: already exists and is not safe to replace")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:

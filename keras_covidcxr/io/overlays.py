@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, PngImagePlugin
 
+from keras_covidcxr.errors import OutputExistsError
 from keras_covidcxr.io.atomic import atomic_write
 
 OVERLAY_TAG = "keras-covidcxr overlay"
@@ -32,7 +33,7 @@ def save_overlay_png(path, rgb):
     """Write an overlay atomically; an existing file is replaced only if it is one of ours."""
     path = Path(path)
     if path.exists() and not _is_our_overlay(path):
-        raise FileExistsError(f"{path}: exists and is not a keras-covidcxr overlay; not overwriting it")
+        raise OutputExistsError(f"{path}: exists and is not a keras-covidcxr overlay; not overwriting it")
     info = PngImagePlugin.PngInfo()
     info.add_text("Software", OVERLAY_TAG)
     with atomic_write(path, "wb") as f:

@@ -30,7 +30,13 @@ from keras_covidcxr.metrics.cross_validation import (
     cross_validate,
     patient_kfold_indices,
 )
-from keras_covidcxr.metrics.report import WrittenReport, evaluate_models, render_markdown, write_report
+from keras_covidcxr.metrics.report import (
+    ReportSection,
+    WrittenReport,
+    evaluate_models,
+    render_markdown,
+    write_report,
+)
 from keras_covidcxr.metrics.thresholds import (
     OperatingPoint,
     one_vs_rest,
@@ -46,6 +52,7 @@ __all__ = [
     "CrossValidationResult",
     "OperatingPoint",
     "ReliabilityCurve",
+    "ReportSection",
     "WrittenReport",
     "binary_auc",
     "bootstrap_metrics",

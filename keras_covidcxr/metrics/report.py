@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_covidcxr.errors import ConfigError
+from keras_covidcxr.errors import ConfigError, OutputExistsError
 from keras_covidcxr.io.atomic import atomic_directory, atomic_write
 from keras_covidcxr.metrics.bootstrap import bootstrap_metrics
 from keras_covidcxr.metrics.breakdown import metrics_by_group
@@ -63,9 +63,10 @@ def _operating_points(is_positive, scores):
     }
 
 
-def _positive_for_thresholds(class_names, positive_class):
-    if positive_class is not None:
-        return positive_class
+def _positive_for_thresholds(class_names, positive_class, operating_class):
+    for choice in (operating_class, positive_class):
+        if choice is not None:
+            return choice
     return class_names[1] if len(class_names) == 2 else None
 
 
@@ -81,6 +82,7 @@ def evaluate_models(
     confidence=0.95,
     seed=0,
     n_bins=10,
+    operating_class=None,
 ):
     """The report's content as a JSON-ready dict (see `write_report` for the arguments)."""
     names = check_class_names(class_names)
@@ -93,7 +95,7 @@ def evaluate_models(
         labels = model_labels
         checked[str(model)] = probs
     group_ids = check_groups(groups, len(labels))
-    threshold_class = _positive_for_thresholds(names, positive_class)
+    threshold_class = _positive_for_thresholds(names, positive_class, operating_class)
     if threshold_class is not None and threshold_class not in names:
         raise ConfigError(f"positive_class {threshold_class!r} is not one of {', '.join(names)}")
     results = {
@@ -270,6 +272,15 @@ def _slug(text):
 
 
 @dataclasses.dataclass
+class ReportSection:
+    """An extra part of a report: `data` for report.json, `heading` and Markdown `lines` for report.md."""
+
+    heading: str
+    data: object
+    lines: list
+
+
+@dataclasses.dataclass
 class WrittenReport:
     """Where a report went: its folder, every file written, and the results dict."""
 
@@ -288,11 +299,13 @@ def write_report(
     sources=None,
     views=None,
     positive_class=None,
+    operating_class=None,
     n_resamples=1000,
     confidence=0.95,
     seed=0,
     n_bins=10,
     title="Evaluation report",
+    sections=None,
     overwrite=False,
 ):
     """Evaluate `scores` and write report.json, report.md and PNG plots into `out_dir`, atomically.
@@ -308,8 +321,12 @@ def write_report(
         sources, views: per-image source and view, for the breakdown tables.
         positive_class: report this class's one-vs-rest values as the summary and pick
             operating thresholds for it (default for two classes: `class_names[1]`).
+        operating_class: pick operating thresholds for this class only, keeping the summary
+            macro-averaged (e.g. "covid" in a 3-class report).
         n_resamples, confidence, seed: the bootstrap (paper-style 95% intervals by default).
         n_bins: calibration bins.
+        sections: extra parts of the report, key -> `ReportSection`: its data goes into
+            report.json under the key, its heading and lines at the end of report.md.
 
     Returns:
         `WrittenReport`.
@@ -326,7 +343,10 @@ def write_report(
         confidence,
         seed,
         n_bins,
+        operating_class,
     )
+    sections = sections or {}
+    results.update({key: section.data for key, section in sections.items()})
     out_dir = Path(out_dir)
     figures = _figure_names(results)
 
@@ -343,7 +363,9 @@ def write_report(
                 handle.write("\n")
             with atomic_write(folder / "report.md", "w") as handle:
                 handle.write(render_markdown(results, title, figures) + "\n")
-    except FileExistsError as error:
+                for section in sections.values():
+                    handle.write("\n".join(["", f"## {section.heading}", "", *section.lines]) + "\n")
+    except OutputExistsError as error:
         hint = "" if overwrite else "; pass overwrite=True to replace an earlier report"
         raise ConfigError(
             f"{out_dir}: exists and is not an empty folder or an earlier report{hint}"

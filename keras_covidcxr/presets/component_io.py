@@ -60,6 +60,7 @@ def read_component(folder):
             f"{config_path}: unknown class {document['registered_name']!r}; "
             f"a preset may only name {sorted(COMPONENT_CLASSES)}"
         )
+    _refuse_outside_weights(config, config_path)
     try:
         model = cls.from_config(config)
     except (TypeError, ValueError) as error:
@@ -70,6 +71,21 @@ def read_component(folder):
         raise PresetError(f"{weights_path}: unreadable weights ({error})") from error
     _assign_weights(model, saved, weights_path)
     return model
+
+
+def _refuse_outside_weights(config, config_path):
+    """A preset's weights are its safetensors files: a config may not load others (a path, a download)."""
+    if isinstance(config, dict):
+        if config.get("backbone_weights") is not None:
+            raise PresetError(
+                f"{config_path}: backbone_weights must be null in a preset (got {config['backbone_weights']!r}); "
+                "a preset's weights live in its model.safetensors"
+            )
+        for value in config.values():
+            _refuse_outside_weights(value, config_path)
+    elif isinstance(config, list):
+        for value in config:
+            _refuse_outside_weights(value, config_path)
 
 
 def _assign_weights(model, saved, weights_path):

@@ -25,9 +25,19 @@ METADATA_FILE = "metadata.json"
 
 
 def is_preset_folder(path):
-    """True when `path` holds a preset's config.json and metadata.json."""
+    """True when `path` holds a preset: a config.json with a format_version, a metadata.json listing files."""
     path = Path(path)
-    return (path / CONFIG_FILE).is_file() and (path / METADATA_FILE).is_file()
+    try:
+        config = json.loads((path / CONFIG_FILE).read_text())
+        metadata = json.loads((path / METADATA_FILE).read_text())
+    except (OSError, ValueError):
+        return False
+    return (
+        isinstance(config, dict)
+        and "format_version" in config
+        and isinstance(metadata, dict)
+        and isinstance(metadata.get("files"), dict)
+    )
 
 
 def read_json(path):

@@ -7,14 +7,15 @@ def list_presets():
     """{name: metadata} of every registered preset.
 
     Each metadata says whether trained weights exist: "trained" (True/False)
-    and "weights" ("bundled" or "not published").
+    and "weights" ("bundled" or "not published"), and where the name points: "handle"
+    (a folder for bundled presets, hf://owner/repo@revision for the others).
 
     Example:
         >>> presets = list_presets()
         >>> presets["covidcxr_lite"]["weights"]
         'bundled'
     """
-    return {name: dict(entry["metadata"]) for name, entry in PIPELINE_PRESETS.items()}
+    return {name: {**entry["metadata"], "handle": entry["handle"]} for name, entry in PIPELINE_PRESETS.items()}
 
 
 def registered_entry(name):

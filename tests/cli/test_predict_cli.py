@@ -71,6 +71,42 @@ def test_preset_errors_are_one_line_and_exit_code_2(images, tmp_path):
     assert len(result.stderr.strip().splitlines()) <= 2  # one logical line, maybe soft-wrapped
 
 
+def test_every_input_failing_gives_exit_code_2(preset_dir, tmp_path):
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not a png")
+    result = runner.invoke(app, ["predict", str(broken), str(tmp_path / "absent.png"), "--preset", str(preset_dir)])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "broken.png" in result.stdout and "absent.png" in result.stdout
+
+
+def test_output_problems_are_one_line_exit_2_and_debug_shows_the_traceback(preset_dir, images, tmp_path):
+    a_file = tmp_path / "overlays.png"
+    a_file.write_bytes(b"user's file")
+    impossible = a_file / "results.csv"  # a folder that is a file: no write can succeed, even as root
+    result = runner.invoke(app, ["predict", images[0], "--preset", str(preset_dir), "--out", str(impossible)])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "error:" in result.stderr and "overlays.png" in result.stderr
+    debug = runner.invoke(app, ["predict", images[0], "--preset", str(preset_dir), "--out", str(impossible), "--debug"])
+    assert debug.exit_code == 2 and "Traceback" in debug.stderr
+    refused = runner.invoke(app, ["predict", images[0], "--preset", str(preset_dir), "--overlays", str(a_file)])
+    assert refused.exit_code == 2 and "needs a folder" in refused.stderr and refused.stdout == ""
+    assert a_file.read_bytes() == b"user's file"
+
+
+def test_a_missing_backend_is_one_line_naming_what_to_install(images, tmp_path):
+    code = (
+        "import sys\n"
+        "sys.modules['tensorflow'] = None  # as if TensorFlow were not installed\n"
+        "from typer.testing import CliRunner\n"
+        "from covidcxr_cli.app import app\n"
+        f"result = CliRunner().invoke(app, ['predict', {images[0]!r}])\n"
+        "print(result.exit_code, repr(result.stderr))\n"
+    )
+    env = {**__import__("os").environ, "KERAS_BACKEND": "tensorflow"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
+    assert out.startswith("2 ") and "keras-covidcxr[tensorflow-cpu]" in out and "Traceback" not in out
+
+
 def test_usage_errors_exit_2(preset_dir):
     assert runner.invoke(app, ["predict", "--preset", str(preset_dir)]).exit_code == 2
     assert runner.invoke(app, ["no-such-command"]).exit_code == 2

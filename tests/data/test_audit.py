@@ -9,13 +9,16 @@ from PIL import Image
 
 from keras_covidcxr.data import (
     AUDIT_CHECKS,
+    MAX_HASH_DISTANCE,
     Manifest,
     ManifestRow,
     audit_manifest,
     find_near_duplicates,
+    perceptual_hash,
     split_by_patient,
     thumbnail_fingerprint,
 )
+from keras_covidcxr.data.near_duplicates import hash_distances
 
 
 def test_clean_manifest_passes(clean_manifest):
@@ -179,3 +182,20 @@ def test_fingerprint_survives_resize_and_jpeg_but_separates_different_films(ches
     others = [thumbnail_fingerprint(chest_like(seed) / 255.0) for seed in range(30, 60)]
     assert max(float(a @ other / 256) for other in others) < 0.97
     assert not thumbnail_fingerprint(np.full((50, 50), 0.5)).any()  # flat image: no false matches
+    films = [original / 255.0, copy, chest_like(30) / 255.0, chest_like(31) / 255.0]
+    hashes = np.stack([perceptual_hash(film) for film in films])
+    assert hashes.shape == (4, 64) and hashes.dtype == bool
+    distances = hash_distances(hashes, hashes)
+    assert distances[0, 1] <= MAX_HASH_DISTANCE < distances[0, 2]
+    assert distances[0, 2] == np.sum(hashes[0] != hashes[2]) and np.all(np.diag(distances) == 0)
+
+
+def test_a_pair_needs_both_the_hash_and_the_correlation(chest_like):
+    from keras_covidcxr.data.near_duplicates import similar_pairs
+
+    fingerprints = np.stack([thumbnail_fingerprint(chest_like(seed) / 255.0) for seed in (1, 1, 2)])
+    far, near = np.zeros(64, bool), np.zeros(64, bool)
+    far[:32] = True  # 32 bits away from `near`
+    assert [(i, j) for i, j, _ in similar_pairs(fingerprints)] == [(0, 1)]
+    assert similar_pairs(fingerprints, hashes=np.stack([near, far, near])) == []
+    assert [(i, j) for i, j, _ in similar_pairs(fingerprints, hashes=np.stack([near, near, far]))] == [(0, 1)]

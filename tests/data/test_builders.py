@@ -60,6 +60,28 @@ def test_covidx_list(tmp_path, chest_like, write_png):
     assert "kept 3 images, dropped 4" in summary and "missing.png" in summary
 
 
+def test_covidx_binary_labels(tmp_path, chest_like, write_png):
+    images = tmp_path / "train"
+    for name in ("p.png", "n1.png", "n2.png", "n3.png"):
+        write_png(images / name, chest_like(1, 20, 20))
+    listing = tmp_path / "train.txt"
+    listing.write_text(
+        "419639-003251 p.png positive ricord\n"
+        "1 n1.png negative rsna\n"
+        "2 n2.png negative rsna\n"
+        "3 n3.png Negative rsna\n"
+    )
+    seen = []
+    manifest, report = from_covidx_list(
+        listing, images, progress=lambda done, total: seen.append((done, total))
+    )
+    assert [(r.path, r.label, r.patient_id) for r in manifest] == [("p.png", "covid", "ricord:419639-003251")]
+    reason = "COVIDx binary label 'negative' does not say normal or pneumonia"
+    assert report.dropped_by_reason() == {reason: 3}
+    assert f"  dropped: {reason} 3" in report.summary().splitlines()
+    assert seen == [(0, 4), (1, 4), (2, 4), (3, 4), (4, 4)]
+
+
 def test_covidx_missing_inputs_raise(tmp_path):
     with pytest.raises(DatasetError, match="COVIDx list not found"):
         from_covidx_list(tmp_path / "none.txt", tmp_path)
@@ -153,7 +175,7 @@ def _write_jpeg(path, pixels):
 
 def test_darwin_json_keeps_frontal_films_and_draws_masks(darwin_folders):
     images, annotations, masks = darwin_folders
-    manifest, report = from_darwin_json(annotations, images, masks)
+    manifest, report = from_darwin_json(annotations, images, masks, allow_pediatric=True)
     by_name = {row.path.split("/")[-1]: row for row in manifest}
     assert set(by_name) == {"frontal.jpg", "person12_virus_3.jpeg", "v2.jpg"}
     frontal = by_name["frontal.jpg"]
@@ -185,6 +207,76 @@ def test_darwin_json_keeps_frontal_films_and_draws_masks(darwin_folders):
     # the manifest survives a write/read round trip with masks that exist
     back = read_manifest(write_manifest(manifest, masks.parent / "seg.csv"))
     assert all(back.resolve_mask(row).is_file() for row in back)
+
+
+def _darwin_one(folder, chest_like, stem, tags=(), filename=None, image_fields=None, seed=0):
+    """Write one 300x300 V7 image with a lung polygon plus `tags`; returns (images, annotations)."""
+    images, annotations = folder / "images", folder / "annotations"
+    annotations.mkdir(parents=True, exist_ok=True)
+    filename = filename or f"{stem}.jpg"
+    _write_jpeg(images / filename, chest_like(seed, 300, 300))
+    document = darwin_v1(
+        filename,
+        300,
+        300,
+        [{"name": "Lung", "polygon": {"path": square(20, 20, 200, 200)}}]
+        + [{"name": tag, "tag": {}} for tag in tags],
+    )
+    document["image"].update(image_fields or {})
+    (annotations / f"{stem}.json").write_text(json.dumps(document))
+    return images, annotations
+
+
+def test_darwin_json_reads_the_no_pneumonia_tag_as_normal(tmp_path, chest_like):
+    _darwin_one(tmp_path, chest_like, "healthy", tags=["No Pneumonia (healthy)", "PA"])
+    _darwin_one(tmp_path, chest_like, "viral", tags=["Viral Pneumonia", "AP"], seed=1)
+    manifest, _ = from_darwin_json(tmp_path / "annotations", tmp_path / "images", tmp_path / "masks")
+    assert {row.path.split("/")[-1]: (row.label, row.view) for row in manifest} == {
+        "healthy.jpg": ("normal", "PA"),
+        "viral.jpg": ("pneumonia", "AP"),
+    }
+
+
+def test_darwin_json_drops_laterals_from_any_view_field_or_tag(tmp_path, chest_like):
+    laterals = {
+        "field_l": {"image_fields": {"view": "L"}},
+        "field_metadata": {"image_fields": {"metadata": {"View Position": "lateral"}}},
+        "tag_lateral_view": {"tags": ["Lateral View", "COVID-19"]},
+        "tag_ll": {"tags": ["LL"]},
+        "tag_lat": {"tags": ["lat"]},
+    }
+    for seed, (stem, kwargs) in enumerate(laterals.items()):
+        _darwin_one(tmp_path, chest_like, stem, seed=seed, **kwargs)
+    _darwin_one(tmp_path, chest_like, "frontal", tags=["AP Supine", "Bilateral opacities"], seed=9)
+    manifest, report = from_darwin_json(tmp_path / "annotations", tmp_path / "images", tmp_path / "masks")
+    assert [(row.path.split("/")[-1], row.view) for row in manifest] == [("frontal.jpg", "AP Supine")]
+    assert reasons(report) == {f"{stem}.jpg": "lateral view" for stem in laterals}
+    assert "dropped: lateral view 5" in report.summary()
+
+
+def test_darwin_json_drops_kermany_children_unless_allowed(tmp_path, chest_like):
+    _darwin_one(tmp_path, chest_like, "person7_bacteria_29", tags=["Bacterial Pneumonia", "Age 3"])
+    _darwin_one(tmp_path, chest_like, "NORMAL2-IM-1427-0001", tags=["No Pneumonia (healthy)"], seed=1)
+    _darwin_one(
+        tmp_path, chest_like, "x1", tags=["Bacterial Pneumonia"], image_fields={"source": "Kermany"}, seed=2
+    )
+    _darwin_one(tmp_path, chest_like, "adult", tags=["COVID-19", "Age 60"], seed=3)
+    folders = tmp_path / "annotations", tmp_path / "images", tmp_path / "masks"
+    manifest, report = from_darwin_json(*folders)
+    assert [row.path.split("/")[-1] for row in manifest] == ["adult.jpg"]
+    assert report.dropped_by_reason() == {"pediatric source (Kermany et al., ages 1-5)": 3}
+
+    manifest, report = from_darwin_json(*folders, allow_pediatric=True, overwrite=True)
+    by_name = {row.path.split("/")[-1]: row for row in manifest}
+    assert [
+        (by_name[name].patient_id, by_name[name].age, by_name[name].label) for name in sorted(by_name)
+    ] == [
+        ("kermany:NORMAL2-IM-1427", None, "normal"),
+        ("v7labs:adult", 60.0, "covid"),
+        ("kermany:person7", None, "pneumonia"),
+        ("v7labs:x1", None, "pneumonia"),
+    ]
+    assert not report.dropped and "kept 3 pediatric films" in report.summary()
 
 
 def test_draw_lung_mask_only_draws_lung_classes():
@@ -291,6 +383,33 @@ def test_class_folders_with_and_without_split_folders(tmp_path, chest_like, writ
     assert reasons(report)["test/normal/stray.png"] == "file name does not match patient_id_pattern"
 
 
+def test_class_folders_radiography_database_layout(tmp_path, chest_like, write_png):
+    root = tmp_path / "COVID-19_Radiography_Dataset"
+    for name in (
+        "COVID/images/COVID-1.png",
+        "COVID/images/COVID-2.png",
+        "COVID/masks/COVID-1.png",
+        "COVID/masks/COVID-2.png",
+        "Normal/images/Normal-1.png",
+        "Normal/MASKS/Normal-1.png",
+        "Normal/stray.png",  # beside images/: not read
+        "Viral Pneumonia/v1.png",
+        "Viral Pneumonia/Masks/v1.png",
+    ):
+        write_png(root / name, chest_like(1, 20, 20))
+    manifest, report = from_class_folders(root)
+    assert sorted((r.path, r.label, r.mask_path) for r in manifest) == [
+        ("COVID/images/COVID-1.png", "covid", "COVID/masks/COVID-1.png"),
+        ("COVID/images/COVID-2.png", "covid", "COVID/masks/COVID-2.png"),
+        ("Normal/images/Normal-1.png", "normal", "Normal/MASKS/Normal-1.png"),
+        ("Viral Pneumonia/v1.png", "pneumonia", "Viral Pneumonia/Masks/v1.png"),
+    ]
+    assert all(r.task == "cls" for r in manifest) and not report.dropped
+    assert "4 images have a lung mask" in report.summary()
+    back = read_manifest(write_manifest(manifest, tmp_path / "m.csv"))
+    assert all(back.resolve_mask(row).is_file() for row in back)
+
+
 def test_covid_gr(tmp_path, chest_like, write_png):
     for name in ("P/p1.jpg", "P/p2.jpg", "N/n1.jpg"):
         write_png(tmp_path / name, chest_like(4, 20, 20))
@@ -370,6 +489,22 @@ def test_bimcv(tmp_path, chest_like, write_png):
         ("bimcv:sub-S0002", "AP", 55.0, "F", "covid"),
     ]
     assert report.dropped_by_reason() == {"lateral view": 1, "not an X-ray (mod- folder is not mod-rx)": 1}
+    assert not report.notes
+
+
+def test_bimcv_participant_column_and_unmatched_ages(tmp_path, chest_like, write_png):
+    rx = tmp_path / "sub-S0001" / "ses-E0001" / "mod-rx"
+    write_png(rx / "sub-S0001_ses-E0001_run-1_bp-chest_vp-pa_dx.png", chest_like(1, 20, 20))
+    tsv = tmp_path / "participants.tsv"
+    tsv.write_text("participant\tage\tgender\nsub-S0001\t[12]\tF\n")
+    manifest, report = from_bimcv(tmp_path)
+    assert [(r.patient_id, r.age, r.sex) for r in manifest] == [("bimcv:sub-S0001", 12.0, "F")]
+    assert not report.notes
+
+    tsv.write_text("participant_id\tage\tgender\nsub-S9999\t[40]\tF\n")
+    manifest, report = from_bimcv(tmp_path)
+    assert manifest[0].age is None
+    assert "no image got an age" in report.summary() and "cannot detect children" in report.summary()
 
 
 # ---- the shared curated folder's manifest.csv -----------------------------------------------------
@@ -415,4 +550,4 @@ def test_darwin_json_never_replaces_existing_masks_unless_asked(darwin_folders):
         from_darwin_json(annotations, images, masks)
     assert (masks / "frontal.png").read_bytes() == b"mine" and len(list(masks.iterdir())) == 1
     manifest, _ = from_darwin_json(annotations, images, masks, overwrite=True)
-    assert Image.open(masks / "frontal.png").size == (300, 280) and len(manifest) == 3
+    assert Image.open(masks / "frontal.png").size == (300, 280) and len(manifest) == 2

@@ -95,6 +95,24 @@ def test_bad_manifest_exits_2_with_one_error_line(runner, tmp_path):
     assert result.exit_code == 2 and "cannot read the manifest" in result.stderr
 
 
+def test_debug_shows_the_traceback_instead_of_one_line(runner, tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("path,task,label,patient_id\na.png,cls,cat,p1\n")
+    result = runner.invoke(data_app, ["audit", str(bad)])
+    assert result.exit_code == 2
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+    result = runner.invoke(data_app, ["audit", str(bad), "--debug"])
+    assert result.exit_code == 2 and "Traceback" in result.stderr and "'cat'" in result.stderr
+    out = str(tmp_path / "out.csv")
+    for args in (
+        ["build", "bimcv", str(tmp_path / "absent"), "--out", out],
+        ["merge", str(bad), "--out", out],
+        ["split", str(bad), "--out", out],
+    ):
+        result = runner.invoke(data_app, [*args, "--debug"])
+        assert result.exit_code == 2 and "Traceback" in result.stderr, args
+
+
 def test_refuses_to_overwrite_and_bad_options_exit_2(runner, shared_folder, tmp_path):
     out = tmp_path / "out.csv"
     out.write_text("mine\n")

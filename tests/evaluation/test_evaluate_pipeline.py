@@ -7,6 +7,7 @@ from covidcxr_cli.app import app
 from PIL import Image
 from typer.testing import CliRunner
 
+import keras_covidcxr.evaluation.evaluate_pipeline as evaluate_module
 from keras_covidcxr import Pipeline, evaluate_pipeline
 from keras_covidcxr.data import read_manifest
 
@@ -35,17 +36,43 @@ def test_every_member_both_ensembles_and_the_probe_are_scored(preset_dir, manife
     assert evaluation.n_images == 12
     assert [error for _, error in evaluation.failed] and "broken.png" in evaluation.failed[0][1]
     expected_sets = {"alpha", "beta", "weighted_average", "majority_vote"}
-    expected_sets |= {f"{name} [lungs removed]" for name in expected_sets}
     assert set(evaluation.auc) == expected_sets
     report = json.loads((tmp_path / "report" / "report.json").read_text())
     assert set(report["models"]) == expected_sets
     assert report["n_images"] == 12 and report["support"] == {"non_covid": 8, "covid": 4}
     assert report["resampling_unit"] == "patient"
     assert set(report["models"]["alpha"]["by_view"]) == {"PA", "AP"}
-    probe = json.loads((tmp_path / "report" / "shortcut_probe.json").read_text())
-    assert probe["auc_lungs_removed"] == evaluation.auc["weighted_average [lungs removed]"]
-    assert probe["shortcut_suspected"] == (probe["auc_lungs_removed"] >= probe["threshold_auc"])
-    assert (tmp_path / "report" / "report.md").read_text().count("weighted_average") >= 2
+    probe = report["shortcut_probe"]
+    assert probe == evaluation.shortcut_probe and set(probe["score_sets"]) == expected_sets
+    for entry in probe["score_sets"].values():
+        assert 0 <= entry["auc_lungs_removed"] <= 1
+        assert entry["shortcut_suspected"] == (entry["auc_lungs_removed"] >= probe["threshold_auc"])
+    assert evaluation.shortcut_suspected == probe["score_sets"]["weighted_average"]["shortcut_suspected"]
+    markdown = (tmp_path / "report" / "report.md").read_text()
+    assert "## Shortcut probe" in markdown and markdown.count("weighted_average") >= 3
+
+
+def test_the_report_says_when_a_model_scores_well_without_lungs(preset_dir, manifest_path, tmp_path, monkeypatch):
+    # A stand-in for a model that reads a shortcut: with the lungs blacked out its scores still
+    # rank every covid image first; with the lungs only they carry no signal.
+    real_score = evaluate_module._score
+    manifest = read_manifest(manifest_path)
+    covid = [row.label == "covid" for row in manifest.filter(task="cls", split="test")]
+
+    def score(pipeline, paths, batch_size):
+        kept, scores, failed = real_score(pipeline, paths, batch_size)
+        signal = np.array([0.9 if covid[i] else 0.1 for i in kept])
+        if pipeline.preprocessing.masking == "lungs_removed":
+            scores = {name: np.stack([1 - signal, signal], axis=1) for name in scores}
+        return kept, scores, failed
+
+    monkeypatch.setattr(evaluate_module, "_score", score)
+    evaluation = evaluate_pipeline(Pipeline.from_preset(preset_dir), manifest, tmp_path / "r", n_resamples=10)
+    assert evaluation.shortcut_suspected
+    assert all(entry["auc_lungs_removed"] == 1.0 for entry in evaluation.shortcut_probe["score_sets"].values())
+    markdown = (tmp_path / "r" / "report.md").read_text()
+    assert "**Shortcut suspected for alpha, beta, weighted_average, majority_vote.**" in markdown
+    assert "This includes the preset's own ensemble (weighted_average)." in markdown
 
 
 def test_weighted_average_scores_match_the_pipeline(preset_dir, manifest_path, tmp_path):

@@ -8,6 +8,7 @@ import pytest
 from keras import ops
 
 from keras_covidcxr import ConfigError, CXRClassifier, GradCAM, WeightedAverageEnsemble
+from keras_covidcxr.preprocessing.resize import resize_image
 
 SIZE = 64
 
@@ -31,6 +32,24 @@ def lean_towards_class(model, class_index, seed):
     values = np.random.default_rng(seed).normal(size=kernel.shape).astype("float32")
     values[:, column] += lean
     kernel.assign(values)
+
+
+def split_predictions(model, images):
+    """Set the logit biases so that the two images are predicted as different classes; return them."""
+    logits_layer = model.head.get_layer("head_logits")
+    logits_layer.bias.assign(np.zeros(logits_layer.bias.shape, "float32"))
+    logits = ops.convert_to_numpy(model.head(model.feature_extractor(images)))
+    if model.num_classes == 2:  # the sigmoid's 0.5 sits between the two images' logits
+        bias, classes = [-logits[:, 0].mean()], (logits[:, 0] > logits[:, 0].mean()).astype(int)
+    else:  # only classes c0 and c1 can win; image 0 picks c0, image 1 picks c1
+        gap = logits[1] - logits[0]
+        c0, c1 = int(gap.argmin()), int(gap.argmax())
+        bias = np.full(model.num_classes, -1e3)
+        bias[c0] = 0.0
+        bias[c1] = 0.5 * ((logits[1, c0] - logits[1, c1]) + (logits[0, c0] - logits[0, c1]))
+        classes = np.asarray([c0, c1])
+    logits_layer.bias.assign(np.asarray(bias, "float32"))
+    return classes
 
 
 @pytest.fixture(scope="module")
@@ -78,3 +97,68 @@ def test_bad_targets_are_refused(images):
         GradCAM(model)(images, 3)
     with pytest.raises(ConfigError):
         GradCAM(object())
+
+
+@pytest.mark.parametrize("num_classes", [3, 2])
+def test_the_default_class_is_each_images_predicted_class(images, num_classes):
+    model = CXRClassifier("densenet121", num_classes=num_classes, head_units=0, input_shape=(SIZE, SIZE, 3))
+    for class_index in range(1, num_classes):  # every class map has structure (a sigmoid's class 0: none)
+        kernel = model.head.get_layer("head_logits").kernel
+        previous = ops.convert_to_numpy(kernel)
+        lean_towards_class(model, class_index, seed=5 + class_index)
+        column = class_index if num_classes > 2 else 0
+        kernel.assign(np.where(np.arange(kernel.shape[1]) == column, ops.convert_to_numpy(kernel), previous))
+    classes = split_predictions(model, images)
+    probabilities = ops.convert_to_numpy(model(images))
+    predicted = (probabilities[:, 0] >= 0.5).astype(int) if num_classes == 2 else probabilities.argmax(axis=1)
+    np.testing.assert_array_equal(predicted, classes)
+    assert len(set(classes.tolist())) == 2  # both images, two different classes
+    grad_cam = GradCAM(model)
+    np.testing.assert_array_equal(grad_cam.predicted_classes(images), classes)
+    heatmaps = grad_cam(images)
+    assert heatmaps.shape == (2, SIZE, SIZE)
+    explicit = {c: grad_cam(images, c) for c in range(num_classes)}
+    for row, class_index in enumerate(classes):
+        np.testing.assert_allclose(heatmaps[row], explicit[class_index][row], atol=1e-5)
+        others = [c for c in range(num_classes) if c != class_index]
+        assert all(np.abs(heatmaps[row] - explicit[c][row]).max() > 0.01 for c in others)
+
+
+def test_an_ensembles_default_class_is_the_ensembles_label(images):
+    members = [
+        CXRClassifier("densenet121", num_classes=2, head_units=0, input_shape=(SIZE, SIZE, 3), name=n)
+        for n in ("a", "b")
+    ]
+    for seed, member in enumerate(members):  # every member votes positive for both images
+        lean_towards_class(member, class_index=1, seed=seed)
+        logits_layer = member.head.get_layer("head_logits")
+        logits = ops.convert_to_numpy(member.head(member.feature_extractor(images)))[:, 0]
+        logits_layer.bias.assign(np.asarray([1.0 - logits.min()], "float32"))
+    probabilities = ops.convert_to_numpy(WeightedAverageEnsemble(members, weights=[3, 1])(images)["probabilities"])
+    positive = probabilities[:, 1]
+    assert np.all(positive > 0.5) and np.ptp(positive) > 1e-3
+    # the threshold between the two images makes the ensemble call one of them negative
+    ensemble = WeightedAverageEnsemble(members, weights=[3, 1], threshold=float(positive.mean()))
+    labels = ops.convert_to_numpy(ensemble(images)["label"])
+    assert sorted(labels.tolist()) == [0, 1]
+    grad_cam = GradCAM(ensemble)
+    np.testing.assert_array_equal(grad_cam.predicted_classes(images), labels)
+    heatmaps = grad_cam(images)
+    for row, label in enumerate(labels):
+        np.testing.assert_allclose(heatmaps[row], grad_cam(images, int(label))[row], atol=1e-5)
+        assert np.abs(heatmaps[row] - grad_cam(images, 1 - int(label))[row]).max() > 0.01
+
+
+@pytest.mark.parametrize("class_index", [1, None])
+def test_output_size_resizes_the_input_size_maps_like_the_pipeline(images, class_index):
+    model = CXRClassifier("densenet121", num_classes=3, head_units=0, input_shape=(SIZE, SIZE, 3))
+    lean_towards_class(model, 1, seed=5)
+    grad_cam = GradCAM(model)
+    at_input = grad_cam(images, class_index)
+    at_original = grad_cam(images, class_index, output_size=(300, 260))
+    assert at_original.shape == (2, 300, 260) and at_original.dtype == np.float32
+    expected = np.stack([resize_image(m, (300, 260)) for m in at_input])  # Pipeline._heatmap_at_original's method
+    np.testing.assert_array_equal(at_original, expected)
+    assert np.all((at_original >= 0) & (at_original <= 1))
+    with pytest.raises(ConfigError):
+        grad_cam(images, class_index, output_size=(0, 260))

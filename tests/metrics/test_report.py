@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from keras_covidcxr import ConfigError
-from keras_covidcxr.metrics import classification_metrics, evaluate_models, write_report
+from keras_covidcxr.metrics import ReportSection, classification_metrics, evaluate_models, write_report
 
 CLASSES = ["covid", "normal", "pneumonia"]
 
@@ -109,6 +109,26 @@ def test_binary_report_has_operating_points_for_the_positive_class(tmp_path):
     assert 0 <= points["youden"]["threshold"] <= 1
     assert sorted(p.name for p in written.files if p.name.startswith("roc_")) == ["roc_covid.png"]
     assert "## Operating thresholds (covid vs rest)" in (tmp_path / "binary" / "report.md").read_text()
+
+
+def test_three_class_report_with_covid_thresholds_and_an_extra_section(tmp_path, three_class_scores):
+    data = three_class_scores
+    section = ReportSection("Shortcut probe", {"n_images": 90}, ["No score set reaches AUC 0.70 without the lungs."])
+    written = write_report(
+        tmp_path / "r", data["scores"], data["truth"], CLASSES, groups=data["patients"], n_resamples=20,
+        operating_class="covid", sections={"shortcut_probe": section},
+    )
+    results = written.results
+    assert results["averaging"] == "macro"  # the summary stays macro-averaged
+    points = results["models"]["vgg19"]["operating_points"]
+    assert points["sensitivity_0.95"]["sensitivity"] >= 0.95
+    is_covid = np.asarray(data["truth"]) == "covid"
+    predicted = data["scores"]["vgg19"][:, 0] >= points["youden"]["threshold"]
+    assert points["youden"]["sensitivity"] == pytest.approx(predicted[is_covid].mean())
+    assert json.loads((tmp_path / "r" / "report.json").read_text())["shortcut_probe"] == {"n_images": 90}
+    markdown = (tmp_path / "r" / "report.md").read_text()
+    assert "## Operating thresholds (covid vs rest)" in markdown
+    assert markdown.rstrip().endswith("## Shortcut probe\n\nNo score set reaches AUC 0.70 without the lungs.")
 
 
 def test_never_overwrites_what_the_user_had(tmp_path, three_class_scores):

@@ -1,11 +1,12 @@
 import json
 import shutil
+import warnings
 
 import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
 
-from keras_covidcxr import Pipeline, PresetError
+from keras_covidcxr import Pipeline, PresetError, UntrainedPresetWarning
 from keras_covidcxr.presets.checksums import checksum_tree
 
 
@@ -110,6 +111,29 @@ def test_unknown_ensemble_is_refused(preset_copy):
         Pipeline.from_preset(preset_copy)
 
 
+def test_a_config_may_not_load_weights_from_outside_the_preset(preset_copy, tmp_path):
+    outside = tmp_path / "elsewhere.weights.h5"
+    outside.write_bytes(b"anything")
+    path = preset_copy / "members" / "beta" / "config.json"
+    for value in (str(outside), "imagenet"):
+        document = json.loads(path.read_text())
+        document["config"]["backbone_weights"] = value
+        path.write_text(json.dumps(document))
+        rewrite_checksums(preset_copy)
+        with pytest.raises(PresetError, match="backbone_weights must be null"):
+            Pipeline.from_preset(preset_copy)
+
+
+def test_an_input_contract_the_loader_cannot_meet_is_refused(preset_copy):
+    for change in ({"channels": 3}, {"value_range": [0, 255]}):
+        config = json.loads((preset_copy / "config.json").read_text())
+        config["input_contract"] = {**config["input_contract"], "channels": 1, "value_range": [0.0, 1.0], **change}
+        (preset_copy / "config.json").write_text(json.dumps(config))
+        rewrite_checksums(preset_copy)
+        with pytest.raises(PresetError, match="decodes every image to 1-channel gray in \\[0, 1\\]"):
+            Pipeline.from_preset(preset_copy)
+
+
 def test_missing_file_is_named(preset_copy):
     (preset_copy / "members" / "beta" / "model.safetensors").unlink()
     with pytest.raises(PresetError, match="beta/model.safetensors: missing file"):
@@ -148,11 +172,38 @@ def test_saving_never_replaces_what_is_not_a_preset(pipeline, preset_copy, tmp_p
     with pytest.raises(PresetError, match="exists and is not an empty folder"):
         pipeline.save_to_preset(user_folder, overwrite=True)
     assert (user_folder / "notes.txt").read_text() == "precious"
+    # files that merely share a preset's names are not a preset either
+    (user_folder / "config.json").write_text('{"my": "settings"}')
+    (user_folder / "metadata.json").write_text('{"author": "me"}')
+    with pytest.raises(PresetError, match="exists and is not an empty folder"):
+        pipeline.save_to_preset(user_folder, overwrite=True)
+    assert json.loads((user_folder / "config.json").read_text()) == {"my": "settings"}
     with pytest.raises(PresetError, match="overwrite=True"):
         pipeline.save_to_preset(preset_copy)
     pipeline.save_to_preset(preset_copy, overwrite=True)
-    Pipeline.from_preset(preset_copy)
+    with pytest.warns(UntrainedPresetWarning):  # saved without training provenance
+        Pipeline.from_preset(preset_copy)
     empty = tmp_path / "empty"
     empty.mkdir()
     pipeline.save_to_preset(empty)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary folders left
+
+
+def test_a_save_that_fails_midway_leaves_nothing(pipeline, tmp_path, monkeypatch):
+    from keras_covidcxr.presets import component_io
+
+    def fail(model, folder):
+        raise OSError(28, "No space left on device", str(folder / "model.safetensors"))
+
+    monkeypatch.setattr(component_io, "write_component", fail)
+    with pytest.raises(OSError, match="No space left"):
+        pipeline.save_to_preset(tmp_path / "preset")
+    assert list(tmp_path.iterdir()) == []  # neither the preset nor its temporary folder
+
+
+def test_an_untrained_preset_loads_with_a_warning(preset_dir, untrained_preset_dir):
+    with pytest.warns(UntrainedPresetWarning, match="records no training"):
+        assert not Pipeline.from_preset(untrained_preset_dir).is_trained
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UntrainedPresetWarning)
+        assert Pipeline.from_preset(preset_dir).is_trained

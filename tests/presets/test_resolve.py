@@ -1,6 +1,10 @@
 """hf:// handles resolved from a pre-populated Hugging Face cache, offline (HF_HUB_OFFLINE=1, set in conftest)."""
 
+import json
+import os
 import shutil
+import subprocess
+import sys
 
 import pytest
 
@@ -37,6 +41,21 @@ def test_pipeline_loads_from_an_hf_handle(hf_cache, chest_images):
     pipeline = Pipeline.from_preset("hf://owner/tiny-covidcxr@main")
     assert pipeline.predict(chest_images[:1])[0].label in pipeline.class_names
     assert read_preset_metadata("hf://owner/tiny-covidcxr")["training"]["data"] == "synthetic test images"
+
+
+def test_a_fresh_process_resolves_hf_from_the_environment_alone(hf_cache, tmp_path, chest_images):
+    # Nothing patched: a new process reads HF_HUB_CACHE and HF_HUB_OFFLINE as a user's shell sets them.
+    from PIL import Image
+
+    image = tmp_path / "chest.png"
+    Image.fromarray((chest_images[0] * 255).astype("uint8")).save(image)
+    run_cli = "import sys; from covidcxr_cli.app import main; sys.argv[0] = 'covidcxr'; main()"
+    env = {**os.environ, "HF_HUB_CACHE": str(hf_cache), "HF_HUB_OFFLINE": "1"}
+    command = [sys.executable, "-c", run_cli, "predict", str(image), "--preset", "hf://owner/tiny-covidcxr", "--json"]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    row = json.loads(done.stdout)
+    assert row["label"] in ("covid", "non_covid") and row["error"] is None
 
 
 def test_offline_without_a_cached_copy_is_a_clear_error(hf_cache):

@@ -1,4 +1,4 @@
-"""Small file helpers the builders share: checking inputs exist and finding image files."""
+"""Small file helpers the builders share: checking inputs exist, finding image files, progress."""
 
 import os
 from pathlib import Path, PurePosixPath
@@ -24,11 +24,17 @@ def require_file(path, what):
     return path
 
 
-def find_images(folder, extensions=IMAGE_EXTENSIONS):
-    """Image files under `folder` (recursively), sorted, hidden files skipped."""
+def find_images(folder, extensions=IMAGE_EXTENSIONS, skip_folders=()):
+    """Image files under `folder` (recursively), sorted, hidden files skipped.
+
+    Folders whose name is in `skip_folders` (compared lower-cased) are not walked into.
+    """
+    skip = {name.lower() for name in skip_folders}
     found = []
     for directory, subdirectories, files in os.walk(folder):
-        subdirectories[:] = sorted(name for name in subdirectories if not name.startswith("."))
+        subdirectories[:] = sorted(
+            name for name in subdirectories if not name.startswith(".") and name.lower() not in skip
+        )
         for name in sorted(files):
             if not name.startswith(".") and name.lower().endswith(extensions):
                 found.append(Path(directory) / name)
@@ -38,3 +44,14 @@ def find_images(folder, extensions=IMAGE_EXTENSIONS):
 def relative_posix(path, root):
     """`path` relative to `root`, with forward slashes (as manifests store it)."""
     return PurePosixPath(Path(os.path.relpath(path, root))).as_posix()
+
+
+def with_progress(items, progress=None):
+    """Yield `items`; `progress(done, total)` is called first with 0, then after each item."""
+    items = list(items)
+    if progress is not None:
+        progress(0, len(items))
+    for done, item in enumerate(items, start=1):
+        yield item  # resumes when the caller's loop body is finished (or `continue`d)
+        if progress is not None:
+            progress(done, len(items))

@@ -5,6 +5,11 @@ split. Such layouts rarely say who the patient is: by default every image is its
 which the report says out loud; pass `patient_id_pattern` (a regex whose first group is the
 patient) when file names carry it.
 
+The COVID-19 Radiography Database keeps each class's films in `COVID/images/` and its lung masks
+in `COVID/masks/` (same file names): a class folder with an `images` folder is read from there
+only, `masks` folders are never read as images, and a mask of an image's name becomes the
+row's `mask_path`.
+
 Example:
     >>> manifest, report = from_class_folders("COVID-19_Radiography_Dataset")  # doctest: +SKIP
     >>> manifest, report = from_class_folders("data", patient_id_pattern=r"^(person\\d+)_")  # doctest: +SKIP
@@ -13,7 +18,7 @@ Example:
 import re
 
 from keras_covidcxr.data.build_report import BuildReport, BuiltManifest
-from keras_covidcxr.data.builders._files import find_images, relative_posix, require_folder
+from keras_covidcxr.data.builders._files import find_images, relative_posix, require_folder, with_progress
 from keras_covidcxr.data.manifest import DatasetError, Manifest, ManifestRow
 from keras_covidcxr.data.vocabulary import normalize_label
 
@@ -41,13 +46,29 @@ def _class_folders(root, class_map):
     return found
 
 
+def _subfolder(folder, name):
+    """The folder inside `folder` called `name` in any case, or None."""
+    return next((p for p in sorted(folder.iterdir()) if p.is_dir() and p.name.lower() == name), None)
+
+
+def _images_with_masks(folder):
+    """(image, mask or None) for each image of a class folder; `masks` folders hold no images."""
+    images_folder = _subfolder(folder, "images") or folder
+    masks_folder = _subfolder(folder, "masks")
+    pairs = []
+    for image in find_images(images_folder, skip_folders=("masks",)):
+        mask = None if masks_folder is None else masks_folder / image.relative_to(images_folder)
+        pairs.append((image, mask if mask is not None and mask.is_file() else None))
+    return pairs
+
+
 def _label_of(name, class_map):
     if class_map is not None:
         return class_map.get(name)
     return normalize_label(name.replace("_", " "))
 
 
-def from_class_folders(root, class_map=None, source=None, patient_id_pattern=None):
+def from_class_folders(root, class_map=None, source=None, patient_id_pattern=None, progress=None):
     """Cls rows for the images under each class folder of `root`.
 
     Args:
@@ -57,6 +78,7 @@ def from_class_folders(root, class_map=None, source=None, patient_id_pattern=Non
             Folders that map to no label are dropped and reported.
         source: the `source` of every row (default: the root folder's name).
         patient_id_pattern: regex searched in the file name; its first group is the patient id.
+        progress: optional `callable(done, total)` called after each image file.
     """
     root = require_folder(root, "dataset")
     source = source or root.name
@@ -66,31 +88,40 @@ def from_class_folders(root, class_map=None, source=None, patient_id_pattern=Non
     folders = _class_folders(root, class_map)
     if not folders:
         raise DatasetError(f"{root}: no class folders found")
-    for split, folder, label in folders:
-        images = find_images(folder)
+    found = [
+        (split, folder, label, pair)
+        for split, folder, label in folders
+        for pair in _images_with_masks(folder)
+    ]
+    for split, folder, label, (image, mask) in with_progress(found, progress):
+        relative = relative_posix(image, root)
         if label is None:
-            for image in images:
-                report.drop(relative_posix(image, root), f"folder {folder.name!r} is not a known class")
+            report.drop(relative, f"folder {folder.name!r} is not a known class")
             continue
-        for image in images:
-            patient = image.stem
-            if pattern is not None:
-                match = pattern.search(image.name)
-                if match is None:
-                    report.drop(relative_posix(image, root), "file name does not match patient_id_pattern")
-                    continue
-                patient = match.group(1)
-            rows.append(
-                ManifestRow(
-                    path=relative_posix(image, root),
-                    task="cls",
-                    patient_id=f"{source}:{patient}",
-                    label=label,
-                    source=source,
-                    split=split,
-                )
+        patient = image.stem
+        if pattern is not None:
+            match = pattern.search(image.name)
+            if match is None:
+                report.drop(relative, "file name does not match patient_id_pattern")
+                continue
+            patient = match.group(1)
+        rows.append(
+            ManifestRow(
+                path=relative,
+                task="cls",
+                patient_id=f"{source}:{patient}",
+                label=label,
+                mask_path=None if mask is None else relative_posix(mask, root),
+                source=source,
+                split=split,
             )
-            report.keep(label)
+        )
+        report.keep(label)
+    n_masks = sum(row.mask_path is not None for row in rows)
+    if n_masks:
+        report.note(
+            f"{n_masks} images have a lung mask of the same name in a masks folder (set as mask_path)"
+        )
     if pattern is None and rows:
         report.note("no patient ids in this layout: each image counts as its own patient")
     return BuiltManifest(Manifest(rows, root=root), report)

@@ -13,10 +13,14 @@ from keras_covidcxr.data.builders.class_folders import from_class_folders
 COVID_GR_CLASSES = {"P": "covid", "N": "normal"}
 
 
-def from_covid_gr(root):
+def from_covid_gr(root, progress=None):
     """Cls rows for `root/P/*` (covid) and `root/N/*` (normal); patient ids `covid-gr:<file stem>`."""
     manifest, report = from_class_folders(
-        root, class_map=COVID_GR_CLASSES, source="covid-gr", patient_id_pattern=r"^(.+?)\.[^.]+$"
+        root,
+        class_map=COVID_GR_CLASSES,
+        source="covid-gr",
+        patient_id_pattern=r"^(.+?)\.[^.]+$",
+        progress=progress,
     )
     report.builder = "covid-gr"
     return BuiltManifest(manifest, report)

@@ -2,8 +2,9 @@
 
 The V7 COVID-19 X-ray set (`v7labs/covid-19-xray-dataset`) ships one JSON per image with lung
 polygons; lateral films and CT slices have tags but no lung polygons. Following the paper's
-preprocessing, laterals and images whose smaller side is under 256 px are dropped; every kept
-image gets a binary mask (0 / 255 PNG, the image's size) drawn with Pillow.
+preprocessing, laterals, images whose smaller side is under 256 px and the children's films of
+Kermany et al. are dropped; every kept image gets a binary mask (0 / 255 PNG, the image's size)
+drawn with Pillow.
 
 Example:
     >>> manifest, report = from_darwin_json("v7/annotations", "v7/images", "v7/masks")  # doctest: +SKIP
@@ -18,7 +19,12 @@ from pathlib import Path
 import numpy as np
 
 from keras_covidcxr.data.build_report import BuildReport, BuiltManifest
-from keras_covidcxr.data.builders._files import IMAGE_EXTENSIONS, relative_posix, require_folder
+from keras_covidcxr.data.builders._files import (
+    IMAGE_EXTENSIONS,
+    relative_posix,
+    require_folder,
+    with_progress,
+)
 from keras_covidcxr.data.image_scan import header_size
 from keras_covidcxr.data.manifest import DatasetError, Manifest, ManifestRow
 from keras_covidcxr.data.vocabulary import normalize_label, normalize_sex, normalize_view, parse_age
@@ -33,6 +39,20 @@ _IGNORE_CLASSES = ("ignore",)
 
 # Kermany (Mendeley) file names carry the patient: person1_virus_6.jpeg, NORMAL2-IM-1427-0001.jpeg.
 _KERMANY_PATIENT = (re.compile(r"^(person\d+)_"), re.compile(r"^((?:NORMAL2-)?IM-\d+)-\d+"))
+
+# paper: Kermany et al.'s films are of children aged 1-5 (and carry no age), so they are left out.
+PEDIATRIC_REASON = "pediatric source (Kermany et al., ages 1-5)"
+
+_VIEW_FIELDS = ("view", "view position", "projection")
+_SOURCE_FIELDS = ("source", "data source", "dataset source")
+
+# Words a view tag or field may add around the view itself ("Lateral View", "view: PA").
+_VIEW_FILLER = {"view", "position", "projection", "film", "cxr", "xray", "x", "ray"}
+_LATERAL_WORDS = {"l", "ll", "rl", "lat", "lateral"}
+_FRONTAL_VIEWS = {"pa", "ap", "ap supine", "supine ap", "ap erect", "ap upright"}
+
+# V7's healthy tag is "No Pneumonia (healthy)": it names pneumonia, so it must be read first.
+_NORMAL_TAG = re.compile(r"\b(no pneumonia|healthy|normal|no findings?)\b")
 
 
 def _paths_of(annotation):
@@ -88,37 +108,66 @@ def _tags(document):
     return [name.strip() for name in names if name.strip()]
 
 
+def _field_key(name):
+    """A field name compared loosely: `View Position`, `view_position`, `viewPosition` match."""
+    return re.sub(r"[^a-z0-9]", "", str(name).lower())
+
+
 def _explicit_field(document, *names):
     """The first of `names` found in the document, its `image`/`item` part or their metadata."""
     holders = [document, document.get("image") or {}, document.get("item") or {}]
     holders += [h.get("metadata") or {} for h in list(holders)]
-    wanted = {name.lower() for name in names}
+    wanted = {_field_key(name) for name in names}
     for holder in holders:
         for key, value in holder.items():
-            if key.lower() in wanted and value not in (None, ""):
+            if _field_key(key) in wanted and value not in (None, ""):
                 return value
     return None
 
 
+def _view_words(text):
+    """A view tag or field's words, lower-cased, without filler: "Lateral View" -> "lateral"."""
+    return " ".join(word for word in re.findall(r"[a-z]+", str(text).lower()) if word not in _VIEW_FILLER)
+
+
+def _is_lateral(text):
+    """True for "L", "LL", "lat", "Lateral", "Lateral View", "left lateral", ... (not "bilateral")."""
+    words = set(_view_words(text).split())
+    return bool(words & _LATERAL_WORDS) and words <= _LATERAL_WORDS | {"left", "right", "decubitus"}
+
+
 def _view(document, tags):
-    explicit = _explicit_field(document, "view", "view position", "view_position", "viewposition")
+    """`L` when the view field or any tag says lateral, else the view field's or a view tag's view."""
+    explicit = _explicit_field(document, *_VIEW_FIELDS)
+    candidates = ([] if explicit is None else [str(explicit)]) + tags
+    if any(_is_lateral(text) for text in candidates):
+        return "L"
     if explicit is not None:
         return normalize_view(explicit)
-    views = [normalize_view(tag) for tag in tags if tag.lower() in ("lateral", "l", "pa", "ap", "ap supine")]
-    if "L" in views:
-        return "L"
+    views = [normalize_view(_view_words(tag)) for tag in tags if _view_words(tag) in _FRONTAL_VIEWS]
     return views[0] if views else "unknown"
 
 
-def _label(tags):
-    labels = [normalize_label(tag) for tag in tags]
-    if "covid" in labels:
-        return "covid"
-    if "pneumonia" in labels:
-        return "pneumonia"
-    if "normal" in labels or any(tag.lower() in ("none", "no pneumonia") for tag in tags):
+def _tag_label(tag):
+    if _NORMAL_TAG.search(tag.lower()) or tag.strip().lower() == "none":
         return "normal"
+    return normalize_label(tag)
+
+
+def _label(tags):
+    labels = [_tag_label(tag) for tag in tags]
+    for label in ("covid", "pneumonia", "normal"):
+        if label in labels:
+            return label
     return None
+
+
+def _from_kermany(document, image_name, tags):
+    """True for a film of Kermany et al.'s children's set: by its source field, a tag or its file name."""
+    source = _explicit_field(document, *_SOURCE_FIELDS)
+    if any("kermany" in str(text).lower() for text in (image_name, source or "", *tags)):
+        return True
+    return any(pattern.match(Path(image_name).stem) for pattern in _KERMANY_PATIENT)
 
 
 def _age_and_sex(document, tags):
@@ -156,16 +205,26 @@ def _patient_id(document, image_name):
 
 
 def from_darwin_json(
-    json_dir, image_dir, out_mask_dir, min_size=MIN_IMAGE_SIDE, lung_classes=("lung",), overwrite=False
+    json_dir,
+    image_dir,
+    out_mask_dir,
+    min_size=MIN_IMAGE_SIDE,
+    lung_classes=("lung",),
+    overwrite=False,
+    allow_pediatric=False,
+    progress=None,
 ):
     """Seg rows for every frontal V7 image with lung polygons; masks are written to `out_mask_dir`.
 
-    Dropped, with the reason in the report: unreadable JSON, no matching image file, lateral
-    view (explicit view field or a "Lateral"/"L" tag), no lung polygon (CT slices, laterals),
-    smaller side under `min_size` px. Images from the Kermany set (children) keep their
-    filename-derived patient id (`kermany:person12`); the audit flags children when an age is known.
+    Dropped, with the reason in the report: unreadable JSON, no matching image file, a film of
+    Kermany et al.'s children's set (file name like `person12_virus_3.jpeg`, or "kermany" in
+    the name, a source field or a tag), lateral view (a view field or tag reading "L", "LL",
+    "lat", "Lateral", "Lateral View", any case), no lung polygon (CT slices, laterals), smaller
+    side under `min_size` px. With `allow_pediatric=True` the Kermany films are kept, with an
+    empty age, their filename-derived patient id (`kermany:person12`) and a note in the report.
     The manifest's root is the folder holding both `image_dir` and `out_mask_dir`. Existing
     mask files are replaced only with `overwrite=True` (otherwise a DatasetError, before any write).
+    `progress(done, total)`, when given, is called after each JSON file.
     """
     json_dir = require_folder(json_dir, "Darwin JSON")
     image_dir = require_folder(image_dir, "image")
@@ -173,7 +232,8 @@ def from_darwin_json(
     report = BuildReport("darwin-json")
     rows = []
     masks = {}  # mask path -> array, written only after every JSON was read
-    for json_path in sorted(json_dir.rglob("*.json")):
+    pediatric_kept = 0
+    for json_path in with_progress(sorted(json_dir.rglob("*.json")), progress):
         try:
             document = json.loads(json_path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
@@ -189,6 +249,10 @@ def from_darwin_json(
             report.drop(json_path.name, "image file not found")
             continue
         tags = _tags(document)
+        pediatric = _from_kermany(document, image_path.name, tags)
+        if pediatric and not allow_pediatric:
+            report.drop(image_path.name, PEDIATRIC_REASON)
+            continue
         view = _view(document, tags)
         if view == "L":
             report.drop(image_path.name, "lateral view")
@@ -211,6 +275,9 @@ def from_darwin_json(
             continue
         masks[mask_path] = mask
         age, sex = _age_and_sex(document, tags)
+        if pediatric:
+            age = None  # children of 1-5 years; no age is recorded for them
+            pediatric_kept += 1
         label = _label(tags)
         rows.append(
             {
@@ -224,6 +291,11 @@ def from_darwin_json(
             }
         )
         report.keep(label)
+    if pediatric_kept:
+        report.note(
+            f"kept {pediatric_kept} pediatric films (Kermany et al., ages 1-5) with an empty age: "
+            "the audit cannot flag them as children"
+        )
     existing = [path for path in masks if path.exists()]
     if existing and not overwrite:
         raise DatasetError(

@@ -12,17 +12,18 @@ Example:
 import csv
 
 from keras_covidcxr.data.build_report import BuildReport, BuiltManifest
-from keras_covidcxr.data.builders._files import require_file, require_folder
+from keras_covidcxr.data.builders._files import require_file, require_folder, with_progress
 from keras_covidcxr.data.manifest import ADULT_AGE, DatasetError, Manifest, ManifestRow
 from keras_covidcxr.data.vocabulary import normalize_label, normalize_sex, normalize_view, parse_age
 
 
-def from_ieee8023_metadata(metadata_csv, image_dir, drop_lateral=True, drop_pediatric=True):
+def from_ieee8023_metadata(metadata_csv, image_dir, drop_lateral=True, drop_pediatric=True, progress=None):
     """Cls rows for the X-ray images of `metadata.csv` found in `image_dir`.
 
     Dropped, with the reason in the report: modality other than X-ray (CT), a finding that is
     not covid/normal/pneumonia, a lateral view (`drop_lateral`), a known age under 18
     (`drop_pediatric`), an image file that is not there. Patient ids become `ieee8023:<patientid>`.
+    `progress(done, total)`, when given, is called after each CSV row.
     """
     metadata_csv = require_file(metadata_csv, "ieee8023 metadata.csv")
     image_dir = require_folder(image_dir, "ieee8023 image")
@@ -33,9 +34,10 @@ def from_ieee8023_metadata(metadata_csv, image_dir, drop_lateral=True, drop_pedi
         missing = {"patientid", "finding", "filename"} - set(reader.fieldnames or [])
         if missing:
             raise DatasetError(f"{metadata_csv}:1: missing column(s) {', '.join(sorted(missing))}")
-        for record in reader:
+        numbered = [(reader.line_num, record) for record in reader]
+        for line_number, record in with_progress(numbered, progress):
             filename = (record.get("filename") or "").strip()
-            where = filename or f"{metadata_csv.name}:{reader.line_num}"
+            where = filename or f"{metadata_csv.name}:{line_number}"
             modality = (record.get("modality") or "X-ray").strip().lower().replace("-", "")
             if modality not in ("xray", "x ray", "cr", "dx"):
                 report.drop(where, f"modality {record.get('modality')!r} is not X-ray")

@@ -12,7 +12,7 @@ Example:
 from pathlib import Path
 
 from keras_covidcxr.data.build_report import BuildReport, BuiltManifest
-from keras_covidcxr.data.builders._files import find_images, relative_posix, require_folder
+from keras_covidcxr.data.builders._files import find_images, relative_posix, require_folder, with_progress
 from keras_covidcxr.data.manifest import DatasetError, Manifest, ManifestRow
 from keras_covidcxr.data.vocabulary import normalize_sex, normalize_view, parse_age
 
@@ -40,12 +40,15 @@ def _dicom_header(path):
     )
 
 
-def from_midrc_ricord(root, read_headers=True, drop_lateral=True):
-    """Cls rows (label covid) for every DICOM/PNG film under `root`; patient id `midrc:<folder>`."""
+def from_midrc_ricord(root, read_headers=True, drop_lateral=True, progress=None):
+    """Cls rows (label covid) for every DICOM/PNG film under `root`; patient id `midrc:<folder>`.
+
+    `progress(done, total)`, when given, is called after each file.
+    """
     root = _collection_root(require_folder(root, "MIDRC-RICORD-1C"))
     report = BuildReport("midrc-ricord-1c")
     rows = []
-    for image in find_images(root):
+    for image in with_progress(find_images(root), progress):
         relative = relative_posix(image, root)
         parts = Path(relative).parts
         if len(parts) < 2:

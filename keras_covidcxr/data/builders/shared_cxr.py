@@ -14,7 +14,7 @@ import csv
 from pathlib import PurePosixPath
 
 from keras_covidcxr.data.build_report import BuildReport, BuiltManifest
-from keras_covidcxr.data.builders._files import require_file
+from keras_covidcxr.data.builders._files import require_file, with_progress
 from keras_covidcxr.data.manifest import LABELS, TASKS, DatasetError, Manifest, ManifestRow
 from keras_covidcxr.data.vocabulary import normalize_view, parse_age
 
@@ -35,8 +35,11 @@ def _source(patient_id, source_repo):
     return (source_repo or "").split(" ", 1)[0].split("/")[-1] or None
 
 
-def from_shared_cxr_manifest(csv_path):
-    """Rows for every seg/cls line of the shared manifest whose files exist."""
+def from_shared_cxr_manifest(csv_path, progress=None):
+    """Rows for every seg/cls line of the shared manifest whose files exist.
+
+    `progress(done, total)`, when given, is called after each CSV row.
+    """
     csv_path = require_file(csv_path, "shared CXR manifest")
     root = csv_path.parent
     report = BuildReport("shared-cxr")
@@ -46,10 +49,11 @@ def from_shared_cxr_manifest(csv_path):
         missing = [name for name in _REQUIRED if name not in (reader.fieldnames or [])]
         if missing:
             raise DatasetError(f"{csv_path}:1: missing column(s) {', '.join(missing)}")
-        for record in reader:
+        numbered = [(reader.line_num, record) for record in reader]
+        for line_number, record in with_progress(numbered, progress):
             path = (record["file"] or "").strip()
             task = (record["task"] or "").strip()
-            where = path or f"{csv_path.name}:{reader.line_num}"
+            where = path or f"{csv_path.name}:{line_number}"
             label = (record["label"] or "").strip().lower()
             label = None if label in ("", "unknown") else label
             if task not in TASKS:

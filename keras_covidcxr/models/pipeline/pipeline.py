@@ -3,13 +3,21 @@
 import dataclasses
 import datetime
 import os
+import warnings
 from pathlib import Path
 
 import keras
 import numpy as np
 
 from keras_covidcxr.data.class_names import BINARY_CLASS_NAMES, MULTICLASS_CLASS_NAMES
-from keras_covidcxr.errors import ConfigError, CovidCXRError, InputContractError, PresetError
+from keras_covidcxr.errors import (
+    ConfigError,
+    CovidCXRError,
+    InputContractError,
+    OutputExistsError,
+    PresetError,
+    UntrainedPresetWarning,
+)
 from keras_covidcxr.explain.grad_cam import GradCAM
 from keras_covidcxr.io.array_input import pixels_from_array
 from keras_covidcxr.io.atomic import atomic_directory
@@ -41,6 +49,10 @@ class Pipeline:
         preprocessing: a `PreprocessingConfig` (masking mode, mask checks).
         input_contract: an `InputContract` (what images are accepted).
         metadata: the preset's metadata (training provenance among it).
+
+    A pipeline is not a Keras object and has no `from_config`: it is saved and
+    loaded as a preset (`save_to_preset`, `from_preset`), whose config.json is
+    `get_config()` and whose components are serialized Keras models.
 
     Example:
         >>> from keras_covidcxr import Pipeline
@@ -77,6 +89,7 @@ class Pipeline:
         self.class_names = class_names
         self.preprocessing = preprocessing or PreprocessingConfig()
         self.input_contract = input_contract or InputContract(min_size=segmenter.input_size)
+        _check_decoding_matches(self.input_contract)
         self.metadata = dict(metadata or {})
         self.classifier_size = shapes.pop()[0]
         self._grad_cam = None
@@ -129,6 +142,8 @@ class Pipeline:
         """
         if on_error not in ("raise", "record"):
             raise ConfigError(f"on_error must be 'raise' or 'record', got {on_error!r}")
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
         if isinstance(images, (str, os.PathLike, np.ndarray, LoadedImage)) and not (
             isinstance(images, np.ndarray) and images.ndim == 4
         ):
@@ -258,6 +273,7 @@ class Pipeline:
         keras_covidcxr classes are built, and weights must match exactly. A
         registered name whose trained weights are not published yet raises a
         `PresetError` saying how to train them (`covidcxr presets` lists which).
+        A preset that records no training loads with an `UntrainedPresetWarning`.
 
         Example:
             >>> import keras_covidcxr
@@ -274,7 +290,7 @@ class Pipeline:
                 raise PresetError(
                     f"{folder / 'config.json'}: unknown ensemble class {ensemble_spec['class_name']!r}"
                 )
-            return cls(
+            pipeline = cls(
                 segmenter,
                 ensemble_cls(members, **ensemble_spec["config"]),
                 class_names=config["class_names"],
@@ -286,6 +302,13 @@ class Pipeline:
             raise PresetError(f"{folder / 'config.json'}: incomplete pipeline config ({error!r})") from error
         except ConfigError as error:
             raise PresetError(f"{folder / 'config.json'}: {error}") from error
+        if not pipeline.is_trained:
+            warnings.warn(
+                f"{handle}: this preset records no training (untrained weights); its outputs mean nothing",
+                UntrainedPresetWarning,
+                stacklevel=2,
+            )
+        return pipeline
 
     def get_config(self):
         """The preset's config.json: the pipeline graph without weights."""
@@ -336,7 +359,7 @@ class Pipeline:
                     (tmp / path).mkdir(parents=True)
                     component_io.write_component(model, tmp / path)
                 preset_format.finish_metadata(tmp, metadata)
-        except FileExistsError as error:
+        except OutputExistsError as error:
             raise PresetError(
                 f"{folder}: exists and is not an empty folder"
                 + ("" if overwrite else " (pass overwrite=True to replace an older preset)")
@@ -379,3 +402,13 @@ def _heatmap_at_original(heatmap, shape, crop_box):
     full = np.zeros(shape, "float32")
     full[y0:y1, x0:x1] = resize_image(heatmap, (y1 - y0, x1 - x0))
     return full
+
+
+def _check_decoding_matches(contract):
+    """The contract's channels and value range must be what the loader gives the models: gray in [0, 1]."""
+    value_range = tuple(float(v) for v in contract.value_range)
+    if contract.channels != 1 or value_range != (0.0, 1.0):
+        raise ConfigError(
+            f"the input contract asks for {contract.channels}-channel images in {list(value_range)}, "
+            "but this package decodes every image to 1-channel gray in [0, 1]"
+        )

@@ -17,8 +17,10 @@ class ResUnet(SerializableModel):
 
     The paper quotes "about 7.8 M" parameters without a per-layer count; this
     build, with a batch-normalised 1x1 shortcut in every unit as Zhang et al.
-    draw it, has 8,231,745 (pinned in the tests). The paper does not say
-    which part it counted differently, so we keep Zhang et al.'s unit.
+    draw it, has 8,231,745 (pinned in the tests). The shortcuts hold 437,184
+    of them; without them the count is 7,794,561, the paper's 7.8 M, so the
+    paper most likely left them out of its count. Every unit changes the
+    number of channels, so an identity shortcut is impossible: we keep them.
 
     Args:
         input_size: side of the square input, divisible by 2**(len(filters)-1).

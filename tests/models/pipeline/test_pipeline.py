@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from keras_covidcxr import CovidCXRError, InputContractError, Pipeline, PreprocessingConfig
+from keras_covidcxr import ConfigError, CovidCXRError, InputContractError, Pipeline, PreprocessingConfig
 
 
 def test_result_fields_and_types(pipeline, chest_images):
@@ -60,6 +60,26 @@ def test_errors_are_raised_or_recorded(pipeline, chest_images, tmp_path):
     results = pipeline.predict([chest_images[0], broken, chest_images[1]], on_error="record")
     assert [r.error is None for r in results] == [True, False, True]
     assert "broken.png" in results[1].error and results[1].label is None
+
+
+def test_bad_arguments_are_config_errors(pipeline, chest_images):
+    for batch_size in (0, -1, 2.5):
+        with pytest.raises(ConfigError, match="batch_size must be a positive integer"):
+            pipeline.predict(chest_images[:1], batch_size=batch_size)
+    with pytest.raises(ConfigError, match="on_error"):
+        pipeline.predict(chest_images[:1], on_error="ignore")
+
+
+@pytest.mark.parametrize("ensemble", ["weighted_average", "majority_vote"])
+def test_three_class_results_name_covid_normal_pneumonia(make_pipeline, chest_images, ensemble):
+    three_class = make_pipeline(ensemble=ensemble, num_classes=3)
+    for result in three_class.predict(chest_images[:2]):
+        assert set(result.probabilities) == {"covid", "normal", "pneumonia"}
+        assert sum(result.probabilities.values()) == pytest.approx(1.0)
+        assert result.label in ("covid", "normal", "pneumonia")
+        for member in result.members.values():
+            assert set(member["probabilities"]) == {"covid", "normal", "pneumonia"}
+            assert member["label"] == max(member["probabilities"], key=member["probabilities"].get)
 
 
 def test_input_contract_refuses_small_images(pipeline):

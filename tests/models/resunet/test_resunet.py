@@ -6,9 +6,11 @@ from keras_covidcxr import ConfigError, ResUnet
 
 def test_paper_configuration_parameter_count():
     # 7 levels, 64/128/256 filters + 512 bridge, 1x1-conv + BN shortcut in every unit.
-    # The paper says "about 7.8 M"; see the ResUnet docstring for the difference.
+    # The paper says "about 7.8 M": the count without the shortcuts (see the ResUnet docstring).
     model = ResUnet()
     assert model.count_params() == 8_231_745
+    shortcuts = sum(int(np.prod(w.shape)) for w in model.weights if "_shortcut_" in w.path)
+    assert shortcuts == 437_184 and model.count_params() - shortcuts == 7_794_561
     assert model.output_shape == (None, 256, 256, 1)
 
 
