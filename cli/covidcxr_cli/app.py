@@ -186,14 +186,10 @@ def _weights_status(name, metadata):
     if metadata.get("trained") is False:
         return f"[yellow]none published yet[/] (`covidcxr info {name}` shows how to train them)"
     if metadata.get("weights") == "bundled":
-        if not _bundled_folder_exists(name):
+        if not Path(metadata["handle"]).is_dir():
             return f"[red]bundled, but its folder is missing from this installation[/] (`covidcxr info {name}` says why)"
         return "yes, bundled with the package (no download)"
     return escape(str(metadata.get("weights", "unknown")))
-
-
-def _bundled_folder_exists(name):
-    return Path(keras_covidcxr.list_presets()[name]["handle"]).is_dir()
 
 
 @app.command()
