@@ -65,7 +65,7 @@ def evaluate_pipeline(
     ensemble_key = "majority_vote" if isinstance(pipeline.ensemble, MajorityVoteEnsemble) else "weighted_average"
     sections, probe = {}, {}
     if shortcut_probe:
-        probe = _shortcut_probe(pipeline, paths, is_positive, positive, batch_size)
+        probe = _shortcut_probe(pipeline, paths, is_positive, positive, batch_size, (kept, scores))
         sections["shortcut_probe"] = ReportSection("Shortcut probe", probe, _probe_markdown(probe, ensemble_key))
     written = write_report(
         out_dir, scores, [truth[i] for i in pick], list(names), n_resamples=n_resamples,
@@ -80,12 +80,18 @@ def evaluate_pipeline(
     return Evaluation(written.directory, len(kept), failed, auc, suspected, kept_paths, positive_scores, probe)
 
 
-def _shortcut_probe(pipeline, paths, is_positive, positive, batch_size):
-    """AUC of every score set with the lungs only and with the lungs removed, on the images both passes kept."""
+def _shortcut_probe(pipeline, paths, is_positive, positive, batch_size, scored):
+    """AUC of every score set with the lungs only and with the lungs removed, on the images both passes kept.
+
+    `scored` is the (kept, scores) of `pipeline` itself, reused when it already masks the lungs only.
+    """
     passes = {}
     for tag, masking in (("lungs_only", "hard"), ("lungs_removed", "lungs_removed")):
         probe_pipeline = pipeline.with_preprocessing(masking=masking, fall_back_to_unmasked=False)
-        kept, scores, _ = _score(probe_pipeline, paths, batch_size)
+        if probe_pipeline.preprocessing == pipeline.preprocessing:
+            kept, scores = scored
+        else:
+            kept, scores, _ = _score(probe_pipeline, paths, batch_size)
         passes[tag] = ({index: row for row, index in enumerate(kept)}, scores)
     common = sorted(set(passes["lungs_only"][0]) & set(passes["lungs_removed"][0]))
     score_sets = {}

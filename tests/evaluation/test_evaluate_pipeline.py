@@ -100,3 +100,18 @@ def test_evaluate_command(preset_dir, manifest_path, tmp_path):
     assert result.exit_code == 1  # the broken file
     assert "weighted_average" in result.output and "broken.png" in result.output
     assert (tmp_path / "cli_report" / "report.md").is_file()
+
+
+def test_a_lungs_only_pipeline_is_not_scored_twice(preset_dir, manifest_path, tmp_path, monkeypatch):
+    real_score, maskings = evaluate_module._score, []
+
+    def score(pipeline, paths, batch_size):
+        maskings.append(pipeline.preprocessing.masking)
+        return real_score(pipeline, paths, batch_size)
+
+    monkeypatch.setattr(evaluate_module, "_score", score)
+    pipeline = Pipeline.from_preset(preset_dir).with_preprocessing(masking="hard", fall_back_to_unmasked=False)
+    evaluation = evaluate_pipeline(pipeline, read_manifest(manifest_path), tmp_path / "r", n_resamples=10)
+    assert maskings == ["hard", "lungs_removed"]
+    lungs_only = evaluation.shortcut_probe["score_sets"]["weighted_average"]["auc_lungs_only"]
+    assert lungs_only == pytest.approx(evaluation.auc["weighted_average"])
