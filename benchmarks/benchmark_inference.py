@@ -73,6 +73,7 @@ def bench_config(kind, preset, peak, batches, repeats):
     image = load_image(SAMPLE).pixels
     flops = count_flops(pipeline.segmenter) + sum(count_flops(m) for m in pipeline.ensemble.members)
     seg_size, cls_size = pipeline.segmenter.input_size, pipeline.classifier_size
+    channels = pipeline.classifier_channels
     print(f"\n== {kind}: {flops / 1e9:.1f} GFLOP per image (conv + dense), "
           f"{sum(p for p in pipeline.metadata['parameter_counts'].values()) / 1e6:.1f} M parameters")
 
@@ -80,7 +81,7 @@ def bench_config(kind, preset, peak, batches, repeats):
         for _ in range(n):
             pipeline.segmenter.predict(np.zeros((1, seg_size, seg_size, 1), "float32"), verbose=0)
             for member in pipeline.ensemble.members:
-                member.predict(np.zeros((1, cls_size, cls_size, 3), "float32"), verbose=0)
+                member.predict(np.zeros((1, cls_size, cls_size, channels), "float32"), verbose=0)
 
     naive_rate = 4 / best_time(lambda: naive(4), 1)
     print(f"{'batch':>6} {'pipeline img/s':>15} {'naive img/s':>12} {'ratio':>6} {'GFLOP/s':>8} {'of peak':>8}")
@@ -91,7 +92,7 @@ def bench_config(kind, preset, peak, batches, repeats):
         print(f"{batch:>6} {rate:>15.2f} {naive_rate:>12.2f} {rate / naive_rate:>6.2f}"
               f" {rate * flops / 1e9:>8.1f} {rate * flops / 1e9 / peak:>8.1%}")
 
-    x = np.random.default_rng(0).normal(size=(1, cls_size, cls_size, 3)).astype("float32")
+    x = np.random.default_rng(0).uniform(size=(1, cls_size, cls_size, channels)).astype("float32")
     forward = best_time(lambda: pipeline.ensemble.predict_on_batch(x), repeats)
     grad_cam = GradCAM(pipeline.ensemble)
     explain = best_time(lambda: grad_cam(x, 1), repeats)
@@ -112,9 +113,9 @@ def bench_cold_start(preset):
         "import numpy as np\n"
         "from keras_covidcxr import Pipeline\n"
         f"p = Pipeline.from_preset({str(preset)!r})\n"
-        "s = p.segmenter.input_size; c = p.classifier_size\n"
+        "s = p.segmenter.input_size; c = p.classifier_size; k = p.classifier_channels\n"
         "p.segmenter.predict_on_batch(np.zeros((1, s, s, 1), 'float32'))\n"
-        "p.ensemble.predict_on_batch(np.zeros((1, c, c, 3), 'float32'))\n"
+        "p.ensemble.predict_on_batch(np.zeros((1, c, c, k), 'float32'))\n"
     )
     print("\n== cold start (wall seconds, best of 2)")
     help_s = min(wall(cli + ["--help"], env) for _ in range(2))

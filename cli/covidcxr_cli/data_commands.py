@@ -211,12 +211,25 @@ def split_command(
         "--link-duplicates/--no-link-duplicates",
         help="Read the images and keep patients that share a picture in one split.",
     ),
+    exclude_refused: bool = typer.Option(
+        False,
+        "--exclude-refused",
+        help="Drop the rows `data audit` refuses for themselves (children, laterals, small, missing or "
+        "unreadable files) before splitting, and say how many and why.",
+    ),
+    min_size: int = typer.Option(
+        256, "--min-size", min=0, help="With --exclude-refused: smallest allowed image side in px (paper: 256)."
+    ),
+    allow_pediatric: bool = typer.Option(
+        False, "--allow-pediatric", help="With --exclude-refused: keep patients under 18."
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT if it exists."),
     debug: bool = DEBUG,
 ):
     """Assign train/val/test by patient, stratified by label (one split for seg and cls rows)."""
     from keras_covidcxr.data import (
         describe_splits,
+        exclude_refused as drop_refused_rows,
         find_near_duplicates,
         read_manifest,
         split_by_patient,
@@ -225,6 +238,14 @@ def split_command(
 
     stdout, _ = _consoles()
     manifest = read_manifest(manifest_path)
+    if exclude_refused:
+        with _progress_bar("checking images") as progress:
+            manifest, dropped = drop_refused_rows(
+                manifest, allow_pediatric=allow_pediatric, min_size=min_size, progress=progress
+            )
+        for check, findings in dropped.items():
+            stdout.print(f"dropped {len(findings)} ({check}): " + "; ".join(f.message for f in findings[:3])
+                         + ("; ..." if len(findings) > 3 else ""), markup=False)
     linked = []
     if link_duplicates:
         with _progress_bar("looking for re-uploaded pictures") as progress:

@@ -170,13 +170,25 @@ def classifier(
     manifest: Path = MANIFEST,
     segmenter_dir: Path = typer.Option(..., "--segmenter", help="The trained segmenter's checkpoint folder."),
     out: Path = typer.Option(..., "--out", help="Checkpoint folder (best/, state/, summary.json)."),
-    backbone: str = typer.Option("densenet201", "--backbone", help="densenet201, resnet152, vgg19 (paper) or a smaller one."),
+    backbone: str = typer.Option(
+        "densenet201", "--backbone",
+        help="densenet201, resnet152, vgg19 (paper) or a smaller one: mobilenet_v2, efficientnet_lite0, densenet121, ...",
+    ),
     name: str | None = typer.Option(None, "--name", help="Member name in the ensemble (default: the backbone)."),
     classes: str | None = typer.Option(None, "--classes", help="Class names in output order (default: non_covid,covid or covid,normal,pneumonia)."),
     num_classes: int = typer.Option(2, "--num-classes", min=2, help="2 (COVID vs rest) or 3 (covid, normal, pneumonia)."),
     input_size: int = typer.Option(224, "--input-size", help="Classifier input side (paper: 224)."),
     head_units: int | None = typer.Option(None, "--head-units", help="Extra dense layer width (default: the paper's for the backbone)."),
-    backbone_weights: str = typer.Option("imagenet", "--backbone-weights", help="'imagenet', 'none' or a Keras weights file."),
+    backbone_weights: str = typer.Option(
+        "imagenet", "--backbone-weights",
+        help="'imagenet' (downloaded by Keras), 'none', or a local weights file: Keras .weights.h5, or PyTorch "
+        ".safetensors for efficientnet_lite0.",
+    ),
+    imagenet_normalization: bool = typer.Option(
+        False, "--imagenet-normalization",
+        help="The classifier reads gray [0, 1] images and applies its backbone's ImageNet normalisation itself "
+        "(instead of the paper's per-image standardisation).",
+    ),
     masking: Masking = typer.Option(Masking.hard, "--masking", help="How the lung mask is applied (must match the preset)."),
     head_epochs: int = typer.Option(5, "--head-epochs", min=0, help="Phase 1 epochs, head only (paper: 5)."),
     schedule: str = typer.Option("0.1,0.25,0.5,1.0", "--unfreeze-schedule", help="Phase 2: fractions of backbone blocks unfrozen per stage."),
@@ -210,6 +222,7 @@ def classifier(
                 input_size=input_size, head_units=head_units, backbone_weights=weights,
                 preprocessing=keras_covidcxr.PreprocessingConfig(masking=masking.value), name=name, config=config,
                 resume=resume, callbacks=[_epoch_callback(progress, backbone)], progress=masked,
+                input_normalization="imagenet" if imagenet_normalization else None,
             )
         info = result.details["classifier_inputs"]
         steps = "; ".join(

@@ -10,7 +10,7 @@ Example:
 """
 
 from keras_covidcxr.data.audit import CHECKS as AUDIT_CHECKS
-from keras_covidcxr.data.audit import MIN_IMAGE_SIDE, AuditFinding, AuditReport, audit_manifest
+from keras_covidcxr.data.audit import MIN_IMAGE_SIDE, AuditFinding, AuditReport, audit_manifest, exclude_refused
 from keras_covidcxr.data.build_report import BuildReport, BuiltManifest, DroppedItem
 from keras_covidcxr.data.builders import (
     draw_lung_mask,
@@ -70,6 +70,7 @@ __all__ = [
     "ManifestRow",
     "audit_manifest",
     "describe_splits",
+    "exclude_refused",
     "draw_lung_mask",
     "find_near_duplicates",
     "from_bimcv",

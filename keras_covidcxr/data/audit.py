@@ -331,3 +331,30 @@ def audit_manifest(
         "check_images": check_images,
     }
     return AuditReport(findings, settings, len(manifest), len(manifest.patient_ids()), len(scans))
+
+
+# The per-image errors a row can be dropped for; leaks across splits are fixed by splitting again.
+ROW_CHECKS = ("pediatric", "lateral_view", "image_too_small", "missing_file", "unreadable_file", "mask_size_mismatch")
+
+
+def exclude_refused(manifest, *, allow_pediatric=False, min_size=MIN_IMAGE_SIDE, progress=None):
+    """Drop the rows the audit would refuse for themselves (children, laterals, small, missing,
+    unreadable files, mismatched masks), so that build -> split -> audit passes without hand edits.
+
+    Returns:
+        (kept `Manifest`, {check: [AuditFinding, ...]} of what was dropped and why).
+
+    Example:
+        >>> kept, dropped = exclude_refused(manifest)  # doctest: +SKIP
+        >>> {check: len(findings) for check, findings in dropped.items()}  # doctest: +SKIP
+        {'pediatric': 1, 'image_too_small': 10}
+    """
+    unsplit = manifest.with_rows(row.replace(split="train") for row in manifest)
+    report = audit_manifest(unsplit, allow_pediatric=allow_pediatric, min_size=min_size, progress=progress)
+    dropped = {}
+    for finding in report.errors:
+        if finding.check in ROW_CHECKS:
+            dropped.setdefault(finding.check, []).append(finding)
+    refused = {path for findings in dropped.values() for finding in findings for path in finding.paths}
+    kept = manifest.with_rows(row for row in manifest if row.path not in refused and row.mask_path not in refused)
+    return kept, dropped

@@ -57,6 +57,27 @@ def apply_lung_mask(pixels, mask, mode="hard", margin=0.025):
     raise ConfigError(f"masking mode must be one of {MASKING_MODES}, got {mode!r}")
 
 
+def keep_largest_pieces(mask, count=2):
+    """(mask with only its `count` largest connected pieces, fraction of the mask's area removed).
+
+    Two lungs are two pieces; what else the segmenter marks (bowel gas under the diaphragm, a
+    speck in the shoulder) is usually a smaller, separate piece.
+
+    Example:
+        >>> mask = np.zeros((8, 8), bool); mask[1:6, 1:3] = mask[1:6, 5:7] = True; mask[7, 7] = True
+        >>> kept, removed = keep_largest_pieces(mask)
+        >>> int(kept.sum()), round(removed, 3)
+        (20, 0.048)
+    """
+    labels, pieces = ndimage.label(mask)
+    if pieces <= count:
+        return mask, 0.0
+    sizes = np.bincount(labels.ravel())[1:]
+    keep = np.argsort(sizes)[::-1][:count] + 1
+    kept = np.isin(labels, keep)
+    return kept, float(1.0 - kept.sum() / max(mask.sum(), 1))
+
+
 @dataclasses.dataclass(frozen=True)
 class MaskQuality:
     """Lung-mask statistics: the fraction of the image that is lung, and how many pieces."""

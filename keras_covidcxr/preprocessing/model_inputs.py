@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from keras_covidcxr.preprocessing.lung_masking import apply_lung_mask, mask_quality
+from keras_covidcxr.preprocessing.lung_masking import apply_lung_mask, keep_largest_pieces, mask_quality
 from keras_covidcxr.preprocessing.resize import resize_image
 from keras_covidcxr.preprocessing.standardize import standardize, to_rgb
 
@@ -17,12 +17,30 @@ def lung_mask_at(probabilities, shape, threshold):
     return resize_image(probabilities, shape) >= threshold
 
 
-def classifier_input(pixels, lung_mask, config, size):
+# Removing specks is routine; removing at least this share of the mask's area is worth a warning.
+REPORTED_REMOVAL = 0.01
+
+
+def cleaned_lung_mask(mask, config):
+    """(mask, warnings): the mask with only `config.keep_largest_pieces` pieces, if that is set."""
+    if not config.keep_largest_pieces:
+        return mask, []
+    kept, removed = keep_largest_pieces(mask, config.keep_largest_pieces)
+    if removed < REPORTED_REMOVAL:
+        return kept, []
+    return kept, [(
+        "mask_pieces_removed",
+        f"dropped {removed:.0%} of the lung mask: pieces besides the {config.keep_largest_pieces} largest",
+    )]
+
+
+def classifier_input(pixels, lung_mask, config, size, channels=3):
     """Mask, check and prepare one image for the classifiers.
 
-    Returns (input (size, size, 3), crop box or None, MaskQuality, warnings),
-    where `config` is a `PreprocessingConfig` and `warnings` a list of
-    (code, message) pairs.
+    Returns (input (size, size, channels), crop box or None, MaskQuality,
+    warnings), where `config` is a `PreprocessingConfig` (standardised or
+    gray [0, 1] pixels, see its `standardize`) and `warnings` a list of
+    (code, message) pairs. Three channels replicate the gray one.
     """
     quality = mask_quality(lung_mask)
     warnings = []
@@ -43,4 +61,8 @@ def classifier_input(pixels, lung_mask, config, size):
         masked, crop_box = apply_lung_mask(pixels, lung_mask, config.masking, config.bbox_margin)
     else:
         masked, crop_box = np.asarray(pixels, "float32"), None
-    return to_rgb(standardize(resize_image(masked, (size, size)))), crop_box, quality, warnings
+    model_input = resize_image(masked, (size, size))
+    if config.standardize:
+        model_input = standardize(model_input)
+    model_input = to_rgb(model_input) if channels == 3 else np.asarray(model_input, "float32")[..., None]
+    return model_input, crop_box, quality, warnings

@@ -23,6 +23,13 @@ class PreprocessingConfig:
         fall_back_to_unmasked: classify the whole image, with a warning, when
             the mask is implausible; otherwise use the mask anyway, with a
             warning.
+        keep_largest_pieces: keep only this many largest connected pieces
+            of the lung mask (2: the two lungs), with a warning naming the
+            area removed; 0 keeps the mask as predicted.
+        standardize: scale each classifier input to mean 0, std 1 (the
+            paper). False keeps the gray [0, 1] pixels, for classifiers that
+            apply their backbone's ImageNet normalisation themselves
+            (`CXRClassifier(input_normalization="imagenet")`).
     """
 
     mask_threshold: float = 0.5
@@ -32,6 +39,8 @@ class PreprocessingConfig:
     max_lung_fraction: float = 0.8
     max_lung_components: int = 3
     fall_back_to_unmasked: bool = True
+    keep_largest_pieces: int = 0
+    standardize: bool = True
 
     def __post_init__(self):
         if self.masking not in MASKING_MODES:

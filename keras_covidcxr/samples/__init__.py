@@ -10,6 +10,6 @@ def sample_images():
 
     Example:
         >>> [p.name for p in sample_images()]
-        ['chest_xray_covid_pa.png']
+        ['chest_xray_covid_pa.png', 'chest_xray_normal_pa.png']
     """
     return sorted(p for p in SAMPLES_DIR.glob("*.png") if not p.stem.endswith("_lung_mask"))

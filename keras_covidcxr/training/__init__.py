@@ -19,6 +19,7 @@ Everything runs on any Keras backend (TensorFlow, JAX, PyTorch): batches come fr
 from keras_covidcxr.training.assembly import assemble_pipeline, member_probabilities, validation_report
 from keras_covidcxr.training.augmentation import (
     CLASSIFIER_AUGMENTATION,
+    MILD_SEGMENTER_AUGMENTATION,
     SEGMENTER_AUGMENTATION,
     AugmentationSettings,
     Augmenter,
@@ -50,6 +51,7 @@ from keras_covidcxr.training.unfreezing import backbone_blocks, freeze_batch_nor
 
 __all__ = [
     "CLASSIFIER_AUGMENTATION",
+    "MILD_SEGMENTER_AUGMENTATION",
     "SEGMENTER_AUGMENTATION",
     "AssembledPreset",
     "AugmentationSettings",

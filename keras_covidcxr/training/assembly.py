@@ -11,16 +11,49 @@ from keras_covidcxr.models.pipeline.pipeline import Pipeline
 from keras_covidcxr.preprocessing.standardize import to_rgb
 
 ENSEMBLES = ("weighted_average", "majority_vote")
+MAX_ONE_CLASS_FRACTION = 0.95
 
 
-def _rgb_batches(inputs, batch_size):
-    """Yield (RGB batch padded to batch_size, real count) from a dataset or an array."""
+def check_operating_threshold(validation_scores, threshold, what="the ensemble"):
+    """Refuse a two-class threshold that cannot be an operating point on its own validation scores.
+
+    A threshold outside the range of the validation scores, or one that puts more than 95% of the
+    validation images in one class, makes a model that answers one class for (nearly) everything.
+
+    Raises:
+        ConfigError: naming `what`, the threshold and the score range or class fraction.
+
+    Example:
+        >>> check_operating_threshold([0.2, 0.4, 0.6, 0.8], 0.5)
+        >>> check_operating_threshold([0.44, 0.5, 0.66], 0.67)
+        Traceback (most recent call last):
+        ...
+        keras_covidcxr.errors.ConfigError: threshold 0.670 of the ensemble lies outside its validation scores [0.440, 0.660]
+    """
+    scores = np.asarray(validation_scores, "float64").reshape(-1)
+    if scores.size == 0:
+        raise ConfigError(f"no validation scores to check the threshold of {what}")
+    low, high = float(scores.min()), float(scores.max())
+    if not low <= threshold <= high:
+        raise ConfigError(
+            f"threshold {threshold:.3f} of {what} lies outside its validation scores [{low:.3f}, {high:.3f}]"
+        )
+    positive = float(np.mean(scores >= threshold))
+    if max(positive, 1.0 - positive) > MAX_ONE_CLASS_FRACTION:
+        raise ConfigError(
+            f"threshold {threshold:.3f} of {what} puts {max(positive, 1.0 - positive):.1%} of its "
+            f"{scores.size} validation images in one class (at most {MAX_ONE_CLASS_FRACTION:.0%} allowed)"
+        )
+
+
+def _model_batches(inputs, batch_size, channels=3):
+    """Yield (batch with `channels` channels, padded to batch_size; real count) from a dataset or an array."""
     images = getattr(inputs, "inputs", inputs)  # a ClassificationDataset holds gray arrays
     images = np.asarray(images, "float32")
     for start in range(0, len(images), batch_size):
         chunk = images[start : start + batch_size]
         if chunk.ndim == 3:
-            chunk = np.stack([to_rgb(image) for image in chunk])
+            chunk = np.stack([to_rgb(image) for image in chunk]) if channels == 3 else chunk[..., None]
         count = len(chunk)
         if count < batch_size:
             chunk = np.concatenate([chunk, np.zeros((batch_size - count, *chunk.shape[1:]), "float32")])
@@ -31,13 +64,14 @@ def member_probabilities(members, inputs, batch_size=32):
     """(n, members, classes) class probabilities of every member on un-augmented inputs.
 
     `inputs` is a `ClassificationDataset` (its stored inputs are used, never augmented) or an
-    array of gray (n, S, S) / RGB (n, S, S, 3) classifier inputs. A binary member's sigmoid p
+    array of gray (n, S, S) / (n, S, S, channels) classifier inputs; gray ones get the channels
+    each member takes. A binary member's sigmoid p
     becomes (1 - p, p), as in the ensembles.
     """
     columns = []
     for member in members:
         outputs = []
-        for batch, count in _rgb_batches(inputs, batch_size):
+        for batch, count in _model_batches(inputs, batch_size, member.image_shape[-1]):
             outputs.append(np.asarray(keras.ops.convert_to_numpy(member.predict_on_batch(batch)))[:count])
         probs = np.concatenate(outputs).astype("float64")
         if member.num_classes == 2:
@@ -48,7 +82,7 @@ def member_probabilities(members, inputs, batch_size=32):
 
 def assemble_pipeline(segmenter, members, class_names=None, ensemble="weighted_average", weights=None,
                       threshold=0.5, tie_break="mean_probability", preprocessing=None, input_contract=None,
-                      metadata=None):
+                      metadata=None, member_thresholds=None, validation_scores=None):
     """A `Pipeline` from a trained segmenter and trained classifiers.
 
     Args:
@@ -58,6 +92,11 @@ def assemble_pipeline(segmenter, members, class_names=None, ensemble="weighted_a
         ensemble: "weighted_average" (with `weights` and `threshold`, e.g. from
             `fit_ensemble_weights`) or "majority_vote" (with `tie_break`).
         preprocessing, input_contract, metadata: passed to `Pipeline`.
+        member_thresholds: two classes: each member's own operating threshold (its vote).
+        validation_scores: two classes: (n, members) positive-class probabilities of the members
+            on the validation images the thresholds were fitted on. When given, every threshold
+            is checked against them (`check_operating_threshold`): a preset that would answer one
+            class for nearly every validation image is refused.
 
     Example:
         >>> fit = fit_ensemble_weights(member_probabilities(members, val), val.labels)  # doctest: +SKIP
@@ -72,12 +111,23 @@ def assemble_pipeline(segmenter, members, class_names=None, ensemble="weighted_a
             f"ensemble members need unique names; {duplicates} appear more than once "
             "(train each backbone under its own name)"
         )
+    threshold = 0.5 if threshold is None else threshold
     if ensemble == "weighted_average":
-        combined = WeightedAverageEnsemble(members, weights=weights, threshold=0.5 if threshold is None else threshold)
+        combined = WeightedAverageEnsemble(members, weights=weights, threshold=threshold,
+                                           member_thresholds=member_thresholds)
     elif ensemble == "majority_vote":
-        combined = MajorityVoteEnsemble(members, tie_break=tie_break)
+        combined = MajorityVoteEnsemble(members, tie_break=tie_break, member_thresholds=member_thresholds)
     else:
         raise ConfigError(f"ensemble must be one of {ENSEMBLES}, got {ensemble!r}")
+    if validation_scores is not None and combined.num_classes == 2:
+        scores = np.asarray(validation_scores, "float64").reshape(len(validation_scores), len(members))
+        for name, member_scores, member_threshold in zip(
+            names, scores.T, combined.member_thresholds or [0.5] * len(members)
+        ):
+            check_operating_threshold(member_scores, member_threshold, f"member {name!r}")
+        if isinstance(combined, WeightedAverageEnsemble):
+            ensemble_scores = scores @ np.asarray(combined.weights_normalised)
+            check_operating_threshold(ensemble_scores, combined.threshold)
     return Pipeline(segmenter, combined, class_names=class_names, preprocessing=preprocessing,
                     input_contract=input_contract, metadata=metadata)
 
@@ -99,7 +149,8 @@ def validation_report(ensemble, inputs, labels, class_names, batch_size=32):
         threshold = ensemble.threshold if len(class_names) == 2 else None
         report["ensemble"] = _summary(classification_metrics(labels, combined, class_names, threshold=threshold))
     else:
-        outputs = [ensemble.predict_on_batch(batch) for batch, _ in _rgb_batches(inputs, batch_size)]
+        channels = ensemble.members[0].image_shape[-1]
+        outputs = [ensemble.predict_on_batch(batch) for batch, _ in _model_batches(inputs, batch_size, channels)]
         voted = np.concatenate([np.asarray(o["label"]) for o in outputs])[: len(labels)]
         report["ensemble"] = {"accuracy": float(np.mean(voted == labels)), "n": len(labels)}
     return report

@@ -42,6 +42,7 @@ import numpy as np
 
 from keras_covidcxr.data.manifest import DatasetError
 from keras_covidcxr.errors import ConfigError
+from keras_covidcxr.preprocessing.preprocessing_config import PreprocessingConfig
 from keras_covidcxr.training.augmentation import CLASSIFIER_AUGMENTATION, Augmenter
 from keras_covidcxr.training.checkpoints import BestEpochCallback, TrainingCheckpoint
 from keras_covidcxr.training.class_weights import balanced_class_weights, missing_classes
@@ -62,15 +63,17 @@ def monitored(config, has_validation=True):
 
 
 def classifier_datasets(manifest, segmenter, class_names, input_size, preprocessing=None, config=None,
-                        train_split="train", val_split="val", progress=None):
+                        train_split="train", val_split="val", progress=None, channels=3):
     """(train, val, info) `ClassificationDataset`s of a split manifest's cls rows.
 
     Inputs are masked by `segmenter` exactly as the `Pipeline` masks them (`preprocessing` is the
     pipeline's `PreprocessingConfig`); the training split is shuffled, augmented with the paper's
     classifier settings (if `config.augment`) and class-weighted from its own counts. `info`
-    records the counts, class weights and mask warnings.
+    records the counts, class weights and mask warnings. `channels` is the classifier's input
+    channels (3, or 1 for gray-input classifiers).
     """
     config = config or TrainingConfig()
+    preprocessing = preprocessing or PreprocessingConfig()
     class_names = tuple(class_names)
     cls_rows = manifest.filter(task="cls")
     train_rows, val_rows = cls_rows.filter(split=train_split), cls_rows.filter(split=val_split)
@@ -87,6 +90,7 @@ def classifier_datasets(manifest, segmenter, class_names, input_size, preprocess
         absent = [class_names[c] for c in missing_classes(weights)]
         raise DatasetError(f"the {train_split!r} split has no image of class(es) {absent}")
     options = {"batch_size": config.batch_size, "workers": config.workers}
+    layout = {"channels": channels, "standardized": preprocessing.standardize}
 
     def report(split):
         return None if progress is None else (lambda done, total: progress(split, done, total))
@@ -101,9 +105,10 @@ def classifier_datasets(manifest, segmenter, class_names, input_size, preprocess
     num_classes = len(class_names)
     train = ClassificationDataset(
         train_inputs, train_labels, num_classes, config.batch_size, augmenter=augmenter, shuffle=True,
-        class_weights=weights, seed=config.seed, workers=config.workers, drop_remainder=True,
+        class_weights=weights, seed=config.seed, workers=config.workers, drop_remainder=True, **layout,
     )
-    val = ClassificationDataset(val_inputs, val_labels, num_classes, config.batch_size, workers=config.workers)
+    val = ClassificationDataset(val_inputs, val_labels, num_classes, config.batch_size, workers=config.workers,
+                                **layout)
 
     def counts(labels):
         return {name: int(np.sum(labels == c)) for c, name in enumerate(class_names)}

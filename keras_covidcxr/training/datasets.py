@@ -29,10 +29,15 @@ import numpy as np
 
 from keras_covidcxr.data.manifest import DatasetError
 from keras_covidcxr.io.image_loader import load_image
-from keras_covidcxr.preprocessing.model_inputs import classifier_input, lung_mask_at, segmenter_input
+from keras_covidcxr.preprocessing.model_inputs import (
+    classifier_input,
+    cleaned_lung_mask,
+    lung_mask_at,
+    segmenter_input,
+)
 from keras_covidcxr.preprocessing.preprocessing_config import PreprocessingConfig
 from keras_covidcxr.preprocessing.resize import resize_image
-from keras_covidcxr.preprocessing.standardize import standardize, to_rgb
+from keras_covidcxr.preprocessing.standardize import standardize
 
 
 class _ShuffledBatches(keras.utils.PyDataset):
@@ -140,7 +145,7 @@ def masked_classifier_inputs(manifest, segmenter, input_size, preprocessing=None
                              workers=4, progress=None):
     """Gray (N, S, S) float32 classifier inputs of a manifest's cls rows, masked by `segmenter`.
 
-    Exactly the `Pipeline`'s path: `segmenter_input` -> segmenter -> `lung_mask_at` ->
+    Exactly the `Pipeline`'s path: `segmenter_input` -> segmenter -> `lung_mask_at` -> `cleaned_lung_mask` ->
     `classifier_input` (masking mode, mask checks and fallback from `preprocessing`), with the
     gray channel kept (the RGB input replicates it). Images are decoded in parallel threads and
     processed in chunks, so memory holds one chunk of full-size images at a time.
@@ -166,8 +171,10 @@ def masked_classifier_inputs(manifest, segmenter, input_size, preprocessing=None
                 batch = np.concatenate([batch, np.zeros((chunk - count, *batch.shape[1:]), "float32")])
             probabilities = np.asarray(keras.ops.convert_to_numpy(segmenter.predict_on_batch(batch)))
             for offset, (image, probs) in enumerate(zip(pixels, probabilities[:count, ..., 0])):
-                mask = lung_mask_at(probs, image.shape, preprocessing.mask_threshold)
+                mask, cleaning = cleaned_lung_mask(lung_mask_at(probs, image.shape, preprocessing.mask_threshold),
+                                                   preprocessing)
                 model_input, _, _, notes = classifier_input(image, mask, preprocessing, input_size)
+                notes = [*cleaning, *notes]
                 inputs[start + offset] = model_input[..., 0]
                 for code, _ in notes:
                     warnings[code] = warnings.get(code, 0) + 1
@@ -177,7 +184,7 @@ def masked_classifier_inputs(manifest, segmenter, input_size, preprocessing=None
 
 
 class ClassificationDataset(_ShuffledBatches):
-    """(images (B, S, S, 3), targets[, sample weights]) batches of precomputed classifier inputs.
+    """(images (B, S, S, channels), targets[, sample weights]) batches of precomputed classifier inputs.
 
     Targets are float32 (B, 1) for two classes (sigmoid output) and int32 (B,) class indices
     otherwise (softmax output, sparse cross-entropy). With `class_weights` every batch carries
@@ -185,17 +192,20 @@ class ClassificationDataset(_ShuffledBatches):
     backend, independent of how `fit` handles `class_weight`).
 
     Args:
-        inputs: gray (N, S, S) or RGB (N, S, S, 3) standardised inputs, e.g. from
+        inputs: gray (N, S, S) or RGB (N, S, S, 3) inputs, e.g. from
             `masked_classifier_inputs`.
         labels: (N,) class indices.
         num_classes: number of classes (2 -> sigmoid targets).
         batch_size, augmenter, shuffle, seed, workers: as for `SegmentationDataset`.
         class_weights: {class index: weight} or None.
         drop_remainder: leave out the last, incomplete batch (for training sets).
+        channels: 3 (gray replicated) or 1, as the classifier's input.
+        standardized: the inputs are per-image standardised (augmented images are then
+            standardised again); False for gray [0, 1] inputs (`PreprocessingConfig.standardize`).
     """
 
     def __init__(self, inputs, labels, num_classes, batch_size=32, augmenter=None, shuffle=False,
-                 class_weights=None, seed=0, workers=1, drop_remainder=False):
+                 class_weights=None, seed=0, workers=1, drop_remainder=False, channels=3, standardized=True):
         inputs = np.asarray(inputs, "float32")
         if inputs.ndim == 4:
             inputs = inputs[..., 0]
@@ -207,6 +217,8 @@ class ClassificationDataset(_ShuffledBatches):
         self.num_classes = int(num_classes)
         self.augmenter = augmenter
         self.class_weights = class_weights
+        self.channels = int(channels)
+        self.standardized = bool(standardized)
         super().__init__(len(labels), batch_size, shuffle, seed, workers, drop_remainder)
 
     def targets(self, labels):
@@ -217,8 +229,9 @@ class ClassificationDataset(_ShuffledBatches):
     def images(self, indices, augment=False):
         x = self.inputs[indices][..., None]
         if augment and self.augmenter is not None:
-            x = _restandardize(self.augmenter(x))
-        return np.stack([to_rgb(image[..., 0]) for image in x])
+            x = self.augmenter(x)
+            x = _restandardize(x) if self.standardized else np.clip(x, 0.0, 1.0)
+        return np.repeat(x, 3, axis=-1) if self.channels == 3 else x
 
     def __getitem__(self, index):
         indices = self.batch_indices(index)

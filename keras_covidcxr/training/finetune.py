@@ -51,6 +51,7 @@ def with_new_head(member, num_classes):
         dropout=member.dropout,
         input_shape=member.image_shape,
         backbone_weights=None,
+        input_normalization=member.input_normalization,
         name=member.name,
     )
     replacement.backbone.set_weights(member.backbone.get_weights())
@@ -101,7 +102,8 @@ def finetune(pipeline, manifest, out=None, class_names=None, config=None, manife
 
     say(f"masking the images with the preset's segmenter ({mode})")
     train, val, data_info = classifier_datasets(
-        manifest, pipeline.segmenter, class_names, pipeline.classifier_size, pipeline.preprocessing, config
+        manifest, pipeline.segmenter, class_names, pipeline.classifier_size, pipeline.preprocessing, config,
+        channels=pipeline.classifier_channels,
     )
     members, member_results = [], {}
     for member in pipeline.ensemble.members:

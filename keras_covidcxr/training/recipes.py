@@ -51,8 +51,11 @@ def _split(manifest, task, split):
 
 
 def run_segmenter_recipe(manifest, out, input_size=256, filters=(64, 128, 256, 512), config=None, resume=True,
-                         callbacks=()):
+                         callbacks=(), augmentation=SEGMENTER_AUGMENTATION):
     """Train a ResUnet on the manifest's seg rows (train split; val split monitored).
+
+    `augmentation` defaults to the paper's (`SEGMENTER_AUGMENTATION`); `MILD_SEGMENTER_AUGMENTATION`
+    suits small models.
 
     Resuming reuses the architecture saved in `out` (so a resumed run cannot mismatch it).
     """
@@ -64,16 +67,18 @@ def run_segmenter_recipe(manifest, out, input_size=256, filters=(64, 128, 256, 5
     else:
         segmenter = ResUnet(input_size=input_size, filters=tuple(filters))
     size = segmenter.input_size
-    augmenter = Augmenter(SEGMENTER_AUGMENTATION, seed=config.seed) if config.augment else None
+    augmenter = Augmenter(augmentation, seed=config.seed) if config.augment else None
     train = SegmentationDataset(_split(manifest, "seg", "train"), size, config.batch_size, augmenter,
                                 shuffle=True, seed=config.seed, workers=config.workers, drop_remainder=True)
     val = SegmentationDataset(_split(manifest, "seg", "val"), size, config.batch_size, workers=config.workers)
     result = train_segmenter(segmenter, train, val, config, checkpoint_dir=out, resume=resume, callbacks=callbacks)
     summary = {
         "component": "segmenter",
-        "recipe": f"ResUnet, Dice + BCE, Adam; augmentation of the paper ({PAPER})",
+        "recipe": "ResUnet, Dice + BCE, Adam" + (
+            f"; augmentation of the paper ({PAPER})" if augmentation == SEGMENTER_AUGMENTATION else ""
+        ),
         "architecture": {"input_size": size, "filters": list(segmenter.filters)},
-        "augmentation": SEGMENTER_AUGMENTATION.to_dict() if config.augment else None,
+        "augmentation": augmentation.to_dict() if config.augment else None,
         "data": data_provenance(manifest, manifest_path),
         "pairs": {"train": train.n, "val": val.n},
         **result.summary(),
@@ -86,22 +91,32 @@ def run_segmenter_recipe(manifest, out, input_size=256, filters=(64, 128, 256, 5
 
 def run_classifier_recipe(manifest, segmenter_checkpoint, out, backbone="densenet201", class_names=None,
                           num_classes=2, input_size=224, head_units=None, backbone_weights="imagenet",
-                          preprocessing=None, name=None, config=None, resume=True, callbacks=(), progress=None):
-    """Train one classifier with the two-phase recipe on images masked by the trained segmenter."""
+                          preprocessing=None, name=None, config=None, resume=True, callbacks=(), progress=None,
+                          input_normalization=None):
+    """Train one classifier with the two-phase recipe on images masked by the trained segmenter.
+
+    `backbone_weights` is "imagenet" (downloaded by Keras), None, or a local weights file (see
+    `CXRClassifier`). With `input_normalization="imagenet"` the classifier reads gray [0, 1]
+    masked images and normalises them itself (the preprocessing then does not standardise).
+    """
     manifest, manifest_path = _manifest(manifest)
     config = config or TrainingConfig()
     class_names = tuple(class_names or default_class_names(num_classes))
     preprocessing = preprocessing or PreprocessingConfig()
+    if input_normalization is not None:
+        preprocessing = dataclasses.replace(preprocessing, standardize=False)
+    channels = 1 if input_normalization is not None else 3
     segmenter = load_checkpoint(segmenter_checkpoint)
     checkpoint = TrainingCheckpoint(out)
     if resume and checkpoint.latest_state() is not None and checkpoint.has_best():
         classifier = checkpoint.load_best()
     else:
         classifier = CXRClassifier(backbone, num_classes=len(class_names), head_units=head_units,
-                                   input_shape=(input_size, input_size, 3), backbone_weights=backbone_weights,
-                                   name=name or backbone)
+                                   input_shape=(input_size, input_size, channels), backbone_weights=backbone_weights,
+                                   input_normalization=input_normalization, name=name or backbone)
     train, val, info = classifier_datasets(manifest, segmenter, class_names, classifier.image_shape[0],
-                                           preprocessing, config, progress=progress)
+                                           preprocessing, config, progress=progress,
+                                           channels=classifier.image_shape[-1])
     result = train_classifier(classifier, train, val, config, checkpoint_dir=out, resume=resume, callbacks=callbacks)
     summary = {
         "component": "classifier",

@@ -157,3 +157,62 @@ def test_merge_combines_manifests_from_different_folders(runner, tmp_path):
     assert again.exit_code == 2 and "already exists" in again.stderr
     twice = runner.invoke(data_app, ["merge", sources[0], sources[0], "--out", str(tmp_path / "twice.csv")])
     assert twice.exit_code == 2 and "list each image once" in twice.stderr
+
+
+@pytest.fixture
+def shared_extra_folder(tmp_path, chest_like, write_png):
+    """A folder laid out like ../shared/data/cxr_extra: NIH, Radiography (no patient ids, 224 px) and Hannover."""
+    folder = tmp_path / "cxr_extra"
+    lines = ["file,task,label,patient_id,view,age,sex,source,source_repo,source_path,license,finding_labels"]
+    for i in range(12):
+        source, label, view, size = [
+            ("nih", "normal", "AP", 320), ("nih", "pneumonia", "PA", 320), ("radiography", "covid", "unknown", 224),
+        ][i % 3]
+        name = f"cls/images/{source}_{i}.png"
+        write_png(folder / name, chest_like(500 + i, height=size, width=size))
+        patient = f"radiography:COVID-{i}" if source == "radiography" else f"{source}:{i // 2}"
+        findings = {"normal": "No Finding", "pneumonia": "Pneumonia|Infiltration"}.get(label, "")
+        sex = "" if source == "radiography" else "MF"[i % 2]
+        lines.append(f"{name},cls,{label},{patient},{view},{'' if source == 'radiography' else 50},{sex},{source},"
+                     f"repo,x,lic,{findings}")
+    (folder / "manifest.csv").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+def test_build_merge_split_audit_of_both_shared_folders_needs_no_hand_edits(
+    runner, shared_folder, shared_extra_folder, tmp_path, chest_like, write_png
+):
+    # A child's film and a tiny picture in the curated folder: the audit refuses both.
+    write_png(shared_folder / "cls/images/child.png", chest_like(900))
+    write_png(shared_folder / "cls/images/tiny.png", chest_like(901, height=150, width=140))
+    with open(shared_folder / "manifest.csv", "a") as handle:
+        handle.write("cls/images/child.png,cls,normal,ieee8023:90,PA,9,repo,x,\n")
+        handle.write("cls/images/tiny.png,cls,covid,ieee8023:91,PA,50,repo,x,\n")
+    for folder, name in ((shared_folder, "cxr.csv"), (shared_extra_folder, "extra.csv")):
+        result = runner.invoke(data_app, ["build", "shared-cxr", str(folder / "manifest.csv"), "--out",
+                                          str(tmp_path / name)])
+        assert result.exit_code == 0, result.output
+    extra = read_manifest(tmp_path / "extra.csv")
+    nih = next(row for row in extra if row.source == "nih")
+    assert nih.sex in ("M", "F") and nih.extra["finding_labels"] in ("No Finding", "Pneumonia|Infiltration")
+    assert {row.source for row in extra} == {"nih", "radiography"}
+
+    merged, split = tmp_path / "merged.csv", tmp_path / "split.csv"
+    result = runner.invoke(data_app, ["merge", str(tmp_path / "cxr.csv"), str(tmp_path / "extra.csv"),
+                                      "--out", str(merged)])
+    assert result.exit_code == 0, result.output
+    # Without excluding the refused rows, the audit fails on them ...
+    result = runner.invoke(data_app, ["split", str(merged), "--out", str(tmp_path / "raw.csv")])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(data_app, ["audit", str(tmp_path / "raw.csv"), "--min-size", "224"])
+    assert result.exit_code == 1 and "pediatric" in result.stdout and "image_too_small" in result.stdout
+    # ... and with --exclude-refused, split says what it dropped and the audit passes.
+    result = runner.invoke(data_app, ["split", str(merged), "--out", str(split), "--exclude-refused",
+                                      "--min-size", "224"])
+    assert result.exit_code == 0, result.output
+    assert "dropped 1 (pediatric)" in result.stdout and "dropped 1 (image_too_small)" in result.stdout
+    assert "child.png" in result.stdout and "tiny.png" in result.stdout
+    result = runner.invoke(data_app, ["audit", str(split), "--min-size", "224"])
+    assert result.exit_code == 0, result.output
+    kept = read_manifest(split)
+    assert len(kept) == len(read_manifest(merged)) - 2 and {row.source for row in kept} >= {"nih", "radiography"}

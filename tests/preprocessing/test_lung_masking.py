@@ -73,3 +73,31 @@ def test_preprocessing_config_validation_and_round_trip():
             PreprocessingConfig(**bad)
     with pytest.raises(ConfigError):
         PreprocessingConfig.from_dict({"unknown": 1})
+
+
+def test_only_the_two_largest_pieces_are_kept_and_the_removal_is_reported():
+    from keras_covidcxr.preprocessing.lung_masking import keep_largest_pieces
+    from keras_covidcxr.preprocessing.model_inputs import cleaned_lung_mask
+
+    mask = two_lungs()
+    mask[85:95, 60:75] = True  # a third piece below the lungs (bowel gas under the diaphragm)
+    kept, removed = keep_largest_pieces(mask)
+    assert np.array_equal(kept, two_lungs()) and removed == pytest.approx(150 / 2150)
+    assert keep_largest_pieces(two_lungs())[1] == 0.0
+    cleaned, warnings = cleaned_lung_mask(mask, PreprocessingConfig(keep_largest_pieces=2))
+    assert np.array_equal(cleaned, two_lungs())
+    assert warnings[0][0] == "mask_pieces_removed" and "dropped 7% of the lung mask" in warnings[0][1]
+    untouched, none = cleaned_lung_mask(mask, PreprocessingConfig())  # off by default
+    assert untouched is mask and none == []
+    # the crop follows the cleaned mask: the box no longer reaches the bottom of the film
+    _, box, _, _ = classifier_input(np.ones((100, 80), "float32"), cleaned, PreprocessingConfig(masking="bbox"), 32)
+    assert box[3] < 80
+
+
+def test_unit_range_inputs_for_classifiers_that_normalise_themselves():
+    image = np.linspace(0, 1, 100 * 80, dtype="float32").reshape(100, 80)
+    config = PreprocessingConfig(masking="bbox", bbox_margin=0.0, standardize=False)
+    gray, _, _, _ = classifier_input(image, two_lungs(), config, 32, channels=1)
+    assert gray.shape == (32, 32, 1) and 0.0 <= gray.min() and gray.max() <= 1.0
+    rgb, _, _, _ = classifier_input(image, two_lungs(), PreprocessingConfig(masking="bbox"), 32)
+    assert rgb.shape == (32, 32, 3) and abs(float(rgb.mean())) < 1e-4  # the paper's standardisation

@@ -1,9 +1,12 @@
-"""Convert the curated shared CXR folder's `manifest.csv` into a manifest.
+"""Convert a curated shared CXR folder's `manifest.csv` into a manifest.
 
-Its columns: `file, task, label, patient_id, view, age, source_repo, source_path, license`.
-`label` "unknown" becomes empty; seg rows get `mask_path` by swapping `images/` for `masks/`
-(`seg/images/NAME.png` -> `seg/masks/NAME.png`); `source` is the patient id's prefix
-(`ieee8023:12` -> `ieee8023`, also `actualmed`, `figure1`). The licence travels as an extra column.
+Reads both shared folders: `cxr/` (columns `file, task, label, patient_id, view, age,
+source_repo, source_path, license`) and `cxr_extra/` (the same plus `sex`, `source` and
+`finding_labels`). `label` "unknown" becomes empty; seg rows get `mask_path` by swapping
+`images/` for `masks/` (`seg/images/NAME.png` -> `seg/masks/NAME.png`); `source` is the `source`
+column or else the patient id's prefix (`ieee8023:12` -> `ieee8023`, also `actualmed`,
+`figure1`, `nih`, `radiography`, `hannover`). The licence and NIH's finding labels travel as
+extra columns. Merge the two with `covidcxr data merge` (paths stay relative to each CSV).
 
 Example:
     >>> manifest, report = from_shared_cxr_manifest("data/cxr/manifest.csv")  # doctest: +SKIP
@@ -16,7 +19,7 @@ from pathlib import PurePosixPath
 from keras_covidcxr.data.build_report import BuildReport, BuiltManifest
 from keras_covidcxr.data.builders._files import require_file, with_progress
 from keras_covidcxr.data.manifest import LABELS, TASKS, DatasetError, Manifest, ManifestRow
-from keras_covidcxr.data.vocabulary import normalize_view, parse_age
+from keras_covidcxr.data.vocabulary import normalize_sex, normalize_view, parse_age
 
 _REQUIRED = ("file", "task", "label", "patient_id")
 
@@ -29,10 +32,19 @@ def _mask_path(image_path):
     return PurePosixPath(*parts).as_posix()
 
 
-def _source(patient_id, source_repo):
+def _source(patient_id, source_repo, source=None):
+    if source:
+        return source
     if ":" in patient_id:
         return patient_id.split(":", 1)[0]
     return (source_repo or "").split(" ", 1)[0].split("/")[-1] or None
+
+
+def _extra_columns(record):
+    extra = {"license": (record.get("license") or "").strip()}
+    if "finding_labels" in record:
+        extra["finding_labels"] = (record.get("finding_labels") or "").strip()
+    return extra
 
 
 def from_shared_cxr_manifest(csv_path, progress=None):
@@ -89,8 +101,9 @@ def from_shared_cxr_manifest(csv_path, progress=None):
                     mask_path=mask_path,
                     view=normalize_view(record.get("view")),
                     age=parse_age(record.get("age")),
-                    source=_source(patient_id, record.get("source_repo")),
-                    extra={"license": (record.get("license") or "").strip()},
+                    sex=normalize_sex(record.get("sex")),
+                    source=_source(patient_id, record.get("source_repo"), (record.get("source") or "").strip()),
+                    extra=_extra_columns(record),
                 )
             )
             report.keep(label)

@@ -5,7 +5,13 @@ import os
 import keras
 
 from keras_covidcxr.errors import ConfigError
-from keras_covidcxr.models.classifier.backbones import BACKBONES, RESUNET_ENCODER
+from keras_covidcxr.models.classifier.backbones import (
+    BACKBONES,
+    EFFICIENTNET_LITE0,
+    RESUNET_ENCODER,
+    imagenet_mean_and_variance,
+)
+from keras_covidcxr.models.classifier.convert_efficientnet_lite0 import convert_efficientnet_lite0
 from keras_covidcxr.models.resunet.resunet import encoder_path
 from keras_covidcxr.models.serializable_model import SerializableModel
 
@@ -31,9 +37,20 @@ class CXRClassifier(SerializableModel):
             width for the backbone family; 0 removes the layer (a pure CAM
             head, pooled features straight to the logits).
         dropout: dropout rate before the logits (paper: 0.1).
-        input_shape: (height, width, 3); gray images are replicated.
+        input_shape: (height, width, channels): 3 channels of an already
+            normalised image (the paper: per-image standardised, gray
+            replicated), or 1 gray channel in [0, 1] with
+            `input_normalization="imagenet"`.
+        input_normalization: None (the input is used as it is) or
+            "imagenet": the model replicates the gray channel and applies
+            its backbone's own ImageNet normalisation (`backbones.py`), so
+            callers never need to know which one.
         backbone_weights: None, "imagenet" (downloaded by Keras) or the path
-            of a local Keras weights file for the backbone.
+            of a local weights file for the backbone: a Keras weights file
+            (`.weights.h5`), or for `efficientnet_lite0` also the PyTorch
+            tensors as `.safetensors` (converted by
+            `convert_efficientnet_lite0`). Used at construction only; a
+            preset stores the trained weights and `backbone_weights=None`.
         encoder_filters: filters per level of the `resunet_encoder` backbone
             (ignored by the others).
 
@@ -41,6 +58,9 @@ class CXRClassifier(SerializableModel):
         >>> model = CXRClassifier("mobilenet_v2", num_classes=3, input_shape=(64, 64, 3))
         >>> model.output_shape
         (None, 3)
+        >>> gray = CXRClassifier("efficientnet_lite0", input_shape=(64, 64, 1), input_normalization="imagenet")
+        >>> gray.output_shape
+        (None, 1)
     """
 
     def __init__(
@@ -52,6 +72,7 @@ class CXRClassifier(SerializableModel):
         input_shape=(224, 224, 3),
         backbone_weights=None,
         encoder_filters=(16, 32, 64, 128),
+        input_normalization=None,
         name=None,
         **kwargs,
     ):
@@ -63,9 +84,22 @@ class CXRClassifier(SerializableModel):
             raise ConfigError(f"{backbone_weights}: backbone weights file not found")
         if backbone == RESUNET_ENCODER and backbone_weights == "imagenet":
             raise ConfigError("resunet_encoder has no ImageNet weights; use None or copy_segmenter_encoder")
-        application, default_units = BACKBONES[backbone]
+        if backbone == EFFICIENTNET_LITE0 and backbone_weights == "imagenet":
+            raise ConfigError(
+                "efficientnet_lite0 has no download source: give the path of its weights file "
+                "(PyTorch .safetensors or Keras .weights.h5)"
+            )
+        application, default_units, normalisation = BACKBONES[backbone]
         head_units = default_units if head_units is None else int(head_units)
         input_shape = tuple(int(d) for d in input_shape)
+        if input_normalization not in (None, "imagenet"):
+            raise ConfigError(f"input_normalization must be None or 'imagenet', got {input_normalization!r}")
+        if input_normalization == "imagenet" and (normalisation is None or input_shape[-1] != 1):
+            raise ConfigError(
+                f"input_normalization='imagenet' needs an ImageNet backbone and a gray input (H, W, 1); "
+                f"got {backbone!r} with input_shape {input_shape}"
+            )
+        backbone_shape = (*input_shape[:2], 3) if input_normalization else input_shape
 
         # === Layers ===
         encoder_filters = tuple(int(f) for f in encoder_filters)
@@ -74,9 +108,21 @@ class CXRClassifier(SerializableModel):
             backbone_model = keras.Model(image, encoder_path(image, encoder_filters)[0], name=RESUNET_ENCODER)
             if backbone_weights is not None:
                 backbone_model.load_weights(backbone_weights)
+        elif backbone == EFFICIENTNET_LITE0:
+            backbone_model = application(include_top=False, input_shape=backbone_shape)
+            if backbone_weights is not None and str(backbone_weights).endswith(".safetensors"):
+                convert_efficientnet_lite0(backbone_weights, backbone_model)
+            elif backbone_weights is not None:
+                backbone_model.load_weights(backbone_weights)
         else:
             backbone_model = getattr(keras.applications, application)(
-                include_top=False, weights=backbone_weights, input_shape=input_shape
+                include_top=False, weights=backbone_weights, input_shape=backbone_shape
+            )
+        if input_normalization:
+            mean, variance = imagenet_mean_and_variance(normalisation)
+            to_rgb = keras.layers.Concatenate(axis=-1, name="gray_to_rgb")
+            normalise = keras.layers.Normalization(
+                mean=mean.tolist(), variance=variance.tolist(), name="imagenet_normalization"
             )
         feature_shape = backbone_model.output_shape[1:]
         features = keras.Input(feature_shape, name="features")
@@ -91,15 +137,16 @@ class CXRClassifier(SerializableModel):
 
         # === Graph ===
         inputs = keras.Input(input_shape, name="image")
+        x = normalise(to_rgb([inputs, inputs, inputs])) if input_normalization else inputs
+        feature_map = backbone_model(x)
         activation = "sigmoid" if num_classes == 2 else "softmax"
-        outputs = keras.layers.Activation(activation, name="predictions")(
-            head(backbone_model(inputs))
-        )
+        outputs = keras.layers.Activation(activation, name="predictions")(head(feature_map))
         super().__init__(inputs, outputs, name=name or f"{backbone}_classifier", **kwargs)
 
         # === Config ===
         self.backbone = backbone_model
         self.head = head
+        self._feature_extractor = keras.Model(inputs, feature_map) if input_normalization else backbone_model
         self.backbone_name = backbone
         self.num_classes = int(num_classes)
         self.head_units = head_units
@@ -107,11 +154,12 @@ class CXRClassifier(SerializableModel):
         self.image_shape = input_shape
         self.backbone_weights = backbone_weights
         self.encoder_filters = encoder_filters
+        self.input_normalization = input_normalization
 
     @property
     def feature_extractor(self):
-        """The backbone: image -> last feature map (Grad-CAM's target layer)."""
-        return self.backbone
+        """Image -> the backbone's last feature map (Grad-CAM's target layer), normalisation included."""
+        return self._feature_extractor
 
     def get_config(self):
         return {
@@ -123,4 +171,5 @@ class CXRClassifier(SerializableModel):
             "input_shape": list(self.image_shape),
             "backbone_weights": self.backbone_weights,
             "encoder_filters": list(self.encoder_filters),
+            "input_normalization": self.input_normalization,
         }

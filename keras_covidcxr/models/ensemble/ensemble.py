@@ -13,10 +13,11 @@ class Ensemble(keras.Model):
     classes), `label` (batch,) int32, `member_probabilities` (batch,
     members, classes) and `member_labels` (batch, members) int32. A two-class
     member's sigmoid output p becomes the pair (1 - p, p), and it votes for
-    class 1 when p >= 0.5.
+    class 1 when p reaches its own threshold (`member_thresholds`, fitted on
+    validation data with the member; 0.5 when not given).
     """
 
-    def __init__(self, members, name=None, **kwargs):
+    def __init__(self, members, member_thresholds=None, name=None, **kwargs):
         super().__init__(name=name, **kwargs)
         members = list(members)
         if not members:
@@ -29,6 +30,16 @@ class Ensemble(keras.Model):
             raise ConfigError(f"ensemble member names must be unique, got {names}")
         self.members = members
         self.num_classes = num_classes.pop()
+        if member_thresholds is not None:
+            member_thresholds = [float(t) for t in member_thresholds]
+            if self.num_classes != 2 or len(member_thresholds) != len(members):
+                raise ConfigError(
+                    f"member_thresholds needs two classes and one threshold per member ({len(members)}), "
+                    f"got {member_thresholds}"
+                )
+            if not all(0.0 < t < 1.0 for t in member_thresholds):
+                raise ConfigError(f"member thresholds must lie strictly between 0 and 1, got {member_thresholds}")
+        self.member_thresholds = member_thresholds
 
     @property
     def member_names(self):
@@ -44,13 +55,16 @@ class Ensemble(keras.Model):
     def member_labels(self, member_probabilities):
         """(batch, members) int32 vote of every member."""
         if self.num_classes == 2:
-            return ops.cast(member_probabilities[..., 1] >= 0.5, "int32")
+            thresholds = self.member_thresholds or [0.5] * len(self.members)
+            thresholds = ops.convert_to_tensor(thresholds, dtype=member_probabilities.dtype)
+            return ops.cast(member_probabilities[..., 1] >= thresholds, "int32")
         return ops.cast(ops.argmax(member_probabilities, axis=-1), "int32")
 
     def get_config(self):
         return {
             "name": self.name,
             "members": [keras.saving.serialize_keras_object(m) for m in self.members],
+            "member_thresholds": self.member_thresholds,
         }
 
     @classmethod

@@ -26,7 +26,12 @@ from keras_covidcxr.models.ensemble.majority_vote_ensemble import MajorityVoteEn
 from keras_covidcxr.models.ensemble.weighted_average_ensemble import WeightedAverageEnsemble
 from keras_covidcxr.models.pipeline.pipeline_result import PipelineResult
 from keras_covidcxr.preprocessing.input_contract import InputContract
-from keras_covidcxr.preprocessing.model_inputs import classifier_input, lung_mask_at, segmenter_input
+from keras_covidcxr.preprocessing.model_inputs import (
+    classifier_input,
+    cleaned_lung_mask,
+    lung_mask_at,
+    segmenter_input,
+)
 from keras_covidcxr.preprocessing.preprocessing_config import PreprocessingConfig
 from keras_covidcxr.preprocessing.resize import resize_image
 from keras_covidcxr.presets import component_io, preset_format
@@ -91,7 +96,13 @@ class Pipeline:
         self.input_contract = input_contract or InputContract(min_size=segmenter.input_size)
         _check_decoding_matches(self.input_contract)
         self.metadata = dict(metadata or {})
-        self.classifier_size = shapes.pop()[0]
+        self.classifier_size, _, self.classifier_channels = shapes.pop()
+        normalising = [m.name for m in ensemble.members if getattr(m, "input_normalization", None)]
+        if normalising and self.preprocessing.standardize:
+            raise ConfigError(
+                f"members {normalising} normalise gray [0, 1] inputs themselves: use "
+                "PreprocessingConfig(standardize=False)"
+            )
         self._grad_cam = None
 
     def with_preprocessing(self, **changes):
@@ -200,8 +211,10 @@ class Pipeline:
             result = results[i]
             result.image = pixels[i]
             result.mask = lung_mask_at(probabilities, pixels[i].shape, self.preprocessing.mask_threshold)
+            result.mask, cleaning = cleaned_lung_mask(result.mask, self.preprocessing)
+            result.warnings.extend(cleaning)
             model_input, result.crop_box, quality, warnings = classifier_input(
-                pixels[i], result.mask, self.preprocessing, self.classifier_size
+                pixels[i], result.mask, self.preprocessing, self.classifier_size, self.classifier_channels
             )
             result.lung_fraction, result.lung_components = quality.lung_fraction, quality.components
             result.warnings.extend(warnings)

@@ -114,3 +114,70 @@ def test_segmenter_encoder_seeds_the_classifier_exactly():
         copy_segmenter_encoder(ResUnet(input_size=32, filters=(8, 16, 32)), classifier)
     with pytest.raises(ConfigError, match="is not 'resunet_encoder'"):
         copy_segmenter_encoder(segmenter, CXRClassifier("densenet121", input_shape=(32, 32, 3), head_units=8))
+
+
+def test_imagenet_normalisation_happens_inside_the_model():
+    """A gray [0, 1] input is replicated to RGB and normalised as the backbone's ImageNet weights expect."""
+    import keras
+
+    from keras_covidcxr.models.classifier.backbones import imagenet_mean_and_variance
+
+    gray = np.random.default_rng(2).uniform(size=(2, 32, 32, 1)).astype("float32")
+    for backbone, expected in (
+        ("mobilenet_v2", lambda rgb: 2.0 * rgb - 1.0),
+        ("densenet121", lambda rgb: (rgb - [0.485, 0.456, 0.406]) / [0.229, 0.224, 0.225]),
+        ("resnet50", lambda rgb: 255.0 * rgb - [103.939, 116.779, 123.68]),
+    ):
+        model = CXRClassifier(backbone, input_shape=(32, 32, 1), input_normalization="imagenet", head_units=4)
+        rgb = np.repeat(gray, 3, axis=-1)
+        np.testing.assert_allclose(
+            keras.ops.convert_to_numpy(model.feature_extractor(gray)),
+            keras.ops.convert_to_numpy(model.backbone(expected(rgb).astype("float32"))),
+            atol=1e-4, rtol=1e-4,
+        )
+        assert model.output_shape == (None, 1)
+    mean, variance = imagenet_mean_and_variance("tf")
+    assert mean.tolist() == [0.5] * 3 and variance.tolist() == [0.25] * 3
+
+
+def test_imagenet_normalisation_needs_a_gray_input_and_an_imagenet_backbone():
+    with pytest.raises(ConfigError, match="gray input"):
+        CXRClassifier("mobilenet_v2", input_shape=(32, 32, 3), input_normalization="imagenet")
+    with pytest.raises(ConfigError, match="ImageNet backbone"):
+        CXRClassifier("resunet_encoder", input_shape=(32, 32, 1), input_normalization="imagenet")
+    with pytest.raises(ConfigError, match="input_normalization"):
+        CXRClassifier("mobilenet_v2", input_shape=(32, 32, 1), input_normalization="per_image")
+
+
+def test_backbones_start_from_a_local_weights_file(tmp_path):
+    """`backbone_weights=PATH`: a Keras weights file for keras.applications, PyTorch safetensors for Lite0."""
+    from safetensors.numpy import save_file
+
+    from keras_covidcxr.models.classifier.efficientnet_lite import EfficientNetLite0
+
+    donor = CXRClassifier("mobilenet_v2", input_shape=(32, 32, 1), input_normalization="imagenet").backbone
+    donor.get_layer("Conv1").kernel.assign(np.full(donor.get_layer("Conv1").kernel.shape, 0.25, "float32"))
+    keras_file = tmp_path / "mobilenet_v2.weights.h5"
+    donor.save_weights(keras_file)
+    loaded = CXRClassifier("mobilenet_v2", input_shape=(32, 32, 1), input_normalization="imagenet",
+                           backbone_weights=str(keras_file))
+    np.testing.assert_array_equal(np.asarray(loaded.backbone.get_layer("Conv1").kernel), 0.25)
+
+    lite0 = EfficientNetLite0()
+    checkpoint = {}
+    from keras_covidcxr.models.classifier.convert_efficientnet_lite0 import efficientnet_lite0_name_table
+
+    for layer, variable, torch_name, layout in efficientnet_lite0_name_table():
+        shape = next(v.shape for v in lite0.get_layer(layer).weights if v.path.endswith("/" + variable))
+        value = np.full(shape, 0.5, "float32")
+        checkpoint[torch_name] = np.transpose(value, {"conv": (3, 2, 0, 1), "depthwise": (2, 3, 0, 1)}.get(layout, None))
+    torch_file = tmp_path / "lite0.safetensors"
+    save_file(checkpoint, str(torch_file))
+    model = CXRClassifier("efficientnet_lite0", input_shape=(32, 32, 1), input_normalization="imagenet",
+                          backbone_weights=str(torch_file))
+    np.testing.assert_array_equal(np.asarray(model.backbone.get_layer("stem_conv").kernel), 0.5)
+    assert model.get_config()["backbone_weights"] == str(torch_file)
+    with pytest.raises(ConfigError, match="no download source"):
+        CXRClassifier("efficientnet_lite0", backbone_weights="imagenet")
+    with pytest.raises(ConfigError, match="not found"):
+        CXRClassifier("mobilenet_v2", backbone_weights=str(tmp_path / "absent.weights.h5"))

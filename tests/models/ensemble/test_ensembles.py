@@ -53,6 +53,24 @@ def test_weighted_average_binary_uses_the_threshold():
     assert out["member_labels"].tolist() == [[0, 0]]
 
 
+def test_members_vote_at_their_own_thresholds():
+    members = fixed_members(2, 2)
+    outputs = [[[0.30], [0.60]], [[0.10], [0.45]]]
+    default = run(WeightedAverageEnsemble(members), outputs)
+    assert default["member_labels"].tolist() == [[0, 1], [0, 0]]
+    own = run(WeightedAverageEnsemble(members, member_thresholds=[0.25, 0.4]), outputs)
+    assert own["member_labels"].tolist() == [[1, 1], [0, 1]]
+    np.testing.assert_allclose(own["probabilities"], default["probabilities"])  # only the votes change
+    vote = run(MajorityVoteEnsemble(members, member_thresholds=[0.25, 0.4]), outputs)
+    assert vote["member_labels"].tolist() == [[1, 1], [0, 1]]
+    with pytest.raises(ConfigError, match="one threshold per member"):
+        WeightedAverageEnsemble(members, member_thresholds=[0.5])
+    with pytest.raises(ConfigError, match="strictly between"):
+        WeightedAverageEnsemble(members, member_thresholds=[0.5, 1.0])
+    with pytest.raises(ConfigError, match="two classes"):
+        WeightedAverageEnsemble(fixed_members(2, 3), member_thresholds=[0.5, 0.5])
+
+
 @pytest.mark.parametrize(
     "weights", [[1.0], [1.0, -1.0], [0.0, 0.0], [1.0, float("nan")], [[1.0, 2.0]]]
 )
@@ -104,7 +122,8 @@ def test_members_must_agree():
         MajorityVoteEnsemble([])
 
 
-@pytest.mark.parametrize("cls,kwargs", [(WeightedAverageEnsemble, {"weights": [1, 2], "threshold": 0.3}),
+@pytest.mark.parametrize("cls,kwargs", [(WeightedAverageEnsemble, {"weights": [1, 2], "threshold": 0.3,
+                                                                    "member_thresholds": [0.4, 0.6]}),
                                          (MajorityVoteEnsemble, {"tie_break": 1})])
 def test_ensembles_serialization_round_trip(cls, kwargs):
     from keras_covidcxr import CXRClassifier

@@ -1,0 +1,86 @@
+"""A frozen ImageNet backbone + a logistic-regression head: the CPU recipe for small data.
+
+With a few hundred images, fine-tuning millions of backbone weights overfits and costs hours on a
+CPU. Instead the backbone's pooled features are computed once and a class-weighted, L2-regularised
+logistic regression (scikit-learn) is fitted on them; its coefficients become the classifier's
+`head_logits` layer (a `CXRClassifier` with `head_units=0`: pooled features straight to the logit),
+so the result is an ordinary Keras model that gives exactly the regression's probabilities.
+
+Example:
+    >>> from keras_covidcxr import CXRClassifier  # doctest: +SKIP
+    >>> model = CXRClassifier("mobilenet_v2", head_units=0, input_shape=(224, 224, 1),
+    ...                       input_normalization="imagenet", backbone_weights="mobilenetv2.weights.h5")  # doctest: +SKIP
+    >>> features = pooled_features(model, gray_images)  # doctest: +SKIP
+    >>> fit_linear_head(model, features, labels)  # doctest: +SKIP
+"""
+
+import keras
+import numpy as np
+
+from keras_covidcxr.errors import ConfigError
+
+
+def pooled_features(classifier, images, batch_size=32):
+    """(n, channels) global-average-pooled last feature maps of a classifier's backbone.
+
+    `images` are classifier inputs (n, S, S) or (n, S, S, channels); batches are padded to one
+    shape so the backbone is traced once.
+    """
+    images = np.asarray(images, "float32")
+    if images.ndim == 3:
+        images = images[..., None]
+    if images.shape[-1] != classifier.image_shape[-1]:
+        images = np.repeat(images, classifier.image_shape[-1], axis=-1)
+    pooled = []
+    for start in range(0, len(images), batch_size):
+        batch = images[start : start + batch_size]
+        count = len(batch)
+        if count < batch_size:
+            batch = np.concatenate([batch, np.zeros((batch_size - count, *batch.shape[1:]), "float32")])
+        maps = keras.ops.convert_to_numpy(classifier.feature_extractor.predict_on_batch(batch))
+        pooled.append(maps[:count].mean(axis=(1, 2)))
+    return np.concatenate(pooled).astype("float64")
+
+
+def fit_logistic_regression(features, labels, regularization=0.05):
+    """A class-balanced, L2-regularised logistic regression on standardised features.
+
+    Returns (scikit-learn pipeline, kernel (channels,), bias) where kernel and bias act on the raw
+    (unstandardised) features: logit = features @ kernel + bias.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    labels = np.asarray(labels).reshape(-1)
+    if set(np.unique(labels)) != {0, 1}:
+        raise ConfigError("a linear head needs both classes (0 and 1) among its training labels")
+    model = make_pipeline(
+        StandardScaler(), LogisticRegression(C=regularization, class_weight="balanced", max_iter=5000)
+    )
+    model.fit(features, labels)
+    scaler, regression = model[0], model[1]
+    kernel = regression.coef_[0] / scaler.scale_
+    bias = float(regression.intercept_[0] - np.sum(regression.coef_[0] * scaler.mean_ / scaler.scale_))
+    return model, kernel, bias
+
+
+def fit_linear_head(classifier, features, labels, regularization=0.05):
+    """Fit `fit_logistic_regression` and write it into a binary `head_units=0` classifier's logits layer.
+
+    Args:
+        classifier: a two-class `CXRClassifier` with `head_units=0`.
+        features: (n, channels) from `pooled_features(classifier, ...)`.
+        labels: (n,) 0/1 (1 = the positive class, e.g. COVID-19).
+        regularization: the inverse L2 strength `C` of scikit-learn.
+
+    Returns:
+        The fitted scikit-learn pipeline (its `predict_proba` equals the classifier's output).
+    """
+    if classifier.num_classes != 2 or classifier.head_units:
+        raise ConfigError(f"{classifier.name}: a linear head needs a two-class classifier with head_units=0")
+    model, kernel, bias = fit_logistic_regression(features, labels, regularization)
+    logits = classifier.head.get_layer("head_logits")
+    logits.kernel.assign(kernel.reshape(-1, 1).astype("float32"))
+    logits.bias.assign(np.array([bias], "float32"))
+    return model

@@ -1,0 +1,70 @@
+"""A frozen backbone with a logistic-regression head, and the assembly's refusal of thresholds that cannot hold."""
+
+import numpy as np
+import pytest
+
+from keras_covidcxr import ConfigError, CXRClassifier, ResUnet
+from keras_covidcxr.training.assembly import assemble_pipeline, check_operating_threshold
+from keras_covidcxr.training.linear_head import fit_linear_head, pooled_features
+
+
+@pytest.fixture(scope="module")
+def gray_members():
+    return [CXRClassifier("mobilenet_v2", head_units=0, input_shape=(32, 32, 1), input_normalization="imagenet",
+                          name=name) for name in ("first", "second")]
+
+
+def test_the_linear_head_gives_the_regressions_probabilities(gray_members):
+    import keras
+
+    model = gray_members[0]
+    rng = np.random.default_rng(0)
+    images = rng.uniform(size=(24, 32, 32)).astype("float32")
+    labels = np.array([0, 1] * 12)
+    images[labels == 1] *= 0.5  # a learnable difference
+    features = pooled_features(model, images, batch_size=16)
+    assert features.shape == (24, 1280)
+    regression = fit_linear_head(model, features, labels, regularization=1.0)
+    expected = regression.predict_proba(features)[:, 1]
+    predicted = keras.ops.convert_to_numpy(model.predict_on_batch(images[..., None]))[:, 0]
+    np.testing.assert_allclose(predicted, expected, atol=1e-4)
+    with pytest.raises(ConfigError, match="head_units=0"):
+        fit_linear_head(CXRClassifier("mobilenet_v2", head_units=4, input_shape=(32, 32, 3)), features, labels)
+    with pytest.raises(ConfigError, match="both classes"):
+        fit_linear_head(model, features, np.ones(24, int))
+
+
+@pytest.mark.parametrize("scores,threshold,message", [
+    ([0.44, 0.52, 0.60, 0.66], 0.670, "outside its validation scores"),
+    ([0.44, 0.52, 0.60, 0.66], 0.300, "outside its validation scores"),
+    (np.r_[np.full(97, 0.8), [0.1, 0.2, 0.3]], 0.5, "puts 97.0% of its 100 validation images in one class"),
+])
+def test_a_threshold_that_answers_one_class_is_refused(scores, threshold, message):
+    with pytest.raises(ConfigError, match=message):
+        check_operating_threshold(scores, threshold)
+
+
+def test_assembly_checks_the_ensemble_and_every_member_threshold(gray_members):
+    segmenter = ResUnet(input_size=64, filters=(4, 8, 16))
+    scores = np.stack([np.linspace(0.1, 0.9, 20), np.linspace(0.3, 0.7, 20)], axis=1)
+    pipeline = assemble_pipeline(segmenter, gray_members, weights=[1, 1], threshold=0.5,
+                                 member_thresholds=[0.4, 0.6], validation_scores=scores,
+                                 preprocessing=_unit_range())
+    assert pipeline.ensemble.member_thresholds == [0.4, 0.6]
+    with pytest.raises(ConfigError, match="member 'second'"):
+        assemble_pipeline(segmenter, gray_members, weights=[1, 1], threshold=0.5, member_thresholds=[0.4, 0.75],
+                          validation_scores=scores, preprocessing=_unit_range())
+    with pytest.raises(ConfigError, match="of the ensemble"):
+        assemble_pipeline(segmenter, gray_members, weights=[1, 1], threshold=0.85, validation_scores=scores,
+                          member_thresholds=[0.4, 0.6], preprocessing=_unit_range())
+
+
+def test_members_that_normalise_their_input_need_unit_range_preprocessing(gray_members):
+    with pytest.raises(ConfigError, match="standardize=False"):
+        assemble_pipeline(ResUnet(input_size=64, filters=(4, 8, 16)), gray_members)
+
+
+def _unit_range():
+    from keras_covidcxr import PreprocessingConfig
+
+    return PreprocessingConfig(standardize=False)
