@@ -1,14 +1,16 @@
 """Rebuild `covidcxr_lite`, the preset bundled in the package, from ../shared on a 2-core CPU.
 
-    python examples/train_bundled_preset.py ../shared/data/cxr --weights ../shared/weights --work runs/lite
+    python examples/train_bundled_preset.py ../shared/data/cxr --weights ../shared/weights --work runs/lite \
+        [--segmenter-from covidcxr_lite]
 
 Stages (each cached in --work; rerunning the script resumes where it stopped):
 1. data: the shared manifest, minus what the audit refuses (a child's film, images under 256 px),
    split by patient 80/10/10 (patients sharing a picture stay together) for the segmenter.
 2. segmenter: ResUnet 128 px, filters 32/64/128/256, Dice + BCE, mild augmentation (no 180-degree
-   rotations), best epoch by validation Dice; Dice on the seg test split.
-3. inputs: every classification image cropped to its lung bounding box (+2.5%, as COVID-SDNet), gray
-   [0, 1] at 224 px; the paper's hard mask too, for comparison.
+   rotations), best epoch by validation Dice; or, with --segmenter-from, the segmenter of an existing
+   preset trained on the same split. Dice on the seg test split.
+3. inputs: every classification image cropped to the bounding box (+2.5%, as COVID-SDNet) of the two
+   largest pieces of its lung mask, gray [0, 1] at 224 px; the paper's hard mask too, for comparison.
 4. features: each member's frozen ImageNet backbone (MobileNetV2, EfficientNet-Lite0; two families),
    globally pooled, computed once.
 5. cv: patient-grouped 5-fold cross-validation of the whole recipe (heads, ensemble weights and
@@ -100,7 +102,7 @@ def prepare_data(shared_folder, work):
 
 def train_segmenter_stage(manifest, work):
     folder = work / "segmenter"
-    if not (folder / "summary.json").is_file() or TrainingCheckpoint(folder).read_summary().get("best_epoch") is None:
+    if not (folder / "summary.json").is_file():  # written when the run has finished
         run_segmenter_recipe(manifest, folder, config=SEGMENTER_CONFIG, augmentation=MILD_SEGMENTER_AUGMENTATION,
                              **SEGMENTER)
     summary = TrainingCheckpoint(folder).read_summary()
@@ -201,8 +203,8 @@ def operating_threshold(is_covid, scores):
     point = threshold_for_sensitivity(is_covid, scores, TARGET_SENSITIVITY)
     rule = f"sensitivity >= {TARGET_SENSITIVITY} on the calibration split"
     if point.specificity < MIN_SPECIFICITY:
-        point, rule = youden_threshold(is_covid, scores), "Youden (the sensitivity target left specificity " \
-                                                          f"under {MIN_SPECIFICITY})"
+        point = youden_threshold(is_covid, scores)
+        rule = f"Youden (the sensitivity target left specificity under {MIN_SPECIFICITY})"
     return float(np.clip(point.threshold, 1e-6, 1 - 1e-6)), {**point.to_dict(), "rule": rule}
 
 
@@ -380,8 +382,8 @@ def final_preset(rows, features, segmenter, weights_folder):
 
 def git_commit():
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
-                              cwd=Path(__file__).parent).stdout.strip()
+        return subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True,
+                              check=True, cwd=Path(__file__).parent).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return None
 

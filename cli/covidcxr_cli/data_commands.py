@@ -211,7 +211,7 @@ def split_command(
         "--link-duplicates/--no-link-duplicates",
         help="Read the images and keep patients that share a picture in one split.",
     ),
-    exclude_refused: bool = typer.Option(
+    drop_refused: bool = typer.Option(
         False,
         "--exclude-refused",
         help="Drop the rows `data audit` refuses for themselves (children, laterals, small, missing or "
@@ -229,7 +229,7 @@ def split_command(
     """Assign train/val/test by patient, stratified by label (one split for seg and cls rows)."""
     from keras_covidcxr.data import (
         describe_splits,
-        exclude_refused as drop_refused_rows,
+        exclude_refused,
         find_near_duplicates,
         read_manifest,
         split_by_patient,
@@ -238,9 +238,9 @@ def split_command(
 
     stdout, _ = _consoles()
     manifest = read_manifest(manifest_path)
-    if exclude_refused:
+    if drop_refused:
         with _progress_bar("checking images") as progress:
-            manifest, dropped = drop_refused_rows(
+            manifest, dropped = exclude_refused(
                 manifest, allow_pediatric=allow_pediatric, min_size=min_size, progress=progress
             )
         for check, findings in dropped.items():

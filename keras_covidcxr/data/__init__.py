@@ -10,7 +10,13 @@ Example:
 """
 
 from keras_covidcxr.data.audit import CHECKS as AUDIT_CHECKS
-from keras_covidcxr.data.audit import MIN_IMAGE_SIDE, AuditFinding, AuditReport, audit_manifest, exclude_refused
+from keras_covidcxr.data.audit import (
+    MIN_IMAGE_SIDE,
+    AuditFinding,
+    AuditReport,
+    audit_manifest,
+    exclude_refused,
+)
 from keras_covidcxr.data.build_report import BuildReport, BuiltManifest, DroppedItem
 from keras_covidcxr.data.builders import (
     draw_lung_mask,
@@ -51,8 +57,8 @@ __all__ = [
     "ADULT_AGE",
     "AUDIT_CHECKS",
     "DEFAULT_NEAR_DUPLICATE_THRESHOLD",
-    "MAX_HASH_DISTANCE",
     "LABELS",
+    "MAX_HASH_DISTANCE",
     "MIN_IMAGE_SIDE",
     "SPLITS",
     "TASKS",
@@ -64,14 +70,14 @@ __all__ = [
     "DatasetError",
     "DroppedItem",
     "DuplicateGroup",
-    "ImageFingerprint",
     "Fold",
+    "ImageFingerprint",
     "Manifest",
     "ManifestRow",
     "audit_manifest",
     "describe_splits",
-    "exclude_refused",
     "draw_lung_mask",
+    "exclude_refused",
     "find_near_duplicates",
     "from_bimcv",
     "from_class_folders",
@@ -85,8 +91,8 @@ __all__ = [
     "normalize_label",
     "normalize_view",
     "patient_strata",
-    "read_manifest",
     "perceptual_hash",
+    "read_manifest",
     "split_by_patient",
     "thumbnail_fingerprint",
     "write_manifest",

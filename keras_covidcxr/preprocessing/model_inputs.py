@@ -30,7 +30,7 @@ def cleaned_lung_mask(mask, config):
         return kept, []
     return kept, [(
         "mask_pieces_removed",
-        f"dropped {removed:.0%} of the lung mask: pieces besides the {config.keep_largest_pieces} largest",
+        f"lung mask trimmed: {removed:.0%} in pieces beyond the largest {config.keep_largest_pieces}",
     )]
 
 

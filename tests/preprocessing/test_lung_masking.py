@@ -86,7 +86,7 @@ def test_only_the_two_largest_pieces_are_kept_and_the_removal_is_reported():
     assert keep_largest_pieces(two_lungs())[1] == 0.0
     cleaned, warnings = cleaned_lung_mask(mask, PreprocessingConfig(keep_largest_pieces=2))
     assert np.array_equal(cleaned, two_lungs())
-    assert warnings[0][0] == "mask_pieces_removed" and "dropped 7% of the lung mask" in warnings[0][1]
+    assert warnings[0][0] == "mask_pieces_removed" and "lung mask trimmed: 7% in pieces" in warnings[0][1]
     untouched, none = cleaned_lung_mask(mask, PreprocessingConfig())  # off by default
     assert untouched is mask and none == []
     # the crop follows the cleaned mask: the box no longer reaches the bottom of the film
