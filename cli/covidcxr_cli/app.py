@@ -160,6 +160,13 @@ def evaluate(
     console.print(table)
     if evaluation.shortcut_suspected:
         console.print("[bold red]Shortcut suspected:[/] the ensemble still scores well with the lungs blacked out.")
+    overlap = evaluation.training_overlap
+    if overlap and overlap["images"]:
+        stderr.print(
+            f"warning: {overlap['images']} of the {overlap['of_images']} images ({overlap['patients']} patients) "
+            "belong to patients the preset was trained on; these metrics are optimistic.",
+            markup=False, soft_wrap=True,
+        )
     for path, error in evaluation.failed:
         console.print(f"[red]failed:[/] {escape(error)}")
     raise typer.Exit(exit_code(evaluation.n_images, len(evaluation.failed)))

@@ -28,6 +28,22 @@ class Evaluation:
     paths: list = dataclasses.field(default_factory=list)  # the scored images, in manifest order
     scores: dict = dataclasses.field(default_factory=dict)  # score set -> positive-class score per image
     shortcut_probe: dict = dataclasses.field(default_factory=dict)  # the probe's data (see `evaluate_pipeline`)
+    training_overlap: dict | None = None  # images and patients shared with the classifiers' training data
+
+
+def training_overlap(pipeline, rows):
+    """{"images", "patients"} of `rows` whose patient the preset's classifiers were fitted on.
+
+    None when the preset does not record its training patients (metadata
+    training.data.classifier_fit_patient_ids). Such images make every metric optimistic.
+    """
+    data = (pipeline.metadata.get("training") or {}).get("data")
+    fitted = data.get("classifier_fit_patient_ids") if isinstance(data, dict) else None
+    if fitted is None:
+        return None
+    fitted = set(fitted)
+    shared = [row for row in rows if row.patient_id in fitted]
+    return {"images": len(shared), "patients": len({row.patient_id for row in shared}), "of_images": len(rows)}
 
 
 def evaluate_pipeline(
@@ -40,6 +56,10 @@ def evaluate_pipeline(
     a majority-vote preset). A majority vote is scored by its vote shares (the
     fraction of members voting for each class), so its AUC is that of a voter.
     Operating thresholds are reported for covid (vs rest).
+
+    When the preset records the patients its classifiers were fitted on, the
+    report's "Overlap with the training data" section (and `Evaluation.training_overlap`)
+    says how many of the scored images and patients are among them.
 
     With `shortcut_probe`, every score set is scored again on the same images
     with the lungs only (hard lung mask) and with the lungs blacked out. A score
@@ -64,6 +84,13 @@ def evaluate_pipeline(
     auc = {name: float(binary_auc(is_positive[pick], s[:, positive])) for name, s in scores.items()}
     ensemble_key = "majority_vote" if isinstance(pipeline.ensemble, MajorityVoteEnsemble) else "weighted_average"
     sections, probe = {}, {}
+    overlap = training_overlap(pipeline, [rows[i] for i in pick])
+    if overlap is not None:
+        sections["training_overlap"] = ReportSection("Overlap with the training data", overlap, [
+            f"{overlap['images']} of the {overlap['of_images']} scored images ({overlap['patients']} patients) "
+            "belong to patients the preset's classifiers were fitted on"
+            + (": **these metrics are optimistic**." if overlap["images"] else ".")
+        ])
     if shortcut_probe:
         probe = _shortcut_probe(pipeline, paths, is_positive, positive, batch_size, (kept, scores))
         sections["shortcut_probe"] = ReportSection("Shortcut probe", probe, _probe_markdown(probe, ensemble_key))
@@ -77,7 +104,8 @@ def evaluate_pipeline(
     kept_paths = [paths[i] for i in pick]
     _write_scores_csv(written.directory / "scores.csv", kept_paths, [rows[i] for i in pick], positive_scores)
     suspected = bool(probe and probe["score_sets"][ensemble_key]["shortcut_suspected"])
-    return Evaluation(written.directory, len(kept), failed, auc, suspected, kept_paths, positive_scores, probe)
+    return Evaluation(written.directory, len(kept), failed, auc, suspected, kept_paths, positive_scores, probe,
+                      overlap)
 
 
 def _shortcut_probe(pipeline, paths, is_positive, positive, batch_size, scored):

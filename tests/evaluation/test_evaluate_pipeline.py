@@ -115,3 +115,18 @@ def test_a_lungs_only_pipeline_is_not_scored_twice(preset_dir, manifest_path, tm
     assert maskings == ["hard", "lungs_removed"]
     lungs_only = evaluation.shortcut_probe["score_sets"]["weighted_average"]["auc_lungs_only"]
     assert lungs_only == pytest.approx(evaluation.auc["weighted_average"])
+
+
+def test_evaluate_says_how_much_of_the_data_the_preset_was_trained_on(preset_dir, manifest_path, tmp_path):
+    """A preset that records its training patients: the report and stderr name the shared images."""
+    pipeline = Pipeline.from_preset(preset_dir)
+    pipeline.metadata = {**pipeline.metadata, "training": {"data": {"classifier_fit_patient_ids": ["p0", "p1", "x"]}}}
+    evaluation = evaluate_pipeline(pipeline, read_manifest(manifest_path), tmp_path / "r", n_resamples=10,
+                                   shortcut_probe=False)
+    assert evaluation.training_overlap == {"images": 4, "patients": 2, "of_images": 12}
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert report["training_overlap"] == evaluation.training_overlap
+    assert "these metrics are optimistic" in (tmp_path / "r" / "report.md").read_text()
+    unrecorded = Pipeline.from_preset(preset_dir)
+    assert evaluate_pipeline(unrecorded, read_manifest(manifest_path), tmp_path / "s", n_resamples=10,
+                             shortcut_probe=False).training_overlap is None
