@@ -35,6 +35,8 @@ DEFAULT_PRESET = "covidcxr_lite"
 _LAZY = {
     "ResUnet": "keras_covidcxr.models.resunet.resunet",
     "CXRClassifier": "keras_covidcxr.models.classifier.cxr_classifier",
+    "EfficientNetLite0": "keras_covidcxr.models.classifier.efficientnet_lite",
+    "convert_efficientnet_lite0": "keras_covidcxr.models.classifier.convert_efficientnet_lite0",
     "WeightedAverageEnsemble": "keras_covidcxr.models.ensemble.weighted_average_ensemble",
     "MajorityVoteEnsemble": "keras_covidcxr.models.ensemble.majority_vote_ensemble",
     "Pipeline": "keras_covidcxr.models.pipeline.pipeline",

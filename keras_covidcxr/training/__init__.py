@@ -12,11 +12,19 @@ How trained components become one preset:
 4. `finetune(preset, manifest)` adapts a preset to new data or new classes
    (`covidcxr finetune PRESET MANIFEST --out NEW_PRESET`).
 
+For a few hundred images on a CPU, `pooled_features` + `fit_linear_head` give a frozen ImageNet
+backbone a logistic-regression head (the bundled preset's recipe, examples/train_bundled_preset.py).
+
 Everything runs on any Keras backend (TensorFlow, JAX, PyTorch): batches come from
 `keras.utils.PyDataset`s and augmentation from Keras core layers.
 """
 
-from keras_covidcxr.training.assembly import assemble_pipeline, member_probabilities, validation_report
+from keras_covidcxr.training.assembly import (
+    assemble_pipeline,
+    check_operating_threshold,
+    member_probabilities,
+    validation_report,
+)
 from keras_covidcxr.training.augmentation import (
     CLASSIFIER_AUGMENTATION,
     MILD_SEGMENTER_AUGMENTATION,
@@ -36,6 +44,7 @@ from keras_covidcxr.training.datasets import (
 from keras_covidcxr.training.ensemble_fitting import EnsembleFit, fit_ensemble_weights
 from keras_covidcxr.training.finetune import FinetuneResult, finetune
 from keras_covidcxr.training.labels import default_class_names, label_indices
+from keras_covidcxr.training.linear_head import fit_linear_head, fit_logistic_regression, pooled_features
 from keras_covidcxr.training.losses import DiceBCELoss, DiceCoefficient
 from keras_covidcxr.training.provenance import data_provenance
 from keras_covidcxr.training.recipes import (
@@ -69,16 +78,20 @@ __all__ = [
     "assemble_preset",
     "backbone_blocks",
     "balanced_class_weights",
+    "check_operating_threshold",
     "classifier_datasets",
     "data_provenance",
     "default_class_names",
     "finetune",
     "fit_ensemble_weights",
+    "fit_linear_head",
+    "fit_logistic_regression",
     "freeze_batch_norm",
     "label_indices",
     "load_checkpoint",
     "masked_classifier_inputs",
     "member_probabilities",
+    "pooled_features",
     "run_classifier_recipe",
     "run_segmenter_recipe",
     "train_classifier",
