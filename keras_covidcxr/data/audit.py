@@ -333,13 +333,11 @@ def audit_manifest(
     return AuditReport(findings, settings, len(manifest), len(manifest.patient_ids()), len(scans))
 
 
-# The per-image errors a row can be dropped for; leaks across splits are fixed by splitting again.
-ROW_CHECKS = ("pediatric", "lateral_view", "image_too_small", "missing_file", "unreadable_file", "mask_size_mismatch")
-
-
 def exclude_refused(manifest, *, allow_pediatric=False, min_size=MIN_IMAGE_SIDE, progress=None):
-    """Drop the rows the audit would refuse for themselves (children, laterals, small, missing,
+    """Drop the rows the audit refuses for themselves (children, laterals, small, missing or
     unreadable files, mismatched masks), so that build -> split -> audit passes without hand edits.
+
+    Only the audit's per-image checks run: leaks across splits are what splitting fixes.
 
     Returns:
         (kept `Manifest`, {check: [AuditFinding, ...]} of what was dropped and why).
@@ -349,11 +347,11 @@ def exclude_refused(manifest, *, allow_pediatric=False, min_size=MIN_IMAGE_SIDE,
         >>> {check: len(findings) for check, findings in dropped.items()}  # doctest: +SKIP
         {'pediatric': 1, 'image_too_small': 10}
     """
-    unsplit = manifest.with_rows(row.replace(split="train") for row in manifest)
-    report = audit_manifest(unsplit, allow_pediatric=allow_pediatric, min_size=min_size, progress=progress)
+    scans = scan_images(manifest, progress=progress)
     dropped = {}
-    for finding in report.errors:
-        if finding.check in ROW_CHECKS:
+    for finding in (*_row_checks(manifest, allow_pediatric), *_file_checks(scans, min_size),
+                    *_mask_checks(manifest, scans, True)):
+        if finding.severity == "error":
             dropped.setdefault(finding.check, []).append(finding)
     refused = {path for findings in dropped.values() for finding in findings for path in finding.paths}
     kept = manifest.with_rows(row for row in manifest if row.path not in refused and row.mask_path not in refused)

@@ -8,7 +8,6 @@ from keras_covidcxr.metrics.classification import classification_metrics
 from keras_covidcxr.models.ensemble.majority_vote_ensemble import MajorityVoteEnsemble
 from keras_covidcxr.models.ensemble.weighted_average_ensemble import WeightedAverageEnsemble
 from keras_covidcxr.models.pipeline.pipeline import Pipeline
-from keras_covidcxr.preprocessing.standardize import to_rgb
 
 ENSEMBLES = ("weighted_average", "majority_vote")
 MAX_ONE_CLASS_FRACTION = 0.95
@@ -53,7 +52,7 @@ def _model_batches(inputs, batch_size, channels=3):
     for start in range(0, len(images), batch_size):
         chunk = images[start : start + batch_size]
         if chunk.ndim == 3:
-            chunk = np.stack([to_rgb(image) for image in chunk]) if channels == 3 else chunk[..., None]
+            chunk = np.repeat(chunk[..., None], channels, axis=-1)
         count = len(chunk)
         if count < batch_size:
             chunk = np.concatenate([chunk, np.zeros((batch_size - count, *chunk.shape[1:]), "float32")])
@@ -121,9 +120,7 @@ def assemble_pipeline(segmenter, members, class_names=None, ensemble="weighted_a
         raise ConfigError(f"ensemble must be one of {ENSEMBLES}, got {ensemble!r}")
     if validation_scores is not None and combined.num_classes == 2:
         scores = np.asarray(validation_scores, "float64").reshape(len(validation_scores), len(members))
-        for name, member_scores, member_threshold in zip(
-            names, scores.T, combined.member_thresholds or [0.5] * len(members)
-        ):
+        for name, member_scores, member_threshold in zip(names, scores.T, combined.vote_thresholds):
             check_operating_threshold(member_scores, member_threshold, f"member {name!r}")
         if isinstance(combined, WeightedAverageEnsemble):
             ensemble_scores = scores @ np.asarray(combined.weights_normalised)

@@ -42,6 +42,11 @@ class Ensemble(keras.Model):
         self.member_thresholds = member_thresholds
 
     @property
+    def vote_thresholds(self):
+        """Two classes: the threshold at which each member votes for class 1 (0.5 unless fitted)."""
+        return self.member_thresholds or [0.5] * len(self.members)
+
+    @property
     def member_names(self):
         return [m.name for m in self.members]
 
@@ -55,8 +60,7 @@ class Ensemble(keras.Model):
     def member_labels(self, member_probabilities):
         """(batch, members) int32 vote of every member."""
         if self.num_classes == 2:
-            thresholds = self.member_thresholds or [0.5] * len(self.members)
-            thresholds = ops.convert_to_tensor(thresholds, dtype=member_probabilities.dtype)
+            thresholds = ops.convert_to_tensor(self.vote_thresholds, dtype=member_probabilities.dtype)
             return ops.cast(member_probabilities[..., 1] >= thresholds, "int32")
         return ops.cast(ops.argmax(member_probabilities, axis=-1), "int32")
 
