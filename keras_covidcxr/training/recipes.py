@@ -71,7 +71,9 @@ def run_segmenter_recipe(manifest, out, input_size=256, filters=(64, 128, 256, 5
     train = SegmentationDataset(_split(manifest, "seg", "train"), size, config.batch_size, augmenter,
                                 shuffle=True, seed=config.seed, workers=config.workers, drop_remainder=True)
     val = SegmentationDataset(_split(manifest, "seg", "val"), size, config.batch_size, workers=config.workers)
-    result = train_segmenter(segmenter, train, val, config, checkpoint_dir=out, resume=resume, callbacks=callbacks)
+    statistics = SegmentationDataset(_split(manifest, "seg", "train"), size, config.batch_size, workers=config.workers)
+    result = train_segmenter(segmenter, train, val, config, checkpoint_dir=out, resume=resume, callbacks=callbacks,
+                             batch_norm_data=statistics)
     summary = {
         "component": "segmenter",
         "recipe": "ResUnet, Dice + BCE, Adam" + (

@@ -18,6 +18,7 @@ import time
 
 import keras
 
+from keras_covidcxr.training.batch_norm_statistics import BatchNormStatisticsCallback
 from keras_covidcxr.training.checkpoints import BestEpochCallback, TrainingCheckpoint
 from keras_covidcxr.training.config import TrainingConfig, under_dtype_policy
 from keras_covidcxr.training.losses import DiceBCELoss, DiceCoefficient
@@ -34,7 +35,7 @@ def compile_segmenter(model, config):
 
 
 def train_segmenter(segmenter, train_data, val_data=None, config=None, checkpoint_dir=None, resume=True,
-                    callbacks=()):
+                    callbacks=(), batch_norm_data=None):
     """Train a `ResUnet` with Dice + BCE, keeping the best validation-Dice weights.
 
     Args:
@@ -47,6 +48,9 @@ def train_segmenter(segmenter, train_data, val_data=None, config=None, checkpoin
             optimizer state, epoch counter, best value and history are restored, and training
             goes on with the next epoch.
         callbacks: extra Keras callbacks (run after the checkpointing one).
+        batch_norm_data: un-augmented training batches; the batch-norm moving statistics are
+            recomputed from them before each validation (see `batch_norm_statistics.py`: with few
+            steps per epoch the moving averages trail the weights and the inference model fails).
 
     Returns:
         `TrainingResult` whose model holds the best weights.
@@ -72,6 +76,7 @@ def train_segmenter(segmenter, train_data, val_data=None, config=None, checkpoin
         history=state.get("history"),
         extra_state={"config": config.to_dict()},
     )
+    statistics = [BatchNormStatisticsCallback(batch_norm_data)] if batch_norm_data is not None else []
     stopped_already = keeper.patience and keeper.best_epoch is not None and initial_epoch - keeper.best_epoch >= keeper.patience
     if initial_epoch < config.epochs and not stopped_already:
         model.fit(
@@ -79,7 +84,7 @@ def train_segmenter(segmenter, train_data, val_data=None, config=None, checkpoin
             validation_data=val_data,
             epochs=config.epochs,
             initial_epoch=initial_epoch,
-            callbacks=[keeper, *callbacks],
+            callbacks=[*statistics, keeper, *callbacks],
             verbose=config.verbose,
         )
     if keeper.best_weights is not None:

@@ -1,0 +1,58 @@
+"""Import Keras without TensorFlow's native start-up notices on the terminal.
+
+TensorFlow 2.2x prints absl and oneDNN notices from C++ while it loads ("All log messages before
+absl::InitializeLog() ...", "oneDNN custom operations are on ..."), and no environment variable
+silences them all. The package's lazy names and the CLI import through `muted_native_stderr`.
+
+Example:
+    >>> with muted_native_stderr():
+    ...     import json
+"""
+
+import contextlib
+import os
+import sys
+import tempfile
+
+from keras_covidcxr.errors import MissingDependencyError
+
+BACKEND_PACKAGES = ("keras", "tensorflow", "jax", "jaxlib", "torch")
+
+
+@contextlib.contextmanager
+def muted_native_stderr():
+    """Mute the process's native stderr (fd 2) while Keras is first imported inside the block.
+
+    Python-level stderr is untouched. If the block fails, what was printed meanwhile is shown; a
+    Keras backend that cannot load becomes a `MissingDependencyError` that says what to install.
+    Once Keras is imported this does nothing.
+    """
+    if "keras" in sys.modules:
+        yield
+        return
+    sys.stderr.flush()
+    saved_fd = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        except BaseException as error:
+            os.dup2(saved_fd, 2)
+            captured.seek(0)
+            sys.stderr.write(captured.read().decode(errors="replace"))
+            if isinstance(error, ImportError) and (error.name or "").split(".")[0] in BACKEND_PACKAGES:
+                backend = os.environ.get("KERAS_BACKEND", "tensorflow")
+                raise MissingDependencyError(
+                    f"Keras cannot load its {backend} backend ({error}); install one: "
+                    "pip install 'keras-covidcxr[tensorflow-cpu]' (or [tensorflow], [jax])"
+                ) from error
+            raise
+        finally:
+            os.dup2(saved_fd, 2)
+            os.close(saved_fd)
+
+
+def import_keras_quietly():
+    """Import Keras and its backend with the native start-up notices muted."""
+    with muted_native_stderr():
+        import keras  # noqa: F401
