@@ -12,6 +12,7 @@ Example:
 
 import importlib
 
+from keras_covidcxr._lazy_exports import lazy_exports
 from keras_covidcxr.errors import (
     ConfigError,
     CovidCXRError,
@@ -31,6 +32,10 @@ from keras_covidcxr.version import __version__
 # package (keras_covidcxr/presets/bundled/), loads with no network. Research use only, not for diagnosis.
 DEFAULT_PRESET = "covidcxr_lite"
 
+# Registers the pipeline presets with keras_covidcxr.presets.registry (plain data, no Keras), so a
+# preset name resolves however the package is entered.
+importlib.import_module("keras_covidcxr.models.pipeline")
+
 # public name -> module that defines it (imported on first attribute access)
 _LAZY = {
     "ResUnet": "keras_covidcxr.models.resunet.resunet",
@@ -47,7 +52,7 @@ _LAZY = {
     "load_image": "keras_covidcxr.io.image_loader",
     "LoadedImage": "keras_covidcxr.io.image_loader",
     "save_overlays": "keras_covidcxr.io.overlays",
-    "verify_preset": "keras_covidcxr.presets.verification",
+    "verify_preset": "keras_covidcxr.models.pipeline.verification",
     "upload_preset": "keras_covidcxr.presets.upload",
     "find_model_card": "keras_covidcxr.presets.upload",
     "sample_images": "keras_covidcxr.samples",
@@ -68,6 +73,9 @@ _LAZY = {
     "write_synthetic_dataset": "keras_covidcxr.training.synthetic_data",
     "predict_to_file": "keras_covidcxr.inference.batch_prediction",
     "PredictionSummary": "keras_covidcxr.inference.batch_prediction",
+    "finished_run": "keras_covidcxr.inference.batch_prediction",
+    "DecisionRule": "keras_covidcxr.models.pipeline.decision_rule",
+    "decision_rule_from_config": "keras_covidcxr.models.pipeline.decision_rule",
     "find_images": "keras_covidcxr.inference.image_walk",
 }
 
@@ -89,18 +97,4 @@ __all__ = [
 ]
 
 
-_SUBPACKAGES = ("data", "metrics")
-
-
-def __getattr__(name):
-    if name in _SUBPACKAGES:
-        return importlib.import_module(f"keras_covidcxr.{name}")
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'keras_covidcxr' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(globals(), _LAZY, subpackages=("data", "metrics"))

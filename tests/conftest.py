@@ -45,10 +45,41 @@ def preset_dir(pipeline, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def loaded_pipeline(preset_dir):
+    """`preset_dir` loaded once: tests that only read from it share its models and their traces."""
+    from keras_covidcxr import Pipeline
+
+    return Pipeline.from_preset(preset_dir)
+
+
+@pytest.fixture
+def fast_cli(monkeypatch, loaded_pipeline, preset_dir):
+    """`Pipeline.from_preset(preset_dir)` gives `loaded_pipeline`: a CLI call or `verify_preset` skips ~10 s of
+    loading and tracing (the checksums were checked when `loaded_pipeline` loaded)."""
+    from keras_covidcxr import Pipeline
+
+    real = Pipeline.from_preset
+
+    def from_preset(handle):
+        return loaded_pipeline if str(handle) == str(preset_dir) else real(handle)
+
+    monkeypatch.setattr(Pipeline, "from_preset", from_preset)
+
+
+@pytest.fixture(scope="session")
 def untrained_preset_dir(pipeline, tmp_path_factory):
     folder = tmp_path_factory.mktemp("presets") / "untrained"
     pipeline.save_to_preset(folder)
     return folder
+
+
+@pytest.fixture
+def set_umask():
+    """`set_umask(0o027)` applies a umask for the rest of the test; the previous one is restored after."""
+    previous = os.umask(0o022)
+    os.umask(previous)
+    yield os.umask
+    os.umask(previous)
 
 
 @pytest.fixture

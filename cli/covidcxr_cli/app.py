@@ -6,9 +6,9 @@ code is imported inside the commands that need it.
 
 import json
 import os
+import sys
 import warnings
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 from rich.console import Console
@@ -17,7 +17,7 @@ from rich.table import Table
 
 import keras_covidcxr
 from covidcxr_cli.data_commands import data_app
-from covidcxr_cli.errors import DEBUG, EXIT_OK, EXIT_SOME_FAILED, exit_code, reported_errors, stderr
+from covidcxr_cli.errors import DEBUG, EXIT_OK, EXIT_SOME_FAILED, exit_code, one_line, reported_errors, stderr
 from covidcxr_cli.train_commands import finetune, train_app
 
 app = typer.Typer(
@@ -34,13 +34,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chat
 
 @app.command()
 def predict(
-    images: List[Path] = typer.Argument(..., help="Image files (PNG, JPEG, BMP, TIFF, DICOM) and folders (walked recursively).", show_default=False),
-    preset: Optional[str] = typer.Option(
+    images: list[Path] = typer.Argument(..., help="Image files (PNG, JPEG, BMP, TIFF, DICOM) and folders (walked recursively).", show_default=False),
+    preset: str | None = typer.Option(
         None, "--preset", "-p", show_default=False,
         help=f"Preset folder, registered name or hf://owner/repo[@rev] (default: {keras_covidcxr.DEFAULT_PRESET}, bundled).",
     ),
     json_output: bool = typer.Option(False, "--json", help="Print one JSON object per image instead of a table."),
-    overlays: Optional[Path] = typer.Option(None, "--overlays", help="Write <name>_mask.png and <name>_gradcam.png here."),
+    overlays: Path | None = typer.Option(None, "--overlays", metavar="FOLDER", help="Write <name>_mask.png and <name>_gradcam.png here."),
     allow_untrained: bool = typer.Option(False, "--allow-untrained", help="Run a preset that records no training."),
     strict: bool = typer.Option(False, "--strict", help="Refuse lateral views and children instead of flagging them."),
     check_view: bool = typer.Option(
@@ -48,8 +48,12 @@ def predict(
         help="Also check the view of images that state none (PNG, JPEG) from the lung mask: "
         "flag lateral-looking ones (refuse them with --strict).",
     ),
+    threshold: float | None = typer.Option(
+        None, "--threshold", min=0.0, max=1.0, show_default=False, metavar="T",
+        help="Label the positive class when its probability reaches T, instead of the preset's decision rule.",
+    ),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Images per model call."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Stream one row per image into this .csv or .jsonl file; rerun to resume."),
+    out: Path | None = typer.Option(None, "--out", "-o", metavar="FILE", help="Stream one row per image into this .csv or .jsonl file; rerun to resume."),
     workers: int = typer.Option(2, "--workers", min=1, help="With --out: threads decoding images while the model runs."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="With --out: predict again files whose earlier row is an error."),
     debug: bool = DEBUG,
@@ -58,11 +62,9 @@ def predict(
 
     With --out, any number of images stream into a results file; rerunning the same command resumes it.
     """
-    with reported_errors(debug, needs_keras=True):
-        if out is not None and overlays is not None:
-            raise keras_covidcxr.ConfigError("--overlays cannot be combined with --out yet; run them separately")
-        if overlays is not None and overlays.exists() and not overlays.is_dir():
-            raise keras_covidcxr.ConfigError(f"{overlays}: --overlays needs a folder, and this is a file")
+    with reported_errors(debug):  # everything that can be checked before the backend loads
+        _check_outputs(out, overlays)
+        paths = _existing_images(images)
         if preset is None:
             preset = keras_covidcxr.DEFAULT_PRESET
             stderr.print(
@@ -70,17 +72,74 @@ def predict(
                 "Research use only, not for diagnosis.",
                 soft_wrap=True,
             )
+        if _backend_not_loaded_yet():
+            keras_covidcxr.read_preset_metadata(preset)  # an unknown or broken preset fails here
+            if out is not None:
+                done = keras_covidcxr.finished_run(preset, paths, out, strict, retry_failed, threshold, check_view)
+                if done is not None:
+                    raise typer.Exit(_print_file_summary(done, out, json_output, untrained=False))
+    with reported_errors(debug, needs_keras=True):
         pipeline = _load_pipeline(preset, allow_untrained)
         if check_view:
             pipeline = pipeline.with_input_contract(check_view_from_mask=True)
+        if threshold is not None:
+            pipeline = pipeline.with_decision_threshold(threshold)
         if out is not None:
-            code = _predict_into_file(pipeline, images, out, batch_size, workers, strict, retry_failed, json_output)
+            code = _predict_into_file(pipeline, paths, out, batch_size, workers, strict, retry_failed, json_output,
+                                      overlays)
         else:
-            code = _predict_and_print(pipeline, images, batch_size, strict, json_output, overlays)
+            code = _predict_and_print(pipeline, paths, batch_size, strict, json_output, overlays)
     raise typer.Exit(code)
 
 
-def _predict_into_file(pipeline, images, out, batch_size, workers, strict, retry_failed, json_output):
+def _backend_not_loaded_yet():
+    """Whether checking the preset without Keras saves the backend's start-up (seconds).
+
+    Called in a process that already imported Keras (the Python API, tests), the same
+    checks come from `Pipeline.from_preset` just as fast, so they are left to it.
+    """
+    return "keras" not in sys.modules
+
+
+def _check_outputs(out, overlays):
+    """Refuse output targets that cannot be written, before anything is predicted."""
+    if out is not None:
+        if out.suffix.lower() not in (".csv", ".jsonl", ".ndjson"):
+            raise keras_covidcxr.ConfigError(f"{out}: the results file must end in .csv or .jsonl")
+        if out.is_dir():
+            raise keras_covidcxr.ConfigError(f"{out}: is a folder; give a .csv or .jsonl file to write")
+        _check_writable_folder(out.absolute().parent, f"{out}: cannot write the results file")
+    if overlays is not None:
+        if overlays.exists() and not overlays.is_dir():
+            raise keras_covidcxr.ConfigError(f"{overlays}: --overlays needs a folder, and this is a file")
+        _check_writable_folder(overlays.absolute(), f"{overlays}: cannot write overlays")
+
+
+def _check_writable_folder(folder, problem):
+    """`folder`, or the nearest existing folder above it (where it would be created), must be writable."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise keras_covidcxr.ConfigError(f"{problem}: {existing} is not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise keras_covidcxr.ConfigError(f"{problem}: {existing} is not writable")
+
+
+def _existing_images(images):
+    """The image files under `images`; refuses inputs of which none exists, or folders with no image."""
+    missing = [image for image in images if not image.exists()]
+    if len(missing) == len(images):
+        raise keras_covidcxr.InputError(
+            f"{missing[0]}: no such file or folder" + (f" (nor {len(missing) - 1} more)" if len(missing) > 1 else "")
+        )
+    paths = keras_covidcxr.find_images(images)
+    if not [path for path in paths if Path(path).exists()]:
+        raise keras_covidcxr.InputError(f"no image files in {', '.join(str(image) for image in images)}")
+    return paths
+
+
+def _predict_into_file(pipeline, paths, out, batch_size, workers, strict, retry_failed, json_output, overlays):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     columns = (TextColumn("predicting"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"), TimeRemainingColumn())
@@ -95,13 +154,18 @@ def _predict_into_file(pipeline, images, out, batch_size, workers, strict, retry
 
     try:
         summary = keras_covidcxr.predict_to_file(
-            pipeline, images, out, batch_size=batch_size, workers=workers, strict=strict,
-            retry_failed=retry_failed, progress=show,
+            pipeline, paths, out, batch_size=batch_size, workers=workers, strict=strict,
+            retry_failed=retry_failed, progress=show, overlays=overlays,
         )
     finally:
         if progress.live.is_started:
             progress.stop()
-    untrained = not pipeline.is_trained
+    return _print_file_summary(summary, out, json_output, untrained=not pipeline.is_trained,
+                               decision=pipeline.decision_rule)
+
+
+def _print_file_summary(summary, out, json_output, untrained, decision=None):
+    """Print what a folder run did; return its exit code."""
     if json_output:
         console.print_json(json.dumps({**vars(summary), "out": str(out), "untrained": untrained}), indent=None)
     else:
@@ -110,14 +174,13 @@ def _predict_into_file(pipeline, images, out, batch_size, workers, strict, retry
             f"({summary.skipped_failed} of them failed) -> {escape(str(out))}"
             + (" [bold yellow](UNTRAINED preset: these outputs mean nothing)[/]" if untrained else "")
         )
+        if decision is not None:
+            console.print(f"Label: {escape(decision.describe())}.", soft_wrap=True)
     failed = summary.failed + summary.skipped_failed
     return exit_code(summary.done + summary.skipped - summary.skipped_failed, failed)
 
 
-def _predict_and_print(pipeline, images, batch_size, strict, json_output, overlays):
-    paths = keras_covidcxr.find_images(images)
-    if not paths:
-        raise keras_covidcxr.InputError(f"no image files in {', '.join(str(image) for image in images)}")
+def _predict_and_print(pipeline, paths, batch_size, strict, json_output, overlays):
     results = pipeline.predict(paths, batch_size=batch_size, on_error="record", explain=overlays is not None, strict=strict)
     untrained = not pipeline.is_trained
     if json_output:
@@ -125,12 +188,14 @@ def _predict_and_print(pipeline, images, batch_size, strict, json_output, overla
             console.print_json(json.dumps({**result.to_dict(), "untrained": untrained}), indent=None)
     else:
         console.print(_results_table(results, pipeline.class_names, untrained))
-        _print_operating_threshold(pipeline)
+        console.print(f"Label: {escape(pipeline.decision_rule.describe())}.", soft_wrap=True)
+    for result in results:  # one line each, on stderr, whatever the output format
+        if result.error:
+            stderr.print(f"[red]error:[/] {escape(one_line(result.error))}", soft_wrap=True)
     if overlays is not None:
         _write_overlays([r for r in results if not r.error], overlays)
     failed = sum(bool(r.error) for r in results)
     return exit_code(len(results) - failed, failed)
-
 
 
 @app.command()
@@ -138,19 +203,32 @@ def evaluate(
     preset: str = typer.Argument(..., help="Preset folder, registered name or hf://owner/repo[@rev]."),
     manifest: Path = typer.Argument(..., help="Manifest CSV (see `covidcxr data build`)."),
     split: str = typer.Option("test", "--split", help="Which split's cls rows to score."),
-    out: Path = typer.Option(..., "--out", help="Report folder to write (report.json, report.md, plots)."),
+    out: Path = typer.Option(..., "--out", metavar="FOLDER", help="Report folder to write (report.json, report.md, plots)."),
     shortcut_probe: bool = typer.Option(True, "--shortcut-probe/--no-shortcut-probe", help="Also score with the lungs only and with the lungs blacked out."),
+    threshold: float | None = typer.Option(
+        None, "--threshold", min=0.0, max=1.0, show_default=False, metavar="T",
+        help="Score the ensemble's labels at p(positive) >= T instead of the preset's decision rule.",
+    ),
     resamples: int = typer.Option(1000, "--resamples", min=10, help="Bootstrap resamples for the CIs."),
     allow_untrained: bool = typer.Option(False, "--allow-untrained", help="Evaluate a preset that records no training."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier report in --out."),
     debug: bool = DEBUG,
 ):
-    """Score every member and both ensembles on a manifest split, like the paper's tables."""
+    """Score every member and both ensembles on a manifest split, like the paper's tables.
+
+    Hard labels follow the preset's decision rule (its operating threshold) unless --threshold is given.
+    """
+    with reported_errors(debug):  # everything that can be checked before the backend loads
+        rows = keras_covidcxr.data.read_manifest(manifest)
+        keras_covidcxr.metrics.check_report_folder(out, overwrite)
+        _check_writable_folder(out.absolute(), f"{out}: cannot write the report")
+        keras_covidcxr.read_preset_metadata(preset)
     with reported_errors(debug, needs_keras=True):
         pipeline = _load_pipeline(preset, allow_untrained)
+        if threshold is not None:
+            pipeline = pipeline.with_decision_threshold(threshold)
         evaluation = keras_covidcxr.evaluate_pipeline(
-            pipeline, keras_covidcxr.data.read_manifest(manifest), out, split=split,
-            shortcut_probe=shortcut_probe, n_resamples=resamples, overwrite=overwrite,
+            pipeline, rows, out, split=split, shortcut_probe=shortcut_probe, n_resamples=resamples, overwrite=overwrite,
         )
     probe = evaluation.shortcut_probe.get("score_sets", {})
     caption = f"{evaluation.n_images} images; report in {evaluation.out_dir}"
@@ -167,8 +245,9 @@ def evaluate(
             "belong to patients the preset was trained on; these metrics are optimistic.",
             markup=False, soft_wrap=True,
         )
+    console.print(f"Labels: {escape(pipeline.decision_rule.describe())}.", soft_wrap=True)
     for path, error in evaluation.failed:
-        console.print(f"[red]failed:[/] {escape(error)}")
+        stderr.print(f"[red]error:[/] {escape(one_line(error))}", soft_wrap=True)
     raise typer.Exit(exit_code(evaluation.n_images, len(evaluation.failed)))
 
 
@@ -200,26 +279,95 @@ def _weights_status(name, metadata):
 
 
 @app.command()
-def info(handle: str = typer.Argument(..., help="Preset folder, registered name or hf://owner/repo[@rev]."), debug: bool = DEBUG):
-    """Show a preset's metadata: versions, parameters, input contract, training provenance.
+def info(
+    handle: str = typer.Argument(..., metavar="PRESET", help="Preset folder, registered name or hf://owner/repo[@rev]."),
+    json_output: bool = typer.Option(False, "--json", help="Print the whole metadata as JSON instead of a summary."),
+    debug: bool = DEBUG,
+):
+    """Summarise a preset: task, classes, members, decision rule, input contract, training data and metrics.
 
     For a registered preset whose weights are not published yet, show its registry entry and the commands that train it.
     """
     registered = keras_covidcxr.list_presets().get(handle)
     if registered is not None and registered.get("trained") is False:
-        console.print_json(json.dumps({"name": handle, **registered}))
+        entry = {"name": handle, **registered}
+        if json_output:
+            console.print_json(json.dumps(entry))
+        else:
+            console.print(f"{handle}: {entry.get('description', '')}", markup=False, soft_wrap=True)
+            console.print("  train it with:", markup=False)
+            for command in entry.get("training_commands", ()):
+                console.print(f"    {command}", markup=False, soft_wrap=True)
         stderr.print(
-            f"{handle}: no trained weights are published yet; the training_commands above produce them on a GPU.",
+            f"{handle}: no trained weights are published yet; the training commands above produce them on a GPU.",
             soft_wrap=True,
         )
         return
     with reported_errors(debug):
         metadata = keras_covidcxr.read_preset_metadata(handle)
     metadata.pop("files", None)
-    console.print_json(json.dumps(metadata))
+    if json_output:
+        console.print_json(json.dumps(metadata))
+    else:
+        for line in preset_summary(handle, metadata):
+            console.print(line, markup=False, soft_wrap=True)
     stderr.print(_describe_input(metadata.get("input") or {}), soft_wrap=True, markup=False)
     if not metadata.get("training"):
         stderr.print("[bold yellow]This preset records no training: its weights are untrained.[/]")
+
+
+def preset_summary(handle, metadata):
+    """The lines `covidcxr info` prints: what a person needs before trusting a preset."""
+    config, training = metadata.get("config") or {}, metadata.get("training") or {}
+    classes = config.get("class_names") or []
+    counts = metadata.get("parameter_counts") or {}
+    ensemble = config.get("ensemble") or {}
+    members = ", ".join(f"{path.rsplit('/', 1)[-1]} ({counts.get(path, 0) / 1e6:.2f} M parameters)"
+                        for path in config.get("members", ()))
+    description = metadata.get("description") or "no description"
+    lines = [
+        description if description.startswith(f"{handle}:") else f"{handle}: {description}",
+        f"  task: {' vs '.join(classes)} from frontal chest X-rays (research use only, not for diagnosis)",
+        f"  segmenter: ResUnet, {counts.get('segmenter', 0) / 1e6:.2f} M parameters, "
+        f"{(metadata.get('input') or {}).get('segmenter_input_size')} px",
+        f"  members: {members}",
+    ]
+    if config.get("ensemble"):
+        rule = keras_covidcxr.decision_rule_from_config(config)
+        lines.append(f"  ensemble: {ensemble.get('class_name')}; label: {rule.describe()}")
+    if training.get("summary"):
+        lines.append(f"  training: {training['summary']}")
+    data = training.get("data")
+    if isinstance(data, dict) and data.get("counts"):
+        counts_text = ", ".join(f"{key} {value}" for key, value in data["counts"].items())
+        lines.append(f"  data: {counts_text}" + (f"; {data['patients']} patients" if data.get("patients") else ""))
+    elif data:
+        lines.append(f"  data: {data}")
+    lines += [f"  {line}" for line in _headline_metrics(training.get("validation"))]
+    lines.append(
+        f"  made with keras-covidcxr {metadata.get('package_version')}, Keras {metadata.get('keras_version')} "
+        f"({metadata.get('backend')}), {metadata.get('created')}"
+    )
+    lines.append(f"  everything: covidcxr info {handle} --json")
+    return lines
+
+
+def _headline_metrics(validation, path=(), limit=6):
+    """Up to `limit` "where: AUC a, sensitivity s, specificity p" lines found in a validation record."""
+    if not isinstance(validation, dict) or limit <= 0:
+        return []
+    if "auc" in validation or "test_dice" in validation:
+        parts = []
+        for key in ("auc", "sensitivity", "specificity", "test_dice"):
+            value = validation.get(key)
+            value = value.get("value") if isinstance(value, dict) else value
+            if isinstance(value, (int, float)):
+                parts.append(f"{key.replace('_', ' ')} {value:.3f}")
+        return [f"{' / '.join(path)}: {', '.join(parts)}"] if parts else []
+    lines = []
+    for key, value in validation.items():
+        lines += _headline_metrics(value, (*path, str(key)), limit - len(lines))
+    return lines[:limit]
 
 
 def _describe_input(contract):
@@ -265,7 +413,7 @@ def verify(handle: str = typer.Argument(..., help="Preset folder, registered nam
 def upload(
     preset: Path = typer.Argument(..., help="Preset folder to publish."),
     handle: str = typer.Argument(..., help="Destination hf://owner/repo."),
-    card: Optional[Path] = typer.Option(
+    card: Path | None = typer.Option(
         None, "--card", show_default=False,
         help="Model card to publish as the repository's README.md (default: the folder's README.md, "
         "else model_cards/<folder name>.md of this source tree).",
@@ -297,26 +445,19 @@ def _load_pipeline(preset, allow_untrained):
     return pipeline
 
 
-def _print_operating_threshold(pipeline):
-    """Say how a two-class label is decided: by the preset's threshold, not the larger probability."""
-    threshold = getattr(pipeline.ensemble, "threshold", None)
-    if len(pipeline.class_names) == 2 and threshold is not None:
-        positive = pipeline.class_names[1]
-        console.print(f"Label {positive} if p({positive}) >= {threshold:.3f} (the preset's operating threshold).")
-
-
 def _results_table(results, class_names, untrained):
     caption = "Research use only, not for diagnosis."
     if untrained:
         caption = "[bold yellow]UNTRAINED preset: these outputs mean nothing.[/] " + caption
-    with_notes = any(result.error or result.warnings for result in results)
+    with_notes = any(result.warnings for result in results)
     table = Table(caption=caption)
     # Every column folds long words, so the table fits an 80-column terminal instead of losing its last columns.
     for header in ("image", "label", *class_names, "member votes", "lung area", *(["notes"] if with_notes else [])):
         table.add_column(header, overflow="fold")
     for result in results:
-        if result.error:
-            table.add_row(Path(result.source).name, "[red]error[/]", *[""] * len(class_names), "", "", escape(result.error))
+        if result.error:  # the reason goes to stderr, one line per file
+            table.add_row(Path(result.source).name, "[red]error[/]", *[""] * len(class_names), "", "",
+                          *([""] if with_notes else []))
             continue
         votes = "\n".join(f"{name}: {member['label']}" for name, member in result.members.items())
         notes = [escape("; ".join(message for _, message in result.warnings))] if with_notes else []

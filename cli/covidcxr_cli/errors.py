@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.markup import escape
 
 import keras_covidcxr
-from covidcxr_cli.native_stderr import import_keras_quietly
+from keras_covidcxr.quiet_import import import_keras_quietly
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_CANNOT_RUN = 0, 1, 2
 
@@ -38,14 +38,15 @@ def reported_errors(debug=False, needs_keras=False):
         if debug:
             stderr.print_exception()
         else:
-            stderr.print(f"[bold red]error:[/] {escape(_one_line(error))}", soft_wrap=True)
+            stderr.print(f"[bold red]error:[/] {escape(one_line(error))}", soft_wrap=True)
         raise typer.Exit(EXIT_CANNOT_RUN) from None
     except KeyboardInterrupt:
         stderr.print("interrupted")
         sys.exit(130)
 
 
-def _one_line(error):
+def one_line(error):
+    """An error as one line: `file: reason`, line breaks folded into spaces."""
     if isinstance(error, OSError) and not isinstance(error, keras_covidcxr.CovidCXRError) and error.filename:
         return f"{error.filename}: {error.strerror or error}"
-    return str(error)
+    return " ".join(str(error).split())

@@ -16,13 +16,14 @@ How the pieces become one preset:
 """
 
 import enum
+import warnings
 from pathlib import Path
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from covidcxr_cli.errors import DEBUG, reported_errors
+from covidcxr_cli.errors import DEBUG, reported_errors, stderr
 
 train_app = typer.Typer(
     name="train",
@@ -99,7 +100,7 @@ def _progress():
 
 
 def _epoch_callback(progress, label):
-    """A Keras callback that shows one rich progress bar per epoch, with its metrics."""
+    """A Keras callback: a progress bar while an epoch runs, then one full line with its metrics."""
     import keras
 
     class RichEpochs(keras.callbacks.Callback):
@@ -111,7 +112,9 @@ def _epoch_callback(progress, label):
 
         def on_epoch_end(self, epoch, logs=None):
             shown = ", ".join(f"{k} {v:.4f}" for k, v in sorted((logs or {}).items()) if "loss" in k or "dice" in k or "acc" in k)
-            progress.update(self.task, description=f"{label} epoch {epoch + 1}: {shown}")
+            progress.remove_task(self.task)  # a finished bar would cut the metrics at the terminal's width
+            progress.console.print(f"{label} {self.model.name} epoch {epoch + 1}: {shown}", soft_wrap=True,
+                                   markup=False)
 
     return RichEpochs()
 
@@ -284,6 +287,12 @@ def finetune(
     manifest: Path = MANIFEST,
     out: Path = typer.Option(..., "--out", help="The new preset folder (the parent is never modified)."),
     classes: str | None = typer.Option(None, "--classes", help="New class names in output order (replaces the heads)."),
+    epochs: int | None = typer.Option(
+        None, "--epochs", min=0, show_default=False,
+        help="At most this many epochs in each phase (head only, then each unfreezing stage); "
+        "sets --head-epochs and --max-epochs-per-stage.",
+    ),
+    learning_rate: float = typer.Option(1e-3, "--learning-rate", help="Phase 1 (head only) learning rate."),
     head_epochs: int = typer.Option(5, "--head-epochs", min=0, help="Phase 1 epochs, head only."),
     schedule: str = typer.Option("0.1,0.25,0.5,1.0", "--unfreeze-schedule", help="Phase 2 stages (fractions of blocks)."),
     max_epochs_per_stage: int = typer.Option(20, "--max-epochs-per-stage", min=0),
@@ -296,12 +305,15 @@ def finetune(
     steps_per_execution: int = STEPS, workers: int = WORKERS, seed: int = SEED, eager: bool = EAGER, debug: bool = DEBUG,
 ):
     """Fine-tune a preset's classifiers on your data and save a NEW preset recording parent, data and recipe."""
-    with reported_errors(debug, needs_keras=True):
+    if epochs is not None:
+        head_epochs = max_epochs_per_stage = epochs
+    with reported_errors(debug, needs_keras=True), warnings.catch_warnings(record=True) as caught:
         import keras_covidcxr
 
+        warnings.simplefilter("always", UserWarning)
         config = _config(head_epochs=head_epochs, unfreeze_schedule=_floats(schedule, "--unfreeze-schedule"),
                          max_epochs_per_stage=max_epochs_per_stage, patience=patience,
-                         finetune_learning_rate=finetune_lr, batch_size=batch_size, augment=augment,
+                         head_learning_rate=learning_rate, finetune_learning_rate=finetune_lr, batch_size=batch_size, augment=augment,
                          precision=precision, jit_compile=jit_compile, steps_per_execution=steps_per_execution,
                          workers=workers, seed=seed, run_eagerly=eager)
         class_names = tuple(c.strip() for c in classes.split(",")) if classes else None
@@ -311,4 +323,8 @@ def finetune(
                 description=description, overwrite=overwrite, callbacks=[_epoch_callback(progress, "finetune")],
                 progress=lambda message: progress.console.print(f"[dim]{message}[/]"),
             )
-        _print_validation(result.training, f"fine-tuned ({result.mode}) -> {out}")
+        how = "same classes, trained on from the preset's weights" if result.mode == "continue" else "new heads"
+        _print_validation(result.training, f"fine-tuned ({how}) -> {out}")
+    for warning in caught:
+        if "covidcxr" in warning.filename:  # ours; the backend's own warnings stay Python's business
+            stderr.print(f"warning: {warning.message}", markup=False, soft_wrap=True)

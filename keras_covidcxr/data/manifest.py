@@ -4,7 +4,7 @@ Columns (unknown extra columns are kept and written back unchanged):
 
 | column | required | values |
 |---|---|---|
-| `path` | yes | image path, relative to the CSV's folder (absolute paths are accepted) |
+| `path` | yes | image path: relative to the CSV's folder when the image is below it, else absolute |
 | `task` | yes | `cls` (classification) or `seg` (segmentation) |
 | `label` | for `cls` rows | `covid`, `normal`, `pneumonia`; may be empty for `seg` rows |
 | `mask_path` | for `seg` rows | mask path, relative like `path` |
@@ -31,7 +31,7 @@ import io
 import math
 import os
 from collections import Counter
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from keras_covidcxr.errors import DatasetError, OutputExistsError
 from keras_covidcxr.io.atomic import atomic_write
@@ -177,19 +177,27 @@ class Manifest:
         return Counter(tuple(getattr(row, name) for name in fields) for row in self.rows)
 
     def rebased(self, new_root):
-        """The same images, with paths rewritten relative to `new_root` (POSIX separators)."""
+        """The same images, with paths re-expressed for `new_root` (POSIX separators).
+
+        An image below `new_root` gets a path relative to it; any other image keeps an
+        absolute path, never one that climbs out with "../".
+
+        Example:
+            >>> manifest = Manifest([ManifestRow("img/a.png", "cls", "p1", label="covid")], root="/data")
+            >>> [row.path for row in manifest.rebased("/data")], [row.path for row in manifest.rebased("/runs")]
+            (['img/a.png'], ['/data/img/a.png'])
+        """
         new_root = Path(os.path.abspath(new_root))
 
-        def relative(path):
+        def re_expressed(path):
             if path is None:
                 return None
             absolute = self.resolve(path)
-            try:
-                return PurePosixPath(Path(os.path.relpath(absolute, new_root))).as_posix()
-            except ValueError:  # another drive on Windows: keep the absolute path
-                return absolute.as_posix()
+            if absolute.is_relative_to(new_root):
+                return absolute.relative_to(new_root).as_posix()
+            return absolute.as_posix()
 
-        rows = [row.replace(path=relative(row.path), mask_path=relative(row.mask_path)) for row in self.rows]
+        rows = [row.replace(path=re_expressed(row.path), mask_path=re_expressed(row.mask_path)) for row in self.rows]
         return Manifest(rows, new_root)
 
 
@@ -283,7 +291,9 @@ def _format_age(age):
 
 
 def write_manifest(manifest, path, overwrite=True):
-    """Write `manifest` as CSV at `path`, atomically, with paths made relative to the CSV's folder.
+    """Write `manifest` as CSV at `path`, atomically, with paths re-expressed for the CSV's folder.
+
+    Images below the CSV's folder get relative paths, all others absolute ones (see `Manifest.rebased`).
 
     Extra (unknown) columns of the rows are written after the standard ones.
 

@@ -57,6 +57,16 @@ def evaluate_pipeline(
     fraction of members voting for each class), so its AUC is that of a voter.
     Operating thresholds are reported for covid (vs rest).
 
+    Hard labels (confusion matrices, sensitivity, specificity) follow the
+    pipeline's own decision rule (`pipeline.decision_rule`: the preset's
+    operating threshold, or the one given with `with_decision_threshold`):
+    the pipeline's ensemble at its threshold, each member at the threshold it
+    votes at, the majority vote by its votes. The other ensemble, computed
+    from the members, has no fitted threshold and uses 0.5 (the most probable
+    class). Report.md says which rule each row used; report.json has it under
+    "decision_rule" (the pipeline's) and in each model's entry. Youden's and
+    a 95%-sensitivity threshold are reported beside them, labelled as such.
+
     When the preset records the patients its classifiers were fitted on, the
     report's "Overlap with the training data" section (and `Evaluation.training_overlap`)
     says how many of the scored images and patients are among them.
@@ -84,6 +94,11 @@ def evaluate_pipeline(
     auc = {name: float(binary_auc(is_positive[pick], s[:, positive])) for name, s in scores.items()}
     ensemble_key = "majority_vote" if isinstance(pipeline.ensemble, MajorityVoteEnsemble) else "weighted_average"
     sections, probe = {}, {}
+    rule = pipeline.decision_rule
+    sections["decision_rule"] = ReportSection("The pipeline's decision rule", rule.to_dict(), [
+        f"The preset's labels: {rule.describe()}. The tables above score each model's hard labels as "
+        "the 'Decision rules' table says."
+    ])
     overlap = training_overlap(pipeline, [rows[i] for i in pick])
     if overlap is not None:
         sections["training_overlap"] = ReportSection("Overlap with the training data", overlap, [
@@ -99,6 +114,7 @@ def evaluate_pipeline(
         operating_class=names[positive], title=f"Evaluation on the {split} split", sections=sections,
         overwrite=overwrite, groups=[rows[i].patient_id for i in pick],
         sources=[rows[i].source or "unknown" for i in pick], views=[rows[i].view for i in pick],
+        decision_thresholds=_decision_thresholds(pipeline, ensemble_key),
     )
     positive_scores = {name: s[:, positive] for name, s in scores.items()}
     kept_paths = [paths[i] for i in pick]
@@ -106,6 +122,18 @@ def evaluate_pipeline(
     suspected = bool(probe and probe["score_sets"][ensemble_key]["shortcut_suspected"])
     return Evaluation(written.directory, len(kept), failed, auc, suspected, kept_paths, positive_scores, probe,
                       overlap)
+
+
+def _decision_thresholds(pipeline, ensemble_key):
+    """Score set -> the threshold on p(positive) its hard labels are decided at (two classes only)."""
+    if len(pipeline.class_names) != 2:
+        return None
+    thresholds = dict(zip(pipeline.ensemble.member_names, pipeline.ensemble.vote_thresholds))
+    thresholds["majority_vote"] = 0.5  # vote shares: the winner holds at least half (ties nudged to it)
+    rule = pipeline.decision_rule
+    if rule.rule == "threshold" and (ensemble_key == "weighted_average" or rule.origin == "user"):
+        thresholds["weighted_average"] = rule.threshold
+    return thresholds
 
 
 def _shortcut_probe(pipeline, paths, is_positive, positive, batch_size, scored):
@@ -191,7 +219,7 @@ def _score(pipeline, paths, batch_size):
     weights = getattr(pipeline.ensemble, "weights_normalised", None) or [1 / len(member_names)] * len(member_names)
     scores["weighted_average"] = np.einsum("nmc,m->nc", stacked, np.asarray(weights))
     votes = np.array(member_votes, int).reshape(len(kept), len(member_names))
-    own_votes = labels if isinstance(pipeline.ensemble, MajorityVoteEnsemble) else None
+    own_votes = labels if pipeline.decision_rule.rule == "majority_vote" else None
     scores["majority_vote"] = _vote_shares(votes, stacked, own_votes)
     return kept, scores, failed
 

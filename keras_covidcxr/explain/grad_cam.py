@@ -5,6 +5,7 @@ from keras import ops
 
 from keras_covidcxr.errors import ConfigError
 from keras_covidcxr.explain.gradients import feature_gradient_function
+from keras_covidcxr.explain.upsampling import upsample_heatmaps
 from keras_covidcxr.preprocessing.resize import resize_image
 
 
@@ -15,7 +16,8 @@ class GradCAM:
     alpha_k the spatial mean of d(class logit)/dA_k. For an ensemble it is
     the weighted sum of the members' maps (the weighted average's weights,
     or equal weights for a majority vote). Maps are scaled to [0, 1] per
-    image and upsampled bilinearly to the model input.
+    image and upsampled bicubically to the model input (`upsample_heatmaps`:
+    no diamond-shaped artefacts from the coarse grid).
 
     The class explained is `class_index`, or by default each image's
     predicted class: the model's label, as the pipeline reports it (argmax
@@ -116,10 +118,9 @@ class GradCAM:
             )
         features, gradients = self._gradient_functions[key](ops.convert_to_tensor(images))
         alphas = ops.mean(gradients, axis=(1, 2), keepdims=True)
-        cam = ops.relu(ops.sum(alphas * features, axis=-1, keepdims=True))
+        cam = ops.relu(ops.sum(alphas * features, axis=-1))
         height, width = ops.shape(images)[1:3]
-        cam = ops.image.resize(cam, (height, width), interpolation="bilinear")
-        return _scale_to_unit(ops.convert_to_numpy(cam)[..., 0])
+        return _scale_to_unit(upsample_heatmaps(ops.convert_to_numpy(cam), (int(height), int(width))))
 
 
 def _scale_to_unit(maps):

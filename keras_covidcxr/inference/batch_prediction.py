@@ -15,15 +15,19 @@ import hashlib
 import itertools
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 
 from keras_covidcxr.errors import ConfigError, CovidCXRError, InputError
 from keras_covidcxr.inference.image_walk import find_images
-from keras_covidcxr.inference.results_file import ResultsFile
+from keras_covidcxr.inference.results_file import ResultsFile, meta_path
 from keras_covidcxr.io.image_loader import load_image
+from keras_covidcxr.models.pipeline.decision_rule import decision_rule_from_config
 from keras_covidcxr.models.pipeline.pipeline_result import PipelineResult
 from keras_covidcxr.presets.checksums import sha256_of_file
+from keras_covidcxr.presets.preset_format import read_preset_metadata
+from keras_covidcxr.version import __version__
 
 
 @dataclasses.dataclass
@@ -62,7 +66,7 @@ class _ReadFile:
 
 
 def predict_to_file(
-    pipeline, inputs, out, batch_size=8, workers=2, strict=False, retry_failed=False, progress=None
+    pipeline, inputs, out, batch_size=8, workers=2, strict=False, retry_failed=False, progress=None, overlays=None
 ):
     """Predict every image file under `inputs` into the results file `out`, resuming an earlier run.
 
@@ -81,8 +85,9 @@ def predict_to_file(
     Args:
         pipeline: a `Pipeline`.
         inputs: files and folders (walked as `find_images` says).
-        out: a .csv or .jsonl path. An existing file must come from an
-            earlier run with the same model, class names, `strict` and
+        out: a .csv or .jsonl path (and its .meta.json sidecar). An existing
+            file must come from an earlier run with the same model, class
+            names, decision rule (`pipeline.decision_rule`), `strict` and
             `pipeline.input_contract.check_view_from_mask` (see
             `Pipeline.with_input_contract`); anything else is refused and
             left untouched.
@@ -94,6 +99,10 @@ def predict_to_file(
             after installing the `dicom` extra).
         progress: optional `callable(summary)`, called once the files are
             found and after each batch.
+        overlays: a folder for each predicted file's `<stem>_<sha256[:8]>_mask.png`
+            and `..._gradcam.png` (see `save_overlays`); the hash keeps files
+            of the same name in different folders apart. A file already done
+            whose overlays are missing is predicted again.
 
     Returns:
         A `PredictionSummary`.
@@ -110,10 +119,7 @@ def predict_to_file(
         named = [inputs] if isinstance(inputs, (str, os.PathLike)) else inputs
         raise InputError(f"no image files in {', '.join(str(path) for path in named)}")
     summary = PredictionSummary(total=len(paths))
-    results = ResultsFile(
-        out, pipeline.class_names, model_sha256(pipeline), strict=strict, untrained=not pipeline.is_trained,
-        check_view=pipeline.input_contract.check_view_from_mask,
-    )
+    results = results_file_for(pipeline, out, strict)
     pool = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="covidcxr-reader")
     try:
         if progress:
@@ -122,7 +128,7 @@ def predict_to_file(
 
         def read_ahead():
             for path in itertools.islice(remaining, batch_size + workers - len(pending)):
-                pending.append(pool.submit(_read_file, path, results, retry_failed))
+                pending.append(pool.submit(_read_file, path, results, retry_failed, overlays))
 
         read_ahead()
         while pending:
@@ -131,7 +137,7 @@ def predict_to_file(
             decoded = sum(item.image is not None for item in batch)
             # a batch also closes on many skipped/failed files, so progress keeps moving on resume
             if decoded == batch_size or len(batch) >= 4 * batch_size or not pending:
-                results.append(_predict_rows(pipeline, batch, batch_size, strict, summary))
+                results.append(_predict_rows(pipeline, batch, batch_size, strict, summary, overlays))
                 batch = []
                 if progress:
                     progress(summary)
@@ -141,6 +147,16 @@ def predict_to_file(
     return summary
 
 
+def results_file_for(pipeline, out, strict=False):
+    """The `ResultsFile` that `predict_to_file(pipeline, ..., out, strict=strict)` writes into."""
+    about = {"preset": pipeline.metadata.get("loaded_from"), "package_version": __version__}
+    return ResultsFile(
+        out, pipeline.class_names, model_sha256(pipeline), strict=strict, untrained=not pipeline.is_trained,
+        check_view=pipeline.input_contract.check_view_from_mask, decision=pipeline.decision_rule.to_dict(),
+        about={key: value for key, value in about.items() if value is not None},
+    )
+
+
 def model_sha256(pipeline):
     """A fingerprint of the pipeline's model, recorded in (and checked against) the results file.
 
@@ -148,11 +164,10 @@ def model_sha256(pipeline):
     checksums (config and weights, so a retrained preset in the same folder
     differs). Otherwise: the hash of its config and every weight.
     """
-    digest = hashlib.sha256()
     files = pipeline.metadata.get("files")
     if files:
-        digest.update(json.dumps(files, sort_keys=True).encode())
-        return digest.hexdigest()
+        return _preset_sha256(files)
+    digest = hashlib.sha256()
     digest.update(json.dumps(pipeline.get_config(), sort_keys=True).encode())
     for model in (pipeline.segmenter, *pipeline.ensemble.members):
         for weight in model.weights:
@@ -160,7 +175,53 @@ def model_sha256(pipeline):
     return digest.hexdigest()
 
 
-def _read_file(path, results, retry_failed):
+def finished_run(preset, inputs, out, strict=False, retry_failed=False, decision_threshold=None, check_view=False):
+    """The summary of a rerun that has nothing left to do, found without loading the model; else None.
+
+    `out` must come from an earlier `predict_to_file` of the same preset and
+    settings (anything else raises the `ConfigError` that run would raise),
+    and hold a row for the current content of every image file under
+    `inputs`. A file whose row is an error counts as done unless
+    `retry_failed`. The first file still to do ends the check.
+
+    Example:
+        >>> finished_run("covidcxr_lite", ["scans/"], "results.csv")  # doctest: +SKIP
+        PredictionSummary(total=1200, done=0, failed=0, skipped=1200, skipped_failed=3)
+    """
+    if not (os.path.isfile(out) and os.path.getsize(out) and meta_path(out).is_file()):
+        return None
+    paths = find_images(inputs)
+    if not paths:
+        return None
+    metadata = read_preset_metadata(preset)
+    config = metadata["config"]
+    check_view = check_view or bool(config["input_contract"].get("check_view_from_mask"))
+    decision = decision_rule_from_config(config, decision_threshold).to_dict()
+    summary = PredictionSummary(total=len(paths), skipped=len(paths))
+    with ResultsFile(out, config["class_names"], _preset_sha256(metadata["files"]), strict=strict,
+                     check_view=check_view, decision=decision) as results:
+        for path in paths:
+            source = os.path.abspath(path)
+            try:
+                earlier = results.earlier_row(source, sha256_of_file(source))
+            except OSError:
+                return None
+            if earlier is None or (earlier == "failed" and retry_failed):
+                return None
+            summary.skipped_failed += earlier == "failed"
+    return summary
+
+
+def _preset_sha256(files):
+    return hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
+
+
+def overlay_stem(source, sha256):
+    """The file-name stem of a folder run's overlays of `source`: its stem and the start of its hash."""
+    return f"{Path(source).stem}_{sha256[:8]}"
+
+
+def _read_file(path, results, retry_failed, overlays=None):
     """Runs in a reader thread: hash the file, skip it if done, else decode it."""
     source = os.path.abspath(path)
     try:
@@ -170,6 +231,8 @@ def _read_file(path, results, retry_failed):
     except OSError as error:
         return _ReadFile(source, error=f"{source}: cannot read the file ({error.strerror or error})")
     earlier = results.earlier_row(source, sha256)
+    if earlier == "ok" and overlays is not None:
+        earlier = "ok" if (Path(overlays) / f"{overlay_stem(source, sha256)}_mask.png").is_file() else None
     if earlier == "ok" or (earlier == "failed" and not retry_failed):
         return _ReadFile(source, sha256, earlier=earlier)
     try:
@@ -179,10 +242,12 @@ def _read_file(path, results, retry_failed):
         return _ReadFile(source, sha256, error=str(error))
 
 
-def _predict_rows(pipeline, batch, batch_size, strict, summary):
-    """The rows of one batch, in input order; updates `summary`."""
+def _predict_rows(pipeline, batch, batch_size, strict, summary, overlays=None):
+    """The rows of one batch, in input order; updates `summary` and writes the overlays."""
     images = [item.image for item in batch if item.image is not None]
-    predictions = iter(pipeline.predict(images, batch_size=batch_size, on_error="record", strict=strict))
+    explain = overlays is not None
+    predictions = iter(pipeline.predict(images, batch_size=batch_size, on_error="record", strict=strict,
+                                        explain=explain))
     rows = []
     for item in batch:
         if item.earlier is not None:
@@ -192,6 +257,10 @@ def _predict_rows(pipeline, batch, batch_size, strict, summary):
         result = (
             next(predictions) if item.image is not None else PipelineResult(item.source, error=item.error)
         )
+        if explain and result.error is None:
+            from keras_covidcxr.io.overlays import save_overlays  # matplotlib, only when asked for
+
+            save_overlays(result, overlays, overlay_stem(item.source, item.sha256))
         rows.append({"source": item.source, "sha256": item.sha256, **result.to_dict()})
         summary.failed += result.error is not None
         summary.done += result.error is None

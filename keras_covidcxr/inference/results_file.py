@@ -1,23 +1,29 @@
 """The results file of a folder run: CSV or JSONL, one row per image, appended as results come.
 
-Layout. The first line marks the file as ours and names the model that wrote it:
+Layout. The results file holds only results, so standard tools read it with default arguments
+(`pandas.read_csv("results.csv")`, `csv.DictReader`, `pandas.read_json(path, lines=True)`):
 
-    CSV:    # {"covidcxr_results": 1, "model_sha256": "...", "class_names": [...], "strict": false, ...}
-            source,sha256,label,prob_<class>...,members,lung_fraction,lung_components,crop_box,warnings,error
-            (read it with `pandas.read_csv(path, skiprows=1)`)
-    JSONL:  {"covidcxr_results": 1, "model_sha256": "...", "class_names": [...], "strict": false, ...}
-            then one `PipelineResult.to_dict()` per line, plus "sha256"
+    CSV:    one header row (RFC 4180), then one row per image:
+            source,sha256,label,prob_<class>...,decision_rule,threshold,members,lung_fraction,
+            lung_components,crop_box,warnings,error
+    JSONL:  one `PipelineResult.to_dict()` per line, plus "sha256"
 
-In CSV, members, crop_box and warnings are JSON strings and empty cells mean
-None; line breaks inside text (error messages) become spaces, so that every
-row is exactly one line.
+Beside it, `<file>.meta.json` (e.g. results.csv.meta.json) says which run wrote it:
+{"covidcxr_results": 2, "model_sha256": "...", "class_names": [...], "decision": {...},
+"strict": false, "preset": "...", "package_version": "...", ...}.
 
-Resume. Each row holds the sha256 of the file's bytes. Reopening the file
-reads which (source, sha256) pairs are done; a trailing line without its
-newline (a kill mid-write) is cut away first. Rows are only appended, each
-batch with one write and an fsync; when a source gets a newer row (its
-content changed, or an error is retried) the last row wins, and `close()`
-rewrites the file atomically so that each source has exactly one row.
+In CSV, members, crop_box and warnings are JSON strings and empty cells mean None;
+decision_rule is "threshold", "majority_vote" or "argmax" and threshold the rule's threshold
+(empty for the other rules); line breaks inside text (error messages) become spaces, so
+that every row is exactly one line.
+
+Resume. Each row holds the sha256 of the file's bytes. Reopening the file checks its
+.meta.json (same model, class names, decision rule and settings, or it is refused) and
+reads which (source, sha256) pairs are done; a trailing line without its newline (a kill
+mid-write) is cut away first. Rows are only appended, each batch with one write and an
+fsync; when a source gets a newer row (its content changed, or an error is retried) the
+last row wins, and `close()` rewrites the file atomically so that each source has exactly
+one row.
 
 Example:
     >>> import tempfile
@@ -28,6 +34,8 @@ Example:
     >>> with ResultsFile(path, ["non_covid", "covid"], model_sha256="abc") as results:
     ...     results.earlier_row("/x/a.png", "f00")
     'failed'
+    >>> sorted(p.name for p in path.parent.iterdir())
+    ['results.jsonl', 'results.jsonl.meta.json']
 """
 
 import csv
@@ -39,19 +47,21 @@ from pathlib import Path
 from keras_covidcxr.errors import ConfigError
 from keras_covidcxr.io.atomic import atomic_write
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 MARKER = "covidcxr_results"
-CSV_PREFIX = "# "
+META_SUFFIX = ".meta.json"
 SUFFIXES = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 
 
 def csv_columns(class_names):
-    """The CSV header: source, sha256, label, prob_<class>..., members, ..., error."""
+    """The CSV header: source, sha256, label, prob_<class>..., decision_rule, threshold, members, ..., error."""
     return [
         "source",
         "sha256",
         "label",
         *[f"prob_{name}" for name in class_names],
+        "decision_rule",
+        "threshold",
         "members",
         "lung_fraction",
         "lung_components",
@@ -61,42 +71,53 @@ def csv_columns(class_names):
     ]
 
 
+def meta_path(path):
+    """The sidecar that names the run which wrote the results file `path`."""
+    path = Path(path)
+    return path.with_name(path.name + META_SUFFIX)
+
+
 class ResultsFile:
     """An append-only CSV or JSONL results file that a rerun resumes.
 
-    Opening it creates the file (marker line, CSV header), or checks that an
-    existing one was written by the same model, class names and `strict`
-    setting and reads its rows; anything else is refused with a `ConfigError`
-    and left untouched.
+    Opening it creates the file (CSV header) and its `<file>.meta.json`, or
+    checks that an existing one was written by the same model, class names,
+    decision rule, `strict` and `check_view` settings and reads its rows;
+    anything else is refused with a `ConfigError` and left untouched.
 
     Args:
         path: where the results go; ".csv" or ".jsonl" decides the format.
         class_names: the pipeline's class names.
         model_sha256: identifies the model (see `batch_prediction.model_sha256`).
         strict: whether the input contract refused what it would only flag.
-        untrained: recorded in the marker line, for whoever reads the file.
-        check_view: whether the input contract checked views from the lung
-            mask (`InputContract.check_view_from_mask`); recorded in the
-            marker line only when True, and like `strict` a rerun must match.
+        untrained: recorded for whoever reads the file.
+        check_view: whether the input contract checked views from the lung mask
+            (`InputContract.check_view_from_mask`).
+        decision: the pipeline's decision rule (`DecisionRule.to_dict()`).
+        about: more run metadata to record but not compare (preset, package version).
     """
 
-    def __init__(self, path, class_names, model_sha256, strict=False, untrained=False, check_view=False):
+    def __init__(self, path, class_names, model_sha256, strict=False, untrained=False, check_view=False,
+                 decision=None, about=None):
         self.path = Path(path)
         self.format = SUFFIXES.get(self.path.suffix.lower())
         if self.format is None:
             raise ConfigError(f"{self.path}: the results file must end in .csv or .jsonl")
         if self.path.is_dir():
             raise ConfigError(f"{self.path}: is a folder; give a .csv or .jsonl file to write")
+        self.meta_path = meta_path(self.path)
         self.class_names = list(class_names)
-        self.marker = {
+        self.meta = {
             MARKER: FORMAT_VERSION,
             "model_sha256": model_sha256,
             "class_names": self.class_names,
+            "decision": decision,
             "strict": bool(strict),
+            "check_view": bool(check_view),
             "untrained": bool(untrained),
+            "format": self.format,
+            **(about or {}),
         }
-        if check_view:  # left out when off, so files of earlier versions still resume
-            self.marker["check_view"] = True
         self.columns = csv_columns(self.class_names)
         self._rows = {}  # source -> (sha256, failed, row number of its last row)
         self._row_count = 0
@@ -104,8 +125,7 @@ class ResultsFile:
         if self.path.exists() and self.path.stat().st_size > 0:
             self._read_existing()
         else:
-            with atomic_write(self.path, "wb", overwrite=self.path.exists()) as f:
-                f.write(self._marker_lines())
+            self._start()
         self._file = open(self.path, "ab", buffering=0)
 
     def earlier_row(self, source, sha256):
@@ -144,21 +164,27 @@ class ResultsFile:
 
     # === Writing ===
 
-    def _marker_lines(self):
-        marker = json.dumps(self.marker)
-        if self.format == "jsonl":
-            return (marker + "\n").encode()
-        return (CSV_PREFIX + marker + "\n").encode() + _csv_line(self.columns)
+    def _start(self):
+        """Write the sidecar, then the empty results file (with its CSV header)."""
+        if self.meta_path.exists():
+            self._read_meta()  # refuses a sidecar that is not ours
+        with atomic_write(self.meta_path, "w") as handle:
+            handle.write(json.dumps(self.meta, indent=2) + "\n")
+        with atomic_write(self.path, "wb", overwrite=self.path.exists()) as handle:
+            handle.write(_csv_line(self.columns) if self.format == "csv" else b"")
 
     def _format_row(self, row):
         if self.format == "jsonl":
             return (json.dumps(row) + "\n").encode()
         probabilities = row.get("probabilities") or {}
+        decision = row.get("decision") or {}
         values = [
             _one_line(row["source"]),
             row.get("sha256"),
             row.get("label"),
             *[probabilities.get(name) for name in self.class_names],
+            decision.get("rule"),
+            decision.get("threshold"),
             _json_or_none(row.get("members")),
             row.get("lung_fraction"),
             row.get("lung_components"),
@@ -184,14 +210,18 @@ class ResultsFile:
                 source, _, _ = self._parse_row(line, number)
                 if self._rows[self._key(source)][2] == number:
                     new.write(line)
-        os.chmod(self.path, mode & 0o7777)  # atomic_write's temporary file is private (0600)
+        os.chmod(self.path, mode & 0o7777)  # the user's file keeps the mode they gave it
         self.superseded = 0
 
     # === Reading ===
 
     def _read_existing(self):
+        self._check_meta(self._read_meta())
         with open(self.path, "rb") as f:
-            self._check_marker(f.readline(), f.readline() if self.format == "csv" else None)
+            if self.format == "csv" and _parse_csv(f.readline()) != self.columns:
+                raise ConfigError(
+                    f"{self.path}: unexpected CSV columns; not overwriting it (choose another output file)"
+                )
             end = f.tell()
             for number, line in enumerate(f):
                 if not line.endswith(b"\n"):
@@ -202,39 +232,28 @@ class ResultsFile:
         if end < size:
             os.truncate(self.path, end)
 
-    def _check_marker(self, first_line, csv_header):
+    def _read_meta(self):
+        """The sidecar's dict; refuses a results file without one, or a sidecar that is not ours."""
         not_ours = ConfigError(
-            f"{self.path}: exists and is not a covidcxr results file; not overwriting it "
-            "(choose another output file)"
+            f"{self.path}: exists and is not a covidcxr results file (its {self.meta_path.name} is "
+            "missing or not ours); not overwriting it (choose another output file)"
         )
-        text = first_line.decode("utf-8", "replace")
-        if self.format == "csv":
-            if not text.startswith(CSV_PREFIX):
-                raise not_ours
-            text = text[len(CSV_PREFIX) :]
         try:
-            marker = json.loads(text)
-        except ValueError:
+            meta = json.loads(self.meta_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
             raise not_ours from None
-        if (
-            not isinstance(marker, dict)
-            or marker.get(MARKER) != FORMAT_VERSION
-            or not first_line.endswith(b"\n")
-        ):
+        if not isinstance(meta, dict) or meta.get(MARKER) != FORMAT_VERSION:
             raise not_ours
-        defaults = {"check_view": False}  # a setting that older files do not record
-        for key in ("class_names", "model_sha256", "strict", "check_view"):
-            default = defaults.get(key)
-            there, here = marker.get(key, default), self.marker.get(key, default)
+        return meta
+
+    def _check_meta(self, meta):
+        for key in ("class_names", "model_sha256", "decision", "strict", "check_view"):
+            there, here = meta.get(key), self.meta.get(key)
             if there != here:
                 raise ConfigError(
-                    f"{self.path}: holds results of another run ({key} {there} there, "
-                    f"{here} here); not mixing them (choose another output file)"
+                    f"{self.path}: holds results of another run ({key} {_short(there)} there, "
+                    f"{_short(here)} here); not mixing them (choose another output file)"
                 )
-        if csv_header is not None and _parse_csv(csv_header) != self.columns:
-            raise ConfigError(
-                f"{self.path}: unexpected CSV columns; not overwriting it (choose another output file)"
-            )
 
     def _parse_row(self, line, number):
         """(source, sha256, failed) of one row line."""
@@ -254,7 +273,7 @@ class ResultsFile:
             ) from None
 
     def _header_line_count(self):
-        return 2 if self.format == "csv" else 1
+        return 1 if self.format == "csv" else 0
 
     def _key(self, source):
         return _one_line(str(source)) if self.format == "csv" else str(source)
@@ -272,6 +291,11 @@ def _parse_csv(line):
 
 def _one_line(text):
     return None if text is None else text.replace("\r", " ").replace("\n", " ")
+
+
+def _short(value):
+    text = json.dumps(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _json_or_none(value):

@@ -1,14 +1,25 @@
-"""Lung-mask and Grad-CAM overlays written as PNG files, never over a user's file."""
+"""Lung-mask and Grad-CAM overlays written as PNG files, never over a user's file.
+
+Each overlay is the film (aspect kept, see `panel_size`) with the lung mask's edge
+drawn on it and a caption saying what it shows; the Grad-CAM overlay adds a colour
+bar. Captions come from `overlay_captions`, the layout from `overlay_figure`.
+"""
 
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, PngImagePlugin
+from scipy import ndimage
 
 from keras_covidcxr.errors import OutputExistsError
 from keras_covidcxr.io.atomic import atomic_write
+from keras_covidcxr.io.overlay_captions import colorbar_label, gradcam_caption, mask_caption
+from keras_covidcxr.io.overlay_figure import panel_size, render_overlay
+from keras_covidcxr.preprocessing.resize import resize_image
 
 OVERLAY_TAG = "keras-covidcxr overlay"
+HEATMAP_COLORMAP = "jet"
+EDGE_COLOR = (255, 0, 255)  # magenta: in neither the gray film nor the jet colour map
 
 
 def mask_overlay(image, mask, color=(0, 200, 255), alpha=0.35):
@@ -23,10 +34,39 @@ def heatmap_overlay(image, heatmap, alpha=0.4):
     """RGB uint8 picture of a gray [0, 1] image under a jet-coloured heatmap in [0, 1]."""
     from matplotlib import colormaps
 
-    colors = colormaps["jet"](np.clip(heatmap, 0, 1))[..., :3]
+    colors = colormaps[HEATMAP_COLORMAP](np.clip(heatmap, 0, 1))[..., :3]
     rgb = np.repeat(np.asarray(image, "float32")[..., None], 3, axis=-1)
     weight = alpha * np.asarray(heatmap, "float32")[..., None]
     return (np.clip((1 - weight) * rgb + weight * colors, 0, 1) * 255).round().astype("uint8")
+
+
+def mask_edge(mask, width=2):
+    """Boolean edge of a mask: its pixels within `width` of the outside (the image border is not outside).
+
+    Example:
+        >>> mask = np.zeros((6, 6), bool); mask[1:5, 1:5] = True
+        >>> mask_edge(mask, 1).sum(), mask_edge(mask, 1)[2, 2]
+        (np.int64(12), np.False_)
+    """
+    inner = ndimage.binary_erosion(mask, iterations=width, border_value=1)
+    return mask & ~inner
+
+
+def film_overlays(result):
+    """(mask picture, Grad-CAM picture or None): RGB uint8 overlays with captions, at `panel_size`."""
+    size = panel_size(result.image.shape)
+    image = resize_image(result.image, size)
+    mask = resize_image(np.asarray(result.mask, "float32"), size) >= 0.5
+    edge = mask_edge(mask, width=max(2, round(max(size) / 400)))
+    tinted = mask_overlay(image, mask)
+    tinted[edge] = EDGE_COLOR
+    pictures = [render_overlay(tinted, mask_caption(result))]
+    if result.heatmap is None:
+        return pictures[0], None
+    heat = heatmap_overlay(image, np.clip(resize_image(result.heatmap, size), 0, 1))
+    heat[edge] = EDGE_COLOR
+    label = colorbar_label(result)
+    return pictures[0], render_overlay(heat, gradcam_caption(result), label, HEATMAP_COLORMAP)
 
 
 def save_overlay_png(path, rgb):
@@ -49,11 +89,10 @@ def save_overlays(result, folder, stem):
         >>> save_overlays(result, "overlays", "chest")  # doctest: +SKIP
     """
     folder = Path(folder)
-    paths = [save_overlay_png(folder / f"{stem}_mask.png", mask_overlay(result.image, result.mask))]
-    if result.heatmap is not None:
-        paths.append(
-            save_overlay_png(folder / f"{stem}_gradcam.png", heatmap_overlay(result.image, result.heatmap))
-        )
+    mask_picture, gradcam_picture = film_overlays(result)
+    paths = [save_overlay_png(folder / f"{stem}_mask.png", mask_picture)]
+    if gradcam_picture is not None:
+        paths.append(save_overlay_png(folder / f"{stem}_gradcam.png", gradcam_picture))
     return paths
 
 

@@ -33,6 +33,7 @@ from keras_covidcxr.metrics.cross_validation import (
 from keras_covidcxr.metrics.report import (
     ReportSection,
     WrittenReport,
+    check_report_folder,
     evaluate_models,
     render_markdown,
     write_report,
@@ -56,6 +57,7 @@ __all__ = [
     "WrittenReport",
     "binary_auc",
     "bootstrap_metrics",
+    "check_report_folder",
     "classification_metrics",
     "confusion_matrix",
     "cross_validate",

@@ -83,6 +83,7 @@ def evaluate_models(
     seed=0,
     n_bins=10,
     operating_class=None,
+    decision_thresholds=None,
 ):
     """The report's content as a JSON-ready dict (see `write_report` for the arguments)."""
     names = check_class_names(class_names)
@@ -95,6 +96,9 @@ def evaluate_models(
         labels = model_labels
         checked[str(model)] = probs
     group_ids = check_groups(groups, len(labels))
+    decision_thresholds = dict(decision_thresholds or {})
+    if decision_thresholds and len(names) != 2:
+        raise ConfigError("decision thresholds apply to two-class reports only")
     threshold_class = _positive_for_thresholds(names, positive_class, operating_class)
     if threshold_class is not None and threshold_class not in names:
         raise ConfigError(f"positive_class {threshold_class!r} is not one of {', '.join(names)}")
@@ -111,9 +115,10 @@ def evaluate_models(
         "models": {},
     }
     for model, probs in checked.items():
-        point = metrics_from_indices(labels, probs, names, positive_class)
+        threshold = decision_thresholds.get(model)
+        point = metrics_from_indices(labels, probs, names, positive_class, threshold)
         intervals = bootstrap_metrics(
-            labels, probs, names, groups, n_resamples, confidence, seed, positive_class
+            labels, probs, names, groups, n_resamples, confidence, seed, positive_class, threshold
         )
         results["averaging"] = point.averaging
         curve = reliability_curve(probs.argmax(axis=1) == labels, probs.max(axis=1), n_bins)
@@ -122,6 +127,10 @@ def evaluate_models(
             "per_class": {
                 name: _with_interval(point.per_class[name], intervals["per_class"][name]) for name in names
             },
+            "decision_rule": (
+                {"rule": "threshold", "positive_class": names[1], "threshold": float(threshold)}
+                if threshold is not None else {"rule": "argmax"}
+            ),
             "confusion_matrix": point.confusion_matrix.tolist(),
             "calibration": curve.to_dict(),
         }
@@ -137,7 +146,7 @@ def evaluate_models(
                         "overall": {m: _number(v) for m, v in result.overall.items()},
                     }
                     for group, result in metrics_by_group(
-                        labels, probs, names, values, positive_class
+                        labels, probs, names, values, positive_class, threshold
                     ).items()
                 }
         results["models"][model] = entry
@@ -156,6 +165,20 @@ def _format(metric, cell):
         return text + (f" [{low:.3f}, {high:.3f}]" if low is not None else "")
     text = f"{100 * value:.2f}%"
     return text + (f" [{100 * low:.1f}, {100 * high:.1f}]" if low is not None else "")
+
+
+def _decision_lines(results):
+    """How each model's hard labels (confusion matrices, sensitivity, specificity) were decided."""
+    rules = {model: entry.get("decision_rule", {"rule": "argmax"}) for model, entry in results["models"].items()}
+    if all(rule["rule"] == "argmax" for rule in rules.values()):
+        return ["Hard labels: the most probable class.", ""]
+    lines = ["## Decision rules", "", "| Model | label the positive class when |", "|---|---|"]
+    for model, rule in rules.items():
+        if rule["rule"] == "threshold":
+            lines.append(f"| {model} | p({rule['positive_class']}) >= {rule['threshold']:.3f} |")
+        else:
+            lines.append(f"| {model} | it is the most probable class |")
+    return [*lines, ""]
 
 
 def _metric_table(rows, metrics):
@@ -196,6 +219,7 @@ def render_markdown(results, title="Evaluation report", figures=None):
             f"{results['resampling_unit']}, seed {results['seed']}). Rates in %, AUC as a fraction."
         ),
         "",
+        *_decision_lines(results),
         f"## Summary ({results.get('averaging', 'macro')})",
         "",
         *_metric_table([(m, e["overall"]) for m, e in results["models"].items()], OVERALL_METRICS),
@@ -307,6 +331,7 @@ def write_report(
     title="Evaluation report",
     sections=None,
     overwrite=False,
+    decision_thresholds=None,
 ):
     """Evaluate `scores` and write report.json, report.md and PNG plots into `out_dir`, atomically.
 
@@ -327,6 +352,10 @@ def write_report(
         n_bins: calibration bins.
         sections: extra parts of the report, key -> `ReportSection`: its data goes into
             report.json under the key, its heading and lines at the end of report.md.
+        decision_thresholds: two classes: model name -> the threshold on p(class_names[1]) at
+            which that model labels the positive class (its operating threshold); hard-label
+            metrics of the other models use the most probable class. Each model's rule is in
+            report.json ("decision_rule") and in report.md.
 
     Returns:
         `WrittenReport`.
@@ -344,19 +373,15 @@ def write_report(
         seed,
         n_bins,
         operating_class,
+        decision_thresholds,
     )
     sections = sections or {}
     results.update({key: section.data for key, section in sections.items()})
     out_dir = Path(out_dir)
     figures = _figure_names(results)
-
-    def replaceable(path):
-        if not path.is_dir():
-            return False
-        return not any(path.iterdir()) or (overwrite and (path / "report.json").is_file())
-
+    check_report_folder(out_dir, overwrite)
     try:
-        with atomic_directory(out_dir, replace_if=replaceable) as folder:
+        with atomic_directory(out_dir, replace_if=lambda path: _replaceable(path, overwrite)) as folder:
             _write_figures(folder, figures, results, scores, y_true, class_names)
             with atomic_write(folder / "report.json", "w") as handle:
                 json.dump(results, handle, indent=2)
@@ -365,13 +390,27 @@ def write_report(
                 handle.write(render_markdown(results, title, figures) + "\n")
                 for section in sections.values():
                     handle.write("\n".join(["", f"## {section.heading}", "", *section.lines]) + "\n")
-    except OutputExistsError as error:
-        hint = "" if overwrite else "; pass overwrite=True to replace an earlier report"
-        raise ConfigError(
-            f"{out_dir}: exists and is not an empty folder or an earlier report{hint}"
-        ) from error
+    except OutputExistsError as error:  # appeared meanwhile
+        raise ConfigError(f"{out_dir}: exists and is not an empty folder or an earlier report") from error
     files = sorted(out_dir / name for name in (*figures.values(), "report.json", "report.md"))
     return WrittenReport(out_dir, files, results)
+
+
+def check_report_folder(out_dir, overwrite=False):
+    """Refuse a report folder that `write_report` would refuse, before any work is done.
+
+    It may be missing, an empty folder, or (with `overwrite`) a folder holding an earlier report.
+    """
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not _replaceable(out_dir, overwrite):
+        hint = "" if overwrite else "; pass overwrite=True (--overwrite) to replace an earlier report"
+        raise ConfigError(f"{out_dir}: exists and is not an empty folder or an earlier report{hint}")
+
+
+def _replaceable(path, overwrite):
+    if not path.is_dir():
+        return False
+    return not any(path.iterdir()) or (overwrite and (path / "report.json").is_file())
 
 
 def _figure_names(results):

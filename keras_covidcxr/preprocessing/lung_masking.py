@@ -78,6 +78,38 @@ def keep_largest_pieces(mask, count=2):
     return kept, float(1.0 - kept.sum() / max(mask.sum(), 1))
 
 
+def pieces_below_lungs(mask, min_piece_fraction=0.005):
+    """Image fractions of the mask's pieces that lie below the lungs, largest first.
+
+    The lungs are the two largest pieces. A further piece (specks under
+    `min_piece_fraction` of the image aside) lies below them when its centroid
+    is lower than the lowest lung pixel in the centroid's column, or lower
+    than the lungs' bottom where no lung pixel is in that column: under the
+    diaphragm, where the segmenter takes bowel or stomach gas for lung.
+
+    Example:
+        >>> mask = np.zeros((10, 8), bool); mask[1:6, 1:3] = mask[1:6, 5:7] = True
+        >>> mask[8:10, 4:7] = True  # gas under the left hemidiaphragm
+        >>> [round(f, 3) for f in pieces_below_lungs(mask)]
+        [0.075]
+    """
+    labels, count = ndimage.label(mask)
+    if count <= 2:
+        return []
+    sizes = np.bincount(labels.ravel())[1:]
+    order = np.argsort(-sizes, kind="stable") + 1
+    rows = np.arange(mask.shape[0])[:, None]
+    lowest_lung_row = np.where(np.isin(labels, order[:2]), rows, -1).max(axis=0)  # per column; -1: none
+    bottom = lowest_lung_row.max()
+    others = [label for label in order[2:] if sizes[label - 1] >= min_piece_fraction * mask.size]
+    below = []
+    for label, (row, col) in zip(others, ndimage.center_of_mass(mask, labels, others)):
+        floor = lowest_lung_row[round(col)]
+        if row > (floor if floor >= 0 else bottom):
+            below.append(float(sizes[label - 1] / mask.size))
+    return below
+
+
 @dataclasses.dataclass(frozen=True)
 class MaskQuality:
     """Lung-mask statistics: the fraction of the image that is lung, and how many pieces."""

@@ -2,7 +2,12 @@
 
 import numpy as np
 
-from keras_covidcxr.preprocessing.lung_masking import apply_lung_mask, keep_largest_pieces, mask_quality
+from keras_covidcxr.preprocessing.lung_masking import (
+    apply_lung_mask,
+    keep_largest_pieces,
+    mask_quality,
+    pieces_below_lungs,
+)
 from keras_covidcxr.preprocessing.resize import resize_image
 from keras_covidcxr.preprocessing.standardize import standardize, to_rgb
 
@@ -22,16 +27,28 @@ REPORTED_REMOVAL = 0.01
 
 
 def cleaned_lung_mask(mask, config):
-    """(mask, warnings): the mask with only `config.keep_largest_pieces` pieces, if that is set."""
-    if not config.keep_largest_pieces:
-        return mask, []
-    kept, removed = keep_largest_pieces(mask, config.keep_largest_pieces)
-    if removed < REPORTED_REMOVAL:
-        return kept, []
-    return kept, [(
-        "mask_pieces_removed",
-        f"lung mask trimmed: {removed:.0%} in pieces beyond the largest {config.keep_largest_pieces}",
-    )]
+    """(mask, warnings): the predicted mask checked, then trimmed to `config.keep_largest_pieces` pieces if set.
+
+    Pieces below the lungs (`pieces_below_lungs`) are flagged ("mask_below_diaphragm")
+    whether or not the trimming removes them: they say the segmenter misread the film.
+    """
+    below = pieces_below_lungs(mask)
+    warnings = []
+    kept, removed = mask, 0.0
+    if config.keep_largest_pieces:
+        kept, removed = keep_largest_pieces(mask, config.keep_largest_pieces)
+    if removed >= REPORTED_REMOVAL:
+        warnings.append((
+            "mask_pieces_removed",
+            f"lung mask trimmed: {removed:.0%} in pieces beyond the largest {config.keep_largest_pieces}",
+        ))
+    if below:
+        what = "kept" if pieces_below_lungs(kept) else "removed"
+        warnings.append((
+            "mask_below_diaphragm",
+            f"lung mask: {len(below)} piece(s) below the lungs ({sum(below):.1%} of the image; not lung); {what}",
+        ))
+    return kept, warnings
 
 
 def classifier_input(pixels, lung_mask, config, size, channels=3):
@@ -54,8 +71,11 @@ def classifier_input(pixels, lung_mask, config, size, channels=3):
         what = "used anyway" if use_mask else "classified the unmasked image"
         warnings.append((
             "implausible_mask",
-            f"lung mask covers {quality.lung_fraction:.1%} of the image in "
-            f"{quality.components} piece(s); {what}",
+            (
+                f"lung mask covers {quality.lung_fraction:.1%} of the image in {quality.components} piece(s) "
+                f"(plausible: {config.min_lung_fraction:.0%}-{config.max_lung_fraction:.0%} in 1-"
+                f"{config.max_lung_components}); {what}"
+            ),
         ))
     if use_mask:
         masked, crop_box = apply_lung_mask(pixels, lung_mask, config.masking, config.bbox_margin)

@@ -1,6 +1,31 @@
-"""Registered preset names (plain data: listing them never builds a model)."""
+"""Registered preset names (plain data: listing them never builds a model).
 
-from keras_covidcxr.models.pipeline.pipeline_presets import PIPELINE_PRESETS
+A model family registers its presets dict, `{name: {"metadata": {...}, "handle": ...}}`,
+with `register_presets` (the pipeline does so in `keras_covidcxr/models/pipeline/__init__.py`,
+which `import keras_covidcxr` runs). The registry reads the registered dicts live and
+knows nothing of the classes behind them.
+"""
+
+_REGISTERED = []  # the families' presets dicts, in registration order
+
+
+def register_presets(presets):
+    """Make every name of `presets` listable and resolvable; registering the same dict twice is a no-op.
+
+    Example:
+        >>> register_presets({"my_preset": {"metadata": {"description": "mine"}, "handle": "/presets/mine"}})
+        >>> registered_handle("my_preset")
+        '/presets/mine'
+    """
+    if not any(registered is presets for registered in _REGISTERED):
+        _REGISTERED.append(presets)
+
+
+def _entries():
+    entries = {}
+    for presets in _REGISTERED:
+        entries.update(presets)
+    return entries
 
 
 def list_presets():
@@ -15,12 +40,12 @@ def list_presets():
         >>> presets["covidcxr_lite"]["weights"]
         'bundled'
     """
-    return {name: {**entry["metadata"], "handle": entry["handle"]} for name, entry in PIPELINE_PRESETS.items()}
+    return {name: {**entry["metadata"], "handle": entry["handle"]} for name, entry in _entries().items()}
 
 
 def registered_entry(name):
     """The {"metadata", "handle"} entry of a registered preset name, or None for other strings."""
-    return PIPELINE_PRESETS.get(name)
+    return _entries().get(name)
 
 
 def registered_handle(name):

@@ -16,6 +16,7 @@ the parent preset, the data (manifest checksum and counts) and the recipe (all s
 """
 
 import dataclasses
+import warnings
 from pathlib import Path
 
 from keras_covidcxr.data.manifest import Manifest, read_manifest
@@ -61,6 +62,11 @@ def with_new_head(member, num_classes):
     return replacement
 
 
+# Below this, weights and a threshold fitted on the validation split are mostly noise: with 10 positives a
+# threshold moves sensitivity in steps of 10 points.
+MIN_VALIDATION_IMAGES = 50
+
+
 def finetune(pipeline, manifest, out=None, class_names=None, config=None, manifest_path=None, parent=None,
              refit_ensemble=True, checkpoint_dir=None, callbacks=(), description=None, overwrite=False,
              progress=None):
@@ -100,7 +106,9 @@ def finetune(pipeline, manifest, out=None, class_names=None, config=None, manife
     class_names = tuple(class_names or pipeline.class_names)
     mode = "continue" if class_names == tuple(pipeline.class_names) else "replace_head"
 
-    say(f"masking the images with the preset's segmenter ({mode})")
+    say("same classes: the members keep training from the preset's weights" if mode == "continue" else
+        f"new classes {list(class_names)}: each member gets a new head")
+    say("masking the images with the preset's segmenter")
     train, val, data_info = classifier_datasets(
         manifest, pipeline.segmenter, class_names, pipeline.classifier_size, pipeline.preprocessing, config,
         channels=pipeline.classifier_channels,
@@ -121,6 +129,12 @@ def finetune(pipeline, manifest, out=None, class_names=None, config=None, manife
         weights, threshold = old.weights_normalised, old.threshold if mode == "continue" else 0.5
         if refit_ensemble:
             say("fitting the ensemble weights on the validation split")
+            if val.n < MIN_VALIDATION_IMAGES:
+                warnings.warn(
+                    f"the ensemble weights and threshold are fitted on {val.n} validation images (fewer than "
+                    f"{MIN_VALIDATION_IMAGES}): expect them to move a lot with other data",
+                    stacklevel=2,
+                )
             fit = fit_ensemble_weights(member_probabilities(members, val), val.labels, [m.name for m in members])
             weights, threshold = fit.weights, fit.threshold
         new = assemble_pipeline(pipeline.segmenter, members, class_names, "weighted_average", weights, threshold,

@@ -90,8 +90,9 @@ def test_check_view_into_a_results_file_is_recorded_and_not_mixed(cli, images, t
     out = tmp_path / "results.jsonl"
     result = cli(*images, "--check-view", "--strict", "--out", out)
     assert result.exit_code == 1, result.output
-    marker, *rows = [json.loads(line) for line in out.read_text().splitlines()]
-    assert marker["check_view"] is True and marker["strict"] is True
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    meta = json.loads((tmp_path / "results.jsonl.meta.json").read_text())
+    assert meta["check_view"] is True and meta["strict"] is True
     assert [LATERAL_MESSAGE in (row["error"] or "") for row in rows] == [False, True]
     before = out.read_bytes()
     mixed = cli(*images, "--strict", "--out", out)  # the same file without --check-view

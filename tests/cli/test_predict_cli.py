@@ -8,6 +8,8 @@ from covidcxr_cli.app import app
 from PIL import Image
 from typer.testing import CliRunner
 
+from keras_covidcxr.io.overlay_figure import panel_size
+
 runner = CliRunner()
 
 
@@ -34,7 +36,7 @@ def test_help_and_presets_do_not_import_a_backend():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-def test_predict_prints_a_table(preset_dir, images, monkeypatch):
+def test_predict_prints_a_table(preset_dir, images, monkeypatch, fast_cli):
     import covidcxr_cli.app
 
     # Wide enough that no cell folds: an untrained segmenter can add a long "notes" column, and in 80
@@ -46,7 +48,7 @@ def test_predict_prints_a_table(preset_dir, images, monkeypatch):
         assert name in result.output
 
 
-def test_predict_json_one_object_per_image(preset_dir, images):
+def test_predict_json_one_object_per_image(preset_dir, images, fast_cli):
     result = runner.invoke(app, ["predict", *images, "--preset", str(preset_dir), "--json"])
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in result.stdout.splitlines()]
@@ -58,7 +60,7 @@ def test_predict_json_one_object_per_image(preset_dir, images):
         assert row["untrained"] is False
 
 
-def test_a_bad_file_gives_exit_code_1_and_the_rest_still_run(preset_dir, images, tmp_path):
+def test_a_bad_file_gives_exit_code_1_and_the_rest_still_run(preset_dir, images, tmp_path, fast_cli):
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"\x89PNG\r\n\x1a\n truncated")
     result = runner.invoke(app, ["predict", images[0], str(broken), "--preset", str(preset_dir), "--json"])
@@ -117,6 +119,7 @@ def test_usage_errors_exit_2(preset_dir):
     assert runner.invoke(app, ["no-such-command"]).exit_code == 2
 
 
+@pytest.mark.slow  # loads the untrained preset three times
 def test_untrained_presets_are_refused_unless_allowed(untrained_preset_dir, images):
     refused = runner.invoke(app, ["predict", images[0], "--preset", str(untrained_preset_dir)])
     assert refused.exit_code == 2 and "--allow-untrained" in refused.stderr
@@ -128,14 +131,15 @@ def test_untrained_presets_are_refused_unless_allowed(untrained_preset_dir, imag
     assert json.loads(as_json.stdout)["untrained"] is True
 
 
-def test_overlays_are_written_and_user_files_kept(preset_dir, images, tmp_path):
+def test_overlays_are_written_and_user_files_kept(preset_dir, images, tmp_path, fast_cli):
     out = tmp_path / "overlays"
     result = runner.invoke(app, ["predict", *images, "--preset", str(preset_dir), "--overlays", str(out)])
     assert result.exit_code == 0, result.output
     written = sorted(p.name for p in out.iterdir())
     assert written == ["chest0_gradcam.png", "chest0_mask.png", "chest1_gradcam.png", "chest1_mask.png"]
     with Image.open(out / "chest0_mask.png") as overlay, Image.open(images[0]) as original:
-        assert overlay.mode == "RGB" and overlay.size == original.size
+        height, width = panel_size(original.size[::-1])  # the film, aspect kept, with a caption below
+        assert overlay.mode == "RGB" and overlay.width == width and overlay.height > height
     # a rerun replaces our own overlays, but never a file of the user's
     assert runner.invoke(app, ["predict", images[0], "--preset", str(preset_dir), "--overlays", str(out)]).exit_code == 0
     (out / "chest1_mask.png").write_bytes(b"user's file")
@@ -144,8 +148,19 @@ def test_overlays_are_written_and_user_files_kept(preset_dir, images, tmp_path):
     assert (out / "chest1_mask.png").read_bytes() == b"user's file"
 
 
-def test_info_shows_metadata_without_checksums(preset_dir, untrained_preset_dir):
+def test_info_summarises_a_preset_for_people(preset_dir):
     result = runner.invoke(app, ["info", str(preset_dir)])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert len(lines) < 25 and not result.stdout.lstrip().startswith("{")
+    text = " ".join(result.stdout.split())
+    assert "task: non_covid vs covid" in text and "members: alpha (" in text and "beta (" in text
+    assert "label: covid if p(covid) >= 0.500 (the preset's operating threshold)" in text
+    assert "data: synthetic test images" in text and f"covidcxr info {preset_dir} --json" in text
+
+
+def test_info_json_shows_metadata_without_checksums(preset_dir, untrained_preset_dir):
+    result = runner.invoke(app, ["info", str(preset_dir), "--json"])
     assert result.exit_code == 0
     info = json.loads(result.stdout)
     assert info["training"]["data"] == "synthetic test images"
@@ -196,7 +211,7 @@ def _default_preset_at(monkeypatch, folder):
     return name
 
 
-def test_predict_without_preset_uses_the_default_and_says_so_on_stderr(monkeypatch, preset_dir, images):
+def test_predict_without_preset_uses_the_default_and_says_so_on_stderr(monkeypatch, preset_dir, images, fast_cli):
     name = _default_preset_at(monkeypatch, preset_dir)
     result = runner.invoke(app, ["predict", *images, "--json"])
     assert result.exit_code == 0, result.output
@@ -227,7 +242,7 @@ def test_predicting_with_an_unpublished_paper_preset_is_a_clean_error(images):
 
 
 def test_info_shows_the_input_contract(preset_dir):
-    result = runner.invoke(app, ["info", str(preset_dir)])
+    result = runner.invoke(app, ["info", str(preset_dir), "--json"])
     assert result.exit_code == 0
     contract = json.loads(result.stdout)["input"]
     assert contract["channels"] == 1 and contract["value_range"] == [0.0, 1.0] and contract["min_size"] == 64
@@ -241,7 +256,7 @@ def test_info_shows_the_input_contract(preset_dir):
 
 def test_info_on_an_unpublished_paper_preset_shows_how_to_train_it():
     name = "covidcxr_paper_binary_majority_vote"
-    result = runner.invoke(app, ["info", name])
+    result = runner.invoke(app, ["info", name, "--json"])
     assert result.exit_code == 0, result.output
     shown = json.loads(result.stdout)
     assert shown["name"] == name and shown["trained"] is False and shown["handle"].startswith("hf://")
@@ -249,6 +264,6 @@ def test_info_on_an_unpublished_paper_preset_shows_how_to_train_it():
     assert "no trained weights are published yet" in result.stderr
 
 
-def test_verify_command(preset_dir, tmp_path):
+def test_verify_command(preset_dir, tmp_path, fast_cli):
     assert runner.invoke(app, ["verify", str(preset_dir)]).exit_code == 0
     assert runner.invoke(app, ["verify", str(tmp_path / "nothing")]).exit_code == 2

@@ -159,6 +159,42 @@ def test_merge_combines_manifests_from_different_folders(runner, tmp_path):
     assert twice.exit_code == 2 and "list each image once" in twice.stderr
 
 
+def _stored_paths(manifest_path):
+    with open(manifest_path, newline="") as handle:
+        return [row["path"] for row in csv.DictReader(handle)]
+
+
+def test_built_split_and_merged_paths_are_relative_below_the_csv_and_absolute_elsewhere(
+    runner, shared_folder, tmp_path
+):
+    above, aside = tmp_path / "built.csv", tmp_path / "runs" / "deep" / "built.csv"
+    for out in (above, aside):
+        result = runner.invoke(data_app, ["build", "shared-cxr", str(shared_folder / "manifest.csv"), "--out", str(out)])
+        assert result.exit_code == 0, result.output
+    images = [read_manifest(above).resolve(row) for row in read_manifest(above)]
+    assert all(image.is_file() and image.is_relative_to(shared_folder) for image in images)
+    assert _stored_paths(above) == [image.relative_to(tmp_path).as_posix() for image in images]
+    assert _stored_paths(aside) == [image.as_posix() for image in images]  # no ../../..
+
+    # split and merge write into other folders than their input: each path is re-expressed for it
+    written = {
+        "split below": (["split", str(aside)], tmp_path / "split.csv"),
+        "split aside": (["split", str(above)], shared_folder / "splits" / "split.csv"),
+        "merge below": (["merge", str(aside)], shared_folder / "merged.csv"),
+        "merge aside": (["merge", str(above)], tmp_path / "runs" / "merged.csv"),
+    }
+    for name, (args, out) in written.items():
+        extra = ["--no-link-duplicates"] if args[0] == "split" else []
+        result = runner.invoke(data_app, [*args, "--out", str(out), *extra])
+        assert result.exit_code == 0, (name, result.output)
+        manifest = read_manifest(out)
+        assert sorted(manifest.resolve(row) for row in manifest) == sorted(images), name
+        if name.endswith("below"):
+            assert not any(path.startswith(("/", "..")) for path in _stored_paths(out)), name
+        else:
+            assert all(path.startswith(shared_folder.as_posix()) for path in _stored_paths(out)), name
+
+
 @pytest.fixture
 def shared_extra_folder(tmp_path, chest_like, write_png):
     """A folder laid out like ../shared/data/cxr_extra: NIH, Radiography (no patient ids, 224 px) and Hannover."""

@@ -104,7 +104,8 @@ def test_round_trip_rebases_paths_and_keeps_extra_columns(tmp_path):
     original = Manifest(rows, root=tmp_path / "data")
     out = write_manifest(original, tmp_path / "elsewhere" / "m.csv")
     text = out.read_text()
-    assert "../data/img/a.png" in text and ",30," in text and "61.5" in text
+    assert f"{(tmp_path / 'data/img/a.png').as_posix()}," in text and ",30," in text and "61.5" in text
+    assert "../" not in text
     back = read_manifest(out)
     assert [back.resolve(r) for r in back] == [original.resolve(r) for r in original]
     assert back.resolve_mask(back[1]) == tmp_path / "data" / "masks/b.png"
@@ -112,6 +113,36 @@ def test_round_trip_rebases_paths_and_keeps_extra_columns(tmp_path):
     assert [(r.label, r.view, r.age, r.sex, r.source, r.split) for r in back] == [
         (r.label, r.view, r.age, r.sex, r.source, r.split) for r in rows
     ]
+
+
+def test_paths_below_the_csv_folder_are_relative_and_the_others_absolute(tmp_path):
+    rows = [
+        ManifestRow("data/img/a.png", "cls", "p1", label="covid"),
+        ManifestRow("data/img/b.png", "seg", "p2", mask_path="masks/b.png"),
+        ManifestRow("elsewhere/c.png", "cls", "p3", label="normal"),
+    ]
+    manifest = Manifest(rows, root=tmp_path)
+    out = write_manifest(manifest, tmp_path / "data" / "m.csv")
+    back = read_manifest(out)
+    assert [row.path for row in back] == [
+        "img/a.png",
+        "img/b.png",
+        (tmp_path / "elsewhere/c.png").as_posix(),
+    ]
+    assert back[1].mask_path == (tmp_path / "masks/b.png").as_posix()
+    assert [back.resolve(row) for row in back] == [manifest.resolve(row) for row in manifest]
+    assert back.resolve_mask(back[1]) == tmp_path / "masks/b.png"
+
+
+def test_old_manifests_with_climbing_paths_still_resolve_and_are_rewritten_absolute(tmp_path):
+    (tmp_path / "runs" / "data").mkdir(parents=True)
+    old = write_csv(tmp_path / "runs" / "data", HEADER + "../../images/a.png,cls,covid,,p1,,,,,\n")
+    manifest = read_manifest(old)
+    assert manifest.resolve(manifest[0]) == tmp_path / "images/a.png"
+    moved = read_manifest(write_manifest(manifest, tmp_path / "m.csv"))
+    assert moved[0].path == "images/a.png" and moved.resolve(moved[0]) == tmp_path / "images/a.png"
+    kept = read_manifest(write_manifest(manifest, tmp_path / "runs" / "again.csv"))
+    assert kept[0].path == (tmp_path / "images/a.png").as_posix()
 
 
 def test_write_refuses_invalid_rows_and_existing_file_without_overwrite(tmp_path):

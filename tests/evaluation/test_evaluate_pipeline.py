@@ -8,7 +8,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 import keras_covidcxr.evaluation.evaluate_pipeline as evaluate_module
-from keras_covidcxr import Pipeline, evaluate_pipeline
+from keras_covidcxr import evaluate_pipeline
 from keras_covidcxr.data import read_manifest
 
 
@@ -30,8 +30,8 @@ def manifest_path(chest_images, tmp_path):
     return tmp_path / "manifest.csv"
 
 
-def test_every_member_both_ensembles_and_the_probe_are_scored(preset_dir, manifest_path, tmp_path):
-    pipeline = Pipeline.from_preset(preset_dir)
+def test_every_member_both_ensembles_and_the_probe_are_scored(loaded_pipeline, manifest_path, tmp_path):
+    pipeline = loaded_pipeline
     evaluation = evaluate_pipeline(pipeline, read_manifest(manifest_path), tmp_path / "report", n_resamples=20)
     assert evaluation.n_images == 12
     assert [error for _, error in evaluation.failed] and "broken.png" in evaluation.failed[0][1]
@@ -52,7 +52,7 @@ def test_every_member_both_ensembles_and_the_probe_are_scored(preset_dir, manife
     assert "## Shortcut probe" in markdown and markdown.count("weighted_average") >= 3
 
 
-def test_the_report_says_when_a_model_scores_well_without_lungs(preset_dir, manifest_path, tmp_path, monkeypatch):
+def test_the_report_says_when_a_model_scores_well_without_lungs(loaded_pipeline, manifest_path, tmp_path, monkeypatch):
     # A stand-in for a model that reads a shortcut: with the lungs blacked out its scores still
     # rank every covid image first; with the lungs only they carry no signal.
     real_score = evaluate_module._score
@@ -67,7 +67,7 @@ def test_the_report_says_when_a_model_scores_well_without_lungs(preset_dir, mani
         return kept, scores, failed
 
     monkeypatch.setattr(evaluate_module, "_score", score)
-    evaluation = evaluate_pipeline(Pipeline.from_preset(preset_dir), manifest, tmp_path / "r", n_resamples=10)
+    evaluation = evaluate_pipeline(loaded_pipeline, manifest, tmp_path / "r", n_resamples=10)
     assert evaluation.shortcut_suspected
     assert all(entry["auc_lungs_removed"] == 1.0 for entry in evaluation.shortcut_probe["score_sets"].values())
     markdown = (tmp_path / "r" / "report.md").read_text()
@@ -75,10 +75,10 @@ def test_the_report_says_when_a_model_scores_well_without_lungs(preset_dir, mani
     assert "This includes the preset's own ensemble (weighted_average)." in markdown
 
 
-def test_weighted_average_scores_match_the_pipeline(preset_dir, manifest_path, tmp_path):
+def test_weighted_average_scores_match_the_pipeline(loaded_pipeline, manifest_path, tmp_path):
     # Compared score by score: a tiny random preset gives near-tied scores, so an AUC
     # comparison would hinge on float rounding between batch sizes.
-    pipeline = Pipeline.from_preset(preset_dir)
+    pipeline = loaded_pipeline
     manifest = read_manifest(manifest_path)
     evaluation = evaluate_pipeline(pipeline, manifest, tmp_path / "r", shortcut_probe=False, n_resamples=10)
     rows = [r for r in manifest.filter(task="cls", split="test") if "broken" not in r.path]
@@ -93,16 +93,16 @@ def test_weighted_average_scores_match_the_pipeline(preset_dir, manifest_path, t
     np.testing.assert_allclose([float(row["weighted_average"]) for row in written], expected, atol=1e-5)
 
 
-def test_evaluate_command(preset_dir, manifest_path, tmp_path):
+def test_evaluate_command(preset_dir, manifest_path, tmp_path, fast_cli):
     result = CliRunner().invoke(
         app, ["evaluate", str(preset_dir), str(manifest_path), "--out", str(tmp_path / "cli_report"), "--resamples", "10"]
     )
     assert result.exit_code == 1  # the broken file
-    assert "weighted_average" in result.output and "broken.png" in result.output
+    assert "weighted_average" in result.stdout and "broken.png" in result.stderr
     assert (tmp_path / "cli_report" / "report.md").is_file()
 
 
-def test_a_lungs_only_pipeline_is_not_scored_twice(preset_dir, manifest_path, tmp_path, monkeypatch):
+def test_a_lungs_only_pipeline_is_not_scored_twice(loaded_pipeline, manifest_path, tmp_path, monkeypatch):
     real_score, maskings = evaluate_module._score, []
 
     def score(pipeline, paths, batch_size):
@@ -110,16 +110,16 @@ def test_a_lungs_only_pipeline_is_not_scored_twice(preset_dir, manifest_path, tm
         return real_score(pipeline, paths, batch_size)
 
     monkeypatch.setattr(evaluate_module, "_score", score)
-    pipeline = Pipeline.from_preset(preset_dir).with_preprocessing(masking="hard", fall_back_to_unmasked=False)
+    pipeline = loaded_pipeline.with_preprocessing(masking="hard", fall_back_to_unmasked=False)
     evaluation = evaluate_pipeline(pipeline, read_manifest(manifest_path), tmp_path / "r", n_resamples=10)
     assert maskings == ["hard", "lungs_removed"]
     lungs_only = evaluation.shortcut_probe["score_sets"]["weighted_average"]["auc_lungs_only"]
     assert lungs_only == pytest.approx(evaluation.auc["weighted_average"])
 
 
-def test_evaluate_says_how_much_of_the_data_the_preset_was_trained_on(preset_dir, manifest_path, tmp_path):
+def test_evaluate_says_how_much_of_the_data_the_preset_was_trained_on(loaded_pipeline, manifest_path, tmp_path):
     """A preset that records its training patients: the report and stderr name the shared images."""
-    pipeline = Pipeline.from_preset(preset_dir)
+    pipeline = loaded_pipeline.with_preprocessing()  # a copy sharing the models: its metadata may change
     pipeline.metadata = {**pipeline.metadata, "training": {"data": {"classifier_fit_patient_ids": ["p0", "p1", "x"]}}}
     evaluation = evaluate_pipeline(pipeline, read_manifest(manifest_path), tmp_path / "r", n_resamples=10,
                                    shortcut_probe=False)
@@ -127,6 +127,44 @@ def test_evaluate_says_how_much_of_the_data_the_preset_was_trained_on(preset_dir
     report = json.loads((tmp_path / "r" / "report.json").read_text())
     assert report["training_overlap"] == evaluation.training_overlap
     assert "these metrics are optimistic" in (tmp_path / "r" / "report.md").read_text()
-    unrecorded = Pipeline.from_preset(preset_dir)
+    unrecorded = loaded_pipeline
     assert evaluate_pipeline(unrecorded, read_manifest(manifest_path), tmp_path / "s", n_resamples=10,
                              shortcut_probe=False).training_overlap is None
+
+
+@pytest.mark.parametrize("threshold", [None, 0.3])
+def test_the_ensemble_is_scored_by_the_labels_the_pipeline_gives(loaded_pipeline, manifest_path, tmp_path, threshold):
+    pipeline = loaded_pipeline
+    if threshold is not None:
+        pipeline = pipeline.with_decision_threshold(threshold)
+    manifest = read_manifest(manifest_path)
+    evaluation = evaluate_pipeline(pipeline, manifest, tmp_path / "r", shortcut_probe=False, n_resamples=10)
+    truth = {manifest.resolve(row): row.label == "covid" for row in manifest.filter(task="cls", split="test")}
+    results = pipeline.predict(evaluation.paths)
+    expected = np.zeros((2, 2), int)
+    for path, result in zip(evaluation.paths, results):
+        expected[int(truth[path]), int(result.label == "covid")] += 1
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    entry = report["models"]["weighted_average"]
+    assert entry["confusion_matrix"] == expected.tolist()
+    assert entry["decision_rule"]["threshold"] == (threshold or pipeline.ensemble.threshold)
+    assert report["decision_rule"] == pipeline.decision_rule.to_dict()
+    member_thresholds = dict(zip(pipeline.ensemble.member_names, pipeline.ensemble.vote_thresholds))
+    for member in ("alpha", "beta"):
+        votes = np.zeros((2, 2), int)
+        for path, result in zip(evaluation.paths, results):
+            votes[int(truth[path]), int(result.members[member]["label"] == "covid")] += 1
+        assert report["models"][member]["confusion_matrix"] == votes.tolist()
+        assert report["models"][member]["decision_rule"]["threshold"] == member_thresholds[member]
+    markdown = " ".join((tmp_path / "r" / "report.md").read_text().split())
+    assert "## Decision rules" in markdown and pipeline.decision_rule.describe() in markdown
+
+
+def test_evaluate_command_takes_a_threshold(preset_dir, manifest_path, tmp_path, fast_cli):
+    result = CliRunner().invoke(app, ["evaluate", str(preset_dir), str(manifest_path), "--out", str(tmp_path / "r"),
+                                      "--resamples", "10", "--no-shortcut-probe", "--threshold", "0.2"])
+    assert result.exit_code == 1, result.output  # the broken file
+    assert "covid if p(covid) >= 0.200 (threshold given by the user)" in " ".join(result.stdout.split())
+    assert "broken.png" in result.stderr and "broken.png" not in result.stdout
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert report["models"]["weighted_average"]["decision_rule"]["threshold"] == 0.2

@@ -8,6 +8,7 @@ import pytest
 from keras import ops
 
 from keras_covidcxr import ConfigError, CXRClassifier, GradCAM, WeightedAverageEnsemble
+from keras_covidcxr.explain.upsampling import upsample_heatmaps
 from keras_covidcxr.preprocessing.resize import resize_image
 
 SIZE = 64
@@ -18,8 +19,7 @@ def cam_closed_form(model, images, class_index):
     features = ops.convert_to_numpy(model.feature_extractor(images))
     kernel = ops.convert_to_numpy(model.head.get_layer("head_logits").kernel)
     weights = kernel[:, class_index] if model.num_classes > 2 else (kernel[:, 0] if class_index else -kernel[:, 0])
-    cam = np.maximum(features @ weights, 0)[..., None]
-    cam = ops.convert_to_numpy(ops.image.resize(cam, (SIZE, SIZE), interpolation="bilinear"))[..., 0]
+    cam = upsample_heatmaps(np.maximum(features @ weights, 0), (SIZE, SIZE))
     peaks = cam.reshape(len(cam), -1).max(axis=1)[:, None, None]
     return np.where(peaks > 0, cam / np.where(peaks > 0, peaks, 1), 0)  # an all-negative map stays zero
 
@@ -99,7 +99,7 @@ def test_bad_targets_are_refused(images):
         GradCAM(object())
 
 
-@pytest.mark.parametrize("num_classes", [3, 2])
+@pytest.mark.parametrize("num_classes", [pytest.param(3, marks=pytest.mark.slow), 2])
 def test_the_default_class_is_each_images_predicted_class(images, num_classes):
     model = CXRClassifier("densenet121", num_classes=num_classes, head_units=0, input_shape=(SIZE, SIZE, 3))
     for class_index in range(1, num_classes):  # every class map has structure (a sigmoid's class 0: none)
@@ -124,6 +124,7 @@ def test_the_default_class_is_each_images_predicted_class(images, num_classes):
         assert all(np.abs(heatmaps[row] - explicit[c][row]).max() > 0.01 for c in others)
 
 
+@pytest.mark.slow  # two DenseNet members, four Grad-CAM passes
 def test_an_ensembles_default_class_is_the_ensembles_label(images):
     members = [
         CXRClassifier("densenet121", num_classes=2, head_units=0, input_shape=(SIZE, SIZE, 3), name=n)

@@ -1,28 +1,8 @@
-"""Fixtures for folder prediction: a pipeline loaded from the shared preset, and a mixed folder."""
+"""Fixtures for folder prediction: the CLI running the shared loaded preset, and a mixed folder."""
 
 import numpy as np
 import pytest
 from PIL import Image
-
-
-@pytest.fixture(scope="session")
-def loaded_pipeline(preset_dir):
-    """The shared tiny preset, loaded once: the CLI (patched) and the API tests share it and its traces."""
-    from keras_covidcxr import Pipeline
-
-    return Pipeline.from_preset(preset_dir)
-
-
-@pytest.fixture
-def fast_cli(monkeypatch, loaded_pipeline, preset_dir):
-    """Make `covidcxr predict --preset <preset_dir>` reuse `loaded_pipeline` instead of building it again."""
-    from keras_covidcxr import Pipeline
-
-    def from_preset(handle):
-        assert str(handle) == str(preset_dir), handle
-        return loaded_pipeline
-
-    monkeypatch.setattr(Pipeline, "from_preset", from_preset)
 
 
 def _write_png(path, seed=0, size=(96, 80)):

@@ -9,8 +9,8 @@ from keras_covidcxr import ConfigError, InputError, PredictionSummary, predict_t
 def read_rows(path):
     lines = path.read_text().splitlines()
     if path.suffix == ".csv":
-        return list(csv.DictReader(lines[1:]))
-    return [json.loads(line) for line in lines[1:]]
+        return list(csv.DictReader(lines))
+    return [json.loads(line) for line in lines]
 
 
 BATCH_SIZE = 4  # the same in every tests/inference module: one traced shape per session

@@ -6,8 +6,10 @@ import pytest
 
 from keras_covidcxr import ConfigError
 from keras_covidcxr.inference import ResultsFile, csv_columns
+from keras_covidcxr.inference.results_file import meta_path
 
 CLASSES = ["non_covid", "covid"]
+DECISION = {"rule": "threshold", "positive_class": "covid", "threshold": 0.7, "origin": "preset"}
 
 
 def _row(source, sha256="aa", error=None, covid=0.25):
@@ -18,6 +20,7 @@ def _row(source, sha256="aa", error=None, covid=0.25):
         "sha256": sha256,
         "label": "non_covid",
         "probabilities": {"non_covid": 1 - covid, "covid": covid},
+        "decision": DECISION,
         "members": {"alpha": {"probabilities": {"non_covid": 0.5, "covid": 0.5}, "label": "covid"}},
         "crop_box": [1, 2, 30, 40],
         "lung_fraction": 0.3,
@@ -28,12 +31,13 @@ def _row(source, sha256="aa", error=None, covid=0.25):
 
 
 def _open(path, **kwargs):
+    kwargs.setdefault("decision", DECISION)
     return ResultsFile(path, kwargs.pop("class_names", CLASSES), kwargs.pop("model_sha256", "m1"), **kwargs)
 
 
 def _data_lines(path):
     lines = path.read_text().splitlines()
-    return lines[2:] if path.suffix == ".csv" else lines[1:]
+    return lines[1:] if path.suffix == ".csv" else lines
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
@@ -46,27 +50,48 @@ def test_rows_are_appended_and_remembered_across_opens(tmp_path, suffix):
         assert results.earlier_row("/a.png", "aa") == "ok"
         assert results.earlier_row("/b.png", "bb") == "failed"
         assert results.earlier_row("/a.png", "changed") is None
-    lines = path.read_text().splitlines()
-    marker = json.loads(lines[0].removeprefix("# "))
-    assert marker == {
-        "covidcxr_results": 1,
+    assert json.loads(meta_path(path).read_text()) == {
+        "covidcxr_results": 2,
         "model_sha256": "m1",
         "class_names": CLASSES,
+        "decision": DECISION,
         "strict": False,
+        "check_view": False,
         "untrained": False,
+        "format": suffix[1:],
     }
+    lines = path.read_text().splitlines()
     if suffix == ".csv":
-        rows = list(csv.DictReader(lines[1:]))
+        rows = list(csv.DictReader(lines))
         assert list(rows[0]) == csv_columns(CLASSES)
         assert rows[0]["prob_covid"] == "0.25" and json.loads(rows[0]["members"])["alpha"]["label"] == "covid"
+        assert rows[0]["decision_rule"] == "threshold" and rows[0]["threshold"] == "0.7"
         assert (
             json.loads(rows[0]["crop_box"]) == [1, 2, 30, 40]
             and json.loads(rows[0]["warnings"])[0]["code"] == "lateral_view"
         )
         assert rows[1]["label"] == "" and rows[1]["error"] == "/b.png: empty file (0 bytes)"
     else:
-        rows = [json.loads(line) for line in lines[1:]]
+        rows = [json.loads(line) for line in lines]
         assert rows[0] == _row("/a.png") and rows[1]["error"].endswith("(0 bytes)")
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_standard_readers_read_the_results_with_default_arguments(tmp_path, suffix):
+    pandas = pytest.importorskip("pandas", reason="pandas is in the test extra")
+    path = tmp_path / f"results{suffix}"
+    with _open(path) as results:
+        results.append([_row("/a.png"), _row("/b,odd \"name\".png", "bb", error="/b.png: empty file")])
+    table = pandas.read_csv(path) if suffix == ".csv" else pandas.read_json(path, lines=True)
+    assert list(table["source"]) == ["/a.png", '/b,odd "name".png']
+    assert table["sha256"].tolist() == ["aa", "bb"]
+    if suffix == ".csv":
+        assert list(table.columns) == csv_columns(CLASSES)
+        assert table["threshold"].tolist()[0] == 0.7
+        with path.open(newline="") as handle:
+            assert [row["label"] for row in csv.DictReader(handle)] == ["non_covid", ""]
+    else:
+        assert table["decision"][0] == pytest.approx(DECISION)  # pandas' JSON parser rounds in the last digit
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
@@ -87,7 +112,7 @@ def test_a_row_cut_short_by_a_kill_is_removed_on_reopen(tmp_path, suffix):
     "name, content",
     [
         ("results.csv", b"patient,label\n1,covid\n"),
-        ("results.csv", b'{"covidcxr_results": 1}\n'),  # a JSONL marker is no CSV marker
+        ("results.csv", b'# {"covidcxr_results": 1}\nsource,sha256\n'),  # an older version's layout
         ("results.jsonl", b'{"id": 1}\n{"id": 2}\n'),
         ("results.jsonl", b"\x89PNG\r\n\x1a\n binary"),
         (
@@ -99,9 +124,18 @@ def test_a_row_cut_short_by_a_kill_is_removed_on_reopen(tmp_path, suffix):
 def test_a_file_that_is_not_ours_is_refused_and_left_untouched(tmp_path, name, content):
     path = tmp_path / name
     path.write_bytes(content)
-    with pytest.raises(ConfigError, match="is not a covidcxr results file; not overwriting it"):
+    with pytest.raises(ConfigError, match="is not a covidcxr results file .*not overwriting it"):
         _open(path)
     assert path.read_bytes() == content
+    assert not meta_path(path).exists()
+
+
+def test_a_sidecar_that_is_not_ours_is_refused_and_left_untouched(tmp_path):
+    path = tmp_path / "results.csv"
+    meta_path(path).write_text('{"mine": true}')
+    with pytest.raises(ConfigError, match="not ours"):
+        _open(path)
+    assert meta_path(path).read_text() == '{"mine": true}' and not path.exists()
 
 
 @pytest.mark.parametrize(
@@ -111,6 +145,7 @@ def test_a_file_that_is_not_ours_is_refused_and_left_untouched(tmp_path, name, c
         ({"class_names": ["covid", "normal", "pneumonia"]}, "class_names"),
         ({"strict": True}, "strict"),
         ({"check_view": True}, "check_view"),
+        ({"decision": {**DECISION, "threshold": 0.5, "origin": "user"}}, "decision"),
     ],
 )
 def test_results_of_another_model_or_setting_are_refused(tmp_path, change, message):
@@ -123,20 +158,20 @@ def test_results_of_another_model_or_setting_are_refused(tmp_path, change, messa
     assert path.read_bytes() == before
 
 
-def test_check_view_is_recorded_only_when_on_and_must_match_on_resume(tmp_path):
+def test_check_view_is_recorded_and_must_match_on_resume(tmp_path):
     path = tmp_path / "results.csv"
     with _open(path, check_view=True) as results:
         results.append([_row("/a.png")])
-    assert json.loads(path.read_text().splitlines()[0].removeprefix("# "))["check_view"] is True
+    assert json.loads(meta_path(path).read_text())["check_view"] is True
     with _open(path, check_view=True) as results:
         assert results.earlier_row("/a.png", "aa") == "ok"
-    with pytest.raises(ConfigError, match="another run.*check_view True there, False here"):
+    with pytest.raises(ConfigError, match="another run.*check_view true there, false here"):
         _open(path)
 
 
 def test_an_empty_file_is_adopted(tmp_path):
     path = tmp_path / "results.csv"
-    path.write_bytes(b"")
+    path.write_bytes(b"")  # e.g. made by `touch` or a shell redirection
     with _open(path) as results:
         results.append([_row("/a.png")])
     assert len(_data_lines(path)) == 1
@@ -172,7 +207,7 @@ def test_csv_rows_stay_on_one_line(tmp_path):
     source = "/odd\nname.png"
     with _open(path) as results:
         results.append([_row(source, error="decoder said:\nline two\r\n")])
-    assert len(path.read_text().splitlines()) == 3
+    assert len(path.read_text().splitlines()) == 2
     with _open(path) as results:
         assert results.earlier_row(source, "aa") == "failed"
 
@@ -183,7 +218,7 @@ def test_a_damaged_row_in_the_middle_is_reported_with_its_line(tmp_path):
         results.append([_row("/a.png")])
     with path.open("a") as f:
         f.write("not json\n")
-    with pytest.raises(ConfigError, match=r"line 3 is not a results row"):
+    with pytest.raises(ConfigError, match=r"line 2 is not a results row"):
         _open(path)
 
 

@@ -22,23 +22,20 @@ def test_arrays_of_every_usual_type():
 def test_atomic_write_leaves_nothing_behind_on_failure(tmp_path):
     target = tmp_path / "out.txt"
     target.write_text("old")
-    with pytest.raises(RuntimeError):
-        with atomic_write(target, "w") as f:
-            f.write("half")
-            raise RuntimeError("killed")
+    with pytest.raises(RuntimeError), atomic_write(target, "w") as f:
+        f.write("half")
+        raise RuntimeError("killed")
     assert target.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["out.txt"]
-    with pytest.raises(FileExistsError):
-        with atomic_write(target, "w", overwrite=False):
-            pass
+    with pytest.raises(FileExistsError), atomic_write(target, "w", overwrite=False):
+        pass
 
 
 def test_atomic_directory_refuses_unless_allowed(tmp_path):
     folder = tmp_path / "d"
     with atomic_directory(folder) as tmp:
         (tmp / "a").write_text("1")
-    with pytest.raises(FileExistsError):
-        with atomic_directory(folder):
-            pass
+    with pytest.raises(FileExistsError), atomic_directory(folder):
+        pass
     with atomic_directory(folder, replace_if=lambda p: True) as tmp:
         (tmp / "b").write_text("2")
     assert sorted(p.name for p in folder.iterdir()) == ["b"]

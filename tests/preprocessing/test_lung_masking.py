@@ -86,9 +86,11 @@ def test_only_the_two_largest_pieces_are_kept_and_the_removal_is_reported():
     assert keep_largest_pieces(two_lungs())[1] == 0.0
     cleaned, warnings = cleaned_lung_mask(mask, PreprocessingConfig(keep_largest_pieces=2))
     assert np.array_equal(cleaned, two_lungs())
-    assert warnings[0][0] == "mask_pieces_removed" and "lung mask trimmed: 7% in pieces" in warnings[0][1]
-    untouched, none = cleaned_lung_mask(mask, PreprocessingConfig())  # off by default
-    assert untouched is mask and none == []
+    assert [code for code, _ in warnings] == ["mask_pieces_removed", "mask_below_diaphragm"]
+    assert "lung mask trimmed: 7% in pieces" in warnings[0][1] and warnings[1][1].endswith("; removed")
+    untouched, warnings = cleaned_lung_mask(mask, PreprocessingConfig())  # trimming is off by default
+    assert untouched is mask and [code for code, _ in warnings] == ["mask_below_diaphragm"]
+    assert warnings[0][1].endswith("; kept")
     # the crop follows the cleaned mask: the box no longer reaches the bottom of the film
     _, box, _, _ = classifier_input(np.ones((100, 80), "float32"), cleaned, PreprocessingConfig(masking="bbox"), 32)
     assert box[3] < 80

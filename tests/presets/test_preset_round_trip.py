@@ -48,7 +48,9 @@ def test_layout_and_metadata(preset_dir, pipeline):
     assert "encoder1_conv1/kernel" in weights and "encoder1_bn2/moving_mean" in weights
 
 
-@pytest.mark.parametrize("kind,num_classes", [("weighted_average", 2), ("majority_vote", 3)])
+@pytest.mark.parametrize(
+    "kind,num_classes", [("weighted_average", 2), pytest.param("majority_vote", 3, marks=pytest.mark.slow)]
+)
 def test_round_trip_gives_identical_outputs(make_pipeline, chest_images, tmp_path, kind, num_classes):
     original = make_pipeline(ensemble=kind, num_classes=num_classes)
     original.save_to_preset(tmp_path / "preset", training={"data": "test"})
@@ -207,3 +209,12 @@ def test_an_untrained_preset_loads_with_a_warning(preset_dir, untrained_preset_d
     with warnings.catch_warnings():
         warnings.simplefilter("error", UntrainedPresetWarning)
         assert Pipeline.from_preset(preset_dir).is_trained
+
+
+def test_a_saved_preset_is_shareable_under_the_users_umask(pipeline, set_umask, tmp_path):
+    set_umask(0o027)
+    folder = pipeline.save_to_preset(tmp_path / "preset")
+    written = [folder, *folder.rglob("*")]
+    assert len([path for path in written if path.name == "model.safetensors"]) == 3
+    for path in written:
+        assert path.stat().st_mode & 0o777 == (0o750 if path.is_dir() else 0o640), path

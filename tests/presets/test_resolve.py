@@ -43,6 +43,7 @@ def test_pipeline_loads_from_an_hf_handle(hf_cache, chest_images):
     assert read_preset_metadata("hf://owner/tiny-covidcxr")["training"]["data"] == "synthetic test images"
 
 
+@pytest.mark.slow  # a fresh process loads Keras and predicts
 def test_a_fresh_process_resolves_hf_from_the_environment_alone(hf_cache, tmp_path, chest_images):
     # Nothing patched: a new process reads HF_HUB_CACHE and HF_HUB_OFFLINE as a user's shell sets them.
     from PIL import Image

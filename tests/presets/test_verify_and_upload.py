@@ -8,7 +8,7 @@ import pytest
 from keras_covidcxr import PresetError, sample_images, upload_preset, verify_preset
 
 
-def test_a_fresh_preset_verifies(preset_dir):
+def test_a_fresh_preset_verifies(preset_dir, fast_cli):
     verification = verify_preset(preset_dir)
     assert verification.passed and verification.checked_samples == len(sample_images()) == 2
 
@@ -96,7 +96,7 @@ def fake_hub(monkeypatch, tmp_path):
     return cards
 
 
-def test_upload_publishes_the_model_card_from_model_cards_as_readme(preset_dir, fake_hub):
+def test_upload_publishes_the_model_card_from_model_cards_as_readme(preset_dir, fake_hub, fast_cli):
     (fake_hub / f"{preset_dir.name}.md").write_text(CARD)
     assert upload_preset(preset_dir, "hf://me/tiny") == "hf://me/tiny@abc123"
     (_, _, _), (_, _, uploaded) = FakeHubApi.calls

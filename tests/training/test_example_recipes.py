@@ -21,6 +21,7 @@ def test_segmenter_recipe_smoke(tmp_path):
     assert result.best_value is not None and len(result.history) == 8
 
 
+@pytest.mark.slow  # trains a classifier recipe end to end
 def test_classifier_recipe_smoke_writes_a_loadable_preset(tmp_path):
     from keras_covidcxr import Pipeline
 

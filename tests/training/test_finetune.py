@@ -4,6 +4,7 @@ import hashlib
 import json
 
 import numpy as np
+import pytest
 
 from keras_covidcxr import Pipeline, read_preset_metadata
 from keras_covidcxr.training import TrainingConfig, finetune
@@ -32,6 +33,7 @@ def small_preset(folder):
     return folder
 
 
+@pytest.mark.slow  # trains two members; test_train_cli covers the CLI path
 def test_finetuned_preset_records_its_parent_data_and_recipe_and_predicts(
     synthetic_manifest_path, tmp_path, chest_images
 ):
@@ -40,8 +42,9 @@ def test_finetuned_preset_records_its_parent_data_and_recipe_and_predicts(
     config = TrainingConfig(batch_size=8, head_epochs=1, unfreeze_schedule=(0.1,), max_epochs_per_stage=1,
                             workers=1, run_eagerly=True)
     out = tmp_path / "finetuned"
-    result = finetune(str(preset_dir), str(synthetic_manifest_path), out=out,
-                      class_names=("covid", "normal", "pneumonia"), config=config)
+    with pytest.warns(UserWarning, match=r"fitted on \d+ validation images \(fewer than 50\)"):
+        result = finetune(str(preset_dir), str(synthetic_manifest_path), out=out,
+                          class_names=("covid", "normal", "pneumonia"), config=config)
     assert result.mode == "replace_head" and result.preset == out
 
     reloaded = Pipeline.from_preset(out)

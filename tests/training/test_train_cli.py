@@ -16,6 +16,7 @@ def cli():
     return app
 
 
+@pytest.mark.slow  # trains a segmenter, a classifier and fine-tunes them
 def test_segmenter_classifier_ensemble_make_a_preset(cli, synthetic_manifest_path, tmp_path, chest_images):
     from keras_covidcxr import Pipeline
 
@@ -48,6 +49,16 @@ def test_segmenter_classifier_ensemble_make_a_preset(cli, synthetic_manifest_pat
     assert training["recipe"]["segmenter"]["architecture"] == {"input_size": 32, "filters": [4, 8, 16]}
     assert training["data"]["sha256"] == summary["data"]["sha256"]
     assert len(pipeline.predict(chest_images[:1])) == 1
+
+    tuned = tmp_path / "tuned"
+    result = runner.invoke(cli, ["finetune", str(preset), manifest, "--out", str(tuned), "--epochs", "1",
+                                 "--learning-rate", "0.01", "--unfreeze-schedule", "0.5", "--batch-size", "8",
+                                 "--workers", "1", "--eager"])
+    assert result.exit_code == 0, result.output
+    config = Pipeline.from_preset(tuned).metadata["training"]["recipe"]["config"]
+    assert (config["head_epochs"], config["max_epochs_per_stage"], config["head_learning_rate"]) == (1, 1, 0.01)
+    assert "same classes, trained on from the preset's weights" in " ".join(result.stdout.split())
+    assert "warning: the ensemble weights and threshold are fitted on" in " ".join(result.stderr.split())
 
 
 def test_errors_are_one_line_with_exit_code_2(cli, tmp_path):

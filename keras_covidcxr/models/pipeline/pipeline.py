@@ -24,7 +24,9 @@ from keras_covidcxr.io.atomic import atomic_directory
 from keras_covidcxr.io.image_loader import LoadedImage, load_image
 from keras_covidcxr.models.ensemble.majority_vote_ensemble import MajorityVoteEnsemble
 from keras_covidcxr.models.ensemble.weighted_average_ensemble import WeightedAverageEnsemble
+from keras_covidcxr.models.pipeline.decision_rule import decision_rule_of
 from keras_covidcxr.models.pipeline.pipeline_result import PipelineResult
+from keras_covidcxr.models.pipeline.verification import golden_outputs
 from keras_covidcxr.preprocessing.input_contract import InputContract
 from keras_covidcxr.preprocessing.model_inputs import (
     classifier_input,
@@ -36,7 +38,6 @@ from keras_covidcxr.preprocessing.preprocessing_config import PreprocessingConfi
 from keras_covidcxr.preprocessing.resize import resize_image
 from keras_covidcxr.presets import component_io, preset_format
 from keras_covidcxr.presets.resolve import resolve_preset
-from keras_covidcxr.presets.verification import golden_outputs
 from keras_covidcxr.version import __version__
 
 ENSEMBLE_CLASSES = {cls.__name__: cls for cls in (WeightedAverageEnsemble, MajorityVoteEnsemble)}
@@ -54,6 +55,9 @@ class Pipeline:
         preprocessing: a `PreprocessingConfig` (masking mode, mask checks).
         input_contract: an `InputContract` (what images are accepted).
         metadata: the preset's metadata (training provenance among it).
+        decision_threshold: two classes only: label the positive class when its
+            probability reaches this, instead of the ensemble's own rule (see
+            `decision_rule`).
 
     A pipeline is not a Keras object and has no `from_config`: it is saved and
     loaded as a preset (`save_to_preset`, `from_preset`), whose config.json is
@@ -76,6 +80,7 @@ class Pipeline:
         preprocessing=None,
         input_contract=None,
         metadata=None,
+        decision_threshold=None,
     ):
         if class_names is None:
             class_names = BINARY_CLASS_NAMES if ensemble.num_classes == 2 else MULTICLASS_CLASS_NAMES
@@ -96,6 +101,8 @@ class Pipeline:
         self.input_contract = input_contract or InputContract(min_size=segmenter.input_size)
         _check_decoding_matches(self.input_contract)
         self.metadata = dict(metadata or {})
+        self.decision_rule = decision_rule_of(ensemble, class_names, decision_threshold)
+        self.decision_threshold = decision_threshold
         self.classifier_size, _, self.classifier_channels = shapes.pop()
         normalising = [m.name for m in ensemble.members if getattr(m, "input_normalization", None)]
         if normalising and self.preprocessing.standardize:
@@ -110,10 +117,7 @@ class Pipeline:
 
         Example: `pipeline.with_preprocessing(masking="bbox", bbox_margin=0.05)`.
         """
-        preprocessing = dataclasses.replace(self.preprocessing, **changes)
-        return Pipeline(
-            self.segmenter, self.ensemble, self.class_names, preprocessing, self.input_contract, self.metadata
-        )
+        return self._sharing_models(preprocessing=dataclasses.replace(self.preprocessing, **changes))
 
     def with_input_contract(self, **changes):
         """A pipeline sharing these models, with some input contract settings changed.
@@ -121,10 +125,28 @@ class Pipeline:
         Example: `pipeline.with_input_contract(check_view_from_mask=True)`
         also checks the view of PNG/JPEG images from their lung mask.
         """
-        input_contract = dataclasses.replace(self.input_contract, **changes)
-        return Pipeline(
-            self.segmenter, self.ensemble, self.class_names, self.preprocessing, input_contract, self.metadata
-        )
+        return self._sharing_models(input_contract=dataclasses.replace(self.input_contract, **changes))
+
+    def with_decision_threshold(self, threshold):
+        """A pipeline sharing these models that labels the positive class when p >= `threshold`.
+
+        Two classes only; None restores the preset's own rule. Every result
+        records the rule it was labelled by (`result.decision`).
+
+        Example: `pipeline.with_decision_threshold(0.5).decision_rule.describe()`
+        gives "covid if p(covid) >= 0.500 (threshold given by the user)".
+        """
+        return self._sharing_models(decision_threshold=threshold)
+
+    def _sharing_models(self, **changes):
+        settings = {
+            "preprocessing": self.preprocessing,
+            "input_contract": self.input_contract,
+            "metadata": self.metadata,
+            "decision_threshold": self.decision_threshold,
+            **changes,
+        }
+        return Pipeline(self.segmenter, self.ensemble, self.class_names, **settings)
 
     @property
     def is_trained(self):
@@ -254,7 +276,11 @@ class Pipeline:
     def _fill_prediction(self, result, outputs, row):
         names = self.class_names
         result.probabilities = _named(names, outputs["probabilities"][row])
-        result.label = names[int(outputs["label"][row])]
+        if self.decision_threshold is None:
+            result.label = names[int(outputs["label"][row])]
+        else:
+            result.label = names[self.decision_rule.label_index(outputs["probabilities"][row])]
+        result.decision = self.decision_rule.to_dict()
         result.members = {
             member: {"probabilities": _named(names, probabilities), "label": names[int(vote)]}
             for member, probabilities, vote in zip(
@@ -275,6 +301,7 @@ class Pipeline:
             heatmaps = self._grad_cam(classifier_batch[rows], self.class_names.index(class_name))
             for row, heatmap in zip(rows, heatmaps):
                 results[row].heatmap = _heatmap_at_original(heatmap, pixels[row].shape, results[row].crop_box)
+                results[row].heatmap_class = class_name
 
     # === Presets ===
 
@@ -309,7 +336,7 @@ class Pipeline:
                 class_names=config["class_names"],
                 preprocessing=PreprocessingConfig.from_dict(config["preprocessing"]),
                 input_contract=InputContract.from_dict(config["input_contract"]),
-                metadata=metadata,
+                metadata={**metadata, "loaded_from": str(handle)},
             )
         except (KeyError, TypeError) as error:
             raise PresetError(f"{folder / 'config.json'}: incomplete pipeline config ({error!r})") from error

@@ -12,6 +12,9 @@ class PipelineResult:
     Attributes:
         source: the path, or "array[i]" for an array input.
         label: the ensemble's class name (None when `error` is set).
+        decision: the rule the label was decided by (`DecisionRule.to_dict()`:
+            rule, positive class, threshold, origin), e.g. {"rule": "threshold",
+            "positive_class": "covid", "threshold": 0.714, "origin": "preset"}.
         probabilities: {class name: probability}, summing to 1.
         members: {member name: {"probabilities": {...}, "label": str}}.
         image: the decoded gray image in [0, 1] (for overlays).
@@ -21,12 +24,15 @@ class PipelineResult:
         lung_components: number of separate lung regions in the mask.
         warnings: list of (code, message) pairs.
         error: None, or why this image got no prediction.
-        heatmap: Grad-CAM of the predicted class at the original size, when asked.
+        heatmap: Grad-CAM of the ensemble at the original size, when asked.
+        heatmap_class: the class `heatmap` explains (the predicted one unless
+            another was asked for).
         metadata: what the loader read (format, view, age, ...).
     """
 
     source: str
     label: str = None
+    decision: dict = None
     probabilities: dict = None
     members: dict = None
     image: np.ndarray = None
@@ -37,6 +43,7 @@ class PipelineResult:
     warnings: list = dataclasses.field(default_factory=list)
     error: str = None
     heatmap: np.ndarray = None
+    heatmap_class: str = None
     metadata: dict = dataclasses.field(default_factory=dict)
 
     def to_dict(self):
@@ -45,6 +52,7 @@ class PipelineResult:
             "source": self.source,
             "label": self.label,
             "probabilities": self.probabilities,
+            "decision": self.decision,
             "members": self.members,
             "crop_box": list(self.crop_box) if self.crop_box else None,
             "lung_fraction": self.lung_fraction,

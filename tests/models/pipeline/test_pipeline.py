@@ -93,8 +93,10 @@ def test_explain_gives_a_heatmap_at_the_original_size(pipeline, chest_images):
     result = pipeline.predict(chest_images[:1], explain=True)[0]
     assert result.heatmap.shape == chest_images[0].shape
     assert 0.0 <= result.heatmap.min() and result.heatmap.max() <= 1.0
+    assert result.heatmap_class == result.label  # what the overlay's caption names
     heatmap = pipeline.explain(chest_images[0], class_name="non_covid")
     assert heatmap.shape == chest_images[0].shape
+    assert pipeline.predict(chest_images[:1], explain="non_covid")[0].heatmap_class == "non_covid"
 
 
 class RectangleSegmenter(keras.Model):
@@ -187,6 +189,15 @@ def test_a_lateral_looking_mask_is_flagged_only_when_the_check_is_on(view_checki
     assert lateral.warnings[0][1].startswith("lung mask looks like a lateral view (second lung component 0% ")
     assert lateral.error is None and lateral.label is not None  # flagged, still predicted
     assert checking.predict([FRONTAL], strict=True)[0].warnings == []
+
+
+def test_lungs_plus_gas_under_the_diaphragm_are_flagged(view_checking):
+    plain, _ = view_checking
+    with_gas = FRONTAL + boxes_image((slice(216, 240), slice(150, 220)))  # 46% of the film in 3 pieces
+    result = plain.predict([with_gas])[0]
+    assert result.lung_components == 3 and 0.44 < result.lung_fraction < 0.47
+    assert [code for code, _ in result.warnings] == ["mask_below_diaphragm"]
+    assert result.error is None and result.label is not None  # flagged, still predicted
 
 
 def test_strict_refuses_a_lateral_looking_mask_with_raise(view_checking):

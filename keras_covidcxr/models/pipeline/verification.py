@@ -1,4 +1,10 @@
-"""Golden outputs: what a preset predicts on the bundled samples, recorded at save time and re-checked."""
+"""Golden outputs: what a pipeline preset predicts on the bundled samples, recorded at save time and re-checked.
+
+Example:
+    >>> from keras_covidcxr import verify_preset
+    >>> verify_preset("covidcxr_lite").passed  # doctest: +SKIP
+    True
+"""
 
 import dataclasses
 
@@ -37,6 +43,7 @@ def verify_preset(handle, tolerance=GOLDEN_TOLERANCE):
         >>> verify_preset("./my_preset").passed  # doctest: +SKIP
         True
     """
+    # imported here: pipeline.py imports golden_outputs from this module
     from keras_covidcxr.models.pipeline.pipeline import Pipeline
 
     pipeline = Pipeline.from_preset(handle)

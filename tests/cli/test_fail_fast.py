@@ -1,0 +1,91 @@
+"""Usage errors arrive before the Keras backend loads: each checked in a fresh process via sys.modules."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+# Runs the CLI in-process, then reports its exit code, stderr and whether a backend was imported.
+CHILD = """
+import contextlib, io, json, sys
+from typer.testing import CliRunner
+from covidcxr_cli.app import app
+result = CliRunner().invoke(app, sys.argv[1:])
+heavy = [m for m in ("keras", "tensorflow", "jax", "torch") if m in sys.modules]
+print(json.dumps({"code": result.exit_code, "stderr": result.stderr, "heavy": heavy}))
+"""
+
+
+def run_cli(*args):
+    done = subprocess.run([sys.executable, "-c", CHILD, *map(str, args)], capture_output=True, text=True,
+                          check=True, timeout=120)
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+@pytest.fixture
+def image(tmp_path):
+    from PIL import Image
+
+    path = tmp_path / "chest.png"
+    Image.new("L", (256, 256), 128).save(path)
+    return path
+
+
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("missing file", "no such file or folder"),
+        ("unknown preset", "preset"),
+        ("wrong --out suffix", "must end in .csv or .jsonl"),
+        ("--out is a folder", "is a folder"),
+        ("--out in an unwritable folder", "is not writable"),
+        ("--overlays in an unwritable folder", "cannot write overlays"),
+        ("--out below a file", "is not a folder"),
+        ("empty folder", "no image files"),
+        ("missing manifest", "cannot read the manifest"),
+        ("report folder not empty", "not an empty folder or an earlier report"),
+    ],
+)
+def test_usage_errors_arrive_before_the_backend_loads(case, message, tmp_path, image, preset_dir):
+    if os.geteuid() == 0 and "unwritable" in case:
+        pytest.skip("root writes into read-only folders")
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "folder.csv").mkdir()
+    (tmp_path / "report").mkdir()
+    (tmp_path / "report" / "notes.txt").write_text("mine")
+    predict = ["predict", image, "--preset", preset_dir]
+    args = {
+        "missing file": ["predict", tmp_path / "nope.png", "--preset", preset_dir],
+        "unknown preset": ["predict", image, "--preset", "no_such_preset"],
+        "wrong --out suffix": [*predict, "--out", tmp_path / "results.txt"],
+        "--out is a folder": [*predict, "--out", tmp_path / "folder.csv"],
+        "--out in an unwritable folder": [*predict, "--out", locked / "results.csv"],
+        "--overlays in an unwritable folder": [*predict, "--overlays", locked / "overlays"],
+        "--out below a file": [*predict, "--out", image / "results.csv"],
+        "empty folder": ["predict", tmp_path / "empty", "--preset", preset_dir],
+        "missing manifest": ["evaluate", preset_dir, tmp_path / "nope.csv", "--out", tmp_path / "new"],
+        "report folder not empty": ["evaluate", preset_dir, tmp_path / "nope.csv", "--out", tmp_path / "report"],
+    }[case]
+    if case == "report folder not empty":  # a readable manifest, so the folder is what fails
+        manifest = tmp_path / "manifest.csv"
+        manifest.write_text("path,task,label,patient_id,split\nchest.png,cls,covid,p1,test\n")
+        args[2] = manifest
+    result = run_cli(*args)
+    assert result["code"] == 2, result
+    assert message in result["stderr"] and result["stderr"].startswith("error:"), result
+    assert len(result["stderr"].strip().splitlines()) == 1, result
+    assert result["heavy"] == [], result
+
+
+def test_a_resume_with_nothing_left_to_do_does_not_load_the_model(tmp_path, image, preset_dir, loaded_pipeline):
+    from keras_covidcxr import predict_to_file
+
+    out = tmp_path / "results.jsonl"
+    assert predict_to_file(loaded_pipeline, [image], out).done == 1
+    again = run_cli("predict", image, "--preset", preset_dir, "--out", out, "--json")
+    assert again["code"] == 0 and again["heavy"] == [], again
+    assert len(out.read_text().splitlines()) == 1

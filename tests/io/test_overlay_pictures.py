@@ -1,0 +1,129 @@
+"""Overlays a radiologist can read: film kept whole, lung edge drawn, colour bar and caption beside it."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from keras_covidcxr.io.overlay_captions import DISCLAIMER, gradcam_caption, mask_caption
+from keras_covidcxr.io.overlay_figure import COLORBAR_WIDTH, panel_size
+from keras_covidcxr.io.overlays import EDGE_COLOR, mask_edge, save_overlays
+from keras_covidcxr.models.pipeline.pipeline_result import PipelineResult
+
+FILM = (64, 48)  # enlarged 8x to the smallest panel, 512 x 384
+
+
+def fake_result(**changes):
+    """A two-member ensemble's result on a small gradient film with a rectangular lung mask."""
+    image = np.linspace(0.2, 0.8, FILM[0] * FILM[1], dtype="float32").reshape(FILM)
+    mask = np.zeros(FILM, bool)
+    mask[16:48, 8:40] = True
+    yy, xx = np.mgrid[0 : FILM[0], 0 : FILM[1]]
+    fields = {
+        "source": "/data/chest.png",
+        "label": "covid",
+        "probabilities": {"non_covid": 0.028, "covid": 0.972},
+        "decision": {"rule": "threshold", "positive_class": "covid", "threshold": 0.714, "origin": "preset"},
+        "members": {
+            "alpha": {"probabilities": {"non_covid": 0.05, "covid": 0.95}, "label": "covid"},
+            "beta": {"probabilities": {"non_covid": 0.4, "covid": 0.6}, "label": "non_covid"},
+        },
+        "image": image,
+        "mask": mask,
+        "lung_fraction": float(mask.mean()),
+        "lung_components": 1,
+        "heatmap": np.exp(-((yy - 32) ** 2 + (xx - 24) ** 2) / 200.0).astype("float32"),
+        "heatmap_class": "covid",
+    }
+    return PipelineResult(**{**fields, **changes})
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("overlays")
+    result = fake_result()
+    paths = save_overlays(result, folder, "chest")
+    pictures = [np.asarray(Image.open(path).convert("RGB")) for path in paths]
+    return result, paths, pictures
+
+
+def test_panels_keep_the_film_aspect_and_cap_large_films():
+    assert panel_size(FILM) == (512, 384)  # small films are enlarged to be readable
+    assert panel_size((512, 400)) == (512, 400)  # a film in range is shown 1:1
+    assert panel_size((4000, 3000)) == (1024, 768)  # a huge film does not make a huge file
+    assert panel_size((300, 1200)) == (256, 1024)
+
+
+def test_both_overlays_are_pngs_with_a_caption_below_and_a_colour_bar_beside_the_film(written):
+    _, paths, (mask_picture, gradcam_picture) = written
+    assert [p.name for p in paths] == ["chest_mask.png", "chest_gradcam.png"]
+    height, width = panel_size(FILM)
+    assert mask_picture.shape[1] == width and mask_picture.shape[0] > height + 60  # several caption rows
+    assert gradcam_picture.shape[1] == width + COLORBAR_WIDTH
+    assert gradcam_picture.shape[0] > height + 60
+    for picture in (mask_picture, gradcam_picture):
+        caption = picture[height:, :width]
+        assert caption.max() > 200 and (caption < 50).mean() > 0.5  # white text on black
+    # the colour bar runs from jet's dark blue at the bottom to its dark red at the top
+    bar = gradcam_picture[:height, width + 16 : width + 32].astype(int)
+    assert (bar[..., 2] - bar[..., 0] > 100).any() and (bar[..., 0] - bar[..., 2] > 100).any()
+    blue_rows = np.flatnonzero((bar[..., 2] - bar[..., 0] > 100).any(axis=1))
+    red_rows = np.flatnonzero((bar[..., 0] - bar[..., 2] > 100).any(axis=1))
+    assert red_rows.mean() < blue_rows.mean()
+
+
+def test_the_lung_mask_edge_is_drawn_where_the_mask_ends(written):
+    _, _, pictures = written
+    height, width = panel_size(FILM)
+    scale = height // FILM[0]
+    for picture in pictures:
+        panel = picture[:height, :width]
+        is_edge = np.all(panel == EDGE_COLOR, axis=-1)
+        # the mask's rows 16:48 and columns 8:40, at 8x: its border pixels are magenta
+        top, bottom, left, right = 16 * scale, 48 * scale - 1, 8 * scale, 40 * scale - 1
+        assert is_edge[top, left + 20 : right - 20].all() and is_edge[bottom, left + 20 : right - 20].all()
+        assert is_edge[top + 20 : bottom - 20, left].all() and is_edge[top + 20 : bottom - 20, right].all()
+        assert not is_edge[top + 10 : bottom - 10, left + 10 : right - 10].any()  # inside stays the film
+        assert not is_edge[: top - 2].any() and not is_edge[bottom + 3 :].any()
+
+
+def test_the_heatmap_is_smooth_on_the_overlay(written):
+    _, _, (_, gradcam_picture) = written
+    height, width = panel_size(FILM)
+    red = gradcam_picture[:height, :width, 0].astype(int)
+    row = red[height // 2, 80:300]  # across the heat peak, inside the mask's edge (columns 64 to 319)
+    assert np.abs(np.diff(row)).max() <= 6  # no 8 px blocks from the 64 px film
+
+
+def test_mask_edge_is_the_inner_border_only():
+    mask = np.zeros((10, 10), bool)
+    mask[2:8, 2:8] = True
+    edge = mask_edge(mask, width=1)
+    assert edge.sum() == 20 and not edge[3:7, 3:7].any() and not edge[~mask].any()
+
+
+def test_the_gradcam_caption_names_class_model_probability_and_rule():
+    text = "\n".join(gradcam_caption(fake_result()))
+    assert "Grad-CAM of the ensemble of alpha, beta for class covid, on chest.png" in text
+    assert "p(covid) = 0.972; label covid (rule: covid if p(covid) >= 0.714)" in text
+    assert "Member alpha: p(covid) = 0.950, votes covid" in text
+    assert "Member beta: p(covid) = 0.600, votes non_covid" in text
+    assert DISCLAIMER in text
+    other = "\n".join(gradcam_caption(fake_result(heatmap_class="non_covid", decision=None)))
+    assert "for class non_covid" in other and "p(non_covid) = 0.028; label covid" in other
+    assert "rule:" not in other  # no decision rule recorded: none claimed
+
+
+def test_the_mask_caption_gives_the_lung_fraction_and_the_qc_verdict():
+    ok = mask_caption(fake_result(lung_fraction=0.3125, lung_components=2))
+    assert ok[0] == "Lung mask (tinted, magenta edge): 31.2% of the image in 2 piece(s)"
+    assert ok[1] == "Mask QC: ok"
+    warned = mask_caption(
+        fake_result(
+            warnings=[
+                ("mask_below_diaphragm", "lung mask has 1 piece(s) below the lungs"),
+                ("view", "view LL is not one of PA, AP"),
+            ]
+        )
+    )
+    assert warned[1] == "Mask QC: check the mask: lung mask has 1 piece(s) below the lungs"
+    assert warned[2] == "Notes: view LL is not one of PA, AP" and DISCLAIMER in warned[-1]
