@@ -75,7 +75,8 @@ def predict(
         if _backend_not_loaded_yet():
             keras_covidcxr.read_preset_metadata(preset)  # an unknown or broken preset fails here
             if out is not None:
-                done = keras_covidcxr.finished_run(preset, paths, out, strict, retry_failed, threshold, check_view)
+                done = keras_covidcxr.finished_run(preset, paths, out, strict, retry_failed, threshold, check_view,
+                                                   overlays)
                 if done is not None:
                     raise typer.Exit(_print_file_summary(done, out, json_output, untrained=False))
     with reported_errors(debug, needs_keras=True):

@@ -175,14 +175,16 @@ def model_sha256(pipeline):
     return digest.hexdigest()
 
 
-def finished_run(preset, inputs, out, strict=False, retry_failed=False, decision_threshold=None, check_view=False):
+def finished_run(preset, inputs, out, strict=False, retry_failed=False, decision_threshold=None, check_view=False,
+                 overlays=None):
     """The summary of a rerun that has nothing left to do, found without loading the model; else None.
 
     `out` must come from an earlier `predict_to_file` of the same preset and
     settings (anything else raises the `ConfigError` that run would raise),
     and hold a row for the current content of every image file under
-    `inputs`. A file whose row is an error counts as done unless
-    `retry_failed`. The first file still to do ends the check.
+    `inputs` (and, with `overlays`, its overlays there). A file whose row
+    is an error counts as done unless `retry_failed`. The first file still
+    to do ends the check.
 
     Example:
         >>> finished_run("covidcxr_lite", ["scans/"], "results.csv")  # doctest: +SKIP
@@ -203,7 +205,7 @@ def finished_run(preset, inputs, out, strict=False, retry_failed=False, decision
         for path in paths:
             source = os.path.abspath(path)
             try:
-                earlier = results.earlier_row(source, sha256_of_file(source))
+                earlier = _earlier_row(results, source, sha256_of_file(source), overlays)
             except OSError:
                 return None
             if earlier is None or (earlier == "failed" and retry_failed):
@@ -221,6 +223,14 @@ def overlay_stem(source, sha256):
     return f"{Path(source).stem}_{sha256[:8]}"
 
 
+def _earlier_row(results, source, sha256, overlays):
+    """`results.earlier_row`, except that a done file whose overlays are missing counts as not done."""
+    earlier = results.earlier_row(source, sha256)
+    if earlier == "ok" and overlays is not None:
+        return "ok" if (Path(overlays) / f"{overlay_stem(source, sha256)}_mask.png").is_file() else None
+    return earlier
+
+
 def _read_file(path, results, retry_failed, overlays=None):
     """Runs in a reader thread: hash the file, skip it if done, else decode it."""
     source = os.path.abspath(path)
@@ -230,9 +240,7 @@ def _read_file(path, results, retry_failed, overlays=None):
         return _ReadFile(source, error=f"{source}: no such file")
     except OSError as error:
         return _ReadFile(source, error=f"{source}: cannot read the file ({error.strerror or error})")
-    earlier = results.earlier_row(source, sha256)
-    if earlier == "ok" and overlays is not None:
-        earlier = "ok" if (Path(overlays) / f"{overlay_stem(source, sha256)}_mask.png").is_file() else None
+    earlier = _earlier_row(results, source, sha256, overlays)
     if earlier == "ok" or (earlier == "failed" and not retry_failed):
         return _ReadFile(source, sha256, earlier=earlier)
     try:

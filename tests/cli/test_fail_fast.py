@@ -89,3 +89,7 @@ def test_a_resume_with_nothing_left_to_do_does_not_load_the_model(tmp_path, imag
     again = run_cli("predict", image, "--preset", preset_dir, "--out", out, "--json")
     assert again["code"] == 0 and again["heavy"] == [], again
     assert len(out.read_text().splitlines()) == 1
+    # asking for overlays that were never written leaves work to do: that run loads the model
+    from keras_covidcxr import finished_run
+
+    assert finished_run(preset_dir, [image], out, overlays=tmp_path / "overlays") is None
