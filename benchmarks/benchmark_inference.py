@@ -9,7 +9,9 @@ the untrained small CPU configuration of examples/build_untrained_preset.py):
   - images/s of Pipeline.predict at batch 1, 8, 16 against a naive loop calling each model's
     model.predict once per image (what the field's reference scripts do), and the ratio;
   - achieved GFLOP/s (conv + dense FLOPs per image) as a fraction of this machine's float32 matmul
-    peak, measured in the same run with the backend's matmul;
+    rate, measured with the backend's matmul right before and right after each figure (best of
+    several, at the size where its matmul plateaus), beside the load average: on a shared machine a
+    peak measured once, minutes earlier, is no yardstick (it read 66 to 124 GFLOP/s across runs);
   - Grad-CAM for all members against one ensemble forward;
 and, once: cold start of `covidcxr --help`, `covidcxr presets` and `covidcxr predict` on one image
 against a minimal script that imports the backend, loads the same preset and runs one forward pass;
@@ -43,16 +45,49 @@ def best_time(fn, repeats):
     return min(times)
 
 
-def matmul_peak_gflops(n=2048, repeats=5):
-    import keras
+class MatmulYardstick:
+    """This machine's float32 matmul GFLOP/s, measured again around every workload figure.
 
-    a = keras.random.normal((n, n), seed=1)
-    b = keras.random.normal((n, n), seed=2)
+    The size is picked once, among `sizes`, where the backend's matmul runs fastest (its plateau);
+    each measurement is the best of `repeats`. Every measurement is kept, so the run can print
+    the yardstick's spread, and each figure is compared with the larger of the two taken around it.
+    """
 
-    def run():
-        keras.ops.convert_to_numpy(keras.ops.matmul(a, b)[0, 0])
+    def __init__(self, sizes=(1024, 2048, 3072), repeats=3):
+        self.repeats = repeats
+        rates = {n: self._gflops(n) for n in sizes}
+        self.size = max(rates, key=rates.get)
+        self.samples = [rates[self.size]]
 
-    return 2 * n**3 / best_time(run, repeats) / 1e9
+    def _gflops(self, n):
+        import keras
+
+        a = keras.random.normal((n, n), seed=1)
+        b = keras.random.normal((n, n), seed=2)
+
+        def run():
+            keras.ops.convert_to_numpy(keras.ops.matmul(a, b)[0, 0])
+
+        return 2 * n**3 / best_time(run, self.repeats) / 1e9
+
+    def measure(self):
+        self.samples.append(self._gflops(self.size))
+        return self.samples[-1]
+
+    def around(self, workload):
+        """(workload(), the higher of the matmul rates measured just before and just after it)."""
+        before = self.measure()
+        result = workload()
+        return result, max(before, self.measure())
+
+    def spread(self):
+        samples = sorted(self.samples)
+        return (f"matmul yardstick {self.size}^2: median {samples[len(samples) // 2]:.1f} GFLOP/s, "
+                f"min {samples[0]:.1f}, max {samples[-1]:.1f} over {len(samples)} measurements")
+
+
+def load_average(label="load average "):
+    return label + " ".join(f"{value:.2f}" for value in os.getloadavg())
 
 
 def build_preset(kind, folder):
@@ -65,7 +100,7 @@ def build_preset(kind, folder):
     return folder
 
 
-def bench_config(kind, preset, peak, batches, repeats):
+def bench_config(kind, preset, yardstick, batches, repeats):
     from keras_covidcxr import GradCAM, Pipeline
     from keras_covidcxr.io.image_loader import load_image
 
@@ -83,14 +118,20 @@ def bench_config(kind, preset, peak, batches, repeats):
             for member in pipeline.ensemble.members:
                 member.predict(np.zeros((1, cls_size, cls_size, channels), "float32"), verbose=0)
 
-    naive_rate = 4 / best_time(lambda: naive(4), 1)
-    print(f"{'batch':>6} {'pipeline img/s':>15} {'naive img/s':>12} {'ratio':>6} {'GFLOP/s':>8} {'of peak':>8}")
+    naive_seconds, naive_peak = yardstick.around(lambda: best_time(lambda: naive(4), 1))
+    naive_rate = 4 / naive_seconds
+    print(f"naive loop: {naive_rate:.2f} img/s, {naive_rate * flops / 1e9 / naive_peak:.1%} of the matmul rate "
+          f"around it ({naive_peak:.1f} GFLOP/s); {load_average()}")
+    print(f"{'batch':>6} {'pipeline img/s':>15} {'naive img/s':>12} {'ratio':>6} {'GFLOP/s':>8} {'matmul':>8}"
+          f" {'of matmul':>10}  load (1, 5, 15 min)")
     for batch in batches:
         images = [image] * batch
-        seconds = best_time(lambda images=images, batch=batch: pipeline.predict(images, batch_size=batch), repeats)
+        seconds, peak = yardstick.around(
+            lambda images=images, batch=batch: best_time(lambda: pipeline.predict(images, batch_size=batch), repeats)
+        )
         rate = batch / seconds
         print(f"{batch:>6} {rate:>15.2f} {naive_rate:>12.2f} {rate / naive_rate:>6.2f}"
-              f" {rate * flops / 1e9:>8.1f} {rate * flops / 1e9 / peak:>8.1%}")
+              f" {rate * flops / 1e9:>8.1f} {peak:>8.1f} {rate * flops / 1e9 / peak:>10.1%}  {load_average('')}")
 
     x = np.random.default_rng(0).uniform(size=(1, cls_size, cls_size, channels)).astype("float32")
     forward = best_time(lambda: pipeline.ensemble.predict_on_batch(x), repeats)
@@ -175,14 +216,16 @@ def main():
 
     batches, repeats = ((1, 8), 1) if args.quick else ((1, 8, 16), 2)
     print(f"keras {keras.__version__}, backend {keras.backend.backend()}, {os.cpu_count()} CPU cores")
-    peak = matmul_peak_gflops()
-    print(f"float32 matmul peak (2048^2, {keras.backend.backend()}): {peak:.1f} GFLOP/s")
+    yardstick = MatmulYardstick()
+    print(f"float32 matmul yardstick: {yardstick.size}^2 ({keras.backend.backend()}), where its rate plateaus; "
+          f"{load_average()}")
     sections = args.sections.split(",")
     with tempfile.TemporaryDirectory() as tmp:
         presets = {kind: build_preset(kind, Path(tmp) / kind) for kind in args.configs.split(",")}
         if "speed" in sections:
             for kind, preset in presets.items():
-                bench_config(kind, preset, peak, batches, repeats)
+                bench_config(kind, preset, yardstick, batches, repeats)
+            print(yardstick.spread())
         cli_preset = presets.get("bundled") or presets.get("small") or next(iter(presets.values()))
         if "cold" in sections:
             bench_cold_start(cli_preset)
