@@ -74,6 +74,7 @@ _LAZY = {
     "predict_to_file": "keras_covidcxr.inference.batch_prediction",
     "PredictionSummary": "keras_covidcxr.inference.batch_prediction",
     "finished_run": "keras_covidcxr.inference.batch_prediction",
+    "results_format": "keras_covidcxr.inference.results_file",
     "DecisionRule": "keras_covidcxr.models.pipeline.decision_rule",
     "decision_rule_from_config": "keras_covidcxr.models.pipeline.decision_rule",
     "find_images": "keras_covidcxr.inference.image_walk",

@@ -105,10 +105,7 @@ def _backend_not_loaded_yet():
 def _check_outputs(out, overlays):
     """Refuse output targets that cannot be written, before anything is predicted."""
     if out is not None:
-        if out.suffix.lower() not in (".csv", ".jsonl", ".ndjson"):
-            raise keras_covidcxr.ConfigError(f"{out}: the results file must end in .csv or .jsonl")
-        if out.is_dir():
-            raise keras_covidcxr.ConfigError(f"{out}: is a folder; give a .csv or .jsonl file to write")
+        keras_covidcxr.results_format(out)
         _check_writable_folder(out.absolute().parent, f"{out}: cannot write the results file")
     if overlays is not None:
         if overlays.exists() and not overlays.is_dir():

@@ -71,6 +71,22 @@ def csv_columns(class_names):
     ]
 
 
+def results_format(path):
+    """"csv" or "jsonl", by the suffix of the results file `path`; refuses other suffixes and folders.
+
+    Example:
+        >>> results_format("out/results.JSONL")
+        'jsonl'
+    """
+    path = Path(path)
+    format = SUFFIXES.get(path.suffix.lower())
+    if format is None:
+        raise ConfigError(f"{path}: the results file must end in .csv or .jsonl")
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a folder; give a .csv or .jsonl file to write")
+    return format
+
+
 def meta_path(path):
     """The sidecar that names the run which wrote the results file `path`."""
     path = Path(path)
@@ -100,11 +116,7 @@ class ResultsFile:
     def __init__(self, path, class_names, model_sha256, strict=False, untrained=False, check_view=False,
                  decision=None, about=None):
         self.path = Path(path)
-        self.format = SUFFIXES.get(self.path.suffix.lower())
-        if self.format is None:
-            raise ConfigError(f"{self.path}: the results file must end in .csv or .jsonl")
-        if self.path.is_dir():
-            raise ConfigError(f"{self.path}: is a folder; give a .csv or .jsonl file to write")
+        self.format = results_format(self.path)
         self.meta_path = meta_path(self.path)
         self.class_names = list(class_names)
         self.meta = {

@@ -43,7 +43,9 @@ def cleaned_lung_mask(mask, config):
             f"lung mask trimmed: {removed:.0%} in pieces beyond the largest {config.keep_largest_pieces}",
         ))
     if below:
-        what = "kept" if pieces_below_lungs(kept) else "removed"
+        # the pieces below are never among the two largest: trimming to two or fewer removes them all
+        pieces = config.keep_largest_pieces
+        what = "removed" if 0 < pieces <= 2 or (pieces and not pieces_below_lungs(kept)) else "kept"
         warnings.append((
             "mask_below_diaphragm",
             f"lung mask: {len(below)} piece(s) below the lungs ({sum(below):.1%} of the image; not lung); {what}",
