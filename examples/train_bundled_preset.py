@@ -14,12 +14,16 @@ Stages (each cached in --work; rerunning the script resumes where it stopped):
 3. inputs: every classification image cropped to the bounding box (+2.5%, as COVID-SDNet) of the two
    largest pieces of its lung mask, gray [0, 1] at 224 px; the paper's hard mask too, for comparison.
 4. features: each member's frozen ImageNet backbone (MobileNetV2, EfficientNet-Lite0; two families),
-   globally pooled, computed once.
-5. cv: patient-grouped 5-fold cross-validation of the whole recipe (heads, ensemble weights and
-   thresholds fitted inside each fold's training part, on a patient-disjoint calibration split),
-   with patient-bootstrap CIs, PA-only, leave-one-source-out and two shortcut baselines.
-6. final: the recipe on all images: heads on 80% of the patients, ensemble weights and thresholds on
-   the other 20% (the calibration split: the shipped model's own scores), written as the preset.
+   cut at its last 14x14 activation and globally pooled, computed once (the last layer's too, for
+   comparison).
+5. cv: patient-grouped 5-fold cross-validation of the whole recipe (heads, ensemble weights,
+   thresholds, calibration, refer band and out-of-distribution check fitted inside each fold's
+   training part, on a patient-disjoint calibration split), with patient-bootstrap CIs, PA-only,
+   leave-one-source-out and two shortcut baselines.
+6. final: the recipe on all images: heads on 80% of the patients, ensemble weights, thresholds, Platt
+   calibration and refer band on the other 20% (the calibration split: the shipped model's own scores),
+   the out-of-distribution check's reference on the 80%, written as the preset; then its
+   out-of-distribution flag rates on the shared laterals, CT slices and NIH frontal films.
 
 Data: the classification images of ../shared/data/cxr (ieee8023, Actualmed, Figure 1), where COVID-19
 and non-COVID films come from the same collections. ../shared/data/cxr_extra is not used for
@@ -28,6 +32,7 @@ AUC (model_cards/covidcxr_lite.md gives the figures); each of its labels comes f
 """
 
 import argparse
+import csv
 import hashlib
 import json
 import subprocess
@@ -37,7 +42,19 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_covidcxr import CXRClassifier, Pipeline, PreprocessingConfig, TrainingConfig, run_segmenter_recipe
+from keras_covidcxr import (
+    ConfigError,
+    CXRClassifier,
+    InputContract,
+    Pipeline,
+    PreprocessingConfig,
+    ProbabilityCalibration,
+    TrainingConfig,
+    fit_calibration,
+    fit_feature_distance_check,
+    fit_refer_rule,
+    run_segmenter_recipe,
+)
 from keras_covidcxr.data import (
     exclude_refused,
     find_near_duplicates,
@@ -48,6 +65,7 @@ from keras_covidcxr.data import (
 )
 from keras_covidcxr.io.image_loader import load_image
 from keras_covidcxr.metrics.bootstrap import percentile_interval, resample_patients
+from keras_covidcxr.metrics.calibration import brier_score, expected_calibration_error
 from keras_covidcxr.metrics.cross_validation import patient_kfold_indices
 from keras_covidcxr.metrics.thresholds import threshold_for_sensitivity, youden_threshold
 from keras_covidcxr.preprocessing.lung_masking import mask_quality
@@ -72,15 +90,22 @@ SEGMENTER_CONFIG = TrainingConfig(batch_size=16, epochs=30, learning_rate=1e-3, 
 CLASSIFIER_SIZE = 224  # the paper's input size
 # The lung box of the two largest mask pieces (a separate piece is mostly bowel gas under the diaphragm).
 PREPROCESSING = PreprocessingConfig(masking="bbox", bbox_margin=0.025, keep_largest_pieces=2, standardize=False)
+# Plain images state no view: flag lateral-looking lung masks (the feature-distance check misses laterals).
+INPUT_CONTRACT = InputContract(min_size=SEGMENTER["input_size"], check_view_from_mask=True)
 HARD_MASK = PreprocessingConfig(masking="hard", keep_largest_pieces=2, standardize=False)  # the paper's
-MEMBERS = {  # name: (backbone, weights file in --weights)
-    "mobilenet_v2": ("mobilenet_v2", "mobilenetv2_1.0_imagenet_notop.weights.h5"),
-    "efficientnet_lite0": ("efficientnet_lite0", "efficientnet_lite0_imagenet.safetensors"),
+MEMBERS = {  # name: (backbone, weights file in --weights, the layer whose pooled output the head reads)
+    "mobilenet_v2": ("mobilenet_v2", "mobilenetv2_1.0_imagenet_notop.weights.h5", "block_13_expand_relu"),
+    "efficientnet_lite0": ("efficientnet_lite0", "efficientnet_lite0_imagenet.safetensors", "block11_expand_relu6"),
 }
+# Both layers are the last activation at 14x14 (224 px input): pooled there, each backbone separated COVID-19
+# from the rest better than pooled at its last layer, in cross-validation on these images (model card).
 REGULARIZATION = 0.05  # logistic-regression C; 0.01 and 0.1 gave within 0.02 AUC in cross-validation
 TARGET_SENSITIVITY = 0.85
 MIN_SPECIFICITY = 0.5  # below this on the calibration split, the threshold falls back to Youden's
 CALIBRATION_FRACTION = 0.2
+# The refer band answers the images outside it at the issue's targets on the calibration split.
+REFER_TARGETS = {"target_sensitivity": 0.85, "target_specificity": 0.70, "min_coverage": 0.5}
+OOD_MEMBER, OOD_NEIGHBOURS, OOD_QUANTILE = "mobilenet_v2", 5, 0.99
 WITHIN_COLLECTION = ("ieee8023", "actualmed", "figure1")
 
 
@@ -178,17 +203,20 @@ def classifier_inputs(manifest, segmenter, work, preprocessing, tag):
         rows, segmenter, CLASSIFIER_SIZE, preprocessing, batch_size=16, workers=2)[0])
 
 
-def build_member(name, weights_folder):
-    backbone, weights_file = MEMBERS[name]
+def build_member(name, weights_folder, last_layer=False):
+    backbone, weights_file, feature_layer = MEMBERS[name]
     return CXRClassifier(backbone, num_classes=2, head_units=0, input_shape=(CLASSIFIER_SIZE, CLASSIFIER_SIZE, 1),
                          input_normalization="imagenet", backbone_weights=str(Path(weights_folder) / weights_file),
-                         name=name)
+                         feature_layer=None if last_layer else feature_layer, name=name)
 
 
-def member_features(inputs, weights_folder, work, tag):
-    """{member: (n, channels) pooled frozen-backbone features}."""
-    return {name: cached(work / f"features_{name}_{tag}.npy",
-                         lambda name=name: pooled_features(build_member(name, weights_folder), inputs))
+def member_features(inputs, weights_folder, work, tag, last_layer=False):
+    """{member: (n, channels) pooled frozen-backbone features} at each member's feature layer (or its last)."""
+    def path(name):
+        return work / (f"features_{name}_{tag}.npy" if last_layer else f"features_{name}_{tag}_{MEMBERS[name][2]}.npy")
+
+    return {name: cached(path(name), lambda name=name: pooled_features(build_member(name, weights_folder, last_layer),
+                                                                       inputs))
             for name in MEMBERS}
 
 
@@ -223,9 +251,25 @@ def fit_recipe(features, labels, groups, index, seed):
     member_thresholds = [operating_threshold(labels[calibration] == 1, s)[0] for s in calibration_scores.T]
     ensemble_scores = calibration_scores @ np.asarray(weights)
     threshold, point = operating_threshold(labels[calibration] == 1, ensemble_scores)
+    # Platt scaling and the refer band, on the same calibration split (the shipped model's own scores)
+    refer_rule = refer_problem = None
+    try:
+        probability_calibration = fit_calibration(np.stack([1 - ensemble_scores, ensemble_scores], 1),
+                                                  labels[calibration])
+    except ConfigError as error:  # e.g. a calibration split whose scores rank backwards: no calibration there
+        probability_calibration = ProbabilityCalibration("platt")  # the identity
+        refer_problem = f"calibration: {error}"
+    calibrated = probability_calibration.apply_to_positive(ensemble_scores)
+    if refer_problem is None:
+        try:
+            refer_rule = fit_refer_rule(calibrated, labels[calibration],
+                                        probability_calibration.apply_to_positive(threshold), **REFER_TARGETS)
+        except ConfigError as error:  # recorded; the preset then always answers
+            refer_problem = str(error)
     return {"heads": heads, "weights": weights, "member_thresholds": member_thresholds, "threshold": threshold,
             "threshold_point": point, "fit": fit, "calibration": calibration,
-            "calibration_scores": calibration_scores}
+            "calibration_scores": calibration_scores, "probability_calibration": probability_calibration,
+            "refer_rule": refer_rule, "refer_problem": refer_problem}
 
 
 def score(recipe, features, index):
@@ -285,13 +329,22 @@ def source_features(rows):
 def cross_validate(features, labels, groups, baselines):
     """Out-of-fold ensemble, member and baseline scores, and each fold's decisions at its own threshold."""
     n = len(labels)
-    out = {"ensemble": np.zeros(n), "decision": np.zeros(n, bool), **{m: np.zeros(n) for m in features},
+    out = {"ensemble": np.zeros(n), "decision": np.zeros(n, bool), "calibrated": np.zeros(n),
+           "referred": np.zeros(n, bool), "ood_distance": np.zeros(n), "ood_flagged": np.zeros(n, bool),
+           **{m: np.zeros(n) for m in features},
            **{f"{m}_decision": np.zeros(n, bool) for m in features}, **{b: np.zeros(n) for b in baselines}}
     folds = []
     for k, (train, test) in enumerate(patient_kfold_indices(labels, groups, k=FOLDS, seed=SEED)):
         recipe = fit_recipe(features, labels, groups, train, seed=SEED + k)
         members, ensemble = score(recipe, features, test)
         out["ensemble"][test], out["decision"][test] = ensemble, ensemble >= recipe["threshold"]
+        out["calibrated"][test] = recipe["probability_calibration"].apply_to_positive(ensemble)
+        if recipe["refer_rule"] is not None:
+            out["referred"][test] = recipe["refer_rule"].refers(out["calibrated"][test])
+        check = fit_feature_distance_check(OOD_MEMBER, features[OOD_MEMBER][recipe["fit"]],
+                                           features[OOD_MEMBER][recipe["calibration"]], OOD_NEIGHBOURS, OOD_QUANTILE)
+        out["ood_distance"][test] = check.distances(features[OOD_MEMBER][test])
+        out["ood_flagged"][test] = out["ood_distance"][test] > check.threshold
         for j, name in enumerate(features):
             out[name][test] = members[:, j]
             out[f"{name}_decision"][test] = members[:, j] >= recipe["member_thresholds"][j]
@@ -299,7 +352,10 @@ def cross_validate(features, labels, groups, baselines):
             model, _, _ = fit_logistic_regression(x[train], labels[train], 1.0)
             out[name][test] = model.predict_proba(x[test])[:, 1]
         folds.append({"threshold": recipe["threshold"], "weights": list(recipe["weights"]),
-                      "member_thresholds": recipe["member_thresholds"], "calibration_point": recipe["threshold_point"]})
+                      "member_thresholds": recipe["member_thresholds"], "calibration_point": recipe["threshold_point"],
+                      "probability_calibration": recipe["probability_calibration"].to_dict(),
+                      "refer_rule": recipe["refer_rule"] and recipe["refer_rule"].to_dict(),
+                      "refer_problem": recipe["refer_problem"]})
     return out, folds
 
 
@@ -330,7 +386,43 @@ def cross_validation_report(rows, features, hard_features, baselines):
     hard_oof, _ = cross_validate(hard_features, labels, groups, {})
     hard = {"ensemble_auc": with_ci(auc, labels, groups, hard_oof["ensemble"]),
             "ensemble_auc_pa_only": with_ci(auc, labels[pa], groups[pa], hard_oof["ensemble"][pa])}
-    return report, folds, hard
+    return report, folds, hard, uncertainty_report(labels, groups, oof)
+
+
+def uncertainty_report(labels, groups, oof):
+    """Out-of-fold calibration (ECE, Brier before and after), the refer rule's coverage and answered metrics,
+    and the out-of-distribution check's false-flag rate on these frontal films."""
+    names = list(CLASS_NAMES)
+
+    def two_columns(p):
+        return np.stack([1 - p, p], axis=1)
+
+    calibration = {
+        stage: {"ece": expected_calibration_error(labels, two_columns(oof[key]), names),
+                "brier": brier_score(labels, two_columns(oof[key]), names)}
+        for stage, key in (("before", "ensemble"), ("after", "calibrated"))
+    }
+    answered, referred = ~oof["referred"], oof["referred"]
+    decisions = oof["decision"]
+    refer = {
+        "coverage": float(answered.mean()), "referred": int(referred.sum()),
+        "answered": {"sensitivity": with_ci(sensitivity, labels[answered], groups[answered], decisions[answered]),
+                     "specificity": with_ci(specificity, labels[answered], groups[answered], decisions[answered])},
+        "all": {"sensitivity": sensitivity(labels, decisions), "specificity": specificity(labels, decisions)},
+        "referred_covid_fraction": float(labels[referred].mean()) if referred.any() else None,
+    }
+    return {"calibration": calibration, "refer": refer,
+            "ood_false_flag_rate": float(oof["ood_flagged"].mean()), "ood_flagged": int(oof["ood_flagged"].sum())}
+
+
+def last_layer_comparison(rows, features):
+    """Cross-validated AUC of the same recipe on the backbones' last-layer features (the 0.2 preset's)."""
+    labels = np.array([row.label == "covid" for row in rows], np.int64)
+    groups = np.array([row.patient_id for row in rows])
+    pa = np.array([row.view == "PA" for row in rows])
+    oof, _ = cross_validate(features, labels, groups, {})
+    return {"ensemble_auc": with_ci(auc, labels, groups, oof["ensemble"]),
+            "ensemble_auc_pa_only": with_ci(auc, labels[pa], groups[pa], oof["ensemble"][pa])}
 
 
 def leave_one_source_out(rows, features):
@@ -364,11 +456,15 @@ def final_preset(rows, features, segmenter, weights_folder):
         member = build_member(name, weights_folder)
         fit_linear_head(member, features[name][recipe["fit"]], labels[recipe["fit"]], REGULARIZATION)
         members.append(member)
-    pipeline = assemble_pipeline(segmenter, members, CLASS_NAMES, "weighted_average", recipe["weights"],
-                                 recipe["threshold"], preprocessing=PREPROCESSING,
-                                 member_thresholds=recipe["member_thresholds"],
-                                 validation_scores=recipe["calibration_scores"])
     calibration = recipe["calibration"]
+    ood_check = fit_feature_distance_check(OOD_MEMBER, features[OOD_MEMBER][recipe["fit"]],
+                                           features[OOD_MEMBER][calibration], OOD_NEIGHBOURS, OOD_QUANTILE)
+    pipeline = assemble_pipeline(segmenter, members, CLASS_NAMES, "weighted_average", recipe["weights"],
+                                 recipe["threshold"], preprocessing=PREPROCESSING, input_contract=INPUT_CONTRACT,
+                                 member_thresholds=recipe["member_thresholds"],
+                                 validation_scores=recipe["calibration_scores"],
+                                 calibration=recipe["probability_calibration"], refer_rule=recipe["refer_rule"],
+                                 out_of_distribution=ood_check)
     scores = recipe["calibration_scores"] @ np.asarray(recipe["weights"])
     y, g = labels[calibration], groups[calibration]
     record = {
@@ -380,8 +476,42 @@ def final_preset(rows, features, segmenter, weights_folder):
         "calibration_auc": with_ci(auc, y, g, scores),
         "calibration_scores_range": [float(scores.min()), float(scores.max())],
         "calibration_fraction_called_covid": float(np.mean(scores >= recipe["threshold"])),
+        "probability_calibration": recipe["probability_calibration"].to_dict(),
+        "refer_rule": recipe["refer_rule"] and recipe["refer_rule"].to_dict(),
+        "refer_problem": recipe["refer_problem"],
+        "out_of_distribution": {**ood_check.to_config(), "reference_images": len(recipe["fit"])},
     }
     return pipeline, record, [rows[i].patient_id for i in recipe["fit"]]
+
+
+def out_of_distribution_rates(pipeline, shared_folder, nih_films=200):
+    """How often the shipped preset's out-of-distribution check flags non-frontal images (the shared
+    laterals and CT slices, saved as PNG without a view) and adult frontal films of another hospital
+    (NIH ChestX-ray14 normals and pneumonias of cxr_extra, which no model here was trained on)."""
+    def rows(manifest):
+        with open(manifest, newline="") as handle:
+            return [(manifest.parent / row["file"], row) for row in csv.DictReader(handle)]
+
+    bad = rows(shared_folder / "manifest_bad_inputs.csv")
+    groups = {"lateral": [path for path, row in bad if row["view"] == "L"],
+              "ct": [path for path, row in bad if row["view"] in ("Axial", "Coronal")]}
+    extra_manifest = shared_folder.parent / "cxr_extra" / "manifest.csv"
+    if extra_manifest.is_file():
+        frontal = sorted(path for path, row in rows(extra_manifest)
+                         if row["source"] == "nih" and row["view"] in ("PA", "AP"))
+        groups["nih_frontal"] = frontal[:: max(1, len(frontal) // nih_films)][:nih_films]
+    rates = {}
+    for name, paths in groups.items():
+        results = pipeline.predict(paths, batch_size=16, on_error="record")
+        scored = [r for r in results if r.error is None]
+        flagged = sum(r.out_of_distribution["flagged"] for r in scored)
+        view = sum(any(code == "view" for code, _ in r.warnings) for r in scored)  # the lung-mask view check
+        either = sum(r.out_of_distribution["flagged"] or any(code == "view" for code, _ in r.warnings)
+                     for r in scored)
+        rates[name] = {"images": len(paths), "scored": len(scored), "flagged": int(flagged),
+                       "rate": flagged / len(scored) if scored else None, "view_flagged": int(view),
+                       "flagged_by_either": int(either)}
+    return rates
 
 
 def git_commit():
@@ -425,10 +555,12 @@ def main(argv=None):
     hard_inputs = classifier_inputs(manifest, segmenter, work, HARD_MASK, "hard")
     features = member_features(inputs, args.weights, work, "bbox")
     hard_features = member_features(hard_inputs, args.weights, work, "hard")
+    last_layer_features = member_features(inputs, args.weights, work, "bbox", last_layer=True)
     times["inputs_and_features"] = round(time.time() - stage, 1)
     stage = time.time()
     baselines = {"shortcut_baseline": shortcut_features(manifest), "source_baseline": source_features(rows)}
-    cv, folds, hard_mask = cross_validation_report(rows, features, hard_features, baselines)
+    cv, folds, hard_mask, uncertainty = cross_validation_report(rows, features, hard_features, baselines)
+    last_layer = last_layer_comparison(rows, last_layer_features)
     loso = leave_one_source_out(rows, features)
     times["cross_validation"] = round(time.time() - stage, 1)
     for subset in ("all", "pa_only"):
@@ -441,7 +573,8 @@ def main(argv=None):
     counts = {f"{task}/{label or '-'}": n for (task, label), n in sorted(manifest.counts("task", "label").items())}
     times["total_this_run"] = round(time.time() - started, 1)
     training = {
-        "summary": ("Frozen ImageNet MobileNetV2 and EfficientNet-Lite0 with logistic-regression heads on lung-"
+        "summary": ("Frozen ImageNet MobileNetV2 and EfficientNet-Lite0, each read at its 14x14 stage "
+                    "(block_13_expand_relu / block11_expand_relu6), with logistic-regression heads on lung-"
                     "cropped films of ../shared/data/cxr (ieee8023 covid-chestxray-dataset, Actualmed, Figure 1; "
                     "V7 Labs lung masks). Small data: judge it by the cross-validation below, not as a clinical "
                     "tool."),
@@ -464,7 +597,7 @@ def main(argv=None):
                 "input_size": CLASSIFIER_SIZE,
                 "members": {name: {"backbone": b, "imagenet_weights": w, "training": "backbone frozen; head: "
                                    f"logistic regression on pooled features, C={REGULARIZATION}, class-balanced"}
-                            for name, (b, w) in MEMBERS.items()},
+                            for name, (b, w, layer) in MEMBERS.items()},
                 "preprocessing": PREPROCESSING.to_dict(),
             },
             "ensemble": {"description": (
@@ -483,13 +616,20 @@ def main(argv=None):
             "cross_validation": cv,
             "cross_validation_folds": folds,
             "hard_mask_instead_of_lung_crop": hard_mask,
+            "last_layer_features_instead": last_layer,
             "leave_one_source_out": loso,
+            "uncertainty": uncertainty,
         },
     }
-    description = ("covidcxr_lite: lung ResUnet 128 + frozen ImageNet MobileNetV2 and EfficientNet-Lite0 with "
-                   "logistic-regression heads (224 px lung crops), COVID-19 vs non-COVID; research use only")
+    description = ("covidcxr_lite: lung ResUnet 128 + frozen ImageNet MobileNetV2 and EfficientNet-Lite0 (pooled at "
+                   "their 14x14 stage) with logistic-regression heads (224 px lung crops), COVID-19 vs non-COVID; "
+                   "research use only")
     preset = pipeline.save_to_preset(args.out, training=training, overwrite=True, description=description)
-    Pipeline.from_preset(preset)  # the preset loads back
+    shipped = Pipeline.from_preset(preset)  # the preset loads back
+    ood_rates = out_of_distribution_rates(shipped, Path(args.shared_data))
+    print("out-of-distribution flags:", json.dumps(ood_rates), flush=True)
+    training["validation"]["uncertainty"]["ood_flag_rates_of_the_shipped_preset"] = ood_rates
+    preset = pipeline.save_to_preset(args.out, training=training, overwrite=True, description=description)
     (work / "training_record.json").write_text(json.dumps(training, indent=2))
     print(f"preset written to {preset} in {time.time() - started:.0f} s")
 

@@ -78,6 +78,13 @@ _LAZY = {
     "DecisionRule": "keras_covidcxr.models.pipeline.decision_rule",
     "decision_rule_from_config": "keras_covidcxr.models.pipeline.decision_rule",
     "find_images": "keras_covidcxr.inference.image_walk",
+    "ProbabilityCalibration": "keras_covidcxr.models.pipeline.calibration",
+    "fit_calibration": "keras_covidcxr.models.pipeline.calibration",
+    "ReferRule": "keras_covidcxr.models.pipeline.refer_rule",
+    "fit_refer_rule": "keras_covidcxr.models.pipeline.refer_rule",
+    "FeatureDistanceCheck": "keras_covidcxr.models.pipeline.out_of_distribution",
+    "fit_feature_distance_check": "keras_covidcxr.models.pipeline.out_of_distribution",
+    "test_time_variants": "keras_covidcxr.preprocessing.test_time_augmentation",
 }
 
 __all__ = [

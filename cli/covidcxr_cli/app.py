@@ -52,6 +52,16 @@ def predict(
         None, "--threshold", min=0.0, max=1.0, show_default=False, metavar="T",
         help="Label the positive class when its probability reaches T, instead of the preset's decision rule.",
     ),
+    tta: int = typer.Option(
+        1, "--tta", min=1, metavar="N",
+        help="Test-time augmentation: average over the image and N-1 slightly shifted, zoomed and re-contrasted "
+        "copies, and report their spread (1: off).",
+    ),
+    refer: bool = typer.Option(
+        True, "--refer/--no-refer",
+        help="Label 'refer' (with the would-be label kept) where the preset's refer rule abstains; "
+        "--no-refer always answers. A --threshold turns the refer rule off.",
+    ),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Images per model call."),
     out: Path | None = typer.Option(None, "--out", "-o", metavar="FILE", help="Stream one row per image into this .csv or .jsonl file; rerun to resume."),
     workers: int = typer.Option(2, "--workers", min=1, help="With --out: threads decoding images while the model runs."),
@@ -76,7 +86,7 @@ def predict(
             keras_covidcxr.read_preset_metadata(preset)  # an unknown or broken preset fails here
             if out is not None:
                 done = keras_covidcxr.finished_run(preset, paths, out, strict, retry_failed, threshold, check_view,
-                                                   overlays)
+                                                   overlays, tta, refer)
                 if done is not None:
                     raise typer.Exit(_print_file_summary(done, out, json_output, untrained=False))
     with reported_errors(debug, needs_keras=True):
@@ -85,11 +95,13 @@ def predict(
             pipeline = pipeline.with_input_contract(check_view_from_mask=True)
         if threshold is not None:
             pipeline = pipeline.with_decision_threshold(threshold)
+        if not refer:
+            pipeline = pipeline.without_refer()
         if out is not None:
             code = _predict_into_file(pipeline, paths, out, batch_size, workers, strict, retry_failed, json_output,
-                                      overlays)
+                                      overlays, tta)
         else:
-            code = _predict_and_print(pipeline, paths, batch_size, strict, json_output, overlays)
+            code = _predict_and_print(pipeline, paths, batch_size, strict, json_output, overlays, tta)
     raise typer.Exit(code)
 
 
@@ -137,7 +149,7 @@ def _existing_images(images):
     return paths
 
 
-def _predict_into_file(pipeline, paths, out, batch_size, workers, strict, retry_failed, json_output, overlays):
+def _predict_into_file(pipeline, paths, out, batch_size, workers, strict, retry_failed, json_output, overlays, tta):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     columns = (TextColumn("predicting"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"), TimeRemainingColumn())
@@ -153,7 +165,7 @@ def _predict_into_file(pipeline, paths, out, batch_size, workers, strict, retry_
     try:
         summary = keras_covidcxr.predict_to_file(
             pipeline, paths, out, batch_size=batch_size, workers=workers, strict=strict,
-            retry_failed=retry_failed, progress=show, overlays=overlays,
+            retry_failed=retry_failed, progress=show, overlays=overlays, tta=tta,
         )
     finally:
         if progress.live.is_started:
@@ -178,8 +190,9 @@ def _print_file_summary(summary, out, json_output, untrained, decision=None):
     return exit_code(summary.done + summary.skipped - summary.skipped_failed, failed)
 
 
-def _predict_and_print(pipeline, paths, batch_size, strict, json_output, overlays):
-    results = pipeline.predict(paths, batch_size=batch_size, on_error="record", explain=overlays is not None, strict=strict)
+def _predict_and_print(pipeline, paths, batch_size, strict, json_output, overlays, tta):
+    results = pipeline.predict(paths, batch_size=batch_size, on_error="record", explain=overlays is not None,
+                               strict=strict, tta=tta)
     untrained = not pipeline.is_trained
     if json_output:
         for result in results:
@@ -187,6 +200,9 @@ def _predict_and_print(pipeline, paths, batch_size, strict, json_output, overlay
     else:
         console.print(_results_table(results, pipeline.class_names, untrained))
         console.print(f"Label: {escape(pipeline.decision_rule.describe())}.", soft_wrap=True)
+        if pipeline.calibration is not None:
+            console.print(f"Probabilities: calibrated ({escape(pipeline.calibration.describe())}) on the preset's "
+                          "validation films, at their share of each class.", soft_wrap=True)
     for result in results:  # one line each, on stderr, whatever the output format
         if result.error:
             stderr.print(f"[red]error:[/] {escape(one_line(result.error))}", soft_wrap=True)
@@ -450,24 +466,38 @@ def _results_table(results, class_names, untrained):
     with_notes = any(result.warnings for result in results)
     table = Table(caption=caption)
     # Every column folds long words, so the table fits an 80-column terminal instead of losing its last columns.
-    for header in ("image", "label", *class_names, "member votes", "lung area", *(["notes"] if with_notes else [])):
+    headers = ("image", "label", *class_names, "member votes", "spread", "lung area", *(["notes"] if with_notes else []))
+    for header in headers:
         table.add_column(header, overflow="fold")
     for result in results:
         if result.error:  # the reason goes to stderr, one line per file
-            table.add_row(Path(result.source).name, "[red]error[/]", *[""] * len(class_names), "", "",
-                          *([""] if with_notes else []))
+            table.add_row(Path(result.source).name, "[red]error[/]", *[""] * (len(headers) - 2))
             continue
         votes = "\n".join(f"{name}: {member['label']}" for name, member in result.members.items())
         notes = [escape("; ".join(message for _, message in result.warnings))] if with_notes else []
+        label = result.label
+        if result.would_be_label:
+            label = f"[bold yellow]refer[/]\n(would be {result.would_be_label})"
         table.add_row(
             Path(result.source).name,
-            result.label,
+            label,
             *[f"{result.probabilities[c]:.3f}" for c in class_names],
             votes,
+            _spread_text(result.uncertainty),
             f"{result.lung_fraction:.1%}",
             *notes,
         )
     return table
+
+
+def _spread_text(uncertainty):
+    """The members' spread of p (and the TTA views' spread), e.g. "0.041\nTTA 0.012"."""
+    if not uncertainty:
+        return ""
+    text = f"{uncertainty['member_spread']:.3f}" + (" (votes differ)" if uncertainty["members_disagree"] else "")
+    if uncertainty.get("tta_spread") is not None:
+        text += f"\nTTA {uncertainty['tta_spread']:.3f}"
+    return text
 
 
 def _write_overlays(results, folder):

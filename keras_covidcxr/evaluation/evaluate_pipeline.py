@@ -11,6 +11,7 @@ from keras_covidcxr.io.atomic import atomic_write
 from keras_covidcxr.metrics.classification import binary_auc
 from keras_covidcxr.metrics.report import ReportSection, write_report
 from keras_covidcxr.models.ensemble.majority_vote_ensemble import MajorityVoteEnsemble
+from keras_covidcxr.models.pipeline.refer_rule import ReferRule, answered_metrics
 
 # The shortcut probe's verdict: with the lungs blacked out a model should be near chance.
 SHORTCUT_AUC = 0.70
@@ -29,6 +30,7 @@ class Evaluation:
     scores: dict = dataclasses.field(default_factory=dict)  # score set -> positive-class score per image
     shortcut_probe: dict = dataclasses.field(default_factory=dict)  # the probe's data (see `evaluate_pipeline`)
     training_overlap: dict | None = None  # images and patients shared with the classifiers' training data
+    refer: dict | None = None  # the refer rule's coverage and metrics (see `evaluate_pipeline`)
 
 
 def training_overlap(pipeline, rows):
@@ -66,6 +68,13 @@ def evaluate_pipeline(
     class). Report.md says which rule each row used; report.json has it under
     "decision_rule" (the pipeline's) and in each model's entry. Youden's and
     a 95%-sensitivity threshold are reported beside them, labelled as such.
+
+    With a calibrated preset, the score set "calibrated" holds the pipeline's
+    own (calibrated) probabilities beside "weighted_average" (the raw ones):
+    the report's calibration table gives ECE and Brier score of both. With a
+    refer rule, the "Refer rule" section gives the coverage and the
+    sensitivity and specificity on the answered images and on all images at
+    the stored rule, and risk_coverage.png the risk-coverage curve.
 
     When the preset records the patients its classifiers were fitted on, the
     report's "Overlap with the training data" section (and `Evaluation.training_overlap`)
@@ -106,6 +115,13 @@ def evaluate_pipeline(
             "belong to patients the preset's classifiers were fitted on"
             + (": **these metrics are optimistic**." if overlap["images"] else ".")
         ])
+    refer = None
+    if rule.refer:
+        own = scores.get("calibrated", scores["weighted_average"])[:, positive]
+        member_spread = np.std([scores[name][:, positive] for name in pipeline.ensemble.member_names], axis=0)
+        referred = ReferRule.from_dict(rule.refer).refers(own, member_spread)  # as the pipeline decides
+        refer = _refer_summary(rule, own, is_positive[pick], referred)
+        sections["refer"] = ReportSection("Refer rule", refer, _refer_markdown(refer, rule))
     if shortcut_probe:
         probe = _shortcut_probe(pipeline, paths, is_positive, positive, batch_size, (kept, scores))
         sections["shortcut_probe"] = ReportSection("Shortcut probe", probe, _probe_markdown(probe, ensemble_key))
@@ -119,9 +135,47 @@ def evaluate_pipeline(
     positive_scores = {name: s[:, positive] for name, s in scores.items()}
     kept_paths = [paths[i] for i in pick]
     _write_scores_csv(written.directory / "scores.csv", kept_paths, [rows[i] for i in pick], positive_scores)
+    if refer is not None:
+        _plot_risk_coverage(written.directory / "risk_coverage.png", positive_scores, is_positive[pick],
+                            _decision_thresholds(pipeline, ensemble_key), refer)
     suspected = bool(probe and probe["score_sets"][ensemble_key]["shortcut_suspected"])
     return Evaluation(written.directory, len(kept), failed, auc, suspected, kept_paths, positive_scores, probe,
-                      overlap)
+                      overlap, refer)
+
+
+def _refer_summary(rule, calibrated_positive, is_positive, referred):
+    """Coverage and metrics on the answered and on all images at the stored rule and threshold."""
+    answered = answered_metrics(calibrated_positive, is_positive, rule.threshold, referred)
+    everything = answered_metrics(calibrated_positive, is_positive, rule.threshold, np.zeros_like(referred))
+    return {"rule": rule.refer, "threshold": rule.threshold, "referred": int(np.sum(referred)),
+            "answered": answered, "all": everything}
+
+
+def _refer_markdown(refer, rule):
+    answered, everything = refer["answered"], refer["all"]
+    return [
+        f"Stored rule: {rule.describe()}. {refer['referred']} images referred; coverage "
+        f"{answered['coverage']:.1%}.",
+        "",
+        "| Images | n | sensitivity | specificity |",
+        "|---|---|---|---|",
+        f"| answered | {answered['answered']} | {answered['sensitivity']:.1%} | {answered['specificity']:.1%} |",
+        f"| all (no refer) | {everything['answered']} | {everything['sensitivity']:.1%} | "
+        f"{everything['specificity']:.1%} |",
+        "",
+        "![risk-coverage](risk_coverage.png)",
+    ]
+
+
+def _plot_risk_coverage(path, positive_scores, is_positive, thresholds, refer):
+    from keras_covidcxr.metrics.plots import plot_risk_coverage, save_figure
+    from keras_covidcxr.metrics.risk_coverage import risk_coverage_curve
+
+    curves = {name: risk_coverage_curve(positive_scores[name], is_positive, thresholds[name])
+              for name in ("calibrated", "weighted_average") if name in positive_scores and name in thresholds}
+    answered = refer["answered"]
+    point = (answered["coverage"], 1.0 - answered["accuracy"], "the stored refer rule")
+    save_figure(plot_risk_coverage(curves, point), path)
 
 
 def _decision_thresholds(pipeline, ensemble_key):
@@ -133,6 +187,9 @@ def _decision_thresholds(pipeline, ensemble_key):
     rule = pipeline.decision_rule
     if rule.rule == "threshold" and (ensemble_key == "weighted_average" or rule.origin == "user"):
         thresholds["weighted_average"] = rule.threshold
+        if pipeline.calibration is not None:  # the rule is stated on calibrated probabilities
+            thresholds["calibrated"] = rule.threshold
+            thresholds["weighted_average"] = float(pipeline.calibration.invert_positive(rule.threshold))
     return thresholds
 
 
@@ -198,9 +255,12 @@ def _write_scores_csv(path, image_paths, rows, positive_scores):
 
 
 def _score(pipeline, paths, batch_size):
-    """(indices that got a result, {score set name: (n, classes) array}, [(path, error)])."""
+    """(indices that got a result, {score set name: (n, classes) array}, [(path, error)]).
+
+    With a calibration, the score set "calibrated" holds the pipeline's own probabilities.
+    """
     names = pipeline.class_names
-    kept, failed, member_probs, member_votes, labels = [], [], [], [], []
+    kept, failed, member_probs, member_votes, labels, calibrated = [], [], [], [], [], []
     chunk = max(batch_size, 32)  # bounded memory: results (with masks) are dropped per chunk
     for start in range(0, len(paths), chunk):
         results = pipeline.predict(paths[start : start + chunk], batch_size=batch_size, on_error="record")
@@ -212,7 +272,8 @@ def _score(pipeline, paths, batch_size):
             members = list(result.members.values())
             member_probs.append([[m["probabilities"][c] for c in names] for m in members])
             member_votes.append([names.index(m["label"]) for m in members])
-            labels.append(names.index(result.label))
+            labels.append(names.index(result.would_be_label or result.label))
+            calibrated.append([result.probabilities[c] for c in names])
     member_names = pipeline.ensemble.member_names
     stacked = np.array(member_probs, "float64").reshape(len(kept), len(member_names), len(names))
     scores = {name: stacked[:, m] for m, name in enumerate(member_names)}
@@ -221,6 +282,8 @@ def _score(pipeline, paths, batch_size):
     votes = np.array(member_votes, int).reshape(len(kept), len(member_names))
     own_votes = labels if pipeline.decision_rule.rule == "majority_vote" else None
     scores["majority_vote"] = _vote_shares(votes, stacked, own_votes)
+    if pipeline.calibration is not None:
+        scores["calibrated"] = np.array(calibrated, "float64").reshape(len(kept), len(names))
     return kept, scores, failed
 
 

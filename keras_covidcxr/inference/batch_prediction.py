@@ -25,6 +25,7 @@ from keras_covidcxr.inference.results_file import ResultsFile, meta_path
 from keras_covidcxr.io.image_loader import load_image
 from keras_covidcxr.models.pipeline.decision_rule import decision_rule_from_config
 from keras_covidcxr.models.pipeline.pipeline_result import PipelineResult
+from keras_covidcxr.preprocessing.test_time_augmentation import check_tta
 from keras_covidcxr.presets.checksums import sha256_of_file
 from keras_covidcxr.presets.preset_format import read_preset_metadata
 from keras_covidcxr.version import __version__
@@ -66,7 +67,8 @@ class _ReadFile:
 
 
 def predict_to_file(
-    pipeline, inputs, out, batch_size=8, workers=2, strict=False, retry_failed=False, progress=None, overlays=None
+    pipeline, inputs, out, batch_size=8, workers=2, strict=False, retry_failed=False, progress=None, overlays=None,
+    tta=1,
 ):
     """Predict every image file under `inputs` into the results file `out`, resuming an earlier run.
 
@@ -103,6 +105,8 @@ def predict_to_file(
             and `..._gradcam.png` (see `save_overlays`); the hash keeps files
             of the same name in different folders apart. A file already done
             whose overlays are missing is predicted again.
+        tta: test-time augmentation views per image (see `Pipeline.predict`);
+            recorded in the results file, and a resume must use the same.
 
     Returns:
         A `PredictionSummary`.
@@ -114,12 +118,13 @@ def predict_to_file(
     for name, value in (("batch_size", batch_size), ("workers", workers)):
         if not isinstance(value, int) or value < 1:
             raise ConfigError(f"{name} must be a positive int, got {value!r}")
+    tta = check_tta(tta)
     paths = find_images(inputs)
     if not paths:
         named = [inputs] if isinstance(inputs, (str, os.PathLike)) else inputs
         raise InputError(f"no image files in {', '.join(str(path) for path in named)}")
     summary = PredictionSummary(total=len(paths))
-    results = results_file_for(pipeline, out, strict)
+    results = results_file_for(pipeline, out, strict, tta)
     pool = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="covidcxr-reader")
     try:
         if progress:
@@ -137,7 +142,7 @@ def predict_to_file(
             decoded = sum(item.image is not None for item in batch)
             # a batch also closes on many skipped/failed files, so progress keeps moving on resume
             if decoded == batch_size or len(batch) >= 4 * batch_size or not pending:
-                results.append(_predict_rows(pipeline, batch, batch_size, strict, summary, overlays))
+                results.append(_predict_rows(pipeline, batch, batch_size, strict, summary, overlays, tta))
                 batch = []
                 if progress:
                     progress(summary)
@@ -147,13 +152,13 @@ def predict_to_file(
     return summary
 
 
-def results_file_for(pipeline, out, strict=False):
-    """The `ResultsFile` that `predict_to_file(pipeline, ..., out, strict=strict)` writes into."""
+def results_file_for(pipeline, out, strict=False, tta=1):
+    """The `ResultsFile` that `predict_to_file(pipeline, ..., out, strict=strict, tta=tta)` writes into."""
     about = {"preset": pipeline.metadata.get("loaded_from"), "package_version": __version__}
     return ResultsFile(
         out, pipeline.class_names, model_sha256(pipeline), strict=strict, untrained=not pipeline.is_trained,
         check_view=pipeline.input_contract.check_view_from_mask, decision=pipeline.decision_rule.to_dict(),
-        about={key: value for key, value in about.items() if value is not None},
+        tta=tta, about={key: value for key, value in about.items() if value is not None},
     )
 
 
@@ -176,7 +181,7 @@ def model_sha256(pipeline):
 
 
 def finished_run(preset, inputs, out, strict=False, retry_failed=False, decision_threshold=None, check_view=False,
-                 overlays=None):
+                 overlays=None, tta=1, refer=True):
     """The summary of a rerun that has nothing left to do, found without loading the model; else None.
 
     `out` must come from an earlier `predict_to_file` of the same preset and
@@ -198,10 +203,10 @@ def finished_run(preset, inputs, out, strict=False, retry_failed=False, decision
     metadata = read_preset_metadata(preset)
     config = metadata["config"]
     check_view = check_view or bool(config["input_contract"].get("check_view_from_mask"))
-    decision = decision_rule_from_config(config, decision_threshold).to_dict()
+    decision = decision_rule_from_config(config, decision_threshold, refer=refer).to_dict()
     summary = PredictionSummary(total=len(paths), skipped=len(paths))
     with ResultsFile(out, config["class_names"], _preset_sha256(metadata["files"]), strict=strict,
-                     check_view=check_view, decision=decision) as results:
+                     check_view=check_view, decision=decision, tta=tta) as results:
         for path in paths:
             source = os.path.abspath(path)
             try:
@@ -250,12 +255,12 @@ def _read_file(path, results, retry_failed, overlays=None):
         return _ReadFile(source, sha256, error=str(error))
 
 
-def _predict_rows(pipeline, batch, batch_size, strict, summary, overlays=None):
+def _predict_rows(pipeline, batch, batch_size, strict, summary, overlays=None, tta=1):
     """The rows of one batch, in input order; updates `summary` and writes the overlays."""
     images = [item.image for item in batch if item.image is not None]
     explain = overlays is not None
     predictions = iter(pipeline.predict(images, batch_size=batch_size, on_error="record", strict=strict,
-                                        explain=explain))
+                                        explain=explain, tta=tta))
     rows = []
     for item in batch:
         if item.earlier is not None:

@@ -5,7 +5,8 @@ Layout. The results file holds only results, so standard tools read it with defa
 
     CSV:    one header row (RFC 4180), then one row per image:
             source,sha256,label,prob_<class>...,decision_rule,threshold,members,lung_fraction,
-            lung_components,crop_box,warnings,error
+            lung_components,crop_box,warnings,error,would_be_label,raw_prob_<class>...,
+            member_spread,members_disagree,tta,tta_spread,ood_distance,out_of_distribution
     JSONL:  one `PipelineResult.to_dict()` per line, plus "sha256"
 
 Beside it, `<file>.meta.json` (e.g. results.csv.meta.json) says which run wrote it:
@@ -14,7 +15,10 @@ Beside it, `<file>.meta.json` (e.g. results.csv.meta.json) says which run wrote 
 
 In CSV, members, crop_box and warnings are JSON strings and empty cells mean None;
 decision_rule is "threshold", "majority_vote" or "argmax" and threshold the rule's threshold
-(empty for the other rules); line breaks inside text (error messages) become spaces, so
+(empty for the other rules); label "refer" means the preset's refer rule abstained and
+would_be_label holds what it would have said; prob_<class> are calibrated when the preset has a
+calibration, raw_prob_<class> are the ensemble's own; out_of_distribution is true/false when the
+preset has an out-of-distribution check (ood_distance its feature distance); line breaks inside text (error messages) become spaces, so
 that every row is exactly one line.
 
 Resume. Each row holds the sha256 of the file's bytes. Reopening the file checks its
@@ -54,7 +58,8 @@ SUFFIXES = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 
 
 def csv_columns(class_names):
-    """The CSV header: source, sha256, label, prob_<class>..., decision_rule, threshold, members, ..., error."""
+    """The CSV header: source, sha256, label, prob_<class>..., decision_rule, threshold, members, ..., error,
+    then the uncertainty columns (would_be_label, raw_prob_<class>..., member_spread, ..., out_of_distribution)."""
     return [
         "source",
         "sha256",
@@ -68,6 +73,14 @@ def csv_columns(class_names):
         "crop_box",
         "warnings",
         "error",
+        "would_be_label",
+        *[f"raw_prob_{name}" for name in class_names],
+        "member_spread",
+        "members_disagree",
+        "tta",
+        "tta_spread",
+        "ood_distance",
+        "out_of_distribution",
     ]
 
 
@@ -110,11 +123,12 @@ class ResultsFile:
         check_view: whether the input contract checked views from the lung mask
             (`InputContract.check_view_from_mask`).
         decision: the pipeline's decision rule (`DecisionRule.to_dict()`).
+        tta: test-time augmentation views per image (1: none).
         about: more run metadata to record but not compare (preset, package version).
     """
 
     def __init__(self, path, class_names, model_sha256, strict=False, untrained=False, check_view=False,
-                 decision=None, about=None):
+                 decision=None, tta=1, about=None):
         self.path = Path(path)
         self.format = results_format(self.path)
         self.meta_path = meta_path(self.path)
@@ -126,11 +140,13 @@ class ResultsFile:
             "decision": decision,
             "strict": bool(strict),
             "check_view": bool(check_view),
+            **({"tta": int(tta)} if tta != 1 else {}),  # test-time augmentation views, when used
             "untrained": bool(untrained),
             "format": self.format,
             **(about or {}),
         }
         self.columns = csv_columns(self.class_names)
+        self._error_column = self.columns.index("error")
         self._rows = {}  # source -> (sha256, failed, row number of its last row)
         self._row_count = 0
         self.superseded = 0  # rows replaced by a later row for the same source
@@ -189,7 +205,10 @@ class ResultsFile:
         if self.format == "jsonl":
             return (json.dumps(row) + "\n").encode()
         probabilities = row.get("probabilities") or {}
+        raw_probabilities = row.get("raw_probabilities") or {}
         decision = row.get("decision") or {}
+        uncertainty = row.get("uncertainty") or {}
+        distance = row.get("out_of_distribution") or {}
         values = [
             _one_line(row["source"]),
             row.get("sha256"),
@@ -203,6 +222,14 @@ class ResultsFile:
             _json_or_none(row.get("crop_box")),
             _json_or_none(row.get("warnings")),
             _one_line(row.get("error")),
+            row.get("would_be_label"),
+            *[raw_probabilities.get(name) for name in self.class_names],
+            uncertainty.get("member_spread"),
+            _lower(uncertainty.get("members_disagree")),
+            uncertainty.get("tta"),
+            uncertainty.get("tta_spread"),
+            distance.get("distance"),
+            _lower(distance.get("flagged")),
         ]
         return _csv_line(["" if value is None else value for value in values])
 
@@ -259,8 +286,9 @@ class ResultsFile:
         return meta
 
     def _check_meta(self, meta):
-        for key in ("class_names", "model_sha256", "decision", "strict", "check_view"):
-            there, here = meta.get(key), self.meta.get(key)
+        for key in ("class_names", "model_sha256", "decision", "strict", "check_view", "tta"):
+            default = 1 if key == "tta" else None
+            there, here = meta.get(key, default), self.meta.get(key, default)
             if there != here:
                 raise ConfigError(
                     f"{self.path}: holds results of another run ({key} {_short(there)} there, "
@@ -276,7 +304,7 @@ class ResultsFile:
             values = _parse_csv(line)
             if len(values) != len(self.columns):
                 raise ValueError(f"{len(values)} columns")
-            return values[0], values[1] or None, bool(values[-1])
+            return values[0], values[1] or None, bool(values[self._error_column])
         except (ValueError, KeyError, TypeError) as error:
             line_number = number + 1 + self._header_line_count()
             raise ConfigError(
@@ -308,6 +336,11 @@ def _one_line(text):
 def _short(value):
     text = json.dumps(value)
     return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _lower(flag):
+    """true/false (as JSON and pandas' CSV reader spell them), or None."""
+    return None if flag is None else str(bool(flag)).lower()
 
 
 def _json_or_none(value):

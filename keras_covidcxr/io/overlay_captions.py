@@ -30,7 +30,9 @@ def gradcam_caption(result):
     summary = [f"p({target}) = {probability:.3f}"] if probability is not None else []
     if result.label is not None:
         rule = decision_text(getattr(result, "decision", None))
-        summary.append(f"label {result.label}" + (f" (rule: {rule})" if rule else ""))
+        would_be = getattr(result, "would_be_label", None)
+        label = f"{result.label} (would be {would_be})" if would_be else result.label
+        summary.append(f"label {label}" + (f" (rule: {rule})" if rule else ""))
     if summary:
         lines.append("; ".join(summary))
     if len(members) > 1:

@@ -80,3 +80,18 @@ def top_label_reliability(y_true, y_prob, class_names, n_bins=10):
 def expected_calibration_error(y_true, y_prob, class_names, n_bins=10):
     """Top-label ECE with `n_bins` equal-width bins (0 = perfectly calibrated)."""
     return top_label_reliability(y_true, y_prob, class_names, n_bins).expected_calibration_error
+
+
+def brier_score(y_true, y_prob, class_names):
+    """Brier score (0 is perfect): two classes, the mean of (p(class 1) - outcome)^2; more classes,
+    the mean over images of the squared distance between the probabilities and the one-hot truth.
+
+    Example:
+        >>> round(brier_score(["a", "b"], [[0.8, 0.2], [0.4, 0.6]], ["a", "b"]), 3)
+        0.1
+    """
+    labels, probs = check_inputs(y_true, y_prob, class_names)
+    if probs.shape[1] == 2:
+        return float(np.mean((probs[:, 1] - (labels == 1)) ** 2))
+    one_hot = np.eye(probs.shape[1])[labels]
+    return float(np.mean(np.sum((probs - one_hot) ** 2, axis=1)))

@@ -96,6 +96,22 @@ def plot_reliability(curves, title="Reliability (top-label)"):
     return figure
 
 
+def plot_risk_coverage(curves, operating_point=None):
+    """Risk (error rate of the answered images) against coverage: `curves` = {model: {"coverage", "risk"}};
+    `operating_point` = (coverage, risk, label) marks a stored abstain rule."""
+    figure = _figure()
+    axes = figure.add_subplot()
+    for name, curve in curves.items():
+        axes.plot(curve["coverage"], curve["risk"], label=name)
+    if operating_point is not None:
+        coverage, risk, label = operating_point
+        axes.plot([coverage], [risk], marker="o", color="black", linestyle="none", label=label)
+    axes.set(xlabel="coverage (fraction of images answered)", ylabel="risk (error rate of the answered images)",
+             xlim=(0, 1.01), ylim=(0, None), title="Risk-coverage: abstaining on the least sure images first")
+    axes.legend(loc="upper left", fontsize="small")
+    return figure
+
+
 def save_figure(figure, path):
     """Write `figure` as PNG at `path`, atomically."""
     with atomic_write(path, "wb") as handle:

@@ -28,7 +28,7 @@ from keras_covidcxr.errors import ConfigError, OutputExistsError
 from keras_covidcxr.io.atomic import atomic_directory, atomic_write
 from keras_covidcxr.metrics.bootstrap import bootstrap_metrics
 from keras_covidcxr.metrics.breakdown import metrics_by_group
-from keras_covidcxr.metrics.calibration import reliability_curve
+from keras_covidcxr.metrics.calibration import brier_score, reliability_curve
 from keras_covidcxr.metrics.classification import (
     METRIC_TITLES,
     OVERALL_METRICS,
@@ -132,7 +132,7 @@ def evaluate_models(
                 if threshold is not None else {"rule": "argmax"}
             ),
             "confusion_matrix": point.confusion_matrix.tolist(),
-            "calibration": curve.to_dict(),
+            "calibration": {**curve.to_dict(), "brier_score": brier_score(labels, probs, names)},
         }
         if threshold_class is not None:
             column = names.index(threshold_class)
@@ -251,10 +251,12 @@ def render_markdown(results, title="Evaluation report", figures=None):
         lines.append("")
         if f"confusion_{model}" in figures:
             lines += [f"![confusion {model}]({figures[f'confusion_{model}']})", ""]
-    lines += ["## Calibration (top-label, equal-width bins)", "", "| Model | ECE |", "|---|---|"]
+    lines += ["## Calibration (top-label ECE, equal-width bins; Brier score)", "", "| Model | ECE | Brier |",
+              "|---|---|---|"]
     for model, entry in results["models"].items():
-        ece = entry["calibration"]["expected_calibration_error"]
-        lines.append(f"| {model} | {'n/a' if ece is None else f'{ece:.3f}'} |")
+        ece, brier = entry["calibration"]["expected_calibration_error"], entry["calibration"].get("brier_score")
+        lines.append(f"| {model} | {'n/a' if ece is None else f'{ece:.3f}'} | "
+                     f"{'n/a' if brier is None else f'{brier:.3f}'} |")
     lines.append("")
     if "reliability" in figures:
         lines += [f"![reliability]({figures['reliability']})", ""]

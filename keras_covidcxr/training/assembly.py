@@ -81,7 +81,8 @@ def member_probabilities(members, inputs, batch_size=32):
 
 def assemble_pipeline(segmenter, members, class_names=None, ensemble="weighted_average", weights=None,
                       threshold=0.5, tie_break="mean_probability", preprocessing=None, input_contract=None,
-                      metadata=None, member_thresholds=None, validation_scores=None):
+                      metadata=None, member_thresholds=None, validation_scores=None, calibration=None,
+                      refer_rule=None, out_of_distribution=None):
     """A `Pipeline` from a trained segmenter and trained classifiers.
 
     Args:
@@ -96,6 +97,9 @@ def assemble_pipeline(segmenter, members, class_names=None, ensemble="weighted_a
             on the validation images the thresholds were fitted on. When given, every threshold
             is checked against them (`check_operating_threshold`): a preset that would answer one
             class for nearly every validation image is refused.
+        calibration, refer_rule, out_of_distribution: a `ProbabilityCalibration`, `ReferRule`
+            and `FeatureDistanceCheck` fitted on validation data (`fit_calibration`,
+            `fit_refer_rule`, `fit_feature_distance_check`), passed to `Pipeline`.
 
     Example:
         >>> fit = fit_ensemble_weights(member_probabilities(members, val), val.labels)  # doctest: +SKIP
@@ -126,7 +130,8 @@ def assemble_pipeline(segmenter, members, class_names=None, ensemble="weighted_a
             ensemble_scores = scores @ np.asarray(combined.weights_normalised)
             check_operating_threshold(ensemble_scores, combined.threshold)
     return Pipeline(segmenter, combined, class_names=class_names, preprocessing=preprocessing,
-                    input_contract=input_contract, metadata=metadata)
+                    input_contract=input_contract, metadata=metadata, calibration=calibration,
+                    refer_rule=refer_rule, out_of_distribution=out_of_distribution)
 
 
 def validation_report(ensemble, inputs, labels, class_names, batch_size=32):

@@ -53,6 +53,7 @@ def with_new_head(member, num_classes):
         input_shape=member.image_shape,
         backbone_weights=None,
         input_normalization=member.input_normalization,
+        feature_layer=getattr(member, "feature_layer", None),
         name=member.name,
     )
     replacement.backbone.set_weights(member.backbone.get_weights())

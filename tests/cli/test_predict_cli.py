@@ -267,3 +267,31 @@ def test_info_on_an_unpublished_paper_preset_shows_how_to_train_it():
 def test_verify_command(preset_dir, tmp_path, fast_cli):
     assert runner.invoke(app, ["verify", str(preset_dir)]).exit_code == 0
     assert runner.invoke(app, ["verify", str(tmp_path / "nothing")]).exit_code == 2
+
+
+def test_predict_with_tta_shows_the_spreads(preset_dir, images, monkeypatch, fast_cli):
+    import covidcxr_cli.app
+
+    monkeypatch.setattr(covidcxr_cli.app.console, "width", 200)
+    result = runner.invoke(app, ["predict", images[0], "--preset", str(preset_dir), "--tta", "2", "--no-refer"])
+    assert result.exit_code == 0, result.output
+    assert "spread" in result.output and "TTA " in result.output
+    rows = runner.invoke(app, ["predict", images[0], "--preset", str(preset_dir), "--tta", "2", "--json"]).stdout
+    uncertainty = json.loads(rows.splitlines()[0])["uncertainty"]
+    assert uncertainty["tta"] == 2 and uncertainty["tta_spread"] >= 0 and uncertainty["member_spread"] >= 0
+    assert runner.invoke(app, ["predict", images[0], "--preset", str(preset_dir), "--tta", "0"]).exit_code == 2
+
+
+def test_refer_labels_and_no_refer(preset_dir, images, monkeypatch, loaded_pipeline):
+    from keras_covidcxr import Pipeline, ReferRule
+
+    referring = loaded_pipeline._sharing_models(refer_rule=ReferRule(0.0, 1.0))  # refers everything
+    monkeypatch.setattr(Pipeline, "from_preset", lambda handle: referring)
+    rows = runner.invoke(app, ["predict", images[0], "--preset", str(preset_dir), "--json"]).stdout
+    row = json.loads(rows.splitlines()[0])
+    assert row["label"] == "refer" and row["would_be_label"] in ("covid", "non_covid")
+    assert row["decision"]["refer"] == {"low": 0.0, "high": 1.0}
+    answered = runner.invoke(app, ["predict", images[0], "--preset", str(preset_dir), "--json", "--no-refer"]).stdout
+    assert json.loads(answered.splitlines()[0])["label"] == row["would_be_label"]
+    table = runner.invoke(app, ["predict", images[0], "--preset", str(preset_dir)])
+    assert "refer" in table.output and "would be" in table.output

@@ -168,3 +168,27 @@ def test_evaluate_command_takes_a_threshold(preset_dir, manifest_path, tmp_path,
     assert "broken.png" in result.stderr and "broken.png" not in result.stdout
     report = json.loads((tmp_path / "r" / "report.json").read_text())
     assert report["models"]["weighted_average"]["decision_rule"]["threshold"] == 0.2
+
+
+def test_calibration_and_the_refer_rule_are_reported(loaded_pipeline, manifest_path, tmp_path):
+    from keras_covidcxr import ProbabilityCalibration, ReferRule
+
+    raw = evaluate_pipeline(loaded_pipeline, read_manifest(manifest_path), tmp_path / "raw", shortcut_probe=False,
+                            n_resamples=10)
+    p = np.sort(raw.scores["weighted_average"])
+    calibration = ProbabilityCalibration("platt", slope=3.0, intercept=0.0)
+    low, high = calibration.apply_to_positive([p[3], p[8]])
+    pipeline = loaded_pipeline._sharing_models(calibration=calibration, refer_rule=ReferRule(float(low), float(high)))
+    evaluation = evaluate_pipeline(pipeline, read_manifest(manifest_path), tmp_path / "r", shortcut_probe=False,
+                                   n_resamples=10)
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    calibrated = report["models"]["calibrated"]
+    assert calibrated["decision_rule"]["threshold"] == pytest.approx(pipeline.decision_rule.threshold)
+    assert "brier_score" in calibrated["calibration"] and "brier_score" in report["models"]["weighted_average"]["calibration"]
+    refer = report["refer"]
+    assert refer == evaluation.refer and refer["referred"] == 5
+    assert refer["answered"]["answered"] == 7 and refer["all"]["answered"] == 12
+    assert refer["answered"]["coverage"] == pytest.approx(7 / 12)
+    assert (tmp_path / "r" / "risk_coverage.png").stat().st_size > 1000
+    markdown = (tmp_path / "r" / "report.md").read_text()
+    assert "## Refer rule" in markdown and "| Model | ECE | Brier |" in markdown

@@ -107,3 +107,20 @@ def test_nothing_to_predict_is_an_input_error(loaded_pipeline, tmp_path):
     assert not (tmp_path / "results.csv").exists()
     with pytest.raises(ConfigError, match="workers"):
         run(loaded_pipeline, [tmp_path], tmp_path / "results.csv", workers=0)
+
+
+def test_uncertainty_columns_are_written_and_a_resume_keeps_the_tta_setting(loaded_pipeline, tmp_path, write_png):
+    import pandas
+
+    image = write_png(tmp_path / "a.png")
+    out = tmp_path / "results.csv"
+    run(loaded_pipeline, [image], out, tta=2)
+    row = pandas.read_csv(out).iloc[0]
+    result = loaded_pipeline.predict([str(image)], tta=2)[0]
+    assert row["member_spread"] == pytest.approx(result.uncertainty["member_spread"], abs=1e-6)
+    assert row["tta"] == 2 and row["tta_spread"] == pytest.approx(result.uncertainty["tta_spread"], abs=1e-6)
+    assert row["raw_prob_covid"] == pytest.approx(result.raw_probabilities["covid"], abs=1e-6)
+    assert row["members_disagree"] == result.uncertainty["members_disagree"]
+    assert json.loads((tmp_path / "results.csv.meta.json").read_text())["tta"] == 2
+    with pytest.raises(ConfigError, match="tta"):
+        run(loaded_pipeline, [image], out)  # plain prediction would mix with TTA rows

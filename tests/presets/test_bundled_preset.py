@@ -106,5 +106,27 @@ def test_predict_without_preset_uses_the_bundled_one(loads_once):
 def test_the_table_states_the_operating_threshold(bundled, loads_once):
     result = CliRunner().invoke(app, ["predict", str(sample_images()[0])])
     assert result.exit_code == 0, result.output
-    threshold = bundled.ensemble.threshold
-    assert f"Label: covid if p(covid) >= {threshold:.3f} (the preset's operating threshold)." in " ".join(result.stdout.split())
+    # stated on the calibrated probabilities the table prints: the raw operating threshold, mapped
+    threshold = float(bundled.calibration.apply_to_positive(bundled.ensemble.threshold))
+    assert bundled.decision_rule.threshold == threshold
+    text = " ".join(result.stdout.split())
+    assert f"Label: covid if p(covid) >= {threshold:.3f} (the preset's operating threshold); refer if" in text
+    assert "Probabilities: calibrated (Platt scaling" in text
+
+
+def test_the_bundled_preset_knows_how_sure_it_is(bundled):
+    """Calibrated, with a refer band around its threshold and an out-of-distribution check, all fitted on its
+    calibration split and recorded with their out-of-fold measurements."""
+    assert bundled.calibration.method == "platt" and bundled.calibration.fitted_on >= 50
+    refer = bundled.refer_rule
+    assert refer.low <= bundled.decision_rule.threshold <= refer.high
+    assert refer.validation["sensitivity"] >= refer.target_sensitivity
+    assert bundled.out_of_distribution.member in bundled.ensemble.member_names
+    uncertainty = bundled.metadata["training"]["validation"]["uncertainty"]
+    before, after = uncertainty["calibration"]["before"], uncertainty["calibration"]["after"]
+    assert after["ece"] < before["ece"] and after["brier"] < before["brier"]
+    ct = uncertainty["ood_flag_rates_of_the_shipped_preset"]["ct"]
+    assert ct["flagged"] == ct["scored"] > 0
+    for result in bundled.predict(sample_images()):  # the README's films are answered and in distribution
+        assert result.would_be_label is None and not result.out_of_distribution["flagged"]
+        assert result.probabilities != result.raw_probabilities

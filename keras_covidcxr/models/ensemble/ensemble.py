@@ -41,6 +41,17 @@ class Ensemble(keras.Model):
                 raise ConfigError(f"member thresholds must lie strictly between 0 and 1, got {member_thresholds}")
         self.member_thresholds = member_thresholds
 
+    def call(self, images, training=False):
+        return self.combine(self.member_probabilities(images, training=training))
+
+    def combine(self, member_probabilities):
+        """The output dict from (batch, members, classes) member probabilities (tensors or arrays).
+
+        Test-time augmentation averages the members' probabilities over variants and combines
+        them with this, the same rule the ensemble applies to one pass.
+        """
+        raise NotImplementedError
+
     @property
     def vote_thresholds(self):
         """Two classes: the threshold at which each member votes for class 1 (0.5 unless fitted)."""

@@ -45,8 +45,7 @@ class MajorityVoteEnsemble(Ensemble):
             raise ConfigError(f"tie_break must be one of {TIE_BREAKS} or a class index, got {tie_break!r}")
         self.tie_break = tie_break
 
-    def call(self, images, training=False):
-        member_probabilities = self.member_probabilities(images, training=training)
+    def combine(self, member_probabilities):
         probabilities = ops.mean(member_probabilities, axis=1)
         member_labels = self.member_labels(member_probabilities)
         counts = ops.sum(ops.one_hot(member_labels, self.num_classes, dtype="float32"), axis=1)

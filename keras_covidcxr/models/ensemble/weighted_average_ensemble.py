@@ -43,8 +43,7 @@ class WeightedAverageEnsemble(Ensemble):
         self.weights_normalised = (weights / weights.sum()).tolist()
         self.threshold = float(threshold)
 
-    def call(self, images, training=False):
-        member_probabilities = self.member_probabilities(images, training=training)
+    def combine(self, member_probabilities):
         weights = ops.convert_to_tensor(self.weights_normalised, dtype=member_probabilities.dtype)
         probabilities = ops.einsum("bmc,m->bc", member_probabilities, weights)
         if self.num_classes == 2:

@@ -16,6 +16,8 @@ Example:
 import dataclasses
 
 from keras_covidcxr.errors import ConfigError
+from keras_covidcxr.models.pipeline.calibration import ProbabilityCalibration
+from keras_covidcxr.models.pipeline.refer_rule import ReferRule
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,6 +31,9 @@ class DecisionRule:
         threshold: the threshold of a "threshold" rule.
         origin: "preset" (stored with the model) or "user" (given at prediction time).
         member_thresholds: {member: threshold} at which each member votes for the positive class.
+        calibrated: whether `threshold` applies to calibrated probabilities (the preset's raw
+            operating threshold mapped through its calibration).
+        refer: the preset's refer rule (`ReferRule.band()`), when it has one and it is on.
     """
 
     rule: str
@@ -36,9 +41,17 @@ class DecisionRule:
     threshold: float = None
     origin: str = "preset"
     member_thresholds: dict = None
+    calibrated: bool = None
+    refer: dict = None
 
     def describe(self):
         """The rule in one sentence, for table footers and reports."""
+        text = self._describe_label()
+        if self.refer:
+            text += f"; {ReferRule.from_dict(self.refer).describe(self.positive_class)} (the preset's refer rule)"
+        return text
+
+    def _describe_label(self):
         if self.rule == "threshold":
             whose = "the preset's operating threshold" if self.origin == "preset" else "threshold given by the user"
             return f"{self.positive_class} if p({self.positive_class}) >= {self.threshold:.3f} ({whose})"
@@ -60,35 +73,51 @@ class DecisionRule:
         return {key: value for key, value in dataclasses.asdict(self).items() if value is not None}
 
 
-def decision_rule_of(ensemble, class_names, threshold=None):
-    """The `DecisionRule` of an ensemble, or the user's `threshold` rule when one is given."""
+def decision_rule_of(ensemble, class_names, threshold=None, calibration=None, refer_rule=None):
+    """The `DecisionRule` of an ensemble, or the user's `threshold` rule when one is given.
+
+    With a `calibration`, the ensemble's raw operating threshold is stated on the calibrated
+    probabilities (the ones results show); the user's `threshold` is read on those too. A
+    `refer_rule` belongs to the preset's own threshold: a user's threshold turns it off.
+    """
     return _rule(class_names, getattr(ensemble, "threshold", None), ensemble.member_names,
-                 ensemble.vote_thresholds if len(class_names) == 2 else None, threshold)
+                 ensemble.vote_thresholds if len(class_names) == 2 else None, threshold, calibration, refer_rule)
 
 
-def decision_rule_from_config(config, threshold=None):
+def decision_rule_from_config(config, threshold=None, refer=True):
     """The `DecisionRule` of a preset's config.json (read without Keras), as `decision_rule_of` gives it."""
     ensemble = config["ensemble"]["config"]
     names = [str(path).rsplit("/", 1)[-1] for path in config["members"]]
     weighted = config["ensemble"]["class_name"] == "WeightedAverageEnsemble"
     ensemble_threshold = ensemble.get("threshold", 0.5) if weighted else None
     votes = ensemble.get("member_thresholds") or [0.5] * len(names)
-    return _rule(config["class_names"], ensemble_threshold, names, votes, threshold)
+    calibration = config.get("calibration")
+    refer_rule = config.get("refer_rule") if refer else None
+    return _rule(config["class_names"], ensemble_threshold, names, votes, threshold,
+                 calibration and ProbabilityCalibration.from_dict(calibration),
+                 refer_rule and ReferRule.from_dict(refer_rule))
 
 
-def _rule(class_names, ensemble_threshold, member_names, vote_thresholds, threshold):
+def _rule(class_names, ensemble_threshold, member_names, vote_thresholds, threshold, calibration=None,
+          refer_rule=None):
     two_classes = len(class_names) == 2
+    calibrated = True if calibration is not None else None
     if threshold is not None:
         if not two_classes:
             raise ConfigError(f"a decision threshold needs two classes, this pipeline has {list(class_names)}")
         if not 0.0 < float(threshold) < 1.0:
             raise ConfigError(f"the decision threshold must lie strictly between 0 and 1, got {threshold}")
-        return DecisionRule("threshold", class_names[1], float(threshold), origin="user")
+        return DecisionRule("threshold", class_names[1], float(threshold), origin="user", calibrated=calibrated)
+    refer = refer_rule.band() if refer_rule is not None and two_classes else None
     if ensemble_threshold is None:  # a majority vote
         if not two_classes:
             return DecisionRule("majority_vote")
         return DecisionRule("majority_vote", class_names[1],
-                            member_thresholds={n: float(t) for n, t in zip(member_names, vote_thresholds)})
+                            member_thresholds={n: float(t) for n, t in zip(member_names, vote_thresholds)},
+                            refer=refer)
     if two_classes:
-        return DecisionRule("threshold", class_names[1], float(ensemble_threshold))
+        if calibration is not None:
+            ensemble_threshold = float(calibration.apply_to_positive(ensemble_threshold))
+        return DecisionRule("threshold", class_names[1], float(ensemble_threshold), calibrated=calibrated,
+                            refer=refer)
     return DecisionRule("argmax")

@@ -24,8 +24,11 @@ from keras_covidcxr.io.atomic import atomic_directory
 from keras_covidcxr.io.image_loader import LoadedImage, load_image
 from keras_covidcxr.models.ensemble.majority_vote_ensemble import MajorityVoteEnsemble
 from keras_covidcxr.models.ensemble.weighted_average_ensemble import WeightedAverageEnsemble
+from keras_covidcxr.models.pipeline.calibration import ProbabilityCalibration
 from keras_covidcxr.models.pipeline.decision_rule import decision_rule_of
+from keras_covidcxr.models.pipeline.out_of_distribution import FeatureDistanceCheck
 from keras_covidcxr.models.pipeline.pipeline_result import PipelineResult
+from keras_covidcxr.models.pipeline.refer_rule import ReferRule
 from keras_covidcxr.models.pipeline.verification import golden_outputs
 from keras_covidcxr.preprocessing.input_contract import InputContract
 from keras_covidcxr.preprocessing.model_inputs import (
@@ -36,6 +39,7 @@ from keras_covidcxr.preprocessing.model_inputs import (
 )
 from keras_covidcxr.preprocessing.preprocessing_config import PreprocessingConfig
 from keras_covidcxr.preprocessing.resize import resize_image
+from keras_covidcxr.preprocessing.test_time_augmentation import check_tta, test_time_variants
 from keras_covidcxr.presets import component_io, preset_format
 from keras_covidcxr.presets.resolve import resolve_preset
 from keras_covidcxr.version import __version__
@@ -56,8 +60,14 @@ class Pipeline:
         input_contract: an `InputContract` (what images are accepted).
         metadata: the preset's metadata (training provenance among it).
         decision_threshold: two classes only: label the positive class when its
-            probability reaches this, instead of the ensemble's own rule (see
-            `decision_rule`).
+            (calibrated) probability reaches this, instead of the ensemble's own
+            rule (see `decision_rule`); it turns the refer rule off.
+        calibration: a `ProbabilityCalibration` fitted on validation data: results'
+            `probabilities` are calibrated, `raw_probabilities` keep the ensemble's.
+        refer_rule: two classes only: a `ReferRule`; images it catches are labelled
+            "refer" (their would-be label kept in `would_be_label`).
+        out_of_distribution: a `FeatureDistanceCheck`; images whose features lie far
+            from the training images' get an "out_of_distribution" warning.
 
     A pipeline is not a Keras object and has no `from_config`: it is saved and
     loaded as a preset (`save_to_preset`, `from_preset`), whose config.json is
@@ -81,6 +91,9 @@ class Pipeline:
         input_contract=None,
         metadata=None,
         decision_threshold=None,
+        calibration=None,
+        refer_rule=None,
+        out_of_distribution=None,
     ):
         if class_names is None:
             class_names = BINARY_CLASS_NAMES if ensemble.num_classes == 2 else MULTICLASS_CLASS_NAMES
@@ -101,8 +114,19 @@ class Pipeline:
         self.input_contract = input_contract or InputContract(min_size=segmenter.input_size)
         _check_decoding_matches(self.input_contract)
         self.metadata = dict(metadata or {})
-        self.decision_rule = decision_rule_of(ensemble, class_names, decision_threshold)
+        if refer_rule is not None and (len(class_names) != 2 or not isinstance(ensemble, WeightedAverageEnsemble)):
+            raise ConfigError("a refer rule needs a two-class weighted-average ensemble (a threshold to refer around)")
+        if out_of_distribution is not None and out_of_distribution.member not in ensemble.member_names:
+            raise ConfigError(
+                f"the out-of-distribution check uses member {out_of_distribution.member!r}, "
+                f"which is not one of {ensemble.member_names}"
+            )
+        self.calibration = calibration
+        self.refer_rule = refer_rule
+        self.out_of_distribution = out_of_distribution
         self.decision_threshold = decision_threshold
+        self.decision_rule = decision_rule_of(ensemble, class_names, decision_threshold, calibration,
+                                              refer_rule if decision_threshold is None else None)
         self.classifier_size, _, self.classifier_channels = shapes.pop()
         normalising = [m.name for m in ensemble.members if getattr(m, "input_normalization", None)]
         if normalising and self.preprocessing.standardize:
@@ -138,12 +162,19 @@ class Pipeline:
         """
         return self._sharing_models(decision_threshold=threshold)
 
+    def without_refer(self):
+        """A pipeline sharing these models that always answers (no refer rule), as `--no-refer` does."""
+        return self._sharing_models(refer_rule=None)
+
     def _sharing_models(self, **changes):
         settings = {
             "preprocessing": self.preprocessing,
             "input_contract": self.input_contract,
             "metadata": self.metadata,
             "decision_threshold": self.decision_threshold,
+            "calibration": self.calibration,
+            "refer_rule": self.refer_rule,
+            "out_of_distribution": self.out_of_distribution,
             **changes,
         }
         return Pipeline(self.segmenter, self.ensemble, self.class_names, **settings)
@@ -155,7 +186,7 @@ class Pipeline:
 
     # === Prediction ===
 
-    def predict(self, images, batch_size=8, on_error="raise", explain=False, strict=False):
+    def predict(self, images, batch_size=8, on_error="raise", explain=False, strict=False, tta=1):
         """Run the pipeline on images; return one `PipelineResult` per image, in order.
 
         Args:
@@ -172,7 +203,13 @@ class Pipeline:
                 views, children). With the contract's
                 `check_view_from_mask`, images without a stated view whose
                 lung mask looks lateral are flagged too (refused when strict).
+            tta: test-time augmentation: the ensemble sees the image and
+                `tta - 1` slightly shifted, zoomed and re-contrasted copies
+                (`test_time_variants`; no flips) and averages the members'
+                probabilities; `result.uncertainty["tta_spread"]` is the spread
+                of p over the copies. 1 (the default) is plain prediction.
         """
+        tta = check_tta(tta)
         if on_error not in ("raise", "record"):
             raise ConfigError(f"on_error must be 'raise' or 'record', got {on_error!r}")
         if not isinstance(batch_size, int) or batch_size < 1:
@@ -185,7 +222,7 @@ class Pipeline:
         results = []
         for start in range(0, len(images), batch_size):
             chunk = images[start : start + batch_size]
-            results.extend(self._predict_chunk(chunk, start, batch_size, on_error, explain, strict))
+            results.extend(self._predict_chunk(chunk, start, batch_size, on_error, explain, strict, tta))
         return results
 
     def explain(self, image, class_name=None):
@@ -196,7 +233,7 @@ class Pipeline:
         result = self.predict([image], explain=class_name or True)[0]
         return result.heatmap
 
-    def _predict_chunk(self, chunk, offset, batch_size, on_error, explain, strict):
+    def _predict_chunk(self, chunk, offset, batch_size, on_error, explain, strict, tta):
         results, pixels = [], []
         for index, image in enumerate(chunk, start=offset):
             source = _source_name(image, index)
@@ -242,9 +279,9 @@ class Pipeline:
             result.warnings.extend(warnings)
             classifier_batch.append(model_input)
         classifier_batch = np.stack(classifier_batch)
-        outputs = _run_padded(self.ensemble, classifier_batch, batch_size)
+        outputs = self._classify(classifier_batch, batch_size, tta)
         for row, i in enumerate(ok):
-            self._fill_prediction(results[i], outputs, row)
+            self._fill_prediction(results[i], outputs, row, tta)
         if explain:
             self._add_heatmaps([results[i] for i in ok], [pixels[i] for i in ok], classifier_batch, explain)
         return results
@@ -273,27 +310,77 @@ class Pipeline:
         problems = self.input_contract.check_lung_mask(result.metadata, lung_mask, strict=strict)
         self._apply_problems(result, problems)
 
-    def _fill_prediction(self, result, outputs, row):
+    def _classify(self, classifier_batch, batch_size, tta):
+        """The ensemble's outputs (numpy), averaged over `tta` variants, plus "calibrated",
+        "tta_probabilities" (n, variants, classes; calibrated) and "ood_distance" when used."""
+        if tta == 1:
+            outputs = _run_padded(self.ensemble, classifier_batch, batch_size)
+            passes = [outputs]
+        else:
+            passes = [_run_padded(self.ensemble, variant, batch_size)
+                      for variant in test_time_variants(classifier_batch, tta)]
+            averaged = np.mean([p["member_probabilities"] for p in passes], axis=0).astype("float32")
+            combined = self.ensemble.combine(keras.ops.convert_to_tensor(averaged))
+            outputs = {key: np.asarray(keras.ops.convert_to_numpy(value)) for key, value in combined.items()}
+        outputs["calibrated"] = self._calibrated(outputs["probabilities"])
+        if tta > 1:
+            outputs["tta_probabilities"] = np.stack([self._calibrated(p["probabilities"]) for p in passes], axis=1)
+        if self.out_of_distribution is not None:
+            member = self.ensemble.members[self.ensemble.member_names.index(self.out_of_distribution.member)]
+            feature_map = _run_padded(member.feature_extractor, classifier_batch, batch_size)
+            outputs["ood_distance"] = self.out_of_distribution.distances(feature_map.mean(axis=(1, 2)))
+        return outputs
+
+    def _calibrated(self, probabilities):
+        probabilities = np.asarray(probabilities, "float64")
+        return probabilities if self.calibration is None else self.calibration.apply(probabilities)
+
+    def _fill_prediction(self, result, outputs, row, tta):
         names = self.class_names
-        result.probabilities = _named(names, outputs["probabilities"][row])
+        calibrated = outputs["calibrated"][row]
+        result.probabilities = _named(names, calibrated)
+        result.raw_probabilities = _named(names, outputs["probabilities"][row])
         if self.decision_threshold is None:
             result.label = names[int(outputs["label"][row])]
         else:
-            result.label = names[self.decision_rule.label_index(outputs["probabilities"][row])]
+            result.label = names[self.decision_rule.label_index(calibrated)]
         result.decision = self.decision_rule.to_dict()
+        member_probabilities = outputs["member_probabilities"][row]
+        member_votes = outputs["member_labels"][row]
         result.members = {
             member: {"probabilities": _named(names, probabilities), "label": names[int(vote)]}
-            for member, probabilities, vote in zip(
-                self.ensemble.member_names,
-                outputs["member_probabilities"][row],
-                outputs["member_labels"][row],
-            )
+            for member, probabilities, vote in zip(self.ensemble.member_names, member_probabilities, member_votes)
         }
+        # the spread of p(positive) for two classes, else of the probability of the ensemble's class
+        column = 1 if len(names) == 2 else names.index(result.label)
+        result.uncertainty = {
+            "member_spread": float(np.std(member_probabilities[:, column])),
+            "members_disagree": len(set(int(v) for v in member_votes)) > 1,
+            "tta": tta,
+            "tta_spread": float(np.std(outputs["tta_probabilities"][row, :, column])) if tta > 1 else None,
+        }
+        if self.decision_rule.refer:
+            refer = ReferRule.from_dict(self.decision_rule.refer)
+            if refer.refers(calibrated[1], result.uncertainty["member_spread"]):
+                result.would_be_label, result.label = result.label, "refer"
+                result.warnings.append(("refer", f"p({names[1]}) {calibrated[1]:.3f}, member spread "
+                                        f"{result.uncertainty['member_spread']:.3f}: {refer.describe(names[1])}; "
+                                        f"would be {result.would_be_label}: have a person read this film"))
+        if "ood_distance" in outputs:
+            distance = float(outputs["ood_distance"][row])
+            check = self.out_of_distribution
+            result.out_of_distribution = {"distance": distance, "threshold": check.threshold,
+                                          "flagged": distance > check.threshold}
+            if distance > check.threshold:
+                result.warnings.append(("out_of_distribution", f"unlike the training films (feature distance "
+                                        f"{distance:.3f} > {check.threshold:.3f}): is this a frontal chest X-ray? "
+                                        "Treat the answer with caution"))
 
     def _add_heatmaps(self, results, pixels, classifier_batch, explain):
         if self._grad_cam is None:
             self._grad_cam = GradCAM(self.ensemble)  # kept: it caches compiled gradient functions
-        targets = [explain if isinstance(explain, str) else result.label for result in results]
+        targets = [explain if isinstance(explain, str) else result.would_be_label or result.label
+                   for result in results]
         for class_name in dict.fromkeys(targets):
             if class_name not in self.class_names:
                 raise ConfigError(f"unknown class {class_name!r}; classes are {list(self.class_names)}")
@@ -337,6 +424,10 @@ class Pipeline:
                 preprocessing=PreprocessingConfig.from_dict(config["preprocessing"]),
                 input_contract=InputContract.from_dict(config["input_contract"]),
                 metadata={**metadata, "loaded_from": str(handle)},
+                calibration=_optional(config, "calibration", ProbabilityCalibration.from_dict),
+                refer_rule=_optional(config, "refer_rule", ReferRule.from_dict),
+                out_of_distribution=_optional(config, "out_of_distribution", lambda entry: _read_ood(
+                    folder, metadata, entry)),
             )
         except (KeyError, TypeError) as error:
             raise PresetError(f"{folder / 'config.json'}: incomplete pipeline config ({error!r})") from error
@@ -354,7 +445,7 @@ class Pipeline:
         """The preset's config.json: the pipeline graph without weights."""
         ensemble_config = self.ensemble.get_config()
         del ensemble_config["members"]
-        return {
+        config = {
             "format_version": preset_format.FORMAT_VERSION,
             "class_names": list(self.class_names),
             "segmenter": "segmenter",
@@ -363,6 +454,13 @@ class Pipeline:
             "preprocessing": self.preprocessing.to_dict(),
             "input_contract": self.input_contract.to_dict(),
         }
+        if self.calibration is not None:
+            config["calibration"] = self.calibration.to_dict()
+        if self.refer_rule is not None:
+            config["refer_rule"] = self.refer_rule.to_dict()
+        if self.out_of_distribution is not None:
+            config["out_of_distribution"] = self.out_of_distribution.to_config()
+        return config
 
     def save_to_preset(self, folder, training=None, description=None, overwrite=False):
         """Write this pipeline as a preset folder, atomically.
@@ -398,6 +496,8 @@ class Pipeline:
                 for path, model in components.items():
                     (tmp / path).mkdir(parents=True)
                     component_io.write_component(model, tmp / path)
+                if self.out_of_distribution is not None:
+                    self.out_of_distribution.save_features(tmp)
                 preset_format.finish_metadata(tmp, metadata)
         except OutputExistsError as error:
             raise PresetError(
@@ -411,6 +511,15 @@ def _read_component(folder, metadata, relative):
     for name in (component_io.CONFIG_FILE, component_io.WEIGHTS_FILE):
         preset_format.require_listed(folder, metadata, f"{relative}/{name}")
     return component_io.read_component(folder / relative)
+
+
+def _optional(config, key, read):
+    return read(config[key]) if config.get(key) is not None else None
+
+
+def _read_ood(folder, metadata, entry):
+    preset_format.require_listed(folder, metadata, entry.get("features", "out_of_distribution.npz"))
+    return FeatureDistanceCheck.from_config(entry, folder)
 
 
 def _run_padded(model, batch, batch_size):

@@ -11,11 +11,21 @@ class PipelineResult:
 
     Attributes:
         source: the path, or "array[i]" for an array input.
-        label: the ensemble's class name (None when `error` is set).
+        label: the ensemble's class name, or "refer" when the preset's refer rule
+            abstains (None when `error` is set).
+        would_be_label: for a "refer", the class the decision rule would have given.
         decision: the rule the label was decided by (`DecisionRule.to_dict()`:
             rule, positive class, threshold, origin), e.g. {"rule": "threshold",
             "positive_class": "covid", "threshold": 0.714, "origin": "preset"}.
-        probabilities: {class name: probability}, summing to 1.
+        probabilities: {class name: probability}, summing to 1; calibrated when the
+            preset has a calibration.
+        raw_probabilities: the ensemble's probabilities before calibration.
+        uncertainty: {"member_spread": standard deviation of the members' p(positive)
+            (two classes; else of the labelled class), "members_disagree": whether
+            their votes differ, "tta": the number of test-time views, "tta_spread":
+            standard deviation of p over those views (None without TTA)}.
+        out_of_distribution: {"distance", "threshold", "flagged"} of the preset's
+            feature-distance check, when it has one.
         members: {member name: {"probabilities": {...}, "label": str}}.
         image: the decoded gray image in [0, 1] (for overlays).
         mask: boolean lung mask at the original image size.
@@ -32,8 +42,12 @@ class PipelineResult:
 
     source: str
     label: str = None
+    would_be_label: str = None
     decision: dict = None
     probabilities: dict = None
+    raw_probabilities: dict = None
+    uncertainty: dict = None
+    out_of_distribution: dict = None
     members: dict = None
     image: np.ndarray = None
     mask: np.ndarray = None
@@ -51,8 +65,12 @@ class PipelineResult:
         return {
             "source": self.source,
             "label": self.label,
+            "would_be_label": self.would_be_label,
             "probabilities": self.probabilities,
+            "raw_probabilities": self.raw_probabilities,
             "decision": self.decision,
+            "uncertainty": self.uncertainty,
+            "out_of_distribution": self.out_of_distribution,
             "members": self.members,
             "crop_box": list(self.crop_box) if self.crop_box else None,
             "lung_fraction": self.lung_fraction,

@@ -181,3 +181,28 @@ def test_backbones_start_from_a_local_weights_file(tmp_path):
         CXRClassifier("efficientnet_lite0", backbone_weights="imagenet")
     with pytest.raises(ConfigError, match="not found"):
         CXRClassifier("mobilenet_v2", backbone_weights=str(tmp_path / "absent.weights.h5"))
+
+
+def test_feature_layer_cuts_the_backbone_after_its_weights_are_loaded(tmp_path):
+    """`feature_layer`: the head pools an intermediate layer; weights files of the whole backbone still load,
+    and the cut model saves and reloads with its config."""
+    import keras
+
+    full = CXRClassifier("mobilenet_v2", input_shape=(32, 32, 1), input_normalization="imagenet").backbone
+    rng = np.random.default_rng(0)
+    for variable in full.weights:
+        variable.assign(rng.normal(0, 0.1, variable.shape).astype("float32"))
+    weights_file = tmp_path / "mobilenet_v2.weights.h5"
+    full.save_weights(weights_file)
+    model = CXRClassifier("mobilenet_v2", input_shape=(32, 32, 1), input_normalization="imagenet", head_units=0,
+                          backbone_weights=str(weights_file), feature_layer="block_13_expand_relu")
+    images = rng.random((2, 32, 32, 1)).astype("float32")
+    expected = keras.Model(full.input, full.get_layer("block_13_expand_relu").output)(np.repeat(images, 3, -1) * 2 - 1)  # "tf" mode
+    np.testing.assert_allclose(np.asarray(model.feature_extractor(images)), np.asarray(expected), atol=1e-5)
+    assert model.feature_extractor.output_shape[-1] == 576 and model.count_params() < full.count_params()
+    restored = CXRClassifier.from_config(model.get_config())
+    restored.set_weights(model.get_weights())
+    assert restored.feature_layer == "block_13_expand_relu"
+    np.testing.assert_allclose(np.asarray(restored(images)), np.asarray(model(images)), atol=1e-6)
+    with pytest.raises(ConfigError, match="no layer named"):
+        CXRClassifier("mobilenet_v2", input_shape=(32, 32, 1), feature_layer="block_99")

@@ -1,0 +1,145 @@
+"""When not to answer: a band of calibrated p(positive) (and optionally member disagreement) to refer.
+
+A two-class pipeline with a `ReferRule` labels an image "refer" instead of answering when its
+calibrated p(positive) lies in [low, high), or when its members' p(positive) spread (standard
+deviation) exceeds `max_member_spread`; the label it would have given is kept
+(`PipelineResult.would_be_label`). `fit_refer_rule` picks the band on validation scores so that the
+answered images keep a target sensitivity (and specificity) while as many images as possible are
+answered. Numpy only.
+
+Example:
+    >>> rule = ReferRule(low=0.3, high=0.6)
+    >>> rule.refers([0.1, 0.45, 0.7]).tolist()
+    [False, True, False]
+"""
+
+import dataclasses
+
+import numpy as np
+
+from keras_covidcxr.errors import ConfigError
+from keras_covidcxr.settings import settings_from_dict
+
+
+@dataclasses.dataclass(frozen=True)
+class ReferRule:
+    """Refer (abstain) when low <= p(positive) < high, or when the members' spread exceeds a limit.
+
+    Attributes:
+        low, high: the band on calibrated p(positive); low <= high (equal: no band).
+        max_member_spread: refer when the standard deviation of the members' p(positive)
+            exceeds this (None: not used).
+        target_sensitivity, target_specificity: what the band was fitted to keep on the
+            answered validation images (provenance).
+        validation: coverage, sensitivity and specificity on the answered validation images.
+    """
+
+    low: float
+    high: float
+    max_member_spread: float = None
+    target_sensitivity: float = None
+    target_specificity: float = None
+    validation: dict = None
+
+    def __post_init__(self):
+        if not 0.0 <= self.low <= self.high <= 1.0:
+            raise ConfigError(f"a refer band needs 0 <= low <= high <= 1, got [{self.low}, {self.high})")
+        if self.max_member_spread is not None and not self.max_member_spread > 0:
+            raise ConfigError(f"max_member_spread must be positive, got {self.max_member_spread}")
+
+    def refers(self, positive, member_spread=None):
+        """Boolean array: which calibrated p(positive) values (and member spreads) are referred."""
+        positive = np.asarray(positive, "float64")
+        referred = (positive >= self.low) & (positive < self.high)
+        if self.max_member_spread is not None and member_spread is not None:
+            referred |= np.asarray(member_spread, "float64") > self.max_member_spread
+        return referred
+
+    def describe(self, positive_class="positive"):
+        parts = []
+        if self.high > self.low:
+            parts.append(f"{self.low:.3f} <= p({positive_class}) < {self.high:.3f}")
+        if self.max_member_spread is not None:
+            parts.append(f"the members' spread exceeds {self.max_member_spread:.3f}")
+        return "refer if " + " or ".join(parts) if parts else "never refer"
+
+    def band(self):
+        """{"low", "high"[, "max_member_spread"]}: the rule without its provenance."""
+        return {key: value for key, value in self.to_dict().items() if key in ("low", "high", "max_member_spread")}
+
+    def to_dict(self):
+        return {key: value for key, value in dataclasses.asdict(self).items() if value is not None}
+
+    @classmethod
+    def from_dict(cls, config):
+        return settings_from_dict(cls, config, "refer-rule settings")
+
+
+def answered_metrics(positive, labels, threshold, referred):
+    """{"coverage", "sensitivity", "specificity", "accuracy", "answered"} of the images not referred.
+
+    `positive` are scores, `labels` 0/1 truths, `threshold` the decision threshold on the same
+    scores, `referred` a boolean mask. Sensitivity or specificity is NaN without answered images
+    of that class.
+    """
+    positive, labels = np.asarray(positive, "float64"), np.asarray(labels).astype(bool)
+    answered = ~np.asarray(referred, bool)
+    predicted = positive >= threshold
+    with np.errstate(invalid="ignore"):
+        sensitivity = np.sum(predicted & labels & answered) / np.sum(labels & answered)
+        specificity = np.sum(~predicted & ~labels & answered) / np.sum(~labels & answered)
+        accuracy = np.sum((predicted == labels) & answered) / np.sum(answered)
+    return {"coverage": float(np.mean(answered)) if answered.size else float("nan"),
+            "sensitivity": float(sensitivity), "specificity": float(specificity), "accuracy": float(accuracy),
+            "answered": int(answered.sum())}
+
+
+def fit_refer_rule(positive, labels, threshold, target_sensitivity=0.85, target_specificity=None, min_coverage=0.5,
+                   max_candidates=60):
+    """The band [low, high) around `threshold` that answers the most validation images at the targets.
+
+    Candidates for low are `threshold` and validation scores below it, for high `threshold` and scores
+    above it (at most `max_candidates` quantiles each). Among the bands whose answered images reach
+    `target_sensitivity` (and `target_specificity`, when given) and cover at least `min_coverage`
+    of the images, the one with the highest coverage wins (ties: the narrower band).
+
+    Returns:
+        A `ReferRule` with its validation coverage, sensitivity and specificity.
+
+    Raises:
+        ConfigError: when no band reaches the targets at `min_coverage`.
+    """
+    positive, labels = np.asarray(positive, "float64"), np.asarray(labels).astype(bool)
+    if positive.shape != labels.shape or labels.all() or not labels.any():
+        raise ConfigError("fitting a refer band needs scores and 0/1 labels of both classes, one per image")
+
+    def candidates(values, include):
+        values = np.unique(values)
+        if len(values) > max_candidates:
+            values = np.unique(np.quantile(values, np.linspace(0, 1, max_candidates)))
+        return np.unique(np.append(values, include))
+
+    lows = candidates(positive[positive < threshold], threshold)
+    highs = candidates(positive[positive >= threshold], threshold)
+    highs = np.append(highs, np.nextafter(highs.max(), 2.0))  # also refer the top score
+    best = None
+    for low in lows:
+        for high in highs:
+            metrics = answered_metrics(positive, labels, threshold, (positive >= low) & (positive < high))
+            if metrics["coverage"] < min_coverage or not metrics["sensitivity"] >= target_sensitivity:
+                continue
+            if target_specificity is not None and not metrics["specificity"] >= target_specificity:
+                continue
+            key = (metrics["coverage"], -(high - low))
+            if best is None or key > best[0]:
+                best = (key, float(low), float(high), metrics)
+    if best is None:
+        wanted = f"sensitivity {target_sensitivity}" + (
+            f" and specificity {target_specificity}" if target_specificity is not None else "")
+        raise ConfigError(
+            f"no refer band around threshold {threshold:.3f} keeps {wanted} on the answered images while answering "
+            f"at least {min_coverage:.0%} of the {labels.size} validation images"
+        )
+    _, low, high, metrics = best
+    return ReferRule(low, min(high, 1.0), target_sensitivity=target_sensitivity, target_specificity=target_specificity,
+                     validation=metrics)

@@ -1,0 +1,52 @@
+"""Out-of-distribution hints: k-NN feature distance to the training images."""
+
+import numpy as np
+import pytest
+
+from keras_covidcxr import ConfigError
+from keras_covidcxr.models.pipeline.out_of_distribution import (
+    FeatureDistanceCheck,
+    fit_feature_distance_check,
+)
+
+
+def test_far_features_are_flagged_and_validation_ones_mostly_not():
+    rng = np.random.default_rng(0)
+    centre = rng.normal(size=64)
+    train = centre + 0.3 * rng.normal(size=(200, 64))
+    validation = centre + 0.3 * rng.normal(size=(100, 64))
+    check = fit_feature_distance_check("alpha", train, validation, neighbours=5, quantile=0.95)
+    assert np.mean(check.flags(validation)) == pytest.approx(0.05, abs=0.011)
+    far = rng.normal(size=(20, 64))  # unrelated directions
+    assert check.flags(far).all()
+    assert check.distances(train[:3]) == pytest.approx(check.distances(train[:3]))
+
+
+def test_too_few_reference_rows_or_a_wrong_width_are_refused():
+    with pytest.raises(ConfigError, match="reference"):
+        FeatureDistanceCheck("alpha", np.ones((3, 4)), threshold=0.1, neighbours=5)
+    check = FeatureDistanceCheck("alpha", np.eye(8), threshold=0.1, neighbours=2)
+    with pytest.raises(ConfigError, match="channels"):
+        check.distances(np.ones((1, 4)))
+
+
+def test_the_pipeline_warns_and_the_preset_keeps_the_check(loaded_pipeline, chest_images, tmp_path):
+    from keras_covidcxr import Pipeline
+
+    member = loaded_pipeline.ensemble.members[0]
+    batch = np.stack([np.ones((32, 32, 3), "float32") * v for v in np.linspace(0.1, 0.9, 12)])
+    features = np.asarray(member.feature_extractor.predict_on_batch(batch)).mean(axis=(1, 2))
+    check = FeatureDistanceCheck(member.name, features, threshold=-1.0, neighbours=3)  # flags everything
+    flagged = loaded_pipeline._sharing_models(out_of_distribution=check).predict(chest_images[:1])[0]
+    assert flagged.out_of_distribution["flagged"]
+    assert any(code == "out_of_distribution" for code, _ in flagged.warnings)
+    check.threshold = 2.0  # cosine distances are at most 2: flags nothing
+    pipeline = loaded_pipeline._sharing_models(out_of_distribution=check)
+    pipeline.save_to_preset(tmp_path / "p", training={"data": "x"})
+    loaded = Pipeline.from_preset(tmp_path / "p")
+    result = loaded.predict(chest_images[:1])[0]
+    assert not result.out_of_distribution["flagged"]
+    assert result.out_of_distribution["distance"] == pytest.approx(
+        pipeline.predict(chest_images[:1])[0].out_of_distribution["distance"], abs=1e-3)  # float16 reference
+    with pytest.raises(ConfigError, match="member"):
+        loaded_pipeline._sharing_models(out_of_distribution=FeatureDistanceCheck("gamma", features, 0.1, 3))

@@ -1,0 +1,63 @@
+"""The refer rule: abstain where the calibrated p(positive) is in the band, keep the would-be label."""
+
+import numpy as np
+import pytest
+
+from keras_covidcxr import ConfigError
+from keras_covidcxr.models.pipeline.refer_rule import ReferRule, answered_metrics, fit_refer_rule
+
+
+def test_refers_inside_the_band_and_above_the_member_spread():
+    rule = ReferRule(0.3, 0.6, max_member_spread=0.2)
+    assert rule.refers([0.29, 0.3, 0.59, 0.6]).tolist() == [False, True, True, False]
+    assert rule.refers([0.1, 0.1], member_spread=[0.1, 0.25]).tolist() == [False, True]
+    assert ReferRule.from_dict(rule.to_dict()) == rule
+    assert rule.band() == {"low": 0.3, "high": 0.6, "max_member_spread": 0.2}
+    with pytest.raises(ConfigError):
+        ReferRule(0.6, 0.3)
+
+
+def test_the_fitted_band_keeps_the_target_sensitivity_on_the_answered_images():
+    rng = np.random.default_rng(0)
+    labels = rng.random(400) < 0.5
+    scores = np.clip(0.5 + 0.25 * (labels - 0.5) + rng.normal(0, 0.15, 400), 0.001, 0.999)
+    threshold = 0.5
+    assert answered_metrics(scores, labels, threshold, np.zeros(400, bool))["sensitivity"] < 0.85
+    rule = fit_refer_rule(scores, labels, threshold, target_sensitivity=0.9, target_specificity=0.8)
+    assert rule.low <= threshold <= rule.high
+    metrics = answered_metrics(scores, labels, threshold, rule.refers(scores))
+    assert metrics["sensitivity"] >= 0.9 and metrics["specificity"] >= 0.8
+    assert metrics == rule.validation and 0.5 <= metrics["coverage"] < 1.0
+
+
+def test_no_band_reaching_the_targets_is_an_error():
+    scores = np.linspace(0, 1, 40)
+    labels = np.arange(40) % 2 == 0  # no signal at all
+    with pytest.raises(ConfigError, match="no refer band"):
+        fit_refer_rule(scores, labels, 0.5, target_sensitivity=0.95, min_coverage=0.9)
+
+
+def test_pipeline_refer_decisions_follow_the_stored_rule_exactly(loaded_pipeline, chest_images):
+    images = [np.clip(image + shift, 0, 1) for image in chest_images for shift in (0.0, 0.1, -0.1)]
+    plain = loaded_pipeline.predict(images)
+    p = np.array([r.probabilities["covid"] for r in plain])
+    spreads = np.array([r.uncertainty["member_spread"] for r in plain])
+    rule = ReferRule(float(np.median(p)), float(p.max()))  # the upper half, bar the top, is referred
+    referring = loaded_pipeline._sharing_models(refer_rule=rule)
+    assert referring.decision_rule.refer == rule.band()
+    assert "refer if" in referring.decision_rule.describe()
+    results = referring.predict(images)
+    expected = rule.refers(p, spreads)
+    assert 0 < expected.sum() < len(images)
+    for result, before, refer in zip(results, plain, expected):
+        assert result.label == ("refer" if refer else before.label)
+        assert result.would_be_label == (before.label if refer else None)
+        assert any(code == "refer" for code, _ in result.warnings) == refer
+    assert [r.label for r in referring.without_refer().predict(images)] == [r.label for r in plain]
+    assert referring.with_decision_threshold(0.5).decision_rule.refer is None  # a user threshold answers always
+
+
+def test_a_refer_rule_needs_a_two_class_weighted_average(make_pipeline):
+    pipeline = make_pipeline(ensemble="majority_vote")
+    with pytest.raises(ConfigError, match="refer rule"):
+        pipeline._sharing_models(refer_rule=ReferRule(0.4, 0.6))
