@@ -67,6 +67,39 @@ def fast_cli(monkeypatch, loaded_pipeline, preset_dir):
 
 
 @pytest.fixture(scope="session")
+def small_pipeline():
+    """Untrained, with a calibration, a refer band and an out-of-distribution check; its members
+    (ResUnet encoders) build, save and export in seconds."""
+    from keras_covidcxr import (
+        CXRClassifier,
+        FeatureDistanceCheck,
+        Pipeline,
+        ProbabilityCalibration,
+        ReferRule,
+        ResUnet,
+        WeightedAverageEnsemble,
+    )
+
+    segmenter = ResUnet(input_size=64, filters=(4, 8, 16))
+    members = [CXRClassifier("resunet_encoder", input_shape=(32, 32, 1), encoder_filters=(4, 8, 16), head_units=8,
+                             name=name) for name in ("alpha", "beta")]
+    rng = np.random.default_rng(0)
+    features = np.asarray(members[1].feature_extractor.predict_on_batch(rng.random((10, 32, 32, 1)))).mean(axis=(1, 2))
+    return Pipeline(
+        segmenter, WeightedAverageEnsemble(members, weights=[1, 2]),
+        calibration=ProbabilityCalibration("platt", slope=3.0, intercept=0.1),
+        refer_rule=ReferRule(0.5, 0.52),
+        out_of_distribution=FeatureDistanceCheck("beta", features, threshold=0.001, neighbours=3),
+    )
+
+
+@pytest.fixture(scope="session")
+def small_preset(small_pipeline, tmp_path_factory):
+    return small_pipeline.save_to_preset(tmp_path_factory.mktemp("runtime") / "small",
+                                         training={"data": "synthetic test images"})
+
+
+@pytest.fixture(scope="session")
 def untrained_preset_dir(pipeline, tmp_path_factory):
     folder = tmp_path_factory.mktemp("presets") / "untrained"
     pipeline.save_to_preset(folder)

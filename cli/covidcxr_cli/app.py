@@ -62,6 +62,10 @@ def predict(
         help="Label 'refer' (with the would-be label kept) where the preset's refer rule abstains; "
         "--no-refer always answers. A --threshold turns the refer rule off.",
     ),
+    exported: Path | None = typer.Option(
+        None, "--exported", metavar="FOLDER",
+        help="Run an ONNX export (`covidcxr export`) with ONNX Runtime instead of a Keras preset (no TensorFlow).",
+    ),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Images per model call."),
     out: Path | None = typer.Option(None, "--out", "-o", metavar="FILE", help="Stream one row per image into this .csv or .jsonl file; rerun to resume."),
     workers: int = typer.Option(2, "--workers", min=1, help="With --out: threads decoding images while the model runs."),
@@ -75,6 +79,19 @@ def predict(
     with reported_errors(debug):  # everything that can be checked before the backend loads
         _check_outputs(out, overlays)
         paths = _existing_images(images)
+        if exported is not None:
+            if preset is not None or overlays is not None:
+                raise keras_covidcxr.ConfigError("--exported runs an export: it takes no --preset, and Grad-CAM "
+                                                 "overlays need the Keras pipeline")
+            from keras_covidcxr.runtime import ExportedPipeline
+
+            pipeline = ExportedPipeline(exported, decision_threshold=threshold, refer=refer)
+            if out is not None:
+                code = _predict_into_file(pipeline, paths, out, batch_size, workers, strict, retry_failed,
+                                          json_output, None, tta)
+            else:
+                code = _predict_and_print(pipeline, paths, batch_size, strict, json_output, None, tta)
+            raise typer.Exit(code)
         if preset is None:
             preset = keras_covidcxr.DEFAULT_PRESET
             stderr.print(
@@ -263,6 +280,29 @@ def evaluate(
     for path, error in evaluation.failed:
         stderr.print(f"[red]error:[/] {escape(one_line(error))}", soft_wrap=True)
     raise typer.Exit(exit_code(evaluation.n_images, len(evaluation.failed)))
+
+
+@app.command()
+def export(
+    preset: str = typer.Argument(..., help="Preset folder, registered name or hf://owner/repo[@rev]."),
+    out: Path = typer.Argument(..., metavar="FOLDER", help="The export folder to write."),
+    export_format: str = typer.Option(
+        "onnx", "--format", metavar="FORMAT",
+        help="onnx (runs with `covidcxr predict --exported FOLDER`, ONNX Runtime only) or tf_saved_model.",
+    ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier export in FOLDER."),
+    allow_untrained: bool = typer.Option(False, "--allow-untrained", help="Export a preset that records no training."),
+    debug: bool = DEBUG,
+):
+    """Export a preset's graphs (segmenter, ensemble, feature check) with the settings needed to run them."""
+    with reported_errors(debug):
+        keras_covidcxr.read_preset_metadata(preset)
+        _check_writable_folder(out.absolute(), f"{out}: cannot write the export")
+    with reported_errors(debug, needs_keras=True):
+        pipeline = _load_pipeline(preset, allow_untrained)
+        pipeline.export(out, format=export_format, overwrite=overwrite)
+    hint = f"; run it with: covidcxr predict IMAGE --exported {out}" if export_format == "onnx" else ""
+    console.print(f"exported {preset} ({export_format}) to {out}{hint}", markup=False, soft_wrap=True)
 
 
 @app.command()

@@ -172,6 +172,8 @@ def model_sha256(pipeline):
     files = pipeline.metadata.get("files")
     if files:
         return _preset_sha256(files)
+    if "export" in pipeline.metadata:  # an `ExportedPipeline`: the fingerprint of the preset it came from
+        return pipeline.metadata["export"]["preset_sha256"]
     digest = hashlib.sha256()
     digest.update(json.dumps(pipeline.get_config(), sort_keys=True).encode())
     for model in (pipeline.segmenter, *pipeline.ensemble.members):

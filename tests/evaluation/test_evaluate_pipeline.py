@@ -177,7 +177,7 @@ def test_calibration_and_the_refer_rule_are_reported(loaded_pipeline, manifest_p
                             n_resamples=10)
     p = np.sort(raw.scores["weighted_average"])
     calibration = ProbabilityCalibration("platt", slope=3.0, intercept=0.0)
-    low, high = calibration.apply_to_positive([p[3], p[8]])
+    low, high = calibration.apply_to_positive([(p[2] + p[3]) / 2, (p[7] + p[8]) / 2])  # between images
     pipeline = loaded_pipeline._sharing_models(calibration=calibration, refer_rule=ReferRule(float(low), float(high)))
     evaluation = evaluate_pipeline(pipeline, read_manifest(manifest_path), tmp_path / "r", shortcut_probe=False,
                                    n_resamples=10)
@@ -186,9 +186,11 @@ def test_calibration_and_the_refer_rule_are_reported(loaded_pipeline, manifest_p
     assert calibrated["decision_rule"]["threshold"] == pytest.approx(pipeline.decision_rule.threshold)
     assert "brier_score" in calibrated["calibration"] and "brier_score" in report["models"]["weighted_average"]["calibration"]
     refer = report["refer"]
-    assert refer == evaluation.refer and refer["referred"] == 5
-    assert refer["answered"]["answered"] == 7 and refer["all"]["answered"] == 12
-    assert refer["answered"]["coverage"] == pytest.approx(7 / 12)
+    calibrated = evaluation.scores["calibrated"]
+    referred = int(np.sum((calibrated >= low) & (calibrated < high)))  # the stored rule, on the scores it scored
+    assert refer == evaluation.refer and refer["referred"] == referred and 0 < referred < 12
+    assert refer["answered"]["answered"] == 12 - referred and refer["all"]["answered"] == 12
+    assert refer["answered"]["coverage"] == pytest.approx((12 - referred) / 12)
     assert (tmp_path / "r" / "risk_coverage.png").stat().st_size > 1000
     markdown = (tmp_path / "r" / "report.md").read_text()
     assert "## Refer rule" in markdown and "| Model | ECE | Brier |" in markdown

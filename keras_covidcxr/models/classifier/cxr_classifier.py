@@ -3,6 +3,7 @@
 import os
 
 import keras
+import numpy as np
 
 from keras_covidcxr.errors import ConfigError
 from keras_covidcxr.models.classifier.backbones import (
@@ -134,8 +135,10 @@ class CXRClassifier(SerializableModel):
         if input_normalization:
             mean, variance = imagenet_mean_and_variance(normalisation)
             to_rgb = keras.layers.Concatenate(axis=-1, name="gray_to_rgb")
-            normalise = keras.layers.Normalization(
-                mean=mean.tolist(), variance=variance.tolist(), name="imagenet_normalization"
+            # (x - mean) / std as x * scale + offset: constants inside the graph, so exporters keep them
+            std = np.sqrt(variance)
+            normalise = keras.layers.Rescaling(
+                scale=(1.0 / std).tolist(), offset=(-mean / std).tolist(), name="imagenet_normalization"
             )
         feature_shape = backbone_model.output_shape[1:]
         features = keras.Input(feature_shape, name="features")

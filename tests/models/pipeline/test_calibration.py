@@ -80,9 +80,7 @@ def test_a_calibrated_pipeline_shows_calibrated_probabilities_and_labels_as_befo
         assert (after.probabilities["covid"] >= rule.threshold) == (after.label == "covid")
 
 
-def test_calibration_is_saved_in_the_preset(loaded_pipeline, tmp_path):
+def test_calibration_is_saved_in_the_preset(small_pipeline, small_preset):
     from keras_covidcxr import Pipeline
 
-    calibration = ProbabilityCalibration("platt", slope=2.0, intercept=0.1, fitted_on=12)
-    loaded_pipeline._sharing_models(calibration=calibration).save_to_preset(tmp_path / "p", training={"data": "x"})
-    assert Pipeline.from_preset(tmp_path / "p").calibration == calibration
+    assert Pipeline.from_preset(small_preset).calibration == small_pipeline.calibration

@@ -30,23 +30,23 @@ def test_too_few_reference_rows_or_a_wrong_width_are_refused():
         check.distances(np.ones((1, 4)))
 
 
-def test_the_pipeline_warns_and_the_preset_keeps_the_check(loaded_pipeline, chest_images, tmp_path):
+def test_the_pipeline_warns_and_the_preset_keeps_the_check(small_pipeline, small_preset, chest_images):
+    import dataclasses
+
     from keras_covidcxr import Pipeline
 
-    member = loaded_pipeline.ensemble.members[0]
-    batch = np.stack([np.ones((32, 32, 3), "float32") * v for v in np.linspace(0.1, 0.9, 12)])
-    features = np.asarray(member.feature_extractor.predict_on_batch(batch)).mean(axis=(1, 2))
-    check = FeatureDistanceCheck(member.name, features, threshold=-1.0, neighbours=3)  # flags everything
-    flagged = loaded_pipeline._sharing_models(out_of_distribution=check).predict(chest_images[:1])[0]
+    check = small_pipeline.out_of_distribution
+    everything = small_pipeline._sharing_models(out_of_distribution=dataclasses.replace(check, threshold=-1.0))
+    flagged = everything.predict(chest_images[:1])[0]
     assert flagged.out_of_distribution["flagged"]
     assert any(code == "out_of_distribution" for code, _ in flagged.warnings)
-    check.threshold = 2.0  # cosine distances are at most 2: flags nothing
-    pipeline = loaded_pipeline._sharing_models(out_of_distribution=check)
-    pipeline.save_to_preset(tmp_path / "p", training={"data": "x"})
-    loaded = Pipeline.from_preset(tmp_path / "p")
-    result = loaded.predict(chest_images[:1])[0]
+    nothing = small_pipeline._sharing_models(out_of_distribution=dataclasses.replace(check, threshold=2.0))
+    result = nothing.predict(chest_images[:1])[0]  # cosine distances are at most 2
     assert not result.out_of_distribution["flagged"]
-    assert result.out_of_distribution["distance"] == pytest.approx(
-        pipeline.predict(chest_images[:1])[0].out_of_distribution["distance"], abs=1e-3)  # float16 reference
+    assert not any(code == "out_of_distribution" for code, _ in result.warnings)
+    loaded = Pipeline.from_preset(small_preset)
+    assert loaded.out_of_distribution.threshold == pytest.approx(check.threshold)
+    assert loaded.predict(chest_images[:1])[0].out_of_distribution["distance"] == pytest.approx(
+        result.out_of_distribution["distance"], abs=1e-3)  # the preset stores the reference as float16
     with pytest.raises(ConfigError, match="member"):
-        loaded_pipeline._sharing_models(out_of_distribution=FeatureDistanceCheck("gamma", features, 0.1, 3))
+        small_pipeline._sharing_models(out_of_distribution=dataclasses.replace(check, member="gamma"))

@@ -1,0 +1,108 @@
+"""Export a `Pipeline`'s models (ONNX or TensorFlow SavedModel) with what it needs to run them.
+
+The folder holds one graph per model call of `Pipeline.predict`: the segmenter (gray (n, S, S, 1)
+-> lung probabilities), the ensemble (gray classifier inputs (n, C, C, 1) -> probabilities, label,
+member_probabilities, member_labels) and, when the preset has an out-of-distribution check, that
+member's feature extractor (-> its last feature map). `export.json` beside them records the class
+names, the pipeline config (decision rule, thresholds, calibration, refer rule, preprocessing,
+input contract), the preset's fingerprint and the package version, and `out_of_distribution.npz`
+is copied. Between the graphs, the numpy steps (decode, resize, mask QC, crop) are the package's
+own, so `keras_covidcxr.runtime.ExportedPipeline` gives `Pipeline.predict`'s results with ONNX
+Runtime and no Keras.
+
+Example:
+    >>> pipeline = Pipeline.from_preset("covidcxr_lite")  # doctest: +SKIP
+    >>> export_pipeline(pipeline, "covidcxr_lite_onnx", format="onnx")  # doctest: +SKIP
+"""
+
+import json
+
+import keras
+import numpy as np
+
+from keras_covidcxr.errors import ConfigError, MissingDependencyError, OutputExistsError
+from keras_covidcxr.io.atomic import atomic_directory
+from keras_covidcxr.version import __version__
+
+FORMATS = {"onnx": ".onnx", "tf_saved_model": ""}
+EXPORT_FILE = "export.json"
+EXPORT_VERSION = 1
+
+
+def export_pipeline(pipeline, folder, format="onnx", overwrite=False):
+    """Write `pipeline`'s graphs in `format` ("onnx" or "tf_saved_model") and export.json into `folder`.
+
+    The folder is written atomically; an existing one is replaced only if it is empty, or an
+    earlier export and `overwrite=True`.
+
+    Raises:
+        ConfigError: an unsupported format, or a folder that is not ours to replace.
+        MissingDependencyError: the exporter's packages are missing (says what to install).
+    """
+    from keras_covidcxr.inference.batch_prediction import model_sha256
+
+    if format not in FORMATS:
+        hint = " (LiteRT export is not supported yet)" if format == "litert" else ""
+        raise ConfigError(f"cannot export to {format!r}{hint}: choose one of {', '.join(FORMATS)}")
+    if format == "onnx" and keras.backend.backend() not in ("tensorflow", "jax", "torch"):
+        raise ConfigError(f"ONNX export needs the TensorFlow, JAX or PyTorch backend, not {keras.backend.backend()!r}")
+    graphs = _graphs(pipeline)
+    suffix = FORMATS[format]
+    manifest = {
+        "covidcxr_export": EXPORT_VERSION,
+        "format": format,
+        "graphs": {name: f"{name}{suffix}" for name in graphs},
+        "feature_member": pipeline.out_of_distribution.member if pipeline.out_of_distribution else None,
+        "config": pipeline.get_config(),
+        "class_names": list(pipeline.class_names),
+        "decision_rule": pipeline.decision_rule.to_dict(),
+        "segmenter_size": int(pipeline.segmenter.input_size),
+        "classifier_size": int(pipeline.classifier_size),
+        "classifier_channels": int(pipeline.classifier_channels),
+        "preset_sha256": model_sha256(pipeline),
+        "preset": pipeline.metadata.get("loaded_from"),
+        "trained": pipeline.is_trained,
+        "package_version": __version__,
+        "keras_version": keras.__version__,
+        "backend": keras.backend.backend(),
+    }
+
+    def replaceable(path):
+        return path.is_dir() and (not any(path.iterdir()) or (overwrite and (path / EXPORT_FILE).is_file()))
+
+    try:
+        with atomic_directory(folder, replace_if=replaceable) as tmp:
+            for name, (model, shape) in graphs.items():
+                _export_graph(model, shape, tmp / manifest["graphs"][name], format)
+            if pipeline.out_of_distribution is not None:
+                pipeline.out_of_distribution.save_features(tmp)
+            (tmp / EXPORT_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
+    except OutputExistsError as error:
+        raise ConfigError(
+            f"{folder}: exists and is not an empty folder"
+            + ("" if overwrite else " (pass overwrite=True, --overwrite, to replace an earlier export)")
+        ) from error
+    return folder
+
+
+def _graphs(pipeline):
+    """{name: (Keras model, input shape without the batch)} of the model calls `Pipeline.predict` makes."""
+    seg = pipeline.segmenter.input_size
+    size, channels = pipeline.classifier_size, pipeline.classifier_channels
+    graphs = {"segmenter": (pipeline.segmenter, (seg, seg, 1)), "ensemble": (pipeline.ensemble, (size, size, channels))}
+    if pipeline.out_of_distribution is not None:
+        names = pipeline.ensemble.member_names
+        member = pipeline.ensemble.members[names.index(pipeline.out_of_distribution.member)]
+        graphs["features"] = (member.feature_extractor, (size, size, channels))
+    return graphs
+
+
+def _export_graph(model, shape, path, format):
+    model(np.zeros((1, *shape), "float32"))  # exporting needs a model that has been called
+    try:
+        model.export(str(path), format=format, verbose=False)
+    except ImportError as error:
+        raise MissingDependencyError(
+            f"exporting to {format} needs packages that are not installed ({error}); "
+            'install them with: pip install "keras-covidcxr[export]"'
+        ) from error

@@ -1,0 +1,249 @@
+"""The numpy steps of a prediction, around whichever engine runs the models (Keras or ONNX Runtime).
+
+decode -> input contract -> segmenter -> lung-mask checks -> mask / crop -> classifier inputs ->
+members and ensemble (optionally over test-time variants) -> calibration -> decision rule, refer rule,
+out-of-distribution check -> `PipelineResult`s. `Pipeline` (Keras) and the light runtime's
+`ExportedPipeline` (ONNX Runtime, no Keras import) share this class, so both give the same results
+from the same code; each supplies only the model calls (`_segment`, `_run_ensemble`, `_combine`,
+`_pooled_features`, `_add_heatmaps`).
+"""
+
+import os
+
+import numpy as np
+
+from keras_covidcxr.errors import ConfigError, CovidCXRError, InputContractError
+from keras_covidcxr.io.array_input import pixels_from_array
+from keras_covidcxr.io.image_loader import LoadedImage, load_image
+from keras_covidcxr.models.pipeline.pipeline_result import PipelineResult
+from keras_covidcxr.models.pipeline.refer_rule import ReferRule
+from keras_covidcxr.preprocessing.model_inputs import (
+    classifier_input,
+    cleaned_lung_mask,
+    lung_mask_at,
+    segmenter_input,
+)
+from keras_covidcxr.preprocessing.test_time_augmentation import check_tta, test_time_variants
+
+
+class PredictionSteps:
+    """Base of `Pipeline` and `ExportedPipeline`: `predict` and its numpy steps.
+
+    A subclass sets `class_names`, `member_names`, `preprocessing`, `input_contract`,
+    `decision_rule`, `decision_threshold`, `calibration`, `out_of_distribution`,
+    `segmenter_size`, `classifier_size` and `classifier_channels`, and implements the model calls.
+    """
+
+    # === Model calls, supplied by the engine ===
+
+    def _segment(self, batch, batch_size):
+        """(n, S, S) lung probabilities of a (n, S, S, 1) segmenter batch."""
+        raise NotImplementedError
+
+    def _run_ensemble(self, batch, batch_size):
+        """The ensemble's outputs as numpy: probabilities, label, member_probabilities, member_labels."""
+        raise NotImplementedError
+
+    def _combine(self, member_probabilities):
+        """The ensemble's outputs (numpy) from (n, members, classes) member probabilities."""
+        raise NotImplementedError
+
+    def _pooled_features(self, member_name, batch, batch_size):
+        """(n, channels) globally pooled last feature map of one member."""
+        raise NotImplementedError
+
+    def _add_heatmaps(self, results, pixels, classifier_batch, explain):
+        raise ConfigError("explanations (Grad-CAM) need the Keras pipeline (Pipeline.from_preset)")
+
+    # === Prediction ===
+
+    def predict(self, images, batch_size=8, on_error="raise", explain=False, strict=False, tta=1):
+        """Run the pipeline on images; return one `PipelineResult` per image, in order.
+
+        Args:
+            images: paths (PNG, JPEG, DICOM, ...), `LoadedImage`s (already
+                decoded by `load_image`) and/or arrays (gray (H, W) or colour
+                (H, W, 3|4); uint8, uint16 or float in [0, 1]).
+            batch_size: images per model call (results do not depend on it).
+            on_error: "raise" stops at the first bad image with its
+                `CovidCXRError`; "record" puts the reason in `result.error`
+                and carries on.
+            explain: True adds `result.heatmap`, the Grad-CAM of the predicted
+                class; a class name gives that class's heatmap instead.
+            strict: refuse images the input contract only flags (lateral
+                views, children). With the contract's
+                `check_view_from_mask`, images without a stated view whose
+                lung mask looks lateral are flagged too (refused when strict).
+            tta: test-time augmentation: the ensemble sees the image and
+                `tta - 1` slightly shifted, zoomed and re-contrasted copies
+                (`test_time_variants`; no flips) and averages the members'
+                probabilities; `result.uncertainty["tta_spread"]` is the spread
+                of p over the copies. 1 (the default) is plain prediction.
+        """
+        tta = check_tta(tta)
+        if on_error not in ("raise", "record"):
+            raise ConfigError(f"on_error must be 'raise' or 'record', got {on_error!r}")
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
+        if isinstance(images, (str, os.PathLike, np.ndarray, LoadedImage)) and not (
+            isinstance(images, np.ndarray) and images.ndim == 4
+        ):
+            images = [images]
+        images = list(images)
+        results = []
+        for start in range(0, len(images), batch_size):
+            chunk = images[start : start + batch_size]
+            results.extend(self._predict_chunk(chunk, start, batch_size, on_error, explain, strict, tta))
+        return results
+
+    def _predict_chunk(self, chunk, offset, batch_size, on_error, explain, strict, tta):
+        results, pixels = [], []
+        for index, image in enumerate(chunk, start=offset):
+            source = _source_name(image, index)
+            result, image_pixels = PipelineResult(source=source), None
+            try:
+                image_pixels = self._load(image, result, strict)
+            except CovidCXRError as error:
+                if on_error == "raise":
+                    raise
+                result.error = str(error)
+            results.append(result)
+            pixels.append(image_pixels)
+        ok = [i for i, result in enumerate(results) if result.error is None]
+        if not ok:
+            return results
+
+        segmenter_batch = np.stack([segmenter_input(pixels[i], self.segmenter_size) for i in ok])
+        lung_probabilities = self._segment(segmenter_batch, batch_size)
+        checked = []
+        for i, probabilities in zip(ok, lung_probabilities):
+            try:
+                self._check_lung_mask(results[i], probabilities, strict)
+            except CovidCXRError as error:
+                if on_error == "raise":
+                    raise
+                results[i].error = str(error)
+                continue
+            checked.append((i, probabilities))
+        ok = [i for i, _ in checked]
+        if not ok:
+            return results
+        classifier_batch = []
+        for i, probabilities in checked:
+            result = results[i]
+            result.image = pixels[i]
+            result.mask = lung_mask_at(probabilities, pixels[i].shape, self.preprocessing.mask_threshold)
+            result.mask, cleaning = cleaned_lung_mask(result.mask, self.preprocessing)
+            result.warnings.extend(cleaning)
+            model_input, result.crop_box, quality, warnings = classifier_input(
+                pixels[i], result.mask, self.preprocessing, self.classifier_size, self.classifier_channels
+            )
+            result.lung_fraction, result.lung_components = quality.lung_fraction, quality.components
+            result.warnings.extend(warnings)
+            classifier_batch.append(model_input)
+        classifier_batch = np.stack(classifier_batch)
+        outputs = self._classify(classifier_batch, batch_size, tta)
+        for row, i in enumerate(ok):
+            self._fill_prediction(results[i], outputs, row, tta)
+        if explain:
+            self._add_heatmaps([results[i] for i in ok], [pixels[i] for i in ok], classifier_batch, explain)
+        return results
+
+    def _load(self, image, result, strict):
+        """Decode one input and check it against the input contract; return its pixels."""
+        if isinstance(image, np.ndarray):
+            pixels = pixels_from_array(image, result.source)
+        else:
+            loaded = image if isinstance(image, LoadedImage) else load_image(image)
+            pixels, result.metadata = loaded.pixels, dict(loaded.metadata)
+        self._apply_problems(result, self.input_contract.check(result.metadata, pixels.shape, strict=strict))
+        return pixels
+
+
+    @staticmethod
+    def _apply_problems(result, problems):
+        """Raise an `InputContractError` for the first refused problem; add the others as warnings."""
+        for problem in problems:
+            if problem.refused:
+                raise InputContractError(f"{result.source}: {problem.message} (input contract)")
+            result.warnings.append((problem.code, problem.message))
+
+    def _check_lung_mask(self, result, probabilities, strict):
+        """The contract's mask checks on the segmenter-resolution lung probabilities of one image."""
+        lung_mask = probabilities >= self.preprocessing.mask_threshold
+        problems = self.input_contract.check_lung_mask(result.metadata, lung_mask, strict=strict)
+        self._apply_problems(result, problems)
+
+    def _classify(self, classifier_batch, batch_size, tta):
+        """The ensemble's outputs (numpy), averaged over `tta` variants, plus "calibrated",
+        "tta_probabilities" (n, variants, classes; calibrated) and "ood_distance" when used."""
+        if tta == 1:
+            outputs = self._run_ensemble(classifier_batch, batch_size)
+            passes = [outputs]
+        else:
+            passes = [self._run_ensemble(variant, batch_size) for variant in test_time_variants(classifier_batch, tta)]
+            outputs = self._combine(np.mean([p["member_probabilities"] for p in passes], axis=0).astype("float32"))
+        outputs["calibrated"] = self._calibrated(outputs["probabilities"])
+        if tta > 1:
+            outputs["tta_probabilities"] = np.stack([self._calibrated(p["probabilities"]) for p in passes], axis=1)
+        if self.out_of_distribution is not None:
+            features = self._pooled_features(self.out_of_distribution.member, classifier_batch, batch_size)
+            outputs["ood_distance"] = self.out_of_distribution.distances(features)
+        return outputs
+
+    def _calibrated(self, probabilities):
+        probabilities = np.asarray(probabilities, "float64")
+        return probabilities if self.calibration is None else self.calibration.apply(probabilities)
+
+    def _fill_prediction(self, result, outputs, row, tta):
+        names = self.class_names
+        calibrated = outputs["calibrated"][row]
+        result.probabilities = _named(names, calibrated)
+        result.raw_probabilities = _named(names, outputs["probabilities"][row])
+        if self.decision_threshold is None:
+            result.label = names[int(outputs["label"][row])]
+        else:
+            result.label = names[self.decision_rule.label_index(calibrated)]
+        result.decision = self.decision_rule.to_dict()
+        member_probabilities = outputs["member_probabilities"][row]
+        member_votes = outputs["member_labels"][row]
+        result.members = {
+            member: {"probabilities": _named(names, probabilities), "label": names[int(vote)]}
+            for member, probabilities, vote in zip(self.member_names, member_probabilities, member_votes)
+        }
+        # the spread of p(positive) for two classes, else of the probability of the ensemble's class
+        column = 1 if len(names) == 2 else names.index(result.label)
+        result.uncertainty = {
+            "member_spread": float(np.std(member_probabilities[:, column])),
+            "members_disagree": len(set(int(v) for v in member_votes)) > 1,
+            "tta": tta,
+            "tta_spread": float(np.std(outputs["tta_probabilities"][row, :, column])) if tta > 1 else None,
+        }
+        if self.decision_rule.refer:
+            refer = ReferRule.from_dict(self.decision_rule.refer)
+            if refer.refers(calibrated[1], result.uncertainty["member_spread"]):
+                result.would_be_label, result.label = result.label, "refer"
+                result.warnings.append(("refer", f"p({names[1]}) {calibrated[1]:.3f}, member spread "
+                                        f"{result.uncertainty['member_spread']:.3f}: {refer.describe(names[1])}; "
+                                        f"would be {result.would_be_label}: have a person read this film"))
+        if "ood_distance" in outputs:
+            distance = float(outputs["ood_distance"][row])
+            check = self.out_of_distribution
+            result.out_of_distribution = {"distance": distance, "threshold": check.threshold,
+                                          "flagged": distance > check.threshold}
+            if distance > check.threshold:
+                result.warnings.append(("out_of_distribution", f"unlike the training films (feature distance "
+                                        f"{distance:.3f} > {check.threshold:.3f}): is this a frontal chest X-ray? "
+                                        "Treat the answer with caution"))
+
+
+def _source_name(image, index):
+    if isinstance(image, np.ndarray):
+        return f"array[{index}]"
+    if isinstance(image, LoadedImage):
+        return str(image.metadata.get("path") or f"image[{index}]")
+    return str(image)
+
+
+def _named(class_names, probabilities):
+    return {name: float(p) for name, p in zip(class_names, probabilities)}

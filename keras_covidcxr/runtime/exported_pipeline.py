@@ -1,0 +1,123 @@
+"""`ExportedPipeline`: `Pipeline.predict` on an ONNX export (`covidcxr export`), with ONNX Runtime only."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from keras_covidcxr.errors import ConfigError, MissingDependencyError, PresetError
+from keras_covidcxr.models.pipeline.calibration import ProbabilityCalibration
+from keras_covidcxr.models.pipeline.decision_rule import decision_rule_from_config
+from keras_covidcxr.models.pipeline.out_of_distribution import FeatureDistanceCheck
+from keras_covidcxr.models.pipeline.prediction_steps import PredictionSteps
+from keras_covidcxr.models.pipeline.refer_rule import ReferRule
+from keras_covidcxr.preprocessing.input_contract import InputContract
+from keras_covidcxr.preprocessing.preprocessing_config import PreprocessingConfig
+
+EXPORT_FILE = "export.json"
+EXPORT_VERSION = 1
+
+
+class ExportedPipeline(PredictionSteps):
+    """A pipeline exported with `covidcxr export PRESET DIR --format onnx`, run by ONNX Runtime.
+
+    `predict` takes the same inputs and gives the same `PipelineResult`s as `Pipeline.predict`
+    (the same decoding, resizing, mask checks, decision and refer rules, calibration and
+    out-of-distribution check: the numpy steps are shared); Grad-CAM needs the Keras pipeline, and
+    test-time augmentation a weighted-average preset.
+
+    Args:
+        folder: the export folder (export.json and the .onnx graphs).
+        decision_threshold: as `Pipeline.with_decision_threshold`.
+        refer: False turns the preset's refer rule off (`--no-refer`).
+        providers: ONNX Runtime execution providers (default: the CPU).
+
+    Example:
+        >>> pipeline = ExportedPipeline("covidcxr_lite_onnx")  # doctest: +SKIP
+        >>> result = pipeline.predict(["chest.png"])[0]  # doctest: +SKIP
+    """
+
+    def __init__(self, folder, decision_threshold=None, refer=True, providers=("CPUExecutionProvider",)):
+        try:
+            import onnxruntime
+        except ImportError as error:
+            raise MissingDependencyError(
+                'the light runtime needs onnxruntime: pip install "keras-covidcxr[onnx]"'
+            ) from error
+        self.folder = Path(folder)
+        manifest = _read_manifest(self.folder)
+        if manifest["format"] != "onnx":
+            raise PresetError(f"{self.folder}: a {manifest['format']} export; the light runtime runs ONNX exports")
+        config = manifest["config"]
+        self.metadata = {"export": {k: v for k, v in manifest.items() if k != "config"}, "loaded_from": str(folder)}
+        self.class_names = tuple(config["class_names"])
+        self.member_names = [str(path).rsplit("/", 1)[-1] for path in config["members"]]
+        self.ensemble_config = config["ensemble"]
+        self.preprocessing = PreprocessingConfig.from_dict(config["preprocessing"])
+        self.input_contract = InputContract.from_dict(config["input_contract"])
+        self.calibration = config.get("calibration") and ProbabilityCalibration.from_dict(config["calibration"])
+        self.refer_rule = config.get("refer_rule") and ReferRule.from_dict(config["refer_rule"])
+        self.decision_threshold = decision_threshold
+        self.decision_rule = decision_rule_from_config(config, decision_threshold, refer=refer)
+        entry = config.get("out_of_distribution")
+        self.out_of_distribution = FeatureDistanceCheck.from_config(entry, self.folder) if entry else None
+        self.segmenter_size = manifest["segmenter_size"]
+        self.classifier_size = manifest["classifier_size"]
+        self.classifier_channels = manifest["classifier_channels"]
+        self._sessions = {}
+        for name, file_name in manifest["graphs"].items():
+            path = self.folder / file_name
+            try:
+                self._sessions[name] = onnxruntime.InferenceSession(str(path), providers=list(providers))
+            except Exception as error:  # onnxruntime raises its own exception types
+                raise PresetError(f"{path}: cannot load the ONNX graph ({str(error).splitlines()[0]})") from error
+
+    @property
+    def is_trained(self):
+        """Whether the exported preset recorded its training (`covidcxr export --allow-untrained` can export one that did not)."""
+        return bool(self.metadata["export"].get("trained", True))
+
+    def _run(self, name, batch):
+        session = self._sessions[name]
+        outputs = session.run(None, {session.get_inputs()[0].name: np.asarray(batch, "float32")})
+        return {output.name: value for output, value in zip(session.get_outputs(), outputs)}
+
+    def _segment(self, batch, batch_size):
+        return next(iter(self._run("segmenter", batch).values()))[..., 0]
+
+    def _run_ensemble(self, batch, batch_size):
+        return self._run("ensemble", batch)
+
+    def _pooled_features(self, member_name, batch, batch_size):
+        return next(iter(self._run("features", batch).values())).mean(axis=(1, 2))
+
+    def _combine(self, member_probabilities):
+        """The weighted average's rule in numpy (test-time augmentation averages before combining)."""
+        spec = self.ensemble_config
+        if spec["class_name"] != "WeightedAverageEnsemble":
+            raise ConfigError("test-time augmentation in the light runtime needs a weighted-average preset")
+        settings = spec["config"]
+        probabilities = np.einsum("nmc,m->nc", member_probabilities, np.asarray(settings["weights"], "float32"))
+        two_classes = len(self.class_names) == 2
+        if two_classes:
+            label = (probabilities[:, 1] >= settings.get("threshold", 0.5)).astype("int32")
+            votes = np.asarray(settings.get("member_thresholds") or [0.5] * len(self.member_names), "float32")
+            member_labels = (member_probabilities[..., 1] >= votes).astype("int32")
+        else:
+            label = probabilities.argmax(axis=-1).astype("int32")
+            member_labels = member_probabilities.argmax(axis=-1).astype("int32")
+        return {"probabilities": probabilities, "label": label, "member_probabilities": member_probabilities,
+                "member_labels": member_labels}
+
+
+def _read_manifest(folder):
+    path = Path(folder) / EXPORT_FILE
+    try:
+        manifest = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise PresetError(f"{path}: no such file (not a covidcxr export folder)") from None
+    except (OSError, ValueError) as error:
+        raise PresetError(f"{path}: cannot read it ({error})") from None
+    if not isinstance(manifest, dict) or manifest.get("covidcxr_export") != EXPORT_VERSION:
+        raise PresetError(f"{path}: not a covidcxr export (version {EXPORT_VERSION})")
+    return manifest

@@ -1,0 +1,61 @@
+"""`covidcxr export` and `covidcxr predict --exported`: the light runtime from the command line."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from covidcxr_cli.app import app
+from PIL import Image
+from typer.testing import CliRunner
+
+pytest.importorskip("onnxruntime", reason="the light runtime's tests need onnxruntime (the onnx extra)")
+pytest.importorskip("tf2onnx", reason="ONNX export with the TensorFlow backend needs tf2onnx (the export extra)")
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def exported_folder(small_preset, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("cli_export") / "small_onnx"
+    result = runner.invoke(app, ["export", str(small_preset), str(folder)])
+    assert result.exit_code == 0, result.output
+    assert f"--exported {folder}" in " ".join(result.stdout.split())
+    return folder
+
+
+@pytest.fixture
+def image(chest_images, tmp_path):
+    path = tmp_path / "chest.png"
+    Image.fromarray((chest_images[0] * 255).astype(np.uint8)).save(path)
+    return str(path)
+
+
+def test_predict_exported_matches_the_preset_and_loads_no_keras(exported_folder, small_preset, image):
+    code = (
+        "import json, sys\n"
+        "from typer.testing import CliRunner\n"
+        "from covidcxr_cli.app import app\n"
+        f"result = CliRunner().invoke(app, ['predict', {image!r}, '--exported', {str(exported_folder)!r}, '--json'])\n"
+        "assert result.exit_code == 0, result.output\n"
+        "heavy = [m for m in ('keras', 'tensorflow', 'jax', 'torch') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+        "print(result.stdout)\n"
+    )
+    row = json.loads(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
+                                    text=True).stdout.splitlines()[0])
+    keras_row = json.loads(runner.invoke(app, ["predict", image, "--preset", str(small_preset), "--json"]).stdout)
+    assert row["label"] == keras_row["label"]
+    assert row["probabilities"]["covid"] == pytest.approx(keras_row["probabilities"]["covid"], abs=1e-4)
+
+
+def test_export_and_exported_usage_errors(exported_folder, small_preset, image, tmp_path):
+    refused = runner.invoke(app, ["export", str(small_preset), str(tmp_path / "x"), "--format", "litert"])
+    assert refused.exit_code == 2 and "litert" in refused.output and "onnx" in refused.output
+    again = runner.invoke(app, ["export", str(small_preset), str(exported_folder)])
+    assert again.exit_code == 2 and "--overwrite" in again.output
+    both = runner.invoke(app, ["predict", image, "--exported", str(exported_folder), "--preset", str(small_preset)])
+    assert both.exit_code == 2 and "--exported" in both.output
+    missing = runner.invoke(app, ["predict", image, "--exported", str(tmp_path / "nothing")])
+    assert missing.exit_code == 2 and "export.json" in missing.output

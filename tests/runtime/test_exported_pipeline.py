@@ -1,0 +1,102 @@
+"""Export to ONNX / SavedModel and the light runtime: the same results as the Keras pipeline, without Keras."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+pytest.importorskip("onnxruntime", reason="the light runtime's tests need onnxruntime (the onnx extra)")
+pytest.importorskip("tf2onnx", reason="ONNX export with the TensorFlow backend needs tf2onnx (the export extra)")
+
+from keras_covidcxr import ConfigError, PresetError  # noqa: E402
+
+
+@pytest.fixture
+def varied_images(chest_images):
+    return [np.clip(image * scale, 0, 1) for image in chest_images for scale in (1.0, 0.8, 1.2)]
+
+
+def test_the_onnx_runtime_gives_the_keras_results(small_pipeline, onnx_export, varied_images):
+    from keras_covidcxr.runtime import ExportedPipeline
+
+    exported = ExportedPipeline(onnx_export)
+    assert exported.decision_rule == small_pipeline.decision_rule
+    for tta in (1, 3):
+        expected = small_pipeline.predict(varied_images, tta=tta)
+        got = exported.predict(varied_images, tta=tta)
+        for a, b in zip(expected, got):
+            assert b.label == a.label and b.would_be_label == a.would_be_label
+            for name in a.probabilities:
+                assert b.probabilities[name] == pytest.approx(a.probabilities[name], abs=1e-4)
+                assert b.raw_probabilities[name] == pytest.approx(a.raw_probabilities[name], abs=1e-4)
+            assert np.mean(a.mask == b.mask) >= 0.999
+            assert b.out_of_distribution["distance"] == pytest.approx(a.out_of_distribution["distance"], abs=1e-4)
+            assert [code for code, _ in b.warnings] == [code for code, _ in a.warnings]
+            assert b.uncertainty["member_spread"] == pytest.approx(a.uncertainty["member_spread"], abs=1e-4)
+    manifest = json.loads((onnx_export / "export.json").read_text())
+    assert manifest["class_names"] == ["non_covid", "covid"] and manifest["config"]["calibration"]["slope"] == 3.0
+    with pytest.raises(ConfigError, match="Grad-CAM"):
+        exported.predict(varied_images[:1], explain=True)
+
+
+def test_the_runtime_never_imports_keras_or_tensorflow(onnx_export, chest_images, tmp_path):
+    from PIL import Image
+
+    image = tmp_path / "chest.png"
+    Image.fromarray((chest_images[0] * 255).astype(np.uint8)).save(image)
+    code = (
+        "import sys\n"
+        "from keras_covidcxr.runtime import ExportedPipeline\n"
+        f"result = ExportedPipeline({str(onnx_export)!r}).predict([{str(image)!r}])[0]\n"
+        "assert result.error is None and result.label, result\n"
+        "heavy = [m for m in ('keras', 'tensorflow', 'jax', 'torch') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_saved_model_export_reloads_with_tensorflow_and_matches(small_pipeline, tmp_path):
+    tf = pytest.importorskip("tensorflow")
+    from keras_covidcxr.models.pipeline.export import export_pipeline
+
+    folder = export_pipeline(small_pipeline, tmp_path / "saved", format="tf_saved_model")
+    batch = np.random.default_rng(1).random((2, 32, 32, 1)).astype("float32")
+    reloaded = tf.saved_model.load(str(folder / "ensemble"))
+    got = reloaded.serve(tf.constant(batch))
+    want = small_pipeline.ensemble.predict_on_batch(batch)
+    np.testing.assert_allclose(np.asarray(got["probabilities"]), np.asarray(want["probabilities"]), atol=1e-5)
+
+
+def test_export_refuses_what_it_cannot_do(small_pipeline, onnx_export, tmp_path):
+    from keras_covidcxr.models.pipeline.export import export_pipeline
+    from keras_covidcxr.runtime import ExportedPipeline
+
+    with pytest.raises(ConfigError, match="litert"):
+        export_pipeline(small_pipeline, tmp_path / "x", format="litert")
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    with pytest.raises(ConfigError, match="not an empty folder"):
+        export_pipeline(small_pipeline, tmp_path / "mine", format="onnx")
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+    with pytest.raises(PresetError, match="export.json"):
+        ExportedPipeline(tmp_path / "mine")
+
+
+@pytest.mark.slow
+def test_the_bundled_preset_exports_and_matches(tmp_path, chest_images):
+    """covidcxr_lite through ONNX Runtime: probabilities within 1e-4 and masks on >= 99.9% of pixels (~1 min)."""
+    import keras_covidcxr
+    from keras_covidcxr import Pipeline, sample_images
+    from keras_covidcxr.runtime import ExportedPipeline
+
+    pipeline = Pipeline.from_preset(keras_covidcxr.DEFAULT_PRESET)
+    exported = ExportedPipeline(pipeline.export(tmp_path / "lite", format="onnx"))
+    images = [str(path) for path in sample_images()] + chest_images
+    for a, b in zip(pipeline.predict(images), exported.predict(images)):
+        assert (a.label, a.would_be_label) == (b.label, b.would_be_label)
+        assert b.probabilities["covid"] == pytest.approx(a.probabilities["covid"], abs=1e-4)
+        assert b.raw_probabilities["covid"] == pytest.approx(a.raw_probabilities["covid"], abs=1e-4)
+        assert np.mean(a.mask == b.mask) >= 0.999
+        assert b.out_of_distribution["flagged"] == a.out_of_distribution["flagged"]
