@@ -503,14 +503,12 @@ def out_of_distribution_rates(pipeline, shared_folder, nih_films=200):
     rates = {}
     for name, paths in groups.items():
         results = pipeline.predict(paths, batch_size=16, on_error="record")
-        scored = [r for r in results if r.error is None]
-        flagged = sum(r.out_of_distribution["flagged"] for r in scored)
-        view = sum(any(code == "view" for code, _ in r.warnings) for r in scored)  # the lung-mask view check
-        either = sum(r.out_of_distribution["flagged"] or any(code == "view" for code, _ in r.warnings)
-                     for r in scored)
-        rates[name] = {"images": len(paths), "scored": len(scored), "flagged": int(flagged),
-                       "rate": flagged / len(scored) if scored else None, "view_flagged": int(view),
-                       "flagged_by_either": int(either)}
+        # (feature distance, lung-mask view check) flags of each image that got a result
+        flags = np.array([(r.out_of_distribution["flagged"], any(code == "view" for code, _ in r.warnings))
+                          for r in results if r.error is None], bool).reshape(-1, 2)
+        rates[name] = {"images": len(paths), "scored": len(flags), "flagged": int(flags[:, 0].sum()),
+                       "rate": float(flags[:, 0].mean()) if len(flags) else None,
+                       "view_flagged": int(flags[:, 1].sum()), "flagged_by_either": int(flags.any(axis=1).sum())}
     return rates
 
 
@@ -624,12 +622,11 @@ def main(argv=None):
     description = ("covidcxr_lite: lung ResUnet 128 + frozen ImageNet MobileNetV2 and EfficientNet-Lite0 (pooled at "
                    "their 14x14 stage) with logistic-regression heads (224 px lung crops), COVID-19 vs non-COVID; "
                    "research use only")
-    preset = pipeline.save_to_preset(args.out, training=training, overwrite=True, description=description)
-    shipped = Pipeline.from_preset(preset)  # the preset loads back
-    ood_rates = out_of_distribution_rates(shipped, Path(args.shared_data))
+    ood_rates = out_of_distribution_rates(pipeline, Path(args.shared_data))  # the pipeline about to ship
     print("out-of-distribution flags:", json.dumps(ood_rates), flush=True)
     training["validation"]["uncertainty"]["ood_flag_rates_of_the_shipped_preset"] = ood_rates
     preset = pipeline.save_to_preset(args.out, training=training, overwrite=True, description=description)
+    Pipeline.from_preset(preset)  # the preset loads back
     (work / "training_record.json").write_text(json.dumps(training, indent=2))
     print(f"preset written to {preset} in {time.time() - started:.0f} s")
 

@@ -85,13 +85,9 @@ def predict(
                                                  "overlays need the Keras pipeline")
             from keras_covidcxr.runtime import ExportedPipeline
 
-            pipeline = ExportedPipeline(exported, decision_threshold=threshold, refer=refer)
-            if out is not None:
-                code = _predict_into_file(pipeline, paths, out, batch_size, workers, strict, retry_failed,
-                                          json_output, None, tta)
-            else:
-                code = _predict_and_print(pipeline, paths, batch_size, strict, json_output, None, tta)
-            raise typer.Exit(code)
+            pipeline = ExportedPipeline(exported, decision_threshold=threshold, refer=refer, check_view=check_view)
+            raise typer.Exit(_run_predictions(pipeline, paths, out, batch_size, workers, strict, retry_failed,
+                                              json_output, None, tta))
         if preset is None:
             preset = keras_covidcxr.DEFAULT_PRESET
             stderr.print(
@@ -114,12 +110,17 @@ def predict(
             pipeline = pipeline.with_decision_threshold(threshold)
         if not refer:
             pipeline = pipeline.without_refer()
-        if out is not None:
-            code = _predict_into_file(pipeline, paths, out, batch_size, workers, strict, retry_failed, json_output,
-                                      overlays, tta)
-        else:
-            code = _predict_and_print(pipeline, paths, batch_size, strict, json_output, overlays, tta)
+        code = _run_predictions(pipeline, paths, out, batch_size, workers, strict, retry_failed, json_output,
+                                overlays, tta)
     raise typer.Exit(code)
+
+
+def _run_predictions(pipeline, paths, out, batch_size, workers, strict, retry_failed, json_output, overlays, tta):
+    """Predict into the results file `out`, or print the results; return the exit code."""
+    if out is not None:
+        return _predict_into_file(pipeline, paths, out, batch_size, workers, strict, retry_failed, json_output,
+                                  overlays, tta)
+    return _predict_and_print(pipeline, paths, batch_size, strict, json_output, overlays, tta)
 
 
 def _backend_not_loaded_yet():

@@ -11,7 +11,7 @@ from keras_covidcxr.io.atomic import atomic_write
 from keras_covidcxr.metrics.classification import binary_auc
 from keras_covidcxr.metrics.report import ReportSection, write_report
 from keras_covidcxr.models.ensemble.majority_vote_ensemble import MajorityVoteEnsemble
-from keras_covidcxr.models.pipeline.refer_rule import ReferRule, answered_metrics
+from keras_covidcxr.models.pipeline.refer_rule import answered_metrics
 
 # The shortcut probe's verdict: with the lungs blacked out a model should be near chance.
 SHORTCUT_AUC = 0.70
@@ -119,7 +119,7 @@ def evaluate_pipeline(
     if rule.refer:
         own = scores.get("calibrated", scores["weighted_average"])[:, positive]
         member_spread = np.std([scores[name][:, positive] for name in pipeline.ensemble.member_names], axis=0)
-        referred = ReferRule.from_dict(rule.refer).refers(own, member_spread)  # as the pipeline decides
+        referred = pipeline.refer_rule.refers(own, member_spread)  # as the pipeline decides
         refer = _refer_summary(rule, own, is_positive[pick], referred)
         sections["refer"] = ReportSection("Refer rule", refer, _refer_markdown(refer, rule))
     if shortcut_probe:

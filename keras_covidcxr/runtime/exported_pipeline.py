@@ -1,18 +1,15 @@
 """`ExportedPipeline`: `Pipeline.predict` on an ONNX export (`covidcxr export`), with ONNX Runtime only."""
 
+import dataclasses
 import json
 from pathlib import Path
 
 import numpy as np
 
 from keras_covidcxr.errors import ConfigError, MissingDependencyError, PresetError
-from keras_covidcxr.models.pipeline.calibration import ProbabilityCalibration
 from keras_covidcxr.models.pipeline.decision_rule import decision_rule_from_config
 from keras_covidcxr.models.pipeline.out_of_distribution import FeatureDistanceCheck
-from keras_covidcxr.models.pipeline.prediction_steps import PredictionSteps
-from keras_covidcxr.models.pipeline.refer_rule import ReferRule
-from keras_covidcxr.preprocessing.input_contract import InputContract
-from keras_covidcxr.preprocessing.preprocessing_config import PreprocessingConfig
+from keras_covidcxr.models.pipeline.prediction_steps import PredictionSteps, settings_from_config
 
 EXPORT_FILE = "export.json"
 EXPORT_VERSION = 1
@@ -30,6 +27,8 @@ class ExportedPipeline(PredictionSteps):
         folder: the export folder (export.json and the .onnx graphs).
         decision_threshold: as `Pipeline.with_decision_threshold`.
         refer: False turns the preset's refer rule off (`--no-refer`).
+        check_view: also check the view of images that state none from the lung mask
+            (as `Pipeline.with_input_contract(check_view_from_mask=True)`, `--check-view`).
         providers: ONNX Runtime execution providers (default: the CPU).
 
     Example:
@@ -37,7 +36,8 @@ class ExportedPipeline(PredictionSteps):
         >>> result = pipeline.predict(["chest.png"])[0]  # doctest: +SKIP
     """
 
-    def __init__(self, folder, decision_threshold=None, refer=True, providers=("CPUExecutionProvider",)):
+    def __init__(self, folder, decision_threshold=None, refer=True, check_view=False,
+                 providers=("CPUExecutionProvider",)):
         try:
             import onnxruntime
         except ImportError as error:
@@ -53,14 +53,13 @@ class ExportedPipeline(PredictionSteps):
         self.class_names = tuple(config["class_names"])
         self.member_names = [str(path).rsplit("/", 1)[-1] for path in config["members"]]
         self.ensemble_config = config["ensemble"]
-        self.preprocessing = PreprocessingConfig.from_dict(config["preprocessing"])
-        self.input_contract = InputContract.from_dict(config["input_contract"])
-        self.calibration = config.get("calibration") and ProbabilityCalibration.from_dict(config["calibration"])
-        self.refer_rule = config.get("refer_rule") and ReferRule.from_dict(config["refer_rule"])
+        settings = settings_from_config(config, lambda entry: FeatureDistanceCheck.from_config(entry, self.folder))
+        for name, value in settings.items():
+            setattr(self, name, value)
+        if check_view:
+            self.input_contract = dataclasses.replace(self.input_contract, check_view_from_mask=True)
         self.decision_threshold = decision_threshold
         self.decision_rule = decision_rule_from_config(config, decision_threshold, refer=refer)
-        entry = config.get("out_of_distribution")
-        self.out_of_distribution = FeatureDistanceCheck.from_config(entry, self.folder) if entry else None
         self.segmenter_size = manifest["segmenter_size"]
         self.classifier_size = manifest["classifier_size"]
         self.classifier_channels = manifest["classifier_channels"]

@@ -100,3 +100,14 @@ def test_the_bundled_preset_exports_and_matches(tmp_path, chest_images):
         assert b.raw_probabilities["covid"] == pytest.approx(a.raw_probabilities["covid"], abs=1e-4)
         assert np.mean(a.mask == b.mask) >= 0.999
         assert b.out_of_distribution["flagged"] == a.out_of_distribution["flagged"]
+
+
+def test_check_view_and_no_refer_work_as_in_the_keras_pipeline(small_pipeline, onnx_export, varied_images):
+    from keras_covidcxr.runtime import ExportedPipeline
+
+    exported = ExportedPipeline(onnx_export, refer=False, check_view=True)
+    assert exported.input_contract.check_view_from_mask and exported.decision_rule.refer is None
+    keras_pipeline = small_pipeline.with_input_contract(check_view_from_mask=True).without_refer()
+    for a, b in zip(keras_pipeline.predict(varied_images), exported.predict(varied_images)):
+        assert b.label == a.label and b.would_be_label is None
+        assert [code for code, _ in b.warnings] == [code for code, _ in a.warnings]

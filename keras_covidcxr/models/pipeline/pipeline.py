@@ -19,11 +19,9 @@ from keras_covidcxr.explain.grad_cam import GradCAM
 from keras_covidcxr.io.atomic import atomic_directory
 from keras_covidcxr.models.ensemble.majority_vote_ensemble import MajorityVoteEnsemble
 from keras_covidcxr.models.ensemble.weighted_average_ensemble import WeightedAverageEnsemble
-from keras_covidcxr.models.pipeline.calibration import ProbabilityCalibration
 from keras_covidcxr.models.pipeline.decision_rule import decision_rule_of
 from keras_covidcxr.models.pipeline.out_of_distribution import FeatureDistanceCheck
-from keras_covidcxr.models.pipeline.prediction_steps import PredictionSteps
-from keras_covidcxr.models.pipeline.refer_rule import ReferRule
+from keras_covidcxr.models.pipeline.prediction_steps import PredictionSteps, settings_from_config
 from keras_covidcxr.models.pipeline.verification import golden_outputs
 from keras_covidcxr.preprocessing.input_contract import InputContract
 from keras_covidcxr.preprocessing.preprocessing_config import PreprocessingConfig
@@ -255,13 +253,8 @@ class Pipeline(PredictionSteps):
                 segmenter,
                 ensemble_cls(members, **ensemble_spec["config"]),
                 class_names=config["class_names"],
-                preprocessing=PreprocessingConfig.from_dict(config["preprocessing"]),
-                input_contract=InputContract.from_dict(config["input_contract"]),
                 metadata={**metadata, "loaded_from": str(handle)},
-                calibration=_optional(config, "calibration", ProbabilityCalibration.from_dict),
-                refer_rule=_optional(config, "refer_rule", ReferRule.from_dict),
-                out_of_distribution=_optional(config, "out_of_distribution", lambda entry: _read_ood(
-                    folder, metadata, entry)),
+                **settings_from_config(config, lambda entry: _read_ood(folder, metadata, entry)),
             )
         except (KeyError, TypeError) as error:
             raise PresetError(f"{folder / 'config.json'}: incomplete pipeline config ({error!r})") from error
@@ -345,10 +338,6 @@ def _read_component(folder, metadata, relative):
     for name in (component_io.CONFIG_FILE, component_io.WEIGHTS_FILE):
         preset_format.require_listed(folder, metadata, f"{relative}/{name}")
     return component_io.read_component(folder / relative)
-
-
-def _optional(config, key, read):
-    return read(config[key]) if config.get(key) is not None else None
 
 
 def _read_ood(folder, metadata, entry):

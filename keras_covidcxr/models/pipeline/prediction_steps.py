@@ -15,14 +15,17 @@ import numpy as np
 from keras_covidcxr.errors import ConfigError, CovidCXRError, InputContractError
 from keras_covidcxr.io.array_input import pixels_from_array
 from keras_covidcxr.io.image_loader import LoadedImage, load_image
+from keras_covidcxr.models.pipeline.calibration import ProbabilityCalibration
 from keras_covidcxr.models.pipeline.pipeline_result import PipelineResult
 from keras_covidcxr.models.pipeline.refer_rule import ReferRule
+from keras_covidcxr.preprocessing.input_contract import InputContract
 from keras_covidcxr.preprocessing.model_inputs import (
     classifier_input,
     cleaned_lung_mask,
     lung_mask_at,
     segmenter_input,
 )
+from keras_covidcxr.preprocessing.preprocessing_config import PreprocessingConfig
 from keras_covidcxr.preprocessing.test_time_augmentation import check_tta, test_time_variants
 
 
@@ -30,8 +33,9 @@ class PredictionSteps:
     """Base of `Pipeline` and `ExportedPipeline`: `predict` and its numpy steps.
 
     A subclass sets `class_names`, `member_names`, `preprocessing`, `input_contract`,
-    `decision_rule`, `decision_threshold`, `calibration`, `out_of_distribution`,
-    `segmenter_size`, `classifier_size` and `classifier_channels`, and implements the model calls.
+    `decision_rule`, `decision_threshold`, `calibration`, `refer_rule`, `out_of_distribution`,
+    `segmenter_size`, `classifier_size` and `classifier_channels` (the settings part of them
+    from a preset's config.json with `settings_from_config`), and implements the model calls.
     """
 
     # === Model calls, supplied by the engine ===
@@ -159,7 +163,6 @@ class PredictionSteps:
         self._apply_problems(result, self.input_contract.check(result.metadata, pixels.shape, strict=strict))
         return pixels
 
-
     @staticmethod
     def _apply_problems(result, problems):
         """Raise an `InputContractError` for the first refused problem; add the others as warnings."""
@@ -219,22 +222,39 @@ class PredictionSteps:
             "tta": tta,
             "tta_spread": float(np.std(outputs["tta_probabilities"][row, :, column])) if tta > 1 else None,
         }
-        if self.decision_rule.refer:
-            refer = ReferRule.from_dict(self.decision_rule.refer)
-            if refer.refers(calibrated[1], result.uncertainty["member_spread"]):
-                result.would_be_label, result.label = result.label, "refer"
-                result.warnings.append(("refer", f"p({names[1]}) {calibrated[1]:.3f}, member spread "
-                                        f"{result.uncertainty['member_spread']:.3f}: {refer.describe(names[1])}; "
-                                        f"would be {result.would_be_label}: have a person read this film"))
+        refer = self.refer_rule if self.decision_rule.refer else None  # off with --no-refer or a user threshold
+        if refer is not None and refer.refers(calibrated[1], result.uncertainty["member_spread"]):
+            result.would_be_label, result.label = result.label, "refer"
+            result.warnings.append(("refer", f"p({names[1]}) {calibrated[1]:.3f}, member spread "
+                                    f"{result.uncertainty['member_spread']:.3f}: {refer.describe(names[1])}; "
+                                    f"would be {result.would_be_label}: have a person read this film"))
         if "ood_distance" in outputs:
             distance = float(outputs["ood_distance"][row])
             check = self.out_of_distribution
-            result.out_of_distribution = {"distance": distance, "threshold": check.threshold,
-                                          "flagged": distance > check.threshold}
-            if distance > check.threshold:
+            flagged = distance > check.threshold
+            result.out_of_distribution = {"distance": distance, "threshold": check.threshold, "flagged": flagged}
+            if flagged:
                 result.warnings.append(("out_of_distribution", f"unlike the training films (feature distance "
                                         f"{distance:.3f} > {check.threshold:.3f}): is this a frontal chest X-ray? "
                                         "Treat the answer with caution"))
+
+
+def settings_from_config(config, read_out_of_distribution):
+    """The numpy-side settings of a preset's config.json, as keyword arguments of `Pipeline`.
+
+    `read_out_of_distribution(entry)` reads the out-of-distribution check's features (from the
+    preset or export folder).
+    """
+    def optional(key, read):
+        return read(config[key]) if config.get(key) is not None else None
+
+    return {
+        "preprocessing": PreprocessingConfig.from_dict(config["preprocessing"]),
+        "input_contract": InputContract.from_dict(config["input_contract"]),
+        "calibration": optional("calibration", ProbabilityCalibration.from_dict),
+        "refer_rule": optional("refer_rule", ReferRule.from_dict),
+        "out_of_distribution": optional("out_of_distribution", read_out_of_distribution),
+    }
 
 
 def _source_name(image, index):
