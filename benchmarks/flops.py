@@ -10,11 +10,13 @@ def _spatial(shape):
 
 
 def count_flops(model):
-    """2 x multiply-adds of every Conv/DepthwiseConv/Dense layer, nested models included."""
+    """2 x multiply-adds of every Conv/DepthwiseConv/Dense layer, nested models included (per call)."""
     total = 0
     for layer in model.layers:
         if isinstance(layer, keras.Model):
-            total += count_flops(layer)
+            # a mirror-averaging classifier runs its backbone twice (the image and its mirror image)
+            calls = 2 if getattr(model, "mirror_average", False) and layer is getattr(model, "backbone", None) else 1
+            total += calls * count_flops(layer)
         elif isinstance(layer, keras.layers.DepthwiseConv2D):
             kh, kw = layer.kernel_size
             total += 2 * _spatial(layer.output.shape) * kh * kw * layer.output.shape[-1]

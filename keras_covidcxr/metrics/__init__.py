@@ -42,6 +42,7 @@ from keras_covidcxr.metrics.thresholds import (
     OperatingPoint,
     one_vs_rest,
     threshold_for_sensitivity,
+    threshold_for_targets,
     youden_threshold,
 )
 
@@ -72,6 +73,7 @@ __all__ = [
     "render_markdown",
     "resample_patients",
     "threshold_for_sensitivity",
+    "threshold_for_targets",
     "top_label_reliability",
     "write_report",
     "youden_threshold",

@@ -1,7 +1,8 @@
 """Operating thresholds for a two-class decision (e.g. COVID vs rest) from ROC analysis.
 
 `youden_threshold` maximises Youden's J = sensitivity + specificity - 1; `threshold_for_sensitivity`
-finds the highest threshold that still reaches a target sensitivity (a screening setting).
+finds the highest threshold that still reaches a target sensitivity (a screening setting);
+`threshold_for_targets` comes closest to a (sensitivity, specificity) target pair.
 A sample is called positive when its score is at least the threshold.
 
 Example:
@@ -9,6 +10,8 @@ Example:
     >>> point.threshold, point.sensitivity, point.specificity
     (0.8, 0.5, 1.0)
     >>> threshold_for_sensitivity([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8], target=1.0).threshold
+    0.35
+    >>> threshold_for_targets([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8], sensitivity=0.8, specificity=0.5).threshold
     0.35
 """
 
@@ -67,4 +70,17 @@ def threshold_for_sensitivity(is_positive, scores, target=0.95):
     fpr, tpr, thresholds = _roc(is_positive, scores)
     reached = np.flatnonzero(tpr >= target - 1e-12)
     best = int(reached[0])
+    return OperatingPoint(float(thresholds[best]), float(tpr[best]), float(1.0 - fpr[best]))
+
+
+def threshold_for_targets(is_positive, scores, sensitivity=0.80, specificity=0.70):
+    """The threshold whose smaller margin over the two targets is largest: both targets met with the most
+    room where some threshold meets them, otherwise the shortfall shared as evenly as the curve allows
+    (the highest such threshold among ties)."""
+    for name, target in (("sensitivity", sensitivity), ("specificity", specificity)):
+        if not 0 < target <= 1:
+            raise ConfigError(f"target {name} {target!r} must be in (0, 1]")
+    fpr, tpr, thresholds = _roc(is_positive, scores)
+    margin = np.minimum(tpr - sensitivity, (1.0 - fpr) - specificity)
+    best = int(np.argmax(margin))
     return OperatingPoint(float(thresholds[best]), float(tpr[best]), float(1.0 - fpr[best]))

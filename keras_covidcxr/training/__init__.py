@@ -44,7 +44,12 @@ from keras_covidcxr.training.datasets import (
 from keras_covidcxr.training.ensemble_fitting import EnsembleFit, fit_ensemble_weights
 from keras_covidcxr.training.finetune import FinetuneResult, finetune
 from keras_covidcxr.training.labels import default_class_names, label_indices
-from keras_covidcxr.training.linear_head import fit_linear_head, fit_logistic_regression, pooled_features
+from keras_covidcxr.training.linear_head import (
+    fit_linear_head,
+    fit_logistic_regression,
+    pooled_features,
+    write_linear_head,
+)
 from keras_covidcxr.training.losses import DiceBCELoss, DiceCoefficient
 from keras_covidcxr.training.provenance import data_provenance
 from keras_covidcxr.training.recipes import (
@@ -85,6 +90,7 @@ __all__ = [
     "finetune",
     "fit_ensemble_weights",
     "fit_linear_head",
+    "write_linear_head",
     "fit_logistic_regression",
     "freeze_batch_norm",
     "label_indices",

@@ -53,7 +53,9 @@ def with_new_head(member, num_classes):
         input_shape=member.image_shape,
         backbone_weights=None,
         input_normalization=member.input_normalization,
-        feature_layer=getattr(member, "feature_layer", None),
+        encoder_filters=member.encoder_filters,
+        feature_layer=member.feature_layer,
+        mirror_average=member.mirror_average,
         name=member.name,
     )
     replacement.backbone.set_weights(member.backbone.get_weights())

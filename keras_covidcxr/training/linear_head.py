@@ -77,10 +77,24 @@ def fit_linear_head(classifier, features, labels, regularization=0.05):
     Returns:
         The fitted scikit-learn pipeline (its `predict_proba` equals the classifier's output).
     """
+    _check_linear_head(classifier)
+    model, kernel, bias = fit_logistic_regression(features, labels, regularization)
+    write_linear_head(classifier, kernel, bias)
+    return model
+
+
+def write_linear_head(classifier, kernel, bias):
+    """Set a binary `head_units=0` classifier's logits to `pooled features @ kernel + bias`.
+
+    For heads fitted elsewhere, e.g. the mean kernel and bias of cross-fitted logistic regressions
+    (bagging in logit space).
+    """
+    _check_linear_head(classifier)
+    logits = classifier.head.get_layer("head_logits")
+    logits.kernel.assign(np.asarray(kernel, "float32").reshape(-1, 1))
+    logits.bias.assign(np.array([bias], "float32"))
+
+
+def _check_linear_head(classifier):
     if classifier.num_classes != 2 or classifier.head_units:
         raise ConfigError(f"{classifier.name}: a linear head needs a two-class classifier with head_units=0")
-    model, kernel, bias = fit_logistic_regression(features, labels, regularization)
-    logits = classifier.head.get_layer("head_logits")
-    logits.kernel.assign(kernel.reshape(-1, 1).astype("float32"))
-    logits.bias.assign(np.array([bias], "float32"))
-    return model

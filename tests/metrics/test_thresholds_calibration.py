@@ -9,6 +9,7 @@ from keras_covidcxr.metrics import (
     one_vs_rest,
     reliability_curve,
     threshold_for_sensitivity,
+    threshold_for_targets,
     top_label_reliability,
     youden_threshold,
 )
@@ -48,6 +49,20 @@ def test_threshold_for_target_sensitivity():
     assert point.sensitivity >= 0.95
     with pytest.raises(ConfigError, match="both positive and negative"):
         youden_threshold([1, 1], [0.2, 0.3])
+
+
+def test_threshold_for_targets_shares_the_shortfall_or_keeps_the_most_room():
+    rng = np.random.default_rng(5)
+    y = rng.integers(0, 2, 300).astype(bool)
+    scores = np.round(rng.random(300) * 0.7 + y * 0.3, 2)
+    for sensitivity, specificity in ((0.95, 0.95), (0.6, 0.6)):  # out of reach / reachable
+        point = threshold_for_targets(y, scores, sensitivity, specificity)
+        best = max(brute_force(y, scores), key=lambda t: (min(t[1] - sensitivity, t[2] - specificity), t[0]))
+        assert (point.threshold, point.sensitivity, point.specificity) == pytest.approx(best)
+    reachable = threshold_for_targets(y, scores, 0.6, 0.6)
+    assert reachable.sensitivity >= 0.6 and reachable.specificity >= 0.6
+    with pytest.raises(ConfigError, match="target specificity"):
+        threshold_for_targets(y, scores, 0.8, 1.5)
 
 
 def test_one_vs_rest_picks_the_class_column():

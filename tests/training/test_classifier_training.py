@@ -83,13 +83,13 @@ def test_datasets_are_class_weighted_and_masked_like_the_pipeline(binary_data, s
     member = CXRClassifier("mobilenet_v2", head_units=8, input_shape=(32, 32, 3), name="m")
     pipeline = Pipeline(segmenter, WeightedAverageEnsemble([member]), input_contract=InputContract(min_size=16))
     captured = []
-    run_ensemble = pipeline.ensemble.predict_on_batch
+    run_ensemble = pipeline._run_ensemble  # what the ensemble is given
 
-    def capture(batch):
+    def capture(batch, batch_size):
         captured.append(np.array(batch))
-        return run_ensemble(batch)
+        return run_ensemble(batch, batch_size)
 
-    pipeline.ensemble.predict_on_batch = capture
+    pipeline._run_ensemble = capture
     val_rows = synthetic_manifest.filter(task="cls", split="val")
     pipeline.predict([val_rows.resolve(row) for row in val_rows[:2]], batch_size=2)
     np.testing.assert_allclose(captured[0], val.images(np.array([0, 1])), atol=1e-6)

@@ -12,7 +12,7 @@ from keras_covidcxr.training.finetune import with_new_head
 
 
 def test_new_head_keeps_backbone_and_dense_weights(make_pipeline):
-    member = make_pipeline().ensemble.members[0]
+    member = make_pipeline(backbone=("densenet121", "resunet_encoder")).ensemble.members[0]  # keras.applications
     replaced = with_new_head(member, 3)
     assert replaced.num_classes == 3 and replaced.name == member.name
     for old, new in zip(member.backbone.get_weights(), replaced.backbone.get_weights()):
@@ -20,6 +20,21 @@ def test_new_head_keeps_backbone_and_dense_weights(make_pipeline):
     np.testing.assert_array_equal(
         member.head.get_layer("head_dense").get_weights()[0], replaced.head.get_layer("head_dense").get_weights()[0]
     )
+
+
+def test_a_new_head_keeps_the_members_whole_configuration():
+    """Non-default encoder filters, a feature layer and mirror averaging survive the new head."""
+    from keras_covidcxr import CXRClassifier
+
+    for member in (CXRClassifier("resunet_encoder", input_shape=(32, 32, 1), encoder_filters=(4, 8), head_units=4,
+                                 mirror_average=True, name="small"),
+                   CXRClassifier("mobilenet_v2", input_shape=(32, 32, 1), input_normalization="imagenet",
+                                 head_units=0, feature_layer="block_6_expand_relu", name="cut")):
+        replaced = with_new_head(member, 3)
+        for key in ("backbone", "encoder_filters", "feature_layer", "mirror_average", "input_normalization"):
+            assert replaced.get_config()[key] == member.get_config()[key], key
+        for old, new in zip(member.backbone.get_weights(), replaced.backbone.get_weights(), strict=True):
+            np.testing.assert_array_equal(old, new)
 
 
 def small_preset(folder):

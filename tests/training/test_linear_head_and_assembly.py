@@ -5,7 +5,7 @@ import pytest
 
 from keras_covidcxr import ConfigError, CXRClassifier, ResUnet
 from keras_covidcxr.training.assembly import assemble_pipeline, check_operating_threshold
-from keras_covidcxr.training.linear_head import fit_linear_head, pooled_features
+from keras_covidcxr.training.linear_head import fit_linear_head, pooled_features, write_linear_head
 
 
 @pytest.fixture(scope="module")
@@ -32,6 +32,21 @@ def test_the_linear_head_gives_the_regressions_probabilities(gray_members):
         fit_linear_head(CXRClassifier("mobilenet_v2", head_units=4, input_shape=(32, 32, 3)), features, labels)
     with pytest.raises(ConfigError, match="both classes"):
         fit_linear_head(model, features, np.ones(24, int))
+
+
+def test_a_head_fitted_elsewhere_is_written_into_the_logits(gray_members):
+    """E.g. the mean kernel and bias of cross-fitted regressions (bagging in logit space)."""
+    import keras
+
+    model = gray_members[1]
+    images = np.random.default_rng(1).uniform(size=(4, 32, 32)).astype("float32")
+    features = pooled_features(model, images, batch_size=4)
+    kernel = np.random.default_rng(2).normal(0, 0.05, features.shape[1])
+    write_linear_head(model, kernel, -0.3)
+    predicted = keras.ops.convert_to_numpy(model.predict_on_batch(images[..., None]))[:, 0]
+    np.testing.assert_allclose(predicted, 1 / (1 + np.exp(-(features @ kernel - 0.3))), atol=1e-5)
+    with pytest.raises(ConfigError, match="head_units=0"):
+        write_linear_head(CXRClassifier("mobilenet_v2", head_units=4, input_shape=(32, 32, 3)), kernel, 0.0)
 
 
 @pytest.mark.parametrize("scores,threshold,message", [

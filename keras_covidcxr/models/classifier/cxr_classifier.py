@@ -13,6 +13,7 @@ from keras_covidcxr.models.classifier.backbones import (
     imagenet_mean_and_variance,
 )
 from keras_covidcxr.models.classifier.convert_efficientnet_lite0 import convert_efficientnet_lite0
+from keras_covidcxr.models.classifier.mirror_average import mirror_averaged
 from keras_covidcxr.models.resunet.resunet import encoder_path
 from keras_covidcxr.models.serializable_model import SerializableModel
 
@@ -60,6 +61,13 @@ class CXRClassifier(SerializableModel):
             chest films the pooled 14x14-stage features of ImageNet backbones
             (e.g. MobileNetV2's "block_13_expand_relu") separate COVID-19
             better than the last layer's, which are the most ImageNet-specific.
+        mirror_average: False, or True: the backbone also reads the
+            left-right mirror image, and the feature map is the mean of the
+            image's map and the mirror image's map mirrored back (aligned
+            with the image, so Grad-CAM reads it as usual); twice the
+            backbone's compute, the same weights. The pooled features then
+            ignore which side the heart is on (bilateral findings such as
+            COVID-19 pneumonia stay where they are).
 
     Example:
         >>> model = CXRClassifier("mobilenet_v2", num_classes=3, input_shape=(64, 64, 3))
@@ -81,6 +89,7 @@ class CXRClassifier(SerializableModel):
         encoder_filters=(16, 32, 64, 128),
         input_normalization=None,
         feature_layer=None,
+        mirror_average=False,
         name=None,
         **kwargs,
     ):
@@ -154,7 +163,7 @@ class CXRClassifier(SerializableModel):
         # === Graph ===
         inputs = keras.Input(input_shape, name="image")
         x = normalise(to_rgb([inputs, inputs, inputs])) if input_normalization else inputs
-        feature_map = backbone_model(x)
+        feature_map = mirror_averaged(backbone_model, x) if mirror_average else backbone_model(x)
         activation = "sigmoid" if num_classes == 2 else "softmax"
         outputs = keras.layers.Activation(activation, name="predictions")(head(feature_map))
         super().__init__(inputs, outputs, name=name or f"{backbone}_classifier", **kwargs)
@@ -162,7 +171,8 @@ class CXRClassifier(SerializableModel):
         # === Config ===
         self.backbone = backbone_model
         self.head = head
-        self._feature_extractor = keras.Model(inputs, feature_map) if input_normalization else backbone_model
+        wrapped = input_normalization or mirror_average
+        self._feature_extractor = keras.Model(inputs, feature_map) if wrapped else backbone_model
         self.backbone_name = backbone
         self.num_classes = int(num_classes)
         self.head_units = head_units
@@ -172,6 +182,7 @@ class CXRClassifier(SerializableModel):
         self.encoder_filters = encoder_filters
         self.input_normalization = input_normalization
         self.feature_layer = feature_layer
+        self.mirror_average = bool(mirror_average)
 
     @property
     def feature_extractor(self):
@@ -190,4 +201,5 @@ class CXRClassifier(SerializableModel):
             "encoder_filters": list(self.encoder_filters),
             "input_normalization": self.input_normalization,
             "feature_layer": self.feature_layer,
+            "mirror_average": self.mirror_average,
         }

@@ -16,6 +16,7 @@ Example:
 """
 
 import json
+import warnings
 
 import keras
 import numpy as np
@@ -100,7 +101,10 @@ def _graphs(pipeline):
 def _export_graph(model, shape, path, format):
     model(np.zeros((1, *shape), "float32"))  # exporting needs a model that has been called
     try:
-        model.export(str(path), format=format, verbose=False)
+        with warnings.catch_warnings():
+            # keras' tf2onnx shim probes np.object, which numpy >= 1.25 answers with a FutureWarning
+            warnings.filterwarnings("ignore", message=".*np.object.*", category=FutureWarning)
+            model.export(str(path), format=format, verbose=False)
     except ImportError as error:
         raise MissingDependencyError(
             f"exporting to {format} needs packages that are not installed ({error}); "

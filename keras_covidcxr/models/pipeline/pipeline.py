@@ -19,6 +19,7 @@ from keras_covidcxr.explain.grad_cam import GradCAM
 from keras_covidcxr.io.atomic import atomic_directory
 from keras_covidcxr.models.ensemble.majority_vote_ensemble import MajorityVoteEnsemble
 from keras_covidcxr.models.ensemble.weighted_average_ensemble import WeightedAverageEnsemble
+from keras_covidcxr.models.pipeline.batch_inference import run_padded
 from keras_covidcxr.models.pipeline.decision_rule import decision_rule_of
 from keras_covidcxr.models.pipeline.out_of_distribution import FeatureDistanceCheck
 from keras_covidcxr.models.pipeline.prediction_steps import PredictionSteps, settings_from_config
@@ -178,10 +179,10 @@ class Pipeline(PredictionSteps):
     # === Prediction (`predict` and its numpy steps: `PredictionSteps`) ===
 
     def _segment(self, batch, batch_size):
-        return _run_padded(self.segmenter, batch, batch_size)[..., 0]
+        return run_padded(self.segmenter, batch, batch_size)[..., 0]
 
     def _run_ensemble(self, batch, batch_size):
-        return _run_padded(self.ensemble, batch, batch_size)
+        return run_padded(self.ensemble, batch, batch_size)
 
     def _combine(self, member_probabilities):
         combined = self.ensemble.combine(keras.ops.convert_to_tensor(member_probabilities))
@@ -189,7 +190,7 @@ class Pipeline(PredictionSteps):
 
     def _pooled_features(self, member_name, batch, batch_size):
         member = self.ensemble.members[self.ensemble.member_names.index(member_name)]
-        return _run_padded(member.feature_extractor, batch, batch_size).mean(axis=(1, 2))
+        return run_padded(member.feature_extractor, batch, batch_size).mean(axis=(1, 2))
 
     def explain(self, image, class_name=None):
         """Grad-CAM heatmap (original size, values in [0, 1]) of one image.
@@ -343,16 +344,6 @@ def _read_component(folder, metadata, relative):
 def _read_ood(folder, metadata, entry):
     preset_format.require_listed(folder, metadata, entry.get("features", "out_of_distribution.npz"))
     return FeatureDistanceCheck.from_config(entry, folder)
-
-
-def _run_padded(model, batch, batch_size):
-    """Run `model` on a batch padded to a multiple of `batch_size` (one traced shape)."""
-    count = len(batch)
-    padded = -count % batch_size
-    if padded:
-        batch = np.concatenate([batch, np.zeros((padded, *batch.shape[1:]), batch.dtype)])
-    outputs = model.predict_on_batch(batch)
-    return keras.tree.map_structure(lambda x: np.asarray(x)[:count], outputs)
 
 
 def _heatmap_at_original(heatmap, shape, crop_box):

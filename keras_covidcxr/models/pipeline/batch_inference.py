@@ -1,0 +1,45 @@
+"""A model's inference on a numpy batch, traced once per model whatever the batch size.
+
+`model.predict_on_batch` traces a new TensorFlow graph for every batch size it meets, and
+TensorFlow counts the traces of all Keras models together (they share one step function,
+tensorflow#42441), so a pipeline of 3-4 models warned about "excessive retracing" as soon as a
+second batch size came by. On TensorFlow each model here gets one `tf.function` with an open batch
+dimension; other backends keep `predict_on_batch` (JAX compiles each new shape silently).
+
+Example:
+    >>> import keras
+    >>> import numpy as np
+    >>> model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    >>> run_padded(model, np.ones((5, 3), "float32"), batch_size=4).shape
+    (5, 2)
+"""
+
+import weakref
+
+import keras
+import numpy as np
+
+_TRACED = weakref.WeakKeyDictionary()  # model -> {(item shape, dtype): tf.function}
+
+
+def run_padded(model, batch, batch_size):
+    """Run `model` on `batch` padded to a multiple of `batch_size`; outputs cut back to the batch."""
+    count = len(batch)
+    padded = -count % batch_size
+    if padded:
+        batch = np.concatenate([batch, np.zeros((padded, *batch.shape[1:]), batch.dtype)])
+    outputs = _inference(model, batch)
+    return keras.tree.map_structure(lambda x: np.asarray(x)[:count], outputs)
+
+
+def _inference(model, batch):
+    if keras.backend.backend() != "tensorflow":
+        return model.predict_on_batch(batch)
+    import tensorflow as tf
+
+    functions = _TRACED.setdefault(model, {})
+    key = (batch.shape[1:], str(batch.dtype))
+    if key not in functions:
+        signature = [tf.TensorSpec((None, *batch.shape[1:]), batch.dtype)]
+        functions[key] = tf.function(lambda x: model(x, training=False), input_signature=signature)
+    return keras.tree.map_structure(lambda x: x.numpy(), functions[key](batch))
