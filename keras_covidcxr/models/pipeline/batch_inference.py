@@ -28,8 +28,7 @@ def run_padded(model, batch, batch_size):
     padded = -count % batch_size
     if padded:
         batch = np.concatenate([batch, np.zeros((padded, *batch.shape[1:]), batch.dtype)])
-    outputs = _inference(model, batch)
-    return keras.tree.map_structure(lambda x: np.asarray(x)[:count], outputs)
+    return keras.tree.map_structure(lambda x: np.asarray(x)[:count], _inference(model, batch))
 
 
 def _inference(model, batch):
@@ -41,5 +40,6 @@ def _inference(model, batch):
     key = (batch.shape[1:], str(batch.dtype))
     if key not in functions:
         signature = [tf.TensorSpec((None, *batch.shape[1:]), batch.dtype)]
-        functions[key] = tf.function(lambda x: model(x, training=False), input_signature=signature)
-    return keras.tree.map_structure(lambda x: x.numpy(), functions[key](batch))
+        model_ref = weakref.ref(model)  # a strong reference here would keep every model alive
+        functions[key] = tf.function(lambda x: model_ref()(x, training=False), input_signature=signature)
+    return functions[key](batch)

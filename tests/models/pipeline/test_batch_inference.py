@@ -1,0 +1,35 @@
+"""Model calls on padded numpy batches: one trace per model whatever the batch size, and no model kept alive."""
+
+import gc
+import weakref
+
+import keras
+import numpy as np
+
+from keras_covidcxr.models.pipeline import batch_inference
+from keras_covidcxr.models.pipeline.batch_inference import run_padded
+
+
+def dense_model():
+    return keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+
+
+def test_outputs_are_the_models_cut_back_to_the_batch_and_traced_once():
+    model = dense_model()
+    x = np.random.default_rng(0).random((7, 3)).astype("float32")
+    for batch_size in (1, 4, 8):
+        out = run_padded(model, x, batch_size)
+        assert isinstance(out, np.ndarray) and out.shape == (7, 2)
+        np.testing.assert_allclose(out, np.asarray(model(x)), atol=1e-6)
+    if keras.backend.backend() == "tensorflow":
+        (function,) = batch_inference._TRACED[model].values()
+        assert function.experimental_get_tracing_count() == 1  # batch sizes 1, 4 and 8 share one graph
+
+
+def test_a_model_is_not_kept_alive_by_its_traced_function():
+    model = dense_model()
+    run_padded(model, np.ones((2, 3), "float32"), 2)
+    alive = weakref.ref(model)
+    del model
+    gc.collect()
+    assert alive() is None
