@@ -118,7 +118,10 @@ def _build(kind, source, images, masks_out, split, overwrite, progress=None):
 @data_app.command("build")
 @_reports_errors
 def build(
-    kind: DatasetKind = typer.Argument(..., help="The dataset's layout.", show_default=False),
+    kind: DatasetKind = typer.Argument(
+        ..., metavar="KIND", show_default=False,
+        help="The dataset's layout: " + ", ".join(kind.value for kind in DatasetKind) + ".",
+    ),
     source: Path = typer.Argument(
         ...,
         help="covidx: the list .txt; darwin: the JSON folder; ieee8023: "

@@ -12,7 +12,7 @@ from keras_covidcxr.models.pipeline.out_of_distribution import FeatureDistanceCh
 from keras_covidcxr.models.pipeline.prediction_steps import PredictionSteps, settings_from_config
 
 EXPORT_FILE = "export.json"
-EXPORT_VERSION = 1
+EXPORT_VERSION = 2
 
 
 class ExportedPipeline(PredictionSteps):
@@ -87,9 +87,6 @@ class ExportedPipeline(PredictionSteps):
     def _run_ensemble(self, batch, batch_size):
         return self._run("ensemble", batch)
 
-    def _pooled_features(self, member_name, batch, batch_size):
-        return next(iter(self._run("features", batch).values())).mean(axis=(1, 2))
-
     def _combine(self, member_probabilities):
         """The weighted average's rule in numpy (test-time augmentation averages before combining)."""
         spec = self.ensemble_config
@@ -117,6 +114,9 @@ def _read_manifest(folder):
         raise PresetError(f"{path}: no such file (not a covidcxr export folder)") from None
     except (OSError, ValueError) as error:
         raise PresetError(f"{path}: cannot read it ({error})") from None
-    if not isinstance(manifest, dict) or manifest.get("covidcxr_export") != EXPORT_VERSION:
-        raise PresetError(f"{path}: not a covidcxr export (version {EXPORT_VERSION})")
+    if not isinstance(manifest, dict) or "covidcxr_export" not in manifest:
+        raise PresetError(f"{path}: not a covidcxr export")
+    if manifest["covidcxr_export"] != EXPORT_VERSION:
+        raise PresetError(f"{path}: export format {manifest['covidcxr_export']}, this version reads "
+                          f"{EXPORT_VERSION}: export the preset again (covidcxr export)")
     return manifest

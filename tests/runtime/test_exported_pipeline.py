@@ -82,6 +82,17 @@ def test_export_refuses_what_it_cannot_do(small_pipeline, onnx_export, tmp_path)
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
     with pytest.raises(PresetError, match="export.json"):
         ExportedPipeline(tmp_path / "mine")
+    older = tmp_path / "older"
+    older.mkdir()
+    (older / "export.json").write_text(json.dumps({"covidcxr_export": 1, "format": "onnx"}))
+    with pytest.raises(PresetError, match="export format 1.*export the preset again"):
+        ExportedPipeline(older)
+
+
+def test_the_ensemble_graph_gives_the_out_of_distribution_features(small_pipeline, onnx_export):
+    manifest = json.loads((onnx_export / "export.json").read_text())
+    assert set(manifest["graphs"]) == {"segmenter", "ensemble"}  # no second pass of the member's backbone
+    assert small_pipeline.out_of_distribution is not None
 
 
 @pytest.mark.slow

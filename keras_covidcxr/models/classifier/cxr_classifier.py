@@ -189,6 +189,10 @@ class CXRClassifier(SerializableModel):
         """Image -> the backbone's last feature map (Grad-CAM's target layer), normalisation included."""
         return self._feature_extractor
 
+    def probabilities_from_feature_map(self, feature_map, training=False):
+        """The model's output from `feature_extractor`'s feature map: the head and its activation."""
+        return self.get_layer("predictions")(self.head(feature_map, training=training))
+
     def get_config(self):
         return {
             **super().get_config(),

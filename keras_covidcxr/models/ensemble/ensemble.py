@@ -63,7 +63,10 @@ class Ensemble(keras.Model):
 
     def member_probabilities(self, images, training=False):
         """(batch, members, classes) class probabilities of every member."""
-        outputs = [member(images, training=training) for member in self.members]
+        return self.stack_member_outputs([member(images, training=training) for member in self.members])
+
+    def stack_member_outputs(self, outputs):
+        """(batch, members, classes) from the members' outputs (a two-class sigmoid p becomes (1 - p, p))."""
         if self.num_classes == 2:
             outputs = [ops.concatenate([1.0 - p, p], axis=-1) for p in outputs]
         return ops.stack(outputs, axis=1)

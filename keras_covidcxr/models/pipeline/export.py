@@ -1,9 +1,9 @@
 """Export a `Pipeline`'s models (ONNX or TensorFlow SavedModel) with what it needs to run them.
 
 The folder holds one graph per model call of `Pipeline.predict`: the segmenter (gray (n, S, S, 1)
--> lung probabilities), the ensemble (gray classifier inputs (n, C, C, 1) -> probabilities, label,
-member_probabilities, member_labels) and, when the preset has an out-of-distribution check, that
-member's feature extractor (-> its last feature map). `export.json` beside them records the class
+-> lung probabilities) and the ensemble (gray classifier inputs (n, C, C, 1) -> probabilities, label,
+member_probabilities, member_labels and, when the preset has an out-of-distribution check, features:
+that member's pooled features, from the same pass). `export.json` beside them records the class
 names, the pipeline config (decision rule, thresholds, calibration, refer rule, preprocessing,
 input contract), the preset's fingerprint and the package version, and `out_of_distribution.npz`
 is copied. Between the graphs, the numpy steps (decode, resize, mask QC, crop) are the package's
@@ -27,7 +27,7 @@ from keras_covidcxr.version import __version__
 
 FORMATS = {"onnx": ".onnx", "tf_saved_model": ""}
 EXPORT_FILE = "export.json"
-EXPORT_VERSION = 1
+EXPORT_VERSION = 2  # 2: the ensemble graph gives the out-of-distribution features (1: a graph of its own)
 
 
 def export_pipeline(pipeline, folder, format="onnx", overwrite=False):
@@ -90,12 +90,8 @@ def _graphs(pipeline):
     """{name: (Keras model, input shape without the batch)} of the model calls `Pipeline.predict` makes."""
     seg = pipeline.segmenter.input_size
     size, channels = pipeline.classifier_size, pipeline.classifier_channels
-    graphs = {"segmenter": (pipeline.segmenter, (seg, seg, 1)), "ensemble": (pipeline.ensemble, (size, size, channels))}
-    if pipeline.out_of_distribution is not None:
-        names = pipeline.ensemble.member_names
-        member = pipeline.ensemble.members[names.index(pipeline.out_of_distribution.member)]
-        graphs["features"] = (member.feature_extractor, (size, size, channels))
-    return graphs
+    return {"segmenter": (pipeline.segmenter, (seg, seg, 1)),
+            "ensemble": (pipeline._inference_model, (size, size, channels))}
 
 
 def _export_graph(model, shape, path, format):

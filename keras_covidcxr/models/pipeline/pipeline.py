@@ -17,6 +17,7 @@ from keras_covidcxr.errors import (
 )
 from keras_covidcxr.explain.grad_cam import GradCAM
 from keras_covidcxr.io.atomic import atomic_directory
+from keras_covidcxr.models.ensemble.ensemble_with_features import EnsembleWithFeatures
 from keras_covidcxr.models.ensemble.majority_vote_ensemble import MajorityVoteEnsemble
 from keras_covidcxr.models.ensemble.weighted_average_ensemble import WeightedAverageEnsemble
 from keras_covidcxr.models.pipeline.batch_inference import run_padded
@@ -123,6 +124,10 @@ class Pipeline(PredictionSteps):
                 "PreprocessingConfig(standardize=False)"
             )
         self._grad_cam = None
+        # with the out-of-distribution check, one pass of its member's backbone gives both its
+        # probabilities and the features the check reads
+        self._inference_model = ensemble if out_of_distribution is None else EnsembleWithFeatures(
+            ensemble, out_of_distribution.member)
 
     def with_preprocessing(self, **changes):
         """A pipeline sharing these models, with some preprocessing settings changed.
@@ -182,15 +187,11 @@ class Pipeline(PredictionSteps):
         return run_padded(self.segmenter, batch, batch_size)[..., 0]
 
     def _run_ensemble(self, batch, batch_size):
-        return run_padded(self.ensemble, batch, batch_size)
+        return run_padded(self._inference_model, batch, batch_size)
 
     def _combine(self, member_probabilities):
         combined = self.ensemble.combine(keras.ops.convert_to_tensor(member_probabilities))
         return {key: np.asarray(keras.ops.convert_to_numpy(value)) for key, value in combined.items()}
-
-    def _pooled_features(self, member_name, batch, batch_size):
-        member = self.ensemble.members[self.ensemble.member_names.index(member_name)]
-        return run_padded(member.feature_extractor, batch, batch_size).mean(axis=(1, 2))
 
     def explain(self, image, class_name=None):
         """Grad-CAM heatmap (original size, values in [0, 1]) of one image.

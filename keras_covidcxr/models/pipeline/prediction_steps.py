@@ -5,7 +5,7 @@ members and ensemble (optionally over test-time variants) -> calibration -> deci
 out-of-distribution check -> `PipelineResult`s. `Pipeline` (Keras) and the light runtime's
 `ExportedPipeline` (ONNX Runtime, no Keras import) share this class, so both give the same results
 from the same code; each supplies only the model calls (`_segment`, `_run_ensemble`, `_combine`,
-`_pooled_features`, `_add_heatmaps`).
+`_add_heatmaps`).
 """
 
 import os
@@ -45,15 +45,12 @@ class PredictionSteps:
         raise NotImplementedError
 
     def _run_ensemble(self, batch, batch_size):
-        """The ensemble's outputs as numpy: probabilities, label, member_probabilities, member_labels."""
+        """The ensemble's outputs as numpy: probabilities, label, member_probabilities, member_labels,
+        and with an out-of-distribution check "features": its member's pooled features (`EnsembleWithFeatures`)."""
         raise NotImplementedError
 
     def _combine(self, member_probabilities):
         """The ensemble's outputs (numpy) from (n, members, classes) member probabilities."""
-        raise NotImplementedError
-
-    def _pooled_features(self, member_name, batch, batch_size):
-        """(n, channels) globally pooled last feature map of one member."""
         raise NotImplementedError
 
     def _add_heatmaps(self, results, pixels, classifier_batch, explain):
@@ -180,17 +177,16 @@ class PredictionSteps:
     def _classify(self, classifier_batch, batch_size, tta):
         """The ensemble's outputs (numpy), averaged over `tta` variants, plus "calibrated",
         "tta_probabilities" (n, variants, classes; calibrated) and "ood_distance" when used."""
+        variants = [classifier_batch] if tta == 1 else test_time_variants(classifier_batch, tta)
+        passes = [self._run_ensemble(variant, batch_size) for variant in variants]
+        features = passes[0].pop("features", None)  # of the image itself, not of a variant
         if tta == 1:
-            outputs = self._run_ensemble(classifier_batch, batch_size)
-            passes = [outputs]
+            outputs = passes[0]
         else:
-            passes = [self._run_ensemble(variant, batch_size) for variant in test_time_variants(classifier_batch, tta)]
             outputs = self._combine(np.mean([p["member_probabilities"] for p in passes], axis=0).astype("float32"))
-        outputs["calibrated"] = self._calibrated(outputs["probabilities"])
-        if tta > 1:
             outputs["tta_probabilities"] = np.stack([self._calibrated(p["probabilities"]) for p in passes], axis=1)
+        outputs["calibrated"] = self._calibrated(outputs["probabilities"])
         if self.out_of_distribution is not None:
-            features = self._pooled_features(self.out_of_distribution.member, classifier_batch, batch_size)
             outputs["ood_distance"] = self.out_of_distribution.distances(features)
         return outputs
 

@@ -50,3 +50,13 @@ def test_the_pipeline_warns_and_the_preset_keeps_the_check(small_pipeline, small
         result.out_of_distribution["distance"], abs=1e-3)  # the preset stores the reference as float16
     with pytest.raises(ConfigError, match="member"):
         small_pipeline._sharing_models(out_of_distribution=dataclasses.replace(check, member="gamma"))
+
+
+def test_the_check_reads_the_features_of_the_ensembles_own_pass(small_pipeline):
+    size, channels = small_pipeline.classifier_size, small_pipeline.classifier_channels
+    batch = np.random.default_rng(0).uniform(size=(3, size, size, channels)).astype("float32")
+    outputs = small_pipeline._run_ensemble(batch, batch_size=2)
+    names = small_pipeline.member_names
+    member = small_pipeline.ensemble.members[names.index(small_pipeline.out_of_distribution.member)]
+    pooled = np.asarray(member.feature_extractor(batch)).mean(axis=(1, 2))
+    np.testing.assert_allclose(outputs["features"], pooled, atol=1e-5)
