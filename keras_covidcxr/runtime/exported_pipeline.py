@@ -64,10 +64,13 @@ class ExportedPipeline(PredictionSteps):
         self.classifier_size = manifest["classifier_size"]
         self.classifier_channels = manifest["classifier_channels"]
         self._sessions = {}
+        options = onnxruntime.SessionOptions()
+        # ORT's threads spin after each run by default, taking the cores from the numpy steps between the graphs
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         for name, file_name in manifest["graphs"].items():
             path = self.folder / file_name
             try:
-                self._sessions[name] = onnxruntime.InferenceSession(str(path), providers=list(providers))
+                self._sessions[name] = onnxruntime.InferenceSession(str(path), options, providers=list(providers))
             except Exception as error:  # onnxruntime raises its own exception types
                 raise PresetError(f"{path}: cannot load the ONNX graph ({str(error).splitlines()[0]})") from error
 
