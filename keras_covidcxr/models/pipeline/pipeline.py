@@ -170,7 +170,10 @@ class Pipeline(PredictionSteps):
             "out_of_distribution": self.out_of_distribution,
             **changes,
         }
-        return Pipeline(self.segmenter, self.ensemble, self.class_names, **settings)
+        pipeline = Pipeline(self.segmenter, self.ensemble, self.class_names, **settings)
+        if "out_of_distribution" not in changes:  # the same inference model, so no second trace of it
+            pipeline._inference_model = self._inference_model
+        return pipeline
 
     @property
     def member_names(self):

@@ -60,3 +60,5 @@ def test_the_check_reads_the_features_of_the_ensembles_own_pass(small_pipeline):
     member = small_pipeline.ensemble.members[names.index(small_pipeline.out_of_distribution.member)]
     pooled = np.asarray(member.feature_extractor(batch)).mean(axis=(1, 2))
     np.testing.assert_allclose(outputs["features"], pooled, atol=1e-5)
+    # pipelines derived from it share its inference model (one traced function, not one per pipeline)
+    assert small_pipeline.with_preprocessing(bbox_margin=0.05)._inference_model is small_pipeline._inference_model
