@@ -120,7 +120,7 @@ def _build(kind, source, images, masks_out, split, overwrite, progress=None):
 def build(
     kind: DatasetKind = typer.Argument(
         ..., metavar="KIND", show_default=False,
-        help="The dataset's layout: " + ", ".join(kind.value for kind in DatasetKind) + ".",
+        help="The dataset's layout: " + ", ".join(layout.value for layout in DatasetKind) + ".",
     ),
     source: Path = typer.Argument(
         ...,

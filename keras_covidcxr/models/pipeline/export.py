@@ -91,7 +91,7 @@ def _graphs(pipeline):
     seg = pipeline.segmenter.input_size
     size, channels = pipeline.classifier_size, pipeline.classifier_channels
     return {"segmenter": (pipeline.segmenter, (seg, seg, 1)),
-            "ensemble": (pipeline._inference_model, (size, size, channels))}
+            "ensemble": (pipeline.inference_model, (size, size, channels))}
 
 
 def _export_graph(model, shape, path, format):

@@ -57,6 +57,10 @@ class Pipeline(PredictionSteps):
         out_of_distribution: a `FeatureDistanceCheck`; images whose features lie far
             from the training images' get an "out_of_distribution" warning.
 
+    `inference_model` is the Keras model `predict` (and `export`) runs on classifier inputs: the
+    ensemble, or with an out-of-distribution check an `EnsembleWithFeatures` that also returns the
+    check's features from the same backbone pass.
+
     A pipeline is not a Keras object and has no `from_config`: it is saved and
     loaded as a preset (`save_to_preset`, `from_preset`), whose config.json is
     `get_config()` and whose components are serialized Keras models.
@@ -126,7 +130,7 @@ class Pipeline(PredictionSteps):
         self._grad_cam = None
         # with the out-of-distribution check, one pass of its member's backbone gives both its
         # probabilities and the features the check reads
-        self._inference_model = ensemble if out_of_distribution is None else EnsembleWithFeatures(
+        self.inference_model = ensemble if out_of_distribution is None else EnsembleWithFeatures(
             ensemble, out_of_distribution.member)
 
     def with_preprocessing(self, **changes):
@@ -172,7 +176,7 @@ class Pipeline(PredictionSteps):
         }
         pipeline = Pipeline(self.segmenter, self.ensemble, self.class_names, **settings)
         if "out_of_distribution" not in changes:  # the same inference model, so no second trace of it
-            pipeline._inference_model = self._inference_model
+            pipeline.inference_model = self.inference_model
         return pipeline
 
     @property
@@ -190,7 +194,7 @@ class Pipeline(PredictionSteps):
         return run_padded(self.segmenter, batch, batch_size)[..., 0]
 
     def _run_ensemble(self, batch, batch_size):
-        return run_padded(self._inference_model, batch, batch_size)
+        return run_padded(self.inference_model, batch, batch_size)
 
     def _combine(self, member_probabilities):
         combined = self.ensemble.combine(keras.ops.convert_to_tensor(member_probabilities))

@@ -61,4 +61,4 @@ def test_the_check_reads_the_features_of_the_ensembles_own_pass(small_pipeline):
     pooled = np.asarray(member.feature_extractor(batch)).mean(axis=(1, 2))
     np.testing.assert_allclose(outputs["features"], pooled, atol=1e-5)
     # pipelines derived from it share its inference model (one traced function, not one per pipeline)
-    assert small_pipeline.with_preprocessing(bbox_margin=0.05)._inference_model is small_pipeline._inference_model
+    assert small_pipeline.with_preprocessing(bbox_margin=0.05).inference_model is small_pipeline.inference_model
