@@ -20,6 +20,24 @@ BACKEND_PACKAGES = ("keras", "tensorflow", "jax", "jaxlib", "torch")
 
 
 @contextlib.contextmanager
+def captured_native_stderr():
+    """Send the process's native stderr (fd 2) to a temporary file inside the block; yield that file.
+
+    For notices that C++ libraries print straight to fd 2 (TensorFlow's start-up, LiteRT's
+    "Created TensorFlow Lite XNNPACK delegate"); Python-level stderr is untouched.
+    """
+    sys.stderr.flush()
+    saved_fd = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield captured
+        finally:
+            os.dup2(saved_fd, 2)
+            os.close(saved_fd)
+
+
+@contextlib.contextmanager
 def muted_native_stderr():
     """Mute the process's native stderr (fd 2) while Keras is first imported inside the block.
 
@@ -30,26 +48,22 @@ def muted_native_stderr():
     if "keras" in sys.modules:
         yield
         return
-    sys.stderr.flush()
-    saved_fd = os.dup(2)
-    with tempfile.TemporaryFile() as captured:
-        os.dup2(captured.fileno(), 2)
+    with captured_native_stderr() as captured:
         try:
             yield
+            return
         except BaseException as error:
-            os.dup2(saved_fd, 2)
+            failure = error
             captured.seek(0)
-            sys.stderr.write(captured.read().decode(errors="replace"))
-            if isinstance(error, ImportError) and (error.name or "").split(".")[0] in BACKEND_PACKAGES:
-                backend = os.environ.get("KERAS_BACKEND", "tensorflow")
-                raise MissingDependencyError(
-                    f"Keras cannot load its {backend} backend ({error}); install one: "
-                    "pip install 'keras-covidcxr[tensorflow-cpu]' (or [tensorflow], [jax])"
-                ) from error
-            raise
-        finally:
-            os.dup2(saved_fd, 2)
-            os.close(saved_fd)
+            said = captured.read()
+    sys.stderr.write(said.decode(errors="replace"))
+    if isinstance(failure, ImportError) and (failure.name or "").split(".")[0] in BACKEND_PACKAGES:
+        backend = os.environ.get("KERAS_BACKEND", "tensorflow")
+        raise MissingDependencyError(
+            f"Keras cannot load its {backend} backend ({failure}); install one: "
+            "pip install 'keras-covidcxr[tensorflow-cpu]' (or [tensorflow], [jax])"
+        ) from failure
+    raise failure
 
 
 def import_keras_quietly():

@@ -64,7 +64,7 @@ def predict(
     ),
     exported: Path | None = typer.Option(
         None, "--exported", metavar="FOLDER",
-        help="Run an ONNX export (`covidcxr export`) with ONNX Runtime instead of a Keras preset (no TensorFlow).",
+        help="Run an ONNX or LiteRT export (`covidcxr export`) instead of a Keras preset (no TensorFlow).",
     ),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Images per model call."),
     out: Path | None = typer.Option(None, "--out", "-o", metavar="FILE", help="Stream one row per image into this .csv or .jsonl file; rerun to resume."),
@@ -289,7 +289,8 @@ def export(
     out: Path = typer.Argument(..., metavar="FOLDER", help="The export folder to write."),
     export_format: str = typer.Option(
         "onnx", "--format", metavar="FORMAT",
-        help="onnx (runs with `covidcxr predict --exported FOLDER`, ONNX Runtime only) or tf_saved_model.",
+        help="onnx or litert (both run with `covidcxr predict --exported FOLDER`, without TensorFlow; litert is "
+             "written with the TensorFlow backend) or tf_saved_model.",
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier export in FOLDER."),
     allow_untrained: bool = typer.Option(False, "--allow-untrained", help="Export a preset that records no training."),
@@ -302,7 +303,7 @@ def export(
     with reported_errors(debug, needs_keras=True):
         pipeline = _load_pipeline(preset, allow_untrained)
         pipeline.export(out, format=export_format, overwrite=overwrite)
-    hint = f"; run it with: covidcxr predict IMAGE --exported {out}" if export_format == "onnx" else ""
+    hint = f"; run it with: covidcxr predict IMAGE --exported {out}" if export_format in ("onnx", "litert") else ""
     console.print(f"exported {preset} ({export_format}) to {out}{hint}", markup=False, soft_wrap=True)
 
 

@@ -1,4 +1,4 @@
-"""`ExportedPipeline`: `Pipeline.predict` on an ONNX export (`covidcxr export`), with ONNX Runtime only."""
+"""`ExportedPipeline`: `Pipeline.predict` on an ONNX or LiteRT export (`covidcxr export`), without Keras."""
 
 import dataclasses
 import json
@@ -6,17 +6,19 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_covidcxr.errors import ConfigError, MissingDependencyError, PresetError
+from keras_covidcxr.errors import ConfigError, PresetError
 from keras_covidcxr.models.pipeline.decision_rule import decision_rule_from_config
 from keras_covidcxr.models.pipeline.out_of_distribution import FeatureDistanceCheck
 from keras_covidcxr.models.pipeline.prediction_steps import PredictionSteps, settings_from_config
+from keras_covidcxr.presets.checksums import sha256_of_file
+from keras_covidcxr.runtime.graph_engines import GRAPH_ENGINES, OnnxGraph
 
 EXPORT_FILE = "export.json"
 EXPORT_VERSION = 2
 
 
 class ExportedPipeline(PredictionSteps):
-    """A pipeline exported with `covidcxr export PRESET DIR --format onnx`, run by ONNX Runtime.
+    """A pipeline exported with `covidcxr export PRESET DIR --format onnx|litert`, run by ONNX Runtime or LiteRT.
 
     `predict` takes the same inputs and gives the same `PipelineResult`s as `Pipeline.predict`
     (the same decoding, resizing, mask checks, decision and refer rules, calibration and
@@ -24,12 +26,12 @@ class ExportedPipeline(PredictionSteps):
     test-time augmentation a weighted-average preset.
 
     Args:
-        folder: the export folder (export.json and the .onnx graphs).
+        folder: the export folder (export.json and the .onnx or .tflite graphs).
         decision_threshold: as `Pipeline.with_decision_threshold`.
         refer: False turns the preset's refer rule off (`--no-refer`).
         check_view: also check the view of images that state none from the lung mask
             (as `Pipeline.with_input_contract(check_view_from_mask=True)`, `--check-view`).
-        providers: ONNX Runtime execution providers (default: the CPU).
+        providers: ONNX Runtime execution providers (default: the CPU; ONNX exports only).
 
     Example:
         >>> pipeline = ExportedPipeline("covidcxr_lite_onnx")  # doctest: +SKIP
@@ -38,16 +40,13 @@ class ExportedPipeline(PredictionSteps):
 
     def __init__(self, folder, decision_threshold=None, refer=True, check_view=False,
                  providers=("CPUExecutionProvider",)):
-        try:
-            import onnxruntime
-        except ImportError as error:
-            raise MissingDependencyError(
-                'the light runtime needs onnxruntime: pip install "keras-covidcxr[onnx]"'
-            ) from error
         self.folder = Path(folder)
         manifest = _read_manifest(self.folder)
-        if manifest["format"] != "onnx":
-            raise PresetError(f"{self.folder}: a {manifest['format']} export; the light runtime runs ONNX exports")
+        _check_files(self.folder, manifest)
+        engine = GRAPH_ENGINES.get(manifest["format"])
+        if engine is None:
+            raise PresetError(f"{self.folder}: a {manifest['format']} export; the light runtime runs "
+                              f"{' and '.join(GRAPH_ENGINES)} exports")
         config = manifest["config"]
         self.metadata = {"export": {k: v for k, v in manifest.items() if k != "config"}, "loaded_from": str(folder)}
         self.class_names = tuple(config["class_names"])
@@ -63,32 +62,20 @@ class ExportedPipeline(PredictionSteps):
         self.segmenter_size = manifest["segmenter_size"]
         self.classifier_size = manifest["classifier_size"]
         self.classifier_channels = manifest["classifier_channels"]
-        self._sessions = {}
-        options = onnxruntime.SessionOptions()
-        # ORT's threads spin after each run by default, taking the cores from the numpy steps between the graphs
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        for name, file_name in manifest["graphs"].items():
-            path = self.folder / file_name
-            try:
-                self._sessions[name] = onnxruntime.InferenceSession(str(path), options, providers=list(providers))
-            except Exception as error:  # onnxruntime raises its own exception types
-                raise PresetError(f"{path}: cannot load the ONNX graph ({str(error).splitlines()[0]})") from error
+        options = {"providers": providers} if engine is OnnxGraph else {}
+        self._graphs = {name: engine(self.folder / file_name, **options)
+                        for name, file_name in manifest["graphs"].items()}
 
     @property
     def is_trained(self):
         """Whether the exported preset recorded its training (`covidcxr export --allow-untrained` can export one that did not)."""
         return bool(self.metadata["export"].get("trained", True))
 
-    def _run(self, name, batch):
-        session = self._sessions[name]
-        outputs = session.run(None, {session.get_inputs()[0].name: np.asarray(batch, "float32")})
-        return {output.name: value for output, value in zip(session.get_outputs(), outputs)}
-
     def _segment(self, batch, batch_size):
-        return next(iter(self._run("segmenter", batch).values()))[..., 0]
+        return next(iter(self._graphs["segmenter"].run(batch).values()))[..., 0]
 
     def _run_ensemble(self, batch, batch_size):
-        return self._run("ensemble", batch)
+        return self._graphs["ensemble"].run(batch)
 
     def _combine(self, member_probabilities):
         """The weighted average's rule in numpy (test-time augmentation averages before combining)."""
@@ -123,3 +110,14 @@ def _read_manifest(folder):
         raise PresetError(f"{path}: export format {manifest['covidcxr_export']}, this version reads "
                           f"{EXPORT_VERSION}: export the preset again (covidcxr export)")
     return manifest
+
+
+def _check_files(folder, manifest):
+    """Refuse an export whose files are missing or differ from the sha256 that export.json records."""
+    for name, digest in manifest.get("files", {}).items():
+        path = Path(folder) / name
+        if not path.is_file():
+            raise PresetError(f"{path}: missing from the export (export.json lists it); export the preset again")
+        if sha256_of_file(path) != digest:
+            raise PresetError(f"{path}: its sha256 differs from the one in export.json (the file was changed or "
+                              "damaged); export the preset again")

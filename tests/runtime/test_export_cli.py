@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 
+import keras
 import numpy as np
 import pytest
 from covidcxr_cli.app import app
@@ -17,7 +18,7 @@ runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def exported_folder(small_preset, tmp_path_factory):
+def cli_onnx_export(small_preset, tmp_path_factory):
     folder = tmp_path_factory.mktemp("cli_export") / "small_onnx"
     result = runner.invoke(app, ["export", str(small_preset), str(folder)])
     assert result.exit_code == 0, result.output
@@ -32,12 +33,12 @@ def image(chest_images, tmp_path):
     return str(path)
 
 
-def test_predict_exported_matches_the_preset_and_loads_no_keras(exported_folder, small_preset, image):
+def test_predict_exported_matches_the_preset_and_loads_no_keras(cli_onnx_export, small_preset, image):
     code = (
         "import json, sys\n"
         "from typer.testing import CliRunner\n"
         "from covidcxr_cli.app import app\n"
-        f"result = CliRunner().invoke(app, ['predict', {image!r}, '--exported', {str(exported_folder)!r}, '--json'])\n"
+        f"result = CliRunner().invoke(app, ['predict', {image!r}, '--exported', {str(cli_onnx_export)!r}, '--json'])\n"
         "assert result.exit_code == 0, result.output\n"
         "heavy = [m for m in ('keras', 'tensorflow', 'jax', 'torch') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
@@ -50,12 +51,28 @@ def test_predict_exported_matches_the_preset_and_loads_no_keras(exported_folder,
     assert row["probabilities"]["covid"] == pytest.approx(keras_row["probabilities"]["covid"], abs=1e-4)
 
 
-def test_export_and_exported_usage_errors(exported_folder, small_preset, image, tmp_path):
-    refused = runner.invoke(app, ["export", str(small_preset), str(tmp_path / "x"), "--format", "litert"])
-    assert refused.exit_code == 2 and "litert" in refused.output and "onnx" in refused.output
-    again = runner.invoke(app, ["export", str(small_preset), str(exported_folder)])
+def test_export_and_exported_usage_errors(cli_onnx_export, small_preset, image, tmp_path):
+    refused = runner.invoke(app, ["export", str(small_preset), str(tmp_path / "x"), "--format", "png"])
+    assert refused.exit_code == 2 and "'png'" in refused.output and "litert" in refused.output
+    assert not (tmp_path / "x").exists()
+    again = runner.invoke(app, ["export", str(small_preset), str(cli_onnx_export)])
     assert again.exit_code == 2 and "--overwrite" in again.output
-    both = runner.invoke(app, ["predict", image, "--exported", str(exported_folder), "--preset", str(small_preset)])
+    both = runner.invoke(app, ["predict", image, "--exported", str(cli_onnx_export), "--preset", str(small_preset)])
     assert both.exit_code == 2 and "--exported" in both.output
     missing = runner.invoke(app, ["predict", image, "--exported", str(tmp_path / "nothing")])
     assert missing.exit_code == 2 and "export.json" in missing.output
+
+
+def test_a_litert_export_from_the_command_line_predicts_as_the_preset(small_preset, image, tmp_path):
+    pytest.importorskip("ai_edge_litert", reason="running LiteRT exports needs ai-edge-litert (the litert extra)")
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("Keras writes LiteRT with a variable batch size from the TensorFlow backend only")
+    folder = tmp_path / "small_litert"
+    written = runner.invoke(app, ["export", str(small_preset), str(folder), "--format", "litert"])
+    assert written.exit_code == 0, written.output
+    assert f"--exported {folder}" in " ".join(written.stdout.split())
+    assert sorted(p.name for p in folder.glob("*.tflite")) == ["ensemble.tflite", "segmenter.tflite"]
+    row = json.loads(runner.invoke(app, ["predict", image, "--exported", str(folder), "--json"]).stdout)
+    keras_row = json.loads(runner.invoke(app, ["predict", image, "--preset", str(small_preset), "--json"]).stdout)
+    assert row["label"] == keras_row["label"]
+    assert row["probabilities"]["covid"] == pytest.approx(keras_row["probabilities"]["covid"], abs=1e-4)

@@ -1,9 +1,10 @@
-"""Export to ONNX / SavedModel and the light runtime: the same results as the Keras pipeline, without Keras."""
+"""Export to ONNX / LiteRT / SavedModel and the light runtime: the same results as the Keras pipeline, without Keras."""
 
 import json
 import subprocess
 import sys
 
+import keras
 import numpy as np
 import pytest
 
@@ -18,10 +19,10 @@ def varied_images(chest_images):
     return [np.clip(image * scale, 0, 1) for image in chest_images for scale in (1.0, 0.8, 1.2)]
 
 
-def test_the_onnx_runtime_gives_the_keras_results(small_pipeline, onnx_export, varied_images):
+def test_the_light_runtime_gives_the_keras_results(small_pipeline, exported_folder, varied_images):
     from keras_covidcxr.runtime import ExportedPipeline
 
-    exported = ExportedPipeline(onnx_export)
+    exported = ExportedPipeline(exported_folder)
     assert exported.decision_rule == small_pipeline.decision_rule
     for tta in (1, 3):
         expected = small_pipeline.predict(varied_images, tta=tta)
@@ -35,13 +36,13 @@ def test_the_onnx_runtime_gives_the_keras_results(small_pipeline, onnx_export, v
             assert b.out_of_distribution["distance"] == pytest.approx(a.out_of_distribution["distance"], abs=1e-4)
             assert [code for code, _ in b.warnings] == [code for code, _ in a.warnings]
             assert b.uncertainty["member_spread"] == pytest.approx(a.uncertainty["member_spread"], abs=1e-4)
-    manifest = json.loads((onnx_export / "export.json").read_text())
+    manifest = json.loads((exported_folder / "export.json").read_text())
     assert manifest["class_names"] == ["non_covid", "covid"] and manifest["config"]["calibration"]["slope"] == 3.0
     with pytest.raises(ConfigError, match="Grad-CAM"):
         exported.predict(varied_images[:1], explain=True)
 
 
-def test_the_runtime_never_imports_keras_or_tensorflow(onnx_export, chest_images, tmp_path):
+def test_the_runtime_never_imports_keras_or_tensorflow(exported_folder, chest_images, tmp_path):
     from PIL import Image
 
     image = tmp_path / "chest.png"
@@ -49,12 +50,14 @@ def test_the_runtime_never_imports_keras_or_tensorflow(onnx_export, chest_images
     code = (
         "import sys\n"
         "from keras_covidcxr.runtime import ExportedPipeline\n"
-        f"result = ExportedPipeline({str(onnx_export)!r}).predict([{str(image)!r}])[0]\n"
+        f"result = ExportedPipeline({str(exported_folder)!r}).predict([{str(image)!r}])[0]\n"
         "assert result.error is None and result.label, result\n"
         "heavy = [m for m in ('keras', 'tensorflow', 'jax', 'torch') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
     )
-    subprocess.run([sys.executable, "-c", code], check=True)
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert "XNNPACK" not in run.stderr  # LiteRT's start-up notice stays off the terminal
 
 
 def test_a_saved_model_export_reloads_with_tensorflow_and_matches(small_pipeline, tmp_path):
@@ -69,12 +72,17 @@ def test_a_saved_model_export_reloads_with_tensorflow_and_matches(small_pipeline
     np.testing.assert_allclose(np.asarray(got["probabilities"]), np.asarray(want["probabilities"]), atol=1e-5)
 
 
-def test_export_refuses_what_it_cannot_do(small_pipeline, onnx_export, tmp_path):
+def test_export_refuses_what_it_cannot_do(small_pipeline, onnx_export, tmp_path, monkeypatch):
     from keras_covidcxr.models.pipeline.export import export_pipeline
     from keras_covidcxr.runtime import ExportedPipeline
 
-    with pytest.raises(ConfigError, match="litert"):
-        export_pipeline(small_pipeline, tmp_path / "x", format="litert")
+    with pytest.raises(ConfigError, match="'png'.*onnx, litert, tf_saved_model"):
+        export_pipeline(small_pipeline, tmp_path / "x", format="png")
+    with monkeypatch.context() as patch:
+        patch.setattr(keras.backend, "backend", lambda: "jax")
+        with pytest.raises(ConfigError, match="litert from the jax backend.*KERAS_BACKEND=tensorflow.*export onnx"):
+            export_pipeline(small_pipeline, tmp_path / "x", format="litert")
+    assert not (tmp_path / "x").exists()
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep me")
     with pytest.raises(ConfigError, match="not an empty folder"):
@@ -89,6 +97,25 @@ def test_export_refuses_what_it_cannot_do(small_pipeline, onnx_export, tmp_path)
         ExportedPipeline(older)
 
 
+def test_a_changed_or_missing_export_file_is_refused_by_name(exported_folder, tmp_path):
+    import shutil
+
+    from keras_covidcxr.runtime import ExportedPipeline
+
+    manifest = json.loads((exported_folder / "export.json").read_text())
+    graph = exported_folder / manifest["graphs"]["ensemble"]
+    assert set(manifest["files"]) == {*manifest["graphs"].values(), "out_of_distribution.npz"}
+    changed = shutil.copytree(exported_folder, tmp_path / "changed")
+    data = bytearray((changed / graph.name).read_bytes())
+    data[-100] ^= 0xFF  # one byte of a weight: the graph would still load, with a wrong number
+    (changed / graph.name).write_bytes(bytes(data))
+    with pytest.raises(PresetError, match=f"{graph.name}: its sha256 differs.*export the preset again"):
+        ExportedPipeline(changed)
+    (changed / graph.name).unlink()
+    with pytest.raises(PresetError, match=f"{graph.name}: missing from the export"):
+        ExportedPipeline(changed)
+
+
 def test_the_ensemble_graph_gives_the_out_of_distribution_features(small_pipeline, onnx_export):
     manifest = json.loads((onnx_export / "export.json").read_text())
     assert set(manifest["graphs"]) == {"segmenter", "ensemble"}  # no second pass of the member's backbone
@@ -96,14 +123,17 @@ def test_the_ensemble_graph_gives_the_out_of_distribution_features(small_pipelin
 
 
 @pytest.mark.slow
-def test_the_bundled_preset_exports_and_matches(tmp_path, chest_images):
-    """covidcxr_lite through ONNX Runtime: probabilities within 1e-4 and masks on >= 99.9% of pixels (~1 min)."""
+@pytest.mark.parametrize("export_format", ["onnx", "litert"])
+def test_the_bundled_preset_exports_and_matches(tmp_path, chest_images, export_format):
+    """covidcxr_lite through ONNX Runtime and LiteRT: probabilities within 1e-4, masks on >= 99.9% of pixels (~1 min)."""
     import keras_covidcxr
     from keras_covidcxr import Pipeline, sample_images
     from keras_covidcxr.runtime import ExportedPipeline
 
+    if export_format == "litert":
+        pytest.importorskip("ai_edge_litert", reason="running LiteRT exports needs ai-edge-litert (the litert extra)")
     pipeline = Pipeline.from_preset(keras_covidcxr.DEFAULT_PRESET)
-    exported = ExportedPipeline(pipeline.export(tmp_path / "lite", format="onnx"))
+    exported = ExportedPipeline(pipeline.export(tmp_path / "lite", format=export_format))
     images = [str(path) for path in sample_images()] + chest_images
     for a, b in zip(pipeline.predict(images), exported.predict(images)):
         assert (a.label, a.would_be_label) == (b.label, b.would_be_label)
@@ -128,5 +158,5 @@ def test_the_runtime_threads_do_not_spin_between_graphs(onnx_export):
     from keras_covidcxr.runtime import ExportedPipeline
 
     # spinning threads took the 2 cores from the numpy steps: batch 1 ran at 0.83x Keras, 1.35x without
-    for session in ExportedPipeline(onnx_export)._sessions.values():
-        assert session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    for graph in ExportedPipeline(onnx_export)._graphs.values():
+        assert graph._session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning") == "0"

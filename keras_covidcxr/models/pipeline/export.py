@@ -1,14 +1,14 @@
-"""Export a `Pipeline`'s models (ONNX or TensorFlow SavedModel) with what it needs to run them.
+"""Export a `Pipeline`'s models (ONNX, LiteRT or TensorFlow SavedModel) with what it needs to run them.
 
 The folder holds one graph per model call of `Pipeline.predict`: the segmenter (gray (n, S, S, 1)
 -> lung probabilities) and the ensemble (gray classifier inputs (n, C, C, 1) -> probabilities, label,
 member_probabilities, member_labels and, when the preset has an out-of-distribution check, features:
-that member's pooled features, from the same pass). `export.json` beside them records the class
-names, the pipeline config (decision rule, thresholds, calibration, refer rule, preprocessing,
-input contract), the preset's fingerprint and the package version, and `out_of_distribution.npz`
-is copied. Between the graphs, the numpy steps (decode, resize, mask QC, crop) are the package's
-own, so `keras_covidcxr.runtime.ExportedPipeline` gives `Pipeline.predict`'s results with ONNX
-Runtime and no Keras.
+that member's pooled features, from the same pass), and `out_of_distribution.npz` when there is such a
+check. `export.json` beside them records the class names, the pipeline config (decision rule,
+thresholds, calibration, refer rule, preprocessing, input contract), the preset's fingerprint, the
+package version and the sha256 of every other file. Between the graphs, the numpy steps (decode,
+resize, mask QC, crop) are the package's own, so `keras_covidcxr.runtime.ExportedPipeline` gives
+`Pipeline.predict`'s results with ONNX Runtime or LiteRT and no Keras.
 
 Example:
     >>> pipeline = Pipeline.from_preset("covidcxr_lite")  # doctest: +SKIP
@@ -23,15 +23,19 @@ import numpy as np
 
 from keras_covidcxr.errors import ConfigError, MissingDependencyError, OutputExistsError
 from keras_covidcxr.io.atomic import atomic_directory
+from keras_covidcxr.presets.checksums import checksum_tree
 from keras_covidcxr.version import __version__
 
-FORMATS = {"onnx": ".onnx", "tf_saved_model": ""}
+FORMATS = {"onnx": ".onnx", "litert": ".tflite", "tf_saved_model": ""}
+# The backends whose Keras exporter writes each format with a variable batch size. (Keras writes LiteRT
+# from PyTorch too, but only with a fixed batch size.)
+BACKENDS = {"onnx": ("tensorflow", "jax", "torch"), "litert": ("tensorflow",), "tf_saved_model": ("tensorflow", "jax", "torch")}
 EXPORT_FILE = "export.json"
 EXPORT_VERSION = 2  # 2: the ensemble graph gives the out-of-distribution features (1: a graph of its own)
 
 
 def export_pipeline(pipeline, folder, format="onnx", overwrite=False):
-    """Write `pipeline`'s graphs in `format` ("onnx" or "tf_saved_model") and export.json into `folder`.
+    """Write `pipeline`'s graphs in `format` ("onnx", "litert" or "tf_saved_model") and export.json into `folder`.
 
     The folder is written atomically; an existing one is replaced only if it is empty, or an
     earlier export and `overwrite=True`.
@@ -43,10 +47,13 @@ def export_pipeline(pipeline, folder, format="onnx", overwrite=False):
     from keras_covidcxr.inference.batch_prediction import model_sha256
 
     if format not in FORMATS:
-        hint = " (LiteRT export is not supported yet)" if format == "litert" else ""
-        raise ConfigError(f"cannot export to {format!r}{hint}: choose one of {', '.join(FORMATS)}")
-    if format == "onnx" and keras.backend.backend() not in ("tensorflow", "jax", "torch"):
-        raise ConfigError(f"ONNX export needs the TensorFlow, JAX or PyTorch backend, not {keras.backend.backend()!r}")
+        raise ConfigError(f"cannot export to {format!r}: choose one of {', '.join(FORMATS)}")
+    backend = keras.backend.backend()
+    if backend not in BACKENDS[format]:
+        working = " or ".join(f"KERAS_BACKEND={name}" for name in BACKENDS[format])
+        others = [name for name, backends in BACKENDS.items() if backend in backends]
+        raise ConfigError(f"Keras cannot export {format} from the {backend} backend: run the export with {working}"
+                          + (f", or export {' or '.join(others)}" if others else ""))
     graphs = _graphs(pipeline)
     suffix = FORMATS[format]
     manifest = {
@@ -77,6 +84,7 @@ def export_pipeline(pipeline, folder, format="onnx", overwrite=False):
                 _export_graph(model, shape, tmp / manifest["graphs"][name], format)
             if pipeline.out_of_distribution is not None:
                 pipeline.out_of_distribution.save_features(tmp)
+            manifest["files"] = checksum_tree(tmp, exclude=(EXPORT_FILE,))  # the runtime checks them
             (tmp / EXPORT_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
     except OutputExistsError as error:
         raise ConfigError(

@@ -223,9 +223,9 @@ class Pipeline(PredictionSteps):
                 results[row].heatmap_class = class_name
 
     def export(self, folder, format="onnx", overwrite=False):
-        """Write this pipeline's graphs as ONNX or a TensorFlow SavedModel (see `export_pipeline`).
+        """Write this pipeline's graphs as ONNX, LiteRT or a TensorFlow SavedModel (see `export_pipeline`).
 
-        An ONNX export runs without Keras: `keras_covidcxr.runtime.ExportedPipeline(folder)`.
+        An ONNX or LiteRT export runs without Keras: `keras_covidcxr.runtime.ExportedPipeline(folder)`.
         """
         from keras_covidcxr.models.pipeline.export import export_pipeline
 
