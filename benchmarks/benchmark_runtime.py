@@ -36,12 +36,13 @@ def main():
     import keras
 
     from keras_covidcxr import Pipeline, load_image, sample_images
+    from keras_covidcxr.models.pipeline.export import BACKENDS
     from keras_covidcxr.runtime import ExportedPipeline
 
     keras_pipeline = Pipeline.from_preset(args.preset)
     pipelines, folders = {"Keras": keras_pipeline}, {}
     formats = {"ONNX Runtime": "onnx"}
-    if importlib.util.find_spec("ai_edge_litert") and keras.backend.backend() == "tensorflow":
+    if importlib.util.find_spec("ai_edge_litert") and keras.backend.backend() in BACKENDS["litert"]:
         formats["LiteRT"] = "litert"
     for name, export_format in formats.items():
         folders[name] = Path(tempfile.mkdtemp()) / export_format

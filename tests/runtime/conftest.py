@@ -12,10 +12,17 @@ def onnx_export(small_pipeline, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def litert_export(small_pipeline, tmp_path_factory):
+def litert_available():
+    """Skips unless this backend can write LiteRT and ai-edge-litert can run it."""
+    from keras_covidcxr.models.pipeline.export import BACKENDS
+
     pytest.importorskip("ai_edge_litert", reason="running LiteRT exports needs ai-edge-litert (the litert extra)")
-    if keras.backend.backend() != "tensorflow":
-        pytest.skip("Keras writes LiteRT with a variable batch size from the TensorFlow backend only")
+    if keras.backend.backend() not in BACKENDS["litert"]:
+        pytest.skip(f"Keras writes LiteRT with a variable batch size from the {' or '.join(BACKENDS['litert'])} backend only")
+
+
+@pytest.fixture(scope="session")
+def litert_export(small_pipeline, tmp_path_factory, litert_available):
     return small_pipeline.export(tmp_path_factory.mktemp("runtime") / "litert", format="litert")
 
 

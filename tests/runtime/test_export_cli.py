@@ -4,7 +4,6 @@ import json
 import subprocess
 import sys
 
-import keras
 import numpy as np
 import pytest
 from covidcxr_cli.app import app
@@ -63,10 +62,7 @@ def test_export_and_exported_usage_errors(cli_onnx_export, small_preset, image, 
     assert missing.exit_code == 2 and "export.json" in missing.output
 
 
-def test_a_litert_export_from_the_command_line_predicts_as_the_preset(small_preset, image, tmp_path):
-    pytest.importorskip("ai_edge_litert", reason="running LiteRT exports needs ai-edge-litert (the litert extra)")
-    if keras.backend.backend() != "tensorflow":
-        pytest.skip("Keras writes LiteRT with a variable batch size from the TensorFlow backend only")
+def test_a_litert_export_from_the_command_line_predicts_as_the_preset(small_preset, image, tmp_path, litert_available):
     folder = tmp_path / "small_litert"
     written = runner.invoke(app, ["export", str(small_preset), str(folder), "--format", "litert"])
     assert written.exit_code == 0, written.output

@@ -124,14 +124,14 @@ def test_the_ensemble_graph_gives_the_out_of_distribution_features(small_pipelin
 
 @pytest.mark.slow
 @pytest.mark.parametrize("export_format", ["onnx", "litert"])
-def test_the_bundled_preset_exports_and_matches(tmp_path, chest_images, export_format):
+def test_the_bundled_preset_exports_and_matches(tmp_path, chest_images, export_format, request):
     """covidcxr_lite through ONNX Runtime and LiteRT: probabilities within 1e-4, masks on >= 99.9% of pixels (~1 min)."""
     import keras_covidcxr
     from keras_covidcxr import Pipeline, sample_images
     from keras_covidcxr.runtime import ExportedPipeline
 
     if export_format == "litert":
-        pytest.importorskip("ai_edge_litert", reason="running LiteRT exports needs ai-edge-litert (the litert extra)")
+        request.getfixturevalue("litert_available")
     pipeline = Pipeline.from_preset(keras_covidcxr.DEFAULT_PRESET)
     exported = ExportedPipeline(pipeline.export(tmp_path / "lite", format=export_format))
     images = [str(path) for path in sample_images()] + chest_images
