@@ -17,6 +17,8 @@ import tempfile
 from keras_covidcxr.errors import MissingDependencyError
 
 BACKEND_PACKAGES = ("keras", "tensorflow", "jax", "jaxlib", "torch")
+# The [keras] extra besides Keras itself (pyproject.toml), imported where they are used.
+FULL_INSTALL_PACKAGES = ("sklearn", "matplotlib", "huggingface_hub", "safetensors")
 
 
 @contextlib.contextmanager
@@ -57,13 +59,31 @@ def muted_native_stderr():
             captured.seek(0)
             said = captured.read()
     sys.stderr.write(said.decode(errors="replace"))
-    if isinstance(failure, ImportError) and (failure.name or "").split(".")[0] in BACKEND_PACKAGES:
-        backend = os.environ.get("KERAS_BACKEND", "tensorflow")
-        raise MissingDependencyError(
-            f"Keras cannot load its {backend} backend ({failure}); install one: "
-            "pip install 'keras-covidcxr[tensorflow-cpu]' (or [tensorflow], [jax])"
-        ) from failure
+    missing = missing_dependency(failure)
+    if missing is not None:
+        raise missing from failure
     raise failure
+
+
+def missing_dependency(failure):
+    """The `MissingDependencyError` (saying what to install) for an ImportError of a Keras-path package, else None.
+
+    The base install has only the light runtime; Keras, its backend and the packages of training,
+    evaluation and figures come with `[tensorflow-cpu]` (or `[tensorflow]`, `[jax]`).
+    """
+    if not isinstance(failure, ImportError):
+        return None
+    package = (failure.name or "").split(".")[0]
+    install = "pip install 'keras-covidcxr[tensorflow-cpu]' (or [tensorflow], [jax])"
+    if package == "keras" or package in FULL_INSTALL_PACKAGES:
+        return MissingDependencyError(
+            f"this needs the full install ({package} is missing; the base install runs only exported "
+            f"models, `covidcxr predict --exported FOLDER`): {install}"
+        )
+    if package in BACKEND_PACKAGES:
+        backend = os.environ.get("KERAS_BACKEND", "tensorflow")
+        return MissingDependencyError(f"Keras cannot load its {backend} backend ({failure}); install one: {install}")
+    return None
 
 
 def import_keras_quietly():

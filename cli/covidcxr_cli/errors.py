@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.markup import escape
 
 import keras_covidcxr
-from keras_covidcxr.quiet_import import import_keras_quietly
+from keras_covidcxr.quiet_import import import_keras_quietly, missing_dependency
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_CANNOT_RUN = 0, 1, 2
 
@@ -34,6 +34,12 @@ def reported_errors(debug=False, needs_keras=False):
         if needs_keras:
             import_keras_quietly()
         yield
+    except ImportError as error:
+        missing = missing_dependency(error)
+        if missing is None or debug:
+            raise
+        stderr.print(f"[bold red]error:[/] {escape(one_line(missing))}", soft_wrap=True)
+        raise typer.Exit(EXIT_CANNOT_RUN) from None
     except (keras_covidcxr.CovidCXRError, OSError) as error:
         if debug:
             stderr.print_exception()

@@ -50,6 +50,35 @@ def test_predict_exported_matches_the_preset_and_loads_no_keras(cli_onnx_export,
     assert row["probabilities"]["covid"] == pytest.approx(keras_row["probabilities"]["covid"], abs=1e-4)
 
 
+# The packages of the [keras] extra and the backends, blocked as if only the base install and [onnx] were there.
+BLOCK_FULL_INSTALL = (
+    "import sys\n"
+    "class Blocked:\n"
+    "    def find_spec(self, name, path=None, target=None):\n"
+    "        if name.split('.')[0] in ('keras', 'tensorflow', 'jax', 'torch', 'sklearn', 'matplotlib',\n"
+    "                                  'huggingface_hub', 'safetensors'):\n"
+    "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
+    "sys.meta_path.insert(0, Blocked())\n"
+)
+
+
+def test_the_base_install_predicts_exported_models_and_says_what_the_keras_path_needs(cli_onnx_export, image):
+    code = BLOCK_FULL_INSTALL + (
+        "from typer.testing import CliRunner\n"
+        "from covidcxr_cli.app import app\n"
+        f"light = CliRunner().invoke(app, ['predict', {image!r}, '--exported', {str(cli_onnx_export)!r}])\n"
+        "assert light.exit_code == 0, light.output\n"
+        f"full = CliRunner().invoke(app, ['predict', {image!r}])\n"
+        "print(full.exit_code)\n"
+        "print(full.output)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    exit_code, output = run.stdout.split("\n", 1)
+    assert exit_code == "2" and "Traceback" not in output, output
+    assert "keras is missing" in output and "keras-covidcxr[tensorflow-cpu]" in output and "--exported" in output
+
+
 def test_export_and_exported_usage_errors(cli_onnx_export, small_preset, image, tmp_path):
     refused = runner.invoke(app, ["export", str(small_preset), str(tmp_path / "x"), "--format", "png"])
     assert refused.exit_code == 2 and "'png'" in refused.output and "litert" in refused.output
