@@ -58,7 +58,7 @@ class GradCAM:
             raise ConfigError(
                 f"GradCAM needs a CXRClassifier or an ensemble of them, got {type(model).__name__}"
             )
-        self._gradient_functions = {}  # (member name, class) -> compiled gradient function
+        self._gradient_functions = {}  # member name -> compiled gradient function
 
     def predicted_classes(self, images):
         """(batch,) int class index the model predicts for every image."""
@@ -111,12 +111,11 @@ class GradCAM:
     def _heatmaps(self, member, images, class_index):
         if not 0 <= class_index < member.num_classes:
             raise ConfigError(f"class_index {class_index} is not in 0..{member.num_classes - 1}")
-        key = (member.name, class_index)
-        if key not in self._gradient_functions:
-            self._gradient_functions[key] = feature_gradient_function(
-                member.feature_extractor, member.head, class_index, member.num_classes
+        if member.name not in self._gradient_functions:
+            self._gradient_functions[member.name] = feature_gradient_function(
+                member.feature_extractor, member.head, member.num_classes
             )
-        features, gradients = self._gradient_functions[key](ops.convert_to_tensor(images))
+        features, gradients = self._gradient_functions[member.name](ops.convert_to_tensor(images), class_index)
         alphas = ops.mean(gradients, axis=(1, 2), keepdims=True)
         cam = ops.relu(ops.sum(alphas * features, axis=-1))
         height, width = ops.shape(images)[1:3]
