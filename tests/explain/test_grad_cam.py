@@ -176,8 +176,8 @@ def test_output_size_resizes_the_input_size_maps_like_the_pipeline(images, class
 
 
 def test_a_member_is_traced_once_for_every_class_and_batch_size(images):
-    """Retracing per class or batch size cost seconds per batch and filled the CLI's stderr with TensorFlow's
-    "triggered tf.function retracing" warnings (a folder run with --overlays)."""
+    """Retracing per class or batch size put TensorFlow's "triggered tf.function retracing" warnings on the
+    CLI's stderr (a folder run with --overlays)."""
     if keras.backend.backend() != "tensorflow":
         pytest.skip("counts TensorFlow traces")
     model = classifier(3)
