@@ -12,6 +12,8 @@ the untrained small CPU configuration of examples/build_untrained_preset.py):
     rate, measured with the backend's matmul right before and right after each figure (best of
     several, at the size where its matmul plateaus), beside the load average: on a shared machine a
     peak measured once, minutes earlier, is no yardstick (it read 66 to 124 GFLOP/s across runs);
+  - the share of predict's time inside the model calls and in the numpy steps between them (what one fused
+    graph of all the models could at most save);
   - Grad-CAM for all members against one ensemble forward;
 and, once: cold start of `covidcxr --help`, `covidcxr presets` and `covidcxr predict` on one image
 against a minimal script that imports the backend, loads the same preset and runs one forward pass;
@@ -137,12 +139,46 @@ def bench_config(kind, preset, yardstick, batches, repeats):
         print(f"{batch:>6} {rate:>15.2f} {naive_rate:>12.2f} {rate / naive_rate:>6.2f}"
               f" {rate * flops / 1e9:>8.1f} {peak:>8.1f} {rate * flops / 1e9 / peak:>10.1%}  {load_average('')}")
 
+    batch = batches[-1]
+    total, spent = time_in_model_calls(pipeline, [image] * batch, batch)
+    numpy_share = 1 - sum(spent.values()) / total
+    print(f"where the time goes at batch {batch} ({image.shape[1]}x{image.shape[0]} px film, decoded): segmenter "
+          f"{spent['segmenter'] / total:.0%}, ensemble {spent['ensemble'] / total:.0%}, numpy steps between them "
+          f"(resizing, mask QC, crop, rules) {numpy_share:.0%}; a single fused graph could at most remove the last: "
+          f"{1 / (1 - numpy_share):.2f}x")
+
     x = np.random.default_rng(0).uniform(size=(1, cls_size, cls_size, channels)).astype("float32")
     forward = best_time(lambda: pipeline.ensemble.predict_on_batch(x), repeats)
     grad_cam = GradCAM(pipeline.ensemble)
     explain = best_time(lambda: grad_cam(x, 1), repeats)
     print(f"Grad-CAM all members {explain * 1e3:.0f} ms vs one ensemble forward {forward * 1e3:.0f} ms:"
           f" ratio {explain / forward:.2f}")
+
+
+def time_in_model_calls(pipeline, images, batch):
+    """(seconds of one warm `predict`, {"segmenter": s, "ensemble": s} spent inside the model calls)."""
+    spent = {}
+
+    def timed(name, call):
+        def wrapper(*args):
+            start = time.perf_counter()
+            outputs = call(*args)
+            spent[name] += time.perf_counter() - start
+            return outputs
+        return wrapper
+
+    pipeline._segment = timed("segmenter", pipeline._segment)  # instance attributes shadow the methods
+    pipeline._run_ensemble = timed("ensemble", pipeline._run_ensemble)
+    try:
+        totals = []
+        for _ in range(2):  # the first call warms up
+            spent.update(segmenter=0.0, ensemble=0.0)
+            start = time.perf_counter()
+            pipeline.predict(images, batch_size=batch)
+            totals.append(time.perf_counter() - start)
+    finally:
+        del pipeline._segment, pipeline._run_ensemble
+    return totals[-1], spent
 
 
 def wall(args, env=None):

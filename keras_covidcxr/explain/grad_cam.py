@@ -58,7 +58,7 @@ class GradCAM:
             raise ConfigError(
                 f"GradCAM needs a CXRClassifier or an ensemble of them, got {type(model).__name__}"
             )
-        self._gradient_functions = {}  # member name -> compiled gradient function
+        self._gradients = None  # the members' compiled gradient function, made on first use
 
     def predicted_classes(self, images):
         """(batch,) int class index the model predicts for every image."""
@@ -72,7 +72,15 @@ class GradCAM:
 
     def member_heatmaps(self, images, class_index):
         """{member name: (batch, height, width) heatmaps in [0, 1]} for one class."""
-        return {m.name: self._heatmaps(m, images, class_index) for m in self.members}
+        for member in self.members:
+            if not 0 <= class_index < member.num_classes:
+                raise ConfigError(f"class_index {class_index} is not in 0..{member.num_classes - 1}")
+        if self._gradients is None:
+            self._gradients = feature_gradient_function(self.members)
+        pairs = self._gradients(ops.convert_to_tensor(images), class_index)
+        height, width = (int(d) for d in ops.shape(images)[1:3])
+        return {member.name: _heatmaps(features, gradients, (height, width))
+                for member, (features, gradients) in zip(self.members, pairs)}
 
     def __call__(self, images, class_index=None, output_size=None):
         """(batch, height, width) heatmaps in [0, 1].
@@ -108,18 +116,12 @@ class GradCAM:
         combined = sum(w * m for w, m in zip(self.member_weights, maps))
         return _scale_to_unit(combined)
 
-    def _heatmaps(self, member, images, class_index):
-        if not 0 <= class_index < member.num_classes:
-            raise ConfigError(f"class_index {class_index} is not in 0..{member.num_classes - 1}")
-        if member.name not in self._gradient_functions:
-            self._gradient_functions[member.name] = feature_gradient_function(
-                member.feature_extractor, member.head, member.num_classes
-            )
-        features, gradients = self._gradient_functions[member.name](ops.convert_to_tensor(images), class_index)
-        alphas = ops.mean(gradients, axis=(1, 2), keepdims=True)
-        cam = ops.relu(ops.sum(alphas * features, axis=-1))
-        height, width = ops.shape(images)[1:3]
-        return _scale_to_unit(upsample_heatmaps(ops.convert_to_numpy(cam), (int(height), int(width))))
+
+def _heatmaps(features, gradients, size):
+    """Grad-CAM maps from a feature map and its gradients, upsampled to `size` and scaled to [0, 1]."""
+    alphas = ops.mean(gradients, axis=(1, 2), keepdims=True)
+    cam = ops.relu(ops.sum(alphas * features, axis=-1))
+    return _scale_to_unit(upsample_heatmaps(ops.convert_to_numpy(cam), size))
 
 
 def _scale_to_unit(maps):
