@@ -11,6 +11,7 @@ import typer
 import keras_covidcxr
 from keras_covidcxr import Pipeline, PresetError, list_presets
 from keras_covidcxr.models.pipeline import pipeline_presets
+from keras_covidcxr.presets.preset_format import input_summary, read_verified_config
 from keras_covidcxr.presets.resolve import parse_hf_handle, resolve_preset
 
 PAPER_PRESETS = [
@@ -29,12 +30,21 @@ def test_the_default_is_the_bundled_lite_preset_inside_the_package():
     metadata = entry["metadata"]
     assert metadata["weights"] == "bundled" and metadata["trained"] is True
     assert "not for diagnosis" in metadata["intended_use"]
-    assert metadata["class_names"] == ["non_covid", "covid"] and metadata["input_size"] == {"segmenter": 128, "classifiers": 96}
+    # the registry's summary must describe the preset that is bundled, not an earlier one
+    config, _ = read_verified_config(entry["handle"])
+    sizes = input_summary(entry["handle"], config)
+    assert metadata["class_names"] == config["class_names"]
+    assert metadata["input_size"] == {"segmenter": sizes["segmenter_input_size"],
+                                      "classifiers": sizes["classifier_input_size"]}
+    for member in config["members"]:
+        backbone = {"mobilenet_v2": "MobileNetV2", "efficientnet_lite0": "EfficientNet-Lite0"}[Path(member).name]
+        assert backbone in metadata["description"]
+    assert f"{sizes['classifier_input_size']} px" in metadata["description"]
     assert "non-commercial" in metadata["license"]
     for credit in ("ieee8023", "Actualmed", "Figure 1", "V7 Labs", "CC BY 4.0"):
         assert credit in metadata["license"]
     assert metadata["training_commands"] == [
-        "python examples/train_bundled_preset.py ../shared/data/cxr --work runs/lite"
+        "python examples/train_bundled_preset.py ../shared/data/cxr --weights ../shared/weights --work runs/lite"
     ]
 
 

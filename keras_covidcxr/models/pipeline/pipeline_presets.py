@@ -25,7 +25,7 @@ WEIGHTS_LICENCE = (
 INTENDED_USE = "research on adult frontal chest X-rays only; not a medical device, not for diagnosis"
 
 LITE_TRAINING_COMMAND = (
-    "python examples/train_bundled_preset.py ../shared/data/cxr --work runs/lite"
+    "python examples/train_bundled_preset.py ../shared/data/cxr --weights ../shared/weights --work runs/lite"
 )
 
 # The paper's data: COVIDx5 + MIDRC-RICORD-1C + BIMCV-COVID19+ (classifiers), V7 Labs lung masks (segmenter).
@@ -135,16 +135,16 @@ PIPELINE_PRESETS = {
     "covidcxr_lite": {
         "metadata": {
             "description": (
-                "Small CPU-trained pipeline bundled with the package: ResUnet 128 px lung segmenter + two "
-                "ResUnet-encoder classifiers at 96 px (weighted average), COVID-19 vs non-COVID, trained on "
-                "the public images of the "
+                "Small CPU-trained pipeline bundled with the package: ResUnet 128 px lung segmenter + frozen "
+                "ImageNet MobileNetV2 and EfficientNet-Lite0 with logistic-regression heads on 224 px lung "
+                "crops (weighted average), COVID-19 vs non-COVID, trained on the public images of the "
                 "ieee8023, Actualmed and Figure 1 collections with the V7 Labs lung masks."
             ),
             "trained": True,
             "weights": "bundled",
             "intended_use": INTENDED_USE,
             "class_names": ["non_covid", "covid"],
-            "input_size": {"segmenter": 128, "classifiers": 96},
+            "input_size": {"segmenter": 128, "classifiers": 224},
             "data": (
                 "ieee8023 covid-chestxray-dataset, Actualmed COVID-19 Chest X-ray Dataset, Figure 1 COVID-19 "
                 "Chest X-ray Dataset, V7 Labs lung masks (../shared/data/cxr), split by patient"
