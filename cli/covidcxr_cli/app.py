@@ -28,6 +28,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 console = Console(highlight=False)
+PIPED_WIDTH = 200  # columns of the results table when stdout is not a terminal
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter is not for CLI users
 
 
@@ -216,7 +217,10 @@ def _predict_and_print(pipeline, paths, batch_size, strict, json_output, overlay
         for result in results:
             console.print_json(json.dumps({**result.to_dict(), "untrained": untrained}), indent=None)
     else:
-        console.print(_results_table(results, pipeline.class_names, untrained))
+        # In a terminal the table folds to its width; written to a file or a pipe it keeps names unbroken.
+        piped = not console.is_terminal and not os.environ.get("COLUMNS")
+        (Console(highlight=False, width=PIPED_WIDTH) if piped else console).print(
+            _results_table(results, pipeline.class_names, untrained))
         console.print(f"Label: {escape(pipeline.decision_rule.describe())}.", soft_wrap=True)
         if pipeline.calibration is not None:
             console.print(f"Probabilities: calibrated ({escape(pipeline.calibration.describe())}) on the preset's "

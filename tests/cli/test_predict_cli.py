@@ -36,15 +36,16 @@ def test_help_and_presets_do_not_import_a_backend():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-def test_predict_prints_a_table(preset_dir, images, monkeypatch, fast_cli):
-    import covidcxr_cli.app
-
-    # Wide enough that no cell folds: an untrained segmenter can add a long "notes" column, and in 80
-    # columns the table then folds the file names (its layout is not what this test checks).
-    monkeypatch.setattr(covidcxr_cli.app.console, "width", 200)
-    result = runner.invoke(app, ["predict", *images, "--preset", str(preset_dir)])
+def test_predict_prints_a_table(preset_dir, images, monkeypatch, fast_cli, tmp_path):
+    # Not a terminal (as when piped to a file): the table takes the width it needs, so long file names and
+    # the notes an untrained segmenter adds do not fold the names over several lines.
+    monkeypatch.delenv("COLUMNS", raising=False)
+    long_name = tmp_path / "chest_xray_exported_from_pacs_study_0001_series_2.png"
+    long_name.write_bytes(open(images[0], "rb").read())
+    result = runner.invoke(app, ["predict", *images, str(long_name), "--preset", str(preset_dir)])
     assert result.exit_code == 0, result.output
-    for name in ("chest0.png", "chest1.png", "non_covid", "covid", "alpha:", "beta:", "Research use only"):
+    for name in ("chest0.png", "chest1.png", long_name.name, "non_covid", "covid", "alpha:", "beta:",
+                 "Research use only"):
         assert name in result.output
 
 
@@ -269,10 +270,7 @@ def test_verify_command(preset_dir, tmp_path, fast_cli):
     assert runner.invoke(app, ["verify", str(tmp_path / "nothing")]).exit_code == 2
 
 
-def test_predict_with_tta_shows_the_spreads(preset_dir, images, monkeypatch, fast_cli):
-    import covidcxr_cli.app
-
-    monkeypatch.setattr(covidcxr_cli.app.console, "width", 200)
+def test_predict_with_tta_shows_the_spreads(preset_dir, images, fast_cli):
     result = runner.invoke(app, ["predict", images[0], "--preset", str(preset_dir), "--tta", "2", "--no-refer"])
     assert result.exit_code == 0, result.output
     assert "spread" in result.output and "TTA " in result.output

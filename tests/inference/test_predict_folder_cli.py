@@ -128,13 +128,8 @@ def test_threshold_decides_the_label_and_every_output_says_which_rule(fast_cli, 
 
 
 def test_errors_go_to_stderr_one_line_each_and_the_table_keeps_a_marker(
-    fast_cli, preset_dir, tmp_path, write_png, monkeypatch
+    fast_cli, preset_dir, tmp_path, write_png
 ):
-    import covidcxr_cli.app
-
-    # Wide enough that no cell folds (as in tests/cli/test_predict_cli.py): an untrained segmenter can add a
-    # "notes" column, and in 80 columns the table then folds the file names this test looks for.
-    monkeypatch.setattr(covidcxr_cli.app.console, "width", 200)
     good = write_png(tmp_path / "good.png")
     (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
     result = predict(good, tmp_path / "broken.png", "--preset", preset_dir)
