@@ -110,6 +110,40 @@ def pieces_below_lungs(mask, min_piece_fraction=0.005):
     return below
 
 
+def lung_outline_solidity(mask, count=2):
+    """Solidity (area / area of the convex hull) of the mask's `count` largest pieces, largest first.
+
+    A lung's outline is close to convex, so a piece far less convex is usually a failed mask: dense,
+    consolidated lung left out, or gas below the diaphragm or air outside the chest taken in with the
+    lung. Pixels are unit squares: a rectangle has solidity 1.
+
+    Example:
+        >>> mask = np.zeros((40, 40), bool); mask[5:35, 5:15] = True  # a convex lung
+        >>> mask[5:35, 25:35] = True; mask[10:30, 28:35] = False       # a C: most of its middle missing
+        >>> [round(s, 2) for s in lung_outline_solidity(mask)]
+        [1.0, 0.53]
+    """
+    from scipy.spatial import ConvexHull
+
+    labels, pieces = ndimage.label(mask)
+    if not pieces:
+        return []
+    sizes = np.bincount(labels.ravel())[1:]
+    boxes = ndimage.find_objects(labels)
+    solidity = []
+    for label in np.argsort(-sizes, kind="stable")[:count] + 1:
+        box = boxes[label - 1]
+        piece = labels[box] == label
+        # the hull of a piece is the hull of its rows' outer corners
+        rows = np.flatnonzero(piece.any(axis=1))
+        left = piece[rows].argmax(axis=1)
+        right = piece.shape[1] - piece[rows, ::-1].argmax(axis=1)
+        corners = [np.stack([r, c], 1) for r in (rows, rows + 1) for c in (left, right)]
+        hull = ConvexHull(np.concatenate(corners).astype("float64"))
+        solidity.append(float(sizes[label - 1] / hull.volume))  # "volume" is the area in 2D
+    return solidity
+
+
 @dataclasses.dataclass(frozen=True)
 class MaskQuality:
     """Lung-mask statistics: the fraction of the image that is lung, and how many pieces."""

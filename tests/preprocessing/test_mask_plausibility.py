@@ -1,4 +1,5 @@
-"""Mask QC: lungs plus gas under the diaphragm, or a mask larger than any real lung field, are flagged."""
+"""Mask QC: lungs plus gas under the diaphragm, a lung outline far from convex, or a mask larger than any real lung
+field, are flagged."""
 
 import numpy as np
 import pytest
@@ -74,3 +75,29 @@ def test_a_mask_larger_than_any_real_lung_field_is_implausible():
     _, _, _, warnings = classifier_input(np.ones(SHAPE, "float32"), too_large, config, 16)
     assert [code for code, _ in warnings] == ["implausible_mask"]
     assert "covers 70.0% of the image in 1 piece(s) (plausible: 5%-65% in 1-3)" in warnings[0][1]
+
+
+def test_a_lung_whose_mask_spills_across_the_diaphragm_in_one_piece_is_flagged():
+    from keras_covidcxr.preprocessing.lung_masking import lung_outline_solidity
+
+    assert lung_outline_solidity(lungs()) == [1.0, 1.0]
+    mask = lungs()
+    mask[66:100, 72:80] = True  # the left lung runs on down the flank ...
+    mask[90:100, 50:80] = True  # ... and under the dome into the gastric bubble: still two pieces
+    assert pieces_below_lungs(mask) == []  # not a separate piece, so this check cannot see it
+    solidity = lung_outline_solidity(mask)
+    # area 1680 + 272 + 300 - 80; hull (x, y): (44, 10) (74, 10) (80, 66) (80, 100) (50, 100) (44, 66)
+    assert solidity[1] == 1.0 and solidity[0] == pytest.approx(2172 / 2970)
+    assert solidity[0] < 0.75 and qc_codes(mask) == ["mask_irregular_outline"]
+    _, warnings = cleaned_lung_mask(mask, PreprocessingConfig())
+    assert warnings[0][1].startswith(f"lung mask outline irregular (solidity {solidity[0]:.2f}; real lungs >= 0.75)")
+
+
+def test_a_lung_with_its_middle_left_out_is_flagged_and_a_rounded_one_is_not():
+    mask = lungs()
+    mask[25:55, 48:74] = False  # consolidated lung the segmenter left out: a C-shaped piece
+    assert qc_codes(mask) == ["mask_irregular_outline"]
+    yy, xx = np.mgrid[: SHAPE[0], : SHAPE[1]]
+    rounded = ((yy - 38) / 28) ** 2 + ((xx - 21) / 15) ** 2 <= 1
+    rounded |= ((yy - 38) / 28) ** 2 + ((xx - 59) / 15) ** 2 <= 1  # pixelated ellipses: solidity just under 1
+    assert qc_codes(rounded) == []
