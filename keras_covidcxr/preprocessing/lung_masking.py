@@ -78,6 +78,13 @@ def keep_largest_pieces(mask, count=2):
     return kept, float(1.0 - kept.sum() / max(mask.sum(), 1))
 
 
+def _pieces_by_size(mask):
+    """(connected-piece labels, piece sizes by label - 1, the labels largest first; ties in label order)."""
+    labels, _ = ndimage.label(mask)
+    sizes = np.bincount(labels.ravel())[1:]
+    return labels, sizes, np.argsort(-sizes, kind="stable") + 1
+
+
 def pieces_below_lungs(mask, min_piece_fraction=0.005):
     """Image fractions of the mask's pieces that lie below the lungs, largest first.
 
@@ -93,11 +100,9 @@ def pieces_below_lungs(mask, min_piece_fraction=0.005):
         >>> [round(f, 3) for f in pieces_below_lungs(mask)]
         [0.075]
     """
-    labels, count = ndimage.label(mask)
-    if count <= 2:
+    labels, sizes, order = _pieces_by_size(mask)
+    if len(order) <= 2:
         return []
-    sizes = np.bincount(labels.ravel())[1:]
-    order = np.argsort(-sizes, kind="stable") + 1
     rows = np.arange(mask.shape[0])[:, None]
     lowest_lung_row = np.where(np.isin(labels, order[:2]), rows, -1).max(axis=0)  # per column; -1: none
     bottom = lowest_lung_row.max()
@@ -125,13 +130,10 @@ def lung_outline_solidity(mask, count=2):
     """
     from scipy.spatial import ConvexHull
 
-    labels, pieces = ndimage.label(mask)
-    if not pieces:
-        return []
-    sizes = np.bincount(labels.ravel())[1:]
+    labels, sizes, order = _pieces_by_size(mask)
     boxes = ndimage.find_objects(labels)
     solidity = []
-    for label in np.argsort(-sizes, kind="stable")[:count] + 1:
+    for label in order[:count]:
         box = boxes[label - 1]
         piece = labels[box] == label
         # the hull of a piece is the hull of its rows' outer corners

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from keras_covidcxr import PreprocessingConfig
-from keras_covidcxr.preprocessing.lung_masking import pieces_below_lungs
+from keras_covidcxr.preprocessing.lung_masking import lung_outline_solidity, pieces_below_lungs
 from keras_covidcxr.preprocessing.model_inputs import classifier_input, cleaned_lung_mask
 
 SHAPE = (100, 80)
@@ -78,8 +78,6 @@ def test_a_mask_larger_than_any_real_lung_field_is_implausible():
 
 
 def test_a_lung_whose_mask_spills_across_the_diaphragm_in_one_piece_is_flagged():
-    from keras_covidcxr.preprocessing.lung_masking import lung_outline_solidity
-
     assert lung_outline_solidity(lungs()) == [1.0, 1.0]
     mask = lungs()
     mask[66:100, 72:80] = True  # the left lung runs on down the flank ...
