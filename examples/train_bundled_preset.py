@@ -119,6 +119,7 @@ INNER_FOLDS = 5  # the heads are cross-fitted: see fit_recipe
 MIRROR_AVERAGE = True
 # The refer band answers the images outside it at the targets on the out-of-fold scores.
 REFER_TARGETS = {"target_sensitivity": 0.85, "target_specificity": 0.70, "min_coverage": 0.5}
+REFER_OUT_OF_DISTRIBUTION = True  # films unlike every training film (a CT slice, a blank image) get no answer
 OOD_MEMBER, OOD_NEIGHBOURS, OOD_QUANTILE = "mobilenet_v2", 5, 0.99
 WITHIN_COLLECTION = ("ieee8023", "actualmed", "figure1")
 
@@ -309,7 +310,7 @@ def fit_recipe(features, labels, groups, index, seed):
     if refer_problem is None:
         try:
             refer_rule = fit_refer_rule(calibrated, y, probability_calibration.apply_to_positive(threshold),
-                                        **REFER_TARGETS)
+                                        **REFER_TARGETS, out_of_distribution=REFER_OUT_OF_DISTRIBUTION)
         except ConfigError as error:  # recorded; the preset then always answers
             refer_problem = str(error)
     ood_check = FeatureDistanceCheck(OOD_MEMBER, features[OOD_MEMBER][index],
@@ -391,11 +392,12 @@ def cross_validate(features, labels, groups, baselines, adapted=None):
         members, ensemble = score(recipe, fold_features, test)
         out["ensemble"][test], out["decision"][test] = ensemble, ensemble >= recipe["threshold"]
         out["calibrated"][test] = recipe["probability_calibration"].apply_to_positive(ensemble)
-        if recipe["refer_rule"] is not None:
-            out["referred"][test] = recipe["refer_rule"].refers(out["calibrated"][test])
         check = recipe["ood_check"]
         out["ood_distance"][test] = check.distances(fold_features[OOD_MEMBER][test])
         out["ood_flagged"][test] = out["ood_distance"][test] > check.threshold
+        if recipe["refer_rule"] is not None:
+            out["referred"][test] = recipe["refer_rule"].refers(out["calibrated"][test],
+                                                                out_of_distribution=out["ood_flagged"][test])
         for j, name in enumerate(features):
             out[name][test] = members[:, j]
             out[f"{name}_decision"][test] = members[:, j] >= recipe["member_thresholds"][j]

@@ -15,6 +15,7 @@ from keras_covidcxr.models.pipeline.refer_rule import answered_metrics
 
 # The shortcut probe's verdict: with the lungs blacked out a model should be near chance.
 SHORTCUT_AUC = 0.70
+REFERRED = "referred"  # the entry of `_score`'s scores that says which images the pipeline referred
 
 
 @dataclasses.dataclass
@@ -99,6 +100,7 @@ def evaluate_pipeline(
     is_positive = np.array([label == names[positive] for label in truth])
 
     kept, scores, failed = _score(pipeline, paths, batch_size)
+    referred = scores.pop(REFERRED)
     pick = np.array(kept, dtype=int)
     auc = {name: float(binary_auc(is_positive[pick], s[:, positive])) for name, s in scores.items()}
     ensemble_key = "majority_vote" if isinstance(pipeline.ensemble, MajorityVoteEnsemble) else "weighted_average"
@@ -118,8 +120,6 @@ def evaluate_pipeline(
     refer = None
     if rule.refer:
         own = scores.get("calibrated", scores["weighted_average"])[:, positive]
-        member_spread = np.std([scores[name][:, positive] for name in pipeline.ensemble.member_names], axis=0)
-        referred = pipeline.refer_rule.refers(own, member_spread)  # as the pipeline decides
         refer = _refer_summary(rule, own, is_positive[pick], referred)
         sections["refer"] = ReportSection("Refer rule", refer, _refer_markdown(refer, rule))
     if shortcut_probe:
@@ -205,6 +205,7 @@ def _shortcut_probe(pipeline, paths, is_positive, positive, batch_size, scored):
             kept, scores = scored
         else:
             kept, scores, _ = _score(probe_pipeline, paths, batch_size)
+            scores.pop(REFERRED)
         passes[tag] = ({index: row for row, index in enumerate(kept)}, scores)
     common = sorted(set(passes["lungs_only"][0]) & set(passes["lungs_removed"][0]))
     score_sets = {}
@@ -257,10 +258,11 @@ def _write_scores_csv(path, image_paths, rows, positive_scores):
 def _score(pipeline, paths, batch_size):
     """(indices that got a result, {score set name: (n, classes) array}, [(path, error)]).
 
-    With a calibration, the score set "calibrated" holds the pipeline's own probabilities.
+    With a calibration, the score set "calibrated" holds the pipeline's own probabilities. One entry
+    is not a score set: `REFERRED`, (n,) whether the pipeline labelled the image "refer".
     """
     names = pipeline.class_names
-    kept, failed, member_probs, member_votes, labels, calibrated = [], [], [], [], [], []
+    kept, failed, member_probs, member_votes, labels, calibrated, referred = [], [], [], [], [], [], []
     chunk = max(batch_size, 32)  # bounded memory: results (with masks) are dropped per chunk
     for start in range(0, len(paths), chunk):
         results = pipeline.predict(paths[start : start + chunk], batch_size=batch_size, on_error="record")
@@ -274,6 +276,7 @@ def _score(pipeline, paths, batch_size):
             member_votes.append([names.index(m["label"]) for m in members])
             labels.append(names.index(result.would_be_label or result.label))
             calibrated.append([result.probabilities[c] for c in names])
+            referred.append(result.label == "refer")
     member_names = pipeline.ensemble.member_names
     stacked = np.array(member_probs, "float64").reshape(len(kept), len(member_names), len(names))
     scores = {name: stacked[:, m] for m, name in enumerate(member_names)}
@@ -284,6 +287,7 @@ def _score(pipeline, paths, batch_size):
     scores["majority_vote"] = _vote_shares(votes, stacked, own_votes)
     if pipeline.calibration is not None:
         scores["calibrated"] = np.array(calibrated, "float64").reshape(len(kept), len(names))
+    scores[REFERRED] = np.array(referred, bool)
     return kept, scores, failed
 
 

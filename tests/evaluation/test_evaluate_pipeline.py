@@ -195,3 +195,20 @@ def test_calibration_and_the_refer_rule_are_reported(loaded_pipeline, manifest_p
     assert (tmp_path / "r" / "risk_coverage.png").stat().st_size > 1000
     markdown = (tmp_path / "r" / "report.md").read_text()
     assert "## Refer rule" in markdown and "| Model | ECE | Brier |" in markdown
+
+
+def test_the_refer_summary_counts_the_films_referred_as_out_of_distribution(small_pipeline, manifest_path, tmp_path):
+    import dataclasses
+
+    from keras_covidcxr import ReferRule
+
+    manifest = read_manifest(manifest_path)
+    paths = [manifest.resolve(row) for row in manifest.filter(task="cls", split="test")][:-1]  # not the broken one
+    distances = [r.out_of_distribution["distance"] for r in small_pipeline.predict(paths)]
+    check = dataclasses.replace(small_pipeline.out_of_distribution, threshold=float(np.median(distances)))
+    pipeline = small_pipeline._sharing_models(out_of_distribution=check,
+                                              refer_rule=ReferRule(0.0, 0.0, out_of_distribution=True))
+    evaluation = evaluate_pipeline(pipeline, manifest, tmp_path / "r", shortcut_probe=False, n_resamples=10)
+    flagged = int(np.sum(np.asarray(distances) > check.threshold))
+    assert 0 < flagged < 12 and evaluation.refer["referred"] == flagged  # what predict labels "refer"
+    assert evaluation.refer["answered"]["answered"] == 12 - flagged

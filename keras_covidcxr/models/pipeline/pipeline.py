@@ -108,6 +108,9 @@ class Pipeline(PredictionSteps):
         self.metadata = dict(metadata or {})
         if refer_rule is not None and (len(class_names) != 2 or not isinstance(ensemble, WeightedAverageEnsemble)):
             raise ConfigError("a refer rule needs a two-class weighted-average ensemble (a threshold to refer around)")
+        if refer_rule is not None and refer_rule.out_of_distribution and out_of_distribution is None:
+            raise ConfigError("the refer rule refers out-of-distribution films, but the pipeline has no "
+                              "out-of-distribution check to flag them")
         if out_of_distribution is not None and out_of_distribution.member not in ensemble.member_names:
             raise ConfigError(
                 f"the out-of-distribution check uses member {out_of_distribution.member!r}, "

@@ -218,21 +218,23 @@ class PredictionSteps:
             "tta": tta,
             "tta_spread": float(np.std(outputs["tta_probabilities"][row, :, column])) if tta > 1 else None,
         }
-        refer = self.refer_rule if self.decision_rule.refer else None  # off with --no-refer or a user threshold
-        if refer is not None and refer.refers(calibrated[1], result.uncertainty["member_spread"]):
-            result.would_be_label, result.label = result.label, "refer"
-            result.warnings.append(("refer", f"p({names[1]}) {calibrated[1]:.3f}, member spread "
-                                    f"{result.uncertainty['member_spread']:.3f}: {refer.describe(names[1])}; "
-                                    f"would be {result.would_be_label}: have a person read this film"))
+        flagged = None
         if "ood_distance" in outputs:
             distance = float(outputs["ood_distance"][row])
             check = self.out_of_distribution
             flagged = distance > check.threshold
             result.out_of_distribution = {"distance": distance, "threshold": check.threshold, "flagged": flagged}
-            if flagged:
-                result.warnings.append(("out_of_distribution", f"unlike the training films (feature distance "
-                                        f"{distance:.3f} > {check.threshold:.3f}): is this a frontal chest X-ray? "
-                                        "Treat the answer with caution"))
+        refer = self.refer_rule if self.decision_rule.refer else None  # off with --no-refer or a user threshold
+        if refer is not None and refer.refers(calibrated[1], result.uncertainty["member_spread"], flagged):
+            result.would_be_label, result.label = result.label, "refer"
+            reason = ", out of distribution" if flagged and refer.out_of_distribution else ""
+            result.warnings.append(("refer", f"p({names[1]}) {calibrated[1]:.3f}, member spread "
+                                    f"{result.uncertainty['member_spread']:.3f}{reason}: {refer.describe(names[1])}; "
+                                    f"would be {result.would_be_label}: have a person read this film"))
+        if flagged:
+            result.warnings.append(("out_of_distribution", f"unlike the training films (feature distance "
+                                    f"{distance:.3f} > {check.threshold:.3f}): is this a frontal chest X-ray? "
+                                    "Treat the answer with caution"))
 
 
 def settings_from_config(config, read_out_of_distribution):

@@ -62,3 +62,31 @@ def test_the_check_reads_the_features_of_the_ensembles_own_pass(small_pipeline):
     np.testing.assert_allclose(outputs["features"], pooled, atol=1e-5)
     # pipelines derived from it share its inference model (one traced function, not one per pipeline)
     assert small_pipeline.with_preprocessing(bbox_margin=0.05).inference_model is small_pipeline.inference_model
+
+
+def test_a_rule_that_refers_out_of_distribution_films_labels_them_refer(small_pipeline, chest_images, tmp_path):
+    import dataclasses
+
+    from keras_covidcxr import Pipeline, ReferRule
+
+    no_band = ReferRule(0.0, 0.0, out_of_distribution=True)  # refers nothing but out-of-distribution films
+    check = small_pipeline.out_of_distribution
+    flag_all = small_pipeline._sharing_models(out_of_distribution=dataclasses.replace(check, threshold=-1.0),
+                                              refer_rule=no_band)
+    answered = flag_all.without_refer().predict(chest_images[:2])
+    referred = flag_all.predict(chest_images[:2])
+    for result, plain in zip(referred, answered):
+        assert result.out_of_distribution["flagged"]
+        assert (result.label, result.would_be_label) == ("refer", plain.label)
+        message = dict(result.warnings)["refer"]
+        assert "out of distribution" in message and "have a person read this film" in message
+    assert "refer if the film is out of distribution" in flag_all.decision_rule.describe()
+    flag_none = flag_all._sharing_models(out_of_distribution=dataclasses.replace(check, threshold=2.0))
+    assert [r.label for r in flag_none.predict(chest_images[:2])] == [r.label for r in answered]
+    band_only = flag_all._sharing_models(refer_rule=ReferRule(0.0, 0.0))  # flagged, but the rule does not say so
+    assert [r.label for r in band_only.predict(chest_images[:2])] == [r.label for r in answered]
+    with pytest.raises(ConfigError, match="no out-of-distribution check"):
+        flag_all._sharing_models(out_of_distribution=None)
+    loaded = Pipeline.from_preset(flag_all.save_to_preset(tmp_path / "preset", training={"data": "synthetic"}))
+    assert loaded.refer_rule == no_band
+    assert [r.label for r in loaded.predict(chest_images[:2])] == ["refer", "refer"]

@@ -17,6 +17,20 @@ def test_refers_inside_the_band_and_above_the_member_spread():
         ReferRule(0.6, 0.3)
 
 
+def test_out_of_distribution_films_are_referred_only_by_a_rule_that_says_so():
+    rule = ReferRule(0.3, 0.6, out_of_distribution=True)
+    flags = [True, False, False, True]
+    assert rule.refers([0.1, 0.9, 0.45, 0.95], out_of_distribution=flags).tolist() == [True, False, True, True]
+    assert rule.refers([0.1, 0.9]).tolist() == [False, False]  # no flags given: the band alone
+    assert ReferRule(0.3, 0.6).refers([0.1, 0.9], out_of_distribution=[True, True]).tolist() == [False, False]
+    assert rule.band() == {"low": 0.3, "high": 0.6, "out_of_distribution": True}
+    assert rule.describe("covid") == "refer if 0.300 <= p(covid) < 0.600 or the film is out of distribution"
+    assert ReferRule.from_dict(rule.to_dict()) == rule
+    assert "out_of_distribution" not in ReferRule(0.3, 0.6).to_dict()  # older presets' rules read back unchanged
+    with pytest.raises(ConfigError, match="out_of_distribution"):
+        ReferRule(0.3, 0.6, out_of_distribution="yes")
+
+
 def test_the_fitted_band_keeps_the_target_sensitivity_on_the_answered_images():
     rng = np.random.default_rng(0)
     labels = rng.random(400) < 0.5
@@ -24,7 +38,8 @@ def test_the_fitted_band_keeps_the_target_sensitivity_on_the_answered_images():
     threshold = 0.5
     assert answered_metrics(scores, labels, threshold, np.zeros(400, bool))["sensitivity"] < 0.85
     rule = fit_refer_rule(scores, labels, threshold, target_sensitivity=0.9, target_specificity=0.8)
-    assert rule.low <= threshold <= rule.high
+    assert rule.low <= threshold <= rule.high and rule.out_of_distribution is None
+    assert fit_refer_rule(scores, labels, threshold, 0.9, 0.8, out_of_distribution=True).out_of_distribution
     metrics = answered_metrics(scores, labels, threshold, rule.refers(scores))
     assert metrics["sensitivity"] >= 0.9 and metrics["specificity"] >= 0.8
     assert metrics == rule.validation and 0.5 <= metrics["coverage"] < 1.0
