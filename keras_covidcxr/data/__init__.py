@@ -50,6 +50,7 @@ from keras_covidcxr.data.near_duplicates import (
     perceptual_hash,
     thumbnail_fingerprint,
 )
+from keras_covidcxr.data.source_shortcut import SOURCE_SHORTCUT_AUC, SourceShortcut, source_shortcut
 from keras_covidcxr.data.splits import Fold, describe_splits, group_kfold, patient_strata, split_by_patient
 from keras_covidcxr.data.vocabulary import normalize_label, normalize_view
 
@@ -60,6 +61,7 @@ __all__ = [
     "LABELS",
     "MAX_HASH_DISTANCE",
     "MIN_IMAGE_SIDE",
+    "SOURCE_SHORTCUT_AUC",
     "SPLITS",
     "TASKS",
     "VIEWS",
@@ -74,6 +76,7 @@ __all__ = [
     "ImageFingerprint",
     "Manifest",
     "ManifestRow",
+    "SourceShortcut",
     "audit_manifest",
     "describe_splits",
     "draw_lung_mask",
@@ -93,6 +96,7 @@ __all__ = [
     "patient_strata",
     "perceptual_hash",
     "read_manifest",
+    "source_shortcut",
     "split_by_patient",
     "thumbnail_fingerprint",
     "write_manifest",

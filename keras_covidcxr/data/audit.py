@@ -24,6 +24,7 @@ from keras_covidcxr.data.near_duplicates import (
     MAX_HASH_DISTANCE,
     duplicate_groups,
 )
+from keras_covidcxr.data.source_shortcut import source_shortcut
 from keras_covidcxr.errors import ConfigError
 from keras_covidcxr.io.atomic import atomic_write
 
@@ -60,13 +61,18 @@ class AuditFinding:
 
 @dataclasses.dataclass
 class AuditReport:
-    """The audit's findings; `passed` is True when there is no error (warnings allowed)."""
+    """The audit's findings; `passed` is True when there is no error (warnings allowed).
+
+    `source_shortcut` (a `SourceShortcut`, or None when the rows name fewer than two sources) tells how well
+    the source column alone predicts each label: not a finding about any row, a caution about the mix.
+    """
 
     findings: list
     settings: dict
     n_rows: int
     n_patients: int
     n_files: int
+    source_shortcut: object = None
 
     @property
     def errors(self):
@@ -99,6 +105,7 @@ class AuditReport:
                 dataclasses.asdict(f) | {"paths": list(f.paths), "patient_ids": list(f.patient_ids)}
                 for f in self.findings
             ],
+            "source_shortcut": self.source_shortcut and self.source_shortcut.to_dict(),
         }
 
     def to_json(self, path, overwrite=True):
@@ -130,6 +137,8 @@ class AuditReport:
             lines.extend(f"  - {finding.message}" for finding in shown)
             if len(shown) < len(found):
                 lines.append(f"  ... and {len(found) - len(shown)} more")
+        if self.source_shortcut is not None:
+            lines.extend(self.source_shortcut.summary_lines())
         return "\n".join(lines)
 
     def __str__(self):
@@ -330,7 +339,8 @@ def audit_manifest(
         "allow_pediatric": allow_pediatric,
         "check_images": check_images,
     }
-    return AuditReport(findings, settings, len(manifest), len(manifest.patient_ids()), len(scans))
+    return AuditReport(findings, settings, len(manifest), len(manifest.patient_ids()), len(scans),
+                       source_shortcut(manifest))
 
 
 def exclude_refused(manifest, *, allow_pediatric=False, min_size=MIN_IMAGE_SIDE, progress=None):

@@ -35,12 +35,16 @@ Example:
     ...                           train, val, TrainingConfig(), checkpoint_dir="runs/densenet201")  # doctest: +SKIP
 """
 
+import contextlib
+import logging
 import time
+import warnings
 
 import keras
 import numpy as np
 
 from keras_covidcxr.data.manifest import DatasetError
+from keras_covidcxr.data.source_shortcut import source_shortcut
 from keras_covidcxr.errors import ConfigError
 from keras_covidcxr.preprocessing.preprocessing_config import PreprocessingConfig
 from keras_covidcxr.training.augmentation import CLASSIFIER_AUGMENTATION, Augmenter
@@ -89,6 +93,14 @@ def classifier_datasets(manifest, segmenter, class_names, input_size, preprocess
     if missing_classes(weights):
         absent = [class_names[c] for c in missing_classes(weights)]
         raise DatasetError(f"the {train_split!r} split has no image of class(es) {absent}")
+    shortcut = source_shortcut(train_rows)
+    if shortcut is not None and shortcut.risky_labels:
+        warnings.warn(
+            f"in the {train_split!r} split the image's source alone tells apart {shortcut.describe_risky()}: the "
+            "model can learn the collection instead of the lungs, and validation images of the same sources will "
+            "not show it (`covidcxr data audit` prints the labels by source)",
+            stacklevel=2,
+        )
     options = {"batch_size": config.batch_size, "workers": config.workers}
     layout = {"channels": channels, "standardized": preprocessing.standardize}
 
@@ -120,6 +132,7 @@ def classifier_datasets(manifest, segmenter, class_names, input_size, preprocess
         "class_weight_rule": "n_samples / (n_classes * count_c) on the training split",
         "mask_warnings": {train_split: train_warnings, val_split: val_warnings},
         "augmentation": CLASSIFIER_AUGMENTATION.to_dict() if config.augment else None,
+        "source_shortcut": shortcut and shortcut.to_dict(),
     }
     return train, val, info
 
@@ -145,6 +158,24 @@ def recipe_steps(config):
     if config.max_epochs_per_stage:
         steps += [("unfreeze", fraction) for fraction in config.unfreeze_schedule]
     return steps
+
+
+class _StageRetracingNotice(logging.Filter):
+    """Drops TensorFlow's "triggered tf.function retracing" notice: each step of the recipe compiles a new
+    train step (its trainable weights differ), which TensorFlow counts as retracing; here it is expected."""
+
+    def filter(self, record):
+        return "tf.function retracing" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _expected_retracing():
+    logger, notice = logging.getLogger("tensorflow"), _StageRetracingNotice()
+    logger.addFilter(notice)
+    try:
+        yield
+    finally:
+        logger.removeFilter(notice)
 
 
 def train_classifier(classifier, train_data, val_data, config=None, checkpoint_dir=None, resume=True,
@@ -204,14 +235,15 @@ def train_classifier(classifier, train_data, val_data, config=None, checkpoint_d
             monitor, mode, patience=patience if val_data is not None else 0, checkpoint=checkpoint, best=best, best_epoch=best_epoch,
             history=history, patience_from=epochs_before, save_states=False,
         )
-        model.fit(
-            train_data,
-            validation_data=val_data,
-            initial_epoch=epochs_before,
-            epochs=epochs_before + epochs,
-            callbacks=[keeper, *callbacks],
-            verbose=config.verbose,
-        )
+        with _expected_retracing():
+            model.fit(
+                train_data,
+                validation_data=val_data,
+                initial_epoch=epochs_before,
+                epochs=epochs_before + epochs,
+                callbacks=[keeper, *callbacks],
+                verbose=config.verbose,
+            )
         history, best, best_epoch = keeper.history, keeper.best, keeper.best_epoch
         if keeper.best_weights is not None:
             best_weights = keeper.best_weights

@@ -11,7 +11,10 @@ with the paper's two-phase recipe (`classifier_training`) from its current weigh
 
 The segmenter is kept as it is. A weighted-average ensemble's weights and (two classes)
 operating threshold are refitted on the validation split; a majority vote keeps its rule. The
-result is saved as a NEW preset (the parent is never modified) whose metadata.training records
+parent's out-of-distribution check is refitted on the fine-tuned member's features (reference: the
+training split; threshold: the same quantile of the validation split's distances), and a parent that
+referred out-of-distribution films still does; the parent's calibration and refer band, fitted on its
+own scores, are not carried over. The result is saved as a NEW preset (the parent is never modified) whose metadata.training records
 the parent preset, the data (manifest checksum and counts) and the recipe (all settings).
 """
 
@@ -22,11 +25,14 @@ from pathlib import Path
 from keras_covidcxr.data.manifest import Manifest, read_manifest
 from keras_covidcxr.models.classifier.cxr_classifier import CXRClassifier
 from keras_covidcxr.models.ensemble.weighted_average_ensemble import WeightedAverageEnsemble
+from keras_covidcxr.models.pipeline.out_of_distribution import fit_feature_distance_check
 from keras_covidcxr.models.pipeline.pipeline import Pipeline
+from keras_covidcxr.models.pipeline.refer_rule import ReferRule
 from keras_covidcxr.training.assembly import assemble_pipeline, member_probabilities, validation_report
 from keras_covidcxr.training.classifier_training import classifier_datasets, train_classifier
 from keras_covidcxr.training.config import TrainingConfig
 from keras_covidcxr.training.ensemble_fitting import fit_ensemble_weights
+from keras_covidcxr.training.linear_head import pooled_features
 from keras_covidcxr.training.provenance import data_provenance
 
 
@@ -63,6 +69,18 @@ def with_new_head(member, num_classes):
         if layer.weights and layer.name != "head_logits":
             replacement.head.get_layer(layer.name).set_weights(layer.get_weights())
     return replacement
+
+
+def refitted_out_of_distribution(check, members, train, val):
+    """The parent's `FeatureDistanceCheck` refitted on its member's fine-tuned features: reference the
+    training split, threshold the same quantile of the validation split's distances. None when there was
+    no check (or too few training images for its neighbours): fine-tuning changes the backbone, so the
+    parent's reference features no longer describe it."""
+    member = next((m for m in members if check is not None and m.name == check.member), None)
+    if member is None or train.n < check.neighbours:
+        return None
+    return fit_feature_distance_check(check.member, pooled_features(member, train.inputs),
+                                      pooled_features(member, val.inputs), check.neighbours, check.quantile or 0.99)
 
 
 # Below this, weights and a threshold fitted on the validation split are mostly noise: with 10 positives a
@@ -126,6 +144,9 @@ def finetune(pipeline, manifest, out=None, class_names=None, config=None, manife
         members.append(result.model)
         member_results[member.name] = result.summary()
 
+    out_of_distribution = refitted_out_of_distribution(pipeline.out_of_distribution, members, train, val)
+    if out_of_distribution is not None:
+        say(f"refitting the out-of-distribution check on {out_of_distribution.member}'s fine-tuned features")
     old = pipeline.ensemble
     fit = None
     if isinstance(old, WeightedAverageEnsemble):
@@ -140,12 +161,18 @@ def finetune(pipeline, manifest, out=None, class_names=None, config=None, manife
                 )
             fit = fit_ensemble_weights(member_probabilities(members, val), val.labels, [m.name for m in members])
             weights, threshold = fit.weights, fit.threshold
+        referred_out_of_distribution = bool(pipeline.refer_rule and pipeline.refer_rule.out_of_distribution)
+        refer_rule = (ReferRule(threshold, threshold, out_of_distribution=True)  # no band: only those films
+                      if referred_out_of_distribution and out_of_distribution is not None and len(class_names) == 2
+                      else None)
         new = assemble_pipeline(pipeline.segmenter, members, class_names, "weighted_average", weights, threshold,
-                                preprocessing=pipeline.preprocessing, input_contract=pipeline.input_contract)
+                                preprocessing=pipeline.preprocessing, input_contract=pipeline.input_contract,
+                                refer_rule=refer_rule, out_of_distribution=out_of_distribution)
     else:
         tie_break = old.tie_break if mode == "continue" or isinstance(old.tie_break, str) else "mean_probability"
         new = assemble_pipeline(pipeline.segmenter, members, class_names, "majority_vote", tie_break=tie_break,
-                                preprocessing=pipeline.preprocessing, input_contract=pipeline.input_contract)
+                                preprocessing=pipeline.preprocessing, input_contract=pipeline.input_contract,
+                                out_of_distribution=out_of_distribution)
 
     parent_metadata = pipeline.metadata
     training = {
@@ -170,6 +197,8 @@ def finetune(pipeline, manifest, out=None, class_names=None, config=None, manife
         "data": {**data_provenance(manifest, manifest_path), "classifier_inputs": data_info},
         "members": member_results,
         "ensemble_fit": None if fit is None else fit.to_dict(),
+        "out_of_distribution": None if out_of_distribution is None else {
+            **out_of_distribution.to_config(), "fitted_on": "training split (reference), validation split (threshold)"},
         "validation": validation_report(new.ensemble, val, val.labels, class_names, config.batch_size),
     }
     new.metadata = {"description": description or f"fine-tuned from {parent or 'a preset'}", "training": training}

@@ -1,6 +1,8 @@
 """The two-phase classifier recipe: frozen backbone, progressive unfreezing, frozen batch norm,
 class weights, masked inputs that match the Pipeline's."""
 
+import warnings
+
 import keras
 import numpy as np
 import pytest
@@ -200,3 +202,18 @@ def test_end_to_end_without_validation_keeps_the_lowest_training_loss(binary_dat
     assert result.best_epoch == int(np.argmin(losses)) + 1
     with pytest.raises(Exception, match="needs validation data"):
         train_classifier(model, train, None, TrainingConfig(**FAST))
+
+
+def test_datasets_warn_when_the_source_alone_tells_the_labels_apart(synthetic_manifest, segmenter):
+    def with_sources(source_of):
+        return synthetic_manifest.with_rows(row.replace(source=source_of(row)) for row in synthetic_manifest)
+
+    confounded = with_sources(lambda row: "hospital_a" if row.label == "covid" else "hospital_b")
+    with pytest.warns(UserWarning, match=r"source alone tells apart covid \(AUC 1.00\)"):
+        _, _, info = classifier_datasets(confounded, segmenter, BINARY, 32, config=TrainingConfig(**FAST))
+    assert info["source_shortcut"]["risky_labels"] == ["covid"]  # normal: 0.75, it shares hospital_b
+    mixed = with_sources(lambda row: ("hospital_a", "hospital_b")[int(row.patient_id[-1], 16) % 2])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        _, _, info = classifier_datasets(mixed, segmenter, BINARY, 32, config=TrainingConfig(**FAST))
+    assert info["source_shortcut"]["risky_labels"] == []

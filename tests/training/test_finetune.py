@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from keras_covidcxr import Pipeline, read_preset_metadata
+from keras_covidcxr.data import read_manifest
 from keras_covidcxr.training import TrainingConfig, finetune
 from keras_covidcxr.training.finetune import with_new_head
 
@@ -82,3 +83,36 @@ def test_finetuned_preset_records_its_parent_data_and_recipe_and_predicts(
     assert set(training["validation"]) == {"alpha", "beta", "ensemble"}
     # the parent preset is untouched
     assert hashlib.sha256((preset_dir / "metadata.json").read_bytes()).hexdigest() == parent_checksum
+
+
+def test_the_out_of_distribution_check_is_refitted_on_the_finetuned_features(synthetic_manifest_path, tmp_path):
+    from keras_covidcxr import CXRClassifier, FeatureDistanceCheck, ResUnet, WeightedAverageEnsemble
+    from keras_covidcxr.models.pipeline.refer_rule import ReferRule
+    from keras_covidcxr.training.linear_head import pooled_features
+
+    members = [CXRClassifier("mobilenet_v2", head_units=0, input_shape=(32, 32, 3), name="alpha")]
+    stale = FeatureDistanceCheck("alpha", np.random.default_rng(0).normal(size=(20, 1280)), 0.5, neighbours=3,
+                                 quantile=0.9)
+    parent = Pipeline(ResUnet(input_size=64, filters=(4, 8, 16)), WeightedAverageEnsemble(members),
+                      out_of_distribution=stale, refer_rule=ReferRule(0.4, 0.6, out_of_distribution=True))
+    parent.save_to_preset(tmp_path / "parent", training={"recipe": "untrained test parent", "data": "none"})
+    config = TrainingConfig(batch_size=4, head_epochs=1, unfreeze_schedule=(), workers=1, augment=False,
+                            run_eagerly=True)
+    with pytest.warns(UserWarning, match="fewer than 50"):
+        result = finetune(str(tmp_path / "parent"), str(synthetic_manifest_path), out=tmp_path / "child",
+                          config=config)
+
+    check = result.pipeline.out_of_distribution
+    assert (check.member, check.neighbours, check.quantile) == ("alpha", 3, 0.9)
+    assert check.reference.shape == (12, 1280)  # the 12 training films, not the parent's 20 rows
+    from keras_covidcxr.training.classifier_training import classifier_datasets
+
+    fine_tuned = result.pipeline.ensemble.members[0]
+    train, val, _ = classifier_datasets(read_manifest(synthetic_manifest_path), result.pipeline.segmenter,
+                                        result.pipeline.class_names, 32, result.pipeline.preprocessing, config)
+    assert check.threshold == pytest.approx(np.quantile(check.distances(pooled_features(fine_tuned, val.inputs)), 0.9))
+    # the parent referred out-of-distribution films: the child still does, without the parent's band
+    assert result.pipeline.refer_rule.describe("covid") == "refer if the film is out of distribution"
+    assert result.training["out_of_distribution"]["member"] == "alpha"
+    reloaded = Pipeline.from_preset(tmp_path / "child")
+    np.testing.assert_allclose(reloaded.out_of_distribution.reference, check.reference, atol=1e-3)
