@@ -12,6 +12,7 @@ from keras_covidcxr.metrics.classification import binary_auc
 from keras_covidcxr.metrics.report import ReportSection, write_report
 from keras_covidcxr.models.ensemble.majority_vote_ensemble import MajorityVoteEnsemble
 from keras_covidcxr.models.pipeline.refer_rule import answered_metrics
+from keras_covidcxr.training.provenance import fitted_patient_digests, patient_digest
 
 # The shortcut probe's verdict: with the lungs blacked out a model should be near chance.
 SHORTCUT_AUC = 0.70
@@ -37,15 +38,14 @@ class Evaluation:
 def training_overlap(pipeline, rows):
     """{"images", "patients"} of `rows` whose patient the preset's classifiers were fitted on.
 
-    None when the preset does not record its training patients (metadata
-    training.data.classifier_fit_patient_ids). Such images make every metric optimistic.
+    None when the preset does not record its training patients (metadata training.data:
+    classifier_fit_patients_sha256, or the plain classifier_fit_patient_ids of public collections).
+    Such images make every metric optimistic.
     """
-    data = (pipeline.metadata.get("training") or {}).get("data")
-    fitted = data.get("classifier_fit_patient_ids") if isinstance(data, dict) else None
+    fitted = fitted_patient_digests(pipeline.metadata)
     if fitted is None:
         return None
-    fitted = set(fitted)
-    shared = [row for row in rows if row.patient_id in fitted]
+    shared = [row for row in rows if patient_digest(row.patient_id) in fitted]
     return {"images": len(shared), "patients": len({row.patient_id for row in shared}), "of_images": len(rows)}
 
 

@@ -14,8 +14,9 @@ operating threshold are refitted on the validation split; a majority vote keeps 
 parent's out-of-distribution check is refitted on the fine-tuned member's features (reference: the
 training split; threshold: the same quantile of the validation split's distances), and a parent that
 referred out-of-distribution films still does; the parent's calibration and refer band, fitted on its
-own scores, are not carried over. The result is saved as a NEW preset (the parent is never modified) whose metadata.training records
-the parent preset, the data (manifest checksum and counts) and the recipe (all settings).
+own scores, are not carried over. The result is saved as a NEW preset (the parent is never
+modified) whose metadata.training records the parent preset, the data (manifest checksum, counts,
+digests of the patients fitted on, the parent's included) and the recipe (all settings).
 """
 
 import dataclasses
@@ -33,7 +34,7 @@ from keras_covidcxr.training.classifier_training import classifier_datasets, tra
 from keras_covidcxr.training.config import TrainingConfig
 from keras_covidcxr.training.ensemble_fitting import fit_ensemble_weights
 from keras_covidcxr.training.linear_head import pooled_features
-from keras_covidcxr.training.provenance import data_provenance
+from keras_covidcxr.training.provenance import data_provenance, fitted_patient_digests
 
 
 @dataclasses.dataclass
@@ -146,7 +147,7 @@ def finetune(pipeline, manifest, out=None, class_names=None, config=None, manife
 
     out_of_distribution = refitted_out_of_distribution(pipeline.out_of_distribution, members, train, val)
     if out_of_distribution is not None:
-        say(f"refitting the out-of-distribution check on {out_of_distribution.member}'s fine-tuned features")
+        say(f"refitted the out-of-distribution check on {out_of_distribution.member}'s fine-tuned features")
     old = pipeline.ensemble
     fit = None
     if isinstance(old, WeightedAverageEnsemble):
@@ -194,7 +195,9 @@ def finetune(pipeline, manifest, out=None, class_names=None, config=None, manife
             "class_names": list(pipeline.class_names),
             "training_recipe": (parent_metadata.get("training") or {}).get("recipe"),
         },
-        "data": {**data_provenance(manifest, manifest_path), "classifier_inputs": data_info},
+        "data": {**data_provenance(manifest, manifest_path, fitted_splits=("train", "val"),
+                                   also_fitted=fitted_patient_digests(parent_metadata) or ()),
+                 "classifier_inputs": data_info},
         "members": member_results,
         "ensemble_fit": None if fit is None else fit.to_dict(),
         "out_of_distribution": None if out_of_distribution is None else {

@@ -1,7 +1,32 @@
-"""What a trained preset records about its data: which manifest, its checksum, and the counts."""
+"""What a trained preset records about its data: which manifest, its checksum, the counts, and (hashed) the
+patients its classifiers were fitted on, so that `covidcxr evaluate` can say when a test set shares them."""
 
 import hashlib
 from pathlib import Path
+
+# Patient ids may be a hospital's record numbers: presets store a digest of each, never the id itself (a
+# digest does not stop someone who can guess an id from checking it; it keeps the list from being read).
+FIT_PATIENTS_KEY = "classifier_fit_patients_sha256"
+PLAIN_FIT_PATIENTS_KEY = "classifier_fit_patient_ids"  # public collections' ids, as the bundled preset stores them
+
+
+def patient_digest(patient_id):
+    """The first 16 hex digits of the sha256 of a patient id (what presets store of their patients).
+
+    Example:
+        >>> patient_digest("ieee8023:1")
+        'be8993d2039c64a5'
+    """
+    return hashlib.sha256(str(patient_id).encode()).hexdigest()[:16]
+
+
+def fitted_patient_digests(metadata):
+    """The digests of the patients a preset's classifiers were fitted on (from its metadata's training.data,
+    plain ids or digests), or None when it does not record them."""
+    data = ((metadata or {}).get("training") or {}).get("data")
+    if not isinstance(data, dict) or (FIT_PATIENTS_KEY not in data and PLAIN_FIT_PATIENTS_KEY not in data):
+        return None
+    return set(data.get(FIT_PATIENTS_KEY) or ()) | {patient_digest(p) for p in data.get(PLAIN_FIT_PATIENTS_KEY) or ()}
 
 
 def _rows_digest(manifest):
@@ -12,12 +37,15 @@ def _rows_digest(manifest):
     return digest.hexdigest()
 
 
-def data_provenance(manifest, manifest_path=None):
+def data_provenance(manifest, manifest_path=None, fitted_splits=None, also_fitted=()):
     """JSON-ready description of the training data (stored in metadata.training.data).
 
     `sha256` is the manifest CSV's checksum when `manifest_path` is given, else a checksum of
     the rows (path, task, label, mask, patient, view, split; `sha256_of` says which). Counts are
     per split, task and label; images themselves are not hashed (their paths are in the CSV).
+    With `fitted_splits` (e.g. ("train", "val"): members trained on one, ensemble and thresholds fitted
+    on the other), `FIT_PATIENTS_KEY` lists the digests of those splits' cls patients, plus the digests
+    `also_fitted` (a parent preset's).
     """
     if manifest_path is not None and Path(manifest_path).is_file():
         sha256, sha256_of = hashlib.sha256(Path(manifest_path).read_bytes()).hexdigest(), "manifest file"
@@ -35,4 +63,7 @@ def data_provenance(manifest, manifest_path=None):
         "rows": len(manifest),
         "patients": len(manifest.patient_ids()),
         "counts": counts,
+        **({} if fitted_splits is None else {FIT_PATIENTS_KEY: sorted(
+            {patient_digest(row.patient_id) for row in manifest if row.task == "cls" and row.split in fitted_splits}
+            | set(also_fitted))}),
     }

@@ -200,7 +200,8 @@ def assemble_preset(manifest, segmenter_checkpoint, member_checkpoints, out=None
             "ensemble": ensemble,
             "ensemble_fit_method": method if fit is not None else None,
         },
-        "data": {**data_provenance(manifest, manifest_path), "val_mask_warnings": warnings},
+        "data": {**data_provenance(manifest, manifest_path, fitted_splits=("train", "val")),
+                 "val_mask_warnings": warnings},
         "ensemble_fit": None if fit is None else fit.to_dict(),
         "validation": validation_report(pipeline.ensemble, val, labels, class_names, config.batch_size),
     }

@@ -132,6 +132,18 @@ def test_evaluate_says_how_much_of_the_data_the_preset_was_trained_on(loaded_pip
                              shortcut_probe=False).training_overlap is None
 
 
+def test_evaluate_finds_the_overlap_from_hashed_patient_ids(loaded_pipeline, manifest_path, tmp_path):
+    """Trained and fine-tuned presets store digests of their patients (the ids may be a hospital's)."""
+    from keras_covidcxr.training.provenance import FIT_PATIENTS_KEY, patient_digest
+
+    pipeline = loaded_pipeline.with_preprocessing()
+    pipeline.metadata = {**pipeline.metadata,
+                         "training": {"data": {FIT_PATIENTS_KEY: [patient_digest("p0"), patient_digest("x")]}}}
+    evaluation = evaluate_pipeline(pipeline, read_manifest(manifest_path), tmp_path / "r", n_resamples=10,
+                                   shortcut_probe=False)
+    assert evaluation.training_overlap == {"images": 2, "patients": 1, "of_images": 12}
+
+
 @pytest.mark.parametrize("threshold", [None, 0.3])
 def test_the_ensemble_is_scored_by_the_labels_the_pipeline_gives(loaded_pipeline, manifest_path, tmp_path, threshold):
     pipeline = loaded_pipeline

@@ -116,3 +116,23 @@ def test_the_out_of_distribution_check_is_refitted_on_the_finetuned_features(syn
     assert result.training["out_of_distribution"]["member"] == "alpha"
     reloaded = Pipeline.from_preset(tmp_path / "child")
     np.testing.assert_allclose(reloaded.out_of_distribution.reference, check.reference, atol=1e-3)
+
+
+def test_a_finetuned_preset_records_digests_of_its_and_its_parents_patients(synthetic_manifest_path, tmp_path):
+    from keras_covidcxr import CXRClassifier, ResUnet, WeightedAverageEnsemble
+    from keras_covidcxr.training.provenance import FIT_PATIENTS_KEY, fitted_patient_digests, patient_digest
+
+    member = CXRClassifier("mobilenet_v2", head_units=0, input_shape=(32, 32, 3), name="alpha")
+    Pipeline(ResUnet(input_size=64, filters=(4, 8, 16)), WeightedAverageEnsemble([member])).save_to_preset(
+        tmp_path / "parent", training={"recipe": "test parent", "data": {"classifier_fit_patient_ids": ["old:1"]}})
+    config = TrainingConfig(batch_size=4, head_epochs=1, unfreeze_schedule=(), workers=1, augment=False,
+                            run_eagerly=True)
+    with pytest.warns(UserWarning, match="fewer than 50"):
+        result = finetune(str(tmp_path / "parent"), str(synthetic_manifest_path), config=config)
+    manifest = read_manifest(synthetic_manifest_path)
+    fitted = {row.patient_id for row in manifest if row.task == "cls" and row.split in ("train", "val")}
+    recorded = result.training["data"][FIT_PATIENTS_KEY]
+    assert set(recorded) == {patient_digest(p) for p in fitted | {"old:1"}}
+    assert not any(p in json.dumps(result.training["data"]) for p in fitted)  # no id in the clear
+    tested = {row.patient_id for row in manifest if row.split == "test"}
+    assert tested and not {patient_digest(p) for p in tested} & fitted_patient_digests(result.pipeline.metadata)

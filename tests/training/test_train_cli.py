@@ -48,6 +48,12 @@ def test_segmenter_classifier_ensemble_make_a_preset(cli, synthetic_manifest_pat
     training = pipeline.metadata["training"]
     assert training["recipe"]["segmenter"]["architecture"] == {"input_size": 32, "filters": [4, 8, 16]}
     assert training["data"]["sha256"] == summary["data"]["sha256"]
+    # the patients of train and val (members and ensemble fitted there), hashed, so evaluate can spot them
+    from keras_covidcxr.data import read_manifest
+    from keras_covidcxr.training.provenance import FIT_PATIENTS_KEY, patient_digest
+
+    fitted = {row.patient_id for row in read_manifest(manifest) if row.task == "cls" and row.split != "test"}
+    assert training["data"][FIT_PATIENTS_KEY] == sorted(patient_digest(p) for p in fitted)
     assert len(pipeline.predict(chest_images[:1])) == 1
 
     tuned = tmp_path / "tuned"
