@@ -16,8 +16,6 @@ Example:
 
 import dataclasses
 
-import numpy as np
-
 from keras_covidcxr.metrics.classification import binary_auc
 
 # A source-only score at or above this one-vs-rest AUC means the collection alone tells that label apart.
@@ -56,17 +54,17 @@ class SourceShortcut:
     def summary_lines(self):
         labels = self.labels
         width = max(len(source) for source in self.counts)
-        aucs = ", ".join(f"{label} {value:.2f}" for label, value in self.auc.items())
+        aucs = ", ".join(f"{label} {value:.3f}" for label, value in self.auc.items())
         lines = [f"Labels by source (cls rows); source-only AUC, in-sample (0.5: the source says nothing): {aucs}",
                  "  " + " " * width + "".join(f"  {label:>9}" for label in labels)]
         lines += ["  " + f"{source:<{width}}" + "".join(f"  {by_label.get(label, 0):>9}" for label in labels)
                   for source, by_label in self.counts.items()]
         if self.risky_labels:
             lines.append(
-                f"[caution] the source alone tells apart {self.describe_risky()}: a model trained on these rows can learn the "
-                "collection instead of the lungs, and a random split keeps the shortcut on both sides. Prefer "
-                "sources that hold several labels, and read results per source (`covidcxr evaluate` reports "
-                "them by source)."
+                f"[caution] the source alone tells apart {self.describe_risky()}: a model trained on these rows "
+                "can learn the collection instead of the lungs, and a random split keeps the shortcut on both "
+                "sides. Prefer sources that hold several labels, and read results per source (`covidcxr "
+                "evaluate` reports them by source)."
             )
         return lines
 
@@ -77,16 +75,17 @@ def source_shortcut(manifest, threshold=SOURCE_SHORTCUT_AUC):
     rows = [row for row in manifest if row.task == "cls" and row.label]
     if not any(row.source for row in rows):
         return None
-    names = sorted({row.source or UNKNOWN_SOURCE for row in rows})
-    unique_labels = sorted({row.label for row in rows})
-    sources = np.asarray([row.source or UNKNOWN_SOURCE for row in rows])
-    labels = np.asarray([row.label for row in rows])
-    if len(names) < 2 or len(unique_labels) < 2:
+    counts = {}
+    for row in rows:
+        by_label = counts.setdefault(row.source or UNKNOWN_SOURCE, {})
+        by_label[row.label] = by_label.get(row.label, 0) + 1
+    counts = dict(sorted(counts.items()))
+    labels = sorted({row.label for row in rows})
+    if len(counts) < 2 or len(labels) < 2:
         return None
-    counts = {source: {label: int(np.sum(labels[sources == source] == label)) for label in unique_labels
-                       if np.any(labels[sources == source] == label)} for source in names}
     auc = {}
-    for label in unique_labels:
-        share = {source: counts[source].get(label, 0) / sum(counts[source].values()) for source in names}
-        auc[label] = round(binary_auc(labels == label, [share[source] for source in sources]), 4)
+    for label in labels:
+        share = {source: by_label.get(label, 0) / sum(by_label.values()) for source, by_label in counts.items()}
+        scores = [share[row.source or UNKNOWN_SOURCE] for row in rows]
+        auc[label] = round(binary_auc([row.label == label for row in rows], scores), 4)
     return SourceShortcut(counts, auc, threshold)

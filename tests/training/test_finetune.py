@@ -90,21 +90,21 @@ def test_the_out_of_distribution_check_is_refitted_on_the_finetuned_features(syn
     from keras_covidcxr.models.pipeline.refer_rule import ReferRule
     from keras_covidcxr.training.linear_head import pooled_features
 
-    members = [CXRClassifier("mobilenet_v2", head_units=0, input_shape=(32, 32, 3), name="alpha")]
-    stale = FeatureDistanceCheck("alpha", np.random.default_rng(0).normal(size=(20, 1280)), 0.5, neighbours=3,
+    members = [CXRClassifier("resunet_encoder", head_units=0, input_shape=(32, 32, 1), encoder_filters=(4, 8),
+                             name="alpha")]  # tiny: the refit, not the training, is under test
+    stale = FeatureDistanceCheck("alpha", np.random.default_rng(0).normal(size=(20, 8)), 0.5, neighbours=3,
                                  quantile=0.9)
     parent = Pipeline(ResUnet(input_size=64, filters=(4, 8, 16)), WeightedAverageEnsemble(members),
                       out_of_distribution=stale, refer_rule=ReferRule(0.4, 0.6, out_of_distribution=True))
     parent.save_to_preset(tmp_path / "parent", training={"recipe": "untrained test parent", "data": "none"})
-    config = TrainingConfig(batch_size=4, head_epochs=1, unfreeze_schedule=(), workers=1, augment=False,
-                            run_eagerly=True)
+    config = TrainingConfig(batch_size=4, head_epochs=1, unfreeze_schedule=(), workers=1, augment=False)
     with pytest.warns(UserWarning, match="fewer than 50"):
         result = finetune(str(tmp_path / "parent"), str(synthetic_manifest_path), out=tmp_path / "child",
                           config=config)
 
     check = result.pipeline.out_of_distribution
     assert (check.member, check.neighbours, check.quantile) == ("alpha", 3, 0.9)
-    assert check.reference.shape == (12, 1280)  # the 12 training films, not the parent's 20 rows
+    assert check.reference.shape == (12, 8)  # the 12 training films, not the parent's 20 rows
     from keras_covidcxr.training.classifier_training import classifier_datasets
 
     fine_tuned = result.pipeline.ensemble.members[0]
@@ -122,7 +122,8 @@ def test_a_finetuned_preset_records_digests_of_its_and_its_parents_patients(synt
     from keras_covidcxr import CXRClassifier, ResUnet, WeightedAverageEnsemble
     from keras_covidcxr.training.provenance import FIT_PATIENTS_KEY, fitted_patient_digests, patient_digest
 
-    member = CXRClassifier("mobilenet_v2", head_units=0, input_shape=(32, 32, 3), name="alpha")
+    member = CXRClassifier("resunet_encoder", head_units=0, input_shape=(32, 32, 1), encoder_filters=(4, 8),
+                           name="alpha")
     Pipeline(ResUnet(input_size=64, filters=(4, 8, 16)), WeightedAverageEnsemble([member])).save_to_preset(
         tmp_path / "parent", training={"recipe": "test parent", "data": {"classifier_fit_patient_ids": ["old:1"]}})
     config = TrainingConfig(batch_size=4, head_epochs=1, unfreeze_schedule=(), workers=1, augment=False,
