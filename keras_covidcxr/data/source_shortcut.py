@@ -37,7 +37,7 @@ class SourceShortcut:
 
     @property
     def labels(self):
-        return sorted({label for by_label in self.counts.values() for label in by_label})
+        return list(self.auc)  # every label, sorted
 
     @property
     def risky_labels(self):

@@ -77,7 +77,9 @@ def refitted_out_of_distribution(check, members, train, val):
     training split, threshold the same quantile of the validation split's distances. None when there was
     no check (or too few training images for its neighbours): fine-tuning changes the backbone, so the
     parent's reference features no longer describe it."""
-    member = next((m for m in members if check is not None and m.name == check.member), None)
+    if check is None:
+        return None
+    member = next((m for m in members if m.name == check.member), None)
     if member is None or train.n < check.neighbours:
         return None
     return fit_feature_distance_check(check.member, pooled_features(member, train.inputs),
