@@ -169,17 +169,20 @@ def _existing_images(images):
 
 
 def _predict_into_file(pipeline, paths, out, batch_size, workers, strict, retry_failed, json_output, overlays, tta):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    import time
 
-    columns = (TextColumn("predicting"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"), TimeRemainingColumn())
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    columns = (TextColumn("predicting"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
+               TextColumn("{task.fields[eta]}"))
     progress = Progress(*columns, console=stderr)
-    task = progress.add_task("predict", total=None, rate="")
+    task = progress.add_task("predict", total=None, rate="", eta="")
+    started = []
 
-    def show(summary):  # skipped files are left out of the count, so rate and ETA are real work
+    def show(summary):
         progress.start()  # only once --out is accepted (a no-op after the first call)
-        progress.update(task, total=summary.total - summary.skipped, completed=summary.done + summary.failed)
-        speed = progress.tasks[0].speed
-        progress.update(task, rate=f"{speed:.1f} img/s" if speed else "")
+        started[:] = started or [time.monotonic()]  # the first call comes before any batch
+        progress.update(task, **_progress_fields(summary, time.monotonic() - started[0]))
 
     try:
         summary = keras_covidcxr.predict_to_file(
@@ -191,6 +194,24 @@ def _predict_into_file(pipeline, paths, out, batch_size, workers, strict, retry_
             progress.stop()
     return _print_file_summary(summary, out, json_output, untrained=not pipeline.is_trained,
                                decision=pipeline.decision_rule)
+
+
+def _progress_fields(summary, elapsed):
+    """The progress bar's count, rate and time left, `elapsed` seconds into a folder run.
+
+    The rate is the run's average: rows come a batch at a time, so rich's own
+    estimate, taken between the last few updates, swings from a fraction of an
+    image per second to thousands. Skipped files (done in an earlier run) are
+    left out, so rate and time left are real work.
+    """
+    total = summary.total - summary.skipped
+    finished = summary.done + summary.failed
+    rate = finished / elapsed if finished and elapsed > 0 else None
+    if rate is None:
+        return {"total": total, "completed": finished, "rate": "", "eta": ""}
+    left = round((total - finished) / rate)
+    return {"total": total, "completed": finished, "rate": f"{rate:.1f} img/s",
+            "eta": f"{left // 3600}:{left // 60 % 60:02d}:{left % 60:02d} left"}
 
 
 def _print_file_summary(summary, out, json_output, untrained, decision=None):

@@ -27,7 +27,11 @@ def gradcam_caption(result):
         model = members[0] if members else "the model"
     lines = [f"Grad-CAM of {model} for class {target}, on {Path(result.source).name}"]
     probability = (result.probabilities or {}).get(target)
+    raw = (result.raw_probabilities or {}).get(target)
+    calibrated = None not in (raw, probability) and abs(raw - probability) > 1e-6  # raw is set either way
     summary = [f"p({target}) = {probability:.3f}"] if probability is not None else []
+    if calibrated:  # the members' probabilities are raw: say so, or they seem to contradict the ensemble's
+        summary[0] += f" (calibrated; {raw:.3f} before)"
     if result.label is not None:
         rule = decision_text(getattr(result, "decision", None))
         would_be = getattr(result, "would_be_label", None)
@@ -37,7 +41,8 @@ def gradcam_caption(result):
         lines.append("; ".join(summary))
     if len(members) > 1:
         lines += [
-            f"Member {name}: p({target}) = {member['probabilities'][target]:.3f}, votes {member['label']}"
+            f"Member {name}: p({target}) = {member['probabilities'][target]:.3f}"
+            + (" uncalibrated" if calibrated else "") + f", votes {member['label']}"
             for name, member in result.members.items()
         ]
     lines.append("Magenta line: lung mask edge. Colour opacity grows with relevance. " + DISCLAIMER)

@@ -7,8 +7,10 @@ import sys
 import time
 
 import pytest
-from covidcxr_cli.app import app
+from covidcxr_cli.app import _progress_fields, app
 from typer.testing import CliRunner
+
+from keras_covidcxr.inference.batch_prediction import PredictionSummary
 
 BATCH_SIZE = "4"  # the same in every tests/inference module: one traced shape per session
 runner = CliRunner()
@@ -184,3 +186,13 @@ def test_a_killed_run_resumes_and_every_file_appears_exactly_once(fast_cli, pres
     assert result.exit_code == 0, result.output
     assert f"{len(images) - len(done_before)} predicted" in result.stdout
     assert sorted(csv_sources(out)) == sorted(str(image.absolute()) for image in images)
+
+
+def test_the_progress_rate_is_the_runs_average_and_leaves_out_skipped_files():
+    at_start = _progress_fields(PredictionSummary(total=12, skipped=2), elapsed=0.0)
+    assert at_start == {"total": 10, "completed": 0, "rate": "", "eta": ""}
+    # 4 of 10 after 8 s, whatever the spacing of the batches: 0.5 img/s, 12 s left
+    midway = _progress_fields(PredictionSummary(total=12, skipped=2, done=3, failed=1), elapsed=8.0)
+    assert midway == {"total": 10, "completed": 4, "rate": "0.5 img/s", "eta": "0:00:12 left"}
+    slow = _progress_fields(PredictionSummary(total=10_000, done=2), elapsed=4.0)
+    assert slow["eta"] == "5:33:16 left"

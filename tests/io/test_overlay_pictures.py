@@ -111,6 +111,11 @@ def test_the_gradcam_caption_names_class_model_probability_and_rule():
     other = "\n".join(gradcam_caption(fake_result(heatmap_class="non_covid", decision=None)))
     assert "for class non_covid" in other and "p(non_covid) = 0.028; label covid" in other
     assert "rule:" not in other  # no decision rule recorded: none claimed
+    calibrated = "\n".join(gradcam_caption(fake_result(raw_probabilities={"non_covid": 0.1, "covid": 0.9})))
+    assert "p(covid) = 0.972 (calibrated; 0.900 before); label covid" in calibrated
+    assert "Member beta: p(covid) = 0.600 uncalibrated, votes non_covid" in calibrated
+    same = "\n".join(gradcam_caption(fake_result(raw_probabilities={"non_covid": 0.028, "covid": 0.972})))
+    assert "calibrated" not in same  # a preset without calibration keeps raw = calibrated
 
 
 def test_the_mask_caption_gives_the_lung_fraction_and_the_qc_verdict():
