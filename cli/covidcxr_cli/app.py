@@ -492,7 +492,7 @@ def verify(handle: str = typer.Argument(..., help="Preset folder, registered nam
 
 @app.command()
 def upload(
-    preset: Path = typer.Argument(..., help="Preset folder to publish."),
+    preset: str = typer.Argument(..., help="Preset folder to publish, or a registered name with bundled weights."),
     handle: str = typer.Argument(..., help="Destination hf://owner/repo."),
     card: Path | None = typer.Option(
         None, "--card", show_default=False,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from keras_covidcxr.errors import PresetError
 from keras_covidcxr.presets.preset_format import read_verified_config
-from keras_covidcxr.presets.resolve import HF_PREFIX, parse_hf_handle
+from keras_covidcxr.presets.resolve import HF_PREFIX, parse_hf_handle, resolve_preset
 
 CARD_FILE = "README.md"  # the Hub shows a repository's README.md as its model card
 # model_cards/ of the source tree (absent from an installed wheel, where a card must be given)
@@ -16,13 +16,24 @@ SOURCE_MODEL_CARDS = Path(__file__).resolve().parent.parent.parent / "model_card
 _PLACEHOLDER = re.compile(r"\{\{.*?\}\}")
 
 
+def preset_folder(preset):
+    """The folder to publish: `preset` itself, or a registered name's bundled folder.
+
+    A registered name whose weights are not here (not yet trained) is a
+    `PresetError`, as when loading it.
+    """
+    from keras_covidcxr.presets.registry import registered_entry
+
+    return resolve_preset(str(preset)) if registered_entry(str(preset)) is not None else Path(preset)
+
+
 def find_model_card(folder):
-    """The model card that goes with a preset folder, or None.
+    """The model card that goes with a preset folder (or registered name), or None.
 
     The folder's own README.md, else `model_cards/<folder name>.md` of the
     source tree (the registered presets' cards).
     """
-    folder = Path(folder)
+    folder = preset_folder(folder)
     for card in (folder / CARD_FILE, SOURCE_MODEL_CARDS / f"{folder.name}.md"):
         if card.is_file():
             return card
@@ -33,6 +44,8 @@ def upload_preset(folder, handle, private=False, token=None, commit_message=None
     """Upload a checked preset folder and its model card to `hf://owner/repo`, creating the repo if needed.
 
     Args:
+        folder: a preset folder, or a registered name with a bundled folder
+            (`"covidcxr_lite"`).
         model_card: a Markdown file published as the repository's README.md;
             None finds it with `find_model_card`, False uploads no card.
             A card with unfilled `{{...}}` placeholders is refused.
@@ -44,9 +57,8 @@ def upload_preset(folder, handle, private=False, token=None, commit_message=None
         'hf://me/covidcxr-lite@3f2a...'
     """
     import huggingface_hub
-    from huggingface_hub.errors import HfHubHTTPError
 
-    folder = Path(folder)
+    folder = preset_folder(folder)
     if not handle.startswith(HF_PREFIX):
         raise PresetError(f"{handle}: uploads go to hf://owner/repo handles")
     repo_id, revision = parse_hf_handle(handle)
@@ -71,7 +83,7 @@ def upload_preset(folder, handle, private=False, token=None, commit_message=None
                 revision=revision,
                 commit_message=commit_message or f"Upload keras-covidcxr preset {folder.name}",
             )
-        except (HfHubHTTPError, OSError, ValueError) as error:
+        except Exception as error:  # the Hub client's transport has its own errors (offline: a ConnectError)
             raise PresetError(f"{handle}: upload failed ({type(error).__name__}: {error})") from error
     return f"{HF_PREFIX}{repo_id}@{commit.oid}"
 

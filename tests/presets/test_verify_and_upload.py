@@ -144,3 +144,26 @@ def test_registered_presets_find_their_card_in_model_cards():
 
     for name in PIPELINE_PRESETS:
         assert find_model_card(Path("somewhere") / name) == SOURCE_MODEL_CARDS / f"{name}.md"
+
+
+def test_a_registered_name_uploads_its_bundled_folder_and_an_untrained_one_is_refused(fake_hub):
+    (fake_hub / "covidcxr_lite.md").write_text(CARD)
+    assert upload_preset("covidcxr_lite", "hf://me/lite") == "hf://me/lite@abc123"
+    (_, _, _), (_, _, uploaded) = FakeHubApi.calls
+    assert uploaded["card"] == CARD and {"config.json", "out_of_distribution.npz"} <= set(uploaded["files"])
+    assert uploaded["commit_message"] == "Upload keras-covidcxr preset covidcxr_lite"
+    with pytest.raises(PresetError, match="no trained weights are published"):
+        upload_preset("covidcxr_paper_binary_weighted_average", "hf://me/paper")
+    assert len(FakeHubApi.calls) == 2
+
+
+def test_an_unreachable_hub_is_a_preset_error_naming_the_handle(preset_dir, fake_hub, monkeypatch):
+    class ConnectError(Exception):  # what the Hub client's transport raises offline: not an OSError
+        pass
+
+    def offline(self, repo_id, **kwargs):
+        raise ConnectError("[Errno -2] Name or service not known")
+
+    monkeypatch.setattr(FakeHubApi, "create_repo", offline)
+    with pytest.raises(PresetError, match=r"hf://me/tiny: upload failed \(ConnectError: .*not known\)"):
+        upload_preset(preset_dir, "hf://me/tiny", model_card=False)
