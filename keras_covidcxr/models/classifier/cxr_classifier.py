@@ -132,9 +132,18 @@ class CXRClassifier(SerializableModel):
             elif backbone_weights is not None:
                 backbone_model.load_weights(backbone_weights)
         else:
-            backbone_model = getattr(keras.applications, application)(
-                include_top=False, weights=backbone_weights, input_shape=backbone_shape
-            )
+            try:
+                backbone_model = getattr(keras.applications, application)(
+                    include_top=False, weights=backbone_weights, input_shape=backbone_shape
+                )
+            except Exception as error:  # Keras raises a bare Exception when the download fails
+                if backbone_weights != "imagenet":
+                    raise
+                raise ConfigError(
+                    f"the ImageNet weights of {backbone} could not be downloaded ({error}); without internet, "
+                    "give a local weights file (backbone_weights=PATH; --backbone-weights PATH) or start from scratch "
+                    "(backbone_weights=None; --backbone-weights none)"
+                ) from error
         if feature_layer is not None:
             try:
                 cut = backbone_model.get_layer(feature_layer)

@@ -239,3 +239,15 @@ def test_mirror_average_reads_the_image_and_its_mirror_image_with_one_backbone()
     restored.set_weights(model.get_weights())
     assert restored.mirror_average is True
     np.testing.assert_allclose(np.asarray(restored(images)), np.asarray(model(images)), atol=1e-6)
+
+
+def test_imagenet_weights_that_cannot_be_downloaded_are_a_config_error_saying_what_to_do(monkeypatch):
+    import keras
+
+    def offline(**kwargs):  # what keras.utils.get_file raises without internet
+        raise Exception("URL fetch failure on https://storage.googleapis.com/...: None -- Name or service not known")
+
+    monkeypatch.setattr(keras.applications, "MobileNetV2", offline)
+    with pytest.raises(ConfigError, match=r"ImageNet weights of mobilenet_v2 could not be downloaded \(URL fetch"
+                                          r".*--backbone-weights PATH.*--backbone-weights none"):
+        CXRClassifier("mobilenet_v2", input_shape=(32, 32, 1), backbone_weights="imagenet")
