@@ -60,6 +60,11 @@ class TrainingCheckpoint:
 
     def load_best(self):
         """The best model so far, built from its config (a `ResUnet` or `CXRClassifier`)."""
+        if not self.folder.is_dir():
+            raise PresetError(
+                f"{self.folder}: no such training run folder (the --out folder of a `covidcxr train` run; "
+                "a preset is not one)"
+            )
         if not self.has_best():
             raise PresetError(f"{self.best_dir}: no best checkpoint (has the run finished an epoch?)")
         return component_io.read_component(self.best_dir)

@@ -1,6 +1,8 @@
 """Checkpoint folders a user can share: the umask's modes, not the atomic temporary's private ones."""
 
-from keras_covidcxr import ResUnet
+import pytest
+
+from keras_covidcxr import PresetError, ResUnet
 from keras_covidcxr.training.checkpoints import TrainingCheckpoint
 
 
@@ -22,3 +24,11 @@ def test_checkpoint_files_and_folders_follow_the_umask(set_umask, tmp_path):
     ]
     for path in written:
         assert path.stat().st_mode & 0o777 == (0o755 if path.is_dir() else 0o644), path
+
+
+def test_loading_from_a_folder_that_is_not_a_run_says_what_is_expected(tmp_path):
+    with pytest.raises(PresetError, match=r"covidcxr_lite: no such training run folder \(the --out folder"):
+        TrainingCheckpoint(tmp_path / "covidcxr_lite").load_best()
+    (tmp_path / "started").mkdir()
+    with pytest.raises(PresetError, match="no best checkpoint"):
+        TrainingCheckpoint(tmp_path / "started").load_best()
