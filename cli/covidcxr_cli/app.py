@@ -177,12 +177,11 @@ def _predict_into_file(pipeline, paths, out, batch_size, workers, strict, retry_
                TextColumn("{task.fields[eta]}"))
     progress = Progress(*columns, console=stderr)
     task = progress.add_task("predict", total=None, rate="", eta="")
-    started = []
+    started = time.monotonic()
 
     def show(summary):
         progress.start()  # only once --out is accepted (a no-op after the first call)
-        started[:] = started or [time.monotonic()]  # the first call comes before any batch
-        progress.update(task, **_progress_fields(summary, time.monotonic() - started[0]))
+        progress.update(task, **_progress_fields(summary, time.monotonic() - started))
 
     try:
         summary = keras_covidcxr.predict_to_file(
