@@ -1,5 +1,6 @@
 """`evaluate_pipeline`: the paper's tables (each CNN, weighted average, majority vote) and a shortcut probe."""
 
+import collections
 import csv
 import dataclasses
 
@@ -92,7 +93,7 @@ def evaluate_pipeline(
     """
     rows = manifest.filter(task="cls", split=split)
     if not rows:
-        raise ConfigError(f"the manifest has no cls rows in split {split!r}")
+        raise ConfigError(_no_rows_message(manifest, split))
     names = pipeline.class_names
     truth = [class_name_for(row.label, names) for row in rows]
     paths = [manifest.resolve(row) for row in rows]
@@ -141,6 +142,19 @@ def evaluate_pipeline(
     suspected = bool(probe and probe["score_sets"][ensemble_key]["shortcut_suspected"])
     return Evaluation(written.directory, len(kept), failed, auc, suspected, kept_paths, positive_scores, probe,
                       overlap, refer)
+
+
+def _no_rows_message(manifest, split):
+    counts = collections.Counter(row.split for row in manifest.filter(task="cls"))
+    if not counts:
+        return "the manifest has no cls rows (classification images) to score"
+    have = ", ".join(f"{count} in {name!r}" if name else f"{count} without a split"
+                     for name, count in sorted(counts.items(), key=lambda item: str(item[0] or "")))
+    hint = ""
+    if None in counts:
+        hint = ("; give every row a split with `covidcxr data split` (`--fractions 0,0,1` puts every "
+                "patient in test, for a set used only to evaluate)")
+    return f"the manifest has no cls rows in split {split!r} (its cls rows: {have}){hint}"
 
 
 def _refer_summary(rule, calibrated_positive, is_positive, referred):
@@ -251,7 +265,7 @@ def _write_scores_csv(path, image_paths, rows, positive_scores):
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(["path", "patient_id", "label", *positive_scores])
         for i, (image_path, row) in enumerate(zip(image_paths, rows)):
-            values = [f"{s[i]:.6g}" for s in positive_scores.values()]
+            values = [f"{s[i]:.9g}" for s in positive_scores.values()]
             writer.writerow([str(image_path), row.patient_id, row.label, *values])
 
 
@@ -302,7 +316,8 @@ def _vote_shares(votes, member_probabilities, winners=None):
     for m in range(members):
         shares[np.arange(n), votes[:, m]] += 1.0 / members
     if winners is None:
-        shares += 1e-6 * member_probabilities.mean(axis=1)
-    else:
-        shares[np.arange(n), winners] += 1e-6
+        winners = np.argmax(shares + 1e-6 * member_probabilities.mean(axis=1), axis=1)
+    # Only the winner is nudged, by the same amount in every row: films with the same votes keep the
+    # same score, so the AUC and operating thresholds are a voter's, not the members' mean's.
+    shares[np.arange(n), winners] += 1e-6
     return shares / shares.sum(axis=1, keepdims=True)

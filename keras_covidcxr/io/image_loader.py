@@ -9,6 +9,7 @@ message starts with the file's path and says the reason. Only numpy, Pillow and
 import contextlib
 import dataclasses
 import os
+import re
 import warnings
 from pathlib import Path
 
@@ -170,6 +171,11 @@ def _read_with_pillow(path, name, max_pixels, head):
             # We apply our own size limit; Pillow's bomb *error* (far above it) is still caught.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(path, formats=_PILLOW_FORMATS)
+    except Image.DecompressionBombError as exc:
+        # Pillow refuses far above our limit before it gives the size; its message has the pixel count.
+        size = re.search(r"\((\d+) pixels\)", str(exc))
+        pixels = f"{int(size.group(1))} pixels" if size else "pixels"
+        raise UnsupportedImageError(f"{name}: image too large ({pixels}; the limit is {max_pixels})") from exc
     except UnidentifiedImageError as exc:
         kind = next((k for sig, k in _SIGNATURES.items() if head.startswith(sig)), None)
         if kind is None:

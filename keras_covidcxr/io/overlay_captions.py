@@ -34,6 +34,8 @@ def gradcam_caption(result):
         summary[0] += f" (calibrated; {raw:.3f} before)"
     if result.label is not None:
         rule = decision_text(getattr(result, "decision", None))
+        if rule and result.label == "refer":
+            rule += "; " + _refer_reason(result)
         would_be = getattr(result, "would_be_label", None)
         label = f"{result.label} (would be {would_be})" if would_be else result.label
         summary.append(f"label {label}" + (f" (rule: {rule})" if rule else ""))
@@ -66,6 +68,16 @@ def mask_caption(result):
 def colorbar_label(result):
     """The colour bar's label, on two lines to fit beside the film."""
     return f"Grad-CAM relevance\nfor {heatmap_class(result)}"
+
+
+def _refer_reason(result):
+    """Why a film was referred: out of distribution, or its probability inside the refer band."""
+    if (getattr(result, "out_of_distribution", None) or {}).get("flagged"):
+        return "referred: out of distribution"
+    band, positive = result.decision.get("refer") or {}, result.decision.get("positive_class")
+    if "low" in band and "high" in band:
+        return f"referred: {band['low']:.3f} <= p({positive}) < {band['high']:.3f}"
+    return "referred"
 
 
 def decision_text(decision):

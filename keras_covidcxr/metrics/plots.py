@@ -107,7 +107,7 @@ def plot_risk_coverage(curves, operating_point=None):
         coverage, risk, label = operating_point
         axes.plot([coverage], [risk], marker="o", color="black", linestyle="none", label=label)
     axes.set(xlabel="coverage (fraction of images answered)", ylabel="risk (error rate of the answered images)",
-             xlim=(0, 1.01), ylim=(0, None), title="Risk-coverage: abstaining on the least sure images first")
+             xlim=(0, 1.01), ylim=(0, None), title="Risk-coverage\n(abstaining on the least sure images first)")
     axes.legend(loc="upper left", fontsize="small")
     return figure
 

@@ -196,10 +196,20 @@ def _group_table(results, key):
         "| Model | group | n | " + " | ".join(METRIC_TITLES[m] for m in OVERALL_METRICS) + " |",
         "|---|---|---|" + "---|" * len(OVERALL_METRICS),
     ]
+    one_class_groups = False
     for model, entry in results["models"].items():
         for group, result in entry.get(key, {}).items():
-            cells = [_format(m, {"value": result["overall"][m], "ci": [None, None]}) for m in OVERALL_METRICS]
+            values = dict(result["overall"])
+            if len(result["support"]) == 2 and 0 in result["support"].values():
+                # With one class only, PPV and NPV are 100% or 0% by construction and F1 is 0 or
+                # undefined: they say nothing about this group.
+                values.update(ppv=None, npv=None, f1=None)
+                one_class_groups = True
+            cells = [_format(m, {"value": values[m], "ci": [None, None]}) for m in OVERALL_METRICS]
             lines.append(f"| {model} | {group} | {result['n']} | " + " | ".join(cells) + " |")
+    if one_class_groups:
+        lines += ["", "A group with films of one class only has no PPV, NPV, F1 or AUC of its own (n/a); "
+                      "its accuracy is its sensitivity or specificity."]
     return lines
 
 

@@ -1,4 +1,5 @@
 import csv
+import dataclasses
 import json
 
 import numpy as np
@@ -8,8 +9,9 @@ from PIL import Image
 from typer.testing import CliRunner
 
 import keras_covidcxr.evaluation.evaluate_pipeline as evaluate_module
-from keras_covidcxr import evaluate_pipeline
+from keras_covidcxr import ConfigError, evaluate_pipeline
 from keras_covidcxr.data import read_manifest
+from keras_covidcxr.metrics import binary_auc
 
 
 @pytest.fixture
@@ -91,6 +93,9 @@ def test_weighted_average_scores_match_the_pipeline(loaded_pipeline, manifest_pa
         written = list(csv.DictReader(handle))
     assert [row["path"] for row in written] == [str(p) for p in evaluation.paths]
     np.testing.assert_allclose([float(row["weighted_average"]) for row in written], expected, atol=1e-5)
+    is_covid = [row["label"] == "covid" for row in written]
+    for name, auc in evaluation.auc.items():  # a reader of scores.csv gets the report's AUCs
+        assert binary_auc(is_covid, [float(row[name]) for row in written]) == pytest.approx(auc, abs=1e-9)
 
 
 def test_evaluate_command(preset_dir, manifest_path, tmp_path, fast_cli):
@@ -210,8 +215,6 @@ def test_calibration_and_the_refer_rule_are_reported(loaded_pipeline, manifest_p
 
 
 def test_the_refer_summary_counts_the_films_referred_as_out_of_distribution(small_pipeline, manifest_path, tmp_path):
-    import dataclasses
-
     from keras_covidcxr import ReferRule
 
     manifest = read_manifest(manifest_path)
@@ -224,3 +227,31 @@ def test_the_refer_summary_counts_the_films_referred_as_out_of_distribution(smal
     flagged = int(np.sum(np.asarray(distances) > check.threshold))
     assert 0 < flagged < 12 and evaluation.refer["referred"] == flagged  # what predict labels "refer"
     assert evaluation.refer["answered"]["answered"] == 12 - flagged
+
+
+def test_a_majority_vote_is_scored_as_a_voter():
+    # Two members: (covid, covid), (covid, non_covid) twice with different mean probabilities, (non, non).
+    member_probabilities = np.array([
+        [[0.1, 0.9], [0.2, 0.8]],
+        [[0.4, 0.6], [0.9, 0.1]],  # tie, mean p(covid) 0.35: non_covid wins
+        [[0.1, 0.9], [0.6, 0.4]],  # tie, mean p(covid) 0.65: covid wins
+        [[0.7, 0.3], [0.8, 0.2]],
+        [[0.95, 0.05], [0.99, 0.01]],
+    ])
+    votes = member_probabilities.argmax(axis=2)
+    shares = evaluate_module._vote_shares(votes, member_probabilities)[:, 1]
+    assert shares[0] == pytest.approx(1.0) and shares[3] == pytest.approx(0.0)
+    assert shares[3] == shares[4]  # same votes, same score: the members' confidence does not reorder them
+    assert shares[1] < 0.5 <= shares[2]  # a tie goes to the higher mean probability, and only just
+    assert shares[2] == pytest.approx(0.5, abs=1e-5)
+    own = evaluate_module._vote_shares(votes, member_probabilities, winners=np.array([1, 1, 0, 0, 0]))[:, 1]
+    assert own[1] >= 0.5 > own[2]  # the ensemble's own tie rule wins over the default
+
+
+def test_a_split_without_rows_is_named_with_the_splits_there_are(loaded_pipeline, manifest_path, tmp_path):
+    manifest = read_manifest(manifest_path)
+    with pytest.raises(ConfigError, match=r"no cls rows in split 'val' \(its cls rows: 13 in 'test', 1 in 'train'\)$"):
+        evaluate_pipeline(loaded_pipeline, manifest, tmp_path / "r", split="val")
+    unsplit = manifest.with_rows(dataclasses.replace(row, split=None) for row in manifest.rows)
+    with pytest.raises(ConfigError, match=r"without a split\); give every row a split with `covidcxr data split`"):
+        evaluate_pipeline(loaded_pipeline, unsplit, tmp_path / "r")

@@ -118,6 +118,22 @@ def test_the_gradcam_caption_names_class_model_probability_and_rule():
     assert "calibrated" not in same  # a preset without calibration keeps raw = calibrated
 
 
+def test_a_referred_film_s_caption_says_why_it_was_referred():
+    decision = {"rule": "threshold", "positive_class": "covid", "threshold": 0.761, "origin": "preset",
+                "refer": {"low": 0.616, "high": 0.846, "out_of_distribution": True}}
+    in_band = "\n".join(gradcam_caption(fake_result(
+        label="refer", would_be_label="covid", decision=decision, probabilities={"non_covid": 0.225, "covid": 0.775},
+    )))
+    assert ("label refer (would be covid) (rule: covid if p(covid) >= 0.761; referred: 0.616 <= p(covid) < 0.846)"
+            in in_band)
+    unusual = "\n".join(gradcam_caption(fake_result(
+        label="refer", would_be_label="covid", decision=decision,
+        out_of_distribution={"distance": 0.2, "threshold": 0.03, "flagged": True},
+    )))
+    assert "(rule: covid if p(covid) >= 0.761; referred: out of distribution)" in unusual
+    assert "referred" not in "\n".join(gradcam_caption(fake_result(decision=decision)))  # answered: no reason
+
+
 def test_the_mask_caption_gives_the_lung_fraction_and_the_qc_verdict():
     ok = mask_caption(fake_result(lung_fraction=0.3125, lung_components=2))
     assert ok[0] == "Lung mask (tinted, magenta edge): 31.2% of the image in 2 piece(s)"

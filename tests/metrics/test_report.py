@@ -111,6 +111,28 @@ def test_binary_report_has_operating_points_for_the_positive_class(tmp_path):
     assert "## Operating thresholds (covid vs rest)" in (tmp_path / "binary" / "report.md").read_text()
 
 
+def test_a_one_class_group_shows_no_ppv_npv_or_f1(tmp_path):
+    # An outside-hospital evaluation often has sources of one class only (e.g. COVID-19 from one
+    # hospital, normals from another): their PPV / NPV would read 100% / 0% by construction.
+    truth = np.asarray(["covid"] * 10 + ["non-covid"] * 10 + ["covid", "non-covid"] * 5)
+    p_covid = np.where(truth == "covid", 0.7, 0.3)
+    p_covid[[0, 10]] = 0.4, 0.6  # one miss in each one-class source
+    sources = ["hannover"] * 10 + ["nih"] * 10 + ["ieee8023"] * 10
+    written = write_report(
+        tmp_path / "r", {"ensemble": p_covid}, truth, ["non-covid", "covid"], sources=sources, n_resamples=20
+    )
+    rows = {
+        line.split(" | ")[1]: line.split(" | ")[3:]
+        for line in (tmp_path / "r" / "report.md").read_text().splitlines()
+        if line.startswith("| ensemble | ")
+    }
+    accuracy, sensitivity, specificity, ppv, npv, f1, auc = rows["hannover"]
+    assert sensitivity != "n/a" and (specificity, ppv, npv, f1) == ("n/a",) * 4 and auc == "n/a |"
+    assert rows["nih"][3:6] == ["n/a"] * 3 and rows["nih"][2] != "n/a"
+    assert "n/a" not in rows["ieee8023"][:6]
+    assert written.results["models"]["ensemble"]["by_source"]["nih"]["overall"]["ppv"] == 0.0  # JSON: as computed
+
+
 def test_three_class_report_with_covid_thresholds_and_an_extra_section(tmp_path, three_class_scores):
     data = three_class_scores
     section = ReportSection("Shortcut probe", {"n_images": 90}, ["No score set reaches AUC 0.70 without the lungs."])

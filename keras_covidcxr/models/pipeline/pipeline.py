@@ -182,6 +182,14 @@ class Pipeline(PredictionSteps):
             pipeline.inference_model = self.inference_model
         return pipeline
 
+    def __repr__(self):
+        return (
+            f"Pipeline(segmenter={type(self.segmenter).__name__} {self.segmenter_size} px, "
+            f"members={list(self.member_names)} at {self.classifier_size} px, "
+            f"ensemble={type(self.ensemble).__name__}, classes={list(self.class_names)}, "
+            f"label: {self.decision_rule.describe()})"
+        )
+
     @property
     def member_names(self):
         return self.ensemble.member_names

@@ -60,6 +60,15 @@ class PipelineResult:
     heatmap_class: str = None
     metadata: dict = dataclasses.field(default_factory=dict)
 
+    def __repr__(self):
+        # The image, mask and heatmap are shown by dtype and shape: printed whole they bury the findings.
+        fields = ", ".join(
+            f"{field.name}=" + (f"<{value.dtype} {value.shape}>" if isinstance(value, np.ndarray) else repr(value))
+            for field in dataclasses.fields(self)
+            for value in [getattr(self, field.name)]
+        )
+        return f"PipelineResult({fields})"
+
     def to_dict(self):
         """A JSON-ready dict (arrays left out)."""
         return {

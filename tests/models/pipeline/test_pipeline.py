@@ -99,6 +99,18 @@ def test_explain_gives_a_heatmap_at_the_original_size(pipeline, chest_images):
     assert pipeline.predict(chest_images[:1], explain="non_covid")[0].heatmap_class == "non_covid"
 
 
+def test_printed_pipelines_and_results_are_readable(pipeline, chest_images):
+    text = repr(pipeline)
+    assert text.startswith("Pipeline(segmenter=ResUnet ") and "['alpha', 'beta']" in text
+    assert pipeline.decision_rule.describe() in text
+    result = pipeline.predict(chest_images[:1], explain=True)[0]
+    shape = chest_images[0].shape
+    text = repr(result)
+    assert f"image=<float32 {shape}>" in text and f"mask=<bool {shape}>" in text
+    assert f"heatmap=<float32 {shape}>" in text and f"label={result.label!r}" in text
+    assert len(text) < 3000  # the arrays are not printed
+
+
 class RectangleSegmenter(keras.Model):
     """A stand-in segmenter that always finds the same rectangular 'lungs' (rows, cols at 64 px)."""
 
