@@ -133,7 +133,9 @@ def prepare_data(shared_folder, work):
         return read_manifest(path)
     manifest, dropped = exclude_refused(from_shared_cxr_manifest(Path(shared_folder) / "manifest.csv").manifest)
     linked = [group.patient_ids for group in find_near_duplicates(manifest)]
-    split = split_by_patient(manifest, fractions=(0.8, 0.1, 0.1), seed=SEED, linked_patients=linked)
+    # By label only, as when the shipped segmenter was trained: its test split (and test Dice) stays the same.
+    split = split_by_patient(manifest, fractions=(0.8, 0.1, 0.1), seed=SEED, linked_patients=linked,
+                             stratify_by=("label",))
     work.mkdir(parents=True, exist_ok=True)
     report = [{"check": f.check, "message": f.message, "paths": list(f.paths)}
               for findings in dropped.values() for f in findings]

@@ -209,6 +209,12 @@ def split_command(
         "0.8,0.1,0.1", "--fractions", help="train,val,test shares (paper: 80/10/10)."
     ),
     seed: int = typer.Option(0, "--seed", help="Shuffle seed; the same seed gives the same split."),
+    stratify: str = typer.Option(
+        "label,source",
+        "--stratify",
+        help="Manifest fields every split keeps the mix of (each patient's most frequent value); "
+        "'label' alone is the split made before 0.4.8.",
+    ),
     link_duplicates: bool = typer.Option(
         True,
         "--link-duplicates/--no-link-duplicates",
@@ -229,11 +235,12 @@ def split_command(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT if it exists."),
     debug: bool = DEBUG,
 ):
-    """Assign train/val/test by patient, stratified by label (one split for seg and cls rows)."""
+    """Assign train/val/test by patient, stratified by label and source (one split for seg and cls rows)."""
     from keras_covidcxr.data import (
         describe_splits,
         exclude_refused,
         find_near_duplicates,
+        patient_strata,
         read_manifest,
         split_by_patient,
         write_manifest,
@@ -241,6 +248,8 @@ def split_command(
 
     stdout, _ = _consoles()
     manifest = read_manifest(manifest_path)
+    stratify_by = tuple(field.strip() for field in stratify.split(",") if field.strip())
+    patient_strata(manifest, stratify_by)  # a wrong field is refused before the images are read
     if drop_refused:
         with _progress_bar("checking images") as progress:
             manifest, dropped = exclude_refused(
@@ -261,7 +270,8 @@ def split_command(
                 markup=False,
             )
     result = split_by_patient(
-        manifest, fractions=_parse_fractions(fractions), seed=seed, linked_patients=linked
+        manifest, fractions=_parse_fractions(fractions), seed=seed, linked_patients=linked,
+        stratify_by=stratify_by,
     )
     write_manifest(result, out, overwrite=overwrite)
     stdout.print(describe_splits(result), markup=False)

@@ -2,7 +2,9 @@
 
 One split serves both tasks: a patient's seg and cls rows go to the same split. Patients are
 stratified by their label (the most frequent cls label, ties broken by first appearance;
-patients with seg rows only form their own stratum), so each split keeps the class mix.
+patients with seg rows only form their own stratum) and their source, so each split keeps the
+class mix of every collection: in a merged manifest where one hospital has many films per patient
+and another one film each, a split by label alone would fill val and test with the second.
 
 Example:
     >>> from keras_covidcxr.data.manifest import Manifest, ManifestRow
@@ -19,27 +21,45 @@ from typing import NamedTuple
 
 import numpy as np
 
-from keras_covidcxr.data.manifest import SPLITS, DatasetError
+from keras_covidcxr.data.manifest import SPLITS, DatasetError, ManifestRow
 from keras_covidcxr.errors import ConfigError
 
 SEG_ONLY_STRATUM = "(seg only)"
 
 
-def patient_strata(manifest):
-    """patient_id -> stratum: the patient's most frequent cls label (first seen wins ties)."""
-    labels = defaultdict(list)
+def _most_frequent(values):
+    counts = Counter(values)
+    best = max(counts.values())
+    return next(value for value in values if counts[value] == best)  # first seen wins ties
+
+
+def patient_strata(manifest, by=("label",)):
+    """patient_id -> stratum: the patient's most frequent cls label (first seen wins ties).
+
+    `by` adds other manifest fields (e.g. ("label", "source")): each is the most frequent value
+    of the patient's rows ("unknown" when none has one), and the stratum joins them with "/".
+    """
+    for field in by:
+        if field != "label" and field not in ManifestRow.__dataclass_fields__:
+            raise ConfigError(f"cannot stratify by {field!r}: not a manifest field")
+    labels, values = defaultdict(list), defaultdict(lambda: defaultdict(list))
     for row in manifest:
         labels[row.patient_id]  # every patient gets an entry, seg-only ones too
         if row.task == "cls" and row.label is not None:
             labels[row.patient_id].append(row.label)
+        for field in by:
+            if field != "label" and getattr(row, field) is not None:
+                values[row.patient_id][field].append(str(getattr(row, field)))
     strata = {}
     for patient, patient_labels in labels.items():
-        if not patient_labels:
-            strata[patient] = SEG_ONLY_STRATUM
-            continue
-        counts = Counter(patient_labels)
-        best = max(counts.values())
-        strata[patient] = next(label for label in patient_labels if counts[label] == best)
+        parts = []
+        for field in by:
+            if field == "label":
+                parts.append(_most_frequent(patient_labels) if patient_labels else SEG_ONLY_STRATUM)
+            else:
+                found = values[patient][field]
+                parts.append(_most_frequent(found) if found else "unknown")
+        strata[patient] = "/".join(parts)
     return strata
 
 
@@ -69,12 +89,15 @@ def _check_fractions(fractions):
     return fractions
 
 
-def split_by_patient(manifest, fractions=(0.8, 0.1, 0.1), seed=0, linked_patients=()):
+def split_by_patient(
+    manifest, fractions=(0.8, 0.1, 0.1), seed=0, linked_patients=(), stratify_by=("label", "source")
+):
     """A copy of `manifest` with every row's `split` set to train / val / test.
 
-    Within each stratum the patient groups are shuffled (seeded) and each goes to the split that,
-    after taking it, is least filled relative to its target share of that stratum's images, so
-    splits come out near `fractions` in images while patients stay whole.
+    Within each stratum (`patient_strata(manifest, stratify_by)`: label and source by default) the
+    patient groups are shuffled (seeded) and each goes to the split that, after taking it, is least
+    filled relative to its target share of that stratum's images, so splits come out near
+    `fractions` in images while patients stay whole.
 
     Args:
         manifest: the `Manifest` to split (existing split values are replaced).
@@ -82,11 +105,13 @@ def split_by_patient(manifest, fractions=(0.8, 0.1, 0.1), seed=0, linked_patient
         seed: the shuffle seed; the same manifest and seed give the same split.
         linked_patients: groups of patient ids to keep together, e.g. ids that share a picture
             (`[g.patient_ids for g in find_near_duplicates(manifest)]`): public sets re-upload films.
+        stratify_by: the manifest fields each split keeps the mix of; ("label",) gives the split made
+            before 0.4.8 (the bundled preset's).
     """
     fractions = _check_fractions(fractions)
     if len(manifest) == 0:
         raise DatasetError("cannot split an empty manifest")
-    strata = patient_strata(manifest)
+    strata = patient_strata(manifest, stratify_by)
     groups = _linked_groups(list(strata), linked_patients)
     images_per_patient = Counter(row.patient_id for row in manifest)
 

@@ -130,6 +130,10 @@ def test_refuses_to_overwrite_and_bad_options_exit_2(runner, shared_folder, tmp_
         data_app, ["split", str(out), "--out", str(tmp_path / "s.csv"), "--fractions", "0.5,0.5"]
     )
     assert result.exit_code == 2 and "fractions" in result.stderr
+    result = runner.invoke(
+        data_app, ["split", str(out), "--out", str(tmp_path / "s.csv"), "--stratify", "label,hospital"]
+    )
+    assert result.exit_code == 2 and "cannot stratify by 'hospital': not a manifest field" in result.stderr
     result = runner.invoke(data_app, ["build", "unknown-layout", "x", "--out", "y"])
     assert result.exit_code == 2
 

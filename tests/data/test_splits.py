@@ -1,4 +1,4 @@
-"""Patient-level splits: disjoint by patient, stratified by label, seeded, one split across tasks."""
+"""Patient-level splits: disjoint by patient, stratified by label and source, seeded, one split across tasks."""
 
 from collections import Counter, defaultdict
 
@@ -88,6 +88,40 @@ def test_patient_strata_majority_then_first_label_and_seg_only():
         ManifestRow("f", "seg", "z", mask_path="m"),
     ]
     assert patient_strata(Manifest(rows)) == {"x": "covid", "y": "pneumonia", "z": "(seg only)"}
+
+
+def merged_manifest():
+    """Two collections, as after `data merge`: "archive" has 60 patients with 5 COVID-19 films each,
+    "registry" 600 patients with one film each (COVID-19 or normal)."""
+    rows = [ManifestRow(f"a/{p}_{i}.png", "cls", f"a{p}", label="covid", source="archive")
+            for p in range(60) for i in range(5)]
+    rows += [ManifestRow(f"r/{p}.png", "cls", f"r{p}", label=("covid", "normal")[p % 2], source="registry")
+             for p in range(600)]
+    return Manifest(rows, "/data")
+
+
+def test_every_collection_keeps_its_share_of_every_split():
+    for seed in range(3):
+        split = split_by_patient(merged_manifest(), seed=seed)
+        archive = Counter(row.split for row in split if row.source == "archive")
+        assert archive["val"] >= 20 and archive["test"] >= 20  # 10% of its 300 films, give or take a patient
+    legacy = split_by_patient(merged_manifest(), seed=0, stratify_by=("label",))
+    archive = Counter(row.split for row in legacy if row.source == "archive")
+    assert archive["val"] + archive["test"] <= 10  # by label alone the many-film patients all went to train
+
+
+def test_patient_strata_by_label_and_another_field():
+    rows = [
+        ManifestRow("a", "cls", "x", label="covid", source="s1"),
+        ManifestRow("b", "seg", "x", mask_path="m", source="s1"),
+        ManifestRow("c", "cls", "y", label="normal"),
+        ManifestRow("d", "seg", "z", mask_path="m", source="s2"),
+    ]
+    assert patient_strata(Manifest(rows), by=("label", "source")) == {
+        "x": "covid/s1", "y": "normal/unknown", "z": "(seg only)/s2"
+    }
+    with pytest.raises(ConfigError, match="cannot stratify by 'hospital'"):
+        patient_strata(Manifest(rows), by=("label", "hospital"))
 
 
 @pytest.mark.parametrize("fractions", [(0.8, 0.2), (0.5, 0.5, 0.5), (1.2, -0.1, -0.1)])
