@@ -535,9 +535,9 @@ def _results_table(results, class_names, untrained):
     headers = ("image", "label", *class_names, "member votes", "spread", "lung area", *(["notes"] if with_notes else []))
     for header in headers:
         table.add_column(header, overflow="fold")
-    for result in results:
+    for result, name in zip(results, _display_names([result.source for result in results])):
         if result.error:  # the reason goes to stderr, one line per file
-            table.add_row(Path(result.source).name, "[red]error[/]", *[""] * (len(headers) - 2))
+            table.add_row(escape(name), "[red]error[/]", *[""] * (len(headers) - 2))
             continue
         votes = "\n".join(f"{name}: {member['label']}" for name, member in result.members.items())
         notes = [escape("; ".join(message for _, message in result.warnings))] if with_notes else []
@@ -545,7 +545,7 @@ def _results_table(results, class_names, untrained):
         if result.would_be_label:
             label = f"[bold yellow]refer[/]\n(would be {result.would_be_label})"
         table.add_row(
-            Path(result.source).name,
+            escape(name),
             label,
             *[f"{result.probabilities[c]:.3f}" for c in class_names],
             votes,
@@ -554,6 +554,17 @@ def _results_table(results, class_names, untrained):
             *notes,
         )
     return table
+
+
+def _display_names(sources):
+    """File names, or where two files share a name (patient1/image1.png, patient2/image1.png), the paths
+    below the folder all the files are in."""
+    names = [Path(source).name for source in sources]
+    if len(set(names)) == len(names):
+        return names
+    paths = [os.path.abspath(source) for source in sources]
+    root = os.path.commonpath([os.path.dirname(path) for path in paths])
+    return [os.path.relpath(path, root) for path in paths]
 
 
 def _spread_text(uncertainty):

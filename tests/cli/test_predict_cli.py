@@ -1,6 +1,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -293,3 +294,14 @@ def test_refer_labels_and_no_refer(preset_dir, images, monkeypatch, loaded_pipel
     assert json.loads(answered.splitlines()[0])["label"] == row["would_be_label"]
     table = runner.invoke(app, ["predict", images[0], "--preset", str(preset_dir)])
     assert "refer" in table.output and "would be" in table.output
+
+
+def test_files_that_share_a_name_are_told_apart_in_the_table(tmp_path):
+    from covidcxr_cli.app import _display_names
+
+    assert _display_names(["/data/a.png", "/data/b.png"]) == ["a.png", "b.png"]  # names alone where unique
+    folder = tmp_path / "study"
+    shared = [folder / "patient1" / "image1.png", folder / "patient2" / "image1.png", folder / "other.png"]
+    assert _display_names([str(p) for p in shared]) == [
+        str(Path("patient1", "image1.png")), str(Path("patient2", "image1.png")), "other.png"
+    ]
