@@ -579,8 +579,8 @@ def _spread_text(uncertainty):
 
 def _write_overlays(results, folder):
     used = set()
-    for result in results:
-        stem = Path(result.source).stem
+    for result, name in zip(results, _display_names([result.source for result in results])):
+        stem = str(Path(name).with_suffix("")).replace(os.sep, "__")  # patient2/image1.png -> patient2__image1
         unique, n = stem, 1
         while unique in used:
             n += 1

@@ -305,3 +305,15 @@ def test_files_that_share_a_name_are_told_apart_in_the_table(tmp_path):
     assert _display_names([str(p) for p in shared]) == [
         str(Path("patient1", "image1.png")), str(Path("patient2", "image1.png")), "other.png"
     ]
+
+
+def test_overlays_of_files_that_share_a_name_are_named_by_their_folder(monkeypatch, tmp_path):
+    import keras_covidcxr
+    from covidcxr_cli.app import _write_overlays
+    from keras_covidcxr.models.pipeline.pipeline_result import PipelineResult
+
+    stems = []
+    monkeypatch.setattr(keras_covidcxr, "save_overlays", lambda result, folder, stem: stems.append(stem))
+    sources = [tmp_path / "p1" / "image1.png", tmp_path / "p2" / "image1.png", tmp_path / "p2" / "image1.png"]
+    _write_overlays([PipelineResult(str(source)) for source in sources], tmp_path / "overlays")
+    assert stems == ["p1__image1", "p2__image1", "p2__image1_2"]  # the same file twice still gets two names
