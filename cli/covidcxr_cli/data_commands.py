@@ -12,6 +12,7 @@ Examples:
     covidcxr data audit split.csv --json audit.json
 """
 
+import collections
 import contextlib
 import enum
 import functools
@@ -300,8 +301,9 @@ def audit_command(
         "--images/--no-images",
         help="Decode images (sizes, near-duplicates); --no-images checks files exist only.",
     ),
-    max_per_check: int | None = typer.Option(
-        None, "--max-per-check", min=1, help="List at most this many findings per check."
+    max_per_check: int = typer.Option(
+        25, "--max-per-check", min=1,
+        help="List at most this many findings per check (the --json report has them all).",
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace the --json file if it exists."),
     debug: bool = DEBUG,
@@ -329,4 +331,7 @@ def audit_command(
         if json_path is not None:
             report.to_json(json_path, overwrite=overwrite)
         stdout.print(report.summary(max_per_check=max_per_check), markup=False)
+        if max(collections.Counter(finding.check for finding in report.findings).values(), default=0) > max_per_check:
+            stdout.print(f"(lists cut at {max_per_check} per check: --max-per-check for more, --json for all)",
+                         markup=False)
     raise typer.Exit(EXIT_OK if report.passed else EXIT_AUDIT_FAILED)

@@ -81,6 +81,17 @@ def test_audit_failure_exits_1_and_names_the_problem(runner, shared_folder, tmp_
     assert "patient ieee8023:0" in result.stdout
 
 
+def test_long_finding_lists_are_cut_and_say_how_to_see_them_all(runner, tmp_path):
+    rows = ["path,task,label,patient_id,split"] + [f"missing_{i}.png,cls,covid,p{i},train" for i in range(30)]
+    (tmp_path / "m.csv").write_text("\n".join(rows) + "\n")
+    result = runner.invoke(data_app, ["audit", str(tmp_path / "m.csv"), "--json", str(tmp_path / "a.json")])
+    assert "missing_24.png" in result.stdout and "missing_25.png" not in result.stdout
+    assert "... and 5 more" in result.stdout and "(lists cut at 25 per check" in result.stdout
+    assert "missing_29.png" in (tmp_path / "a.json").read_text()
+    result = runner.invoke(data_app, ["audit", str(tmp_path / "m.csv"), "--max-per-check", "30"])
+    assert "missing_29.png" in result.stdout and "lists cut" not in result.stdout
+
+
 def test_bad_manifest_exits_2_with_one_error_line(runner, tmp_path):
     bad = tmp_path / "bad [v2].csv"
     bad.write_text("path,task,label,patient_id\na.png,cls,cat,p1\n")
