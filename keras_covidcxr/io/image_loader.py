@@ -23,6 +23,7 @@ from keras_covidcxr.errors import (
     UnsupportedImageError,
 )
 from keras_covidcxr.io import dicom_reader
+from keras_covidcxr.io.array_input import scale_by_bits_used
 
 DEFAULT_MAX_PIXELS = 50_000_000
 METADATA_KEYS = (
@@ -60,6 +61,9 @@ class LoadedImage:
     `metadata` always holds the keys in `METADATA_KEYS`; a value is None where
     the file does not say (plain images carry no modality, view, age or patient).
     `original_size` is (height, width) as loaded, after EXIF orientation.
+    `bits` is the bit depth the pixels were scaled by: 8 for 8-bit files; for 16-bit
+    files the bits their largest value needs (12 for 12-bit data stored in 16), so
+    such a film is not read 16 times too dark.
     """
 
     pixels: np.ndarray
@@ -206,11 +210,11 @@ def _to_gray(image, name):
     """Gray float32 in [0, 1] and the bit depth it was scaled by (ITU-R 601 luma, as Pillow's 'L')."""
     mode = image.mode
     if mode in _SIXTEEN_BIT_MODES:
-        return (np.asarray(image).astype(np.float32) / 65535.0), 16
+        return scale_by_bits_used(np.asarray(image))
     if mode == "I":
         values = np.asarray(image, dtype=np.int64)
         if values.min() >= 0 and values.max() <= 65535:
-            return (values / 65535.0).astype(np.float32), 16  # 16-bit data in a 32-bit mode
+            return scale_by_bits_used(values)  # at most 16-bit data in a 32-bit mode
         return _min_max(values), 32
     if mode == "F":
         values = np.asarray(image, dtype=np.float64)

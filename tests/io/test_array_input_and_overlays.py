@@ -10,6 +10,7 @@ from keras_covidcxr.io.overlays import heatmap_overlay, mask_overlay, save_overl
 
 def test_arrays_of_every_usual_type():
     assert pixels_from_array(np.array([[0, 65535]], np.uint16)).tolist() == [[0.0, 1.0]]
+    assert pixels_from_array(np.array([[0, 4095]], np.uint16)).tolist() == [[0.0, 1.0]]  # 12-bit data, as files
     rgba = np.zeros((2, 2, 4), np.uint8)
     rgba[..., :3] = 255
     assert np.allclose(pixels_from_array(rgba), 1.0)  # alpha dropped

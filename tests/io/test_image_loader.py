@@ -69,6 +69,20 @@ def test_16_bit_tiff(corpus):
     assert (image.metadata["format"], image.metadata["bits"]) == ("TIFF", 16)
 
 
+def test_12_bit_data_in_a_16_bit_png_is_scaled_by_4095(tmp_path):
+    # Detector data of 10-14 bits is often stored in 16-bit PNGs; by 65535 the film would be nearly black.
+    film = np.linspace(0, 255, 64 * 64).reshape(64, 64).astype(np.uint16)
+    Image.fromarray(film).save(tmp_path / "film8.png")
+    for bits in (10, 12, 14):
+        Image.fromarray(film * (2 ** (bits - 8))).save(tmp_path / f"film{bits}.png")
+        image = load_image(tmp_path / f"film{bits}.png")
+        assert image.metadata["bits"] == bits
+        np.testing.assert_allclose(image.pixels, load_image(tmp_path / "film8.png").pixels, atol=1.0 / 255)
+    dark = tmp_path / "dark.png"
+    Image.fromarray(np.full((4, 4), 100, np.uint16)).save(dark)
+    assert load_image(dark).metadata["bits"] == 8  # never stretched beyond 8 bits
+
+
 def test_32_bit_int_tiff_in_16_bit_range_scales_by_65535(corpus):
     image = load_image(corpus.int32_tiff())
     np.testing.assert_allclose(image.pixels, np.array([[0, 4095], [65535, 100]]) / 65535, rtol=1e-6)
