@@ -55,6 +55,7 @@ from keras_covidcxr import (
     PreprocessingConfig,
     ProbabilityCalibration,
     TrainingConfig,
+    fails_input_checks,
     fit_calibration,
     fit_refer_rule,
     run_segmenter_recipe,
@@ -120,6 +121,7 @@ MIRROR_AVERAGE = True
 # The refer band answers the images outside it at the issue's targets on the out-of-fold scores.
 REFER_TARGETS = {"target_sensitivity": 0.85, "target_specificity": 0.70, "min_coverage": 0.5}
 REFER_OUT_OF_DISTRIBUTION = True  # films unlike every training film (a CT slice, a blank image) get no answer
+REFER_INPUT_CHECKS = True  # nor films whose lung mask or view check fails (an inverted, rotated or lateral film)
 OOD_MEMBER, OOD_NEIGHBOURS, OOD_QUANTILE = "mobilenet_v2", 5, 0.99
 WITHIN_COLLECTION = ("ieee8023", "actualmed", "figure1")
 
@@ -312,7 +314,8 @@ def fit_recipe(features, labels, groups, index, seed):
     if refer_problem is None:
         try:
             refer_rule = fit_refer_rule(calibrated, y, probability_calibration.apply_to_positive(threshold),
-                                        **REFER_TARGETS, out_of_distribution=REFER_OUT_OF_DISTRIBUTION)
+                                        **REFER_TARGETS, out_of_distribution=REFER_OUT_OF_DISTRIBUTION,
+                                        input_checks=REFER_INPUT_CHECKS)
         except ConfigError as error:  # recorded; the preset then always answers
             refer_problem = str(error)
     ood_check = FeatureDistanceCheck(OOD_MEMBER, features[OOD_MEMBER][index],
@@ -377,11 +380,12 @@ def source_features(rows):
     return np.asarray([[float(row.source == s) for s in WITHIN_COLLECTION] for row in rows])
 
 
-def cross_validate(features, labels, groups, baselines, adapted=None):
+def cross_validate(features, labels, groups, baselines, adapted=None, failed_checks=None):
     """Out-of-fold ensemble, member and baseline scores, and each fold's decisions at its own threshold.
 
     `adapted(train, tag)`, when given, returns the features of members adapted (AdaBN) to the training part
-    only, used instead of `features` in that fold."""
+    only, used instead of `features` in that fold. `failed_checks`: which films fail an input check (the
+    refer rule refers them)."""
     n = len(labels)
     out = {"ensemble": np.zeros(n), "decision": np.zeros(n, bool), "calibrated": np.zeros(n),
            "referred": np.zeros(n, bool), "ood_distance": np.zeros(n), "ood_flagged": np.zeros(n, bool),
@@ -398,8 +402,9 @@ def cross_validate(features, labels, groups, baselines, adapted=None):
         out["ood_distance"][test] = check.distances(fold_features[OOD_MEMBER][test])
         out["ood_flagged"][test] = out["ood_distance"][test] > check.threshold
         if recipe["refer_rule"] is not None:
-            out["referred"][test] = recipe["refer_rule"].refers(out["calibrated"][test],
-                                                                out_of_distribution=out["ood_flagged"][test])
+            out["referred"][test] = recipe["refer_rule"].refers(
+                out["calibrated"][test], out_of_distribution=out["ood_flagged"][test],
+                failed_input_checks=None if failed_checks is None else failed_checks[test])
         for j, name in enumerate(features):
             out[name][test] = members[:, j]
             out[f"{name}_decision"][test] = members[:, j] >= recipe["member_thresholds"][j]
@@ -421,12 +426,12 @@ def paired_auc_difference(labels, groups, scores, baseline):
     return with_ci(difference, labels, groups, scores, baseline)
 
 
-def cross_validation_report(rows, features, hard_features, baselines, adapted):
+def cross_validation_report(rows, features, hard_features, baselines, adapted, failed_checks):
     """({model: {subset: metrics}}, fold records, hard-mask comparison) of the recipe's out-of-fold scores."""
     labels = np.array([row.label == "covid" for row in rows], np.int64)
     groups = np.array([row.patient_id for row in rows])
     pa = np.array([row.view == "PA" for row in rows])
-    oof, folds = cross_validate(features, labels, groups, baselines, adapted)
+    oof, folds = cross_validate(features, labels, groups, baselines, adapted, failed_checks)
     report = {name: {} for name in ("ensemble", *features, *baselines)}
     for subset, keep in (("all", np.ones(len(rows), bool)), ("pa_only", pa)):
         y, g = labels[keep], groups[keep]
@@ -441,10 +446,10 @@ def cross_validation_report(rows, features, hard_features, baselines, adapted):
     hard_oof, _ = cross_validate(hard_features, labels, groups, {})
     hard = {"ensemble_auc": with_ci(auc, labels, groups, hard_oof["ensemble"]),
             "ensemble_auc_pa_only": with_ci(auc, labels[pa], groups[pa], hard_oof["ensemble"][pa])}
-    return report, folds, hard, uncertainty_report(labels, groups, oof)
+    return report, folds, hard, uncertainty_report(labels, groups, oof, failed_checks)
 
 
-def uncertainty_report(labels, groups, oof):
+def uncertainty_report(labels, groups, oof, failed_checks):
     """Out-of-fold calibration (ECE, Brier before and after), the refer rule's coverage and answered metrics,
     and the out-of-distribution check's false-flag rate on these frontal films."""
     names = list(CLASS_NAMES)
@@ -465,6 +470,7 @@ def uncertainty_report(labels, groups, oof):
                      "specificity": with_ci(specificity, labels[answered], groups[answered], decisions[answered])},
         "all": {"sensitivity": sensitivity(labels, decisions), "specificity": specificity(labels, decisions)},
         "referred_covid_fraction": float(labels[referred].mean()) if referred.any() else None,
+        "failed_input_checks": int(np.sum(failed_checks)),
     }
     return {"calibration": calibration, "refer": refer,
             "ood_false_flag_rate": float(oof["ood_flagged"].mean()), "ood_flagged": int(oof["ood_flagged"].sum())}
@@ -536,6 +542,14 @@ def final_preset(rows, features, segmenter, weights_folder, inputs):
         "out_of_distribution": {**recipe["ood_check"].to_config(), "reference_images": len(rows)},
     }
     return pipeline, record, [row.patient_id for row in rows]
+
+
+def input_check_failures(pipeline, manifest, rows, work):
+    """Which cls films fail an input check of the pipeline (lung mask QC, view): they depend on the
+    segmenter and the input contract only, so the final pipeline's are every fold's."""
+    return cached(work / "failed_input_checks.npy", lambda: np.array(
+        [fails_input_checks(r.warnings) for r in pipeline.predict([manifest.resolve(r) for r in rows], batch_size=16)],
+        bool))
 
 
 def out_of_distribution_rates(pipeline, shared_folder, nih_films=200):
@@ -620,7 +634,10 @@ def main(argv=None):
     times["inputs_and_features"] = round(time.time() - stage, 1)
     stage = time.time()
     baselines = {"shortcut_baseline": shortcut_features(manifest), "source_baseline": source_features(rows)}
-    cv, folds, hard_mask, uncertainty = cross_validation_report(rows, features, hard_features, baselines, adapted)
+    pipeline, final_record, fit_patients = final_preset(rows, features, segmenter, args.weights, inputs)
+    failed_checks = input_check_failures(pipeline, manifest, rows, work)
+    cv, folds, hard_mask, uncertainty = cross_validation_report(rows, features, hard_features, baselines, adapted,
+                                                                failed_checks)
     last_layer = last_layer_comparison(rows, last_layer_features)
     loso = leave_one_source_out(rows, adapted)
     times["cross_validation"] = round(time.time() - stage, 1)
@@ -628,7 +645,6 @@ def main(argv=None):
         e = cv["ensemble"][subset]
         print(f"cv {subset}: AUC {e['auc']['value']:.3f} {e['auc']['ci95']}, sensitivity "
               f"{e['sensitivity']['value']:.3f}, specificity {e['specificity']['value']:.3f}", flush=True)
-    pipeline, final_record, fit_patients = final_preset(rows, features, segmenter, args.weights, inputs)
     print("final:", json.dumps({k: final_record[k] for k in ("threshold", "weights", "calibration_auc")}))
     manifest_path = work / "manifest.csv"
     counts = {f"{task}/{label or '-'}": n for (task, label), n in sorted(manifest.counts("task", "label").items())}

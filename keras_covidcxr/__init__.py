@@ -82,6 +82,7 @@ _LAZY = {
     "fit_calibration": "keras_covidcxr.models.pipeline.calibration",
     "ReferRule": "keras_covidcxr.models.pipeline.refer_rule",
     "fit_refer_rule": "keras_covidcxr.models.pipeline.refer_rule",
+    "fails_input_checks": "keras_covidcxr.models.pipeline.refer_rule",
     "FeatureDistanceCheck": "keras_covidcxr.models.pipeline.out_of_distribution",
     "fit_feature_distance_check": "keras_covidcxr.models.pipeline.out_of_distribution",
     "test_time_variants": "keras_covidcxr.preprocessing.test_time_augmentation",

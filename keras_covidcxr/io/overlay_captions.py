@@ -71,13 +71,15 @@ def colorbar_label(result):
 
 
 def _refer_reason(result):
-    """Why a film was referred: out of distribution, or its probability inside the refer band."""
+    """Why a film was referred: out of distribution, its probability inside the refer band, or a failed
+    input check (the mask or view notes under the film say which)."""
     if (getattr(result, "out_of_distribution", None) or {}).get("flagged"):
         return "referred: out of distribution"
     band, positive = result.decision.get("refer") or {}, result.decision.get("positive_class")
-    if "low" in band and "high" in band:
+    p = (result.probabilities or {}).get(positive)
+    if "low" in band and "high" in band and p is not None and band["low"] <= p < band["high"]:
         return f"referred: {band['low']:.3f} <= p({positive}) < {band['high']:.3f}"
-    return "referred"
+    return "referred: an input check fails" if band.get("input_checks") else "referred"
 
 
 def decision_text(decision):

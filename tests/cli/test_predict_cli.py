@@ -308,8 +308,9 @@ def test_files_that_share_a_name_are_told_apart_in_the_table(tmp_path):
 
 
 def test_overlays_of_files_that_share_a_name_are_named_by_their_folder(monkeypatch, tmp_path):
-    import keras_covidcxr
     from covidcxr_cli.app import _write_overlays
+
+    import keras_covidcxr
     from keras_covidcxr.models.pipeline.pipeline_result import PipelineResult
 
     stems = []

@@ -132,6 +132,9 @@ def test_a_referred_film_s_caption_says_why_it_was_referred():
     )))
     assert "(rule: covid if p(covid) >= 0.761; referred: out of distribution)" in unusual
     assert "referred" not in "\n".join(gradcam_caption(fake_result(decision=decision)))  # answered: no reason
+    checked = {**decision, "refer": {**decision["refer"], "input_checks": True}}
+    failed_mask = "\n".join(gradcam_caption(fake_result(label="refer", would_be_label="covid", decision=checked)))
+    assert "(rule: covid if p(covid) >= 0.761; referred: an input check fails)" in failed_mask  # p 0.972: no band
 
 
 def test_the_mask_caption_gives_the_lung_fraction_and_the_qc_verdict():

@@ -95,7 +95,8 @@ def test_the_out_of_distribution_check_is_refitted_on_the_finetuned_features(syn
     stale = FeatureDistanceCheck("alpha", np.random.default_rng(0).normal(size=(20, 8)), 0.5, neighbours=3,
                                  quantile=0.9)
     parent = Pipeline(ResUnet(input_size=64, filters=(4, 8, 16)), WeightedAverageEnsemble(members),
-                      out_of_distribution=stale, refer_rule=ReferRule(0.4, 0.6, out_of_distribution=True))
+                      out_of_distribution=stale,
+                      refer_rule=ReferRule(0.4, 0.6, out_of_distribution=True, input_checks=True))
     parent.save_to_preset(tmp_path / "parent", training={"recipe": "untrained test parent", "data": "none"})
     config = TrainingConfig(batch_size=4, head_epochs=1, unfreeze_schedule=(), workers=1, augment=False)
     with pytest.warns(UserWarning, match="fewer than 50"):
@@ -111,8 +112,9 @@ def test_the_out_of_distribution_check_is_refitted_on_the_finetuned_features(syn
     train, val, _ = classifier_datasets(read_manifest(synthetic_manifest_path), result.pipeline.segmenter,
                                         result.pipeline.class_names, 32, result.pipeline.preprocessing, config)
     assert check.threshold == pytest.approx(np.quantile(check.distances(pooled_features(fine_tuned, val.inputs)), 0.9))
-    # the parent referred out-of-distribution films: the child still does, without the parent's band
-    assert result.pipeline.refer_rule.describe("covid") == "refer if the film is out of distribution"
+    # the parent referred out-of-distribution films and failed input checks: the child still does, without the band
+    assert result.pipeline.refer_rule.describe("covid") == (
+        "refer if the film is out of distribution or an input check fails")
     assert result.training["out_of_distribution"]["member"] == "alpha"
     reloaded = Pipeline.from_preset(tmp_path / "child")
     np.testing.assert_allclose(reloaded.out_of_distribution.reference, check.reference, atol=1e-3)

@@ -17,7 +17,7 @@ from keras_covidcxr.io.array_input import pixels_from_array
 from keras_covidcxr.io.image_loader import LoadedImage, load_image
 from keras_covidcxr.models.pipeline.calibration import ProbabilityCalibration
 from keras_covidcxr.models.pipeline.pipeline_result import PipelineResult
-from keras_covidcxr.models.pipeline.refer_rule import ReferRule
+from keras_covidcxr.models.pipeline.refer_rule import ReferRule, fails_input_checks
 from keras_covidcxr.preprocessing.input_contract import InputContract
 from keras_covidcxr.preprocessing.model_inputs import (
     classifier_input,
@@ -225,9 +225,12 @@ class PredictionSteps:
             flagged = distance > check.threshold
             result.out_of_distribution = {"distance": distance, "threshold": check.threshold, "flagged": flagged}
         refer = self.refer_rule if self.decision_rule.refer else None  # off with --no-refer or a user threshold
-        if refer is not None and refer.refers(calibrated[1], result.uncertainty["member_spread"], flagged):
+        failed_checks = fails_input_checks(result.warnings)
+        if refer is not None and refer.refers(calibrated[1], result.uncertainty["member_spread"], flagged,
+                                              failed_checks):
             result.would_be_label, result.label = result.label, "refer"
             reason = ", out of distribution" if flagged and refer.out_of_distribution else ""
+            reason += ", an input check fails" if failed_checks and refer.input_checks else ""
             result.warnings.append(("refer", f"p({names[1]}) {calibrated[1]:.3f}, member spread "
                                     f"{result.uncertainty['member_spread']:.3f}{reason}: {refer.describe(names[1])}; "
                                     f"would be {result.would_be_label}: have a person read this film"))

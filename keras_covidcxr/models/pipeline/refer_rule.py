@@ -1,10 +1,11 @@
-"""When not to answer: a band of calibrated p(positive) (and optionally member disagreement or an
-out-of-distribution film) to refer.
+"""When not to answer: a band of calibrated p(positive) (and optionally member disagreement, an
+out-of-distribution film or a failed input check) to refer.
 
 A two-class pipeline with a `ReferRule` labels an image "refer" instead of answering when its
 calibrated p(positive) lies in [low, high), when its members' p(positive) spread (standard
-deviation) exceeds `max_member_spread`, or, with `out_of_distribution`, when the pipeline's
-out-of-distribution check flags it; the label it would have given is kept
+deviation) exceeds `max_member_spread`, with `out_of_distribution` when the pipeline's
+out-of-distribution check flags it, or with `input_checks` when one of its input checks
+(`INPUT_CHECK_CODES`) flags it; the label it would have given is kept
 (`PipelineResult.would_be_label`). `fit_refer_rule` picks the band on validation scores so that the
 answered images keep a target sensitivity (and specificity) while as many images as possible are
 answered. Numpy only.
@@ -22,11 +23,21 @@ import numpy as np
 from keras_covidcxr.errors import ConfigError
 from keras_covidcxr.settings import settings_from_dict
 
+# Warnings that say the film or its lung mask is not what the classifiers were built for: a mask of
+# implausible size or pieces, pieces below the diaphragm, an irregular outline (as on an inverted,
+# rotated or upside-down film), a lateral-looking mask or stated view, a child.
+INPUT_CHECK_CODES = ("implausible_mask", "mask_below_diaphragm", "mask_irregular_outline", "view", "age")
+
+
+def fails_input_checks(warnings):
+    """Whether a result's (code, message) warnings include one of `INPUT_CHECK_CODES`."""
+    return any(code in INPUT_CHECK_CODES for code, _ in warnings)
+
 
 @dataclasses.dataclass(frozen=True)
 class ReferRule:
-    """Refer (abstain) when low <= p(positive) < high, when the members' spread exceeds a limit, or when
-    the film is out of distribution.
+    """Refer (abstain) when low <= p(positive) < high, when the members' spread exceeds a limit, when
+    the film is out of distribution, or when it fails an input check.
 
     Attributes:
         low, high: the band on calibrated p(positive); low <= high (equal: no band).
@@ -34,6 +45,8 @@ class ReferRule:
             exceeds this (None: not used).
         out_of_distribution: True: also refer the films the pipeline's out-of-distribution check
             flags (unlike every training film: a CT slice, a blank image), whatever their score.
+        input_checks: True: also refer the films an input check flags (`INPUT_CHECK_CODES`: a failed
+            lung mask, a lateral-looking mask or view, a child), whatever their score.
         target_sensitivity, target_specificity: what the band was fitted to keep on the
             answered validation images (provenance).
         validation: coverage, sensitivity and specificity on the answered validation images.
@@ -43,6 +56,7 @@ class ReferRule:
     high: float
     max_member_spread: float = None
     out_of_distribution: bool = None
+    input_checks: bool = None
     target_sensitivity: float = None
     target_specificity: float = None
     validation: dict = None
@@ -52,18 +66,21 @@ class ReferRule:
             raise ConfigError(f"a refer band needs 0 <= low <= high <= 1, got [{self.low}, {self.high})")
         if self.max_member_spread is not None and not self.max_member_spread > 0:
             raise ConfigError(f"max_member_spread must be positive, got {self.max_member_spread}")
-        if self.out_of_distribution not in (None, True, False):
-            raise ConfigError(f"out_of_distribution must be true or false, got {self.out_of_distribution!r}")
+        for name in ("out_of_distribution", "input_checks"):
+            if getattr(self, name) not in (None, True, False):
+                raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
 
-    def refers(self, positive, member_spread=None, out_of_distribution=None):
-        """Boolean array: which calibrated p(positive) values (and member spreads, and
-        out-of-distribution flags) are referred."""
+    def refers(self, positive, member_spread=None, out_of_distribution=None, failed_input_checks=None):
+        """Boolean array: which calibrated p(positive) values (and member spreads, out-of-distribution
+        flags and input-check failures) are referred."""
         positive = np.asarray(positive, "float64")
         referred = (positive >= self.low) & (positive < self.high)
         if self.max_member_spread is not None and member_spread is not None:
             referred |= np.asarray(member_spread, "float64") > self.max_member_spread
         if self.out_of_distribution and out_of_distribution is not None:
             referred |= np.asarray(out_of_distribution, bool)
+        if self.input_checks and failed_input_checks is not None:
+            referred |= np.asarray(failed_input_checks, bool)
         return referred
 
     def describe(self, positive_class="positive"):
@@ -74,12 +91,15 @@ class ReferRule:
             parts.append(f"the members' spread exceeds {self.max_member_spread:.3f}")
         if self.out_of_distribution:
             parts.append("the film is out of distribution")
+        if self.input_checks:
+            parts.append("an input check fails")
         return "refer if " + " or ".join(parts) if parts else "never refer"
 
     def band(self):
-        """{"low", "high"[, "max_member_spread", "out_of_distribution"]}: the rule without its provenance."""
+        """{"low", "high"[, "max_member_spread", "out_of_distribution", "input_checks"]}: the rule without its
+        provenance."""
         return {key: value for key, value in self.to_dict().items()
-                if key in ("low", "high", "max_member_spread", "out_of_distribution")}
+                if key in ("low", "high", "max_member_spread", "out_of_distribution", "input_checks")}
 
     def to_dict(self):
         return {key: value for key, value in dataclasses.asdict(self).items() if value is not None}
@@ -109,14 +129,15 @@ def answered_metrics(positive, labels, threshold, referred):
 
 
 def fit_refer_rule(positive, labels, threshold, target_sensitivity=0.85, target_specificity=None, min_coverage=0.5,
-                   max_candidates=60, out_of_distribution=None):
+                   max_candidates=60, out_of_distribution=None, input_checks=None):
     """The band [low, high) around `threshold` that answers the most validation images at the targets.
 
     Candidates for low are `threshold` and validation scores below it, for high `threshold` and scores
     above it (at most `max_candidates` quantiles each). Among the bands whose answered images reach
     `target_sensitivity` (and `target_specificity`, when given) and cover at least `min_coverage`
     of the images, the one with the highest coverage wins (ties: the narrower band). `out_of_distribution`
-    is stored in the rule as given (True: also refer the films the out-of-distribution check flags).
+    and `input_checks` are stored in the rule as given (True: also refer the films the out-of-distribution
+    check, or an input check, flags).
 
     Returns:
         A `ReferRule` with its validation coverage, sensitivity and specificity.
@@ -156,5 +177,5 @@ def fit_refer_rule(positive, labels, threshold, target_sensitivity=0.85, target_
             f"at least {min_coverage:.0%} of the {labels.size} validation images"
         )
     _, low, high, metrics = best
-    return ReferRule(low, min(high, 1.0), out_of_distribution=out_of_distribution,
+    return ReferRule(low, min(high, 1.0), out_of_distribution=out_of_distribution, input_checks=input_checks,
                      target_sensitivity=target_sensitivity, target_specificity=target_specificity, validation=metrics)

@@ -4,7 +4,12 @@ import numpy as np
 import pytest
 
 from keras_covidcxr import ConfigError
-from keras_covidcxr.models.pipeline.refer_rule import ReferRule, answered_metrics, fit_refer_rule
+from keras_covidcxr.models.pipeline.refer_rule import (
+    ReferRule,
+    answered_metrics,
+    fails_input_checks,
+    fit_refer_rule,
+)
 
 
 def test_refers_inside_the_band_and_above_the_member_spread():
@@ -76,3 +81,28 @@ def test_a_refer_rule_needs_a_two_class_weighted_average(make_pipeline):
     pipeline = make_pipeline(ensemble="majority_vote")
     with pytest.raises(ConfigError, match="refer rule"):
         pipeline._sharing_models(refer_rule=ReferRule(0.4, 0.6))
+
+
+def test_films_that_fail_an_input_check_are_referred_only_by_a_rule_that_says_so():
+    rule = ReferRule(0.3, 0.6, out_of_distribution=True, input_checks=True)
+    assert rule.refers([0.1, 0.9, 0.9], failed_input_checks=[False, True, False]).tolist() == [False, True, False]
+    assert ReferRule(0.3, 0.6).refers([0.9], failed_input_checks=[True]).tolist() == [False]
+    assert rule.band() == {"low": 0.3, "high": 0.6, "out_of_distribution": True, "input_checks": True}
+    assert rule.describe("covid").endswith("or the film is out of distribution or an input check fails")
+    assert ReferRule.from_dict(rule.to_dict()) == rule
+    with pytest.raises(ConfigError, match="input_checks"):
+        ReferRule(0.3, 0.6, input_checks=1.5)
+    assert fails_input_checks([("mask_irregular_outline", "...")]) and fails_input_checks([("view", "...")])
+    assert not fails_input_checks([("mask_pieces_removed", "lung mask trimmed: 2% ..."), ("refer", "...")])
+
+
+def test_the_pipeline_refers_the_films_its_input_checks_flag(loaded_pipeline, chest_images):
+    images = [*chest_images, np.full((256, 256), 0.5, "float32")]  # a blank image: its lung mask fails
+    plain = loaded_pipeline.predict(images)
+    failed = [fails_input_checks(r.warnings) for r in plain]
+    assert any(failed)
+    rule = ReferRule(1.0, 1.0, input_checks=True)  # no band: only the checks refer
+    results = loaded_pipeline._sharing_models(refer_rule=rule).predict(images)
+    for result, before, refer in zip(results, plain, failed):
+        assert result.label == ("refer" if refer else before.label)
+        assert any("an input check fails" in message for code, message in result.warnings if code == "refer") == refer
