@@ -13,11 +13,11 @@ The segmenter is kept as it is. A weighted-average ensemble's weights and (two c
 operating threshold are refitted on the validation split; a majority vote keeps its rule. The
 parent's out-of-distribution check is refitted on the fine-tuned member's features (reference: the
 training split; threshold: the same quantile of the validation split's distances), and a parent that
-referred out-of-distribution films, or films failing an input check, still does; the parent's calibration
-and refer band, fitted on its
-own scores, are not carried over. The result is saved as a NEW preset (the parent is never
-modified) whose metadata.training records the parent preset, the data (manifest checksum, counts,
-digests of the patients fitted on, the parent's included) and the recipe (all settings).
+referred out-of-distribution films, or films failing an input check, still does; the parent's
+calibration and refer band, fitted on its own scores, are not carried over. The result is saved as
+a NEW preset (the parent is never modified) whose metadata.training records the parent preset, the
+data (manifest checksum, counts, digests of the patients fitted on, the parent's included) and the
+recipe (all settings).
 """
 
 import dataclasses
@@ -166,11 +166,10 @@ def finetune(pipeline, manifest, out=None, class_names=None, config=None, manife
             fit = fit_ensemble_weights(member_probabilities(members, val), val.labels, [m.name for m in members])
             weights, threshold = fit.weights, fit.threshold
         parent_rule = pipeline.refer_rule
-        kept = {"out_of_distribution": bool(parent_rule and parent_rule.out_of_distribution
-                                            and out_of_distribution is not None),
-                "input_checks": bool(parent_rule and parent_rule.input_checks)}  # the segmenter is kept
-        refer_rule = (ReferRule(threshold, threshold, **{name: True for name, on in kept.items() if on})  # no band
-                      if any(kept.values()) and len(class_names) == 2 else None)
+        ood = bool(parent_rule and parent_rule.out_of_distribution and out_of_distribution is not None)
+        checks = bool(parent_rule and parent_rule.input_checks)  # the segmenter, which they read, is kept
+        refer_rule = (ReferRule(threshold, threshold, out_of_distribution=ood or None, input_checks=checks or None)
+                      if (ood or checks) and len(class_names) == 2 else None)  # no band: only those films
         new = assemble_pipeline(pipeline.segmenter, members, class_names, "weighted_average", weights, threshold,
                                 preprocessing=pipeline.preprocessing, input_contract=pipeline.input_contract,
                                 refer_rule=refer_rule, out_of_distribution=out_of_distribution)

@@ -98,8 +98,8 @@ class ReferRule:
     def band(self):
         """{"low", "high"[, "max_member_spread", "out_of_distribution", "input_checks"]}: the rule without its
         provenance."""
-        return {key: value for key, value in self.to_dict().items()
-                if key in ("low", "high", "max_member_spread", "out_of_distribution", "input_checks")}
+        provenance = ("target_sensitivity", "target_specificity", "validation")
+        return {key: value for key, value in self.to_dict().items() if key not in provenance}
 
     def to_dict(self):
         return {key: value for key, value in dataclasses.asdict(self).items() if value is not None}
