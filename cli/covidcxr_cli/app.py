@@ -245,6 +245,9 @@ def _predict_and_print(pipeline, paths, batch_size, strict, json_output, overlay
         if pipeline.calibration is not None:
             console.print(f"Probabilities: calibrated ({escape(pipeline.calibration.describe())}) on the preset's "
                           "validation films, at their share of each class.", soft_wrap=True)
+        else:
+            console.print("Probabilities: the ensemble's outputs, not calibrated: they rank films, they are not "
+                          "the chance of each class.", soft_wrap=True)
     for result in results:  # one line each, on stderr, whatever the output format
         if result.error:
             stderr.print(f"[red]error:[/] {escape(one_line(result.error))}", soft_wrap=True)

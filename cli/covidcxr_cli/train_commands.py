@@ -41,6 +41,12 @@ class Precision(str, enum.Enum):
     mixed_float16 = "mixed_float16"
 
 
+class FinetuneRecipe(str, enum.Enum):
+    auto = "auto"
+    linear_probe = "linear-probe"
+    train = "train"
+
+
 class EnsembleKind(str, enum.Enum):
     weighted_average = "weighted_average"
     majority_vote = "majority_vote"
@@ -287,6 +293,12 @@ def finetune(
     manifest: Path = MANIFEST,
     out: Path = typer.Option(..., "--out", help="The new preset folder (the parent is never modified)."),
     classes: str | None = typer.Option(None, "--classes", help="New class names in output order (replaces the heads)."),
+    recipe: FinetuneRecipe = typer.Option(
+        FinetuneRecipe.auto, "--recipe",
+        help="linear-probe: refit each member's logistic head on its frozen features (minutes on a CPU); train: "
+        "the paper's two-phase recipe, the options below; auto: the linear probe for presets built that way "
+        "(covidcxr_lite) when the classes are kept, else train.",
+    ),
     epochs: int | None = typer.Option(
         None, "--epochs", min=0, show_default=False,
         help="At most this many epochs in each phase (head only, then each unfreezing stage); "
@@ -320,10 +332,13 @@ def finetune(
         with _progress() as progress:
             result = keras_covidcxr.finetune(
                 preset, manifest, out=out, class_names=class_names, config=config, checkpoint_dir=checkpoints,
+                recipe=recipe.value.replace("-", "_"),
                 description=description, overwrite=overwrite, callbacks=[_epoch_callback(progress, "finetune")],
                 progress=lambda message: progress.console.print(f"[dim]{message}[/]"),
             )
-        how = "same classes, trained on from the preset's weights" if result.mode == "continue" else "new heads"
+        how = ("logistic heads refitted on frozen features" if result.training["recipe"]["members_recipe"] ==
+               "linear_probe" else "same classes, trained on from the preset's weights" if result.mode == "continue"
+               else "new heads")
         _print_validation(result.training, f"fine-tuned ({how}) -> {out}")
     for warning in caught:
         if "covidcxr" in warning.filename:  # ours; the backend's own warnings stay Python's business

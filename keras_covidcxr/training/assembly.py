@@ -95,8 +95,9 @@ def assemble_pipeline(segmenter, members, class_names=None, ensemble="weighted_a
         member_thresholds: two classes: each member's own operating threshold (its vote).
         validation_scores: two classes: (n, members) positive-class probabilities of the members
             on the validation images the thresholds were fitted on. When given, every threshold
-            is checked against them (`check_operating_threshold`): a preset that would answer one
-            class for nearly every validation image is refused.
+            that decides something (the weighted average's; the members' when given or when
+            they vote) is checked against them (`check_operating_threshold`): a preset that
+            would answer one class for nearly every validation image is refused.
         calibration, refer_rule, out_of_distribution: a `ProbabilityCalibration`, `ReferRule`
             and `FeatureDistanceCheck` fitted on validation data (`fit_calibration`,
             `fit_refer_rule`, `fit_feature_distance_check`), passed to `Pipeline`.
@@ -124,8 +125,9 @@ def assemble_pipeline(segmenter, members, class_names=None, ensemble="weighted_a
         raise ConfigError(f"ensemble must be one of {ENSEMBLES}, got {ensemble!r}")
     if validation_scores is not None and combined.num_classes == 2:
         scores = np.asarray(validation_scores, "float64").reshape(len(validation_scores), len(members))
-        for name, member_scores, member_threshold in zip(names, scores.T, combined.vote_thresholds):
-            check_operating_threshold(member_scores, member_threshold, f"member {name!r}")
+        if member_thresholds is not None or isinstance(combined, MajorityVoteEnsemble):  # else votes decide nothing
+            for name, member_scores, member_threshold in zip(names, scores.T, combined.vote_thresholds):
+                check_operating_threshold(member_scores, member_threshold, f"member {name!r}")
         if isinstance(combined, WeightedAverageEnsemble):
             ensemble_scores = scores @ np.asarray(combined.weights_normalised)
             check_operating_threshold(ensemble_scores, combined.threshold)

@@ -160,3 +160,20 @@ def fit_ensemble_weights(member_probabilities, labels, member_names=None, method
         threshold_point=point,
         n_samples=n,
     )
+
+
+def fit_member_thresholds(member_scores, labels):
+    """Each two-class member's own vote threshold: Youden's J on its validation p(positive).
+
+    Args:
+        member_scores: (n, members) positive-class probabilities on the validation split.
+        labels: (n,) true class indices (0 or 1).
+
+    Example:
+        >>> labels = np.array([0, 0, 1, 1])
+        >>> fit_member_thresholds(np.array([[0.1, 0.6], [0.2, 0.7], [0.3, 0.8], [0.4, 0.9]]), labels)
+        [0.3, 0.8]
+    """
+    is_positive = np.asarray(labels).reshape(-1) == 1
+    scores = np.asarray(member_scores, np.float64)
+    return [float(np.clip(youden_threshold(is_positive, s).threshold, 1e-6, 1.0 - 1e-6)) for s in scores.T]

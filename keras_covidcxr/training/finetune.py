@@ -2,7 +2,15 @@
 
 `finetune(preset, manifest)` loads the pipeline, masks the manifest's cls images with the
 preset's own segmenter and preprocessing (exactly as at inference), and trains every member
-with the paper's two-phase recipe (`classifier_training`) from its current weights:
+from its current weights with one of two recipes:
+
+- **linear_probe** (the default for presets built that way, like covidcxr_lite): each member keeps
+  its frozen backbone and gets a new logistic-regression head fitted on its pooled features of the
+  training split, as the parent's heads were fitted on the parent's films.
+- **train**: the paper's two-phase recipe (`classifier_training`), head first, then progressive
+  unfreezing.
+
+and in one of two modes:
 
 - **continue** (same class names): the members keep their heads and go on training.
 - **replace_head** (other class names, e.g. 3 classes from a binary preset): each member gets a
@@ -10,7 +18,10 @@ with the paper's two-phase recipe (`classifier_training`) from its current weigh
   trained weights. Phase 1 (head only) then matters most.
 
 The segmenter is kept as it is. A weighted-average ensemble's weights and (two classes)
-operating threshold are refitted on the validation split; a majority vote keeps its rule. The
+operating threshold are refitted on the validation split; a majority vote keeps its rule; members
+that voted at their own thresholds get new ones (Youden's J on the validation split), and every
+two-class threshold is checked against the validation scores (`check_operating_threshold`: the
+fine-tuned preset is refused if one would put nearly every film in one class). The
 parent's out-of-distribution check is refitted on the fine-tuned member's features (reference: the
 training split; threshold: the same quantile of the validation split's distances), and a parent that
 referred out-of-distribution films, or films failing an input check, still does; the parent's
@@ -25,6 +36,7 @@ import warnings
 from pathlib import Path
 
 from keras_covidcxr.data.manifest import Manifest, read_manifest
+from keras_covidcxr.errors import ConfigError
 from keras_covidcxr.models.classifier.cxr_classifier import CXRClassifier
 from keras_covidcxr.models.ensemble.weighted_average_ensemble import WeightedAverageEnsemble
 from keras_covidcxr.models.pipeline.out_of_distribution import fit_feature_distance_check
@@ -33,8 +45,8 @@ from keras_covidcxr.models.pipeline.refer_rule import ReferRule
 from keras_covidcxr.training.assembly import assemble_pipeline, member_probabilities, validation_report
 from keras_covidcxr.training.classifier_training import classifier_datasets, train_classifier
 from keras_covidcxr.training.config import TrainingConfig
-from keras_covidcxr.training.ensemble_fitting import fit_ensemble_weights
-from keras_covidcxr.training.linear_head import pooled_features
+from keras_covidcxr.training.ensemble_fitting import fit_ensemble_weights, fit_member_thresholds
+from keras_covidcxr.training.linear_head import fit_linear_head, pooled_features
 from keras_covidcxr.training.provenance import data_provenance, fitted_patient_digests
 
 
@@ -73,6 +85,42 @@ def with_new_head(member, num_classes):
     return replacement
 
 
+FINETUNE_RECIPES = ("auto", "linear_probe", "train")
+LINEAR_PROBE_REGULARIZATION = 0.05  # logistic-regression C, as the bundled preset's heads
+
+
+def has_linear_head(member):
+    return member.num_classes == 2 and not member.head_units
+
+
+def finetune_recipe(recipe, members, mode):
+    """The recipe `finetune` runs: "auto" is "linear_probe" when every member is a frozen backbone with a
+    two-class logistic head (covidcxr_lite) and the classes are kept, else "train"."""
+    if recipe not in FINETUNE_RECIPES:
+        raise ConfigError(f"recipe must be one of {FINETUNE_RECIPES}, got {recipe!r}")
+    probe_fits = mode == "continue" and all(has_linear_head(m) for m in members)
+    if recipe == "linear_probe" and not probe_fits:
+        raise ConfigError("the linear-probe recipe needs two-class members with logistic heads (head_units=0) and "
+                          "the preset's own classes; use recipe 'train'")
+    if recipe == "auto":
+        return "linear_probe" if probe_fits else "train"
+    return recipe
+
+
+def refitted_linear_head(member, train):
+    """A copy of a linear-head member whose head is a new logistic regression (class-balanced, C 0.05) on its
+    frozen, pooled features of the training split; its backbone is the parent's. Returns (copy, summary).
+
+    Why not gradient steps: the head's weights act on raw features (a fitted regression's coefficients divided
+    by the features' spread), so Adam's steps of 1e-3 barely move them in a few epochs.
+    """
+    copy = CXRClassifier.from_config(member.get_config())
+    copy.set_weights(member.get_weights())
+    features = pooled_features(copy, train.inputs)
+    fit_linear_head(copy, features, train.labels, LINEAR_PROBE_REGULARIZATION)
+    return copy, {"recipe": "linear_probe", "regularization": LINEAR_PROBE_REGULARIZATION, "fitted_on": train.n}
+
+
 def refitted_out_of_distribution(check, members, train, val):
     """The parent's `FeatureDistanceCheck` refitted on its member's fine-tuned features: reference the
     training split, threshold the same quantile of the validation split's distances. None when there was
@@ -93,7 +141,7 @@ MIN_VALIDATION_IMAGES = 50
 
 
 def finetune(pipeline, manifest, out=None, class_names=None, config=None, manifest_path=None, parent=None,
-             refit_ensemble=True, checkpoint_dir=None, callbacks=(), description=None, overwrite=False,
+             recipe="auto", refit_ensemble=True, checkpoint_dir=None, callbacks=(), description=None, overwrite=False,
              progress=None):
     """Fine-tune a pipeline's classifiers on a split manifest; optionally save a new preset.
 
@@ -106,7 +154,12 @@ def finetune(pipeline, manifest, out=None, class_names=None, config=None, manife
         manifest_path: the CSV the manifest came from (for its checksum in the provenance).
         parent: how to name the parent preset in the provenance (default: the handle, if one
             was given).
-        refit_ensemble: refit weighted-average weights and threshold on the validation split.
+        recipe: "linear_probe" (refit each member's logistic head on its frozen features of the
+            training split: minutes on a CPU), "train" (`config`'s classifier recipe, from the
+            members' weights) or "auto" (the linear probe for presets built that way, e.g.
+            covidcxr_lite, when the classes are kept; else "train").
+        refit_ensemble: refit weighted-average weights and thresholds on the validation split (and
+            check them there); False keeps the parent's.
         checkpoint_dir: per-member checkpoint folders go under it (resumable).
         callbacks: extra Keras callbacks for every fit.
         description: the new preset's description.
@@ -130,9 +183,11 @@ def finetune(pipeline, manifest, out=None, class_names=None, config=None, manife
     config = config or TrainingConfig()
     class_names = tuple(class_names or pipeline.class_names)
     mode = "continue" if class_names == tuple(pipeline.class_names) else "replace_head"
+    recipe = finetune_recipe(recipe, pipeline.ensemble.members, mode)
 
-    say("same classes: the members keep training from the preset's weights" if mode == "continue" else
-        f"new classes {list(class_names)}: each member gets a new head")
+    if recipe == "train":
+        say("same classes: the members keep training from the preset's weights" if mode == "continue" else
+            f"new classes {list(class_names)}: each member gets a new head")
     say("masking the images with the preset's segmenter")
     train, val, data_info = classifier_datasets(
         manifest, pipeline.segmenter, class_names, pipeline.classifier_size, pipeline.preprocessing, config,
@@ -140,6 +195,11 @@ def finetune(pipeline, manifest, out=None, class_names=None, config=None, manife
     )
     members, member_results = [], {}
     for member in pipeline.ensemble.members:
+        if recipe == "linear_probe":
+            say(f"refitting {member.name}'s logistic head on its frozen features of the training split")
+            member, member_results[member.name] = refitted_linear_head(member, train)
+            members.append(member)
+            continue
         if mode == "replace_head":
             member = with_new_head(member, len(class_names))
         say(f"training {member.name}")
@@ -153,6 +213,13 @@ def finetune(pipeline, manifest, out=None, class_names=None, config=None, manife
         say(f"refitted the out-of-distribution check on {out_of_distribution.member}'s fine-tuned features")
     old = pipeline.ensemble
     fit = None
+    val_probabilities = member_probabilities(members, val) if refit_ensemble else None
+    member_thresholds = old.member_thresholds if mode == "continue" else None
+    # Two classes, refitted: the assembly refuses thresholds that put nearly every validation film in one class.
+    val_scores = val_probabilities[..., 1] if refit_ensemble and len(class_names) == 2 else None
+    if val_scores is not None and old.member_thresholds is not None:  # the parent's members voted at their own
+        member_thresholds = fit_member_thresholds(val_scores, val.labels)
+        say("refitting each member's vote threshold on the validation split (Youden)")
     if isinstance(old, WeightedAverageEnsemble):
         weights, threshold = old.weights_normalised, old.threshold if mode == "continue" else 0.5
         if refit_ensemble:
@@ -163,7 +230,7 @@ def finetune(pipeline, manifest, out=None, class_names=None, config=None, manife
                     f"{MIN_VALIDATION_IMAGES}): expect them to move a lot with other data",
                     stacklevel=2,
                 )
-            fit = fit_ensemble_weights(member_probabilities(members, val), val.labels, [m.name for m in members])
+            fit = fit_ensemble_weights(val_probabilities, val.labels, [m.name for m in members])
             weights, threshold = fit.weights, fit.threshold
         parent_rule = pipeline.refer_rule
         ood = bool(parent_rule and parent_rule.out_of_distribution and out_of_distribution is not None)
@@ -172,19 +239,25 @@ def finetune(pipeline, manifest, out=None, class_names=None, config=None, manife
                       if (ood or checks) and len(class_names) == 2 else None)  # no band: only those films
         new = assemble_pipeline(pipeline.segmenter, members, class_names, "weighted_average", weights, threshold,
                                 preprocessing=pipeline.preprocessing, input_contract=pipeline.input_contract,
-                                refer_rule=refer_rule, out_of_distribution=out_of_distribution)
+                                refer_rule=refer_rule, out_of_distribution=out_of_distribution,
+                                member_thresholds=member_thresholds, validation_scores=val_scores)
     else:
         tie_break = old.tie_break if mode == "continue" or isinstance(old.tie_break, str) else "mean_probability"
         new = assemble_pipeline(pipeline.segmenter, members, class_names, "majority_vote", tie_break=tie_break,
                                 preprocessing=pipeline.preprocessing, input_contract=pipeline.input_contract,
-                                out_of_distribution=out_of_distribution)
+                                out_of_distribution=out_of_distribution, member_thresholds=member_thresholds,
+                                validation_scores=val_scores)
 
     parent_metadata = pipeline.metadata
     training = {
         "recipe": {
             "name": "finetune",
             "mode": mode,
-            "classifiers": "two-phase: head only, then progressive unfreezing (Hertel & Benlamri 2022, 3.3)",
+            "members_recipe": recipe,
+            "classifiers": (f"linear probe: frozen backbones, class-balanced logistic regression (C "
+                            f"{LINEAR_PROBE_REGULARIZATION}) on the training split's pooled features"
+                            if recipe == "linear_probe" else
+                            "two-phase: head only, then progressive unfreezing (Hertel & Benlamri 2022, 3.3)"),
             "segmenter": "kept from the parent preset",
             "ensemble": "weights refitted on validation log-loss, Youden threshold"
             if fit is not None
@@ -204,6 +277,9 @@ def finetune(pipeline, manifest, out=None, class_names=None, config=None, manife
                  "classifier_inputs": data_info},
         "members": member_results,
         "ensemble_fit": None if fit is None else fit.to_dict(),
+        "member_thresholds": None if member_thresholds is None else {
+            "thresholds": dict(zip((m.name for m in members), member_thresholds)),
+            "rule": "Youden's J on each member's validation scores"},
         "out_of_distribution": None if out_of_distribution is None else {
             **out_of_distribution.to_config(), "fitted_on": "training split (reference), validation split (threshold)"},
         "validation": validation_report(new.ensemble, val, val.labels, class_names, config.batch_size),

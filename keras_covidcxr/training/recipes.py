@@ -165,7 +165,9 @@ def assemble_preset(manifest, segmenter_checkpoint, member_checkpoints, out=None
 
     Class names and masking settings come from the members' summary.json (they must agree).
     The weighted-average weights are fitted with `fit_ensemble_weights(method=...)` and, for two
-    classes, the Youden threshold; a majority vote only records its validation accuracy. The
+    classes, the Youden threshold; a majority vote only records its validation accuracy. Two-class
+    thresholds that decide (the weighted average's, the majority vote's members') are checked on the
+    validation scores: a preset answering one class for nearly every validation film is refused. The
     preset's metadata.training records the data, each component's recipe and the fit.
     """
     manifest, manifest_path = _manifest(manifest)
@@ -183,14 +185,16 @@ def assemble_preset(manifest, segmenter_checkpoint, member_checkpoints, out=None
     labels = label_indices(val_rows, class_names)
     val = ClassificationDataset(inputs, labels, len(class_names), config.batch_size)
     fit = None
+    val_probabilities = member_probabilities(members, val, config.batch_size)
+    # Two classes: refuse thresholds that put nearly every validation film in one class.
+    val_scores = val_probabilities[..., 1] if len(class_names) == 2 else None
     if ensemble == "weighted_average":
-        fit = fit_ensemble_weights(member_probabilities(members, val, config.batch_size), labels,
-                                   [m.name for m in members], method=method)
+        fit = fit_ensemble_weights(val_probabilities, labels, [m.name for m in members], method=method)
         pipeline = assemble_pipeline(segmenter, members, class_names, ensemble, fit.weights, fit.threshold,
-                                     preprocessing=preprocessing)
+                                     preprocessing=preprocessing, validation_scores=val_scores)
     else:
         pipeline = assemble_pipeline(segmenter, members, class_names, ensemble, tie_break=tie_break,
-                                     preprocessing=preprocessing)
+                                     preprocessing=preprocessing, validation_scores=val_scores)
     segmenter_summary = TrainingCheckpoint(segmenter_checkpoint).read_summary()
     training = {
         "recipe": {

@@ -46,7 +46,7 @@ def test_predict_prints_a_table(preset_dir, images, monkeypatch, fast_cli, tmp_p
     result = runner.invoke(app, ["predict", *images, str(long_name), "--preset", str(preset_dir)])
     assert result.exit_code == 0, result.output
     for name in ("chest0.png", "chest1.png", long_name.name, "non_covid", "covid", "alpha:", "beta:",
-                 "Research use only"):
+                 "Research use only", "Probabilities: the ensemble's outputs, not calibrated"):
         assert name in result.output
 
 

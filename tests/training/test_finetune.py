@@ -99,9 +99,9 @@ def test_the_out_of_distribution_check_is_refitted_on_the_finetuned_features(syn
                       refer_rule=ReferRule(0.4, 0.6, out_of_distribution=True, input_checks=True))
     parent.save_to_preset(tmp_path / "parent", training={"recipe": "untrained test parent", "data": "none"})
     config = TrainingConfig(batch_size=4, head_epochs=1, unfreeze_schedule=(), workers=1, augment=False)
-    with pytest.warns(UserWarning, match="fewer than 50"):
-        result = finetune(str(tmp_path / "parent"), str(synthetic_manifest_path), out=tmp_path / "child",
-                          config=config)
+    # the parent's threshold is kept: refitted on the 3 validation films it would be refused (one class)
+    result = finetune(str(tmp_path / "parent"), str(synthetic_manifest_path), out=tmp_path / "child", config=config,
+                      refit_ensemble=False)
 
     check = result.pipeline.out_of_distribution
     assert (check.member, check.neighbours, check.quantile) == ("alpha", 3, 0.9)
@@ -130,8 +130,7 @@ def test_a_finetuned_preset_records_digests_of_its_and_its_parents_patients(synt
         tmp_path / "parent", training={"recipe": "test parent", "data": {"classifier_fit_patient_ids": ["old:1"]}})
     config = TrainingConfig(batch_size=4, head_epochs=1, unfreeze_schedule=(), workers=1, augment=False,
                             run_eagerly=True)
-    with pytest.warns(UserWarning, match="fewer than 50"):
-        result = finetune(str(tmp_path / "parent"), str(synthetic_manifest_path), config=config)
+    result = finetune(str(tmp_path / "parent"), str(synthetic_manifest_path), config=config, refit_ensemble=False)
     manifest = read_manifest(synthetic_manifest_path)
     fitted = {row.patient_id for row in manifest if row.task == "cls" and row.split in ("train", "val")}
     recorded = result.training["data"][FIT_PATIENTS_KEY]
@@ -139,3 +138,92 @@ def test_a_finetuned_preset_records_digests_of_its_and_its_parents_patients(synt
     assert not any(p in json.dumps(result.training["data"]) for p in fitted)  # no id in the clear
     tested = {row.patient_id for row in manifest if row.split == "test"}
     assert tested and not {patient_digest(p) for p in tested} & fitted_patient_digests(result.pipeline.metadata)
+
+
+def test_finetune_refits_the_members_vote_thresholds_and_refuses_a_one_class_threshold(
+    synthetic_manifest_path, tmp_path, monkeypatch
+):
+    """A parent whose members vote at their own thresholds (covidcxr_lite) gets them refitted on the validation
+    split; a refitted threshold that answers one class for every validation film is refused, nothing saved."""
+    import importlib
+
+    from keras_covidcxr import CXRClassifier, ResUnet, WeightedAverageEnsemble
+    from keras_covidcxr.errors import ConfigError
+
+    members = [CXRClassifier("resunet_encoder", head_units=0, input_shape=(32, 32, 1), encoder_filters=(4, 8),
+                             name=name) for name in ("alpha", "beta")]
+    parent = Pipeline(ResUnet(input_size=64, filters=(4, 8, 16)),
+                      WeightedAverageEnsemble(members, member_thresholds=[0.7, 0.7]))
+    parent.save_to_preset(tmp_path / "parent", training={"recipe": "test parent", "data": "none"})
+    config = TrainingConfig(batch_size=4, head_epochs=1, unfreeze_schedule=(), workers=1, augment=False,
+                            run_eagerly=True)
+    finetune_module = importlib.import_module("keras_covidcxr.training.finetune")  # the package exports the function
+
+    def scores_of(covid, other):  # stands in for the members' validation probabilities: the refit is under test
+        def member_probabilities(members, val):
+            p = np.where(val.labels == 1, covid, other)[:, None] * np.array([1.0, 0.5])  # beta: half of alpha
+            return np.stack([1.0 - p, p], axis=-1)
+        return member_probabilities
+
+    monkeypatch.setattr(finetune_module, "member_probabilities", scores_of(0.8, 0.2))
+    with pytest.warns(UserWarning, match="fewer than 50"):
+        result = finetune(str(tmp_path / "parent"), str(synthetic_manifest_path), out=tmp_path / "child",
+                          config=config)
+    assert result.pipeline.ensemble.member_thresholds == pytest.approx([0.8, 0.4])
+    assert result.training["member_thresholds"]["thresholds"] == pytest.approx({"alpha": 0.8, "beta": 0.4})
+    assert Pipeline.from_preset(tmp_path / "child").ensemble.member_thresholds == pytest.approx([0.8, 0.4])
+
+    monkeypatch.setattr(finetune_module, "member_probabilities", scores_of(0.2, 0.8))  # ranks backwards
+    with pytest.warns(UserWarning, match="fewer than 50"), pytest.raises(ConfigError, match="in one class"):
+        finetune(str(tmp_path / "parent"), str(synthetic_manifest_path), out=tmp_path / "refused", config=config)
+    assert not (tmp_path / "refused").exists()
+
+
+def linear_head_member(name="alpha"):
+    from keras_covidcxr import CXRClassifier
+
+    return CXRClassifier("resunet_encoder", head_units=0, input_shape=(32, 32, 1), encoder_filters=(4, 8), name=name)
+
+
+def test_auto_recipe_is_the_linear_probe_for_linear_heads_with_the_same_classes():
+    from keras_covidcxr import CXRClassifier
+    from keras_covidcxr.errors import ConfigError
+    from keras_covidcxr.training.finetune import finetune_recipe
+
+    linear = [linear_head_member()]
+    dense = [CXRClassifier("resunet_encoder", head_units=4, input_shape=(32, 32, 1), encoder_filters=(4, 8))]
+    assert finetune_recipe("auto", linear, "continue") == "linear_probe"
+    assert finetune_recipe("auto", linear, "replace_head") == "train"  # new classes need a new head trained
+    assert finetune_recipe("auto", dense, "continue") == "train"
+    assert finetune_recipe("train", linear, "continue") == "train"
+    with pytest.raises(ConfigError, match="head_units=0"):
+        finetune_recipe("linear_probe", dense, "continue")
+    with pytest.raises(ConfigError, match="recipe must be one of"):
+        finetune_recipe("probe", linear, "continue")
+
+
+def test_the_linear_probe_refits_the_head_on_frozen_features_of_a_copy(synthetic_manifest_path, tmp_path):
+    from keras_covidcxr import ResUnet, WeightedAverageEnsemble
+    from keras_covidcxr.training.linear_head import fit_logistic_regression, pooled_features
+
+    member = linear_head_member()
+    parent = Pipeline(ResUnet(input_size=64, filters=(4, 8, 16)), WeightedAverageEnsemble([member]))
+    before = [w.copy() for w in member.get_weights()]
+    config = TrainingConfig(batch_size=4, workers=1, augment=False)
+    result = finetune(parent, str(synthetic_manifest_path), config=config, refit_ensemble=False)
+
+    assert result.training["recipe"]["members_recipe"] == "linear_probe"
+    assert result.training["members"]["alpha"] == {"recipe": "linear_probe", "regularization": 0.05, "fitted_on": 12}
+    for old, kept in zip(before, member.get_weights(), strict=True):  # the caller's pipeline is not modified
+        np.testing.assert_array_equal(old, kept)
+    refitted = result.pipeline.ensemble.members[0]
+    for old, new in zip(member.backbone.get_weights(), refitted.backbone.get_weights(), strict=True):
+        np.testing.assert_array_equal(old, new)  # frozen backbone
+    from keras_covidcxr.training.classifier_training import classifier_datasets
+
+    train, _, _ = classifier_datasets(read_manifest(synthetic_manifest_path), parent.segmenter, parent.class_names,
+                                      32, parent.preprocessing, config)
+    features = pooled_features(refitted, train.inputs)
+    regression, _, _ = fit_logistic_regression(features, train.labels, 0.05)
+    np.testing.assert_allclose(np.asarray(refitted.predict(train.inputs[..., None], verbose=0)).ravel(),
+                               regression.predict_proba(features)[:, 1], atol=1e-4)

@@ -74,6 +74,17 @@ def test_assembly_checks_the_ensemble_and_every_member_threshold(gray_members):
                           member_thresholds=[0.4, 0.6], preprocessing=_unit_range())
 
 
+def test_members_voting_at_one_half_are_checked_only_where_their_votes_decide(gray_members):
+    segmenter = ResUnet(input_size=64, filters=(4, 8, 16))
+    scores = np.stack([np.linspace(0.1, 0.9, 20), np.linspace(0.55, 0.7, 20)], axis=1)  # second: always >= 0.5
+    # a weighted average labels by its own threshold: the members' default votes decide nothing
+    assemble_pipeline(segmenter, gray_members, weights=[1, 1], threshold=0.5, validation_scores=scores,
+                      preprocessing=_unit_range())
+    with pytest.raises(ConfigError, match="threshold 0.500 of member 'second' lies outside"):
+        assemble_pipeline(segmenter, gray_members, ensemble="majority_vote", validation_scores=scores,
+                          preprocessing=_unit_range())
+
+
 def test_members_that_normalise_their_input_need_unit_range_preprocessing(gray_members):
     with pytest.raises(ConfigError, match="standardize=False"):
         assemble_pipeline(ResUnet(input_size=64, filters=(4, 8, 16)), gray_members)

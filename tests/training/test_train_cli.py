@@ -17,8 +17,13 @@ def cli():
 
 
 @pytest.mark.slow  # trains a segmenter, a classifier and fine-tunes them
-def test_segmenter_classifier_ensemble_make_a_preset(cli, synthetic_manifest_path, tmp_path, chest_images):
+def test_segmenter_classifier_ensemble_make_a_preset(cli, synthetic_manifest_path, tmp_path, chest_images,
+                                                     monkeypatch):
     from keras_covidcxr import Pipeline
+
+    # Tiny members trained for an epoch may answer one class for all 3 validation films; the assembly would
+    # refuse them (tested on its own in test_linear_head_and_assembly): here the commands' plumbing is tested.
+    monkeypatch.setattr("keras_covidcxr.training.assembly.MAX_ONE_CLASS_FRACTION", 1.0)
 
     runner = CliRunner()
     manifest = str(synthetic_manifest_path)
@@ -65,6 +70,11 @@ def test_segmenter_classifier_ensemble_make_a_preset(cli, synthetic_manifest_pat
     assert (config["head_epochs"], config["max_epochs_per_stage"], config["head_learning_rate"]) == (1, 1, 0.01)
     assert "same classes, trained on from the preset's weights" in " ".join(result.stdout.split())
     assert "warning: the ensemble weights and threshold are fitted on" in " ".join(result.stderr.split())
+    # the member has a dense head (--head-units 8): no linear probe; said in one line, nothing written
+    result = runner.invoke(cli, ["finetune", str(preset), manifest, "--out", str(tmp_path / "probe"),
+                                 "--recipe", "linear-probe"])
+    assert result.exit_code == 2 and "logistic heads" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "probe").exists()
 
 
 def test_errors_are_one_line_with_exit_code_2(cli, tmp_path):
