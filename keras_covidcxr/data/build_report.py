@@ -37,13 +37,16 @@ class BuildReport:
     builder: str
     kept: int = 0
     kept_by_label: Counter = dataclasses.field(default_factory=Counter)
+    kept_by_task: dict = dataclasses.field(default_factory=dict)
     dropped: list = dataclasses.field(default_factory=list)
     notes: list = dataclasses.field(default_factory=list)
 
-    def keep(self, label=None):
-        """Record one kept image (of `label`, None for seg-only rows)."""
+    def keep(self, label=None, task=None):
+        """Record one kept image (of `label`, None for seg-only rows; of `task`, "cls" or "seg", if known)."""
         self.kept += 1
         self.kept_by_label[label or "(no label)"] += 1
+        if task is not None:
+            self.kept_by_task.setdefault(task, Counter())[label or "(no label)"] += 1
 
     def drop(self, item, reason):
         """Record one dropped input and why."""
@@ -63,6 +66,7 @@ class BuildReport:
             "builder": self.builder,
             "kept": self.kept,
             "kept_by_label": dict(self.kept_by_label),
+            "kept_by_task": {task: dict(counts) for task, counts in self.kept_by_task.items()},
             "dropped": len(self.dropped),
             "dropped_by_reason": dict(self.dropped_by_reason()),
             "dropped_items": [dataclasses.asdict(item) for item in self.dropped],
@@ -80,9 +84,11 @@ class BuildReport:
         """Readable text: counts kept per label, dropped per reason, and the dropped files."""
         noun = "image" if self.kept == 1 else "images"
         lines = [f"{self.builder}: kept {self.kept} {noun}, dropped {len(self.dropped)}"]
-        if self.kept_by_label:
-            counts = ", ".join(f"{label} {n}" for label, n in sorted(self.kept_by_label.items()))
-            lines.append(f"  kept by label: {counts}")
+        if len(self.kept_by_task) > 1:  # a film kept for both tasks is two rows: count them apart
+            for task, counts in sorted(self.kept_by_task.items()):
+                lines.append(f"  kept for {_TASK_NAMES.get(task, task)} by label: {_counts(counts)}")
+        elif self.kept_by_label:
+            lines.append(f"  kept by label: {_counts(self.kept_by_label)}")
         for reason, count in self.dropped_by_reason().most_common():
             lines.append(f"  dropped: {reason} {count}")
             items = [item.item for item in self.dropped if item.reason == reason]
@@ -94,6 +100,13 @@ class BuildReport:
 
     def __str__(self):
         return self.summary()
+
+
+_TASK_NAMES = {"cls": "classification (cls)", "seg": "segmentation (seg, with lung masks)"}
+
+
+def _counts(counter):
+    return ", ".join(f"{label} {n}" for label, n in sorted(counter.items()))
 
 
 class BuiltManifest(NamedTuple):

@@ -540,6 +540,10 @@ def test_shared_cxr_manifest(tmp_path, chest_like, write_png):
     assert why["cls/images/gone.png"] == "image file not found"
     assert why["extra/images/lat.png"] == "task 'bad_input' is not seg/cls"
     assert report.to_dict()["kept_by_label"] == {"covid": 2, "normal": 1}
+    # the same film kept for both tasks is two rows: the summary counts each task apart
+    assert report.to_dict()["kept_by_task"] == {"seg": {"covid": 1}, "cls": {"covid": 1, "normal": 1}}
+    assert "kept for classification (cls) by label: covid 1, normal 1" in report.summary()
+    assert "kept for segmentation (seg, with lung masks) by label: covid 1" in report.summary()
 
 
 def test_darwin_json_never_replaces_existing_masks_unless_asked(darwin_folders):

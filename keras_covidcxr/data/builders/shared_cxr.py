@@ -106,5 +106,5 @@ def from_shared_cxr_manifest(csv_path, progress=None):
                     extra=_extra_columns(record),
                 )
             )
-            report.keep(label)
+            report.keep(label, task)
     return BuiltManifest(Manifest(rows, root=root), report)
