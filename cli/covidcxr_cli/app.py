@@ -422,17 +422,33 @@ def preset_summary(handle, metadata):
         lines.append(f"  training: {training['summary']}")
     data = training.get("data")
     if isinstance(data, dict) and data.get("counts"):
-        counts_text = ", ".join(f"{key} {value}" for key, value in data["counts"].items())
+        counts = data["counts"]
+        counts_text = ("; ".join(f"{split}: {_flat_counts(value)}" for split, value in counts.items())
+                       if all(isinstance(value, dict) for value in counts.values()) else _flat_counts(counts))
         lines.append(f"  data: {counts_text}" + (f"; {data['patients']} patients" if data.get("patients") else ""))
     elif data:
         lines.append(f"  data: {data}")
-    lines += [f"  {line}" for line in _headline_metrics(training.get("validation"))]
+    validation = training.get("validation")
+    # a record of a validation split names only the members; one of cross-validation says so in its keys
+    said = isinstance(validation, dict) and any("validation" in str(key) for key in validation)
+    lines += [f"  {line}" for line in _headline_metrics(validation, () if said else ("validation split",))]
+    shortcut = ((data.get("classifier_inputs") or {}).get("source_shortcut") or {}) if isinstance(data, dict) else {}
+    if shortcut.get("risky_labels"):
+        aucs = ", ".join(f"{label} (AUC {shortcut['source_only_auc'][label]:.2f})" for label in shortcut["risky_labels"])
+        lines.append(f"  caution: in its training split the source alone tells apart {aucs}: these figures may "
+                     "measure the hospitals, not the lungs")
     lines.append(
         f"  made with keras-covidcxr {metadata.get('package_version')}, Keras {metadata.get('keras_version')} "
         f"({metadata.get('backend')}), {metadata.get('created')}"
     )
     lines.append(f"  everything: covidcxr info {handle} --json")
     return lines
+
+
+def _flat_counts(counts, path=()):
+    """{"cls": {"covid": 3}} -> "cls/covid 3"."""
+    return ", ".join(_flat_counts(value, (*path, key)) if isinstance(value, dict) else f"{'/'.join((*path, key))} {value}"
+                     for key, value in counts.items())
 
 
 def _headline_metrics(validation, path=(), limit=6):

@@ -295,9 +295,9 @@ def finetune(
     classes: str | None = typer.Option(None, "--classes", help="New class names in output order (replaces the heads)."),
     recipe: FinetuneRecipe = typer.Option(
         FinetuneRecipe.auto, "--recipe",
-        help="linear-probe: refit each member's logistic head on its frozen features (minutes on a CPU); train: "
-        "the paper's two-phase recipe, the options below; auto: the linear probe for presets built that way "
-        "(covidcxr_lite) when the classes are kept, else train.",
+        help="linear-probe: fit each member's logistic-regression head anew on its frozen features (minutes on a "
+        "CPU); train: the paper's two-phase recipe, the options below; auto: the linear probe for presets built "
+        "that way (covidcxr_lite), else train.",
     ),
     epochs: int | None = typer.Option(
         None, "--epochs", min=0, show_default=False,
@@ -336,9 +336,9 @@ def finetune(
                 description=description, overwrite=overwrite, callbacks=[_epoch_callback(progress, "finetune")],
                 progress=lambda message: progress.console.print(f"[dim]{message}[/]"),
             )
-        how = ("logistic heads refitted on frozen features" if result.training["recipe"]["members_recipe"] ==
-               "linear_probe" else "same classes, trained on from the preset's weights" if result.mode == "continue"
-               else "new heads")
+        probe = result.training["recipe"]["members_recipe"] == "linear_probe"
+        how = ("logistic-regression heads fitted on frozen features" if probe
+               else "same classes, trained on from the preset's weights" if result.mode == "continue" else "new heads")
         _print_validation(result.training, f"fine-tuned ({how}) -> {out}")
     for warning in caught:
         if "covidcxr" in warning.filename:  # ours; the backend's own warnings stay Python's business

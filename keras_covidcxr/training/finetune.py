@@ -5,8 +5,9 @@ preset's own segmenter and preprocessing (exactly as at inference), and trains e
 from its current weights with one of two recipes:
 
 - **linear_probe** (the default for presets built that way, like covidcxr_lite): each member keeps
-  its frozen backbone and gets a new logistic-regression head fitted on its pooled features of the
-  training split, as the parent's heads were fitted on the parent's films.
+  its frozen backbone and gets a new logistic-regression head (multinomial for new classes) fitted
+  on its pooled features of the training split, as the parent's heads were fitted on the parent's
+  films.
 - **train**: the paper's two-phase recipe (`classifier_training`), head first, then progressive
   unfreezing.
 
@@ -89,27 +90,24 @@ FINETUNE_RECIPES = ("auto", "linear_probe", "train")
 LINEAR_PROBE_REGULARIZATION = 0.05  # logistic-regression C, as the bundled preset's heads
 
 
-def has_linear_head(member):
-    return member.num_classes == 2 and not member.head_units
-
-
-def finetune_recipe(recipe, members, mode):
+def finetune_recipe(recipe, members):
     """The recipe `finetune` runs: "auto" is "linear_probe" when every member is a frozen backbone with a
-    two-class logistic head (covidcxr_lite) and the classes are kept, else "train"."""
+    logistic-regression head (`head_units=0`, as covidcxr_lite's), else "train"."""
     if recipe not in FINETUNE_RECIPES:
         raise ConfigError(f"recipe must be one of {FINETUNE_RECIPES}, got {recipe!r}")
-    probe_fits = mode == "continue" and all(has_linear_head(m) for m in members)
+    probe_fits = all(not m.head_units for m in members)
     if recipe == "linear_probe" and not probe_fits:
-        raise ConfigError("the linear-probe recipe needs two-class members with logistic heads (head_units=0) and "
-                          "the preset's own classes; use recipe 'train'")
+        raise ConfigError("the linear-probe recipe needs members with logistic-regression heads (head_units=0); "
+                          "use recipe 'train'")
     if recipe == "auto":
         return "linear_probe" if probe_fits else "train"
     return recipe
 
 
 def refitted_linear_head(member, train):
-    """A copy of a linear-head member whose head is a new logistic regression (class-balanced, C 0.05) on its
-    frozen, pooled features of the training split; its backbone is the parent's. Returns (copy, summary).
+    """A copy of a linear-head member whose head is a new logistic regression (class-balanced, C 0.05;
+    multinomial for more than two classes) on its frozen, pooled features of the training split; its
+    backbone is the parent's. Returns (copy, summary).
 
     Why not gradient steps: the head's weights act on raw features (a fitted regression's coefficients divided
     by the features' spread), so Adam's steps of 1e-3 barely move them in a few epochs.
@@ -157,7 +155,7 @@ def finetune(pipeline, manifest, out=None, class_names=None, config=None, manife
         recipe: "linear_probe" (refit each member's logistic head on its frozen features of the
             training split: minutes on a CPU), "train" (`config`'s classifier recipe, from the
             members' weights) or "auto" (the linear probe for presets built that way, e.g.
-            covidcxr_lite, when the classes are kept; else "train").
+            covidcxr_lite; else "train").
         refit_ensemble: refit weighted-average weights and thresholds on the validation split (and
             check them there); False keeps the parent's.
         checkpoint_dir: per-member checkpoint folders go under it (resumable).
@@ -183,7 +181,7 @@ def finetune(pipeline, manifest, out=None, class_names=None, config=None, manife
     config = config or TrainingConfig()
     class_names = tuple(class_names or pipeline.class_names)
     mode = "continue" if class_names == tuple(pipeline.class_names) else "replace_head"
-    recipe = finetune_recipe(recipe, pipeline.ensemble.members, mode)
+    recipe = finetune_recipe(recipe, pipeline.ensemble.members)
 
     if recipe == "train":
         say("same classes: the members keep training from the preset's weights" if mode == "continue" else
@@ -195,13 +193,13 @@ def finetune(pipeline, manifest, out=None, class_names=None, config=None, manife
     )
     members, member_results = [], {}
     for member in pipeline.ensemble.members:
+        if mode == "replace_head":
+            member = with_new_head(member, len(class_names))
         if recipe == "linear_probe":
-            say(f"refitting {member.name}'s logistic head on its frozen features of the training split")
+            say(f"fitting {member.name}'s logistic head on its frozen features of the training split")
             member, member_results[member.name] = refitted_linear_head(member, train)
             members.append(member)
             continue
-        if mode == "replace_head":
-            member = with_new_head(member, len(class_names))
         say(f"training {member.name}")
         folder = None if checkpoint_dir is None else Path(checkpoint_dir) / member.name
         result = train_classifier(member, train, val, config, checkpoint_dir=folder, callbacks=callbacks)

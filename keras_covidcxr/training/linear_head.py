@@ -45,33 +45,37 @@ def pooled_features(classifier, images, batch_size=32):
 def fit_logistic_regression(features, labels, regularization=0.05):
     """A class-balanced, L2-regularised logistic regression on standardised features.
 
-    Returns (scikit-learn pipeline, kernel (channels,), bias) where kernel and bias act on the raw
-    (unstandardised) features: logit = features @ kernel + bias.
+    Two classes (labels 0/1): returns (scikit-learn pipeline, kernel (channels,), bias) where kernel
+    and bias act on the raw (unstandardised) features: logit = features @ kernel + bias. More classes
+    (labels 0..K-1, a multinomial regression): kernel (channels, K) and bias (K,), the softmax's logits.
     """
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
     labels = np.asarray(labels).reshape(-1)
-    if set(np.unique(labels)) != {0, 1}:
-        raise ConfigError("a linear head needs both classes (0 and 1) among its training labels")
+    present = set(np.unique(labels).tolist())
+    if len(present) < 2 or present != set(range(len(present))):
+        raise ConfigError(f"a linear head needs every class (0, 1, ...) among its training labels, got {sorted(present)}")
     model = make_pipeline(
         StandardScaler(), LogisticRegression(C=regularization, class_weight="balanced", max_iter=5000)
     )
     model.fit(features, labels)
     scaler, regression = model[0], model[1]
-    kernel = regression.coef_[0] / scaler.scale_
-    bias = float(regression.intercept_[0] - np.sum(regression.coef_[0] * scaler.mean_ / scaler.scale_))
+    kernel = (regression.coef_ / scaler.scale_).T  # (channels, 1) or (channels, K)
+    bias = regression.intercept_ - regression.coef_ @ (scaler.mean_ / scaler.scale_)
+    if len(present) == 2:
+        return model, kernel[:, 0], float(bias[0])
     return model, kernel, bias
 
 
 def fit_linear_head(classifier, features, labels, regularization=0.05):
-    """Fit `fit_logistic_regression` and write it into a binary `head_units=0` classifier's logits layer.
+    """Fit `fit_logistic_regression` and write it into a `head_units=0` classifier's logits layer.
 
     Args:
-        classifier: a two-class `CXRClassifier` with `head_units=0`.
+        classifier: a `CXRClassifier` with `head_units=0` (two classes: sigmoid; more: softmax).
         features: (n, channels) from `pooled_features(classifier, ...)`.
-        labels: (n,) 0/1 (1 = the positive class, e.g. COVID-19).
+        labels: (n,) class indices (two classes: 1 = the positive class, e.g. COVID-19).
         regularization: the inverse L2 strength `C` of scikit-learn.
 
     Returns:
@@ -84,17 +88,18 @@ def fit_linear_head(classifier, features, labels, regularization=0.05):
 
 
 def write_linear_head(classifier, kernel, bias):
-    """Set a binary `head_units=0` classifier's logits to `pooled features @ kernel + bias`.
+    """Set a `head_units=0` classifier's logits to `pooled features @ kernel + bias`.
 
     For heads fitted elsewhere, e.g. the mean kernel and bias of cross-fitted logistic regressions
     (bagging in logit space).
     """
     _check_linear_head(classifier)
     logits = classifier.head.get_layer("head_logits")
-    logits.kernel.assign(np.asarray(kernel, "float32").reshape(-1, 1))
-    logits.bias.assign(np.array([bias], "float32"))
+    units = logits.kernel.shape[-1]
+    logits.kernel.assign(np.asarray(kernel, "float32").reshape(-1, units))
+    logits.bias.assign(np.asarray(bias, "float32").reshape(units))
 
 
 def _check_linear_head(classifier):
-    if classifier.num_classes != 2 or classifier.head_units:
-        raise ConfigError(f"{classifier.name}: a linear head needs a two-class classifier with head_units=0")
+    if classifier.head_units:
+        raise ConfigError(f"{classifier.name}: a linear head needs a classifier with head_units=0")

@@ -161,6 +161,22 @@ def test_info_summarises_a_preset_for_people(preset_dir):
     assert "data: synthetic test images" in text and f"covidcxr info {preset_dir} --json" in text
 
 
+def test_info_names_a_validation_split_its_counts_per_split_and_a_source_shortcut():
+    """As for a fine-tuned preset: metrics of the validation split, counts per split, a hospital shortcut."""
+    from covidcxr_cli.app import preset_summary
+
+    shortcut = {"source_only_auc": {"covid": 1.0, "normal": 0.854}, "risky_labels": ["covid", "normal"]}
+    metadata = {"config": {"class_names": ["non_covid", "covid"]}, "training": {
+        "data": {"counts": {"train": {"cls": {"covid": 114, "normal": 44}}, "val": {"cls": {"covid": 35}}},
+                 "patients": 257, "classifier_inputs": {"source_shortcut": shortcut}},
+        "validation": {"alpha": {"auc": 0.97, "sensitivity": 0.9, "specificity": 0.8}}}}
+    text = "\n".join(preset_summary("tuned", metadata))
+    assert "data: train: cls/covid 114, cls/normal 44; val: cls/covid 35; 257 patients" in text
+    assert "validation split / alpha: auc 0.970, sensitivity 0.900, specificity 0.800" in text
+    assert ("caution: in its training split the source alone tells apart covid (AUC 1.00), normal (AUC 0.85): "
+            "these figures may measure the hospitals, not the lungs") in text
+
+
 def test_info_json_shows_metadata_without_checksums(preset_dir, untrained_preset_dir):
     result = runner.invoke(app, ["info", str(preset_dir), "--json"])
     assert result.exit_code == 0

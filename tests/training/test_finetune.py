@@ -185,21 +185,20 @@ def linear_head_member(name="alpha"):
     return CXRClassifier("resunet_encoder", head_units=0, input_shape=(32, 32, 1), encoder_filters=(4, 8), name=name)
 
 
-def test_auto_recipe_is_the_linear_probe_for_linear_heads_with_the_same_classes():
+def test_auto_recipe_is_the_linear_probe_for_logistic_regression_heads():
     from keras_covidcxr import CXRClassifier
     from keras_covidcxr.errors import ConfigError
     from keras_covidcxr.training.finetune import finetune_recipe
 
     linear = [linear_head_member()]
     dense = [CXRClassifier("resunet_encoder", head_units=4, input_shape=(32, 32, 1), encoder_filters=(4, 8))]
-    assert finetune_recipe("auto", linear, "continue") == "linear_probe"
-    assert finetune_recipe("auto", linear, "replace_head") == "train"  # new classes need a new head trained
-    assert finetune_recipe("auto", dense, "continue") == "train"
-    assert finetune_recipe("train", linear, "continue") == "train"
+    assert finetune_recipe("auto", linear) == "linear_probe"
+    assert finetune_recipe("auto", dense) == "train"
+    assert finetune_recipe("train", linear) == "train"
     with pytest.raises(ConfigError, match="head_units=0"):
-        finetune_recipe("linear_probe", dense, "continue")
+        finetune_recipe("linear_probe", dense)
     with pytest.raises(ConfigError, match="recipe must be one of"):
-        finetune_recipe("probe", linear, "continue")
+        finetune_recipe("probe", linear)
 
 
 def test_the_linear_probe_refits_the_head_on_frozen_features_of_a_copy(synthetic_manifest_path, tmp_path):
@@ -227,3 +226,17 @@ def test_the_linear_probe_refits_the_head_on_frozen_features_of_a_copy(synthetic
     regression, _, _ = fit_logistic_regression(features, train.labels, 0.05)
     np.testing.assert_allclose(np.asarray(refitted.predict(train.inputs[..., None], verbose=0)).ravel(),
                                regression.predict_proba(features)[:, 1], atol=1e-4)
+
+
+def test_the_linear_probe_fits_a_multinomial_head_for_new_classes(synthetic_manifest_path, tmp_path):
+    from keras_covidcxr import ResUnet, WeightedAverageEnsemble
+
+    parent = Pipeline(ResUnet(input_size=64, filters=(4, 8, 16)), WeightedAverageEnsemble([linear_head_member()]))
+    config = TrainingConfig(batch_size=4, workers=1, augment=False)
+    with pytest.warns(UserWarning, match="fewer than 50"):
+        result = finetune(parent, str(synthetic_manifest_path), out=tmp_path / "three",
+                          class_names=("covid", "normal", "pneumonia"), config=config)
+    assert (result.mode, result.training["recipe"]["members_recipe"]) == ("replace_head", "linear_probe")
+    reloaded = Pipeline.from_preset(tmp_path / "three")
+    assert reloaded.class_names == ("covid", "normal", "pneumonia")
+    assert reloaded.ensemble.members[0].head.get_layer("head_logits").kernel.shape[-1] == 3

@@ -30,8 +30,24 @@ def test_the_linear_head_gives_the_regressions_probabilities(gray_members):
     np.testing.assert_allclose(predicted, expected, atol=1e-4)
     with pytest.raises(ConfigError, match="head_units=0"):
         fit_linear_head(CXRClassifier("mobilenet_v2", head_units=4, input_shape=(32, 32, 3)), features, labels)
-    with pytest.raises(ConfigError, match="both classes"):
+    with pytest.raises(ConfigError, match="every class"):
         fit_linear_head(model, features, np.ones(24, int))
+
+
+def test_a_three_class_linear_head_gives_the_multinomial_regressions_probabilities():
+    import keras
+
+    model = CXRClassifier("mobilenet_v2", num_classes=3, head_units=0, input_shape=(32, 32, 1),
+                          input_normalization="imagenet")
+    rng = np.random.default_rng(1)
+    labels = np.array([0, 1, 2] * 8)
+    images = rng.uniform(size=(24, 32, 32)).astype("float32") * (1.0 - 0.3 * labels[:, None, None])
+    features = pooled_features(model, images, batch_size=16)
+    regression = fit_linear_head(model, features, labels, regularization=1.0)
+    predicted = keras.ops.convert_to_numpy(model.predict_on_batch(images[..., None]))
+    np.testing.assert_allclose(predicted, regression.predict_proba(features), atol=1e-4)
+    with pytest.raises(ConfigError, match=r"every class .* got \[0, 2\]"):
+        fit_linear_head(model, features, np.array([0, 2] * 12))
 
 
 def test_a_head_fitted_elsewhere_is_written_into_the_logits(gray_members):

@@ -73,7 +73,7 @@ def test_segmenter_classifier_ensemble_make_a_preset(cli, synthetic_manifest_pat
     # the member has a dense head (--head-units 8): no linear probe; said in one line, nothing written
     result = runner.invoke(cli, ["finetune", str(preset), manifest, "--out", str(tmp_path / "probe"),
                                  "--recipe", "linear-probe"])
-    assert result.exit_code == 2 and "logistic heads" in result.output and "Traceback" not in result.output
+    assert result.exit_code == 2 and "logistic-regression heads" in result.output and "Traceback" not in result.output
     assert not (tmp_path / "probe").exists()
 
 
