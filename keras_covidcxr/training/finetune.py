@@ -104,19 +104,23 @@ def finetune_recipe(recipe, members):
     return recipe
 
 
-def refitted_linear_head(member, train):
-    """A copy of a linear-head member whose head is a new logistic regression (class-balanced, C 0.05;
-    multinomial for more than two classes) on its frozen, pooled features of the training split; its
-    backbone is the parent's. Returns (copy, summary).
+def copied(member):
+    """A new `CXRClassifier` with `member`'s configuration and weights: fine-tuning trains the copy, so a
+    `Pipeline` passed to `finetune` stays as it was."""
+    copy = CXRClassifier.from_config(member.get_config())
+    copy.set_weights(member.get_weights())
+    return copy
+
+
+def fit_head_on_frozen_features(member, train):
+    """Give a linear-head member a new logistic-regression head (class-balanced, C 0.05; multinomial for more
+    than two classes) on its frozen, pooled features of the training split. Returns the summary recorded.
 
     Why not gradient steps: the head's weights act on raw features (a fitted regression's coefficients divided
     by the features' spread), so Adam's steps of 1e-3 barely move them in a few epochs.
     """
-    copy = CXRClassifier.from_config(member.get_config())
-    copy.set_weights(member.get_weights())
-    features = pooled_features(copy, train.inputs)
-    fit_linear_head(copy, features, train.labels, LINEAR_PROBE_REGULARIZATION)
-    return copy, {"recipe": "linear_probe", "regularization": LINEAR_PROBE_REGULARIZATION, "fitted_on": train.n}
+    fit_linear_head(member, pooled_features(member, train.inputs), train.labels, LINEAR_PROBE_REGULARIZATION)
+    return {"recipe": "linear_probe", "regularization": LINEAR_PROBE_REGULARIZATION, "fitted_on": train.n}
 
 
 def refitted_out_of_distribution(check, members, train, val):
@@ -193,11 +197,10 @@ def finetune(pipeline, manifest, out=None, class_names=None, config=None, manife
     )
     members, member_results = [], {}
     for member in pipeline.ensemble.members:
-        if mode == "replace_head":
-            member = with_new_head(member, len(class_names))
+        member = with_new_head(member, len(class_names)) if mode == "replace_head" else copied(member)
         if recipe == "linear_probe":
             say(f"fitting {member.name}'s logistic head on its frozen features of the training split")
-            member, member_results[member.name] = refitted_linear_head(member, train)
+            member_results[member.name] = fit_head_on_frozen_features(member, train)
             members.append(member)
             continue
         say(f"training {member.name}")

@@ -240,3 +240,20 @@ def test_the_linear_probe_fits_a_multinomial_head_for_new_classes(synthetic_mani
     reloaded = Pipeline.from_preset(tmp_path / "three")
     assert reloaded.class_names == ("covid", "normal", "pneumonia")
     assert reloaded.ensemble.members[0].head.get_layer("head_logits").kernel.shape[-1] == 3
+
+
+def test_training_a_pipeline_object_leaves_it_as_it_was(synthetic_manifest_path):
+    """Compare parent and child in one session: `finetune` trains copies of the members."""
+    from keras_covidcxr import ResUnet, WeightedAverageEnsemble
+
+    member = linear_head_member()
+    parent = Pipeline(ResUnet(input_size=64, filters=(4, 8, 16)), WeightedAverageEnsemble([member]))
+    before = [w.copy() for w in member.get_weights()]
+    config = TrainingConfig(batch_size=4, head_epochs=1, head_learning_rate=0.1, unfreeze_schedule=(), workers=1,
+                            augment=False, run_eagerly=True)
+    result = finetune(parent, str(synthetic_manifest_path), config=config, recipe="train", refit_ensemble=False)
+    trained = result.pipeline.ensemble.members[0]
+    assert trained is not member and parent.ensemble.members[0] is member
+    assert any(not np.array_equal(a, b) for a, b in zip(before, trained.get_weights(), strict=True))
+    for old, kept in zip(before, member.get_weights(), strict=True):
+        np.testing.assert_array_equal(old, kept)
