@@ -13,7 +13,8 @@ from its current weights with one of two recipes:
 
 and in one of two modes:
 
-- **continue** (same class names): the members keep their heads and go on training.
+- **continue** (same class names): the members go on from their heads (the linear probe fits them
+  anew).
 - **replace_head** (other class names, e.g. 3 classes from a binary preset): each member gets a
   fresh output layer for the new classes; the backbone and the extra dense layer keep their
   trained weights. Phase 1 (head only) then matters most.
