@@ -105,6 +105,17 @@ def finetune_recipe(recipe, members):
     return recipe
 
 
+# The settings only the gradient recipe reads; the linear probe fits its heads in closed form.
+GRADIENT_SETTINGS = ("classifier_recipe", "epochs", "learning_rate", "head_epochs", "head_learning_rate",
+                     "finetune_learning_rate", "unfreeze_schedule", "max_epochs_per_stage", "patience", "augment")
+
+
+def unused_settings(config):
+    """The gradient recipe's settings that `config` changes from their defaults (unused by the linear probe)."""
+    default = TrainingConfig()
+    return [name for name in GRADIENT_SETTINGS if getattr(config, name) != getattr(default, name)]
+
+
 def copied(member):
     """A new `CXRClassifier` with `member`'s configuration and weights: fine-tuning trains the copy, so a
     `Pipeline` passed to `finetune` stays as it was."""
@@ -187,6 +198,9 @@ def finetune(pipeline, manifest, out=None, class_names=None, config=None, manife
     class_names = tuple(class_names or pipeline.class_names)
     mode = "continue" if class_names == tuple(pipeline.class_names) else "replace_head"
     recipe = finetune_recipe(recipe, pipeline.ensemble.members)
+    if recipe == "linear_probe" and unused_settings(config):
+        warnings.warn(f"the linear probe fits each head in closed form and does not use "
+                      f"{', '.join(unused_settings(config))} (settings of recipe 'train')", stacklevel=2)
 
     if recipe == "train":
         say("same classes: the members keep training from the preset's weights" if mode == "continue" else

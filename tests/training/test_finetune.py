@@ -98,7 +98,7 @@ def test_the_out_of_distribution_check_is_refitted_on_the_finetuned_features(syn
                       out_of_distribution=stale,
                       refer_rule=ReferRule(0.4, 0.6, out_of_distribution=True, input_checks=True))
     parent.save_to_preset(tmp_path / "parent", training={"recipe": "untrained test parent", "data": "none"})
-    config = TrainingConfig(batch_size=4, head_epochs=1, unfreeze_schedule=(), workers=1, augment=False)
+    config = TrainingConfig(batch_size=4, workers=1)  # a linear-head member: the linear probe
     # the parent's threshold is kept: refitted on the 3 validation films it would be refused (one class)
     result = finetune(str(tmp_path / "parent"), str(synthetic_manifest_path), out=tmp_path / "child", config=config,
                       refit_ensemble=False)
@@ -128,8 +128,7 @@ def test_a_finetuned_preset_records_digests_of_its_and_its_parents_patients(synt
                            name="alpha")
     Pipeline(ResUnet(input_size=64, filters=(4, 8, 16)), WeightedAverageEnsemble([member])).save_to_preset(
         tmp_path / "parent", training={"recipe": "test parent", "data": {"classifier_fit_patient_ids": ["old:1"]}})
-    config = TrainingConfig(batch_size=4, head_epochs=1, unfreeze_schedule=(), workers=1, augment=False,
-                            run_eagerly=True)
+    config = TrainingConfig(batch_size=4, workers=1)
     result = finetune(str(tmp_path / "parent"), str(synthetic_manifest_path), config=config, refit_ensemble=False)
     manifest = read_manifest(synthetic_manifest_path)
     fitted = {row.patient_id for row in manifest if row.task == "cls" and row.split in ("train", "val")}
@@ -155,8 +154,7 @@ def test_finetune_refits_the_members_vote_thresholds_and_refuses_a_one_class_thr
     parent = Pipeline(ResUnet(input_size=64, filters=(4, 8, 16)),
                       WeightedAverageEnsemble(members, member_thresholds=[0.7, 0.7]))
     parent.save_to_preset(tmp_path / "parent", training={"recipe": "test parent", "data": "none"})
-    config = TrainingConfig(batch_size=4, head_epochs=1, unfreeze_schedule=(), workers=1, augment=False,
-                            run_eagerly=True)
+    config = TrainingConfig(batch_size=4, workers=1)
     finetune_module = importlib.import_module("keras_covidcxr.training.finetune")  # the package exports the function
 
     def scores_of(covid, other):  # stands in for the members' validation probabilities: the refit is under test
@@ -208,11 +206,14 @@ def test_the_linear_probe_refits_the_head_on_frozen_features_of_a_copy(synthetic
     member = linear_head_member()
     parent = Pipeline(ResUnet(input_size=64, filters=(4, 8, 16)), WeightedAverageEnsemble([member]))
     before = [w.copy() for w in member.get_weights()]
-    config = TrainingConfig(batch_size=4, workers=1, augment=False)
+    config = TrainingConfig(batch_size=4, workers=1)
     result = finetune(parent, str(synthetic_manifest_path), config=config, refit_ensemble=False)
 
     assert result.training["recipe"]["members_recipe"] == "linear_probe"
     assert result.training["members"]["alpha"] == {"recipe": "linear_probe", "regularization": 0.05, "fitted_on": 12}
+    # settings of the gradient recipe are named as unused, not silently dropped
+    with pytest.warns(UserWarning, match=r"does not use head_epochs \(settings of recipe 'train'\)"):
+        finetune(parent, str(synthetic_manifest_path), config=config.replace(head_epochs=9), refit_ensemble=False)
     for old, kept in zip(before, member.get_weights(), strict=True):  # the caller's pipeline is not modified
         np.testing.assert_array_equal(old, kept)
     refitted = result.pipeline.ensemble.members[0]
@@ -232,7 +233,7 @@ def test_the_linear_probe_fits_a_multinomial_head_for_new_classes(synthetic_mani
     from keras_covidcxr import ResUnet, WeightedAverageEnsemble
 
     parent = Pipeline(ResUnet(input_size=64, filters=(4, 8, 16)), WeightedAverageEnsemble([linear_head_member()]))
-    config = TrainingConfig(batch_size=4, workers=1, augment=False)
+    config = TrainingConfig(batch_size=4, workers=1)
     with pytest.warns(UserWarning, match="fewer than 50"):
         result = finetune(parent, str(synthetic_manifest_path), out=tmp_path / "three",
                           class_names=("covid", "normal", "pneumonia"), config=config)
