@@ -125,12 +125,16 @@ def assemble_pipeline(segmenter, members, class_names=None, ensemble="weighted_a
         raise ConfigError(f"ensemble must be one of {ENSEMBLES}, got {ensemble!r}")
     if validation_scores is not None and combined.num_classes == 2:
         scores = np.asarray(validation_scores, "float64").reshape(len(validation_scores), len(members))
-        if member_thresholds is not None or isinstance(combined, MajorityVoteEnsemble):  # else votes decide nothing
-            for name, member_scores, member_threshold in zip(names, scores.T, combined.vote_thresholds):
-                check_operating_threshold(member_scores, member_threshold, f"member {name!r}")
-        if isinstance(combined, WeightedAverageEnsemble):
-            ensemble_scores = scores @ np.asarray(combined.weights_normalised)
-            check_operating_threshold(ensemble_scores, combined.threshold)
+        try:
+            if member_thresholds is not None or isinstance(combined, MajorityVoteEnsemble):  # else votes decide nothing
+                for name, member_scores, member_threshold in zip(names, scores.T, combined.vote_thresholds):
+                    check_operating_threshold(member_scores, member_threshold, f"member {name!r}")
+            if isinstance(combined, WeightedAverageEnsemble):
+                ensemble_scores = scores @ np.asarray(combined.weights_normalised)
+                check_operating_threshold(ensemble_scores, combined.threshold)
+        except ConfigError as error:
+            raise ConfigError(f"{error}: the preset would answer one class for (nearly) every validation film, so "
+                              "it is not assembled (the members do not tell the classes apart there)") from None
     return Pipeline(segmenter, combined, class_names=class_names, preprocessing=preprocessing,
                     input_contract=input_contract, metadata=metadata, calibration=calibration,
                     refer_rule=refer_rule, out_of_distribution=out_of_distribution)
