@@ -432,11 +432,11 @@ def preset_summary(handle, metadata):
     # a record of a validation split names only the members; one of cross-validation says so in its keys
     said = isinstance(validation, dict) and any("validation" in str(key) for key in validation)
     lines += [f"  {line}" for line in _headline_metrics(validation, () if said else ("validation split",))]
-    shortcut = ((data.get("classifier_inputs") or {}).get("source_shortcut") or {}) if isinstance(data, dict) else {}
-    if shortcut.get("risky_labels"):
-        aucs = ", ".join(f"{label} (AUC {shortcut['source_only_auc'][label]:.2f})" for label in shortcut["risky_labels"])
-        lines.append(f"  caution: in its training split the source alone tells apart {aucs}: these figures may "
-                     "measure the hospitals, not the lungs")
+    recorded = ((data.get("classifier_inputs") or {}).get("source_shortcut")) if isinstance(data, dict) else None
+    shortcut = recorded and keras_covidcxr.data.SourceShortcut.from_dict(recorded)
+    if shortcut and shortcut.risky_labels:
+        lines.append(f"  caution: in its training split the source alone tells apart {shortcut.describe_risky()}: "
+                     "these figures may measure the hospitals, not the lungs")
     lines.append(
         f"  made with keras-covidcxr {metadata.get('package_version')}, Keras {metadata.get('keras_version')} "
         f"({metadata.get('backend')}), {metadata.get('created')}"

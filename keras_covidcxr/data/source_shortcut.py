@@ -51,6 +51,11 @@ class SourceShortcut:
         return {"counts": self.counts, "source_only_auc": self.auc, "threshold": self.threshold,
                 "risky_labels": self.risky_labels}
 
+    @classmethod
+    def from_dict(cls, record):
+        """The inverse of `to_dict` (e.g. a preset's recorded `classifier_inputs.source_shortcut`)."""
+        return cls(record["counts"], record["source_only_auc"], record.get("threshold", SOURCE_SHORTCUT_AUC))
+
     def summary_lines(self):
         labels = self.labels
         width = max(len(source) for source in self.counts)

@@ -147,8 +147,7 @@ def fit_ensemble_weights(member_probabilities, labels, member_names=None, method
     if classes == 2 and 0 < labels.sum() < n:
         ensemble_scores = np.einsum("nm,m->n", probs[..., 1], chosen)
         operating = youden_threshold(labels == 1, ensemble_scores)
-        # the ensemble needs a threshold strictly inside (0, 1)
-        threshold = float(np.clip(operating.threshold, 1e-6, 1.0 - 1e-6))
+        threshold = _strictly_inside(operating.threshold)
         point = operating.to_dict()
     return EnsembleFit(
         method=method,
@@ -176,4 +175,9 @@ def fit_member_thresholds(member_scores, labels):
     """
     is_positive = np.asarray(labels).reshape(-1) == 1
     scores = np.asarray(member_scores, np.float64)
-    return [float(np.clip(youden_threshold(is_positive, s).threshold, 1e-6, 1.0 - 1e-6)) for s in scores.T]
+    return [_strictly_inside(youden_threshold(is_positive, s).threshold) for s in scores.T]
+
+
+def _strictly_inside(threshold):
+    """Ensembles need thresholds strictly inside (0, 1)."""
+    return float(np.clip(threshold, 1e-6, 1.0 - 1e-6))

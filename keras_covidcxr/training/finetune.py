@@ -198,9 +198,10 @@ def finetune(pipeline, manifest, out=None, class_names=None, config=None, manife
     class_names = tuple(class_names or pipeline.class_names)
     mode = "continue" if class_names == tuple(pipeline.class_names) else "replace_head"
     recipe = finetune_recipe(recipe, pipeline.ensemble.members)
-    if recipe == "linear_probe" and unused_settings(config):
-        warnings.warn(f"the linear probe fits each head in closed form and does not use "
-                      f"{', '.join(unused_settings(config))} (settings of recipe 'train')", stacklevel=2)
+    unused = unused_settings(config) if recipe == "linear_probe" else []
+    if unused:
+        warnings.warn(f"the linear probe fits each head in closed form and does not use {', '.join(unused)} "
+                      "(settings of recipe 'train')", stacklevel=2)
 
     if recipe == "train":
         say("same classes: the members keep training from the preset's weights" if mode == "continue" else
@@ -232,7 +233,7 @@ def finetune(pipeline, manifest, out=None, class_names=None, config=None, manife
     val_probabilities = member_probabilities(members, val) if refit_ensemble else None
     member_thresholds = old.member_thresholds if mode == "continue" else None
     # Two classes, refitted: the assembly refuses thresholds that put nearly every validation film in one class.
-    val_scores = val_probabilities[..., 1] if refit_ensemble and len(class_names) == 2 else None
+    val_scores = val_probabilities[..., 1] if val_probabilities is not None and len(class_names) == 2 else None
     if val_scores is not None and old.member_thresholds is not None:  # the parent's members voted at their own
         member_thresholds = fit_member_thresholds(val_scores, val.labels)
         say("refitting each member's vote threshold on the validation split (Youden)")

@@ -165,7 +165,8 @@ def test_info_names_a_validation_split_its_counts_per_split_and_a_source_shortcu
     """As for a fine-tuned preset: metrics of the validation split, counts per split, a hospital shortcut."""
     from covidcxr_cli.app import preset_summary
 
-    shortcut = {"source_only_auc": {"covid": 1.0, "normal": 0.854}, "risky_labels": ["covid", "normal"]}
+    shortcut = {"counts": {"hannover": {"covid": 54}, "nih": {"normal": 44}}, "source_only_auc": {"covid": 1.0,
+                "normal": 0.854}, "threshold": 0.8, "risky_labels": ["covid", "normal"]}  # as recorded
     metadata = {"config": {"class_names": ["non_covid", "covid"]}, "training": {
         "data": {"counts": {"train": {"cls": {"covid": 114, "normal": 44}}, "val": {"cls": {"covid": 35}}},
                  "patients": 257, "classifier_inputs": {"source_shortcut": shortcut}},
