@@ -501,9 +501,7 @@ def leave_one_source_out(rows, adapted):
         recipe = fit_recipe(features, labels, groups, train, seed=SEED)
         _, ensemble = score(recipe, features, test)
         decisions = ensemble >= recipe["threshold"]
-        entry.update(auc=float(auc(labels[test], ensemble)), sensitivity=sensitivity(labels[test], decisions),
-                     specificity=specificity(labels[test], decisions))
-        report[source] = entry
+        report[source] = {**binary_report(labels[test], ensemble, decisions, groups[test]), "n_train": len(train)}
     return report
 
 
