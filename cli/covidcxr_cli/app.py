@@ -5,6 +5,7 @@ code is imported inside the commands that need it.
 """
 
 import json
+import math
 import os
 import sys
 import warnings
@@ -19,6 +20,7 @@ import keras_covidcxr
 from covidcxr_cli.data_commands import data_app
 from covidcxr_cli.errors import DEBUG, EXIT_OK, EXIT_SOME_FAILED, exit_code, one_line, reported_errors, stderr
 from covidcxr_cli.train_commands import finetune, train_app
+from keras_covidcxr.evaluation import rows_to_score
 
 app = typer.Typer(
     name="covidcxr",
@@ -31,6 +33,13 @@ console = Console(highlight=False)
 PIPED_WIDTH = 200  # columns of the results table when stdout is not a terminal
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter is not for CLI users
 
+
+
+def _open_unit_interval(value):
+    """--threshold: refused before any model loads unless strictly between 0 and 1 (0 and 1 label one class)."""
+    if value is not None and not 0.0 < value < 1.0:  # also refuses nan
+        raise typer.BadParameter(f"{value} is not strictly between 0 and 1")
+    return value
 
 
 @app.command()
@@ -50,8 +59,9 @@ def predict(
         "flag lateral-looking ones (refuse them with --strict).",
     ),
     threshold: float | None = typer.Option(
-        None, "--threshold", min=0.0, max=1.0, show_default=False, metavar="T",
-        help="Label the positive class when its probability reaches T, instead of the preset's decision rule.",
+        None, "--threshold", callback=_open_unit_interval, show_default=False, metavar="T",
+        help="Label the positive class when its probability reaches T (0 < T < 1), instead of the preset's "
+        "decision rule.",
     ),
     tta: int = typer.Option(
         1, "--tta", min=1, metavar="N",
@@ -251,9 +261,9 @@ def _predict_and_print(pipeline, paths, batch_size, strict, json_output, overlay
     for result in results:  # one line each, on stderr, whatever the output format
         if result.error:
             stderr.print(f"[red]error:[/] {escape(one_line(result.error))}", soft_wrap=True)
-    if overlays is not None:
-        _write_overlays([r for r in results if not r.error], overlays)
     failed = sum(bool(r.error) for r in results)
+    if overlays is not None:
+        failed += _write_overlays([r for r in results if not r.error], overlays)
     return exit_code(len(results) - failed, failed)
 
 
@@ -265,8 +275,8 @@ def evaluate(
     out: Path = typer.Option(..., "--out", metavar="FOLDER", help="Report folder to write (report.json, report.md, plots)."),
     shortcut_probe: bool = typer.Option(True, "--shortcut-probe/--no-shortcut-probe", help="Also score with the lungs only and with the lungs blacked out."),
     threshold: float | None = typer.Option(
-        None, "--threshold", min=0.0, max=1.0, show_default=False, metavar="T",
-        help="Score the ensemble's labels at p(positive) >= T instead of the preset's decision rule.",
+        None, "--threshold", callback=_open_unit_interval, show_default=False, metavar="T",
+        help="Score the ensemble's labels at p(positive) >= T (0 < T < 1) instead of the preset's decision rule.",
     ),
     resamples: int = typer.Option(1000, "--resamples", min=10, help="Bootstrap resamples for the CIs."),
     allow_untrained: bool = typer.Option(False, "--allow-untrained", help="Evaluate a preset that records no training."),
@@ -279,6 +289,7 @@ def evaluate(
     """
     with reported_errors(debug):  # everything that can be checked before the backend loads
         rows = keras_covidcxr.data.read_manifest(manifest)
+        rows_to_score(rows, split)
         keras_covidcxr.metrics.check_report_folder(out, overwrite)
         _check_writable_folder(out.absolute(), f"{out}: cannot write the report")
         keras_covidcxr.read_preset_metadata(preset)
@@ -293,8 +304,11 @@ def evaluate(
     caption = f"{evaluation.n_images} images; report in {evaluation.out_dir}"
     table = Table("scores", "AUC (covid)", *(["AUC, lungs removed"] if probe else []), caption=caption)
     for name, auc in evaluation.auc.items():
-        table.add_row(escape(name), f"{auc:.3f}", *([f"{probe[name]['auc_lungs_removed']:.3f}"] if probe else []))
+        table.add_row(escape(name), _auc_text(auc), *([_auc_text(probe[name]["auc_lungs_removed"])] if probe else []))
     console.print(table)
+    if not all(math.isfinite(auc) for auc in evaluation.auc.values()):
+        stderr.print(f"warning: the {split} split holds one class only: AUC is undefined (n/a) and the rates in "
+                     "the report cover that class alone.", markup=False, soft_wrap=True)
     if evaluation.shortcut_suspected:
         console.print("[bold red]Shortcut suspected:[/] the ensemble still scores well with the lungs blacked out.")
     overlap = evaluation.training_overlap
@@ -332,6 +346,10 @@ def export(
         pipeline.export(out, format=export_format, overwrite=overwrite)
     hint = f"; run it with: covidcxr predict IMAGE --exported {out}" if export_format in ("onnx", "litert") else ""
     console.print(f"exported {preset} ({export_format}) to {out}{hint}", markup=False, soft_wrap=True)
+
+
+def _auc_text(auc):
+    return "n/a" if auc is None or not math.isfinite(auc) else f"{auc:.3f}"
 
 
 @app.command()
@@ -452,16 +470,18 @@ def _flat_counts(counts, path=()):
 
 
 def _headline_metrics(validation, path=(), limit=6):
-    """Up to `limit` "where: AUC a, sensitivity s, specificity p" lines found in a validation record."""
+    """Up to `limit` "where: auc a (low-high), sensitivity s, specificity p" lines found in a validation record."""
     if not isinstance(validation, dict) or limit <= 0:
         return []
     if "auc" in validation or "test_dice" in validation:
         parts = []
         for key in ("auc", "sensitivity", "specificity", "test_dice"):
             value = validation.get(key)
+            interval = value.get("ci95") if isinstance(value, dict) else None
             value = value.get("value") if isinstance(value, dict) else value
             if isinstance(value, (int, float)):
-                parts.append(f"{key.replace('_', ' ')} {value:.3f}")
+                parts.append(f"{key.replace('_', ' ')} {value:.3f}"
+                             + (f" ({interval[0]:.3f}-{interval[1]:.3f})" if interval and None not in interval else ""))
         return [f"{' / '.join(path)}: {', '.join(parts)}"] if parts else []
     lines = []
     for key, value in validation.items():
@@ -579,11 +599,12 @@ def _display_names(sources):
     """File names, or where two files share a name (patient1/image1.png, patient2/image1.png), the paths
     below the folder all the files are in."""
     names = [Path(source).name for source in sources]
-    if len(set(names)) == len(names):
-        return names
-    paths = [os.path.abspath(source) for source in sources]
-    root = os.path.commonpath([os.path.dirname(path) for path in paths])
-    return [os.path.relpath(path, root) for path in paths]
+    if len(set(names)) != len(names):
+        paths = [os.path.abspath(source) for source in sources]
+        root = os.path.commonpath([os.path.dirname(path) for path in paths])
+        names = [os.path.relpath(path, root) for path in paths]
+    # bytes of a name that are not UTF-8 (a Latin-1 file system) as escapes: fonts and terminals cannot show them
+    return [os.fsencode(name).decode("utf-8", "backslashreplace") for name in names]
 
 
 def _spread_text(uncertainty):
@@ -597,7 +618,9 @@ def _spread_text(uncertainty):
 
 
 def _write_overlays(results, folder):
-    used = set()
+    """Write each film's overlays; report those that cannot be written (a user's file in the way, a full
+    disk) on stderr and carry on. Returns how many films have no overlays."""
+    used, failed = set(), 0
     for result, name in zip(results, _display_names([result.source for result in results])):
         stem = str(Path(name).with_suffix("")).replace(os.sep, "__")  # patient2/image1.png -> patient2__image1
         unique, n = stem, 1
@@ -605,7 +628,14 @@ def _write_overlays(results, folder):
             n += 1
             unique = f"{stem}_{n}"
         used.add(unique)
-        keras_covidcxr.save_overlays(result, folder, unique)
+        try:
+            keras_covidcxr.save_overlays(result, folder, unique)
+        except (keras_covidcxr.CovidCXRError, OSError, ValueError) as error:
+            reason = error.strerror if isinstance(error, OSError) and error.strerror else error
+            stderr.print(f"[red]error:[/] {escape(one_line(f'{name}: overlays not written ({reason})'))}",
+                         soft_wrap=True)
+            failed += 1
+    return failed
 
 
 app.add_typer(data_app, name="data", help="Build, split and audit dataset manifests.")

@@ -1,13 +1,12 @@
 """`evaluate_pipeline`: the paper's tables (each CNN, weighted average, majority vote) and a shortcut probe."""
 
-import collections
 import csv
 import dataclasses
 
 import numpy as np
 
 from keras_covidcxr.data.class_names import class_name_for
-from keras_covidcxr.errors import ConfigError
+from keras_covidcxr.evaluation.split_rows import rows_to_score
 from keras_covidcxr.io.atomic import atomic_write
 from keras_covidcxr.metrics.classification import binary_auc
 from keras_covidcxr.metrics.report import ReportSection, write_report
@@ -91,9 +90,7 @@ def evaluate_pipeline(
     Example:
         >>> evaluation = evaluate_pipeline(pipeline, read_manifest("m.csv"), "report/")  # doctest: +SKIP
     """
-    rows = manifest.filter(task="cls", split=split)
-    if not rows:
-        raise ConfigError(_no_rows_message(manifest, split))
+    rows = rows_to_score(manifest, split)
     names = pipeline.class_names
     truth = [class_name_for(row.label, names) for row in rows]
     paths = [manifest.resolve(row) for row in rows]
@@ -142,19 +139,6 @@ def evaluate_pipeline(
     suspected = bool(probe and probe["score_sets"][ensemble_key]["shortcut_suspected"])
     return Evaluation(written.directory, len(kept), failed, auc, suspected, kept_paths, positive_scores, probe,
                       overlap, refer)
-
-
-def _no_rows_message(manifest, split):
-    counts = collections.Counter(row.split for row in manifest.filter(task="cls"))
-    if not counts:
-        return "the manifest has no cls rows (classification images) to score"
-    have = ", ".join(f"{count} in {name!r}" if name else f"{count} without a split"
-                     for name, count in sorted(counts.items(), key=lambda item: str(item[0] or "")))
-    hint = ""
-    if None in counts:
-        hint = ("; give every row a split with `covidcxr data split` (`--fractions 0,0,1` puts every "
-                "patient in test, for a set used only to evaluate)")
-    return f"the manifest has no cls rows in split {split!r} (its cls rows: {have}){hint}"
 
 
 def _refer_summary(rule, calibrated_positive, is_positive, referred):
@@ -227,8 +211,10 @@ def _shortcut_probe(pipeline, paths, is_positive, positive, batch_size, scored):
         aucs = {}
         for tag, (row_of, scores) in passes.items():
             values = scores[name][[row_of[i] for i in common], positive]
-            aucs[f"auc_{tag}"] = float(binary_auc(is_positive[common], values)) if common else float("nan")
-        aucs["shortcut_suspected"] = bool(aucs["auc_lungs_removed"] >= SHORTCUT_AUC)
+            auc = float(binary_auc(is_positive[common], values)) if common else float("nan")
+            aucs[f"auc_{tag}"] = auc if np.isfinite(auc) else None  # None: one class only, AUC undefined
+        removed = aucs["auc_lungs_removed"]
+        aucs["shortcut_suspected"] = None if removed is None else bool(removed >= SHORTCUT_AUC)
         score_sets[name] = aucs
     return {"threshold_auc": SHORTCUT_AUC, "n_images": len(common), "score_sets": score_sets}
 
@@ -244,9 +230,10 @@ def _probe_markdown(probe, ensemble_key):
         "|---|---|---|---|",
     ]
     for name, entry in probe["score_sets"].items():
+        only, removed, suspected = entry["auc_lungs_only"], entry["auc_lungs_removed"], entry["shortcut_suspected"]
         lines.append(
-            f"| {name} | {entry['auc_lungs_only']:.3f} | {entry['auc_lungs_removed']:.3f} | "
-            f"{'**yes**' if entry['shortcut_suspected'] else 'no'} |"
+            f"| {name} | {'n/a' if only is None else f'{only:.3f}'} | {'n/a' if removed is None else f'{removed:.3f}'}"
+            f" | {'n/a' if suspected is None else '**yes**' if suspected else 'no'} |"
         )
     suspected = [name for name, entry in probe["score_sets"].items() if entry["shortcut_suspected"]]
     lines.append("")

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_covidcxr.errors import ConfigError, CovidCXRError, InputError
+from keras_covidcxr.errors import ConfigError, CovidCXRError, ImageDecodeError, InputError
 from keras_covidcxr.inference.image_walk import find_images
 from keras_covidcxr.inference.results_file import ResultsFile, meta_path
-from keras_covidcxr.io.image_loader import load_image
+from keras_covidcxr.io.image_loader import check_regular_file, load_image
 from keras_covidcxr.models.pipeline.decision_rule import decision_rule_from_config
 from keras_covidcxr.models.pipeline.pipeline_result import PipelineResult
 from keras_covidcxr.preprocessing.test_time_augmentation import check_tta
@@ -242,7 +242,10 @@ def _read_file(path, results, retry_failed, overlays=None):
     """Runs in a reader thread: hash the file, skip it if done, else decode it."""
     source = os.path.abspath(path)
     try:
+        check_regular_file(source)
         sha256 = sha256_of_file(source)
+    except ImageDecodeError as error:
+        return _ReadFile(source, error=str(error))
     except FileNotFoundError:
         return _ReadFile(source, error=f"{source}: no such file")
     except OSError as error:
@@ -273,10 +276,24 @@ def _predict_rows(pipeline, batch, batch_size, strict, summary, overlays=None, t
             next(predictions) if item.image is not None else PipelineResult(item.source, error=item.error)
         )
         if explain and result.error is None:
-            from keras_covidcxr.io.overlays import save_overlays  # matplotlib, only when asked for
-
-            save_overlays(result, overlays, overlay_stem(item.source, item.sha256))
+            result = _with_overlays(result, overlays, overlay_stem(item.source, item.sha256))
         rows.append({"source": item.source, "sha256": item.sha256, **result.to_dict()})
         summary.failed += result.error is not None
         summary.done += result.error is None
     return rows
+
+
+def _with_overlays(result, folder, stem):
+    """`result` once its overlays are written, or an error result saying why they could not be.
+
+    A film whose overlays fail (a user's file in the way, a full disk) is a failed row, so
+    `--retry-failed` redoes it; the rest of the batch carries on.
+    """
+    from keras_covidcxr.io.overlays import save_overlays  # matplotlib, only when asked for
+
+    try:
+        save_overlays(result, folder, stem)
+    except (CovidCXRError, OSError, ValueError) as error:
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else error
+        return PipelineResult(result.source, error=f"{result.source}: overlays not written ({reason})")
+    return result

@@ -130,7 +130,7 @@ def read_dicom(path, name, *, max_pixels, patient_id_key, has_preamble):
         metadata = {
             "format": "DICOM",
             "bits": int(ds.BitsAllocated),
-            "modality": str(ds.get("Modality") or "").strip() or None,
+            "modality": str(ds.get("Modality") or "").strip().upper() or None,  # some writers say "cr"
             "view": normalise_view(ds.get("ViewPosition")),
             "age": parse_age(ds.get("PatientAge")),
             "patient_id_hash": hash_patient_id(raw_id, patient_id_key) if raw_id else None,
@@ -167,6 +167,10 @@ def _redacted(exc, raw_id, name):
 def _decode_pixels(pydicom, ds, name, max_pixels):
     from pydicom.pixels import apply_modality_lut
 
+    floats = [keyword for keyword in ("FloatPixelData", "DoubleFloatPixelData") if keyword in ds]
+    if "PixelData" not in ds and floats:
+        raise UnsupportedImageError(f"{name}: DICOM with floating-point pixel data ({floats[0]}) is not supported; "
+                                    "X-ray films store integer PixelData")
     if "PixelData" not in ds:
         raise UnsupportedImageError(f"{name}: DICOM without pixel data (no PixelData element)")
     for keyword in ("Rows", "Columns", "BitsAllocated", "PhotometricInterpretation"):

@@ -131,11 +131,20 @@ def load_image(path, *, max_pixels=DEFAULT_MAX_PIXELS, patient_id_key=None):
     return LoadedImage(pixels=pixels, metadata=metadata)
 
 
+def check_regular_file(path, name=None):
+    """Refuse a folder, pipe, socket or device given as an image: reading a pipe would wait forever."""
+    path = Path(path)
+    name = str(path) if name is None else name
+    if path.is_dir():
+        raise ImageDecodeError(f"{name}: is a directory, not an image file")
+    if path.exists() and not path.is_file():
+        raise ImageDecodeError(f"{name}: not a regular file (a pipe, socket or device); copy the image to a file")
+
+
 def _read_head(path, name):
-    """The first 132 bytes, after refusing a missing, unreadable or empty file."""
+    """The first 132 bytes, after refusing a missing, unreadable, empty or not regular file."""
     try:
-        if path.is_dir():
-            raise ImageDecodeError(f"{name}: is a directory, not an image file")
+        check_regular_file(path, name)
         with open(path, "rb") as f:
             head = f.read(132)
     except FileNotFoundError as exc:

@@ -7,9 +7,20 @@ Example:
     ['Lung mask (tinted, magenta edge): 31.0% of the image in 2 piece(s)', 'Mask QC: ok']
 """
 
+import os
 from pathlib import Path
 
 DISCLAIMER = "Research use only, not for diagnosis."
+
+
+def printable_name(source):
+    """The file name of `source`, with bytes that are not UTF-8 written as escapes (fonts cannot draw them).
+
+    Example:
+        >>> printable_name(os.fsdecode(b"/films/caf\\xe9.png"))
+        'caf\\\\xe9.png'
+    """
+    return os.fsencode(Path(source).name).decode("utf-8", "backslashreplace")
 
 
 def heatmap_class(result):
@@ -25,7 +36,7 @@ def gradcam_caption(result):
         model = f"the ensemble of {', '.join(members)}"
     else:
         model = members[0] if members else "the model"
-    lines = [f"Grad-CAM of {model} for class {target}, on {Path(result.source).name}"]
+    lines = [f"Grad-CAM of {model} for class {target}, on {printable_name(result.source)}"]
     probability = (result.probabilities or {}).get(target)
     raw = (result.raw_probabilities or {}).get(target)
     calibrated = None not in (raw, probability) and abs(raw - probability) > 1e-6  # raw is set either way
@@ -61,7 +72,7 @@ def mask_caption(result):
     lines.append("Mask QC: " + ("check the mask: " + "; ".join(mask_warnings) if mask_warnings else "ok"))
     if other:
         lines.append("Notes: " + "; ".join(other))
-    lines.append(f"{Path(result.source).name}. {DISCLAIMER}")
+    lines.append(f"{printable_name(result.source)}. {DISCLAIMER}")
     return lines
 
 

@@ -18,6 +18,7 @@ Example:
 """
 
 import dataclasses
+import fnmatch
 import json
 import re
 from pathlib import Path
@@ -213,6 +214,14 @@ def _group_table(results, key):
     return lines
 
 
+def _missing_class_warning(support):
+    absent = [name for name, count in support.items() if not count]
+    if not absent:
+        return []
+    return [f"**No {' or '.join(absent)} images here:** AUC and the rates that need them are undefined (n/a), "
+            "and a perfect rate on one class says little. Evaluate on a split with every class."]
+
+
 def render_markdown(results, title="Evaluation report", figures=None):
     """The Markdown page of a report built by `evaluate_models` (`figures`: name -> file name)."""
     figures = figures or {}
@@ -224,6 +233,7 @@ def render_markdown(results, title="Evaluation report", figures=None):
         f"# {title}",
         "",
         f"{results['n_images']} images{patients}; {support}.",
+        *_missing_class_warning(results["support"]),
         (
             f"Values with {pct}% bootstrap confidence intervals ({results['n_resamples']} resamples by "
             f"{results['resampling_unit']}, seed {results['seed']}). Rates in %, AUC as a fraction."
@@ -396,7 +406,7 @@ def write_report(
         with atomic_directory(out_dir, replace_if=lambda path: _replaceable(path, overwrite)) as folder:
             _write_figures(folder, figures, results, scores, y_true, class_names)
             with atomic_write(folder / "report.json", "w") as handle:
-                json.dump(results, handle, indent=2)
+                json.dump(_json_numbers(results), handle, indent=2, allow_nan=False)
                 handle.write("\n")
             with atomic_write(folder / "report.md", "w") as handle:
                 handle.write(render_markdown(results, title, figures) + "\n")
@@ -408,6 +418,17 @@ def write_report(
     return WrittenReport(out_dir, files, results)
 
 
+def _json_numbers(value):
+    """`value` with NaN and infinities (a metric undefined on one class) as None: JSON has no NaN."""
+    if isinstance(value, dict):
+        return {key: _json_numbers(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_numbers(item) for item in value]
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
+
+
 def check_report_folder(out_dir, overwrite=False):
     """Refuse a report folder that `write_report` would refuse, before any work is done.
 
@@ -415,14 +436,34 @@ def check_report_folder(out_dir, overwrite=False):
     """
     out_dir = Path(out_dir)
     if out_dir.exists() and not _replaceable(out_dir, overwrite):
-        hint = "" if overwrite else "; pass overwrite=True (--overwrite) to replace an earlier report"
+        others = _not_report_files(out_dir) if out_dir.is_dir() and (out_dir / "report.json").is_file() else []
+        if others:
+            raise ConfigError(
+                f"{out_dir}: holds an earlier report and files that are not part of it "
+                f"({', '.join(others[:3])}{', ...' if len(others) > 3 else ''}); replacing the folder would "
+                "delete them: move them or choose another folder"
+            )
+        hint = "" if overwrite else "; replace an earlier report with overwrite=True (covidcxr evaluate --overwrite)"
         raise ConfigError(f"{out_dir}: exists and is not an empty folder or an earlier report{hint}")
+
+
+# What a report folder holds (write_report's files, evaluate_pipeline's scores and risk-coverage plot):
+# a folder holding anything else is not replaced.
+REPORT_FILES = ("report.json", "report.md", "scores.csv", "roc_*.png", "confusion_*.png", "reliability.png",
+                "risk_coverage.png")
+
+
+def _not_report_files(path):
+    return sorted(entry.name for entry in path.iterdir()
+                  if not (entry.is_file() and any(fnmatch.fnmatchcase(entry.name, name) for name in REPORT_FILES)))
 
 
 def _replaceable(path, overwrite):
     if not path.is_dir():
         return False
-    return not any(path.iterdir()) or (overwrite and (path / "report.json").is_file())
+    if not any(path.iterdir()):
+        return True
+    return overwrite and (path / "report.json").is_file() and not _not_report_files(path)
 
 
 def _figure_names(results):

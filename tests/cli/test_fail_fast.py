@@ -46,6 +46,7 @@ def image(tmp_path):
         ("empty folder", "no image files"),
         ("missing manifest", "cannot read the manifest"),
         ("report folder not empty", "not an empty folder or an earlier report"),
+        ("a split with no rows", "no cls rows in split 'val'"),
     ],
 )
 def test_usage_errors_arrive_before_the_backend_loads(case, message, tmp_path, image, preset_dir):
@@ -69,8 +70,10 @@ def test_usage_errors_arrive_before_the_backend_loads(case, message, tmp_path, i
         "empty folder": ["predict", tmp_path / "empty", "--preset", preset_dir],
         "missing manifest": ["evaluate", preset_dir, tmp_path / "nope.csv", "--out", tmp_path / "new"],
         "report folder not empty": ["evaluate", preset_dir, tmp_path / "nope.csv", "--out", tmp_path / "report"],
+        "a split with no rows": ["evaluate", preset_dir, tmp_path / "nope.csv", "--out", tmp_path / "new", "--split",
+                                 "val"],
     }[case]
-    if case == "report folder not empty":  # a readable manifest, so the folder is what fails
+    if case in ("report folder not empty", "a split with no rows"):  # a readable manifest
         manifest = tmp_path / "manifest.csv"
         manifest.write_text("path,task,label,patient_id,split\nchest.png,cls,covid,p1,test\n")
         args[2] = manifest
@@ -93,3 +96,10 @@ def test_a_resume_with_nothing_left_to_do_does_not_load_the_model(tmp_path, imag
     from keras_covidcxr import finished_run
 
     assert finished_run(preset_dir, [image], out, overlays=tmp_path / "overlays") is None
+
+
+@pytest.mark.parametrize("threshold", ["0", "1", "nan"])
+def test_a_threshold_that_would_label_one_class_is_a_usage_error(threshold, image, preset_dir):
+    result = run_cli("predict", image, "--preset", preset_dir, "--threshold", threshold)
+    assert result["code"] == 2 and not result["heavy"], result
+    assert "is not strictly between 0 and 1" in result["stderr"], result

@@ -1,4 +1,5 @@
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -150,6 +151,24 @@ def test_overlays_are_written_and_user_files_kept(preset_dir, images, tmp_path, 
     assert (out / "chest1_mask.png").read_bytes() == b"user's file"
 
 
+def test_overlays_of_a_film_that_cannot_have_them_are_reported_and_the_others_written(
+        preset_dir, images, tmp_path, fast_cli):
+    # A name that is not UTF-8 (a Latin-1 file system) is drawn with escapes; a user's file in the way of
+    # one film's overlay is kept, that film reported, and the films after it still get theirs.
+    latin1 = Path(os.fsdecode(bytes(tmp_path) + b"/caf\xe9.png"))
+    latin1.write_bytes(Path(images[0]).read_bytes())
+    out = tmp_path / "overlays"
+    out.mkdir()
+    (out / "chest0_mask.png").write_bytes(b"user's file")
+    result = runner.invoke(app, ["predict", images[0], str(latin1), images[1], "--preset", str(preset_dir),
+                                 "--overlays", str(out)])
+    assert result.exit_code == 1, result.output
+    assert "chest0.png: overlays not written" in result.stderr and "not overwriting" in result.stderr
+    assert (out / "chest0_mask.png").read_bytes() == b"user's file"
+    assert {"caf\\xe9_mask.png", "chest1_mask.png", "chest1_gradcam.png"} <= {p.name for p in out.iterdir()}
+    assert "caf\\xe9.png" in result.stdout
+
+
 def test_info_summarises_a_preset_for_people(preset_dir):
     result = runner.invoke(app, ["info", str(preset_dir)])
     assert result.exit_code == 0, result.output
@@ -170,10 +189,11 @@ def test_info_names_a_validation_split_its_counts_per_split_and_a_source_shortcu
     metadata = {"config": {"class_names": ["non_covid", "covid"]}, "training": {
         "data": {"counts": {"train": {"cls": {"covid": 114, "normal": 44}}, "val": {"cls": {"covid": 35}}},
                  "patients": 257, "classifier_inputs": {"source_shortcut": shortcut}},
-        "validation": {"alpha": {"auc": 0.97, "sensitivity": 0.9, "specificity": 0.8}}}}
+        "validation": {"alpha": {"auc": {"value": 0.97, "ci95": [0.9, 1.0]}, "sensitivity": 0.9,
+                                 "specificity": 0.8}}}}
     text = "\n".join(preset_summary("tuned", metadata))
     assert "data: train: cls/covid 114, cls/normal 44; val: cls/covid 35; 257 patients" in text
-    assert "validation split / alpha: auc 0.970, sensitivity 0.900, specificity 0.800" in text
+    assert "validation split / alpha: auc 0.970 (0.900-1.000), sensitivity 0.900, specificity 0.800" in text
     assert ("caution: in its training split the source alone tells apart covid (AUC 1.00), normal (AUC 0.85): "
             "these figures may measure the hospitals, not the lungs") in text
 

@@ -107,6 +107,22 @@ def test_evaluate_command(preset_dir, manifest_path, tmp_path, fast_cli):
     assert (tmp_path / "cli_report" / "report.md").is_file()
 
 
+def test_a_split_of_one_class_gives_valid_json_and_says_what_is_undefined(preset_dir, manifest_path, tmp_path,
+                                                                          fast_cli):
+    text = manifest_path.read_text().splitlines()
+    covid_only = [text[0]] + [line for line in text[1:] if ",covid," in line and "broken" not in line]
+    (tmp_path / "covid.csv").write_text("\n".join(covid_only) + "\n")
+    out = tmp_path / "one_class"
+    result = CliRunner().invoke(app, ["evaluate", str(preset_dir), str(tmp_path / "covid.csv"), "--out", str(out),
+                                      "--resamples", "10"])
+    assert result.exit_code == 0, result.output
+    assert "n/a" in result.stdout and "holds one class only" in " ".join(result.stderr.split())
+    report = json.loads((out / "report.json").read_text(), parse_constant=lambda name: pytest.fail(name))
+    assert report["models"]["weighted_average"]["overall"]["auc"]["value"] is None
+    assert report["shortcut_probe"]["score_sets"]["weighted_average"]["shortcut_suspected"] is None
+    assert "**No non_covid images here:**" in (out / "report.md").read_text()
+
+
 def test_a_lungs_only_pipeline_is_not_scored_twice(loaded_pipeline, manifest_path, tmp_path, monkeypatch):
     real_score, maskings = evaluate_module._score, []
 

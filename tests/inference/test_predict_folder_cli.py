@@ -108,6 +108,37 @@ def test_overlays_and_out_combine_and_a_resume_writes_no_overlay_twice(fast_cli,
     assert {path: path.stat().st_mtime_ns for path in overlays.iterdir()} == times
 
 
+def test_a_film_whose_overlays_cannot_be_written_is_a_failed_row_and_the_batch_carries_on(
+        fast_cli, preset_dir, tmp_path, write_png):
+    from keras_covidcxr.inference.batch_prediction import overlay_stem
+    from keras_covidcxr.presets.checksums import sha256_of_file
+
+    first, second = write_png(tmp_path / "in" / "a.png", seed=1), write_png(tmp_path / "in" / "b.png", seed=2)
+    overlays = tmp_path / "overlays"
+    overlays.mkdir()
+    in_the_way = overlays / f"{overlay_stem(first, sha256_of_file(first))}_mask.png"
+    in_the_way.write_bytes(b"user's file")
+    out = tmp_path / "results.csv"
+    result = predict(tmp_path / "in", "--preset", preset_dir, "--out", out, "--overlays", overlays)
+    assert result.exit_code == 1, result.output
+    rows = {os.path.basename(row["source"]): row for row in csv.DictReader(out.open())}
+    assert "overlays not written" in rows["a.png"]["error"] and "not overwriting" in rows["a.png"]["error"]
+    assert rows["b.png"]["error"] == "" and rows["b.png"]["label"]
+    assert in_the_way.read_bytes() == b"user's file"
+    assert (overlays / f"{overlay_stem(second, sha256_of_file(second))}_gradcam.png").is_file()
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are POSIX")
+def test_a_named_pipe_given_as_an_image_is_a_failed_row_not_a_hang(fast_cli, preset_dir, tmp_path, write_png):
+    image, fifo = write_png(tmp_path / "chest.png"), tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    out = tmp_path / "results.csv"
+    result = predict(image, fifo, "--preset", preset_dir, "--out", out)
+    assert result.exit_code == 1, result.output
+    rows = {os.path.basename(row["source"]): row["error"] for row in csv.DictReader(out.open())}
+    assert rows["chest.png"] == "" and "not a regular file" in rows["pipe.png"]
+
+
 def test_threshold_decides_the_label_and_every_output_says_which_rule(fast_cli, preset_dir, tmp_path, write_png):
     image = write_png(tmp_path / "chest.png")
     rows = {}

@@ -296,6 +296,18 @@ def test_dicom_without_pixel_data(corpus):
     assert str(error) == f"{path}: DICOM without pixel data (no PixelData element)"
 
 
+def test_float_pixel_data_is_named_as_unsupported(corpus):
+    floats = np.array([[0.0, 0.5], [1.0, 0.25]], "<f4").tobytes()
+    path = corpus.dicom(pixel_data=False, FloatPixelData=floats, BitsAllocated=32)
+    error = _error(path)
+    assert type(error) is UnsupportedImageError
+    assert "floating-point pixel data (FloatPixelData) is not supported" in str(error)
+
+
+def test_a_lowercase_modality_is_read_as_the_standard_upper_case_code(corpus):
+    assert load_image(corpus.dicom(Modality="cr")).metadata["modality"] == "CR"
+
+
 def test_multi_frame_dicom_is_refused(corpus):
     path = corpus.dicom(pixels=np.zeros((2, 3)), NumberOfFrames=3)
     error = _error(path)

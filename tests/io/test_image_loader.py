@@ -1,5 +1,6 @@
 """load_image on plain image files: what loads, with which values, and every refusal."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -152,6 +153,14 @@ def test_directory(tmp_path):
     error = _error(tmp_path)
     assert type(error) is ImageDecodeError
     assert str(error) == f"{tmp_path}: is a directory, not an image file"
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are POSIX")
+def test_a_named_pipe_is_refused_instead_of_waiting_for_a_writer(tmp_path):
+    fifo = tmp_path / "chest.png"
+    os.mkfifo(fifo)
+    error = _error(fifo)
+    assert type(error) is ImageDecodeError and str(error).startswith(f"{fifo}: not a regular file (a pipe")
 
 
 def test_zero_byte_file(corpus):

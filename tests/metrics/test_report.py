@@ -165,7 +165,7 @@ def test_never_overwrites_what_the_user_had(tmp_path, three_class_scores):
 
     earlier = tmp_path / "earlier"
     write_report(earlier, *args, n_resamples=10)
-    with pytest.raises(ConfigError, match="pass overwrite=True"):
+    with pytest.raises(ConfigError, match=r"with overwrite=True \(covidcxr evaluate --overwrite\)"):
         write_report(earlier, *args, n_resamples=10)
     write_report(
         earlier,
@@ -177,6 +177,11 @@ def test_never_overwrites_what_the_user_had(tmp_path, three_class_scores):
     )
     assert list(json.loads((earlier / "report.json").read_text())["models"]) == ["other"]
     assert not (earlier / "confusion_m.png").exists()
+    # an earlier report folder where the user keeps notes: --overwrite would delete them, so it is refused
+    (earlier / "notes.txt").write_text("keep me")
+    with pytest.raises(ConfigError, match=r"files that are not part of it \(notes.txt\)"):
+        write_report(earlier, *args, n_resamples=10, overwrite=True)
+    assert (earlier / "notes.txt").read_text() == "keep me"
 
     empty = tmp_path / "empty"
     empty.mkdir()
