@@ -151,6 +151,9 @@ def build(
             raise keras_covidcxr.OutputExistsError(f"{path}: already exists; pass --overwrite to replace it")
     with _progress_bar(f"reading {kind.value}") as progress:
         manifest, build_report = _build(kind, source, images, masks_out, split, overwrite, progress)
+    if not len(manifest):
+        stdout.print(build_report.summary(), markup=False)
+        raise keras_covidcxr.data.DatasetError(f"{source}: no image kept, so no manifest written (see why above)")
     write_manifest(manifest, out, overwrite=overwrite)
     if report is not None:
         build_report.to_json(report, overwrite=overwrite)

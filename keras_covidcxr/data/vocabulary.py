@@ -3,8 +3,8 @@
 Example:
     >>> normalize_view("AP supine"), normalize_view("Lateral"), normalize_view("")
     ('AP Supine', 'L', 'unknown')
-    >>> normalize_label("Pneumonia/Viral/COVID-19"), normalize_label("No Finding")
-    ('covid', 'normal')
+    >>> normalize_label("Pneumonia/Viral/COVID-19"), normalize_label("No Finding"), normalize_label("Non-COVID")
+    ('covid', 'normal', None)
 """
 
 import math
@@ -57,6 +57,9 @@ _PNEUMONIA_WORDS = (
 )
 
 
+_NEGATED_COVID = re.compile(r"\b(non|not|no)[\s_-]*covid|covid[\s_-]*(19)?[\s_-]*neg")
+
+
 def normalize_view(text):
     """`PA`, `AP`, `AP Supine`, `L` or `unknown` for a view written any common way."""
     key = re.sub(r"[\s_]+", " ", str(text or "")).strip().lower()
@@ -79,6 +82,8 @@ def normalize_label(text):
     """`covid`, `normal`, `pneumonia`, or None for findings that are none of these (ARDS, "todo", ...)."""
     key = str(text or "").strip().lower()
     if not key:
+        return None
+    if _NEGATED_COVID.search(key):  # "Non-COVID", "COVID-negative": normal or pneumonia, the name cannot say
         return None
     if "covid" in key or "sars-cov-2" in key:
         return "covid"

@@ -59,6 +59,20 @@ def test_covidx_list(tmp_path, chest_like, write_png):
     summary = report.summary()
     assert "kept 3 images, dropped 4" in summary and "missing.png" in summary
 
+    listing.write_bytes(b"\xef\xbb\xbf" + listing.read_bytes())  # saved by a Windows editor
+    manifest, _ = from_covidx_list(listing, images, split="train")
+    assert manifest[0].patient_id == "cohen:3"
+
+
+def test_metadata_that_is_not_utf8_is_refused_by_name(tmp_path):
+    listing = tmp_path / "train.txt"
+    listing.write_bytes("3 a.png COVID-19 h\u00f4pital\n".encode("latin-1"))
+    with pytest.raises(DatasetError, match=r"train.txt: the COVIDx list is not UTF-8 text \(byte 18"):
+        from_covidx_list(listing, tmp_path)
+    (tmp_path / "metadata.csv").write_bytes(f"{IEEE_HEADER}1,0,M,65,caf\u00e9,Y".encode("latin-1"))
+    with pytest.raises(DatasetError, match="metadata.csv: the ieee8023 metadata.csv is not UTF-8 text"):
+        from_ieee8023_metadata(tmp_path / "metadata.csv", tmp_path)
+
 
 def test_covidx_binary_labels(tmp_path, chest_like, write_png):
     images = tmp_path / "train"
@@ -354,6 +368,7 @@ def test_class_folders_with_and_without_split_folders(tmp_path, chest_like, writ
         "Normal/n1.png",
         "Viral Pneumonia/v1.png",
         "Lung_Opacity/o1.png",
+        "Non-COVID/x1.png",  # normal or pneumonia: not covid, whatever its name contains
     ):
         write_png(tmp_path / "flat" / name, chest_like(1, 20, 20))
     manifest, report = from_class_folders(tmp_path / "flat")
@@ -363,8 +378,9 @@ def test_class_folders_with_and_without_split_folders(tmp_path, chest_like, writ
         ("Normal/n1.png", "normal"),
         ("Viral Pneumonia/v1.png", "pneumonia"),
     ]
-    assert manifest[0].patient_id == "flat:c1" and manifest[0].source == "flat"
+    assert manifest[0].patient_id == "flat:COVID/c1" and manifest[0].source == "flat"
     assert reasons(report)["Lung_Opacity/o1.png"] == "folder 'Lung_Opacity' is not a known class"
+    assert reasons(report)["Non-COVID/x1.png"] == "folder 'Non-COVID' is not a known class"
     assert "each image counts as its own patient" in report.summary()
 
     for name in (
@@ -415,11 +431,15 @@ def test_covid_gr(tmp_path, chest_like, write_png):
         write_png(tmp_path / name, chest_like(4, 20, 20))
     manifest, report = from_covid_gr(tmp_path)
     assert sorted((r.path, r.label, r.patient_id, r.source) for r in manifest) == [
-        ("N/n1.jpg", "normal", "covid-gr:n1", "covid-gr"),
-        ("P/p1.jpg", "covid", "covid-gr:p1", "covid-gr"),
-        ("P/p2.jpg", "covid", "covid-gr:p2", "covid-gr"),
+        ("N/n1.jpg", "normal", "covid-gr:N/n1", "covid-gr"),
+        ("P/p1.jpg", "covid", "covid-gr:P/p1", "covid-gr"),
+        ("P/p2.jpg", "covid", "covid-gr:P/p2", "covid-gr"),
     ]
-    assert report.builder == "covid-gr" and not report.notes
+    assert report.builder == "covid-gr"
+    # the same file name under P and N is two films of two patients, not one patient with two labels
+    write_png(tmp_path / "N" / "p1.jpg", chest_like(5, 20, 20))
+    manifest, _ = from_covid_gr(tmp_path)
+    assert len({r.patient_id for r in manifest}) == len(manifest) == 4
 
 
 def _write_dicom(path, view, age="045Y", sex="F"):

@@ -67,6 +67,15 @@ def test_build_split_audit_happy_path(runner, shared_folder, tmp_path):
     assert "Audit PASSED" in result.stdout and (tmp_path / "audit.json").is_file()
 
 
+def test_a_build_that_keeps_no_image_writes_nothing_and_says_why(runner, tmp_path, chest_like, write_png):
+    write_png(tmp_path / "data" / "Lung_Opacity" / "o1.png", chest_like(1, 20, 20))
+    out = tmp_path / "built.csv"
+    result = runner.invoke(data_app, ["build", "class-folders", str(tmp_path / "data"), "--out", str(out)])
+    assert result.exit_code == 2 and not out.exists()
+    assert "folder 'Lung_Opacity' is not a known class" in result.stdout
+    assert "no image kept, so no manifest written" in " ".join(result.stderr.split())
+
+
 def test_audit_failure_exits_1_and_names_the_problem(runner, shared_folder, tmp_path):
     manifest = from_shared_cxr_manifest(shared_folder / "manifest.csv").manifest
     leaky = manifest.with_rows(

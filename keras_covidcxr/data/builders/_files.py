@@ -1,5 +1,6 @@
 """Small file helpers the builders share: checking inputs exist, finding image files, progress."""
 
+import io
 import os
 from pathlib import Path, PurePosixPath
 
@@ -22,6 +23,18 @@ def require_file(path, what):
     if not path.is_file():
         raise DatasetError(f"{path}: {what} not found")
     return path
+
+
+def read_text(path, what):
+    """The text of a metadata file (UTF-8, a byte-order mark dropped) for csv readers, or a DatasetError
+    naming the file when it cannot be read or is not UTF-8 (e.g. a Latin-1 export)."""
+    try:
+        return io.StringIO(Path(path).read_text(encoding="utf-8-sig"), newline="")
+    except OSError as error:
+        raise DatasetError(f"{path}: cannot read the {what} ({error.strerror or error})") from error
+    except UnicodeDecodeError as error:
+        raise DatasetError(f"{path}: the {what} is not UTF-8 text (byte {error.start}: {error.reason}); "
+                           "save it as UTF-8") from error
 
 
 def find_images(folder, extensions=IMAGE_EXTENSIONS, skip_folders=()):

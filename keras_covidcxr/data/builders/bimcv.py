@@ -14,7 +14,13 @@ import csv
 import re
 
 from keras_covidcxr.data.build_report import BuildReport, BuiltManifest
-from keras_covidcxr.data.builders._files import find_images, relative_posix, require_folder, with_progress
+from keras_covidcxr.data.builders._files import (
+    find_images,
+    read_text,
+    relative_posix,
+    require_folder,
+    with_progress,
+)
 from keras_covidcxr.data.manifest import DatasetError, Manifest, ManifestRow
 from keras_covidcxr.data.vocabulary import normalize_sex, normalize_view, parse_age
 
@@ -35,7 +41,7 @@ def _participants(root):
     """sub-id -> (age, sex) from every participants.tsv under `root`."""
     people = {}
     for tsv in sorted(root.rglob("participants.tsv")):
-        with open(tsv, newline="", encoding="utf-8-sig") as handle:
+        with read_text(tsv, "participants.tsv") as handle:
             for record in csv.DictReader(handle, delimiter="\t"):
                 subject = _subject_id(record)
                 if subject:

@@ -1,8 +1,8 @@
 """Build a classification manifest from a folder per class (`root/COVID/*.png`, `root/Normal/*.png`).
 
 Split folders above the class folders (`root/train/COVID/...`, `root/test/...`) set the rows'
-split. Such layouts rarely say who the patient is: by default every image is its own patient,
-which the report says out loud; pass `patient_id_pattern` (a regex whose first group is the
+split. Such layouts rarely say who the patient is: by default every image is its own patient
+(`<source>:<path below the root, without suffix>`), which the report says out loud; pass `patient_id_pattern` (a regex whose first group is the
 patient) when file names carry it.
 
 The COVID-19 Radiography Database keeps each class's films in `COVID/images/` and its lung masks
@@ -98,7 +98,9 @@ def from_class_folders(root, class_map=None, source=None, patient_id_pattern=Non
         if label is None:
             report.drop(relative, f"folder {folder.name!r} is not a known class")
             continue
-        patient = image.stem
+        # Each image its own patient: its path below the root, as train/COVID/0001.png and
+        # test/Normal/0001.png are different films (a file stem would make them one patient).
+        patient = relative.rsplit(".", 1)[0]
         if pattern is not None:
             match = pattern.search(image.name)
             if match is None:

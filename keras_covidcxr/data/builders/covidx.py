@@ -14,7 +14,7 @@ Example:
 from pathlib import Path
 
 from keras_covidcxr.data.build_report import BuildReport, BuiltManifest
-from keras_covidcxr.data.builders._files import require_file, require_folder, with_progress
+from keras_covidcxr.data.builders._files import read_text, require_file, require_folder, with_progress
 from keras_covidcxr.data.manifest import Manifest, ManifestRow
 from keras_covidcxr.data.vocabulary import normalize_label
 
@@ -32,7 +32,7 @@ def from_covidx_list(list_txt, image_dir, split=None, progress=None):
     image_dir = require_folder(image_dir, "COVIDx image")
     report = BuildReport(f"covidx ({list_txt.name})")
     rows, seen = [], set()
-    lines = list(enumerate(list_txt.read_text(encoding="utf-8").splitlines(), start=1))
+    lines = list(enumerate(read_text(list_txt, "COVIDx list").read().splitlines(), start=1))
     for number, line in with_progress(lines, progress):
         tokens = line.split()
         if not tokens:

@@ -12,7 +12,7 @@ Example:
 import csv
 
 from keras_covidcxr.data.build_report import BuildReport, BuiltManifest
-from keras_covidcxr.data.builders._files import require_file, require_folder, with_progress
+from keras_covidcxr.data.builders._files import read_text, require_file, require_folder, with_progress
 from keras_covidcxr.data.manifest import ADULT_AGE, DatasetError, Manifest, ManifestRow
 from keras_covidcxr.data.vocabulary import normalize_label, normalize_sex, normalize_view, parse_age
 
@@ -29,7 +29,7 @@ def from_ieee8023_metadata(metadata_csv, image_dir, drop_lateral=True, drop_pedi
     image_dir = require_folder(image_dir, "ieee8023 image")
     report = BuildReport("ieee8023")
     rows, seen = [], set()
-    with open(metadata_csv, newline="", encoding="utf-8-sig") as handle:
+    with read_text(metadata_csv, "ieee8023 metadata.csv") as handle:
         reader = csv.DictReader(handle)
         missing = {"patientid", "finding", "filename"} - set(reader.fieldnames or [])
         if missing:

@@ -17,7 +17,7 @@ import csv
 from pathlib import PurePosixPath
 
 from keras_covidcxr.data.build_report import BuildReport, BuiltManifest
-from keras_covidcxr.data.builders._files import require_file, with_progress
+from keras_covidcxr.data.builders._files import read_text, require_file, with_progress
 from keras_covidcxr.data.manifest import LABELS, TASKS, DatasetError, Manifest, ManifestRow
 from keras_covidcxr.data.vocabulary import normalize_sex, normalize_view, parse_age
 
@@ -56,7 +56,7 @@ def from_shared_cxr_manifest(csv_path, progress=None):
     root = csv_path.parent
     report = BuildReport("shared-cxr")
     rows, seen = [], set()
-    with open(csv_path, newline="", encoding="utf-8-sig") as handle:
+    with read_text(csv_path, "shared CXR manifest") as handle:
         reader = csv.DictReader(handle)
         missing = [name for name in _REQUIRED if name not in (reader.fieldnames or [])]
         if missing:
