@@ -644,4 +644,7 @@ app.command("finetune")(finetune)
 
 
 def main():
+    # pydicom's notes on nonstandard header values ("Invalid value for VR CS: 'cr'") are for DICOM
+    # developers; the reader normalises what it uses and refuses what it cannot read, by file name.
+    warnings.filterwarnings("ignore", message="Invalid value for VR", category=UserWarning)
     app()

@@ -21,7 +21,7 @@ import numpy as np
 
 from keras_covidcxr.errors import ConfigError, CovidCXRError, ImageDecodeError, InputError
 from keras_covidcxr.inference.image_walk import find_images
-from keras_covidcxr.inference.results_file import ResultsFile, meta_path
+from keras_covidcxr.inference.results_file import ResultsFile
 from keras_covidcxr.io.image_loader import check_regular_file, load_image
 from keras_covidcxr.models.pipeline.decision_rule import decision_rule_from_config
 from keras_covidcxr.models.pipeline.pipeline_result import PipelineResult
@@ -197,8 +197,8 @@ def finished_run(preset, inputs, out, strict=False, retry_failed=False, decision
         >>> finished_run("covidcxr_lite", ["scans/"], "results.csv")  # doctest: +SKIP
         PredictionSummary(total=1200, done=0, failed=0, skipped=1200, skipped_failed=3)
     """
-    if not (os.path.isfile(out) and os.path.getsize(out) and meta_path(out).is_file()):
-        return None
+    if not (os.path.isfile(out) and os.path.getsize(out)):
+        return None  # a file that is not ours (no sidecar) is refused below, before the model loads
     paths = find_images(inputs)
     if not paths:
         return None

@@ -48,6 +48,11 @@ import json
 import os
 from pathlib import Path
 
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None
+
 from keras_covidcxr.errors import ConfigError
 from keras_covidcxr.io.atomic import atomic_write
 
@@ -150,11 +155,14 @@ class ResultsFile:
         self._rows = {}  # source -> (sha256, failed, row number of its last row)
         self._row_count = 0
         self.superseded = 0  # rows replaced by a later row for the same source
-        if self.path.exists() and self.path.stat().st_size > 0:
-            self._read_existing()
-        else:
+        if not (self.path.exists() and self.path.stat().st_size > 0):
             self._start()
-        self._file = open(self.path, "ab", buffering=0)
+        self._file = self._open_locked()
+        try:
+            self._read_existing()
+        except BaseException:
+            self._file.close()
+            raise
 
     def earlier_row(self, source, sha256):
         """ "ok" or "failed" when `source` with this content already has a row, else None."""
@@ -180,9 +188,11 @@ class ResultsFile:
         """Close the file; if some sources got a newer row, keep only the last row of each."""
         if self._file.closed:
             return
-        self._file.close()
-        if self.superseded:
-            self._compact()
+        try:
+            if self.superseded:
+                self._compact()  # still holding the lock
+        finally:
+            self._file.close()
 
     def __enter__(self):
         return self
@@ -191,6 +201,21 @@ class ResultsFile:
         self.close()
 
     # === Writing ===
+
+    def _open_locked(self):
+        """The file opened for appending under an exclusive lock: two runs writing one file at once
+        would interleave duplicate rows, so the second is refused."""
+        handle = open(self.path, "ab", buffering=0)
+        try:
+            if fcntl is not None:  # POSIX; on Windows the file is not locked
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                if os.fstat(handle.fileno()).st_ino != os.stat(self.path).st_ino:  # replaced meanwhile
+                    raise BlockingIOError
+        except BlockingIOError:
+            handle.close()
+            raise ConfigError(f"{self.path}: another covidcxr run is writing this file; wait for it to end "
+                              "or choose another output file") from None
+        return handle
 
     def _start(self):
         """Write the sidecar, then the empty results file (with its CSV header)."""

@@ -4,7 +4,7 @@ Built on `matplotlib.figure.Figure` + the Agg canvas (no pyplot, no global backe
 change). The layout is in whole pixels: the panel keeps the film's aspect, its longer
 side clamped to `PANEL_LONG_SIDE`, and it is pasted 1:1 at the top left; the colour
 bar sits to its right and the caption below, in a fixed font size, so text stays
-legible on any film.
+legible on any film (a narrow film gets a wider picture, black beside it, for its caption).
 
 Example:
     >>> import numpy as np
@@ -19,6 +19,7 @@ import numpy as np
 # The panel's longer side: small films are enlarged to be readable, large ones shrunk to keep files small.
 PANEL_LONG_SIDE = (512, 1024)
 COLORBAR_WIDTH = 130  # px right of the panel: bar, tick labels and a two-line label
+MIN_FIGURE_WIDTH = 320  # px: room for a few words per caption row beside a narrow film
 DPI = 100
 FONT_POINTS = 11
 LINE_HEIGHT = round(1.5 * FONT_POINTS * DPI / 72)  # px per caption line
@@ -74,7 +75,8 @@ def render_overlay(panel, caption_lines, colorbar_label=None, colormap="jet"):
     from matplotlib.figure import Figure
 
     height, width = panel.shape[:2]
-    figure_width = width + (COLORBAR_WIDTH if colorbar_label else 0)
+    # at least MIN_FIGURE_WIDTH, so the caption of a very narrow film is not one word per line
+    figure_width = max(width + (COLORBAR_WIDTH if colorbar_label else 0), MIN_FIGURE_WIDTH)
     rows = caption_rows(caption_lines, figure_width)
     caption_height = 2 * PAD + LINE_HEIGHT * len(rows)
     figure_height = height + caption_height

@@ -19,6 +19,9 @@ Example:
     True
 """
 
+import math
+import statistics
+
 import numpy as np
 
 from keras_covidcxr.errors import ConfigError
@@ -52,6 +55,24 @@ def percentile_interval(samples, confidence=0.95):
     tail = (1.0 - confidence) / 2.0 * 100.0
     low, high = np.percentile(samples, [tail, 100.0 - tail])
     return (float(low), float(high))
+
+
+def wilson_interval(successes, n, confidence=0.95):
+    """Wilson score interval of a proportion `successes / n`; (None, None) when n is 0.
+
+    Unlike a percentile bootstrap it does not collapse at 0 or 1: 15 of 15 gives about [0.80, 1.00].
+
+    Example:
+        >>> [round(x, 3) for x in wilson_interval(15, 15)]
+        [0.796, 1.0]
+    """
+    if n <= 0:
+        return [None, None]
+    z = statistics.NormalDist().inv_cdf(1 - (1 - confidence) / 2)
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return [max(0.0, centre - half), min(1.0, centre + half)]
 
 
 def bootstrap_metrics(

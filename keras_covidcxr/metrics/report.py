@@ -27,7 +27,7 @@ import numpy as np
 
 from keras_covidcxr.errors import ConfigError, OutputExistsError
 from keras_covidcxr.io.atomic import atomic_directory, atomic_write
-from keras_covidcxr.metrics.bootstrap import bootstrap_metrics
+from keras_covidcxr.metrics.bootstrap import bootstrap_metrics, wilson_interval
 from keras_covidcxr.metrics.breakdown import metrics_by_group
 from keras_covidcxr.metrics.calibration import brier_score, reliability_curve
 from keras_covidcxr.metrics.classification import (
@@ -46,11 +46,28 @@ def _number(value):
     return None if value is None or not np.isfinite(value) else float(value)
 
 
-def _with_interval(values, intervals):
-    return {
-        metric: {"value": _number(values[metric]), "ci": [_number(v) for v in intervals[metric]]}
-        for metric in values
-    }
+def _with_interval(values, intervals, counts, confidence):
+    """metric -> {"value", "ci"}; a rate of exactly 0 or 1, where every bootstrap resample agrees, gets a
+    Wilson score interval on its images instead (a percentile interval would claim [100%, 100%])."""
+    cells = {}
+    for metric in values:
+        value, ci = _number(values[metric]), [_number(v) for v in intervals[metric]]
+        if metric in counts and value in (0.0, 1.0) and ci[0] == ci[1] == value:
+            ci = wilson_interval(round(value * counts[metric]), counts[metric], confidence)
+        cells[metric] = {"value": value, "ci": ci}
+    return cells
+
+
+def _rate_counts(matrix):
+    """The denominators of each rate: {"accuracy": n, class index: {metric: n}} (rows true, columns predicted)."""
+    tp = np.diag(matrix)
+    fn, fp = matrix.sum(axis=1) - tp, matrix.sum(axis=0) - tp
+    tn = matrix.sum() - tp - fn - fp
+    counts = {"accuracy": int(matrix.sum())}
+    for c in range(len(tp)):
+        counts[c] = {"sensitivity": int(tp[c] + fn[c]), "specificity": int(tn[c] + fp[c]),
+                     "ppv": int(tp[c] + fp[c]), "npv": int(tn[c] + fn[c])}
+    return counts
 
 
 def _operating_points(is_positive, scores):
@@ -123,10 +140,14 @@ def evaluate_models(
         )
         results["averaging"] = point.averaging
         curve = reliability_curve(probs.argmax(axis=1) == labels, probs.max(axis=1), n_bins)
+        counts = _rate_counts(point.confusion_matrix)
+        positive = names.index(point.averaging.removeprefix("positive class ")) if point.averaging != "macro" else None
+        overall_counts = {"accuracy": counts["accuracy"], **(counts[positive] if positive is not None else {})}
         entry = {
-            "overall": _with_interval(point.overall, intervals["overall"]),
+            "overall": _with_interval(point.overall, intervals["overall"], overall_counts, confidence),
             "per_class": {
-                name: _with_interval(point.per_class[name], intervals["per_class"][name]) for name in names
+                name: _with_interval(point.per_class[name], intervals["per_class"][name], counts[c], confidence)
+                for c, name in enumerate(names)
             },
             "decision_rule": (
                 {"rule": "threshold", "positive_class": names[1], "threshold": float(threshold)}
@@ -236,7 +257,8 @@ def render_markdown(results, title="Evaluation report", figures=None):
         *_missing_class_warning(results["support"]),
         (
             f"Values with {pct}% bootstrap confidence intervals ({results['n_resamples']} resamples by "
-            f"{results['resampling_unit']}, seed {results['seed']}). Rates in %, AUC as a fraction."
+            f"{results['resampling_unit']}, seed {results['seed']}); a rate of 0% or 100%, where every resample "
+            "agrees, gets a Wilson score interval on its images instead. Rates in %, AUC as a fraction."
         ),
         "",
         *_decision_lines(results),

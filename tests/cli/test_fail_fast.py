@@ -47,6 +47,7 @@ def image(tmp_path):
         ("missing manifest", "cannot read the manifest"),
         ("report folder not empty", "not an empty folder or an earlier report"),
         ("a split with no rows", "no cls rows in split 'val'"),
+        ("--out is a user's file", "is not a covidcxr results file"),
     ],
 )
 def test_usage_errors_arrive_before_the_backend_loads(case, message, tmp_path, image, preset_dir):
@@ -58,6 +59,7 @@ def test_usage_errors_arrive_before_the_backend_loads(case, message, tmp_path, i
     (tmp_path / "folder.csv").mkdir()
     (tmp_path / "report").mkdir()
     (tmp_path / "report" / "notes.txt").write_text("mine")
+    (tmp_path / "mine.csv").write_text("patient,label\n1,covid\n")
     predict = ["predict", image, "--preset", preset_dir]
     args = {
         "missing file": ["predict", tmp_path / "nope.png", "--preset", preset_dir],
@@ -70,6 +72,7 @@ def test_usage_errors_arrive_before_the_backend_loads(case, message, tmp_path, i
         "empty folder": ["predict", tmp_path / "empty", "--preset", preset_dir],
         "missing manifest": ["evaluate", preset_dir, tmp_path / "nope.csv", "--out", tmp_path / "new"],
         "report folder not empty": ["evaluate", preset_dir, tmp_path / "nope.csv", "--out", tmp_path / "report"],
+        "--out is a user's file": [*predict, "--out", tmp_path / "mine.csv"],
         "a split with no rows": ["evaluate", preset_dir, tmp_path / "nope.csv", "--out", tmp_path / "new", "--split",
                                  "val"],
     }[case]

@@ -130,6 +130,19 @@ def test_a_file_that_is_not_ours_is_refused_and_left_untouched(tmp_path, name, c
     assert not meta_path(path).exists()
 
 
+@pytest.mark.skipif(os.name != "posix", reason="results files are locked on POSIX only")
+def test_a_second_run_on_a_file_being_written_is_refused_not_mixed_in(tmp_path):
+    path = tmp_path / "results.csv"
+    with _open(path) as first:
+        first.append([_row("/x/a.png")])
+        with pytest.raises(ConfigError, match="another covidcxr run is writing this file"):
+            _open(path)
+        first.append([_row("/x/b.png")])
+    with _open(path) as again:  # the first run ended: the file is free
+        assert again.earlier_row("/x/b.png", "aa") == "ok"
+    assert len(_data_lines(path)) == 2
+
+
 def test_a_sidecar_that_is_not_ours_is_refused_and_left_untouched(tmp_path):
     path = tmp_path / "results.csv"
     meta_path(path).write_text('{"mine": true}')

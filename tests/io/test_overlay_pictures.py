@@ -5,7 +5,13 @@ import pytest
 from PIL import Image
 
 from keras_covidcxr.io.overlay_captions import DISCLAIMER, gradcam_caption, mask_caption
-from keras_covidcxr.io.overlay_figure import COLORBAR_WIDTH, panel_size
+from keras_covidcxr.io.overlay_figure import (
+    COLORBAR_WIDTH,
+    MIN_FIGURE_WIDTH,
+    caption_rows,
+    panel_size,
+    render_overlay,
+)
 from keras_covidcxr.io.overlays import EDGE_COLOR, mask_edge, save_overlays
 from keras_covidcxr.models.pipeline.pipeline_result import PipelineResult
 
@@ -69,6 +75,13 @@ def test_both_overlays_are_pngs_with_a_caption_below_and_a_colour_bar_beside_the
     blue_rows = np.flatnonzero((bar[..., 2] - bar[..., 0] > 100).any(axis=1))
     red_rows = np.flatnonzero((bar[..., 0] - bar[..., 2] > 100).any(axis=1))
     assert red_rows.mean() < blue_rows.mean()
+
+
+def test_a_very_narrow_film_still_gets_a_readable_caption():
+    panel = np.zeros(panel_size((4096, 128)) + (3,), "uint8")  # a 32 px wide panel
+    picture = render_overlay(panel, ["Lung mask (tinted, magenta edge): 31.0% of the image in 2 piece(s)"])
+    assert picture.shape[1] == MIN_FIGURE_WIDTH
+    assert len(caption_rows(["Lung mask (tinted, magenta edge): 31.0% of the image"], picture.shape[1])) <= 2
 
 
 def test_the_lung_mask_edge_is_drawn_where_the_mask_ends(written):

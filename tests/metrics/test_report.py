@@ -202,3 +202,18 @@ def test_rejects_mismatched_inputs(tmp_path):
             CLASSES,
             n_resamples=5,
         )
+
+
+def test_a_perfect_rate_gets_a_wilson_interval_not_a_collapsed_percentile_one():
+    # 15 covid films all found, 5 non-COVID all cleared: every resample agrees, so a percentile interval would
+    # claim [100%, 100%]; the Wilson score interval on 15 films is about [79.6%, 100%].
+    truth = ["covid"] * 15 + ["non_covid"] * 5
+    p_covid = np.r_[np.full(15, 0.9), np.full(5, 0.1)]
+    results = evaluate_models({"m": np.stack([1 - p_covid, p_covid], 1)}, truth, ["non_covid", "covid"],
+                              groups=np.arange(20), n_resamples=50)
+    overall = results["models"]["m"]["overall"]
+    assert overall["sensitivity"]["value"] == 1.0
+    assert overall["sensitivity"]["ci"] == pytest.approx([0.796, 1.0], abs=1e-3)
+    assert overall["specificity"]["ci"] == pytest.approx([0.566, 1.0], abs=1e-3)  # on 5 films: wider
+    assert overall["accuracy"]["ci"][0] == pytest.approx(0.839, abs=1e-3)
+    assert overall["auc"]["ci"] == [1.0, 1.0]  # not a proportion of films: left as the bootstrap gives it
