@@ -184,18 +184,30 @@ def merge_command(
     from keras_covidcxr import ConfigError
     from keras_covidcxr.data import Manifest, read_manifest, write_manifest
 
-    stdout, _ = _consoles()
+    stdout, stderr = _consoles()
     root = out.parent
-    rows, first_seen = [], {}
+    rows, first_seen, patients_of = [], {}, []
     for path in manifest_paths:
-        for row in read_manifest(path).rebased(root):
+        manifest = read_manifest(path).rebased(root)
+        for row in manifest:
             key = (row.path, row.task)
             if key in first_seen:
                 raise ConfigError(f"{path}: {row.path} ({row.task}) is also in {first_seen[key]}; list each image once")
             first_seen[key] = path
             rows.append(row)
+        patients_of.append((path, set(manifest.patient_ids())))
     merged = Manifest(rows, root)
     write_manifest(merged, out, overwrite=overwrite)
+    for i, (path, patients) in enumerate(patients_of):  # one id in two datasets: the split keeps them together
+        for other, others in patients_of[i + 1:]:
+            shared = sorted(patients & others)
+            if shared:
+                stderr.print(
+                    f"warning: {len(shared)} patient ids are in both {path} and {other} ({', '.join(shared[:3])}"
+                    f"{', ...' if len(shared) > 3 else ''}); they count as the same patients. If they are not, "
+                    "prefix the ids by their dataset (as `data build` does) before merging.",
+                    markup=False, soft_wrap=True,
+                )
     stdout.print(
         f"wrote {out} ({len(merged)} rows, {len(merged.patient_ids())} patients, from {len(manifest_paths)} manifests)",
         markup=False,
@@ -250,7 +262,7 @@ def split_command(
         write_manifest,
     )
 
-    stdout, _ = _consoles()
+    stdout, stderr = _consoles()
     manifest = read_manifest(manifest_path)
     stratify_by = tuple(field.strip() for field in stratify.split(",") if field.strip())
     patient_strata(manifest, stratify_by)  # a wrong field is refused before the images are read
@@ -273,13 +285,18 @@ def split_command(
                 + "; ".join(", ".join(ids) for ids in linked),
                 markup=False,
             )
+    wanted = _parse_fractions(fractions)
     result = split_by_patient(
-        manifest, fractions=_parse_fractions(fractions), seed=seed, linked_patients=linked,
-        stratify_by=stratify_by,
+        manifest, fractions=wanted, seed=seed, linked_patients=linked, stratify_by=stratify_by,
     )
     write_manifest(result, out, overwrite=overwrite)
     stdout.print(describe_splits(result), markup=False)
     stdout.print(f"wrote {out}", markup=False)
+    given = {row.split for row in result}
+    empty = [name for name, fraction in zip(("train", "val", "test"), wanted) if fraction > 0 and name not in given]
+    if empty:
+        stderr.print(f"warning: {' and '.join(empty)} got no patient: {len(result.patient_ids())} patients "
+                     f"(or groups kept together) are too few for --fractions {fractions}", markup=False)
 
 
 @data_app.command("audit")

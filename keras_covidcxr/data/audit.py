@@ -32,6 +32,7 @@ MIN_IMAGE_SIDE = 256  # paper: images under 256 px were dropped
 
 # check name -> (severity, what it means), in the order the summary lists them
 CHECKS = {
+    "no_rows": ("error", "a manifest without rows (nothing to train or evaluate on)"),
     "patient_in_several_splits": ("error", "patients whose images are in more than one split"),
     "near_duplicate_across_splits": (
         "error",
@@ -324,6 +325,7 @@ def audit_manifest(
             scans.setdefault(path, ImageScan(path, row.path, [], missing=not path.is_file())).rows.append(row)
         scans = list(scans.values())
     findings = [
+        *([AuditFinding("no_rows", "error", "the manifest has no rows")] if not len(manifest) else []),
         *_patients_in_several_splits(manifest),
         *(_duplicate_checks(scans, near_duplicate_threshold) if check_images else ()),
         *_row_checks(manifest, allow_pediatric),

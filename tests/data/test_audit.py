@@ -157,6 +157,11 @@ def test_unsplit_rows_are_a_warning(clean_manifest):
     assert report.passed and [f.check for f in report.warnings] == ["no_split"]
 
 
+def test_a_manifest_without_rows_fails(clean_manifest):
+    report = audit_manifest(clean_manifest.with_rows([]))
+    assert not report.passed and [f.check for f in report.errors] == ["no_rows"]
+
+
 def test_json_report(planted, tmp_path):
     report = audit_manifest(planted)
     path = report.to_json(tmp_path / "out" / "audit.json")

@@ -322,6 +322,7 @@ def test_ieee8023_metadata(tmp_path, chest_like, write_png):
         ("6", "M", "70", "ARDS", "PA", "X-ray", "ards.jpg", ""),
         ("7", "M", "70", "todo", "PA", "X-ray", "todo.jpg", ""),
         ("8", "F", "30", "No Finding", "PA", "X-ray", "missing.jpg", ""),
+        (" ", "F", "30", "No Finding", "PA", "X-ray", "nopid.jpg", ""),
     ]
     for row in rows:
         if row[6] != "missing.jpg":
@@ -345,6 +346,7 @@ def test_ieee8023_metadata(tmp_path, chest_like, write_png):
     assert why["ards.jpg"] == "finding 'ARDS' is not covid/normal/pneumonia"
     assert why["todo.jpg"].startswith("finding 'todo'")
     assert why["missing.jpg"] == "image file not found"
+    assert why["nopid.jpg"] == "no patientid"
 
     kept_all, _ = from_ieee8023_metadata(
         tmp_path / "metadata.csv", images, drop_lateral=False, drop_pediatric=False

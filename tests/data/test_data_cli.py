@@ -67,6 +67,15 @@ def test_build_split_audit_happy_path(runner, shared_folder, tmp_path):
     assert "Audit PASSED" in result.stdout and (tmp_path / "audit.json").is_file()
 
 
+def test_a_split_too_small_for_its_fractions_says_which_splits_are_empty(runner, tmp_path):
+    lines = ["path,task,label,patient_id"] + [f"{i}.png,cls,covid,p{i}" for i in range(3)]
+    (tmp_path / "m.csv").write_text("\n".join(lines) + "\n")
+    result = runner.invoke(data_app, ["split", str(tmp_path / "m.csv"), "--out", str(tmp_path / "s.csv"),
+                                      "--no-link-duplicates", "--fractions", "0.7,0.15,0.15"])
+    assert result.exit_code == 0, result.output
+    assert "got no patient: 3 patients" in " ".join(result.stderr.split())
+
+
 def test_a_build_that_keeps_no_image_writes_nothing_and_says_why(runner, tmp_path, chest_like, write_png):
     write_png(tmp_path / "data" / "Lung_Opacity" / "o1.png", chest_like(1, 20, 20))
     out = tmp_path / "built.csv"
@@ -181,6 +190,11 @@ def test_merge_combines_manifests_from_different_folders(runner, tmp_path):
     assert again.exit_code == 2 and "already exists" in again.stderr
     twice = runner.invoke(data_app, ["merge", sources[0], sources[0], "--out", str(tmp_path / "twice.csv")])
     assert twice.exit_code == 2 and "list each image once" in twice.stderr
+
+    # unprefixed ids that two datasets both use: merged as one patient, and the user is told
+    (tmp_path / "bimcv" / "m.csv").write_text("path,task,label,patient_id\nimages/a.png,cls,covid,covidx:1\n")
+    shared = runner.invoke(data_app, ["merge", *sources, "--out", str(tmp_path / "shared.csv")])
+    assert shared.exit_code == 0 and "1 patient ids are in both" in " ".join(shared.stderr.split())
 
 
 def _stored_paths(manifest_path):

@@ -57,6 +57,10 @@ def from_ieee8023_metadata(metadata_csv, image_dir, drop_lateral=True, drop_pedi
             if filename in seen:
                 report.drop(where, "image listed twice")
                 continue
+            patient = (record.get("patientid") or "").strip()
+            if not patient:  # a split by patient cannot place it
+                report.drop(where, "no patientid")
+                continue
             if not filename or not (image_dir / filename).is_file():
                 report.drop(where, "image file not found")
                 continue
@@ -65,7 +69,7 @@ def from_ieee8023_metadata(metadata_csv, image_dir, drop_lateral=True, drop_pedi
                 ManifestRow(
                     path=filename,
                     task="cls",
-                    patient_id=f"ieee8023:{record['patientid'].strip()}",
+                    patient_id=f"ieee8023:{patient}",
                     label=label,
                     view=view,
                     age=age,
