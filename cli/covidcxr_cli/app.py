@@ -226,7 +226,7 @@ def _progress_fields(summary, elapsed):
 def _print_file_summary(summary, out, json_output, untrained, decision=None):
     """Print what a folder run did; return its exit code."""
     if json_output:
-        console.print_json(json.dumps({**vars(summary), "out": str(out), "untrained": untrained}), indent=None)
+        console.print_json(json.dumps({**vars(summary), "out": str(out), "untrained": untrained}), indent=None, ensure_ascii=True)
     else:
         console.print(
             f"{summary.done} predicted, {summary.failed} failed, {summary.skipped} already done "
@@ -245,7 +245,7 @@ def _predict_and_print(pipeline, paths, batch_size, strict, json_output, overlay
     untrained = not pipeline.is_trained
     if json_output:
         for result in results:
-            console.print_json(json.dumps({**result.to_dict(), "untrained": untrained}), indent=None)
+            console.print_json(json.dumps({**result.to_dict(), "untrained": untrained}), indent=None, ensure_ascii=True)
     else:
         # In a terminal the table folds to its width; written to a file or a pipe it keeps names unbroken.
         piped = not console.is_terminal and not os.environ.get("COLUMNS")

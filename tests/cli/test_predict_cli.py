@@ -167,6 +167,9 @@ def test_overlays_of_a_film_that_cannot_have_them_are_reported_and_the_others_wr
     assert (out / "chest0_mask.png").read_bytes() == b"user's file"
     assert {"caf\\xe9_mask.png", "chest1_mask.png", "chest1_gradcam.png"} <= {p.name for p in out.iterdir()}
     assert "caf\\xe9.png" in result.stdout
+    as_json = runner.invoke(app, ["predict", str(latin1), "--preset", str(preset_dir), "--json"])
+    row = json.loads(as_json.stdout_bytes.decode("utf-8"))  # valid UTF-8: the name's odd bytes are escaped
+    assert row["source"] == str(latin1)
 
 
 def test_info_summarises_a_preset_for_people(preset_dir):
