@@ -34,7 +34,6 @@ PIPED_WIDTH = 200  # columns of the results table when stdout is not a terminal
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter is not for CLI users
 
 
-
 def _open_unit_interval(value):
     """--threshold: refused before any model loads unless strictly between 0 and 1 (0 and 1 label one class)."""
     if value is not None and not 0.0 < value < 1.0:  # also refuses nan
@@ -324,6 +323,10 @@ def evaluate(
     raise typer.Exit(exit_code(evaluation.n_images, len(evaluation.failed)))
 
 
+def _auc_text(auc):
+    return "n/a" if auc is None or not math.isfinite(auc) else f"{auc:.3f}"
+
+
 @app.command()
 def export(
     preset: str = typer.Argument(..., help="Preset folder, registered name or hf://owner/repo[@rev]."),
@@ -346,10 +349,6 @@ def export(
         pipeline.export(out, format=export_format, overwrite=overwrite)
     hint = f"; run it with: covidcxr predict IMAGE --exported {out}" if export_format in ("onnx", "litert") else ""
     console.print(f"exported {preset} ({export_format}) to {out}{hint}", markup=False, soft_wrap=True)
-
-
-def _auc_text(auc):
-    return "n/a" if auc is None or not math.isfinite(auc) else f"{auc:.3f}"
 
 
 @app.command()
