@@ -342,6 +342,9 @@ def export(
 ):
     """Export a preset's graphs (segmenter, ensemble, feature check) with the settings needed to run them."""
     with reported_errors(debug):
+        from keras_covidcxr.runtime.export_folder import check_export_destination
+
+        check_export_destination(out, export_format, overwrite)
         keras_covidcxr.read_preset_metadata(preset)
         _check_writable_folder(out.absolute(), f"{out}: cannot write the export")
     with reported_errors(debug, needs_keras=True):

@@ -262,6 +262,10 @@ def ensemble(
     batch_size: int = BATCH, workers: int = WORKERS, debug: bool = DEBUG,
 ):
     """Fit the ensemble on the val split and write the Pipeline preset from the checkpoints."""
+    with reported_errors(debug):  # before the backend loads
+        from keras_covidcxr.presets import check_preset_destination
+
+        check_preset_destination(out, overwrite)
     with reported_errors(debug, needs_keras=True):
         import keras_covidcxr
 
@@ -319,6 +323,16 @@ def finetune(
     """Fine-tune a preset's classifiers on your data and save a NEW preset recording parent, data and recipe."""
     if epochs is not None:
         head_epochs = max_epochs_per_stage = epochs
+    class_names = tuple(c.strip() for c in classes.split(",")) if classes else None
+    with reported_errors(debug):  # what can be checked before the backend loads
+        import keras_covidcxr
+        from keras_covidcxr.presets import check_preset_destination
+
+        keras_covidcxr.data.read_manifest(manifest)
+        keras_covidcxr.read_preset_metadata(preset)
+        check_preset_destination(out, overwrite, parent=preset)
+        if class_names is not None and len(set(class_names)) < 2:
+            raise keras_covidcxr.ConfigError(f"--classes {classes!r}: name at least two different classes")
     with reported_errors(debug, needs_keras=True), warnings.catch_warnings(record=True) as caught:
         import keras_covidcxr
 
@@ -328,7 +342,6 @@ def finetune(
                          head_learning_rate=learning_rate, finetune_learning_rate=finetune_lr, batch_size=batch_size, augment=augment,
                          precision=precision, jit_compile=jit_compile, steps_per_execution=steps_per_execution,
                          workers=workers, seed=seed, run_eagerly=eager)
-        class_names = tuple(c.strip() for c in classes.split(",")) if classes else None
         with _progress() as progress:
             result = keras_covidcxr.finetune(
                 preset, manifest, out=out, class_names=class_names, config=config, checkpoint_dir=checkpoints,

@@ -116,6 +116,16 @@ def read_verified_config(folder):
     return config, metadata
 
 
+def unlisted_files(folder, metadata):
+    """Files in a preset folder that metadata.json does not list (never read; never uploaded), except
+    metadata.json itself, a README.md model card and hidden files (a Hub download's .gitattributes)."""
+    folder = Path(folder)
+    listed = set(metadata.get("files") or {}) | {METADATA_FILE, "README.md"}
+    found = (path.relative_to(folder) for path in folder.rglob("*") if path.is_file())
+    return sorted(p.as_posix() for p in found if p.as_posix() not in listed
+                  and not any(part.startswith(".") for part in p.parts))
+
+
 def require_listed(folder, metadata, relative):
     """Refuse to read a file that metadata.json does not vouch for."""
     if relative not in metadata["files"]:

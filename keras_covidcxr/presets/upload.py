@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 
 from keras_covidcxr.errors import PresetError
-from keras_covidcxr.presets.preset_format import read_verified_config
+from keras_covidcxr.presets.preset_format import METADATA_FILE, read_verified_config
 from keras_covidcxr.presets.resolve import HF_PREFIX, parse_hf_handle, resolve_preset
 
 CARD_FILE = "README.md"  # the Hub shows a repository's README.md as its model card
@@ -62,7 +62,7 @@ def upload_preset(folder, handle, private=False, token=None, commit_message=None
     if not handle.startswith(HF_PREFIX):
         raise PresetError(f"{handle}: uploads go to hf://owner/repo handles")
     repo_id, revision = parse_hf_handle(handle)
-    read_verified_config(folder)  # never publish a broken or tampered preset
+    _, metadata = read_verified_config(folder)  # never publish a broken or tampered preset
     card = find_model_card(folder) if model_card is None else (Path(model_card) if model_card else None)
     if card is not None:
         _check_card(card)
@@ -81,6 +81,7 @@ def upload_preset(folder, handle, private=False, token=None, commit_message=None
                 repo_id=repo_id,
                 repo_type="model",
                 revision=revision,
+                allow_patterns=sorted([*metadata["files"], METADATA_FILE, CARD_FILE]),  # nothing unlisted
                 commit_message=commit_message or f"Upload keras-covidcxr preset {folder.name}",
             )
         except Exception as error:  # the Hub client's transport has its own errors (offline: a ConnectError)

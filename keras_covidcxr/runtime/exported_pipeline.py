@@ -11,10 +11,8 @@ from keras_covidcxr.models.pipeline.decision_rule import decision_rule_from_conf
 from keras_covidcxr.models.pipeline.out_of_distribution import FeatureDistanceCheck
 from keras_covidcxr.models.pipeline.prediction_steps import PredictionSteps, settings_from_config
 from keras_covidcxr.presets.checksums import sha256_of_file
+from keras_covidcxr.runtime.export_folder import EXPORT_FILE, EXPORT_VERSION, settings_sha256
 from keras_covidcxr.runtime.graph_engines import GRAPH_ENGINES, OnnxGraph
-
-EXPORT_FILE = "export.json"
-EXPORT_VERSION = 2
 
 
 class ExportedPipeline(PredictionSteps):
@@ -42,11 +40,11 @@ class ExportedPipeline(PredictionSteps):
                  providers=("CPUExecutionProvider",)):
         self.folder = Path(folder)
         manifest = _read_manifest(self.folder)
-        _check_files(self.folder, manifest)
         engine = GRAPH_ENGINES.get(manifest["format"])
         if engine is None:
             raise PresetError(f"{self.folder}: a {manifest['format']} export; the light runtime runs "
                               f"{' and '.join(GRAPH_ENGINES)} exports")
+        _check_files(self.folder, manifest)
         config = manifest["config"]
         self.metadata = {"export": {k: v for k, v in manifest.items() if k != "config"}, "loaded_from": str(folder)}
         self.class_names = tuple(config["class_names"])
@@ -97,6 +95,8 @@ class ExportedPipeline(PredictionSteps):
 
 
 def _read_manifest(folder):
+    if Path(folder).exists() and not Path(folder).is_dir():
+        raise PresetError(f"{folder}: is a file; give the folder that `covidcxr export` wrote")
     path = Path(folder) / EXPORT_FILE
     try:
         manifest = json.loads(path.read_text())
@@ -109,11 +109,18 @@ def _read_manifest(folder):
     if manifest["covidcxr_export"] != EXPORT_VERSION:
         raise PresetError(f"{path}: export format {manifest['covidcxr_export']}, this version reads "
                           f"{EXPORT_VERSION}: export the preset again (covidcxr export)")
+    if manifest.get("settings_sha256") not in (None, settings_sha256(manifest)):  # None: exported before 0.4.10
+        raise PresetError(f"{path}: its settings were edited after export (their sha256 differs); export the "
+                          "preset again")
     return manifest
 
 
 def _check_files(folder, manifest):
-    """Refuse an export whose files are missing or differ from the sha256 that export.json records."""
+    """Refuse an export whose files are missing or differ from the sha256 that export.json records, and
+    graphs it does not list (a path to another folder's graph)."""
+    for name in manifest["graphs"].values():
+        if name not in manifest.get("files", {}):
+            raise PresetError(f"{Path(folder) / EXPORT_FILE}: graph {name} is not among its checksummed files")
     for name, digest in manifest.get("files", {}).items():
         path = Path(folder) / name
         if not path.is_file():

@@ -49,6 +49,7 @@ def _model_batches(inputs, batch_size, channels=3):
     """Yield (batch with `channels` channels, padded to batch_size; real count) from a dataset or an array."""
     images = getattr(inputs, "inputs", inputs)  # a ClassificationDataset holds gray arrays
     images = np.asarray(images, "float32")
+    batch_size = max(1, min(batch_size, len(images)))  # padding a few films to a huge batch exhausts memory
     for start in range(0, len(images), batch_size):
         chunk = images[start : start + batch_size]
         if chunk.ndim == 3:

@@ -39,6 +39,8 @@ class TrainingCheckpoint:
 
     def __init__(self, folder):
         self.folder = Path(folder)
+        if self.folder.exists() and not self.folder.is_dir():
+            raise ConfigError(f"{self.folder}: is a file, not a checkpoint folder")
 
     @property
     def best_dir(self):

@@ -83,6 +83,10 @@ class TrainingConfig:
             raise ConfigError("batch_size must be >= 1 and epoch counts >= 0")
         if self.patience < 0:
             raise ConfigError(f"patience must be >= 0, got {self.patience}")
+        for name in ("learning_rate", "head_learning_rate", "finetune_learning_rate"):
+            rate = getattr(self, name)
+            if not 0 < rate < float("inf"):  # also refuses nan; a negative rate climbs the loss
+                raise ConfigError(f"{name} must be a positive number, got {rate}")
         if self.steps_per_execution < 1 or self.workers < 1:
             raise ConfigError("steps_per_execution and workers must be >= 1")
         schedule = self.unfreeze_schedule

@@ -44,6 +44,7 @@ from keras_covidcxr.models.ensemble.weighted_average_ensemble import WeightedAve
 from keras_covidcxr.models.pipeline.out_of_distribution import fit_feature_distance_check
 from keras_covidcxr.models.pipeline.pipeline import Pipeline
 from keras_covidcxr.models.pipeline.refer_rule import ReferRule
+from keras_covidcxr.presets.destination import check_preset_destination
 from keras_covidcxr.training.assembly import assemble_pipeline, member_probabilities, validation_report
 from keras_covidcxr.training.classifier_training import classifier_datasets, train_classifier
 from keras_covidcxr.training.config import TrainingConfig
@@ -190,7 +191,11 @@ def finetune(pipeline, manifest, out=None, class_names=None, config=None, manife
     say = progress or (lambda message: None)
     if not isinstance(pipeline, Pipeline):
         parent = parent or str(pipeline)
+        if out is not None:  # before loading anything: a wrong --out costs a second
+            check_preset_destination(out, overwrite, parent=pipeline)
         pipeline = Pipeline.from_preset(pipeline)
+    elif out is not None:
+        check_preset_destination(out, overwrite, parent=pipeline.preset_folder)
     if not isinstance(manifest, Manifest):
         manifest_path = manifest_path or manifest
         manifest = read_manifest(manifest)

@@ -31,6 +31,7 @@ def pooled_features(classifier, images, batch_size=32):
         images = images[..., None]
     if images.shape[-1] != classifier.image_shape[-1]:
         images = np.repeat(images, classifier.image_shape[-1], axis=-1)
+    batch_size = max(1, min(batch_size, len(images)))  # padding 18 films to a batch of 1,000 exhausts memory
     pooled = []
     for start in range(0, len(images), batch_size):
         batch = images[start : start + batch_size]

@@ -57,13 +57,16 @@ def run_segmenter_recipe(manifest, out, input_size=256, filters=(64, 128, 256, 5
     `augmentation` defaults to the paper's (`SEGMENTER_AUGMENTATION`); `MILD_SEGMENTER_AUGMENTATION`
     suits small models.
 
-    Resuming reuses the architecture saved in `out` (so a resumed run cannot mismatch it).
+    Resuming continues the checkpoint in `out`; one of another architecture is refused (resume=False
+    trains anew).
     """
     manifest, manifest_path = _manifest(manifest)
     config = config or TrainingConfig()
     checkpoint = TrainingCheckpoint(out)
     if resume and checkpoint.has_best():
         segmenter = checkpoint.load_best()
+        _check_resumed(out, "segmenter", {"input size": segmenter.input_size, "filters": tuple(segmenter.filters)},
+                       {"input size": input_size, "filters": tuple(filters)})
     else:
         segmenter = ResUnet(input_size=input_size, filters=tuple(filters))
     size = segmenter.input_size
@@ -91,6 +94,14 @@ def run_segmenter_recipe(manifest, out, input_size=256, filters=(64, 128, 256, 5
     return result
 
 
+def _check_resumed(out, what, saved, asked):
+    """Refuse to resume a checkpoint of another architecture than the one asked for (it would be kept silently)."""
+    differ = [f"{key} {saved[key]} there, {asked[key]} asked" for key in saved if saved[key] != asked[key]]
+    if differ:
+        raise ConfigError(f"{out}: holds a {what} checkpoint of another architecture ({'; '.join(differ)}); rerun "
+                          "with its settings to resume, or restart it (--restart, resume=False) to train anew")
+
+
 def run_classifier_recipe(manifest, segmenter_checkpoint, out, backbone="densenet201", class_names=None,
                           num_classes=2, input_size=224, head_units=None, backbone_weights="imagenet",
                           preprocessing=None, name=None, config=None, resume=True, callbacks=(), progress=None,
@@ -112,6 +123,10 @@ def run_classifier_recipe(manifest, segmenter_checkpoint, out, backbone="densene
     checkpoint = TrainingCheckpoint(out)
     if resume and checkpoint.latest_state() is not None and checkpoint.has_best():
         classifier = checkpoint.load_best()
+        _check_resumed(out, "classifier",
+                       {"backbone": classifier.backbone_name, "input size": classifier.image_shape[0],
+                        "classes": classifier.num_classes},
+                       {"backbone": backbone, "input size": input_size, "classes": len(class_names)})
     else:
         classifier = CXRClassifier(backbone, num_classes=len(class_names), head_units=head_units,
                                    input_shape=(input_size, input_size, channels), backbone_weights=backbone_weights,

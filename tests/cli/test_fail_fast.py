@@ -48,6 +48,8 @@ def image(tmp_path):
         ("report folder not empty", "not an empty folder or an earlier report"),
         ("a split with no rows", "no cls rows in split 'val'"),
         ("--out is a user's file", "is not a covidcxr results file"),
+        ("export into a user's folder", "exists and is not an empty folder"),
+        ("export to an unknown format", "cannot export to 'pt'"),
     ],
 )
 def test_usage_errors_arrive_before_the_backend_loads(case, message, tmp_path, image, preset_dir):
@@ -73,6 +75,8 @@ def test_usage_errors_arrive_before_the_backend_loads(case, message, tmp_path, i
         "missing manifest": ["evaluate", preset_dir, tmp_path / "nope.csv", "--out", tmp_path / "new"],
         "report folder not empty": ["evaluate", preset_dir, tmp_path / "nope.csv", "--out", tmp_path / "report"],
         "--out is a user's file": [*predict, "--out", tmp_path / "mine.csv"],
+        "export into a user's folder": ["export", preset_dir, tmp_path / "report"],
+        "export to an unknown format": ["export", preset_dir, tmp_path / "new", "--format", "pt"],
         "a split with no rows": ["evaluate", preset_dir, tmp_path / "nope.csv", "--out", tmp_path / "new", "--split",
                                  "val"],
     }[case]
@@ -106,3 +110,31 @@ def test_a_threshold_that_would_label_one_class_is_a_usage_error(threshold, imag
     result = run_cli("predict", image, "--preset", preset_dir, "--threshold", threshold)
     assert result["code"] == 2 and not result["heavy"], result
     assert "is not strictly between 0 and 1" in result["stderr"], result
+
+
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("--out is the parent", "is the parent preset's folder"),
+        ("--out is a file", "is a file, not a folder for a preset"),
+        ("one class", "name at least two different classes"),
+        ("missing manifest", "cannot read the manifest"),
+    ],
+)
+def test_finetune_usage_errors_arrive_before_the_backend_loads(case, message, tmp_path, preset_dir):
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("path,task,label,patient_id,split\nchest.png,cls,covid,p1,train\n")
+    (tmp_path / "file").write_text("mine")
+    out, extra = {
+        "--out is the parent": (preset_dir, ["--overwrite"]),
+        "--out is a file": (tmp_path / "file", []),
+        "one class": (tmp_path / "new", ["--classes", "covid,covid"]),
+        "missing manifest": (tmp_path / "new", []),
+    }[case]
+    if case == "missing manifest":
+        manifest = tmp_path / "nope.csv"
+    before = sorted(path.stat().st_mtime_ns for path in preset_dir.rglob("*"))
+    result = run_cli("finetune", preset_dir, manifest, "--out", out, *extra)
+    assert result["code"] == 2 and not result["heavy"], result
+    assert message in " ".join(result["stderr"].split()) and result["stderr"].startswith("error:"), result
+    assert sorted(path.stat().st_mtime_ns for path in preset_dir.rglob("*")) == before  # the parent untouched

@@ -39,8 +39,15 @@ class FakeHubApi:
         self.calls.append(("create_repo", repo_id, kwargs))
 
     def upload_folder(self, **kwargs):
+        import fnmatch
+
         card = Path(kwargs["folder_path"]) / "README.md"
-        uploaded = sorted(str(p.relative_to(kwargs["folder_path"])) for p in Path(kwargs["folder_path"]).rglob("*"))
+        allowed = kwargs.get("allow_patterns") or ["*"]  # as the Hub client filters the folder's files
+        uploaded = sorted(
+            name for name in (p.relative_to(kwargs["folder_path"]).as_posix()
+                              for p in Path(kwargs["folder_path"]).rglob("*") if p.is_file())
+            if any(fnmatch.fnmatch(name, pattern) for pattern in allowed)
+        )
         self.calls.append(("upload_folder", kwargs["repo_id"], {
             **kwargs, "card": card.read_text() if card.is_file() else None, "files": uploaded,
         }))
@@ -56,6 +63,25 @@ def test_upload_creates_the_repo_and_pins_the_commit(preset_dir, monkeypatch):
     (create, repo, create_kwargs), (upload, _, upload_kwargs) = FakeHubApi.calls
     assert (create, repo, create_kwargs["exist_ok"]) == ("create_repo", "me/tiny", True)
     assert upload == "upload_folder" and upload_kwargs["folder_path"] == str(preset_dir)
+
+
+def test_files_the_preset_does_not_list_fail_verify_and_are_never_uploaded(preset_dir, tmp_path, monkeypatch,
+                                                                          fast_cli):
+    import huggingface_hub
+
+    FakeHubApi.calls = []
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeHubApi)
+    folder = tmp_path / "p"
+    shutil.copytree(preset_dir, folder)
+    (folder / "notes.txt").write_text("private notes")
+    (folder / "segmenter" / "extra.bin").write_bytes(b"x")
+    problems = verify_preset(folder).problems
+    assert [problem.split(":")[0] for problem in problems] == [str(folder / "notes.txt"),
+                                                                str(folder / "segmenter" / "extra.bin")]
+    upload_preset(folder, "hf://me/tiny", model_card=False)
+    uploaded = FakeHubApi.calls[-1][2]["files"]
+    assert "notes.txt" not in uploaded and "segmenter/extra.bin" not in uploaded
+    assert {"config.json", "metadata.json", "segmenter/model.safetensors"} <= set(uploaded)
 
 
 def test_a_tampered_preset_is_never_uploaded(preset_dir, tmp_path, monkeypatch):

@@ -116,6 +116,28 @@ def test_a_changed_or_missing_export_file_is_refused_by_name(exported_folder, tm
         ExportedPipeline(changed)
 
 
+def test_edited_settings_a_graph_from_elsewhere_and_a_file_path_are_refused(exported_folder, tmp_path):
+    import shutil
+
+    from keras_covidcxr.runtime import ExportedPipeline
+
+    edited = shutil.copytree(exported_folder, tmp_path / "edited")
+    manifest = json.loads((edited / "export.json").read_text())
+    manifest["config"]["ensemble"]["config"]["threshold"] = 0.01  # would label nearly every film covid
+    (edited / "export.json").write_text(json.dumps(manifest))
+    with pytest.raises(PresetError, match="settings were edited after export"):
+        ExportedPipeline(edited)
+    manifest = json.loads((exported_folder / "export.json").read_text())
+    shutil.copy(exported_folder / manifest["graphs"]["segmenter"], tmp_path / "elsewhere.onnx")
+    manifest["graphs"]["segmenter"] = str(tmp_path / "elsewhere.onnx")
+    del manifest["settings_sha256"]  # as if exported before 0.4.10
+    (edited / "export.json").write_text(json.dumps(manifest))
+    with pytest.raises(PresetError, match="elsewhere.onnx is not among its checksummed files"):
+        ExportedPipeline(edited)
+    with pytest.raises(PresetError, match="is a file; give the folder"):
+        ExportedPipeline(exported_folder / "export.json")
+
+
 def test_the_ensemble_graph_gives_the_out_of_distribution_features(small_pipeline, onnx_export):
     manifest = json.loads((onnx_export / "export.json").read_text())
     assert set(manifest["graphs"]) == {"segmenter", "ensemble"}  # no second pass of the member's backbone

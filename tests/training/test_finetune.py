@@ -258,3 +258,14 @@ def test_training_a_pipeline_object_leaves_it_as_it_was(synthetic_manifest_path)
     assert any(not np.array_equal(a, b) for a, b in zip(before, trained.get_weights(), strict=True))
     for old, kept in zip(before, member.get_weights(), strict=True):
         np.testing.assert_array_equal(old, kept)
+
+
+def test_a_pipeline_is_never_finetuned_into_the_folder_it_was_loaded_from(synthetic_manifest_path, tmp_path):
+    from keras_covidcxr import PresetError
+
+    preset_dir = small_preset(tmp_path / "parent")
+    before = {path: path.read_bytes() for path in preset_dir.rglob("*") if path.is_file()}
+    for parent in (str(preset_dir), Pipeline.from_preset(preset_dir)):  # a handle, or a pipeline loaded from it
+        with pytest.raises(PresetError, match="is the parent preset's folder"):
+            finetune(parent, str(synthetic_manifest_path), out=preset_dir, overwrite=True)
+    assert {path: path.read_bytes() for path in preset_dir.rglob("*") if path.is_file()} == before

@@ -90,3 +90,17 @@ def test_a_manifest_without_splits_is_refused(cli, tmp_path, synthetic_manifest)
     path = write_manifest(unsplit, tmp_path / "unsplit.csv")
     result = CliRunner().invoke(cli, ["train", "segmenter", str(path), "--out", str(tmp_path / "o")])
     assert result.exit_code == 2 and "covidcxr data split" in result.output
+
+
+def test_a_resume_with_another_architecture_and_a_file_as_out_are_refused(cli, synthetic_manifest_path, tmp_path):
+    args = ["train", "segmenter", str(synthetic_manifest_path), "--epochs", "1", "--input-size", "32", "--eager",
+            "--batch-size", "4"]
+    out = tmp_path / "seg"
+    assert CliRunner().invoke(cli, [*args, "--out", str(out), "--filters", "4,8"]).exit_code == 0
+    other = CliRunner().invoke(cli, [*args, "--out", str(out), "--filters", "8,16"])
+    assert other.exit_code == 2 and "Traceback" not in other.output
+    assert "another architecture (filters (4, 8) there, (8, 16) asked)" in " ".join(other.output.split())
+    (tmp_path / "file").write_text("mine")
+    in_the_way = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "file"), "--filters", "4,8"])
+    assert in_the_way.exit_code == 2 and "is a file, not a checkpoint folder" in in_the_way.output
+    assert (tmp_path / "file").read_text() == "mine"

@@ -19,7 +19,8 @@ def test_config_defaults_are_the_papers_and_round_trip():
     assert (config.batch_size, config.head_epochs, config.finetune_learning_rate, config.epochs) == (32, 5, 1e-5, 45)
     assert TrainingConfig.from_dict(config.to_dict()) == config
     for bad in ({"mixed_precision": "float8"}, {"unfreeze_schedule": (0.5, 0.25)}, {"jit_compile": "yes"},
-                {"batch_size": 0}):
+                {"batch_size": 0}, {"learning_rate": -1.0}, {"head_learning_rate": 0.0},
+                {"finetune_learning_rate": float("nan")}):
         with pytest.raises(ConfigError):
             TrainingConfig(**bad)
     assert TrainingConfig(jit_compile=True, steps_per_execution=8).compile_options() == {

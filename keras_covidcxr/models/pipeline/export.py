@@ -24,14 +24,19 @@ import numpy as np
 from keras_covidcxr.errors import ConfigError, MissingDependencyError, OutputExistsError
 from keras_covidcxr.io.atomic import atomic_directory
 from keras_covidcxr.presets.checksums import checksum_tree
+from keras_covidcxr.runtime.export_folder import (
+    EXPORT_FILE,
+    EXPORT_VERSION,
+    FORMATS,
+    check_export_destination,
+    replaceable_export_folder,
+    settings_sha256,
+)
 from keras_covidcxr.version import __version__
 
-FORMATS = {"onnx": ".onnx", "litert": ".tflite", "tf_saved_model": ""}
 # The backends whose Keras exporter writes each format with a variable batch size. (Keras writes LiteRT
 # from PyTorch too, but only with a fixed batch size.)
 BACKENDS = {"onnx": ("tensorflow", "jax", "torch"), "litert": ("tensorflow",), "tf_saved_model": ("tensorflow", "jax", "torch")}
-EXPORT_FILE = "export.json"
-EXPORT_VERSION = 2  # 2: the ensemble graph gives the out-of-distribution features (1: a graph of its own)
 
 
 def export_pipeline(pipeline, folder, format="onnx", overwrite=False):
@@ -46,8 +51,7 @@ def export_pipeline(pipeline, folder, format="onnx", overwrite=False):
     """
     from keras_covidcxr.inference.batch_prediction import model_sha256
 
-    if format not in FORMATS:
-        raise ConfigError(f"cannot export to {format!r}: choose one of {', '.join(FORMATS)}")
+    check_export_destination(folder, format, overwrite)
     backend = keras.backend.backend()
     if backend not in BACKENDS[format]:
         working = " or ".join(f"KERAS_BACKEND={name}" for name in BACKENDS[format])
@@ -75,16 +79,14 @@ def export_pipeline(pipeline, folder, format="onnx", overwrite=False):
         "backend": keras.backend.backend(),
     }
 
-    def replaceable(path):
-        return path.is_dir() and (not any(path.iterdir()) or (overwrite and (path / EXPORT_FILE).is_file()))
-
     try:
-        with atomic_directory(folder, replace_if=replaceable) as tmp:
+        with atomic_directory(folder, replace_if=lambda path: replaceable_export_folder(path, overwrite)) as tmp:
             for name, (model, shape) in graphs.items():
                 _export_graph(model, shape, tmp / manifest["graphs"][name], format)
             if pipeline.out_of_distribution is not None:
                 pipeline.out_of_distribution.save_features(tmp)
             manifest["files"] = checksum_tree(tmp, exclude=(EXPORT_FILE,))  # the runtime checks them
+            manifest["settings_sha256"] = settings_sha256(manifest)
             (tmp / EXPORT_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
     except OutputExistsError as error:
         raise ConfigError(

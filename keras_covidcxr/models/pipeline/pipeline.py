@@ -106,6 +106,7 @@ class Pipeline(PredictionSteps):
         self.input_contract = input_contract or InputContract(min_size=segmenter.input_size)
         _check_decoding_matches(self.input_contract)
         self.metadata = dict(metadata or {})
+        self.preset_folder = None  # the folder `from_preset` read it from
         if refer_rule is not None and (len(class_names) != 2 or not isinstance(ensemble, WeightedAverageEnsemble)):
             raise ConfigError("a refer rule needs a two-class weighted-average ensemble (a threshold to refer around)")
         if refer_rule is not None and refer_rule.out_of_distribution and out_of_distribution is None:
@@ -178,6 +179,7 @@ class Pipeline(PredictionSteps):
             **changes,
         }
         pipeline = Pipeline(self.segmenter, self.ensemble, self.class_names, **settings)
+        pipeline.preset_folder = self.preset_folder
         if "out_of_distribution" not in changes:  # the same inference model, so no second trace of it
             pipeline.inference_model = self.inference_model
         return pipeline
@@ -280,6 +282,7 @@ class Pipeline(PredictionSteps):
             raise PresetError(f"{folder / 'config.json'}: incomplete pipeline config ({error!r})") from error
         except ConfigError as error:
             raise PresetError(f"{folder / 'config.json'}: {error}") from error
+        pipeline.preset_folder = Path(folder)
         if not pipeline.is_trained:
             warnings.warn(
                 f"{handle}: this preset records no training (untrained weights); its outputs mean nothing",

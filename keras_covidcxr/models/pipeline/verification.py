@@ -8,6 +8,7 @@ Example:
 
 import dataclasses
 
+from keras_covidcxr.presets.preset_format import unlisted_files
 from keras_covidcxr.samples import sample_images
 
 GOLDEN_TOLERANCE = 1e-3  # backends and CPUs differ in the last float32 digits, never by this much
@@ -47,11 +48,12 @@ def verify_preset(handle, tolerance=GOLDEN_TOLERANCE):
     from keras_covidcxr.models.pipeline.pipeline import Pipeline
 
     pipeline = Pipeline.from_preset(handle)
+    problems = [f"{pipeline.preset_folder / name}: not listed in metadata.json (not part of the preset: never "
+                "read, never uploaded); remove it" for name in unlisted_files(pipeline.preset_folder, pipeline.metadata)]
     expected = pipeline.metadata.get("golden_outputs")
     if not expected:
-        return Verification(str(handle), 0, ["metadata.json records no golden outputs to compare with"])
+        return Verification(str(handle), 0, [*problems, "metadata.json records no golden outputs to compare with"])
     actual = golden_outputs(pipeline)
-    problems = []
     for name, want in expected.items():
         got = actual.get(name)
         if got is None:

@@ -46,6 +46,9 @@ class ResUnet(SerializableModel):
         filters = tuple(int(f) for f in filters)
         if len(filters) < 2:
             raise ConfigError(f"ResUnet needs at least 2 levels of filters, got {filters}")
+        if input_size < 2 ** (len(filters) - 1) or min(filters) < 1:
+            raise ConfigError(f"ResUnet input_size {input_size} and filters {filters} must be positive, the size at "
+                              f"least 2**{len(filters) - 1} (one halving per level below the top)")
         if input_size % 2 ** (len(filters) - 1):
             raise ConfigError(
                 f"ResUnet input_size {input_size} is not divisible by "

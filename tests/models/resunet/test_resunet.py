@@ -57,7 +57,8 @@ def test_keras_serialization_round_trip():
     assert isinstance(restored, ResUnet) and restored.get_config() == model.get_config()
 
 
-@pytest.mark.parametrize("kwargs", [{"input_size": 90, "filters": (4, 8, 16)}, {"filters": (8,)}])
+@pytest.mark.parametrize("kwargs", [{"input_size": 90, "filters": (4, 8, 16)}, {"filters": (8,)},
+                                    {"input_size": 0, "filters": (4, 8)}, {"input_size": 64, "filters": (0, 8)}])
 def test_invalid_configurations_are_refused(kwargs):
     with pytest.raises(ConfigError):
         ResUnet(**kwargs)
