@@ -28,12 +28,11 @@ def check_export_destination(out, format, overwrite=False):
     if format not in FORMATS:
         raise ConfigError(f"cannot export to {format!r}: choose one of {', '.join(FORMATS)}")
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out}: is a file, not a folder for an export")
     if out.exists() and not replaceable_export_folder(out, overwrite):
-        raise ConfigError(
-            f"{out}: " + ("is a file, not a folder for an export" if not out.is_dir() else "exists and is not an "
-                          "empty folder" + ("" if overwrite else " (overwrite=True, --overwrite, replaces an earlier "
-                                                                 "export)"))
-        )
+        hint = "" if overwrite else " (overwrite=True, --overwrite, replaces an earlier export)"
+        raise ConfigError(f"{out}: exists and is not an empty folder{hint}")
 
 
 def settings_sha256(manifest):
