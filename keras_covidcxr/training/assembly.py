@@ -8,6 +8,7 @@ from keras_covidcxr.metrics.classification import classification_metrics
 from keras_covidcxr.models.ensemble.majority_vote_ensemble import MajorityVoteEnsemble
 from keras_covidcxr.models.ensemble.weighted_average_ensemble import WeightedAverageEnsemble
 from keras_covidcxr.models.pipeline.pipeline import Pipeline
+from keras_covidcxr.training.linear_head import padded_batches
 
 ENSEMBLES = ("weighted_average", "majority_vote")
 MAX_ONE_CLASS_FRACTION = 0.95
@@ -45,21 +46,6 @@ def check_operating_threshold(validation_scores, threshold, what="the ensemble")
         )
 
 
-def _model_batches(inputs, batch_size, channels=3):
-    """Yield (batch with `channels` channels, padded to batch_size; real count) from a dataset or an array."""
-    images = getattr(inputs, "inputs", inputs)  # a ClassificationDataset holds gray arrays
-    images = np.asarray(images, "float32")
-    batch_size = max(1, min(batch_size, len(images)))  # padding a few films to a huge batch exhausts memory
-    for start in range(0, len(images), batch_size):
-        chunk = images[start : start + batch_size]
-        if chunk.ndim == 3:
-            chunk = np.repeat(chunk[..., None], channels, axis=-1)
-        count = len(chunk)
-        if count < batch_size:
-            chunk = np.concatenate([chunk, np.zeros((batch_size - count, *chunk.shape[1:]), "float32")])
-        yield chunk, count
-
-
 def member_probabilities(members, inputs, batch_size=32):
     """(n, members, classes) class probabilities of every member on un-augmented inputs.
 
@@ -71,7 +57,7 @@ def member_probabilities(members, inputs, batch_size=32):
     columns = []
     for member in members:
         outputs = []
-        for batch, count in _model_batches(inputs, batch_size, member.image_shape[-1]):
+        for batch, count in padded_batches(inputs, batch_size, member.image_shape[-1]):
             outputs.append(np.asarray(keras.ops.convert_to_numpy(member.predict_on_batch(batch)))[:count])
         probs = np.concatenate(outputs).astype("float64")
         if member.num_classes == 2:
@@ -159,7 +145,7 @@ def validation_report(ensemble, inputs, labels, class_names, batch_size=32):
         report["ensemble"] = _summary(classification_metrics(labels, combined, class_names, threshold=threshold))
     else:
         channels = ensemble.members[0].image_shape[-1]
-        outputs = [ensemble.predict_on_batch(batch) for batch, _ in _model_batches(inputs, batch_size, channels)]
+        outputs = [ensemble.predict_on_batch(batch) for batch, _ in padded_batches(inputs, batch_size, channels)]
         voted = np.concatenate([np.asarray(o["label"]) for o in outputs])[: len(labels)]
         report["ensemble"] = {"accuracy": float(np.mean(voted == labels)), "n": len(labels)}
     return report

@@ -26,21 +26,32 @@ def pooled_features(classifier, images, batch_size=32):
     `images` are classifier inputs (n, S, S) or (n, S, S, channels); batches are padded to one
     shape so the backbone is traced once.
     """
-    images = np.asarray(images, "float32")
+    pooled = []
+    for batch, count in padded_batches(images, batch_size, classifier.image_shape[-1]):
+        maps = keras.ops.convert_to_numpy(classifier.feature_extractor.predict_on_batch(batch))
+        pooled.append(maps[:count].mean(axis=(1, 2)))
+    return np.concatenate(pooled).astype("float64")
+
+
+def padded_batches(inputs, batch_size, channels=3):
+    """Yield (batch of `channels`-channel images padded to one size, its real count) from a
+    `ClassificationDataset` (its stored, never augmented inputs) or an array (n, S, S[, c]).
+
+    Padding gives the model one batch shape to trace; the batch is never larger than the images
+    (18 films padded to a batch of 1,000 exhausted memory).
+    """
+    images = np.asarray(getattr(inputs, "inputs", inputs), "float32")
     if images.ndim == 3:
         images = images[..., None]
-    if images.shape[-1] != classifier.image_shape[-1]:
-        images = np.repeat(images, classifier.image_shape[-1], axis=-1)
-    batch_size = max(1, min(batch_size, len(images)))  # padding 18 films to a batch of 1,000 exhausts memory
-    pooled = []
+    if images.shape[-1] != channels:
+        images = np.repeat(images, channels, axis=-1)
+    batch_size = max(1, min(batch_size, len(images)))
     for start in range(0, len(images), batch_size):
         batch = images[start : start + batch_size]
         count = len(batch)
         if count < batch_size:
             batch = np.concatenate([batch, np.zeros((batch_size - count, *batch.shape[1:]), "float32")])
-        maps = keras.ops.convert_to_numpy(classifier.feature_extractor.predict_on_batch(batch))
-        pooled.append(maps[:count].mean(axis=(1, 2)))
-    return np.concatenate(pooled).astype("float64")
+        yield batch, count
 
 
 def fit_logistic_regression(features, labels, regularization=0.05):

@@ -36,10 +36,10 @@ def test_the_linear_head_gives_the_regressions_probabilities(gray_members):
 
 def test_a_batch_larger_than_the_films_is_not_padded_up_to_its_size(gray_members):
     # padded, 18 films at --batch-size 1000 sent 1,000 224 px images through the backbone and ran out of memory
-    from keras_covidcxr.training.assembly import _model_batches
+    from keras_covidcxr.training.linear_head import padded_batches
 
     images = np.zeros((3, 32, 32), "float32")
-    assert [(batch.shape[0], count) for batch, count in _model_batches(images, 1000)] == [(3, 3)]
+    assert [(batch.shape[0], count) for batch, count in padded_batches(images, 1000)] == [(3, 3)]
     assert pooled_features(gray_members[0], images, batch_size=1000).shape == (3, 1280)
 
 
