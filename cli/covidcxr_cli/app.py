@@ -632,9 +632,8 @@ def _write_overlays(results, folder):
         used.add(unique)
         try:
             keras_covidcxr.save_overlays(result, folder, unique)
-        except (keras_covidcxr.CovidCXRError, OSError, ValueError) as error:
-            reason = error.strerror if isinstance(error, OSError) and error.strerror else error
-            stderr.print(f"[red]error:[/] {escape(one_line(f'{name}: overlays not written ({reason})'))}",
+        except keras_covidcxr.CovidCXRError as error:
+            stderr.print(f"[red]error:[/] {escape(one_line(f'{name}: overlays not written ({error})'))}",
                          soft_wrap=True)
             failed += 1
     return failed

@@ -293,7 +293,6 @@ def _with_overlays(result, folder, stem):
 
     try:
         save_overlays(result, folder, stem)
-    except (CovidCXRError, OSError, ValueError) as error:
-        reason = error.strerror if isinstance(error, OSError) and error.strerror else error
-        return PipelineResult(result.source, error=f"{result.source}: overlays not written ({reason})")
+    except CovidCXRError as error:
+        return PipelineResult(result.source, error=f"{result.source}: overlays not written ({error})")
     return result

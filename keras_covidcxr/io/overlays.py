@@ -11,7 +11,7 @@ import numpy as np
 from PIL import Image, PngImagePlugin
 from scipy import ndimage
 
-from keras_covidcxr.errors import OutputExistsError
+from keras_covidcxr.errors import CovidCXRError, OutputExistsError
 from keras_covidcxr.io.atomic import atomic_write
 from keras_covidcxr.io.overlay_captions import colorbar_label, gradcam_caption, mask_caption
 from keras_covidcxr.io.overlay_figure import panel_size, render_overlay
@@ -84,15 +84,22 @@ def save_overlay_png(path, rgb):
 def save_overlays(result, folder, stem):
     """Write `<stem>_mask.png` (and `<stem>_gradcam.png` when the result has a heatmap).
 
+    Raises `CovidCXRError` naming the file when one cannot be written (a user's file in the way).
+
     Example:
         >>> result = pipeline.predict(["chest.png"], explain=True)[0]  # doctest: +SKIP
         >>> save_overlays(result, "overlays", "chest")  # doctest: +SKIP
     """
     folder = Path(folder)
     mask_picture, gradcam_picture = film_overlays(result)
-    paths = [save_overlay_png(folder / f"{stem}_mask.png", mask_picture)]
-    if gradcam_picture is not None:
-        paths.append(save_overlay_png(folder / f"{stem}_gradcam.png", gradcam_picture))
+    try:
+        paths = [save_overlay_png(folder / f"{stem}_mask.png", mask_picture)]
+        if gradcam_picture is not None:
+            paths.append(save_overlay_png(folder / f"{stem}_gradcam.png", gradcam_picture))
+    except CovidCXRError:  # a user's file in the way (an OutputExistsError, also an OSError)
+        raise
+    except OSError as error:  # a full disk, a read-only folder: one error type for callers to report
+        raise CovidCXRError(f"{error.filename or folder}: {error.strerror or error}") from error
     return paths
 
 
