@@ -21,6 +21,7 @@ from covidcxr_cli.data_commands import data_app
 from covidcxr_cli.errors import DEBUG, EXIT_OK, EXIT_SOME_FAILED, exit_code, one_line, reported_errors, stderr
 from covidcxr_cli.train_commands import finetune, train_app
 from keras_covidcxr.evaluation import rows_to_score
+from keras_covidcxr.io import printable_text
 
 app = typer.Typer(
     name="covidcxr",
@@ -605,8 +606,7 @@ def _display_names(sources):
         paths = [os.path.abspath(source) for source in sources]
         root = os.path.commonpath([os.path.dirname(path) for path in paths])
         names = [os.path.relpath(path, root) for path in paths]
-    # bytes of a name that are not UTF-8 (a Latin-1 file system) as escapes: fonts and terminals cannot show them
-    return [os.fsencode(name).decode("utf-8", "backslashreplace") for name in names]
+    return [printable_text(name) for name in names]  # a Latin-1 name's bytes as escapes
 
 
 def _spread_text(uncertainty):

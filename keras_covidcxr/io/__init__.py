@@ -17,6 +17,7 @@ _LAZY = {
     "LoadedImage": "keras_covidcxr.io.image_loader",
     "pixels_from_array": "keras_covidcxr.io.array_input",
     "save_overlays": "keras_covidcxr.io.overlays",
+    "printable_text": "keras_covidcxr.io.overlay_captions",
     "atomic_write": "keras_covidcxr.io.atomic",
     "atomic_directory": "keras_covidcxr.io.atomic",
 }

@@ -13,14 +13,20 @@ from pathlib import Path
 DISCLAIMER = "Research use only, not for diagnosis."
 
 
-def printable_name(source):
-    """The file name of `source`, with bytes that are not UTF-8 written as escapes (fonts cannot draw them).
+def printable_text(text):
+    """`text` (a path, a file name) with bytes that are not UTF-8 written as escapes: fonts, terminals and
+    JSON readers cannot take them (a Latin-1 file system's names).
 
     Example:
-        >>> printable_name(os.fsdecode(b"/films/caf\\xe9.png"))
+        >>> printable_text(os.fsdecode(b"caf\\xe9.png"))
         'caf\\\\xe9.png'
     """
-    return os.fsencode(Path(source).name).decode("utf-8", "backslashreplace")
+    return os.fsencode(text).decode("utf-8", "backslashreplace")
+
+
+def printable_name(source):
+    """The file name of `source`, printable (see `printable_text`)."""
+    return printable_text(Path(source).name)
 
 
 def heatmap_class(result):

@@ -127,7 +127,8 @@ class ClassificationMetrics:
         }
 
 
-def _positive_index(class_names, positive_class):
+def positive_index(class_names, positive_class):
+    """The column whose one-vs-rest values are `overall` (default: the second of two classes); None: macro."""
     if positive_class is None:
         return 1 if len(class_names) == 2 else None
     if positive_class not in class_names:
@@ -157,7 +158,7 @@ def metrics_from_indices(labels, probs, class_names, positive_class=None, thresh
         for c, name in enumerate(class_names)
     }
     accuracy = float(tp.sum() / matrix.sum())
-    positive = _positive_index(class_names, positive_class)
+    positive = positive_index(class_names, positive_class)
     if positive is not None:
         averaging = f"positive class {class_names[positive]}"
         overall = {"accuracy": accuracy, **per_class[class_names[positive]]}

@@ -35,6 +35,7 @@ from keras_covidcxr.metrics.classification import (
     OVERALL_METRICS,
     PER_CLASS_METRICS,
     metrics_from_indices,
+    positive_index,
 )
 from keras_covidcxr.metrics.inputs import check_class_names, check_groups, check_inputs
 from keras_covidcxr.metrics.thresholds import threshold_for_sensitivity, youden_threshold
@@ -132,6 +133,7 @@ def evaluate_models(
         "resampling_unit": "patient" if groups is not None else "image (no patient ids given)",
         "models": {},
     }
+    positive = positive_index(names, positive_class)  # whose rates `overall` holds (None: macro averages)
     for model, probs in checked.items():
         threshold = decision_thresholds.get(model)
         point = metrics_from_indices(labels, probs, names, positive_class, threshold)
@@ -141,7 +143,6 @@ def evaluate_models(
         results["averaging"] = point.averaging
         curve = reliability_curve(probs.argmax(axis=1) == labels, probs.max(axis=1), n_bins)
         counts = _rate_counts(point.confusion_matrix)
-        positive = names.index(point.averaging.removeprefix("positive class ")) if point.averaging != "macro" else None
         overall_counts = {"accuracy": counts["accuracy"], **(counts[positive] if positive is not None else {})}
         entry = {
             "overall": _with_interval(point.overall, intervals["overall"], overall_counts, confidence),
