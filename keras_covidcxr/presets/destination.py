@@ -23,9 +23,15 @@ def check_preset_destination(out, overwrite=False, parent=None):
                           "is never modified): choose another folder")
     if out.exists() and not out.is_dir():
         raise PresetError(f"{out}: is a file, not a folder for a preset")
-    if out.is_dir() and any(out.iterdir()) and not (overwrite and is_preset_folder(out)):
+    if out.is_dir() and not replaceable_preset_folder(out, overwrite):
         hint = "" if overwrite else "; overwrite=True (--overwrite) replaces an older preset"
         raise PresetError(f"{out}: exists and is not an empty folder{' or a preset' if overwrite else ''}{hint}")
+
+
+def replaceable_preset_folder(path, overwrite=False):
+    """An empty folder, or with `overwrite` an older preset."""
+    path = Path(path)
+    return path.is_dir() and (not any(path.iterdir()) or (overwrite and is_preset_folder(path)))
 
 
 def local_preset_folder(handle):

@@ -29,6 +29,7 @@ from keras_covidcxr.preprocessing.input_contract import InputContract
 from keras_covidcxr.preprocessing.preprocessing_config import PreprocessingConfig
 from keras_covidcxr.preprocessing.resize import resize_image
 from keras_covidcxr.presets import component_io, preset_format
+from keras_covidcxr.presets.destination import replaceable_preset_folder
 from keras_covidcxr.presets.resolve import resolve_preset
 from keras_covidcxr.version import __version__
 
@@ -335,13 +336,8 @@ class Pipeline(PredictionSteps):
             "golden_outputs": golden_outputs(self),
         }
 
-        def replaceable(path):
-            if path.is_dir() and not any(path.iterdir()):
-                return True
-            return overwrite and preset_format.is_preset_folder(path)
-
         try:
-            with atomic_directory(folder, replace_if=replaceable) as tmp:
+            with atomic_directory(folder, replace_if=lambda path: replaceable_preset_folder(path, overwrite)) as tmp:
                 preset_format.write_json(tmp / preset_format.CONFIG_FILE, config)
                 for path, model in components.items():
                     (tmp / path).mkdir(parents=True)
