@@ -3,7 +3,8 @@
 Errors (the audit fails): a patient in two splits; the same picture (near-duplicate, see
 `near_duplicates`) in two splits; a child (age under 18) unless allowed; a lateral view; an
 image whose smaller side is under `min_size` px (paper: 256); a missing or unreadable image or
-mask; a mask whose size differs from its image. Warnings (reported, not failing): the same
+mask; a mask whose size differs from its image; one file in two rows of one task (under any spelling of
+its path: a symlink or hard link counts as the same file), which would count it twice. Warnings (reported, not failing): the same
 picture under two patient ids within one split (link them before re-splitting), rows without
 a split.
 
@@ -15,6 +16,7 @@ Example:
 
 import dataclasses
 import json
+import os
 from collections import defaultdict
 
 from keras_covidcxr.data.image_scan import ImageScan, header_size, scan_images
@@ -44,6 +46,7 @@ CHECKS = {
     "missing_file": ("error", "image or mask files that do not exist"),
     "unreadable_file": ("error", "image or mask files that cannot be decoded"),
     "mask_size_mismatch": ("error", "masks whose size differs from their image"),
+    "file_listed_twice": ("error", "one image file in several rows of one task (it would count twice)"),
     "same_picture_several_patients": ("warning", "the same picture under several patient ids (one split)"),
     "no_split": ("warning", "rows without a split"),
 }
@@ -161,6 +164,32 @@ def _patients_in_several_splits(manifest):
                 f"patient {patient} is in {', '.join(splits)}: {files}",
                 tuple(dict.fromkeys(row.path for row in rows)),
                 (patient,),
+            )
+
+
+def _file_identity(path):
+    """The same value for every spelling of one file: its device and inode, or its real path when absent."""
+    try:
+        status = os.stat(path)
+    except OSError:
+        return os.path.realpath(path)
+    return status.st_dev, status.st_ino
+
+
+def _files_listed_twice(manifest):
+    rows_of = defaultdict(list)
+    for row in manifest:
+        rows_of[(row.task, _file_identity(manifest.resolve(row)))].append(row)
+    for (task, _), rows in rows_of.items():
+        if len(rows) > 1:
+            listed = "; ".join(f"{row.path} (patient {row.patient_id}, {row.label or 'no label'}, "
+                               f"{row.split or 'no split'})" for row in rows)
+            yield AuditFinding(
+                "file_listed_twice",
+                "error",
+                f"one file in {len(rows)} {task} rows: {listed}",
+                tuple(dict.fromkeys(row.path for row in rows)),
+                tuple(dict.fromkeys(row.patient_id for row in rows)),
             )
 
 
@@ -327,6 +356,7 @@ def audit_manifest(
     findings = [
         *([AuditFinding("no_rows", "error", "the manifest has no rows")] if not len(manifest) else []),
         *_patients_in_several_splits(manifest),
+        *_files_listed_twice(manifest),
         *(_duplicate_checks(scans, near_duplicate_threshold) if check_images else ()),
         *_row_checks(manifest, allow_pediatric),
         *_file_checks(scans, min_size),

@@ -2,10 +2,12 @@
 
 import csv
 import dataclasses
+import os
 
 import numpy as np
 
 from keras_covidcxr.data.class_names import class_name_for
+from keras_covidcxr.data.manifest import read_manifest
 from keras_covidcxr.evaluation.split_rows import rows_to_score
 from keras_covidcxr.io.atomic import atomic_write
 from keras_covidcxr.metrics.classification import binary_auc
@@ -16,7 +18,7 @@ from keras_covidcxr.training.provenance import fitted_patient_digests, patient_d
 
 # The shortcut probe's verdict: with the lungs blacked out a model should be near chance.
 SHORTCUT_AUC = 0.70
-REFERRED = "referred"  # the entry of `_score`'s scores that says which images the pipeline referred
+PREDICTED = "predicted"  # the entry of `_score`'s scores that holds the pipeline's own labels (refer included)
 
 
 @dataclasses.dataclass
@@ -54,6 +56,8 @@ def evaluate_pipeline(
 ):
     """Score every member and both ensembles on a split; write report.json, report.md, scores.csv, plots.
 
+    `manifest` is a `Manifest` or the path of a manifest CSV.
+
     The pipeline's own ensemble is scored as it decides; the other ensemble is
     computed from the members (equal weights for a weighted average built from
     a majority-vote preset). A majority vote is scored by its vote shares (the
@@ -88,8 +92,10 @@ def evaluate_pipeline(
     ("shortcut_probe") and report.md ("Shortcut probe") say so for each.
 
     Example:
-        >>> evaluation = evaluate_pipeline(pipeline, read_manifest("m.csv"), "report/")  # doctest: +SKIP
+        >>> evaluation = evaluate_pipeline(pipeline, "manifest.csv", "report/")  # doctest: +SKIP
     """
+    if isinstance(manifest, (str, os.PathLike)):
+        manifest = read_manifest(manifest)
     rows = rows_to_score(manifest, split)
     names = pipeline.class_names
     truth = [class_name_for(row.label, names) for row in rows]
@@ -98,7 +104,8 @@ def evaluate_pipeline(
     is_positive = np.array([label == names[positive] for label in truth])
 
     kept, scores, failed = _score(pipeline, paths, batch_size)
-    referred = scores.pop(REFERRED)
+    predicted = scores.pop(PREDICTED)
+    referred = predicted == "refer"
     pick = np.array(kept, dtype=int)
     auc = {name: float(binary_auc(is_positive[pick], s[:, positive])) for name, s in scores.items()}
     ensemble_key = "majority_vote" if isinstance(pipeline.ensemble, MajorityVoteEnsemble) else "weighted_average"
@@ -132,7 +139,8 @@ def evaluate_pipeline(
     )
     positive_scores = {name: s[:, positive] for name, s in scores.items()}
     kept_paths = [paths[i] for i in pick]
-    _write_scores_csv(written.directory / "scores.csv", kept_paths, [rows[i] for i in pick], positive_scores)
+    _write_scores_csv(written.directory / "scores.csv", kept_paths, [rows[i] for i in pick], predicted,
+                      positive_scores)
     if refer is not None:
         _plot_risk_coverage(written.directory / "risk_coverage.png", positive_scores, is_positive[pick],
                             _decision_thresholds(pipeline, ensemble_key), refer)
@@ -203,7 +211,7 @@ def _shortcut_probe(pipeline, paths, is_positive, positive, batch_size, scored):
             kept, scores = scored
         else:
             kept, scores, _ = _score(probe_pipeline, paths, batch_size)
-            scores.pop(REFERRED)
+            scores.pop(PREDICTED)
         passes[tag] = ({index: row for row, index in enumerate(kept)}, scores)
     common = sorted(set(passes["lungs_only"][0]) & set(passes["lungs_removed"][0]))
     score_sets = {}
@@ -246,24 +254,25 @@ def _probe_markdown(probe, ensemble_key):
     return lines
 
 
-def _write_scores_csv(path, image_paths, rows, positive_scores):
-    """One row per scored image: its path, patient, label and every score set's positive-class score."""
+def _write_scores_csv(path, image_paths, rows, predicted, positive_scores):
+    """One row per scored image: its path, patient, true label, the pipeline's label and every score set's
+    positive-class score."""
     with atomic_write(path, "w") as handle:
         writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(["path", "patient_id", "label", *positive_scores])
+        writer.writerow(["path", "patient_id", "label", "predicted_label", *positive_scores])
         for i, (image_path, row) in enumerate(zip(image_paths, rows)):
             values = [f"{s[i]:.9g}" for s in positive_scores.values()]
-            writer.writerow([str(image_path), row.patient_id, row.label, *values])
+            writer.writerow([str(image_path), row.patient_id, row.label, predicted[i], *values])
 
 
 def _score(pipeline, paths, batch_size):
     """(indices that got a result, {score set name: (n, classes) array}, [(path, error)]).
 
     With a calibration, the score set "calibrated" holds the pipeline's own probabilities. One entry
-    is not a score set: `REFERRED`, (n,) whether the pipeline labelled the image "refer".
+    is not a score set: `PREDICTED`, (n,) the pipeline's own label of each image ("refer" included).
     """
     names = pipeline.class_names
-    kept, failed, member_probs, member_votes, labels, calibrated, referred = [], [], [], [], [], [], []
+    kept, failed, member_probs, member_votes, labels, calibrated, predicted = [], [], [], [], [], [], []
     chunk = max(batch_size, 32)  # bounded memory: results (with masks) are dropped per chunk
     for start in range(0, len(paths), chunk):
         results = pipeline.predict(paths[start : start + chunk], batch_size=batch_size, on_error="record")
@@ -277,7 +286,7 @@ def _score(pipeline, paths, batch_size):
             member_votes.append([names.index(m["label"]) for m in members])
             labels.append(names.index(result.would_be_label or result.label))
             calibrated.append([result.probabilities[c] for c in names])
-            referred.append(result.label == "refer")
+            predicted.append(result.label)
     member_names = pipeline.ensemble.member_names
     stacked = np.array(member_probs, "float64").reshape(len(kept), len(member_names), len(names))
     scores = {name: stacked[:, m] for m, name in enumerate(member_names)}
@@ -288,7 +297,7 @@ def _score(pipeline, paths, batch_size):
     scores["majority_vote"] = _vote_shares(votes, stacked, own_votes)
     if pipeline.calibration is not None:
         scores["calibrated"] = np.array(calibrated, "float64").reshape(len(kept), len(names))
-    scores[REFERRED] = np.array(referred, bool)
+    scores[PREDICTED] = np.array(predicted, dtype=object)
     return kept, scores, failed
 
 

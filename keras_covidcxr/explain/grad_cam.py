@@ -86,7 +86,7 @@ class GradCAM:
         """(batch, height, width) heatmaps in [0, 1].
 
         Args:
-            images: (batch, height, width, 3) model inputs.
+            images: (batch, height, width, channels) model inputs: the members' own input (gray or colour).
             class_index: the class to explain; None explains each image's
                 predicted class (`predicted_classes`).
             output_size: None for maps at the model input size, or

@@ -2,7 +2,9 @@
 
 import numpy as np
 
-from keras_covidcxr.errors import InputError
+from keras_covidcxr.errors import InputError, UnsupportedImageError
+
+DEFAULT_MAX_PIXELS = 50_000_000  # files and arrays alike: larger films are refused before any work
 
 
 def scale_by_bits_used(values):
@@ -20,24 +22,30 @@ def scale_by_bits_used(values):
     return (values / float(2**bits - 1)).astype("float32"), bits
 
 
-def pixels_from_array(array, name="array"):
+def pixels_from_array(array, name="array", max_pixels=DEFAULT_MAX_PIXELS):
     """Return a float32 (height, width) image in [0, 1] from a 2-D or 3-D array.
 
     uint8 arrays are scaled by 255, uint16 arrays by the bits they use (4095
     for 12-bit data; `scale_by_bits_used`), as image files are; float arrays
     must already lie in [0, 1]; 3- or 4-channel images are converted to gray
-    (ITU-R 601 luma, alpha dropped).
+    as Pillow converts their files (ITU-R 601 luma, alpha dropped), and a
+    2-channel one is gray and alpha. More than `max_pixels` pixels are refused,
+    as they are from a file.
 
     Example:
         >>> pixels_from_array(np.full((2, 2), 255, np.uint8)).max()
         1.0
     """
     array = np.asarray(array)
-    if array.ndim == 3 and array.shape[-1] == 1:
-        array = array[..., 0]
+    if array.size == 0:
+        raise InputError(f"{name}: empty image (shape {array.shape})")
+    if array.ndim == 3 and array.shape[-1] in (1, 2):
+        array = array[..., 0]  # gray, or gray and alpha
+    if array.ndim in (2, 3) and array.shape[0] * array.shape[1] > max_pixels:
+        height, width = array.shape[:2]
+        raise UnsupportedImageError(f"{name}: image of {width}x{height} pixels exceeds the limit of {max_pixels} pixels")
     if array.ndim == 3 and array.shape[-1] in (3, 4):
-        luma = np.array([0.299, 0.587, 0.114])
-        array = (array[..., :3].astype("float64") @ luma).astype(array.dtype)
+        array = _luma(array[..., :3])
     if array.ndim != 2:
         raise InputError(f"{name}: expected a gray (H, W) or colour (H, W, 3|4) image, got shape {array.shape}")
     if array.dtype == np.uint8:
@@ -49,3 +57,18 @@ def pixels_from_array(array, name="array"):
     if not np.all(np.isfinite(array)) or array.min() < 0.0 or array.max() > 1.0:
         raise InputError(f"{name}: float pixels must be finite and lie in [0, 1]")
     return array.astype("float32")
+
+
+def _luma(rgb):
+    """Gray from colour as Pillow's `convert("L")` computes it, so an array and its file give the same film.
+
+    Integers: ITU-R 601 weights in 16-bit fixed point, rounded to the nearest level (Pillow's formula,
+    exact for uint8). Floats: the same weights, unrounded.
+    """
+    if np.issubdtype(rgb.dtype, np.floating):
+        return rgb.astype("float64") @ np.array([0.299, 0.587, 0.114])
+    if rgb.dtype not in (np.uint8, np.uint16):
+        return rgb[..., 0]  # refused below for its type, whatever its channels
+    channels = rgb.astype("uint64")
+    gray = (channels[..., 0] * 19595 + channels[..., 1] * 38470 + channels[..., 2] * 7471 + 0x8000) >> 16
+    return gray.astype(rgb.dtype)

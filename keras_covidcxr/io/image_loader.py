@@ -23,9 +23,8 @@ from keras_covidcxr.errors import (
     UnsupportedImageError,
 )
 from keras_covidcxr.io import dicom_reader
-from keras_covidcxr.io.array_input import scale_by_bits_used
+from keras_covidcxr.io.array_input import DEFAULT_MAX_PIXELS, scale_by_bits_used
 
-DEFAULT_MAX_PIXELS = 50_000_000
 METADATA_KEYS = (
     "path",
     "format",
@@ -61,9 +60,10 @@ class LoadedImage:
     `metadata` always holds the keys in `METADATA_KEYS`; a value is None where
     the file does not say (plain images carry no modality, view, age or patient).
     `original_size` is (height, width) as loaded, after EXIF orientation.
-    `bits` is the bit depth the pixels were scaled by: 8 for 8-bit files; for 16-bit
-    files the bits their largest value needs (12 for 12-bit data stored in 16), so
-    such a film is not read 16 times too dark.
+    `bits`: for PNG, JPEG and other Pillow files the bit depth the pixels were scaled by: 8 for 8-bit
+    files; for 16-bit files the bits their largest value needs (12 for 12-bit data stored in 16), so
+    such a film is not read 16 times too dark. For DICOM it is BitsAllocated as the file states it;
+    DICOM pixels are scaled by their window or their own range (`voi` says which), not by `bits`.
     """
 
     pixels: np.ndarray
@@ -127,6 +127,23 @@ def load_image(path, *, max_pixels=DEFAULT_MAX_PIXELS, patient_id_key=None):
         else:
             pixels, metadata = _read_with_pillow(path, name, max_pixels, head)
     metadata = {key: None for key in METADATA_KEYS} | metadata
+    metadata.update(path=name, original_size=tuple(pixels.shape))
+    return LoadedImage(pixels=pixels, metadata=metadata)
+
+
+def load_pil_image(image, name="image", *, max_pixels=DEFAULT_MAX_PIXELS):
+    """A `LoadedImage` from a PIL image already open, read as its file would be (`load_image`).
+
+    Example:
+        >>> load_pil_image(Image.new("L", (4, 3), 255)).pixels.shape
+        (3, 4)
+    """
+    width, height = image.size
+    if width * height > max_pixels:
+        raise UnsupportedImageError(f"{name}: image of {width}x{height} pixels exceeds the limit of {max_pixels} pixels")
+    with _decode_errors(name):
+        pixels, bits = _to_gray(ImageOps.exif_transpose(image), name)
+    metadata = {key: None for key in METADATA_KEYS} | {"format": image.format, "bits": bits}
     metadata.update(path=name, original_size=tuple(pixels.shape))
     return LoadedImage(pixels=pixels, metadata=metadata)
 

@@ -4,7 +4,13 @@ import dataclasses
 
 from keras_covidcxr.errors import ConfigError
 from keras_covidcxr.preprocessing.view_check import looks_lateral, mask_view_geometry
-from keras_covidcxr.settings import settings_from_dict
+from keras_covidcxr.settings import check_field_types, settings_from_dict
+
+
+# Longest side over shortest side above which an image is flagged: the 3,306 films of the shared data
+# reach 1.35 (99th percentile) and at most 2.24 (two films side by side in a journal figure). Every model
+# input is square, so a far longer image is squeezed into a picture the models read with full confidence.
+MAX_ASPECT_RATIO = 2.5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,9 +42,10 @@ class InputContract:
             Off by default; `Pipeline.with_input_contract(check_view_from_mask=True)`
             or `covidcxr predict --check-view` turn it on.
 
-    By default modality and size problems are refused and view and age
-    problems (whether from metadata or from the mask) are only flagged;
-    `strict=True` refuses them all.
+    By default modality and size problems are refused and view, age and
+    aspect problems (a side over `MAX_ASPECT_RATIO` times the other; the view
+    from the metadata or from the mask) are only flagged; `strict=True`
+    refuses them all.
 
     Example:
         >>> contract = InputContract(min_size=256)
@@ -61,10 +68,10 @@ class InputContract:
     check_view_from_mask: bool = False
 
     def __post_init__(self):
-        if not isinstance(self.check_view_from_mask, bool):
-            raise ConfigError(
-                f"check_view_from_mask must be true or false, got {self.check_view_from_mask!r}"
-            )
+        check_field_types(self, "input contract")
+        if self.min_size < 1 or self.channels not in (1, 3) or self.min_age < 0:
+            raise ConfigError(f"input contract: need min_size >= 1, channels 1 or 3 and min_age >= 0, got "
+                              f"{self.min_size}, {self.channels} and {self.min_age}")
 
     def check(self, metadata, shape, strict=False):
         """Return the `ContractProblem`s of an image with this metadata and (height, width)."""
@@ -78,6 +85,12 @@ class InputContract:
             problems.append(
                 ContractProblem("size", f"image is {shape[1]}x{shape[0]} px, smaller than {self.min_size} px", True)
             )
+        aspect = max(shape) / max(min(shape), 1)
+        if aspect > MAX_ASPECT_RATIO:
+            problems.append(ContractProblem(
+                "aspect", f"image is {shape[1]}x{shape[0]} px, one side {aspect:.1f} times the other: not one chest "
+                f"film's shape (above {MAX_ASPECT_RATIO:g}; a crop, a strip or several films side by side?)", strict
+            ))
         view = metadata.get("view")
         if view is not None and view not in self.views:
             problems.append(

@@ -4,7 +4,7 @@ import dataclasses
 
 from keras_covidcxr.errors import ConfigError
 from keras_covidcxr.preprocessing.lung_masking import MASKING_MODES
-from keras_covidcxr.settings import settings_from_dict
+from keras_covidcxr.settings import check_field_types, settings_from_dict
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,10 +47,19 @@ class PreprocessingConfig:
     standardize: bool = True
 
     def __post_init__(self):
+        check_field_types(self, "preprocessing settings")
         if self.masking not in MASKING_MODES:
             raise ConfigError(f"masking must be one of {MASKING_MODES}, got {self.masking!r}")
         if not 0.0 < self.mask_threshold < 1.0:
             raise ConfigError(f"mask_threshold must lie in (0, 1), got {self.mask_threshold}")
+        if not 0.0 <= self.bbox_margin < 0.5:
+            raise ConfigError(f"bbox_margin must lie in [0, 0.5) (a fraction of the film), got {self.bbox_margin}")
+        if not 0.0 <= self.min_lung_fraction < self.max_lung_fraction <= 1.0:
+            raise ConfigError(f"need 0 <= min_lung_fraction < max_lung_fraction <= 1, got {self.min_lung_fraction} "
+                              f"and {self.max_lung_fraction}")
+        if self.max_lung_components < 1 or self.keep_largest_pieces < 0:
+            raise ConfigError(f"need max_lung_components >= 1 and keep_largest_pieces >= 0, got "
+                              f"{self.max_lung_components} and {self.keep_largest_pieces}")
 
     @classmethod
     def from_dict(cls, config):

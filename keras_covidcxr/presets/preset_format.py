@@ -41,12 +41,16 @@ def is_preset_folder(path):
 
 
 def read_json(path):
+    """A preset's JSON file, which holds one object."""
     try:
-        return json.loads(Path(path).read_text())
+        document = json.loads(Path(path).read_text())
     except FileNotFoundError as error:
         raise PresetError(f"{path}: missing file") from error
     except (OSError, ValueError) as error:
         raise PresetError(f"{path}: not valid JSON ({error})") from error
+    if not isinstance(document, dict):
+        raise PresetError(f"{path}: expected a JSON object, got a {type(document).__name__}")
+    return document
 
 
 def write_json(path, document):
@@ -96,6 +100,8 @@ def read_verified_config(folder):
     folder = Path(folder)
     if not folder.is_dir():
         raise PresetError(f"{folder}: preset folder not found")
+    if not (folder / METADATA_FILE).exists():
+        raise PresetError(f"{folder}: not a keras-covidcxr preset (no {METADATA_FILE})")
     metadata = read_json(folder / METADATA_FILE)
     files = metadata.get("files")
     if not isinstance(files, dict) or CONFIG_FILE not in files:

@@ -1,5 +1,6 @@
 """Turn a preset handle into a local folder: a path, a registered name or hf://owner/repo[@revision]."""
 
+import difflib
 import os
 from pathlib import Path
 
@@ -29,6 +30,8 @@ def resolve_preset(handle):
     """
     from keras_covidcxr.presets.registry import registered_entry
 
+    if not str(handle).strip():
+        raise PresetError("an empty preset handle; give a preset folder, a registered name or hf://owner/repo")
     entry = registered_entry(str(handle))
     if entry is not None:
         return _resolve_registered(str(handle), entry)
@@ -61,9 +64,14 @@ def _resolve_handle(handle):
     folder = Path(os.path.expanduser(handle))
     if folder.is_dir():
         return folder
+    from keras_covidcxr.presets.registry import list_presets
+
+    names = list(list_presets())
+    close = difflib.get_close_matches(handle.lower().replace("-", "_"), names, n=1)
     raise PresetError(
         f"{handle}: no such preset (not a folder, a registered name or an hf://owner/repo handle); "
-        "`covidcxr presets` lists the registered names"
+        + (f"did you mean {close[0]}? " if close else "")
+        + f"registered names: {', '.join(names)} (`covidcxr presets` says which have weights)"
     )
 
 

@@ -2,6 +2,7 @@
 
 import io
 import json
+import os
 
 import numpy as np
 import pytest
@@ -204,3 +205,24 @@ def test_a_pair_needs_both_the_hash_and_the_correlation(chest_like):
     assert [(i, j) for i, j, _ in similar_pairs(fingerprints)] == [(0, 1)]
     assert similar_pairs(fingerprints, hashes=np.stack([near, far, near])) == []
     assert [(i, j) for i, j, _ in similar_pairs(fingerprints, hashes=np.stack([near, near, far]))] == [(0, 1)]
+
+
+def test_one_file_in_two_rows_of_a_task_is_an_error_under_any_spelling(tmp_path, chest_like, write_png):
+    write_png(tmp_path / "film.png", chest_like(1))
+    write_png(tmp_path / "other.png", chest_like(2))
+    (tmp_path / "link.png").symlink_to("film.png")
+    os.link(tmp_path / "other.png", tmp_path / "hard.png")
+    rows = [
+        ManifestRow("film.png", "cls", "P1", label="covid", split="train"),
+        ManifestRow("link.png", "cls", "P1", label="covid", split="train"),  # a symlink: the same film
+        ManifestRow("other.png", "cls", "P2", label="normal", split="train"),
+        ManifestRow("hard.png", "cls", "P2", label="normal", split="train"),  # a hard link: the same film
+        ManifestRow("film.png", "seg", "P1", mask_path="other.png", split="train"),  # another task: fine
+    ]
+    report = audit_manifest(Manifest(rows, root=tmp_path), check_images=False)
+    found = [f for f in report.errors if f.check == "file_listed_twice"]
+    assert sorted(f.paths for f in found) == [("film.png", "link.png"), ("other.png", "hard.png")]
+    assert "one file in 2 cls rows: film.png (patient P1, covid, train); link.png" in found[0].message
+    assert not report.passed
+    unique = Manifest([rows[0], rows[2], rows[4]], root=tmp_path)
+    assert audit_manifest(unique, check_images=False).counts()["file_listed_twice"] == 0

@@ -82,8 +82,8 @@ def test_weighted_average_scores_match_the_pipeline(loaded_pipeline, manifest_pa
     # comparison would hinge on float rounding between batch sizes.
     pipeline = loaded_pipeline
     manifest = read_manifest(manifest_path)
-    evaluation = evaluate_pipeline(pipeline, manifest, tmp_path / "r", shortcut_probe=False, n_resamples=10)
-    rows = [r for r in manifest.filter(task="cls", split="test") if "broken" not in r.path]
+    evaluation = evaluate_pipeline(pipeline, manifest_path, tmp_path / "r", shortcut_probe=False, n_resamples=10)
+    rows = [r for r in manifest.filter(task="cls", split="test") if "broken" not in r.path]  # read from its path
     assert evaluation.paths == [manifest.resolve(r) for r in rows]
     results = pipeline.predict(evaluation.paths)
     expected = [x.probabilities["covid"] for x in results]
@@ -93,6 +93,7 @@ def test_weighted_average_scores_match_the_pipeline(loaded_pipeline, manifest_pa
         written = list(csv.DictReader(handle))
     assert [row["path"] for row in written] == [str(p) for p in evaluation.paths]
     np.testing.assert_allclose([float(row["weighted_average"]) for row in written], expected, atol=1e-5)
+    assert [row["predicted_label"] for row in written] == [x.label for x in results]
     is_covid = [row["label"] == "covid" for row in written]
     for name, auc in evaluation.auc.items():  # a reader of scores.csv gets the report's AUCs
         assert binary_auc(is_covid, [float(row[name]) for row in written]) == pytest.approx(auc, abs=1e-9)

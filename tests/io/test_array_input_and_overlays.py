@@ -15,7 +15,9 @@ def test_arrays_of_every_usual_type():
     rgba[..., :3] = 255
     assert np.allclose(pixels_from_array(rgba), 1.0)  # alpha dropped
     assert pixels_from_array(np.zeros((3, 3, 1), "float32")).shape == (3, 3)
-    for bad in (np.zeros((2, 2, 2)), np.full((2, 2), 2.0), np.zeros((2, 2), np.int64), np.zeros(5)):
+    gray_alpha = np.dstack([np.full((2, 2), 51, np.uint8), np.zeros((2, 2), np.uint8)])
+    assert pixels_from_array(gray_alpha).max() == pytest.approx(0.2)  # alpha dropped, as a file's
+    for bad in (np.zeros((2, 2, 5)), np.zeros((2, 0)), np.full((2, 2), 2.0), np.zeros((2, 2), np.int64), np.zeros(5)):
         with pytest.raises(InputError):
             pixels_from_array(bad, "x")
 

@@ -14,9 +14,17 @@ def test_a_plain_adult_frontal_film_passes():
 
 
 def test_modality_and_size_are_refused_view_and_age_flagged():
-    problems = InputContract().check({"modality": "CT", "view": "L", "age": 12.0}, (200, 512))
+    problems = InputContract().check({"modality": "CT", "view": "L", "age": 12.0}, (200, 480))
     assert codes(problems) == [("modality", True), ("size", True), ("view", False), ("age", False)]
-    assert problems[1].message == "image is 512x200 px, smaller than 256 px"
+    assert problems[1].message == "image is 480x200 px, smaller than 256 px"
+
+
+def test_an_image_far_from_a_films_shape_is_flagged():
+    assert InputContract().check({}, (1024, 2 * 1024)) == []  # two films side by side in a figure: 2.24 seen
+    problems = InputContract().check({}, (256, 5000))
+    assert codes(problems) == [("aspect", False)]
+    assert problems[0].message.startswith("image is 5000x256 px, one side 19.5 times the other")
+    assert codes(InputContract().check({}, (5000, 256), strict=True)) == [("aspect", True)]
 
 
 def test_strict_refuses_everything():
@@ -29,6 +37,9 @@ def test_round_trip_and_validation():
     assert InputContract.from_dict(contract.to_dict()) == contract
     with pytest.raises(ConfigError):
         InputContract.from_dict({"min_size": 128, "colour": True})
+    for bad in ({"min_size": "big"}, {"min_size": 0}, {"channels": 2}, {"min_age": -1}, {"min_age": "adult"}):
+        with pytest.raises(ConfigError, match="input contract: "):
+            InputContract(**bad)
 
 
 def lateral_looking_mask():

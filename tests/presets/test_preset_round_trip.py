@@ -137,6 +137,33 @@ def test_an_input_contract_the_loader_cannot_meet_is_refused(preset_copy):
             Pipeline.from_preset(preset_copy)
 
 
+def _edit_config(folder, edit):
+    config = json.loads((folder / "config.json").read_text())
+    edit(config)
+    (folder / "config.json").write_text(json.dumps(config))
+    rewrite_checksums(folder)
+
+
+@pytest.mark.parametrize("edit, reason", [
+    (lambda c: c["preprocessing"].update(bbox_margin=-1), r"bbox_margin must lie in \[0, 0.5\)"),
+    (lambda c: c["input_contract"].update(min_size="big"), "min_size must be a whole number, got 'big'"),
+    (lambda c: c["input_contract"].update(min_size=-5), "need min_size >= 1"),
+    (lambda c: c["preprocessing"].update(standardize="yes"), "standardize must be true or false"),
+    (lambda c: c["ensemble"].update(class_name="MajorityVoteEnsemble"), "invalid pipeline config"),
+    (lambda c: c.clear() or c.update(format_version=1), "invalid pipeline config"),
+])
+def test_edited_settings_are_refused_as_preset_errors(preset_copy, edit, reason):
+    _edit_config(preset_copy, edit)
+    with pytest.raises(PresetError, match=f"config.json: .*{reason}"):
+        Pipeline.from_preset(preset_copy)
+
+
+def test_a_json_file_that_is_not_an_object_is_named(preset_copy):
+    (preset_copy / "metadata.json").write_text("[1, 2]")
+    with pytest.raises(PresetError, match="metadata.json: expected a JSON object, got a list"):
+        Pipeline.from_preset(preset_copy)
+
+
 def test_missing_file_is_named(preset_copy):
     (preset_copy / "members" / "beta" / "model.safetensors").unlink()
     with pytest.raises(PresetError, match="beta/model.safetensors: missing file"):
@@ -163,6 +190,13 @@ def test_other_format_versions_are_refused(preset_copy):
 def test_not_a_preset(tmp_path):
     with pytest.raises(PresetError, match="no such preset"):
         Pipeline.from_preset(tmp_path / "nothing")
+    with pytest.raises(PresetError, match=f"{tmp_path}: not a keras-covidcxr preset \\(no metadata.json\\)"):
+        Pipeline.from_preset(tmp_path)
+    with pytest.raises(PresetError, match="an empty preset handle"):
+        Pipeline.from_preset("")
+    for misspelled in ("covidcxr_litee", "covidcxr-lite", "Covidcxr_Lite"):
+        with pytest.raises(PresetError, match="did you mean covidcxr_lite\\? registered names: .*covidcxr_lite"):
+            Pipeline.from_preset(misspelled)
     (tmp_path / "metadata.json").write_text("{oops")
     with pytest.raises(PresetError, match="not valid JSON"):
         Pipeline.from_preset(tmp_path)

@@ -14,6 +14,7 @@ Example:
 """
 
 import dataclasses
+import numbers
 
 from keras_covidcxr.errors import ConfigError
 from keras_covidcxr.models.pipeline.calibration import ProbabilityCalibration
@@ -105,8 +106,8 @@ def _rule(class_names, ensemble_threshold, member_names, vote_thresholds, thresh
     if threshold is not None:
         if not two_classes:
             raise ConfigError(f"a decision threshold needs two classes, this pipeline has {list(class_names)}")
-        if not 0.0 < float(threshold) < 1.0:
-            raise ConfigError(f"the decision threshold must lie strictly between 0 and 1, got {threshold}")
+        if isinstance(threshold, (bool, str)) or not isinstance(threshold, numbers.Real) or not 0.0 < threshold < 1.0:
+            raise ConfigError(f"the decision threshold must be a number strictly between 0 and 1, got {threshold!r}")
         return DecisionRule("threshold", class_names[1], float(threshold), origin="user", calibrated=calibrated)
     refer = refer_rule.band() if refer_rule is not None and two_classes else None
     if ensemble_threshold is None:  # a majority vote

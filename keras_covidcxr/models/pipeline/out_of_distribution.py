@@ -17,6 +17,7 @@ Example:
 """
 
 import dataclasses
+import numbers
 
 import numpy as np
 
@@ -44,8 +45,11 @@ class FeatureDistanceCheck:
     quantile: float = None
 
     def __post_init__(self):
+        if isinstance(self.neighbours, bool) or not isinstance(self.neighbours, numbers.Integral) or self.neighbours < 1:
+            raise ConfigError(f"the out-of-distribution check's neighbours must be a whole number >= 1, "
+                              f"got {self.neighbours!r}")
         self.reference = _normalised(self.reference)
-        if self.reference.ndim != 2 or len(self.reference) < self.neighbours or self.neighbours < 1:
+        if self.reference.ndim != 2 or len(self.reference) < self.neighbours:
             raise ConfigError(
                 f"the out-of-distribution check needs at least {self.neighbours} reference feature rows, "
                 f"got shape {self.reference.shape}"

@@ -1,6 +1,5 @@
 """Segment -> mask -> classify -> ensemble -> explain, as one object with presets."""
 
-import dataclasses
 import datetime
 import warnings
 from pathlib import Path
@@ -31,6 +30,7 @@ from keras_covidcxr.preprocessing.resize import resize_image
 from keras_covidcxr.presets import component_io, preset_format
 from keras_covidcxr.presets.destination import replaceable_preset_folder
 from keras_covidcxr.presets.resolve import resolve_preset
+from keras_covidcxr.settings import replaced
 from keras_covidcxr.version import __version__
 
 ENSEMBLE_CLASSES = {cls.__name__: cls for cls in (WeightedAverageEnsemble, MajorityVoteEnsemble)}
@@ -74,6 +74,8 @@ class Pipeline(PredictionSteps):
         >>> heatmap = pipeline.explain("chest.png")  # doctest: +SKIP
         >>> pipeline.save_to_preset("./copy_of_preset")  # doctest: +SKIP
     """
+
+    supports_explain = True
 
     def __init__(
         self,
@@ -143,7 +145,7 @@ class Pipeline(PredictionSteps):
 
         Example: `pipeline.with_preprocessing(masking="bbox", bbox_margin=0.05)`.
         """
-        return self._sharing_models(preprocessing=dataclasses.replace(self.preprocessing, **changes))
+        return self._sharing_models(preprocessing=replaced(self.preprocessing, changes, "preprocessing settings"))
 
     def with_input_contract(self, **changes):
         """A pipeline sharing these models, with some input contract settings changed.
@@ -151,7 +153,7 @@ class Pipeline(PredictionSteps):
         Example: `pipeline.with_input_contract(check_view_from_mask=True)`
         also checks the view of PNG/JPEG images from their lung mask.
         """
-        return self._sharing_models(input_contract=dataclasses.replace(self.input_contract, **changes))
+        return self._sharing_models(input_contract=replaced(self.input_contract, changes, "input contract fields"))
 
     def with_decision_threshold(self, threshold):
         """A pipeline sharing these models that labels the positive class when p >= `threshold`.
@@ -217,9 +219,9 @@ class Pipeline(PredictionSteps):
     def explain(self, image, class_name=None):
         """Grad-CAM heatmap (original size, values in [0, 1]) of one image.
 
-        `class_name` defaults to the predicted class.
+        `class_name` (a name or its index in `class_names`) defaults to the predicted class.
         """
-        result = self.predict([image], explain=class_name or True)[0]
+        result = self.predict([image], explain=True if class_name is None else class_name)[0]
         return result.heatmap
 
     def _add_heatmaps(self, results, pixels, classifier_batch, explain):
@@ -228,8 +230,6 @@ class Pipeline(PredictionSteps):
         targets = [explain if isinstance(explain, str) else result.would_be_label or result.label
                    for result in results]
         for class_name in dict.fromkeys(targets):
-            if class_name not in self.class_names:
-                raise ConfigError(f"unknown class {class_name!r}; classes are {list(self.class_names)}")
             rows = [i for i, target in enumerate(targets) if target == class_name]
             heatmaps = self._grad_cam(classifier_batch[rows], self.class_names.index(class_name))
             for row, heatmap in zip(rows, heatmaps):
@@ -279,8 +279,8 @@ class Pipeline(PredictionSteps):
                 metadata={**metadata, "loaded_from": str(handle)},
                 **settings_from_config(config, lambda entry: _read_ood(folder, metadata, entry)),
             )
-        except (KeyError, TypeError) as error:
-            raise PresetError(f"{folder / 'config.json'}: incomplete pipeline config ({error!r})") from error
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            raise PresetError(f"{folder / 'config.json'}: invalid pipeline config ({error!r})") from error
         except ConfigError as error:
             raise PresetError(f"{folder / 'config.json'}: {error}") from error
         pipeline.preset_folder = Path(folder)

@@ -8,13 +8,15 @@ from the same code; each supplies only the model calls (`_segment`, `_run_ensemb
 `_add_heatmaps`).
 """
 
+import numbers
 import os
 
 import numpy as np
+from PIL import Image
 
-from keras_covidcxr.errors import ConfigError, CovidCXRError, InputContractError
+from keras_covidcxr.errors import ConfigError, CovidCXRError, InputContractError, InputError
 from keras_covidcxr.io.array_input import pixels_from_array
-from keras_covidcxr.io.image_loader import LoadedImage, load_image
+from keras_covidcxr.io.image_loader import LoadedImage, load_image, load_pil_image
 from keras_covidcxr.models.pipeline.calibration import ProbabilityCalibration
 from keras_covidcxr.models.pipeline.pipeline_result import PipelineResult
 from keras_covidcxr.models.pipeline.refer_rule import ReferRule, fails_input_checks
@@ -38,6 +40,8 @@ class PredictionSteps:
     from a preset's config.json with `settings_from_config`), and implements the model calls.
     """
 
+    supports_explain = False  # whether `_add_heatmaps` exists (Grad-CAM needs the Keras pipeline)
+
     # === Model calls, supplied by the engine ===
 
     def _segment(self, batch, batch_size):
@@ -54,7 +58,8 @@ class PredictionSteps:
         raise NotImplementedError
 
     def _add_heatmaps(self, results, pixels, classifier_batch, explain):
-        raise ConfigError("explanations (Grad-CAM) need the Keras pipeline (Pipeline.from_preset)")
+        """Set `heatmap` and `heatmap_class` of each result (`explain`: True or a class name)."""
+        raise NotImplementedError
 
     # === Prediction ===
 
@@ -62,15 +67,18 @@ class PredictionSteps:
         """Run the pipeline on images; return one `PipelineResult` per image, in order.
 
         Args:
-            images: paths (PNG, JPEG, DICOM, ...), `LoadedImage`s (already
-                decoded by `load_image`) and/or arrays (gray (H, W) or colour
-                (H, W, 3|4); uint8, uint16 or float in [0, 1]).
+            images: one image or a list of them: paths (PNG, JPEG, DICOM,
+                ...), `LoadedImage`s (already decoded by `load_image`), PIL
+                images and/or arrays (gray (H, W), gray and alpha (H, W, 2) or
+                colour (H, W, 3|4); uint8, uint16 or float in [0, 1]). A 4-D
+                array (N, H, W, C) is a batch of N images.
             batch_size: images per model call (results do not depend on it).
             on_error: "raise" stops at the first bad image with its
                 `CovidCXRError`; "record" puts the reason in `result.error`
                 and carries on.
             explain: True adds `result.heatmap`, the Grad-CAM of the predicted
-                class; a class name gives that class's heatmap instead.
+                class; a class name (or its index in `class_names`) gives that
+                class's heatmap instead.
             strict: refuse images the input contract only flags (lateral
                 views, children). With the contract's
                 `check_view_from_mask`, images without a stated view whose
@@ -84,9 +92,15 @@ class PredictionSteps:
         tta = check_tta(tta)
         if on_error not in ("raise", "record"):
             raise ConfigError(f"on_error must be 'raise' or 'record', got {on_error!r}")
-        if not isinstance(batch_size, int) or batch_size < 1:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
             raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
-        if isinstance(images, (str, os.PathLike, np.ndarray, LoadedImage)) and not (
+        batch_size = int(batch_size)
+        if not isinstance(strict, (bool, np.bool_)):
+            raise ConfigError(f"strict must be True or False, got {strict!r}")
+        explain = self._explain_target(explain)
+        if images is None:
+            raise ConfigError("images: give a path, an array, a LoadedImage or a PIL image, or a list of them; got None")
+        if isinstance(images, (str, bytes, os.PathLike, np.ndarray, LoadedImage, Image.Image)) and not (
             isinstance(images, np.ndarray) and images.ndim == 4
         ):
             images = [images]
@@ -96,6 +110,25 @@ class PredictionSteps:
             chunk = images[start : start + batch_size]
             results.extend(self._predict_chunk(chunk, start, batch_size, on_error, explain, strict, tta))
         return results
+
+    def _explain_target(self, explain):
+        """False, True (the predicted class) or a class name, checked before any image is read."""
+        if explain is None or explain is False:
+            return False
+        if explain is True:
+            target = True
+        elif isinstance(explain, str) and explain in self.class_names:
+            target = explain
+        elif isinstance(explain, numbers.Integral) and not isinstance(explain, (bool, np.bool_)) and (
+            0 <= explain < len(self.class_names)
+        ):
+            target = self.class_names[int(explain)]
+        else:
+            raise ConfigError(f"explain={explain!r}: give True (the predicted class), a class name or its index; "
+                              f"classes are {list(self.class_names)}")
+        if not self.supports_explain:
+            raise ConfigError("explanations (Grad-CAM) need the Keras pipeline (Pipeline.from_preset)")
+        return target
 
     def _predict_chunk(self, chunk, offset, batch_size, on_error, explain, strict, tta):
         results, pixels = [], []
@@ -155,7 +188,15 @@ class PredictionSteps:
         if isinstance(image, np.ndarray):
             pixels = pixels_from_array(image, result.source)
         else:
-            loaded = image if isinstance(image, LoadedImage) else load_image(image)
+            if isinstance(image, LoadedImage):
+                loaded = image
+            elif isinstance(image, Image.Image):
+                loaded = load_pil_image(image, result.source)
+            elif isinstance(image, (str, bytes, os.PathLike)):
+                loaded = load_image(os.fsdecode(image))
+            else:
+                raise InputError(f"{result.source}: not an image: a {type(image).__name__}; give a path, an array, "
+                                 "a LoadedImage or a PIL image")
             pixels, result.metadata = loaded.pixels, dict(loaded.metadata)
         self._apply_problems(result, self.input_contract.check(result.metadata, pixels.shape, strict=strict))
         return pixels
@@ -263,7 +304,9 @@ def _source_name(image, index):
         return f"array[{index}]"
     if isinstance(image, LoadedImage):
         return str(image.metadata.get("path") or f"image[{index}]")
-    return str(image)
+    if isinstance(image, (str, bytes, os.PathLike)):
+        return os.fsdecode(image)
+    return getattr(image, "filename", None) or f"image[{index}]"  # a PIL image read from a file names it
 
 
 def _named(class_names, probabilities):

@@ -25,8 +25,9 @@ from keras_covidcxr.settings import settings_from_dict
 
 # Warnings that say the film or its lung mask is not what the classifiers were built for: a mask of
 # implausible size or pieces, pieces below the diaphragm, an irregular outline (as on an inverted,
-# rotated or upside-down film), a lateral-looking mask or stated view, a child.
-INPUT_CHECK_CODES = ("implausible_mask", "mask_below_diaphragm", "mask_irregular_outline", "view", "age")
+# rotated or upside-down film), a lateral-looking mask or stated view, a child, an image far from a
+# film's shape.
+INPUT_CHECK_CODES = ("implausible_mask", "mask_below_diaphragm", "mask_irregular_outline", "view", "age", "aspect")
 
 
 def fails_input_checks(warnings):
@@ -46,7 +47,8 @@ class ReferRule:
         out_of_distribution: True: also refer the films the pipeline's out-of-distribution check
             flags (unlike every training film: a CT slice, a blank image), whatever their score.
         input_checks: True: also refer the films an input check flags (`INPUT_CHECK_CODES`: a failed
-            lung mask, a lateral-looking mask or view, a child), whatever their score.
+            lung mask, a lateral-looking mask or view, a child, an image far from a film's shape),
+            whatever their score.
         target_sensitivity, target_specificity: what the band was fitted to keep on the
             answered validation images (provenance).
         validation: coverage, sensitivity and specificity on the answered validation images.

@@ -25,6 +25,9 @@ def test_far_features_are_flagged_and_validation_ones_mostly_not():
 def test_too_few_reference_rows_or_a_wrong_width_are_refused():
     with pytest.raises(ConfigError, match="reference"):
         FeatureDistanceCheck("alpha", np.ones((3, 4)), threshold=0.1, neighbours=5)
+    for neighbours in (0, 2.5, True):
+        with pytest.raises(ConfigError, match=f"neighbours must be a whole number >= 1, got {neighbours!r}"):
+            FeatureDistanceCheck("alpha", np.eye(8), threshold=0.1, neighbours=neighbours)
     check = FeatureDistanceCheck("alpha", np.eye(8), threshold=0.1, neighbours=2)
     with pytest.raises(ConfigError, match="channels"):
         check.distances(np.ones((1, 4)))

@@ -52,6 +52,35 @@ def test_paths_and_arrays_give_the_same_result(pipeline, chest_images, tmp_path)
     assert from_path.probabilities == pytest.approx(from_array.probabilities, abs=1e-6)
 
 
+def test_colour_arrays_pil_images_and_byte_paths_read_as_their_files(pipeline, chest_images, tmp_path):
+    rng = np.random.default_rng(0)
+    colour = (rng.random((*chest_images[0].shape, 3)) * 255).astype(np.uint8)  # uneven channels
+    colour[..., 1] = (chest_images[0] * 255).round().astype(np.uint8)
+    path = tmp_path / "colour.png"
+    Image.fromarray(colour).save(path)
+    with Image.open(path) as opened:
+        results = pipeline.predict([path, colour, np.dstack([colour, np.full(colour.shape[:2], 9, np.uint8)]),
+                                    opened, bytes(path)])
+    assert [r.source for r in results] == [str(path), "array[1]", "array[2]", str(path), str(path)]
+    for result in results[1:]:  # as Pillow rounds the luma, to the same level
+        np.testing.assert_array_equal(result.mask, results[0].mask)
+        assert result.probabilities == results[0].probabilities
+    gray_alpha = np.dstack([colour[..., 1], np.full(colour.shape[:2], 255, np.uint8)])
+    assert pipeline.predict(gray_alpha)[0].probabilities == pipeline.predict(colour[..., 1])[0].probabilities
+
+
+def test_inputs_that_are_not_images_are_named_errors(pipeline, chest_images):
+    with pytest.raises(ConfigError, match="got None"):
+        pipeline.predict(None)
+    results = pipeline.predict([chest_images[0], np.zeros((0, 5), "float32"), 42, chest_images[1]], on_error="record")
+    assert [r.error is None for r in results] == [True, False, False, True]
+    assert results[1].error == "array[1]: empty image (shape (0, 5))"
+    assert results[2].error.startswith("image[2]: not an image: a int")
+    huge = np.zeros((8000, 7000), np.uint8)
+    with pytest.raises(CovidCXRError, match=r"array\[0\]: image of 7000x8000 pixels exceeds the limit"):
+        pipeline.predict(huge)
+
+
 def test_errors_are_raised_or_recorded(pipeline, chest_images, tmp_path):
     broken = tmp_path / "broken.png"
     broken.write_text("not an image")
@@ -68,6 +97,14 @@ def test_bad_arguments_are_config_errors(pipeline, chest_images):
             pipeline.predict(chest_images[:1], batch_size=batch_size)
     with pytest.raises(ConfigError, match="on_error"):
         pipeline.predict(chest_images[:1], on_error="ignore")
+    with pytest.raises(ConfigError, match="batch_size must be a positive integer, got True"):
+        pipeline.predict(chest_images[:1], batch_size=True)
+    assert len(pipeline.predict(chest_images[:2], batch_size=np.int64(1))) == 2
+    with pytest.raises(ConfigError, match="strict must be True or False, got 'no'"):
+        pipeline.predict(chest_images[:1], strict="no")
+    for explain in ("nope", 2, -1, 0.5):  # checked before any image is read
+        with pytest.raises(ConfigError, match=f"explain={explain!r}: .* classes are \\['non_covid', 'covid'\\]"):
+            pipeline.predict(["missing.png"], explain=explain)
 
 
 @pytest.mark.parametrize("ensemble", ["weighted_average", "majority_vote"])
@@ -97,6 +134,9 @@ def test_explain_gives_a_heatmap_at_the_original_size(pipeline, chest_images):
     heatmap = pipeline.explain(chest_images[0], class_name="non_covid")
     assert heatmap.shape == chest_images[0].shape
     assert pipeline.predict(chest_images[:1], explain="non_covid")[0].heatmap_class == "non_covid"
+    by_index = pipeline.explain(chest_images[0], class_name=0)  # an index names the class, 0 included
+    np.testing.assert_array_equal(by_index, heatmap)
+    assert pipeline.predict(chest_images[:1], explain=1)[0].heatmap_class == "covid"
 
 
 def test_printed_pipelines_and_results_are_readable(pipeline, chest_images):
@@ -182,6 +222,21 @@ def view_checking(pipeline):
     """(pipeline without the mask view check, the same with it); shares the session pipeline's ensemble."""
     plain = Pipeline(ThresholdSegmenter(), pipeline.ensemble)
     return plain, plain.with_input_contract(check_view_from_mask=True)
+
+
+def test_with_settings_refuse_unknown_names_and_bad_values(pipeline):
+    with pytest.raises(ConfigError, match=r"unknown preprocessing settings: \['foo'\]"):
+        pipeline.with_preprocessing(foo=1)
+    with pytest.raises(ConfigError, match=r"unknown input contract fields: \['bar'\]"):
+        pipeline.with_input_contract(bar=1)
+    with pytest.raises(ConfigError, match="bbox_margin must lie in"):
+        pipeline.with_preprocessing(bbox_margin=-1)
+    with pytest.raises(ConfigError, match="min_size must be a whole number, got 'x'"):
+        pipeline.with_input_contract(min_size="x")
+    for threshold in ("x", "0.5", True, float("nan"), 1.0):
+        with pytest.raises(ConfigError, match="the decision threshold must be a number strictly between 0 and 1"):
+            pipeline.with_decision_threshold(threshold)
+    assert pipeline.with_decision_threshold(np.float32(0.25)).decision_rule.threshold == pytest.approx(0.25)
 
 
 def test_with_input_contract_changes_only_the_contract(view_checking):

@@ -93,6 +93,7 @@ def test_films_that_fail_an_input_check_are_referred_only_by_a_rule_that_says_so
     with pytest.raises(ConfigError, match="input_checks"):
         ReferRule(0.3, 0.6, input_checks=1.5)
     assert fails_input_checks([("mask_irregular_outline", "...")]) and fails_input_checks([("view", "...")])
+    assert fails_input_checks([("aspect", "image is 5000x256 px, one side 19.5 times the other ...")])
     assert not fails_input_checks([("mask_pieces_removed", "lung mask trimmed: 2% ..."), ("refer", "...")])
 
 
