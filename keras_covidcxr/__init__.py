@@ -67,6 +67,7 @@ _LAZY = {
     "fit_ensemble_weights": "keras_covidcxr.training.ensemble_fitting",
     "assemble_pipeline": "keras_covidcxr.training.assembly",
     "finetune": "keras_covidcxr.training.finetune",
+    "UnusedSettingsWarning": "keras_covidcxr.training.finetune",
     "run_segmenter_recipe": "keras_covidcxr.training.recipes",
     "run_classifier_recipe": "keras_covidcxr.training.recipes",
     "assemble_preset": "keras_covidcxr.training.recipes",

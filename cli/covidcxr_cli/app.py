@@ -8,6 +8,7 @@ import json
 import math
 import os
 import sys
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -32,6 +33,7 @@ app = typer.Typer(
 )
 console = Console(highlight=False)
 PIPED_WIDTH = 200  # columns of the results table when stdout is not a terminal
+MAX_INFO_FIGURES = 20  # metric lines `covidcxr info` prints (the bundled preset records 14)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter is not for CLI users
 
 
@@ -56,12 +58,13 @@ def predict(
     check_view: bool = typer.Option(
         False, "--check-view",
         help="Also check the view of images that state none (PNG, JPEG) from the lung mask: "
-        "flag lateral-looking ones (refuse them with --strict).",
+        "flag lateral-looking ones (refuse them with --strict). On already where the preset's input contract "
+        "says so (covidcxr_lite's does).",
     ),
     threshold: float | None = typer.Option(
         None, "--threshold", callback=_open_unit_interval, show_default=False, metavar="T",
-        help="Label the positive class when its probability reaches T (0 < T < 1), instead of the preset's "
-        "decision rule.",
+        help="Label the positive class when its probability (calibrated, where the preset calibrates) reaches T "
+        "(0 < T < 1), instead of the preset's decision rule.",
     ),
     tta: int = typer.Option(
         1, "--tta", min=1, metavar="N",
@@ -71,7 +74,8 @@ def predict(
     refer: bool = typer.Option(
         True, "--refer/--no-refer",
         help="Label 'refer' (with the would-be label kept) where the preset's refer rule abstains; "
-        "--no-refer always answers. A --threshold turns the refer rule off.",
+        "--no-refer always answers. With --threshold the band is off (it belongs to the preset's threshold); "
+        "films out of distribution or failing an input check are still referred.",
     ),
     exported: Path | None = typer.Option(
         None, "--exported", metavar="FOLDER",
@@ -91,9 +95,11 @@ def predict(
         _check_outputs(out, overlays)
         paths = _existing_images(images)
         if exported is not None:
-            if preset is not None or overlays is not None:
-                raise keras_covidcxr.ConfigError("--exported runs an export: it takes no --preset, and Grad-CAM "
-                                                 "overlays need the Keras pipeline")
+            if preset is not None:
+                raise keras_covidcxr.ConfigError("--exported runs an export: it takes no --preset")
+            if overlays is not None:
+                raise keras_covidcxr.ConfigError("--overlays draws Grad-CAM, which needs the Keras pipeline "
+                                                 "(--preset), not an export")
             from keras_covidcxr.runtime import ExportedPipeline
 
             pipeline = ExportedPipeline(exported, decision_threshold=threshold, refer=refer, check_view=check_view)
@@ -163,6 +169,11 @@ def _check_writable_folder(folder, problem):
         raise keras_covidcxr.ConfigError(f"{problem}: {existing} is not a folder")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise keras_covidcxr.ConfigError(f"{problem}: {existing} is not writable")
+    try:  # what os.access cannot see: a read-only or special file system, where even root cannot write
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as error:
+        raise keras_covidcxr.ConfigError(f"{problem}: {existing} is not writable ({error.strerror})") from error
 
 
 def _existing_images(images):
@@ -253,8 +264,8 @@ def _predict_and_print(pipeline, paths, batch_size, strict, json_output, overlay
             _results_table(results, pipeline.class_names, untrained))
         console.print(f"Label: {escape(pipeline.decision_rule.describe())}.", soft_wrap=True)
         if pipeline.calibration is not None:
-            console.print(f"Probabilities: calibrated ({escape(pipeline.calibration.describe())}) on the preset's "
-                          "validation films, at their share of each class.", soft_wrap=True)
+            console.print(f"Probabilities: calibrated ({escape(pipeline.calibration.describe())}) on held-out scores "
+                          "of the preset's own films, at their share of each class.", soft_wrap=True)
         else:
             console.print("Probabilities: the ensemble's outputs, not calibrated: they rank films, they are not "
                           "the chance of each class.", soft_wrap=True)
@@ -276,7 +287,8 @@ def evaluate(
     shortcut_probe: bool = typer.Option(True, "--shortcut-probe/--no-shortcut-probe", help="Also score with the lungs only and with the lungs blacked out."),
     threshold: float | None = typer.Option(
         None, "--threshold", callback=_open_unit_interval, show_default=False, metavar="T",
-        help="Score the ensemble's labels at p(positive) >= T (0 < T < 1) instead of the preset's decision rule.",
+        help="Score the ensemble's labels at p(positive) >= T (0 < T < 1; calibrated, where the preset calibrates) "
+        "instead of the preset's decision rule.",
     ),
     resamples: int = typer.Option(1000, "--resamples", min=10, help="Bootstrap resamples for the CIs."),
     allow_untrained: bool = typer.Option(False, "--allow-untrained", help="Evaluate a preset that records no training."),
@@ -452,7 +464,10 @@ def preset_summary(handle, metadata):
     validation = training.get("validation")
     # a record of a validation split names only the members; one of cross-validation says so in its keys
     said = isinstance(validation, dict) and any("validation" in str(key) for key in validation)
-    lines += [f"  {line}" for line in _headline_metrics(validation, () if said else ("validation split",))]
+    figures = _headline_metrics(validation, () if said else ("validation split",))
+    lines += [f"  {line}" for line in figures[:MAX_INFO_FIGURES]]
+    if len(figures) > MAX_INFO_FIGURES:
+        lines.append(f"  ... and {len(figures) - MAX_INFO_FIGURES} more figures (--json has them all)")
     recorded = ((data.get("classifier_inputs") or {}).get("source_shortcut")) if isinstance(data, dict) else None
     shortcut = recorded and keras_covidcxr.data.SourceShortcut.from_dict(recorded)
     if shortcut and shortcut.risky_labels:
@@ -472,9 +487,9 @@ def _flat_counts(counts, path=()):
                      for key, value in counts.items())
 
 
-def _headline_metrics(validation, path=(), limit=6):
-    """Up to `limit` "where: auc a (low-high), sensitivity s, specificity p" lines found in a validation record."""
-    if not isinstance(validation, dict) or limit <= 0:
+def _headline_metrics(validation, path=()):
+    """The "where: auc a (low-high), sensitivity s, specificity p" lines found in a validation record."""
+    if not isinstance(validation, dict):
         return []
     if "auc" in validation or "test_dice" in validation:
         parts = []
@@ -486,10 +501,7 @@ def _headline_metrics(validation, path=(), limit=6):
                 parts.append(f"{key.replace('_', ' ')} {value:.3f}"
                              + (f" ({interval[0]:.3f}-{interval[1]:.3f})" if interval and None not in interval else ""))
         return [f"{' / '.join(path)}: {', '.join(parts)}"] if parts else []
-    lines = []
-    for key, value in validation.items():
-        lines += _headline_metrics(value, (*path, str(key)), limit - len(lines))
-    return lines[:limit]
+    return [line for key, value in validation.items() for line in _headline_metrics(value, (*path, str(key)))]
 
 
 def _describe_input(contract):

@@ -180,7 +180,7 @@ def merge_command(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT if it exists."),
     debug: bool = DEBUG,
 ):
-    """Combine manifests into one (paths re-expressed for OUT's folder); then split it by patient."""
+    """Combine manifests into one (paths re-expressed for OUT's folder); split it next with `covidcxr data split`."""
     from keras_covidcxr import ConfigError
     from keras_covidcxr.data import Manifest, read_manifest, write_manifest
 

@@ -254,7 +254,7 @@ def ensemble(
     manifest: Path = MANIFEST,
     segmenter_dir: Path = typer.Option(..., "--segmenter", help="The trained segmenter's checkpoint folder."),
     members: list[Path] = typer.Option(..., "--member", help="A trained classifier's checkpoint folder (repeat)."),
-    out: Path = typer.Option(..., "--out", help="The preset folder to write (must not exist)."),
+    out: Path = typer.Option(..., "--out", help="The preset folder to write (must not exist, unless --overwrite)."),
     kind: EnsembleKind = typer.Option(EnsembleKind.weighted_average, "--ensemble"),
     method: WeightMethod = typer.Option(WeightMethod.log_loss, "--weights", help="How weighted-average weights are fitted on val."),
     description: str | None = typer.Option(None, "--description"),
@@ -290,6 +290,18 @@ def _print_validation(training, title):
     console.print(table)
     if fit.get("threshold") is not None:
         console.print(f"operating threshold (Youden, val): {fit['threshold']:.4f}")
+
+
+# TrainingConfig's names -> the finetune options that set them
+FINETUNE_OPTIONS = {"head_epochs": "--head-epochs/--epochs", "max_epochs_per_stage": "--max-epochs-per-stage/--epochs",
+                    "head_learning_rate": "--learning-rate", "finetune_learning_rate": "--finetune-learning-rate",
+                    "unfreeze_schedule": "--unfreeze-schedule", "patience": "--patience", "augment": "--augment/--no-augment"}
+
+
+def unused_options_message(settings):
+    """The linear probe's unused-settings warning, named by the options the user typed."""
+    flags = ", ".join(dict.fromkeys(FINETUNE_OPTIONS.get(name, name) for name in settings))
+    return f"the linear probe fits each head in closed form and does not use {flags} (options of --recipe train)"
 
 
 def finetune(
@@ -354,5 +366,8 @@ def finetune(
                else "same classes, trained on from the preset's weights" if result.mode == "continue" else "new heads")
         _print_validation(result.training, f"fine-tuned ({how}) -> {out}")
     for warning in caught:
+        message = warning.message
+        if isinstance(message, keras_covidcxr.UnusedSettingsWarning):
+            message = unused_options_message(message.settings)
         if "covidcxr" in warning.filename:  # ours; the backend's own warnings stay Python's business
-            stderr.print(f"warning: {warning.message}", markup=False, soft_wrap=True)
+            stderr.print(f"warning: {message}", markup=False, soft_wrap=True)

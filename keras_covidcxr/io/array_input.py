@@ -33,7 +33,7 @@ def pixels_from_array(array, name="array", max_pixels=DEFAULT_MAX_PIXELS):
     as they are from a file.
 
     Example:
-        >>> pixels_from_array(np.full((2, 2), 255, np.uint8)).max()
+        >>> float(pixels_from_array(np.full((2, 2), 255, np.uint8)).max())
         1.0
     """
     array = np.asarray(array)

@@ -6,7 +6,6 @@ from keras_covidcxr.errors import ConfigError
 from keras_covidcxr.preprocessing.view_check import looks_lateral, mask_view_geometry
 from keras_covidcxr.settings import check_field_types, settings_from_dict
 
-
 # Longest side over shortest side above which an image is flagged: the 3,306 films of the shared data
 # reach 1.35 (99th percentile) and at most 2.24 (two films side by side in a journal figure). Every model
 # input is square, so a far longer image is squeezed into a picture the models read with full confidence.

@@ -111,6 +111,15 @@ GRADIENT_SETTINGS = ("classifier_recipe", "epochs", "learning_rate", "head_epoch
                      "finetune_learning_rate", "unfreeze_schedule", "max_epochs_per_stage", "patience", "augment")
 
 
+class UnusedSettingsWarning(UserWarning):
+    """Settings given to the linear probe that only recipe 'train' reads; `settings` names them."""
+
+    def __init__(self, settings):
+        self.settings = tuple(settings)
+        super().__init__(f"the linear probe fits each head in closed form and does not use {', '.join(settings)} "
+                         "(settings of recipe 'train')")
+
+
 def unused_settings(config):
     """The gradient recipe's settings that `config` changes from their defaults (unused by the linear probe)."""
     default = TrainingConfig()
@@ -205,8 +214,7 @@ def finetune(pipeline, manifest, out=None, class_names=None, config=None, manife
     recipe = finetune_recipe(recipe, pipeline.ensemble.members)
     unused = unused_settings(config) if recipe == "linear_probe" else []
     if unused:
-        warnings.warn(f"the linear probe fits each head in closed form and does not use {', '.join(unused)} "
-                      "(settings of recipe 'train')", stacklevel=2)
+        warnings.warn(UnusedSettingsWarning(unused), stacklevel=2)
 
     if recipe == "train":
         say("same classes: the members keep training from the preset's weights" if mode == "continue" else

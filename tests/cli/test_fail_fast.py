@@ -43,6 +43,7 @@ def image(tmp_path):
         ("--out in an unwritable folder", "is not writable"),
         ("--overlays in an unwritable folder", "cannot write overlays"),
         ("--out below a file", "is not a folder"),
+        ("--out where no file can be made", "/proc is not writable"),  # even by root
         ("empty folder", "no image files"),
         ("missing manifest", "cannot read the manifest"),
         ("report folder not empty", "not an empty folder or an earlier report"),
@@ -55,6 +56,8 @@ def image(tmp_path):
 def test_usage_errors_arrive_before_the_backend_loads(case, message, tmp_path, image, preset_dir):
     if os.geteuid() == 0 and "unwritable" in case:
         pytest.skip("root writes into read-only folders")
+    if "no file can be made" in case and not os.path.isdir("/proc/self"):
+        pytest.skip("no /proc file system here")
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o500)
     (tmp_path / "empty").mkdir()
@@ -71,6 +74,7 @@ def test_usage_errors_arrive_before_the_backend_loads(case, message, tmp_path, i
         "--out in an unwritable folder": [*predict, "--out", locked / "results.csv"],
         "--overlays in an unwritable folder": [*predict, "--overlays", locked / "overlays"],
         "--out below a file": [*predict, "--out", image / "results.csv"],
+        "--out where no file can be made": [*predict, "--out", "/proc/results.csv"],
         "empty folder": ["predict", tmp_path / "empty", "--preset", preset_dir],
         "missing manifest": ["evaluate", preset_dir, tmp_path / "nope.csv", "--out", tmp_path / "new"],
         "report folder not empty": ["evaluate", preset_dir, tmp_path / "nope.csv", "--out", tmp_path / "report"],

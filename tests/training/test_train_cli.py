@@ -104,3 +104,11 @@ def test_a_resume_with_another_architecture_and_a_file_as_out_are_refused(cli, s
     in_the_way = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "file"), "--filters", "4,8"])
     assert in_the_way.exit_code == 2 and "is a file, not a checkpoint folder" in in_the_way.output
     assert (tmp_path / "file").read_text() == "mine"
+
+
+def test_the_linear_probes_unused_settings_are_named_by_their_options():
+    from covidcxr_cli.train_commands import unused_options_message
+
+    assert unused_options_message(("head_epochs", "max_epochs_per_stage", "augment")) == (
+        "the linear probe fits each head in closed form and does not use --head-epochs/--epochs, "
+        "--max-epochs-per-stage/--epochs, --augment/--no-augment (options of --recipe train)")

@@ -79,7 +79,8 @@ def decision_rule_of(ensemble, class_names, threshold=None, calibration=None, re
 
     With a `calibration`, the ensemble's raw operating threshold is stated on the calibrated
     probabilities (the ones results show); the user's `threshold` is read on those too. A
-    `refer_rule` belongs to the preset's own threshold: a user's threshold turns it off.
+    `refer_rule`'s band belongs to the preset's own threshold: with a user's threshold only its film
+    checks (out of distribution, input checks) still refer.
     """
     return _rule(class_names, getattr(ensemble, "threshold", None), ensemble.member_names,
                  ensemble.vote_thresholds if len(class_names) == 2 else None, threshold, calibration, refer_rule)
@@ -108,7 +109,9 @@ def _rule(class_names, ensemble_threshold, member_names, vote_thresholds, thresh
             raise ConfigError(f"a decision threshold needs two classes, this pipeline has {list(class_names)}")
         if isinstance(threshold, (bool, str)) or not isinstance(threshold, numbers.Real) or not 0.0 < threshold < 1.0:
             raise ConfigError(f"the decision threshold must be a number strictly between 0 and 1, got {threshold!r}")
-        return DecisionRule("threshold", class_names[1], float(threshold), origin="user", calibrated=calibrated)
+        checks = refer_rule.without_band() if refer_rule is not None else None
+        return DecisionRule("threshold", class_names[1], float(threshold), origin="user", calibrated=calibrated,
+                            refer=checks and checks.band())
     refer = refer_rule.band() if refer_rule is not None and two_classes else None
     if ensemble_threshold is None:  # a majority vote
         if not two_classes:

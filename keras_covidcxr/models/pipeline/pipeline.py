@@ -50,7 +50,8 @@ class Pipeline(PredictionSteps):
         metadata: the preset's metadata (training provenance among it).
         decision_threshold: two classes only: label the positive class when its
             (calibrated) probability reaches this, instead of the ensemble's own
-            rule (see `decision_rule`); it turns the refer rule off.
+            rule (see `decision_rule`); it turns the refer rule's band off (its film
+            checks, out of distribution and input checks, still refer).
         calibration: a `ProbabilityCalibration` fitted on validation data: results'
             `probabilities` are calibrated, `raw_probabilities` keep the ensemble's.
         refer_rule: two classes only: a `ReferRule`; images it catches are labelled
@@ -124,8 +125,7 @@ class Pipeline(PredictionSteps):
         self.refer_rule = refer_rule
         self.out_of_distribution = out_of_distribution
         self.decision_threshold = decision_threshold
-        self.decision_rule = decision_rule_of(ensemble, class_names, decision_threshold, calibration,
-                                              refer_rule if decision_threshold is None else None)
+        self.decision_rule = decision_rule_of(ensemble, class_names, decision_threshold, calibration, refer_rule)
         self.classifier_size, _, self.classifier_channels = shapes.pop()
         self.segmenter_size = segmenter.input_size
         normalising = [m.name for m in ensemble.members if getattr(m, "input_normalization", None)]
@@ -159,7 +159,8 @@ class Pipeline(PredictionSteps):
         """A pipeline sharing these models that labels the positive class when p >= `threshold`.
 
         Two classes only; None restores the preset's own rule. Every result
-        records the rule it was labelled by (`result.decision`).
+        records the rule it was labelled by (`result.decision`). A refer rule
+        keeps only its film checks (`ReferRule.without_band`).
 
         Example: `pipeline.with_decision_threshold(0.5).decision_rule.describe()`
         gives "covid if p(covid) >= 0.500 (threshold given by the user)".

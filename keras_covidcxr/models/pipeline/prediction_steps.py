@@ -265,7 +265,8 @@ class PredictionSteps:
             check = self.out_of_distribution
             flagged = distance > check.threshold
             result.out_of_distribution = {"distance": distance, "threshold": check.threshold, "flagged": flagged}
-        refer = self.refer_rule if self.decision_rule.refer else None  # off with --no-refer or a user threshold
+        refer = self.decision_rule.refer and ReferRule.from_dict(self.decision_rule.refer)  # no band with a user
+        # threshold; none with --no-refer
         failed_checks = fails_input_checks(result.warnings)
         if refer is not None and refer.refers(calibrated[1], result.uncertainty["member_spread"], flagged,
                                               failed_checks):

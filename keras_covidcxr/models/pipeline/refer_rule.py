@@ -97,6 +97,13 @@ class ReferRule:
             parts.append("an input check fails")
         return "refer if " + " or ".join(parts) if parts else "never refer"
 
+    def without_band(self):
+        """The rule's film checks (out of distribution, input checks, members' spread) without its band,
+        which belongs to the preset's own threshold; None when nothing is left."""
+        rule = dataclasses.replace(self, low=0.0, high=0.0, target_sensitivity=None, target_specificity=None,
+                                   validation=None)
+        return None if rule.describe() == "never refer" else rule
+
     def band(self):
         """{"low", "high"[, "max_member_spread", "out_of_distribution", "input_checks"]}: the rule without its
         provenance."""

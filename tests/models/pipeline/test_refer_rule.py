@@ -74,7 +74,7 @@ def test_pipeline_refer_decisions_follow_the_stored_rule_exactly(loaded_pipeline
         assert result.would_be_label == (before.label if refer else None)
         assert any(code == "refer" for code, _ in result.warnings) == refer
     assert [r.label for r in referring.without_refer().predict(images)] == [r.label for r in plain]
-    assert referring.with_decision_threshold(0.5).decision_rule.refer is None  # a user threshold answers always
+    assert referring.with_decision_threshold(0.5).decision_rule.refer is None  # a band only: nothing left
 
 
 def test_a_refer_rule_needs_a_two_class_weighted_average(make_pipeline):
@@ -107,3 +107,17 @@ def test_the_pipeline_refers_the_films_its_input_checks_flag(loaded_pipeline, ch
     for result, before, refer in zip(results, plain, failed):
         assert result.label == ("refer" if refer else before.label)
         assert any("an input check fails" in message for code, message in result.warnings if code == "refer") == refer
+
+
+def test_a_user_threshold_drops_the_band_and_keeps_the_film_checks(loaded_pipeline, chest_images):
+    images = [*chest_images, np.full((256, 256), 0.5, "float32")]  # a blank image: its lung mask fails
+    failed = [fails_input_checks(r.warnings) for r in loaded_pipeline.predict(images)]
+    rule = ReferRule(0.0, 1.0, input_checks=True, target_sensitivity=0.85)  # the band takes every film
+    assert rule.without_band() == ReferRule(0.0, 0.0, input_checks=True)
+    assert ReferRule(0.2, 0.3, out_of_distribution=True).without_band() == ReferRule(0.0, 0.0, out_of_distribution=True)
+    user = loaded_pipeline._sharing_models(refer_rule=rule).with_decision_threshold(0.5)
+    assert user.decision_rule.refer == {"low": 0.0, "high": 0.0, "input_checks": True}
+    assert user.decision_rule.describe() == ("covid if p(covid) >= 0.500 (threshold given by the user); refer if "
+                                             "an input check fails (the preset's refer rule)")
+    labels = [r.label for r in user.predict(images)]
+    assert [label == "refer" for label in labels] == failed and any(failed)
