@@ -19,6 +19,15 @@ def _figure(width=5.0, height=4.5):
     return Figure(figsize=(width, height), dpi=110, layout="constrained")
 
 
+# One dash pattern per curve, so that curves which coincide (a calibration keeps the ranking of the
+# scores it calibrates) stay visible under one another.
+LINE_STYLES = ("-", "--", "-.", ":", (0, (5, 1)), (0, (1, 1)), (0, (3, 1, 1, 1, 1, 1)))
+
+
+def _line_style(index):
+    return LINE_STYLES[index % len(LINE_STYLES)]
+
+
 def plot_roc_curves(curves, title):
     """ROC curves of several models for one class: `curves` = {model: (is_positive, scores)}."""
     from sklearn.metrics import roc_curve
@@ -27,12 +36,12 @@ def plot_roc_curves(curves, title):
 
     figure = _figure()
     axes = figure.add_subplot()
-    for name, (is_positive, scores) in curves.items():
+    for index, (name, (is_positive, scores)) in enumerate(curves.items()):
         is_positive = np.asarray(is_positive, bool)
         if is_positive.all() or not is_positive.any():
             continue  # no ROC curve without both classes
         fpr, tpr, _ = roc_curve(is_positive, scores)
-        axes.plot(fpr, tpr, label=f"{name} (AUC {binary_auc(is_positive, scores):.3f})")
+        axes.plot(fpr, tpr, linestyle=_line_style(index), label=f"{name} (AUC {binary_auc(is_positive, scores):.3f})")
     axes.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=0.8, label="chance")
     axes.set(
         xlabel="1 - specificity (false positive rate)",
@@ -101,8 +110,8 @@ def plot_risk_coverage(curves, operating_point=None):
     `operating_point` = (coverage, risk, label) marks a stored abstain rule."""
     figure = _figure()
     axes = figure.add_subplot()
-    for name, curve in curves.items():
-        axes.plot(curve["coverage"], curve["risk"], label=name)
+    for index, (name, curve) in enumerate(curves.items()):
+        axes.plot(curve["coverage"], curve["risk"], linestyle=_line_style(index), label=name)
     if operating_point is not None:
         coverage, risk, label = operating_point
         axes.plot([coverage], [risk], marker="o", color="black", linestyle="none", label=label)
