@@ -103,6 +103,9 @@ def predict(
             from keras_covidcxr.runtime import ExportedPipeline
 
             pipeline = ExportedPipeline(exported, decision_threshold=threshold, refer=refer, check_view=check_view)
+            _refuse_untrained(pipeline, exported, allow_untrained)
+            stderr.print(f"Running the export {exported} (no Keras). Research use only, not for diagnosis.",
+                         soft_wrap=True, markup=False)
             raise typer.Exit(_run_predictions(pipeline, paths, out, batch_size, workers, strict, retry_failed,
                                               json_output, None, tta))
         if preset is None:
@@ -571,12 +574,16 @@ def _load_pipeline(preset, allow_untrained):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", keras_covidcxr.UntrainedPresetWarning)  # refused or marked below
         pipeline = keras_covidcxr.Pipeline.from_preset(preset)
+    _refuse_untrained(pipeline, preset, allow_untrained)
+    return pipeline
+
+
+def _refuse_untrained(pipeline, handle, allow_untrained):
     if not pipeline.is_trained and not allow_untrained:
         raise keras_covidcxr.PresetError(
-            f"{preset}: records no training (untrained weights); its outputs mean nothing. "
+            f"{handle}: records no training (untrained weights); its outputs mean nothing. "
             "Pass --allow-untrained to run it anyway"
         )
-    return pipeline
 
 
 def _results_table(results, class_names, untrained):

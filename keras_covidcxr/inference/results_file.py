@@ -315,8 +315,9 @@ class ResultsFile:
             default = 1 if key == "tta" else None
             there, here = meta.get(key, default), self.meta.get(key, default)
             if there != here:
+                where, there, here = _first_difference(key, there, here)
                 raise ConfigError(
-                    f"{self.path}: holds results of another run ({key} {_short(there)} there, "
+                    f"{self.path}: holds results of another run ({where} {_short(there)} there, "
                     f"{_short(here)} here); not mixing them (choose another output file)"
                 )
 
@@ -356,6 +357,14 @@ def _parse_csv(line):
 
 def _one_line(text):
     return None if text is None else text.replace("\r", " ").replace("\n", " ")
+
+
+def _first_difference(key, there, here):
+    """(path, there, here) of the first entry where two settings differ, e.g. ("decision.refer", {...}, None)."""
+    while isinstance(there, dict) and isinstance(here, dict):
+        differing = [k for k in dict.fromkeys([*there, *here]) if there.get(k) != here.get(k)]
+        key, there, here = f"{key}.{differing[0]}", there.get(differing[0]), here.get(differing[0])
+    return key, there, here
 
 
 def _short(value):

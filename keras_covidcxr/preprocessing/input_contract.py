@@ -91,7 +91,7 @@ class InputContract:
                 f"film's shape (above {MAX_ASPECT_RATIO:g}; a crop, a strip or several films side by side?)", strict
             ))
         view = metadata.get("view")
-        if view is not None and view not in self.views:
+        if view is not None and str(view).upper() not in {accepted.upper() for accepted in self.views}:  # DICOM: "AP SUPINE"
             problems.append(
                 ContractProblem("view", f"view {view} is not one of {', '.join(self.views)}", strict)
             )

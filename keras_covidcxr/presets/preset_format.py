@@ -70,6 +70,7 @@ def read_preset_metadata(handle):
     from keras_covidcxr.presets.resolve import resolve_preset
 
     folder = resolve_preset(handle)
+    _check_is_preset(folder)
     metadata = read_json(folder / METADATA_FILE)
     metadata["config"] = read_json(folder / CONFIG_FILE)
     metadata["input"] = input_summary(folder, metadata["config"])
@@ -95,13 +96,21 @@ def input_summary(folder, config):
     return summary
 
 
+def _check_is_preset(folder):
+    """A folder without metadata.json is not a preset; an export folder is run with --exported."""
+    from keras_covidcxr.runtime.export_folder import EXPORT_FILE
+
+    if not (Path(folder) / METADATA_FILE).exists():
+        export = " but an export: run it with --exported (ExportedPipeline)" if (Path(folder) / EXPORT_FILE).exists() else ""
+        raise PresetError(f"{folder}: not a keras-covidcxr preset (no {METADATA_FILE}){export}")
+
+
 def read_verified_config(folder):
     """Check every checksum and the format version; return (config, metadata)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise PresetError(f"{folder}: preset folder not found")
-    if not (folder / METADATA_FILE).exists():
-        raise PresetError(f"{folder}: not a keras-covidcxr preset (no {METADATA_FILE})")
+    _check_is_preset(folder)
     metadata = read_json(folder / METADATA_FILE)
     files = metadata.get("files")
     if not isinstance(files, dict) or CONFIG_FILE not in files:

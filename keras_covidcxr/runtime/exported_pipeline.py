@@ -38,7 +38,18 @@ class ExportedPipeline(PredictionSteps):
 
     def __init__(self, folder, decision_threshold=None, refer=True, check_view=False,
                  providers=("CPUExecutionProvider",)):
+        for name, value in (("refer", refer), ("check_view", check_view)):
+            if not isinstance(value, (bool, np.bool_)):
+                raise ConfigError(f"{name} must be True or False, got {value!r}")
         self.folder = Path(folder)
+        try:
+            self._read_export(decision_threshold, refer, check_view, providers)
+        except (KeyError, TypeError, AttributeError, ValueError, ConfigError) as error:
+            reason = f"missing {error}" if isinstance(error, KeyError) else str(error)
+            raise PresetError(f"{self.folder / EXPORT_FILE}: not a valid export ({reason}); export the preset "
+                              "again") from error
+
+    def _read_export(self, decision_threshold, refer, check_view, providers):
         manifest = _read_manifest(self.folder)
         engine = GRAPH_ENGINES.get(manifest["format"])
         if engine is None:
@@ -46,7 +57,8 @@ class ExportedPipeline(PredictionSteps):
                               f"{' and '.join(GRAPH_ENGINES)} exports")
         _check_files(self.folder, manifest)
         config = manifest["config"]
-        self.metadata = {"export": {k: v for k, v in manifest.items() if k != "config"}, "loaded_from": str(folder)}
+        self.metadata = {"export": {k: v for k, v in manifest.items() if k != "config"},
+                         "loaded_from": str(self.folder)}
         self.class_names = tuple(config["class_names"])
         self.member_names = [str(path).rsplit("/", 1)[-1] for path in config["members"]]
         self.ensemble_config = config["ensemble"]
@@ -109,10 +121,21 @@ def _read_manifest(folder):
     if manifest["covidcxr_export"] != EXPORT_VERSION:
         raise PresetError(f"{path}: export format {manifest['covidcxr_export']}, this version reads "
                           f"{EXPORT_VERSION}: export the preset again (covidcxr export)")
-    if manifest.get("settings_sha256") not in (None, settings_sha256(manifest)):  # None: exported before 0.4.10
+    recorded = manifest.get("settings_sha256")
+    if recorded is None and not _exported_before_fingerprints(manifest.get("package_version")):
+        raise PresetError(f"{path}: its settings fingerprint (settings_sha256) is missing; export the preset again")
+    if recorded is not None and recorded != settings_sha256(manifest):
         raise PresetError(f"{path}: its settings were edited after export (their sha256 differs); export the "
                           "preset again")
     return manifest
+
+
+def _exported_before_fingerprints(version):
+    """Whether an export's package version predates the settings fingerprint (0.4.10)."""
+    try:
+        return tuple(int(part) for part in str(version).split(".")[:3]) < (0, 4, 10)
+    except ValueError:
+        return False
 
 
 def _check_files(folder, manifest):

@@ -157,7 +157,7 @@ def test_threshold_decides_the_label_and_every_output_says_which_rule(fast_cli, 
     assert [(r["decision_rule"], r["threshold"]) for r in csv.DictReader(out.open())] == [("threshold", "0.25")]
     # a rerun at another threshold would mix two rules in one file: refused
     other = predict(image, "--preset", preset_dir, "--out", out)
-    assert other.exit_code == 2 and "another run (decision" in " ".join(other.stderr.split())
+    assert other.exit_code == 2 and "another run (decision.threshold 0.25 there" in " ".join(other.stderr.split())
 
 
 def test_errors_go_to_stderr_one_line_each_and_the_table_keeps_a_marker(

@@ -158,7 +158,8 @@ def test_a_sidecar_that_is_not_ours_is_refused_and_left_untouched(tmp_path):
         ({"class_names": ["covid", "normal", "pneumonia"]}, "class_names"),
         ({"strict": True}, "strict"),
         ({"check_view": True}, "check_view"),
-        ({"decision": {**DECISION, "threshold": 0.5, "origin": "user"}}, "decision"),
+        ({"decision": {**DECISION, "threshold": 0.5, "origin": "user"}}, "decision.threshold"),
+        ({"decision": {**DECISION, "refer": {"low": 0.4, "high": 0.6}}}, "decision.refer null there"),
     ],
 )
 def test_results_of_another_model_or_setting_are_refused(tmp_path, change, message):

@@ -11,6 +11,7 @@ def codes(problems):
 def test_a_plain_adult_frontal_film_passes():
     assert InputContract().check({"modality": "DX", "view": "PA", "age": 40.0}, (512, 512)) == []
     assert InputContract().check({}, (256, 300)) == []  # nothing known, nothing to object to
+    assert InputContract().check({"view": "AP SUPINE"}, (512, 512)) == []  # DICOM's spelling of "AP Supine"
 
 
 def test_modality_and_size_are_refused_view_and_age_flagged():

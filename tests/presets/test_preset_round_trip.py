@@ -192,6 +192,10 @@ def test_not_a_preset(tmp_path):
         Pipeline.from_preset(tmp_path / "nothing")
     with pytest.raises(PresetError, match=f"{tmp_path}: not a keras-covidcxr preset \\(no metadata.json\\)"):
         Pipeline.from_preset(tmp_path)
+    (tmp_path / "an_export").mkdir()
+    (tmp_path / "an_export" / "export.json").write_text("{}")
+    with pytest.raises(PresetError, match="no metadata.json\\) but an export: run it with --exported"):
+        Pipeline.from_preset(tmp_path / "an_export")
     with pytest.raises(PresetError, match="an empty preset handle"):
         Pipeline.from_preset("")
     for misspelled in ("covidcxr_litee", "covidcxr-lite", "Covidcxr_Lite"):

@@ -101,3 +101,11 @@ def test_a_litert_export_from_the_command_line_predicts_as_the_preset(small_pres
     keras_row = json.loads(runner.invoke(app, ["predict", image, "--preset", str(small_preset), "--json"]).stdout)
     assert row["label"] == keras_row["label"]
     assert row["probabilities"]["covid"] == pytest.approx(keras_row["probabilities"]["covid"], abs=1e-4)
+
+
+def test_an_untrained_export_is_refused_as_its_preset_is(onnx_export, image):
+    refused = runner.invoke(app, ["predict", image, "--exported", str(onnx_export)])
+    assert refused.exit_code == 2 and "records no training" in refused.output and "--allow-untrained" in refused.output
+    allowed = runner.invoke(app, ["predict", image, "--exported", str(onnx_export), "--allow-untrained", "--json"])
+    assert allowed.exit_code == 0 and json.loads(allowed.stdout)["label"]
+    assert "Research use only" in allowed.stderr

@@ -130,10 +130,23 @@ def test_edited_settings_a_graph_from_elsewhere_and_a_file_path_are_refused(expo
     manifest = json.loads((exported_folder / "export.json").read_text())
     shutil.copy(exported_folder / manifest["graphs"]["segmenter"], tmp_path / "elsewhere.onnx")
     manifest["graphs"]["segmenter"] = str(tmp_path / "elsewhere.onnx")
-    del manifest["settings_sha256"]  # as if exported before 0.4.10
+    del manifest["settings_sha256"]
+    (edited / "export.json").write_text(json.dumps(manifest))
+    with pytest.raises(PresetError, match=r"settings fingerprint \(settings_sha256\) is missing"):
+        ExportedPipeline(edited)
+    manifest["package_version"] = "0.4.9"  # exported before the fingerprint: accepted without one
     (edited / "export.json").write_text(json.dumps(manifest))
     with pytest.raises(PresetError, match="elsewhere.onnx is not among its checksummed files"):
         ExportedPipeline(edited)
+    for key in ("format", "graphs", "config"):
+        broken = {k: v for k, v in json.loads((exported_folder / "export.json").read_text()).items()
+                  if k not in (key, "settings_sha256")}
+        broken["package_version"] = "0.4.9"
+        (edited / "export.json").write_text(json.dumps(broken))
+        with pytest.raises(PresetError, match=f"export.json: not a valid export \\(missing '{key}'\\)"):
+            ExportedPipeline(edited)
+    with pytest.raises(ConfigError, match="refer must be True or False, got 'no'"):
+        ExportedPipeline(exported_folder, refer="no")
     with pytest.raises(PresetError, match="is a file; give the folder"):
         ExportedPipeline(exported_folder / "export.json")
 

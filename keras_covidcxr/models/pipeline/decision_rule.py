@@ -92,6 +92,8 @@ def decision_rule_from_config(config, threshold=None, refer=True):
     names = [str(path).rsplit("/", 1)[-1] for path in config["members"]]
     weighted = config["ensemble"]["class_name"] == "WeightedAverageEnsemble"
     ensemble_threshold = ensemble.get("threshold", 0.5) if weighted else None
+    if ensemble_threshold is not None and not 0.0 < ensemble_threshold < 1.0:  # as the Keras ensemble checks it
+        raise ConfigError(f"threshold must lie strictly between 0 and 1, got {ensemble_threshold}")
     votes = ensemble.get("member_thresholds") or [0.5] * len(names)
     calibration = config.get("calibration")
     refer_rule = config.get("refer_rule") if refer else None
