@@ -199,3 +199,23 @@ def describe_splits(manifest):
             f"{split}: {sum(images[split].values())} images, {len(patients[split])} patients ({counts})"
         )
     return "\n".join(lines)
+
+
+def refuse_shared_patients(rows_by_split):
+    """Raise a DatasetError when one patient has rows in two of the splits (`{split: rows}`): a leak that
+    training would otherwise take as validation.
+
+    Example:
+        >>> rows = {"train": [ManifestRow("a.png", "cls", "p1")], "val": [ManifestRow("b.png", "cls", "p1")]}
+        >>> refuse_shared_patients(rows)
+        Traceback (most recent call last):
+        ...
+        keras_covidcxr.errors.DatasetError: patients in both the 'train' and 'val' splits (p1): a leak; `covidcxr data audit` lists them
+    """
+    names = list(rows_by_split)
+    for i, first in enumerate(names):
+        for second in names[i + 1:]:
+            shared = sorted({r.patient_id for r in rows_by_split[first]} & {r.patient_id for r in rows_by_split[second]})
+            if shared:
+                raise DatasetError(f"patients in both the {first!r} and {second!r} splits ({', '.join(shared[:5])}"
+                                   f"{', ...' if len(shared) > 5 else ''}): a leak; `covidcxr data audit` lists them")

@@ -110,6 +110,12 @@ def evaluate_pipeline(
     auc = {name: float(binary_auc(is_positive[pick], s[:, positive])) for name, s in scores.items()}
     ensemble_key = "majority_vote" if isinstance(pipeline.ensemble, MajorityVoteEnsemble) else "weighted_average"
     sections, probe = {}, {}
+    if failed:  # the split the manifest defines is not the one scored: say so where the report is read
+        sections["not_scored"] = ReportSection("Images not scored", {
+            "images": len(failed), "of_images": len(rows),
+            "files": [{"path": str(path), "error": error} for path, error in failed],
+        }, [f"**{len(failed)} of the split's {len(rows)} images could not be scored** and are left out of every "
+            "figure in this report:", "", *[f"- {path}: {error}" for path, error in failed]])
     rule = pipeline.decision_rule
     sections["decision_rule"] = ReportSection("The pipeline's decision rule", rule.to_dict(), [
         f"The preset's labels: {rule.describe()}. The tables above score each model's hard labels as "
@@ -132,7 +138,9 @@ def evaluate_pipeline(
         sections["shortcut_probe"] = ReportSection("Shortcut probe", probe, _probe_markdown(probe, ensemble_key))
     written = write_report(
         out_dir, scores, [truth[i] for i in pick], list(names), n_resamples=n_resamples,
-        operating_class=names[positive], title=f"Evaluation on the {split} split", sections=sections,
+        operating_class=names[positive], sections=sections,
+        title=f"Evaluation on the {split} split" + (f" ({len(failed)} of its {len(rows)} images not scored: see "
+                                                     "'Images not scored')" if failed else ""),
         overwrite=overwrite, groups=[rows[i].patient_id for i in pick],
         sources=[rows[i].source or "unknown" for i in pick], views=[rows[i].view for i in pick],
         decision_thresholds=_decision_thresholds(pipeline, ensemble_key),

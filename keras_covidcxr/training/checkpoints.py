@@ -8,6 +8,8 @@ CHECKPOINT/
                          optimizer.safetensors (Adam's moments and step count), state.json
                          (epoch, monitored value, best so far, history)
   summary.json           what the finished run did (written by the recipes)
+  run.json               what the run trains on (data checksum, segmenter, settings): a resume
+                         with other data or settings is refused (`TrainingCheckpoint.start`)
 ```
 Every folder is written under a temporary name and renamed into place, so a run killed at any
 moment leaves the previous complete state; the newest complete `epoch-NNNN` wins on resume and
@@ -27,6 +29,10 @@ from keras_covidcxr.io.atomic import atomic_directory, atomic_write
 from keras_covidcxr.presets import component_io
 
 STATE_FORMAT = 1
+RUN_FILE = "run.json"
+# Settings a resumed run may change: how long it trains and how it runs, not what it learns.
+RESUMABLE_SETTINGS = ("epochs", "head_epochs", "max_epochs_per_stage", "patience", "workers",
+                      "steps_per_execution", "jit_compile", "run_eagerly")
 
 
 class TrainingCheckpoint:
@@ -75,6 +81,33 @@ class TrainingCheckpoint:
         """Load best/'s weights into `model` (same architecture)."""
         saved = load_file(str(self.best_dir / component_io.WEIGHTS_FILE))
         _assign(model.weights, saved, self.best_dir)
+
+    # === the run ===
+
+    def start(self, run, resume=True):
+        """Begin the run `run` describes (JSON-ready: data checksum, segmenter, settings) in this folder.
+
+        resume=False trains anew: an earlier run's state, best weights and summary are removed first.
+        Resuming a checkpoint written for other data or settings is refused (a resume would mix two runs
+        under one record); settings in `RESUMABLE_SETTINGS` may change.
+        """
+        path = self.folder / RUN_FILE
+        if not resume:
+            self.clear()
+        elif path.is_file() and self.latest_state() is not None:
+            differ = _differences(json.loads(path.read_text()), run)
+            if differ:
+                raise ConfigError(f"{self.folder}: holds a run on other data or settings ({'; '.join(differ)}); "
+                                  "rerun with them to resume, or restart it (--restart, resume=False) to train anew")
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with atomic_write(path, "w") as handle:
+            handle.write(json.dumps(run, indent=2) + "\n")
+
+    def clear(self):
+        """Remove an earlier run's resume state, best weights and summary (a restart)."""
+        for folder in (self.state_root, self.best_dir):
+            shutil.rmtree(folder, ignore_errors=True)
+        (self.folder / "summary.json").unlink(missing_ok=True)
 
     # === resume state ===
 
@@ -143,6 +176,20 @@ class TrainingCheckpoint:
     def read_summary(self):
         path = self.folder / "summary.json"
         return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _differences(there, here, where=""):
+    """"key: A there, B here" for each entry that differs between two run records."""
+    differ = []
+    for key in dict.fromkeys([*there, *here]):
+        if key in RESUMABLE_SETTINGS:
+            continue
+        a, b = there.get(key), here.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            differ += _differences(a, b, f"{where}{key}.")
+        elif a != b:
+            differ.append(f"{where}{key}: {json.dumps(a)} there, {json.dumps(b)} here")
+    return differ
 
 
 def load_checkpoint(folder):

@@ -45,6 +45,7 @@ import numpy as np
 
 from keras_covidcxr.data.manifest import DatasetError
 from keras_covidcxr.data.source_shortcut import source_shortcut
+from keras_covidcxr.data.splits import refuse_shared_patients
 from keras_covidcxr.errors import ConfigError
 from keras_covidcxr.preprocessing.preprocessing_config import PreprocessingConfig
 from keras_covidcxr.training.augmentation import CLASSIFIER_AUGMENTATION, Augmenter
@@ -93,6 +94,11 @@ def classifier_datasets(manifest, segmenter, class_names, input_size, preprocess
     if missing_classes(weights):
         absent = [class_names[c] for c in missing_classes(weights)]
         raise DatasetError(f"the {train_split!r} split has no image of class(es) {absent}")
+    absent = [name for index, name in enumerate(class_names) if index not in set(val_labels.tolist())]
+    if absent:  # the best epoch would be picked, and the ensemble fitted, without them
+        raise DatasetError(f"the {val_split!r} split has no image of class(es) {absent}; split by patient with "
+                           "every label in each split (`covidcxr data split`, which stratifies by label)")
+    refuse_shared_patients({train_split: train_rows, val_split: val_rows})
     shortcut = source_shortcut(train_rows)
     if shortcut is not None and shortcut.risky_labels:
         warnings.warn(
@@ -198,10 +204,17 @@ def train_classifier(classifier, train_data, val_data, config=None, checkpoint_d
     config = config or TrainingConfig()
     if val_data is None and config.classifier_recipe == "two_phase":
         raise ConfigError("the two-phase recipe needs validation data to decide when to stop")
+    if config.classifier_recipe == "two_phase" and config.head_epochs == 0 and config.max_epochs_per_stage == 0:
+        raise ConfigError("nothing to train: head_epochs and max_epochs_per_stage are both 0 (--head-epochs, "
+                          "--max-epochs-per-stage, --epochs)")
+    if config.classifier_recipe == "end_to_end" and config.epochs == 0:
+        raise ConfigError("nothing to train: epochs is 0")
     monitor, mode = monitored(config, val_data is not None)
     started = time.monotonic()
     model = under_dtype_policy(classifier, config.mixed_precision)
     checkpoint = TrainingCheckpoint(checkpoint_dir) if checkpoint_dir is not None else None
+    if checkpoint is not None and not resume:
+        checkpoint.clear()  # a restart: an earlier run's newer steps would win a later resume
     state = {}
     if checkpoint is not None and resume and checkpoint.latest_state() is not None:
         freeze_backbone(model)

@@ -11,8 +11,9 @@
 
 Training sets are built with `drop_remainder=True`: every step sees a full batch, so a compiled
 step (XLA, JAX) never retraces for a short last batch, and every epoch (reshuffled) drops
-different images. (It also sidesteps a crash of TensorFlow's oneDNN convolution gradient on some
-CPUs with odd batch sizes; `TF_ENABLE_ONEDNN_OPTS=0` avoids that one entirely.)
+different images. (TensorFlow's oneDNN CPU kernels can corrupt memory while training, whatever the batch
+size: a 64 px ResUnet with filters 4,8,16 at batch 4 dies here; `TF_ENABLE_ONEDNN_OPTS=0`, set before
+TensorFlow loads, avoids it, and the `covidcxr train` and `finetune` commands set it unless you did.)
 
 Augmented batches are re-standardised per image (mean 0, std 1, as the inputs are at inference),
 because filling uncovered pixels shifts the statistics. Un-augmented batches are exactly the

@@ -46,6 +46,7 @@ from keras_covidcxr.models.pipeline.pipeline import Pipeline
 from keras_covidcxr.models.pipeline.refer_rule import ReferRule
 from keras_covidcxr.presets.destination import check_preset_destination
 from keras_covidcxr.training.assembly import assemble_pipeline, member_probabilities, validation_report
+from keras_covidcxr.training.checkpoints import TrainingCheckpoint
 from keras_covidcxr.training.classifier_training import classifier_datasets, train_classifier
 from keras_covidcxr.training.config import TrainingConfig
 from keras_covidcxr.training.ensemble_fitting import fit_ensemble_weights, fit_member_thresholds
@@ -234,6 +235,11 @@ def finetune(pipeline, manifest, out=None, class_names=None, config=None, manife
             continue
         say(f"training {member.name}")
         folder = None if checkpoint_dir is None else Path(checkpoint_dir) / member.name
+        if folder is not None:  # a folder of another fine-tuning (data, parent, classes) is not resumed
+            TrainingCheckpoint(folder).start({
+                "component": "finetune", "data": data_provenance(manifest, manifest_path)["sha256"],
+                "parent_files": pipeline.metadata.get("files"), "class_names": list(class_names),
+                "config": config.to_dict()})
         result = train_classifier(member, train, val, config, checkpoint_dir=folder, callbacks=callbacks)
         members.append(result.model)
         member_results[member.name] = result.summary()

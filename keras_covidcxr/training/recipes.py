@@ -12,10 +12,13 @@ import dataclasses
 from pathlib import Path
 
 from keras_covidcxr.data.manifest import DatasetError, Manifest, read_manifest
+from keras_covidcxr.data.splits import refuse_shared_patients
 from keras_covidcxr.errors import ConfigError
 from keras_covidcxr.models.classifier.cxr_classifier import CXRClassifier
 from keras_covidcxr.models.resunet.resunet import ResUnet
 from keras_covidcxr.preprocessing.preprocessing_config import PreprocessingConfig
+from keras_covidcxr.presets import component_io
+from keras_covidcxr.presets.checksums import sha256_of_file
 from keras_covidcxr.training.assembly import assemble_pipeline, member_probabilities, validation_report
 from keras_covidcxr.training.augmentation import SEGMENTER_AUGMENTATION, Augmenter
 from keras_covidcxr.training.checkpoints import TrainingCheckpoint, load_checkpoint
@@ -64,12 +67,16 @@ def run_segmenter_recipe(manifest, out, input_size=256, filters=(64, 128, 256, 5
     config = config or TrainingConfig()
     checkpoint = TrainingCheckpoint(out)
     if resume and checkpoint.has_best():
-        segmenter = checkpoint.load_best()
+        segmenter = _load_component(checkpoint.folder, ResUnet, "segmenter")
         _check_resumed(out, "segmenter", {"input size": segmenter.input_size, "filters": tuple(segmenter.filters)},
                        {"input size": input_size, "filters": tuple(filters)})
-    else:
+    checkpoint.start({"component": "segmenter", "data": data_provenance(manifest, manifest_path)["sha256"],
+                      "augmentation": augmentation.to_dict() if config.augment else None, "config": config.to_dict()},
+                     resume)
+    if not (resume and checkpoint.has_best()):
         segmenter = ResUnet(input_size=input_size, filters=tuple(filters))
     size = segmenter.input_size
+    refuse_shared_patients({split: _split(manifest, "seg", split) for split in ("train", "val")})
     augmenter = Augmenter(augmentation, seed=config.seed) if config.augment else None
     train = SegmentationDataset(_split(manifest, "seg", "train"), size, config.batch_size, augmenter,
                                 shuffle=True, seed=config.seed, workers=config.workers, drop_remainder=True)
@@ -92,6 +99,22 @@ def run_segmenter_recipe(manifest, out, input_size=256, filters=(64, 128, 256, 5
     checkpoint.write_summary(summary)
     result.details.update(pairs=summary["pairs"])
     return result
+
+
+def _weights_sha256(folder):
+    """sha256 of the weights of a checkpoint folder's best model (or of a component folder's)."""
+    folder = Path(folder)
+    weights = folder / component_io.WEIGHTS_FILE
+    return sha256_of_file(weights if weights.is_file() else TrainingCheckpoint(folder).best_dir / component_io.WEIGHTS_FILE)
+
+
+def _load_component(folder, cls, what):
+    """The best model of a checkpoint folder, refused when it is not a `cls` (a classifier run given as the
+    segmenter, a segmenter run as a member)."""
+    model = load_checkpoint(folder)
+    if not isinstance(model, cls):
+        raise ConfigError(f"{folder}: holds a {type(model).__name__} checkpoint, not a {what} ({cls.__name__})")
+    return model
 
 
 def _check_resumed(out, what, saved, asked):
@@ -119,15 +142,21 @@ def run_classifier_recipe(manifest, segmenter_checkpoint, out, backbone="densene
     if input_normalization is not None:
         preprocessing = dataclasses.replace(preprocessing, standardize=False)
     channels = 1 if input_normalization is not None else 3
-    segmenter = load_checkpoint(segmenter_checkpoint)
+    segmenter = _load_component(segmenter_checkpoint, ResUnet, "segmenter")
     checkpoint = TrainingCheckpoint(out)
-    if resume and checkpoint.latest_state() is not None and checkpoint.has_best():
-        classifier = checkpoint.load_best()
+    resuming = resume and checkpoint.latest_state() is not None and checkpoint.has_best()
+    if resuming:
+        classifier = _load_component(checkpoint.folder, CXRClassifier, "classifier")
         _check_resumed(out, "classifier",
                        {"backbone": classifier.backbone_name, "input size": classifier.image_shape[0],
                         "classes": classifier.num_classes},
                        {"backbone": backbone, "input size": input_size, "classes": len(class_names)})
-    else:
+    checkpoint.start({"component": "classifier", "data": data_provenance(manifest, manifest_path)["sha256"],
+                      "segmenter_sha256": _weights_sha256(segmenter_checkpoint), "class_names": list(class_names),
+                      "preprocessing": preprocessing.to_dict(),
+                      "backbone_weights": None if backbone_weights is None else str(backbone_weights),
+                      "config": config.to_dict()}, resume)
+    if not resuming:
         classifier = CXRClassifier(backbone, num_classes=len(class_names), head_units=head_units,
                                    input_shape=(input_size, input_size, channels), backbone_weights=backbone_weights,
                                    input_normalization=input_normalization, name=name or backbone)
@@ -144,6 +173,7 @@ def run_classifier_recipe(manifest, segmenter_checkpoint, out, backbone="densene
         "class_names": list(class_names),
         "preprocessing": preprocessing.to_dict(),
         "segmenter": str(segmenter_checkpoint),
+        "segmenter_sha256": _weights_sha256(segmenter_checkpoint),
         "data": data_provenance(manifest, manifest_path),
         "classifier_inputs": info,
         **result.summary(),
@@ -161,6 +191,24 @@ class AssembledPreset:
     pipeline: object
     preset: Path | None
     training: dict
+
+
+def _check_members_trained_here(member_checkpoints, summaries, segmenter_checkpoint, data_sha256):
+    """Refuse members trained with another segmenter (their crops) or on another manifest (its validation
+    split may hold their training patients, and the preset would record the wrong ones)."""
+    segmenter_sha256 = _weights_sha256(segmenter_checkpoint)
+    for folder, summary in zip(member_checkpoints, summaries):
+        if not summary:
+            continue
+        trained_with = summary.get("segmenter_sha256")  # absent from summaries written before 0.4.11
+        if trained_with is not None and trained_with != segmenter_sha256:
+            raise ConfigError(f"{folder}: was trained on crops of another segmenter ({summary.get('segmenter')}), "
+                              f"not {segmenter_checkpoint}'s; assemble it with that segmenter")
+        trained_on = (summary.get("data") or {}).get("sha256")
+        if trained_on is not None and trained_on != data_sha256:
+            raise ConfigError(f"{folder}: was trained on another manifest ({(summary.get('data') or {}).get('manifest')}, "
+                              f"sha256 {trained_on[:12]}...); fit the ensemble on the same manifest, so that its "
+                              "validation split holds none of the member's training patients")
 
 
 def _agreeing(summaries, key, default):
@@ -187,11 +235,17 @@ def assemble_preset(manifest, segmenter_checkpoint, member_checkpoints, out=None
     """
     manifest, manifest_path = _manifest(manifest)
     config = config or TrainingConfig()
-    segmenter = load_checkpoint(segmenter_checkpoint)
-    members = [load_checkpoint(folder) for folder in member_checkpoints]
+    segmenter = _load_component(segmenter_checkpoint, ResUnet, "segmenter")
+    members = [_load_component(folder, CXRClassifier, "classifier") for folder in member_checkpoints]
     if not members:
         raise ConfigError("give at least one member checkpoint")
+    sizes = {f"{folder}: {member.image_shape[0]} px" for folder, member in zip(member_checkpoints, members)}
+    if len({member.image_shape for member in members}) > 1:
+        raise ConfigError(f"the members take inputs of different sizes ({'; '.join(sorted(sizes))}); an ensemble "
+                          "feeds them one crop: train them at one --input-size")
     summaries = [TrainingCheckpoint(folder).read_summary() for folder in member_checkpoints]
+    _check_members_trained_here(member_checkpoints, summaries, segmenter_checkpoint,
+                                data_provenance(manifest, manifest_path)["sha256"])
     class_names = tuple(_agreeing(summaries, "class_names", default_class_names(members[0].num_classes)))
     preprocessing = PreprocessingConfig.from_dict(_agreeing(summaries, "preprocessing", PreprocessingConfig().to_dict()))
     val_rows = _split(manifest, "cls", "val")

@@ -61,6 +61,8 @@ def train_segmenter(segmenter, train_data, val_data=None, config=None, checkpoin
     compile_segmenter(model, config)
     monitor = "val_dice" if val_data is not None else "dice"
     checkpoint = TrainingCheckpoint(checkpoint_dir) if checkpoint_dir is not None else None
+    if checkpoint is not None and not resume:
+        checkpoint.clear()  # a restart: an earlier run's newer epochs would win a later resume
     state = checkpoint.restore_state(model) if checkpoint is not None and resume else None
     state = state or {}
     initial_epoch = int(state.get("epoch", 0))

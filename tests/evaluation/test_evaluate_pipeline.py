@@ -43,6 +43,9 @@ def test_every_member_both_ensembles_and_the_probe_are_scored(loaded_pipeline, m
     assert set(report["models"]) == expected_sets
     assert report["n_images"] == 12 and report["support"] == {"non_covid": 8, "covid": 4}
     assert report["resampling_unit"] == "patient"
+    assert report["not_scored"]["images"] == 1 and report["not_scored"]["of_images"] == 13  # the broken file
+    markdown = (tmp_path / "report" / "report.md").read_text()
+    assert "(1 of its 13 images not scored" in markdown.splitlines()[0] and "broken.png" in markdown
     assert set(report["models"]["alpha"]["by_view"]) == {"PA", "AP"}
     probe = report["shortcut_probe"]
     assert probe == evaluation.shortcut_probe and set(probe["score_sets"]) == expected_sets

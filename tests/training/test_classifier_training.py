@@ -7,7 +7,14 @@ import keras
 import numpy as np
 import pytest
 
-from keras_covidcxr import CXRClassifier, InputContract, Pipeline, ResUnet, WeightedAverageEnsemble
+from keras_covidcxr import (
+    ConfigError,
+    CXRClassifier,
+    InputContract,
+    Pipeline,
+    ResUnet,
+    WeightedAverageEnsemble,
+)
 from keras_covidcxr.training import (
     TrainingCheckpoint,
     TrainingConfig,
@@ -202,6 +209,8 @@ def test_end_to_end_without_validation_keeps_the_lowest_training_loss(binary_dat
     assert result.best_epoch == int(np.argmin(losses)) + 1
     with pytest.raises(Exception, match="needs validation data"):
         train_classifier(model, train, None, TrainingConfig(**FAST))
+    with pytest.raises(ConfigError, match="nothing to train: head_epochs and max_epochs_per_stage are both 0"):
+        train_classifier(model, train, train, TrainingConfig(**FAST, head_epochs=0, max_epochs_per_stage=0))
 
 
 def test_datasets_warn_when_the_source_alone_tells_the_labels_apart(synthetic_manifest, segmenter):
@@ -217,3 +226,19 @@ def test_datasets_warn_when_the_source_alone_tells_the_labels_apart(synthetic_ma
         warnings.simplefilter("error", UserWarning)
         _, _, info = classifier_datasets(mixed, segmenter, BINARY, 32, config=TrainingConfig(**FAST))
     assert info["source_shortcut"]["risky_labels"] == []
+
+
+def test_a_validation_split_missing_a_class_or_sharing_patients_with_training_is_refused(synthetic_manifest,
+                                                                                          segmenter):
+    from keras_covidcxr import DatasetError
+
+    no_covid = synthetic_manifest.with_rows(row for row in synthetic_manifest
+                                            if not (row.split == "val" and row.label == "covid"))
+    with pytest.raises(DatasetError, match=r"the 'val' split has no image of class\(es\) \['covid'\]"):
+        classifier_datasets(no_covid, segmenter, BINARY, 32, config=TrainingConfig(**FAST))
+    train_patient = next(row.patient_id for row in synthetic_manifest if row.split == "train" and row.task == "cls")
+    val_rows = [row for row in synthetic_manifest if row.split == "val" and row.task == "cls"]
+    leaked = synthetic_manifest.with_rows(row.replace(patient_id=train_patient) if row is val_rows[0] else row
+                                          for row in synthetic_manifest)
+    with pytest.raises(DatasetError, match=f"patients in both the 'train' and 'val' splits \\({train_patient}\\)"):
+        classifier_datasets(leaked, segmenter, BINARY, 32, config=TrainingConfig(**FAST))

@@ -1,6 +1,9 @@
 """`covidcxr train segmenter | classifier | ensemble` end to end on tiny synthetic data, and errors."""
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 import typer
@@ -48,6 +51,12 @@ def test_segmenter_classifier_ensemble_make_a_preset(cli, synthetic_manifest_pat
                                  "--out", str(preset), "--batch-size", "8", "--workers", "1"])
     assert result.exit_code == 0, result.output
     assert "val accuracy" in result.output and "ensemble" in result.output
+    resplit = tmp_path / "resplit.csv"  # another manifest: its val split may hold the member's training patients
+    lines = synthetic_manifest_path.read_text().splitlines()
+    resplit.write_text("\n".join([lines[0], *reversed(lines[1:])]) + "\n")
+    other = runner.invoke(cli, ["train", "ensemble", str(resplit), "--segmenter", str(seg), "--member", str(member),
+                                "--out", str(tmp_path / "other"), "--batch-size", "8", "--workers", "1"])
+    assert other.exit_code == 2 and "was trained on another manifest" in " ".join(other.output.split())
     pipeline = Pipeline.from_preset(preset)
     assert pipeline.is_trained and pipeline.ensemble.member_names == ["tiny"]
     training = pipeline.metadata["training"]
@@ -100,6 +109,22 @@ def test_a_resume_with_another_architecture_and_a_file_as_out_are_refused(cli, s
     other = CliRunner().invoke(cli, [*args, "--out", str(out), "--filters", "8,16"])
     assert other.exit_code == 2 and "Traceback" not in other.output
     assert "another architecture (filters (4, 8) there, (8, 16) asked)" in " ".join(other.output.split())
+    # other settings or data: refused, not mixed into one record; a longer run of the same is a resume
+    lr = CliRunner().invoke(cli, [*args, "--out", str(out), "--filters", "4,8", "--learning-rate", "0.05"])
+    assert lr.exit_code == 2 and "holds a run on other data or settings (config.learning_rate: 0.001 there, " \
+        "0.05 here)" in " ".join(lr.output.split())
+    longer = CliRunner().invoke(cli, [*args[:3], "--epochs", "2", *args[5:], "--out", str(out), "--filters", "4,8"])
+    assert longer.exit_code == 0, longer.output
+    assert [p.name for p in (out / "state").iterdir()] == ["epoch-0002"]
+    # a restart starts from nothing: its first epoch is what a later resume continues, not the old second
+    restart = CliRunner().invoke(cli, [*args, "--out", str(out), "--filters", "4,8", "--restart",
+                                       "--learning-rate", "0.05"])
+    assert restart.exit_code == 0, restart.output
+    assert [p.name for p in (out / "state").iterdir()] == ["epoch-0001"]
+    # a segmenter run is not a classifier run
+    wrong = CliRunner().invoke(cli, ["train", "ensemble", str(synthetic_manifest_path), "--segmenter", str(out),
+                                     "--member", str(out), "--out", str(tmp_path / "preset")])
+    assert wrong.exit_code == 2 and "holds a ResUnet checkpoint, not a classifier" in " ".join(wrong.output.split())
     (tmp_path / "file").write_text("mine")
     in_the_way = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "file"), "--filters", "4,8"])
     assert in_the_way.exit_code == 2 and "is a file, not a checkpoint folder" in in_the_way.output
@@ -112,3 +137,16 @@ def test_the_linear_probes_unused_settings_are_named_by_their_options():
     assert unused_options_message(("head_epochs", "max_epochs_per_stage", "augment")) == (
         "the linear probe fits each head in closed form and does not use --head-epochs/--epochs, "
         "--max-epochs-per-stage/--epochs, --augment/--no-augment (options of --recipe train)")
+
+
+@pytest.mark.slow  # a fresh process: the setting must come before TensorFlow loads
+def test_training_a_small_segmenter_from_the_command_line_does_not_crash_in_onednn(synthetic_manifest_path, tmp_path):
+    # With TensorFlow's oneDNN kernels on, this run died with "free(): invalid next size" (exit 134).
+    env = {key: value for key, value in os.environ.items() if key != "TF_ENABLE_ONEDNN_OPTS"}
+    run = subprocess.run([sys.executable, "-c", "from covidcxr_cli.app import main; main()", "train", "segmenter",
+                          str(synthetic_manifest_path),
+                          "--out", str(tmp_path / "seg"), "--input-size", "64", "--filters", "4,8,16", "--epochs",
+                          "1", "--batch-size", "4", "--workers", "1"], capture_output=True, text=True, env=env,
+                         timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert (tmp_path / "seg" / "best" / "model.safetensors").is_file()

@@ -1,6 +1,8 @@
 """An ImageNet backbone with the paper's classification head."""
 
+import contextlib
 import os
+import warnings
 
 import keras
 import numpy as np
@@ -124,21 +126,24 @@ class CXRClassifier(SerializableModel):
             image = keras.Input(input_shape, name="encoder_image")
             backbone_model = keras.Model(image, encoder_path(image, encoder_filters)[0], name=RESUNET_ENCODER)
             if backbone_weights is not None:
-                backbone_model.load_weights(backbone_weights)
+                with _named_weights_errors(backbone_weights, backbone):
+                    backbone_model.load_weights(backbone_weights)
         elif backbone == EFFICIENTNET_LITE0:
             backbone_model = application(include_top=False, input_shape=backbone_shape)
-            if backbone_weights is not None and str(backbone_weights).endswith(".safetensors"):
-                convert_efficientnet_lite0(backbone_weights, backbone_model)
-            elif backbone_weights is not None:
-                backbone_model.load_weights(backbone_weights)
+            with _named_weights_errors(backbone_weights, backbone):
+                if backbone_weights is not None and str(backbone_weights).endswith(".safetensors"):
+                    convert_efficientnet_lite0(backbone_weights, backbone_model)
+                elif backbone_weights is not None:
+                    backbone_model.load_weights(backbone_weights)
         else:
             try:
-                backbone_model = getattr(keras.applications, application)(
-                    include_top=False, weights=backbone_weights, input_shape=backbone_shape
-                )
+                with _named_weights_errors(backbone_weights if backbone_weights != "imagenet" else None, backbone):
+                    backbone_model = getattr(keras.applications, application)(
+                        include_top=False, weights=backbone_weights, input_shape=backbone_shape
+                    )
+            except ConfigError:
+                raise
             except Exception as error:  # Keras raises a bare Exception when the download fails
-                if backbone_weights != "imagenet":
-                    raise
                 raise ConfigError(
                     f"the ImageNet weights of {backbone} could not be downloaded ({error}); without internet, "
                     "give a local weights file (backbone_weights=PATH; --backbone-weights PATH) or start from scratch "
@@ -216,3 +221,23 @@ class CXRClassifier(SerializableModel):
             "feature_layer": self.feature_layer,
             "mirror_average": self.mirror_average,
         }
+
+
+@contextlib.contextmanager
+def _named_weights_errors(path, backbone):
+    """A local weights file that does not fit the backbone (another net's, truncated, not weights at all) is a
+    ConfigError naming the file, not a traceback with a warning per layer."""
+    if path is None:
+        yield
+        return
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            yield
+        except ConfigError:
+            raise
+        except Exception as error:
+            reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+            raise ConfigError(f"{path}: cannot load it as {backbone} weights ({type(error).__name__}: {reason})") from None
+    for warning in caught:  # it loaded: pass Keras's notes on
+        warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)

@@ -1,3 +1,5 @@
+import warnings
+
 import numpy as np
 import pytest
 
@@ -191,6 +193,19 @@ def test_backbones_start_from_a_local_weights_file(tmp_path):
         CXRClassifier("efficientnet_lite0", backbone_weights="imagenet")
     with pytest.raises(ConfigError, match="not found"):
         CXRClassifier("mobilenet_v2", backbone_weights=str(tmp_path / "absent.weights.h5"))
+    # another net's weights, a truncated file, text: one error naming the file, no warning per layer
+    truncated = tmp_path / "truncated.safetensors"
+    truncated.write_bytes(torch_file.read_bytes()[:1000])
+    notes = tmp_path / "notes.weights.h5"
+    notes.write_text("not weights")
+    for backbone, path in (("mobilenet_v2", torch_file), ("efficientnet_lite0", keras_file),
+                           ("efficientnet_lite0", truncated), ("mobilenet_v2", notes)):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with pytest.raises(ConfigError, match=f"{path}: cannot load it as {backbone} weights"):
+                CXRClassifier(backbone, input_shape=(32, 32, 1), input_normalization="imagenet",
+                              backbone_weights=str(path))
+        assert not caught
 
 
 def test_feature_layer_cuts_the_backbone_after_its_weights_are_loaded(tmp_path):
