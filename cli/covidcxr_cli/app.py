@@ -467,11 +467,12 @@ def preset_summary(handle, metadata):
     validation = training.get("validation")
     # a record of a validation split names only the members; one of cross-validation says so in its keys
     said = isinstance(validation, dict) and any("validation" in str(key) for key in validation)
-    figures = _headline_metrics(validation, () if said else ("validation split",))
+    # a record without cross-validation was measured on the split the ensemble and threshold were fitted on
+    figures = _headline_metrics(validation, () if said else ("validation split (the ensemble fitted there: optimistic)",))
     lines += [f"  {line}" for line in figures[:MAX_INFO_FIGURES]]
     if len(figures) > MAX_INFO_FIGURES:
         lines.append(f"  ... and {len(figures) - MAX_INFO_FIGURES} more figures (--json has them all)")
-    recorded = ((data.get("classifier_inputs") or {}).get("source_shortcut")) if isinstance(data, dict) else None
+    recorded = _recorded_source_shortcut(training)
     shortcut = recorded and keras_covidcxr.data.SourceShortcut.from_dict(recorded)
     if shortcut and shortcut.risky_labels:
         lines.append(f"  caution: in its training split the source alone tells apart {shortcut.describe_risky()}: "
@@ -482,6 +483,16 @@ def preset_summary(handle, metadata):
     )
     lines.append(f"  everything: covidcxr info {handle} --json")
     return lines
+
+
+def _recorded_source_shortcut(training):
+    """The source-shortcut record of a preset's training split: a fine-tuning's data, or a `train ensemble`
+    member's summary."""
+    data, recipe = training.get("data"), training.get("recipe")
+    records = [data.get("classifier_inputs") if isinstance(data, dict) else None]
+    members = recipe.get("members") if isinstance(recipe, dict) else None
+    records += [summary.get("classifier_inputs") for summary in (members or {}).values() if isinstance(summary, dict)]
+    return next((r["source_shortcut"] for r in records if isinstance(r, dict) and r.get("source_shortcut")), None)
 
 
 def _flat_counts(counts, path=()):

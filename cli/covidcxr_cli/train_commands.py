@@ -15,6 +15,7 @@ How the pieces become one preset:
     covidcxr finetune my_preset hospital.csv --out hospital_preset
 """
 
+import contextlib
 import enum
 import os
 import sys
@@ -196,7 +197,9 @@ def classifier(
     ),
     name: str | None = typer.Option(None, "--name", help="Member name in the ensemble (default: the backbone)."),
     classes: str | None = typer.Option(None, "--classes", help="Class names in output order (default: non_covid,covid or covid,normal,pneumonia)."),
-    num_classes: int = typer.Option(2, "--num-classes", min=2, help="2 (COVID vs rest) or 3 (covid, normal, pneumonia)."),
+    num_classes: int | None = typer.Option(
+        None, "--num-classes", min=2, show_default=False,
+        help="2 (COVID vs rest) or 3 (covid, normal, pneumonia); default: as many as --classes names, else 2."),
     input_size: int = typer.Option(224, "--input-size", help="Classifier input side (paper: 224)."),
     head_units: int | None = typer.Option(None, "--head-units", help="Extra dense layer width (default: the paper's for the backbone)."),
     backbone_weights: str = typer.Option(
@@ -222,7 +225,7 @@ def classifier(
 ):
     """Train one classifier (two-phase recipe) on images masked by the trained segmenter."""
     _without_onednn()
-    with reported_errors(debug, needs_keras=True):
+    with reported_errors(debug, needs_keras=True), _our_warnings_as_lines():
         import keras_covidcxr
 
         config = _config(head_epochs=head_epochs, unfreeze_schedule=_floats(schedule, "--unfreeze-schedule"),
@@ -231,6 +234,10 @@ def classifier(
                          precision=precision, jit_compile=jit_compile, steps_per_execution=steps_per_execution,
                          workers=workers, seed=seed, run_eagerly=eager)
         class_names = tuple(c.strip() for c in classes.split(",")) if classes else None
+        if class_names is not None and num_classes not in (None, len(class_names)):
+            raise keras_covidcxr.ConfigError(f"--num-classes {num_classes} but --classes names {len(class_names)}: "
+                                             f"{list(class_names)}")
+        num_classes = num_classes or len(class_names or ()) or 2
         weights = None if backbone_weights.lower() == "none" else backbone_weights
         with _progress() as progress:
             masking_task = progress.add_task("masking images", total=None)
@@ -358,10 +365,9 @@ def finetune(
         if class_names is not None and len(set(class_names)) < 2:
             raise keras_covidcxr.ConfigError(f"--classes {classes!r}: name at least two different classes")
     _without_onednn()
-    with reported_errors(debug, needs_keras=True), warnings.catch_warnings(record=True) as caught:
+    with reported_errors(debug, needs_keras=True), _our_warnings_as_lines():
         import keras_covidcxr
 
-        warnings.simplefilter("always", UserWarning)
         config = _config(head_epochs=head_epochs, unfreeze_schedule=_floats(schedule, "--unfreeze-schedule"),
                          max_epochs_per_stage=max_epochs_per_stage, patience=patience,
                          head_learning_rate=learning_rate, finetune_learning_rate=finetune_lr, batch_size=batch_size, augment=augment,
@@ -378,9 +384,25 @@ def finetune(
         how = ("logistic-regression heads fitted on frozen features" if probe
                else "same classes, trained on from the preset's weights" if result.mode == "continue" else "new heads")
         _print_validation(result.training, f"fine-tuned ({how}) -> {out}")
+
+
+@contextlib.contextmanager
+def _our_warnings_as_lines():
+    """Collect the package's warnings of a training command and print each as one "warning:" line after it."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        try:
+            yield
+        finally:
+            _print_our_warnings(caught)
+
+
+def _print_our_warnings(caught):
+    import keras_covidcxr
+
     for warning in caught:
         message = warning.message
         if isinstance(message, keras_covidcxr.UnusedSettingsWarning):
             message = unused_options_message(message.settings)
-        if "covidcxr" in warning.filename:  # ours; the backend's own warnings stay Python's business
+        if "covidcxr" in warning.filename:  # ours; the backend's own notes are left out of the output
             stderr.print(f"warning: {message}", markup=False, soft_wrap=True)

@@ -52,7 +52,9 @@ class TrainingConfig:
         workers: threads that decode and augment batches
             (`keras.utils.PyDataset`); 1 runs them in the training thread.
         seed: shuffling seed (the order of epoch e is a function of seed and
-            e, so a resumed run sees the same order as an uninterrupted one).
+            e, so a resumed run sees the same order as an uninterrupted one);
+            the recipes (`run_segmenter_recipe`, `run_classifier_recipe`) also
+            seed the initial weights with it (`keras.utils.set_random_seed`).
         run_eagerly: debug/tiny-data switch: no graph compilation at all.
         verbose: Keras' own progress output (0 silent, 1 bar, 2 one line per
             epoch).

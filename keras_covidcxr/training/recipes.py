@@ -11,6 +11,8 @@ preset out, with the data and the settings recorded next to the weights.
 import dataclasses
 from pathlib import Path
 
+import keras
+
 from keras_covidcxr.data.manifest import DatasetError, Manifest, read_manifest
 from keras_covidcxr.data.splits import refuse_shared_patients
 from keras_covidcxr.errors import ConfigError
@@ -74,6 +76,7 @@ def run_segmenter_recipe(manifest, out, input_size=256, filters=(64, 128, 256, 5
                       "augmentation": augmentation.to_dict() if config.augment else None, "config": config.to_dict()},
                      resume)
     if not (resume and checkpoint.has_best()):
+        keras.utils.set_random_seed(config.seed)  # the initial weights too, so a rerun reproduces the run
         segmenter = ResUnet(input_size=input_size, filters=tuple(filters))
     size = segmenter.input_size
     refuse_shared_patients({split: _split(manifest, "seg", split) for split in ("train", "val")})
@@ -138,6 +141,8 @@ def run_classifier_recipe(manifest, segmenter_checkpoint, out, backbone="densene
     manifest, manifest_path = _manifest(manifest)
     config = config or TrainingConfig()
     class_names = tuple(class_names or default_class_names(num_classes))
+    if len(set(class_names)) != len(class_names) or len(class_names) < 2:
+        raise ConfigError(f"class names {list(class_names)}: need at least two, each named once")
     preprocessing = preprocessing or PreprocessingConfig()
     if input_normalization is not None:
         preprocessing = dataclasses.replace(preprocessing, standardize=False)
@@ -157,6 +162,7 @@ def run_classifier_recipe(manifest, segmenter_checkpoint, out, backbone="densene
                       "backbone_weights": None if backbone_weights is None else str(backbone_weights),
                       "config": config.to_dict()}, resume)
     if not resuming:
+        keras.utils.set_random_seed(config.seed)  # the new head's initial weights too
         classifier = CXRClassifier(backbone, num_classes=len(class_names), head_units=head_units,
                                    input_shape=(input_size, input_size, channels), backbone_weights=backbone_weights,
                                    input_normalization=input_normalization, name=name or backbone)

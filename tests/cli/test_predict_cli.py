@@ -196,9 +196,15 @@ def test_info_names_a_validation_split_its_counts_per_split_and_a_source_shortcu
                                  "specificity": 0.8}}}}
     text = "\n".join(preset_summary("tuned", metadata))
     assert "data: train: cls/covid 114, cls/normal 44; val: cls/covid 35; 257 patients" in text
-    assert "validation split / alpha: auc 0.970 (0.900-1.000), sensitivity 0.900, specificity 0.800" in text
+    assert ("validation split (the ensemble fitted there: optimistic) / alpha: auc 0.970 (0.900-1.000), "
+            "sensitivity 0.900, specificity 0.800") in text
     assert ("caution: in its training split the source alone tells apart covid (AUC 1.00), normal (AUC 0.85): "
             "these figures may measure the hospitals, not the lungs") in text
+    # a `train ensemble` preset records it with each member's summary
+    data = metadata["training"]["data"]
+    metadata["training"]["recipe"] = {"members": {"alpha": {"classifier_inputs": data.pop("classifier_inputs")}}}
+    assert "caution: in its training split the source alone tells apart covid" in "\n".join(
+        preset_summary("assembled", metadata))
 
 
 def test_info_json_shows_metadata_without_checksums(preset_dir, untrained_preset_dir):

@@ -100,3 +100,21 @@ def test_killed_run_resumes_from_its_checkpoint(synthetic_manifest, tmp_path):
         np.testing.assert_array_equal(resumed, at_kill)
     assert [e["epoch"] for e in result.history] == [1, 2, 3]
     assert result.resumed_from_epoch == 1
+
+
+def test_the_recipe_seed_fixes_the_initial_weights_too(synthetic_manifest, tmp_path):
+    from safetensors.numpy import load_file
+
+    from keras_covidcxr import run_segmenter_recipe
+
+    def run(folder, seed):
+        config = TrainingConfig(epochs=1, batch_size=4, workers=1, run_eagerly=True, augment=False, seed=seed)
+        run_segmenter_recipe(synthetic_manifest, tmp_path / folder, input_size=32, filters=(4, 8), config=config)
+        return load_file(str(tmp_path / folder / "best" / "model.safetensors"))
+
+    keras.utils.set_random_seed(123)  # whatever the process did before
+    first = run("a", seed=0)
+    keras.utils.set_random_seed(456)
+    second, other = run("b", seed=0), run("c", seed=1)
+    assert all(np.array_equal(first[key], second[key]) for key in first)
+    assert not all(np.array_equal(first[key], other[key]) for key in first)
