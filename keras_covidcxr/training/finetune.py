@@ -51,7 +51,7 @@ from keras_covidcxr.training.classifier_training import classifier_datasets, tra
 from keras_covidcxr.training.config import TrainingConfig
 from keras_covidcxr.training.ensemble_fitting import fit_ensemble_weights, fit_member_thresholds
 from keras_covidcxr.training.linear_head import fit_linear_head, pooled_features
-from keras_covidcxr.training.provenance import data_provenance, fitted_patient_digests
+from keras_covidcxr.training.provenance import data_provenance, fitted_patient_digests, rows_sha256
 
 
 @dataclasses.dataclass
@@ -237,7 +237,7 @@ def finetune(pipeline, manifest, out=None, class_names=None, config=None, manife
         folder = None if checkpoint_dir is None else Path(checkpoint_dir) / member.name
         if folder is not None:  # a folder of another fine-tuning (data, parent, classes) is not resumed
             TrainingCheckpoint(folder).start({
-                "component": "finetune", "data": data_provenance(manifest, manifest_path)["sha256"],
+                "component": "finetune", "data": rows_sha256(manifest),
                 "parent_files": pipeline.metadata.get("files"), "class_names": list(class_names),
                 "config": config.to_dict()})
         result = train_classifier(member, train, val, config, checkpoint_dir=folder, callbacks=callbacks)

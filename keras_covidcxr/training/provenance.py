@@ -29,6 +29,12 @@ def fitted_patient_digests(metadata):
     return set(data.get(FIT_PATIENTS_KEY) or ()) | {patient_digest(p) for p in data.get(PLAIN_FIT_PATIENTS_KEY) or ()}
 
 
+def rows_sha256(manifest):
+    """sha256 of a manifest's rows (path, task, label, mask, patient, view, split): the same whether the
+    manifest came as a CSV path or a `Manifest`, unlike the file's checksum."""
+    return _rows_digest(manifest)
+
+
 def _rows_digest(manifest):
     digest = hashlib.sha256()
     for row in manifest:
@@ -60,6 +66,7 @@ def data_provenance(manifest, manifest_path=None, fitted_splits=None, also_fitte
         "manifest": None if manifest_path is None else str(manifest_path),
         "sha256": sha256,
         "sha256_of": sha256_of,
+        "rows_sha256": _rows_digest(manifest),
         "rows": len(manifest),
         "patients": len(manifest.patient_ids()),
         "counts": counts,

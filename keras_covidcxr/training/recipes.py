@@ -33,7 +33,7 @@ from keras_covidcxr.training.datasets import (
 )
 from keras_covidcxr.training.ensemble_fitting import fit_ensemble_weights
 from keras_covidcxr.training.labels import default_class_names, label_indices
-from keras_covidcxr.training.provenance import data_provenance
+from keras_covidcxr.training.provenance import data_provenance, rows_sha256
 from keras_covidcxr.training.segmenter_training import train_segmenter
 
 PAPER = "Hertel & Benlamri 2022, section 3.3"
@@ -72,7 +72,7 @@ def run_segmenter_recipe(manifest, out, input_size=256, filters=(64, 128, 256, 5
         segmenter = _load_component(checkpoint.folder, ResUnet, "segmenter")
         _check_resumed(out, "segmenter", {"input size": segmenter.input_size, "filters": tuple(segmenter.filters)},
                        {"input size": input_size, "filters": tuple(filters)})
-    checkpoint.start({"component": "segmenter", "data": data_provenance(manifest, manifest_path)["sha256"],
+    checkpoint.start({"component": "segmenter", "data": rows_sha256(manifest),
                       "augmentation": augmentation.to_dict() if config.augment else None, "config": config.to_dict()},
                      resume)
     if not (resume and checkpoint.has_best()):
@@ -156,7 +156,7 @@ def run_classifier_recipe(manifest, segmenter_checkpoint, out, backbone="densene
                        {"backbone": classifier.backbone_name, "input size": classifier.image_shape[0],
                         "classes": classifier.num_classes},
                        {"backbone": backbone, "input size": input_size, "classes": len(class_names)})
-    checkpoint.start({"component": "classifier", "data": data_provenance(manifest, manifest_path)["sha256"],
+    checkpoint.start({"component": "classifier", "data": rows_sha256(manifest),
                       "segmenter_sha256": _weights_sha256(segmenter_checkpoint), "class_names": list(class_names),
                       "preprocessing": preprocessing.to_dict(),
                       "backbone_weights": None if backbone_weights is None else str(backbone_weights),
@@ -199,7 +199,7 @@ class AssembledPreset:
     training: dict
 
 
-def _check_members_trained_here(member_checkpoints, summaries, segmenter_checkpoint, data_sha256):
+def _check_members_trained_here(member_checkpoints, summaries, segmenter_checkpoint, manifest_rows_sha256):
     """Refuse members trained with another segmenter (their crops) or on another manifest (its validation
     split may hold their training patients, and the preset would record the wrong ones)."""
     segmenter_sha256 = _weights_sha256(segmenter_checkpoint)
@@ -210,8 +210,8 @@ def _check_members_trained_here(member_checkpoints, summaries, segmenter_checkpo
         if trained_with is not None and trained_with != segmenter_sha256:
             raise ConfigError(f"{folder}: was trained on crops of another segmenter ({summary.get('segmenter')}), "
                               f"not {segmenter_checkpoint}'s; assemble it with that segmenter")
-        trained_on = (summary.get("data") or {}).get("sha256")
-        if trained_on is not None and trained_on != data_sha256:
+        trained_on = (summary.get("data") or {}).get("rows_sha256")  # absent before 0.4.11
+        if trained_on is not None and trained_on != manifest_rows_sha256:
             raise ConfigError(f"{folder}: was trained on another manifest ({(summary.get('data') or {}).get('manifest')}, "
                               f"sha256 {trained_on[:12]}...); fit the ensemble on the same manifest, so that its "
                               "validation split holds none of the member's training patients")
@@ -250,8 +250,7 @@ def assemble_preset(manifest, segmenter_checkpoint, member_checkpoints, out=None
         raise ConfigError(f"the members take inputs of different sizes ({'; '.join(sorted(sizes))}); an ensemble "
                           "feeds them one crop: train them at one --input-size")
     summaries = [TrainingCheckpoint(folder).read_summary() for folder in member_checkpoints]
-    _check_members_trained_here(member_checkpoints, summaries, segmenter_checkpoint,
-                                data_provenance(manifest, manifest_path)["sha256"])
+    _check_members_trained_here(member_checkpoints, summaries, segmenter_checkpoint, rows_sha256(manifest))
     class_names = tuple(_agreeing(summaries, "class_names", default_class_names(members[0].num_classes)))
     preprocessing = PreprocessingConfig.from_dict(_agreeing(summaries, "preprocessing", PreprocessingConfig().to_dict()))
     val_rows = _split(manifest, "cls", "val")

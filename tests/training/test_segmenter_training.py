@@ -118,3 +118,17 @@ def test_the_recipe_seed_fixes_the_initial_weights_too(synthetic_manifest, tmp_p
     second, other = run("b", seed=0), run("c", seed=1)
     assert all(np.array_equal(first[key], second[key]) for key in first)
     assert not all(np.array_equal(first[key], other[key]) for key in first)
+
+
+def test_a_run_resumes_whether_its_manifest_comes_as_a_path_or_as_rows(synthetic_manifest_path, tmp_path):
+    from keras_covidcxr import run_segmenter_recipe
+    from keras_covidcxr.data import read_manifest
+
+    def config(epochs):
+        return TrainingConfig(epochs=epochs, batch_size=4, workers=1, run_eagerly=True, augment=False)
+
+    run_segmenter_recipe(read_manifest(synthetic_manifest_path), tmp_path / "seg", input_size=32, filters=(4, 8),
+                         config=config(1))
+    result = run_segmenter_recipe(synthetic_manifest_path, tmp_path / "seg", input_size=32, filters=(4, 8),
+                                  config=config(2))
+    assert result.resumed_from_epoch == 1
