@@ -4,13 +4,30 @@ import dataclasses
 import math
 import numbers
 
+import numpy as np
+
 from keras_covidcxr.errors import ConfigError
 
+
+def is_flag(value):
+    """True or False (numpy's too)."""
+    return isinstance(value, (bool, np.bool_))
+
+
+def is_whole_number(value):
+    """An integer that is not a flag (True is an int to Python, not a count)."""
+    return isinstance(value, numbers.Integral) and not is_flag(value)
+
+
+def is_finite_number(value):
+    """A finite real number that is not a flag (nor a string of digits)."""
+    return isinstance(value, numbers.Real) and not is_flag(value) and math.isfinite(value)
+
+
 _KINDS = {  # a field's annotation -> (does a value fit, what to say it must be)
-    bool: (lambda v: v is True or v is False, "true or false"),
-    int: (lambda v: isinstance(v, numbers.Integral) and v is not True and v is not False, "a whole number"),
-    float: (lambda v: isinstance(v, numbers.Real) and v is not True and v is not False and math.isfinite(v),
-            "a finite number"),
+    bool: (is_flag, "true or false"),
+    int: (is_whole_number, "a whole number"),
+    float: (is_finite_number, "a finite number"),
     str: (lambda v: isinstance(v, str), "a string"),
 }
 
@@ -55,7 +72,24 @@ def check_field_types(settings, what):
 def replaced(settings, changes, what):
     """A copy of frozen-dataclass `settings` with `changes`, unknown names refused as `settings_from_dict` does."""
     values = {field.name: getattr(settings, field.name) for field in dataclasses.fields(settings)}
-    unknown = set(changes) - set(values)
-    if unknown:
-        raise ConfigError(f"unknown {what}: {sorted(unknown)}")
-    return type(settings)(**{**values, **changes})
+    return settings_from_dict(type(settings), {**values, **changes}, what)
+
+
+def setting_differences(there, here, skip=(), where=""):
+    """[(dotted key, value there, value here)] for each entry in which two JSON-like records differ, nested
+    dicts compared entry by entry; keys in `skip` are left out at any depth.
+
+    Example:
+        >>> setting_differences({"rule": {"threshold": 0.7}}, {"rule": {"threshold": 0.5}})
+        [('rule.threshold', 0.7, 0.5)]
+    """
+    differ = []
+    for key in dict.fromkeys([*there, *here]):
+        a, b = there.get(key), here.get(key)
+        if key in skip or a == b:
+            continue
+        if isinstance(a, dict) and isinstance(b, dict):
+            differ += setting_differences(a, b, skip, f"{where}{key}.")
+        else:
+            differ.append((f"{where}{key}", a, b))
+    return differ

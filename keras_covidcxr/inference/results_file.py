@@ -55,6 +55,7 @@ except ImportError:  # Windows
 
 from keras_covidcxr.errors import ConfigError
 from keras_covidcxr.io.atomic import atomic_write
+from keras_covidcxr.settings import setting_differences
 
 FORMAT_VERSION = 2
 MARKER = "covidcxr_results"
@@ -315,7 +316,7 @@ class ResultsFile:
             default = 1 if key == "tta" else None
             there, here = meta.get(key, default), self.meta.get(key, default)
             if there != here:
-                where, there, here = _first_difference(key, there, here)
+                where, there, here = setting_differences({key: there}, {key: here})[0]  # the first that differs
                 raise ConfigError(
                     f"{self.path}: holds results of another run ({where} {_short(there)} there, "
                     f"{_short(here)} here); not mixing them (choose another output file)"
@@ -357,14 +358,6 @@ def _parse_csv(line):
 
 def _one_line(text):
     return None if text is None else text.replace("\r", " ").replace("\n", " ")
-
-
-def _first_difference(key, there, here):
-    """(path, there, here) of the first entry where two settings differ, e.g. ("decision.refer", {...}, None)."""
-    while isinstance(there, dict) and isinstance(here, dict):
-        differing = [k for k in dict.fromkeys([*there, *here]) if there.get(k) != here.get(k)]
-        key, there, here = f"{key}.{differing[0]}", there.get(differing[0]), here.get(differing[0])
-    return key, there, here
 
 
 def _short(value):

@@ -13,6 +13,7 @@ from keras_covidcxr.models.pipeline.prediction_steps import PredictionSteps, set
 from keras_covidcxr.presets.checksums import sha256_of_file
 from keras_covidcxr.runtime.export_folder import EXPORT_FILE, EXPORT_VERSION, settings_sha256
 from keras_covidcxr.runtime.graph_engines import GRAPH_ENGINES, OnnxGraph
+from keras_covidcxr.settings import is_flag
 
 
 class ExportedPipeline(PredictionSteps):
@@ -39,7 +40,7 @@ class ExportedPipeline(PredictionSteps):
     def __init__(self, folder, decision_threshold=None, refer=True, check_view=False,
                  providers=("CPUExecutionProvider",)):
         for name, value in (("refer", refer), ("check_view", check_view)):
-            if not isinstance(value, (bool, np.bool_)):
+            if not is_flag(value):
                 raise ConfigError(f"{name} must be True or False, got {value!r}")
         self.folder = Path(folder)
         try:

@@ -27,6 +27,7 @@ from safetensors.numpy import load_file, save_file
 from keras_covidcxr.errors import ConfigError, PresetError
 from keras_covidcxr.io.atomic import atomic_directory, atomic_write
 from keras_covidcxr.presets import component_io
+from keras_covidcxr.settings import setting_differences
 
 STATE_FORMAT = 1
 RUN_FILE = "run.json"
@@ -95,7 +96,8 @@ class TrainingCheckpoint:
         if not resume:
             self.clear()
         elif path.is_file() and self.latest_state() is not None:
-            differ = _differences(json.loads(path.read_text()), run)
+            differ = [f"{key}: {json.dumps(a)} there, {json.dumps(b)} here"
+                      for key, a, b in setting_differences(json.loads(path.read_text()), run, RESUMABLE_SETTINGS)]
             if differ:
                 raise ConfigError(f"{self.folder}: holds a run on other data or settings ({'; '.join(differ)}); "
                                   "rerun with them to resume, or restart it (--restart, resume=False) to train anew")
@@ -176,20 +178,6 @@ class TrainingCheckpoint:
     def read_summary(self):
         path = self.folder / "summary.json"
         return json.loads(path.read_text()) if path.is_file() else None
-
-
-def _differences(there, here, where=""):
-    """"key: A there, B here" for each entry that differs between two run records."""
-    differ = []
-    for key in dict.fromkeys([*there, *here]):
-        if key in RESUMABLE_SETTINGS:
-            continue
-        a, b = there.get(key), here.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            differ += _differences(a, b, f"{where}{key}.")
-        elif a != b:
-            differ.append(f"{where}{key}: {json.dumps(a)} there, {json.dumps(b)} here")
-    return differ
 
 
 def load_checkpoint(folder):

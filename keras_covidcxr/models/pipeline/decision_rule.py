@@ -14,11 +14,11 @@ Example:
 """
 
 import dataclasses
-import numbers
 
 from keras_covidcxr.errors import ConfigError
 from keras_covidcxr.models.pipeline.calibration import ProbabilityCalibration
 from keras_covidcxr.models.pipeline.refer_rule import ReferRule
+from keras_covidcxr.settings import is_finite_number
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,7 +109,7 @@ def _rule(class_names, ensemble_threshold, member_names, vote_thresholds, thresh
     if threshold is not None:
         if not two_classes:
             raise ConfigError(f"a decision threshold needs two classes, this pipeline has {list(class_names)}")
-        if isinstance(threshold, (bool, str)) or not isinstance(threshold, numbers.Real) or not 0.0 < threshold < 1.0:
+        if not is_finite_number(threshold) or not 0.0 < threshold < 1.0:
             raise ConfigError(f"the decision threshold must be a number strictly between 0 and 1, got {threshold!r}")
         checks = refer_rule.without_band() if refer_rule is not None else None
         return DecisionRule("threshold", class_names[1], float(threshold), origin="user", calibrated=calibrated,

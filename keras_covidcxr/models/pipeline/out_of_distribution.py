@@ -17,11 +17,11 @@ Example:
 """
 
 import dataclasses
-import numbers
 
 import numpy as np
 
 from keras_covidcxr.errors import ConfigError, PresetError
+from keras_covidcxr.settings import is_whole_number
 
 FEATURES_FILE = "out_of_distribution.npz"
 
@@ -45,7 +45,7 @@ class FeatureDistanceCheck:
     quantile: float = None
 
     def __post_init__(self):
-        if isinstance(self.neighbours, bool) or not isinstance(self.neighbours, numbers.Integral) or self.neighbours < 1:
+        if not is_whole_number(self.neighbours) or self.neighbours < 1:
             raise ConfigError(f"the out-of-distribution check's neighbours must be a whole number >= 1, "
                               f"got {self.neighbours!r}")
         self.reference = _normalised(self.reference)

@@ -8,7 +8,7 @@ from the same code; each supplies only the model calls (`_segment`, `_run_ensemb
 `_add_heatmaps`).
 """
 
-import numbers
+import functools
 import os
 
 import numpy as np
@@ -29,6 +29,7 @@ from keras_covidcxr.preprocessing.model_inputs import (
 )
 from keras_covidcxr.preprocessing.preprocessing_config import PreprocessingConfig
 from keras_covidcxr.preprocessing.test_time_augmentation import check_tta, test_time_variants
+from keras_covidcxr.settings import is_flag, is_whole_number
 
 
 class PredictionSteps:
@@ -92,10 +93,10 @@ class PredictionSteps:
         tta = check_tta(tta)
         if on_error not in ("raise", "record"):
             raise ConfigError(f"on_error must be 'raise' or 'record', got {on_error!r}")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+        if not is_whole_number(batch_size) or batch_size < 1:
             raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
         batch_size = int(batch_size)
-        if not isinstance(strict, (bool, np.bool_)):
+        if not is_flag(strict):
             raise ConfigError(f"strict must be True or False, got {strict!r}")
         explain = self._explain_target(explain)
         if images is None:
@@ -111,6 +112,12 @@ class PredictionSteps:
             results.extend(self._predict_chunk(chunk, start, batch_size, on_error, explain, strict, tta))
         return results
 
+    @functools.cached_property
+    def _refer_rule_in_force(self):
+        """The refer rule the decision rule applies: the preset's, without its band under a user's threshold,
+        none with --no-refer (a pipeline's settings never change: `with_*` makes a new one)."""
+        return ReferRule.from_dict(self.decision_rule.refer) if self.decision_rule.refer else None
+
     def _explain_target(self, explain):
         """False, True (the predicted class) or a class name, checked before any image is read."""
         if explain is None or explain is False:
@@ -119,9 +126,7 @@ class PredictionSteps:
             target = True
         elif isinstance(explain, str) and explain in self.class_names:
             target = explain
-        elif isinstance(explain, numbers.Integral) and not isinstance(explain, (bool, np.bool_)) and (
-            0 <= explain < len(self.class_names)
-        ):
+        elif is_whole_number(explain) and 0 <= explain < len(self.class_names):
             target = self.class_names[int(explain)]
         else:
             raise ConfigError(f"explain={explain!r}: give True (the predicted class), a class name or its index; "
@@ -265,8 +270,7 @@ class PredictionSteps:
             check = self.out_of_distribution
             flagged = distance > check.threshold
             result.out_of_distribution = {"distance": distance, "threshold": check.threshold, "flagged": flagged}
-        refer = self.decision_rule.refer and ReferRule.from_dict(self.decision_rule.refer)  # no band with a user
-        # threshold; none with --no-refer
+        refer = self._refer_rule_in_force
         failed_checks = fails_input_checks(result.warnings)
         if refer is not None and refer.refers(calibrated[1], result.uncertainty["member_spread"], flagged,
                                               failed_checks):
