@@ -60,10 +60,12 @@ def reliability_curve(outcomes, confidences, n_bins=10):
     confidences = np.asarray(confidences, np.float64).reshape(-1)
     if outcomes.shape != confidences.shape:
         raise ConfigError(f"{outcomes.size} outcomes but {confidences.size} confidences")
-    if confidences.size and (confidences.min() < 0 or confidences.max() > 1):
-        raise ConfigError("confidences must lie in [0, 1]")
+    if not np.all((confidences >= 0) & (confidences <= 1)):  # NaN fails too
+        raise ConfigError("confidences must be numbers in [0, 1]")
+    if not np.isin(outcomes, (0, 1)).all():
+        raise ConfigError("outcomes must be 0 or 1 (the event happened or not)")
     edges = np.linspace(0.0, 1.0, int(n_bins) + 1)
-    bins = np.clip((confidences * n_bins).astype(np.int64), 0, n_bins - 1)
+    bins = np.clip(np.searchsorted(edges, confidences, side="right") - 1, 0, n_bins - 1)  # [edge i, edge i+1)
     counts = np.bincount(bins, minlength=n_bins)
     with np.errstate(divide="ignore", invalid="ignore"):
         mean_confidence = np.bincount(bins, confidences, minlength=n_bins) / counts

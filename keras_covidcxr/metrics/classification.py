@@ -15,6 +15,8 @@ A ratio with a zero denominator is NaN (undefined), never a silent 0. `overall` 
 and, for two classes, the positive class's values (`class_names[1]` unless `positive_class` says
 otherwise: "COVID-19 sensitivity" as the paper reports it); for three or more classes the macro
 average over classes (AUC: macro one-vs-rest, as scikit-learn's `roc_auc_score(multi_class="ovr")`).
+A macro average leaves out the classes where a value is undefined (no image of the class, or none
+predicted for PPV), as scikit-learn's `zero_division=np.nan` does, where scikit-learn's AUC refuses.
 
 The values are computed with numpy (fast enough for 1,000 bootstrap resamples); the tests check
 each against scikit-learn.
@@ -34,7 +36,7 @@ import dataclasses
 import numpy as np
 
 from keras_covidcxr.errors import ConfigError
-from keras_covidcxr.metrics.inputs import check_class_names, check_inputs
+from keras_covidcxr.metrics.inputs import check_binary, check_class_names, check_inputs
 
 PER_CLASS_METRICS = ("sensitivity", "specificity", "ppv", "npv", "f1", "auc")
 OVERALL_METRICS = ("accuracy", *PER_CLASS_METRICS)
@@ -60,6 +62,13 @@ def confusion_matrix(labels, predictions, n_classes):
     """(n_classes, n_classes) counts; row = true class, column = predicted class (as scikit-learn)."""
     labels = np.asarray(labels, np.int64)
     predictions = np.asarray(predictions, np.int64)
+    if labels.ndim != 1 or predictions.shape != labels.shape:
+        raise ConfigError(f"need 1-D labels and predictions of one length, got shapes {labels.shape} and "
+                          f"{predictions.shape}")
+    for name, values in (("label", labels), ("prediction", predictions)):
+        outside = values[(values < 0) | (values >= n_classes)]
+        if outside.size:
+            raise ConfigError(f"{name} {outside[0]} is outside 0..{n_classes - 1}")
     return np.bincount(labels * n_classes + predictions, minlength=n_classes * n_classes).reshape(
         n_classes, n_classes
     )
@@ -67,8 +76,7 @@ def confusion_matrix(labels, predictions, n_classes):
 
 def binary_auc(is_positive, scores):
     """Area under the ROC curve (Mann-Whitney U / (n_pos * n_neg), ties count half); NaN if one class."""
-    is_positive = np.asarray(is_positive, bool)
-    scores = np.asarray(scores, np.float64)
+    is_positive, scores = check_binary(is_positive, scores)
     n_pos = int(is_positive.sum())
     n_neg = is_positive.size - n_pos
     if n_pos == 0 or n_neg == 0:
@@ -85,8 +93,11 @@ def binary_auc(is_positive, scores):
 
 
 def predict_labels(probs, threshold=None):
-    """Predicted class indices: argmax, or for two classes `probs[:, 1] >= threshold` when given."""
+    """Predicted class indices: for two classes `probs[:, 1] >= threshold` (default 0.5, so an even 0.5
+    calls class 1, as every threshold here is inclusive), otherwise the argmax."""
     probs = np.asarray(probs, np.float64)
+    if threshold is None and probs.shape[1] == 2:
+        threshold = 0.5
     if threshold is None:
         return probs.argmax(axis=1)
     if probs.shape[1] != 2:

@@ -40,7 +40,11 @@ def patient_kfold_indices(y_true, groups, k=5, seed=0):
     splitter = StratifiedGroupKFold(n_splits=int(k), shuffle=True, random_state=seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # a rare class cannot fill every fold
-        return [(train, test) for train, test in splitter.split(np.zeros(len(y_true)), y_true, groups)]
+        try:
+            return [(train, test) for train, test in splitter.split(np.zeros(len(y_true)), y_true, groups)]
+        except ValueError as error:  # every class smaller than k
+            raise ConfigError(f"k={k}: cannot stratify {len(y_true)} samples into {k} folds ({error}); use fewer "
+                              "folds") from None
 
 
 @dataclasses.dataclass

@@ -70,6 +70,24 @@ def check_inputs(y_true, y_prob, class_names):
     return labels, probs
 
 
+def check_binary(is_positive, scores):
+    """(is_positive as bool, scores as float64) of a two-class metric, 1-D and of one length.
+
+    `is_positive` holds booleans or 0/1 (class names would all read as True: map them first,
+    e.g. with `one_vs_rest`); `scores` are finite.
+    """
+    truth = np.asarray(is_positive)
+    scores = np.asarray(scores, np.float64)
+    if truth.ndim != 1 or scores.shape != truth.shape:
+        raise ConfigError(f"need 1-D labels and scores of one length, got shapes {truth.shape} and {scores.shape}")
+    if truth.dtype.kind not in "biuf" or not np.isin(truth, (0, 1)).all():
+        raise ConfigError(f"labels must be True/False or 1/0 (the positive class or not), got {truth[:3].tolist()}...; "
+                          "map class names first (`one_vs_rest`)")
+    if not np.isfinite(scores).all():
+        raise ConfigError(f"{int((~np.isfinite(scores)).sum())} scores are NaN or infinite")
+    return truth.astype(bool), scores
+
+
 def check_groups(groups, n):
     """Per-sample group ids (e.g. patient ids) as an array; None means every sample is its own group."""
     if groups is None:
@@ -77,4 +95,8 @@ def check_groups(groups, n):
     groups = np.asarray(groups)
     if groups.shape != (n,):
         raise ConfigError(f"groups has shape {groups.shape}; expected ({n},), one id per sample")
+    missing = [i for i, group in enumerate(groups.tolist()) if group is None or group != group]  # None or NaN
+    if missing:
+        raise ConfigError(f"{len(missing)} samples have no group id (None or NaN), the first at position "
+                          f"{missing[0]}; give each its patient's id")
     return groups

@@ -103,6 +103,7 @@ def evaluate_models(
     n_bins=10,
     operating_class=None,
     decision_thresholds=None,
+    vote_sets=(),
 ):
     """The report's content as a JSON-ready dict (see `write_report` for the arguments)."""
     names = check_class_names(class_names)
@@ -157,7 +158,9 @@ def evaluate_models(
             "confusion_matrix": point.confusion_matrix.tolist(),
             "calibration": {**curve.to_dict(), "brier_score": brier_score(labels, probs, names)},
         }
-        if threshold_class is not None:
+        if model in vote_sets:  # shares of votes: no calibration to speak of, no thresholds between vote counts
+            entry["scores_are_votes"] = True
+        elif threshold_class is not None:
             column = names.index(threshold_class)
             entry["operating_points"] = _operating_points(labels == column, probs[:, column])
         for key, values in (("by_source", sources), ("by_view", views)):
@@ -185,6 +188,8 @@ def _format(metric, cell):
         return "n/a"
     if metric == "auc":
         text = f"{value:.3f}"
+        if low is not None and low == high == value and value in (0.0, 1.0):  # resampling cannot move it
+            return text + " [no interval: perfect on every resample, however few the films]"
         return text + (f" [{low:.3f}, {high:.3f}]" if low is not None else "")
     text = f"{100 * value:.2f}%"
     return text + (f" [{100 * low:.1f}, {100 * high:.1f}]" if low is not None else "")
@@ -216,7 +221,7 @@ def _metric_table(rows, metrics):
 
 def _group_table(results, key):
     lines = [
-        "| Model | group | n | " + " | ".join(METRIC_TITLES[m] for m in OVERALL_METRICS) + " |",
+        "| Model | group | n (per class) | " + " | ".join(METRIC_TITLES[m] for m in OVERALL_METRICS) + " |",
         "|---|---|---|" + "---|" * len(OVERALL_METRICS),
     ]
     one_class_groups = False
@@ -229,7 +234,8 @@ def _group_table(results, key):
                 values.update(ppv=None, npv=None, f1=None)
                 one_class_groups = True
             cells = [_format(m, {"value": values[m], "ci": [None, None]}) for m in OVERALL_METRICS]
-            lines.append(f"| {model} | {group} | {result['n']} | " + " | ".join(cells) + " |")
+            classes = ", ".join(f"{count} {name}" for name, count in result["support"].items())
+            lines.append(f"| {model} | {group} | {result['n']} ({classes}) | " + " | ".join(cells) + " |")
     if one_class_groups:
         lines += ["", "A group with films of one class only has no PPV, NPV, F1 or AUC of its own (n/a); "
                       "its accuracy is its sensitivity or specificity."]
@@ -297,6 +303,9 @@ def render_markdown(results, title="Evaluation report", figures=None):
     lines += ["## Calibration (top-label ECE, equal-width bins; Brier score)", "", "| Model | ECE | Brier |",
               "|---|---|---|"]
     for model, entry in results["models"].items():
+        if entry.get("scores_are_votes"):
+            lines.append(f"| {model} | n/a (shares of votes, not probabilities) | n/a |")
+            continue
         ece, brier = entry["calibration"]["expected_calibration_error"], entry["calibration"].get("brier_score")
         lines.append(f"| {model} | {'n/a' if ece is None else f'{ece:.3f}'} | "
                      f"{'n/a' if brier is None else f'{brier:.3f}'} |")
@@ -317,6 +326,9 @@ def render_markdown(results, title="Evaluation report", figures=None):
         ]
         for model, entry in results["models"].items():
             points = entry.get("operating_points")
+            if entry.get("scores_are_votes"):
+                lines.append(f"| {model} | n/a (votes) | | | n/a (votes) | | |")
+                continue
             if not points:
                 lines.append(f"| {model} | n/a | | | n/a | | |")
                 continue
@@ -377,6 +389,7 @@ def write_report(
     sections=None,
     overwrite=False,
     decision_thresholds=None,
+    vote_sets=(),
 ):
     """Evaluate `scores` and write report.json, report.md and PNG plots into `out_dir`, atomically.
 
@@ -401,6 +414,9 @@ def write_report(
             which that model labels the positive class (its operating threshold); hard-label
             metrics of the other models use the most probable class. Each model's rule is in
             report.json ("decision_rule") and in report.md.
+        vote_sets: names of score sets that are shares of the members' votes (a majority vote), not
+            probabilities: they get no calibration figures and no operating thresholds
+            (report.json marks them "scores_are_votes").
 
     Returns:
         `WrittenReport`.
@@ -419,6 +435,7 @@ def write_report(
         n_bins,
         operating_class,
         decision_thresholds,
+        vote_sets,
     )
     sections = sections or {}
     results.update({key: section.data for key, section in sections.items()})
@@ -525,7 +542,7 @@ def _write_figures(folder, figures, results, scores, y_true, class_names):
             n_bins = len(next(iter(results["models"].values()))["calibration"]["counts"])
             curves = {
                 model: reliability_curve(probs.argmax(axis=1) == labels, probs.max(axis=1), n_bins)
-                for model, (labels, probs) in checked.items()
+                for model, (labels, probs) in checked.items() if not results["models"][model].get("scores_are_votes")
             }
             figure = plot_reliability(curves)
         save_figure(figure, folder / file_name)

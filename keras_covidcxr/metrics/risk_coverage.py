@@ -13,17 +13,26 @@ Example:
 
 import numpy as np
 
+from keras_covidcxr.errors import ConfigError
+from keras_covidcxr.metrics.inputs import check_binary
+
 
 def risk_coverage_curve(positive, labels, threshold):
-    """{"coverage", "risk"} arrays, from the most confident image alone to all images."""
-    positive = np.clip(np.asarray(positive, "float64"), 1e-7, 1 - 1e-7)
-    labels = np.asarray(labels).astype(bool)
-    logit = np.log(positive / (1 - positive))
-    centre = np.log(threshold / (1 - threshold))
-    order = np.argsort(-np.abs(logit - centre), kind="stable")
+    """{"coverage", "risk"} arrays, one point per image, from the most confident image alone to all.
+
+    `labels` are True/False or 1/0 (the positive class or not). Images equally far from the threshold
+    are answered together (their points share the group's coverage and risk), so the curve does not
+    depend on the images' order.
+    """
+    labels, positive = check_binary(labels, positive)
+    if not 0.0 < threshold < 1.0:
+        raise ConfigError(f"threshold {threshold!r} must lie strictly between 0 and 1")
+    clipped = np.clip(positive, 1e-7, 1 - 1e-7)  # finite logits for 0 and 1
+    distance = np.abs(np.log(clipped / (1 - clipped)) - np.log(threshold / (1 - threshold)))
+    order = np.argsort(-distance, kind="stable")
     wrong = ((positive >= threshold) != labels)[order]
-    answered = np.arange(1, len(order) + 1)
-    return {"coverage": answered / len(order), "risk": np.cumsum(wrong) / answered}
+    group_end = np.searchsorted(-distance[order], -distance[order], side="right")  # answered with its ties
+    return {"coverage": group_end / len(order), "risk": np.cumsum(wrong)[group_end - 1] / group_end}
 
 
 def area_under_risk_coverage(curve):

@@ -20,7 +20,7 @@ import dataclasses
 import numpy as np
 
 from keras_covidcxr.errors import ConfigError
-from keras_covidcxr.metrics.inputs import check_class_names, check_inputs
+from keras_covidcxr.metrics.inputs import check_binary, check_class_names, check_inputs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,10 +48,10 @@ def one_vs_rest(y_true, y_prob, class_names, positive_class):
 def _roc(is_positive, scores):
     from sklearn.metrics import roc_curve
 
-    is_positive = np.asarray(is_positive, bool)
+    is_positive, scores = check_binary(is_positive, scores)
     if is_positive.all() or not is_positive.any():
         raise ConfigError("an operating threshold needs both positive and negative samples")
-    fpr, tpr, thresholds = roc_curve(is_positive, np.asarray(scores, np.float64), drop_intermediate=False)
+    fpr, tpr, thresholds = roc_curve(is_positive, scores, drop_intermediate=False)
     keep = np.isfinite(thresholds)  # the first point (threshold = inf) calls nothing positive
     return fpr[keep], tpr[keep], thresholds[keep]
 
@@ -59,7 +59,7 @@ def _roc(is_positive, scores):
 def youden_threshold(is_positive, scores):
     """The threshold maximising sensitivity + specificity - 1 (the highest one among ties)."""
     fpr, tpr, thresholds = _roc(is_positive, scores)
-    best = int(np.argmax(tpr - fpr))  # thresholds decrease along the curve: first max = highest
+    best = _first_best(tpr - fpr)
     return OperatingPoint(float(thresholds[best]), float(tpr[best]), float(1.0 - fpr[best]))
 
 
@@ -81,6 +81,11 @@ def threshold_for_targets(is_positive, scores, sensitivity=0.80, specificity=0.7
         if not 0 < target <= 1:
             raise ConfigError(f"target {name} {target!r} must be in (0, 1]")
     fpr, tpr, thresholds = _roc(is_positive, scores)
-    margin = np.minimum(tpr - sensitivity, (1.0 - fpr) - specificity)
-    best = int(np.argmax(margin))
+    best = _first_best(np.minimum(tpr - sensitivity, (1.0 - fpr) - specificity))
     return OperatingPoint(float(thresholds[best]), float(tpr[best]), float(1.0 - fpr[best]))
+
+
+def _first_best(values):
+    """The first index whose value is the largest; values equal but for rounding (1/3 as 0.333...33 and
+    0.333...37) count as tied. Thresholds decrease along the curve, so the first is the highest."""
+    return int(np.flatnonzero(values >= values.max() - 1e-9)[0])

@@ -217,3 +217,12 @@ def test_a_perfect_rate_gets_a_wilson_interval_not_a_collapsed_percentile_one():
     assert overall["specificity"]["ci"] == pytest.approx([0.566, 1.0], abs=1e-3)  # on 5 films: wider
     assert overall["accuracy"]["ci"][0] == pytest.approx(0.839, abs=1e-3)
     assert overall["auc"]["ci"] == [1.0, 1.0]  # not a proportion of films: left as the bootstrap gives it
+
+
+def test_a_perfect_auc_is_not_shown_with_a_collapsed_interval(tmp_path):
+    truth = ["covid"] * 6 + ["non_covid"] * 4
+    p_covid = np.r_[np.full(6, 0.9), np.full(4, 0.1)]
+    write_report(tmp_path / "r", {"m": p_covid}, truth, ["non_covid", "covid"], groups=np.arange(10), n_resamples=20)
+    markdown = (tmp_path / "r" / "report.md").read_text()
+    assert "1.000 [no interval: perfect on every resample, however few the films]" in markdown
+    assert "[1.000, 1.000]" not in markdown

@@ -107,9 +107,13 @@ def fit_calibration(probabilities, labels, method=None):
             backwards (a negative slope).
     """
     probabilities = np.clip(np.asarray(probabilities, "float64"), _EPSILON, 1.0 - _EPSILON)
-    labels = np.asarray(labels).astype(int).reshape(-1)
+    labels = np.asarray(labels).reshape(-1)
     if probabilities.ndim != 2 or len(probabilities) != len(labels):
         raise ConfigError(f"need (n, classes) probabilities and n labels, got {probabilities.shape} and {labels.shape}")
+    if labels.dtype.kind not in "biu" or not np.isin(labels, np.arange(probabilities.shape[1])).all():
+        raise ConfigError(f"labels must be class indices 0..{probabilities.shape[1] - 1}, got "
+                          f"{sorted(set(labels.tolist()), key=str)[:5]}")
+    labels = labels.astype(int)
     if len(np.unique(labels)) < 2:
         raise ConfigError(f"calibration needs both classes among its {len(labels)} images")
     method = method or ("platt" if probabilities.shape[1] == 2 else "temperature")

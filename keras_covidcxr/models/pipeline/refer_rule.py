@@ -21,6 +21,7 @@ import dataclasses
 import numpy as np
 
 from keras_covidcxr.errors import ConfigError
+from keras_covidcxr.metrics.inputs import check_binary
 from keras_covidcxr.settings import settings_from_dict
 
 # Warnings that say the film or its lung mask is not what the classifiers were built for: a mask of
@@ -125,7 +126,7 @@ def answered_metrics(positive, labels, threshold, referred):
     scores, `referred` a boolean mask. Sensitivity or specificity is NaN without answered images
     of that class.
     """
-    positive, labels = np.asarray(positive, "float64"), np.asarray(labels).astype(bool)
+    labels, positive = check_binary(labels, positive)
     answered = ~np.asarray(referred, bool)
     predicted = positive >= threshold
     with np.errstate(invalid="ignore"):
