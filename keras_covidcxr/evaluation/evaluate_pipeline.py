@@ -10,6 +10,7 @@ from keras_covidcxr.data.class_names import class_name_for
 from keras_covidcxr.data.manifest import read_manifest
 from keras_covidcxr.evaluation.split_rows import rows_to_score
 from keras_covidcxr.io.atomic import atomic_write
+from keras_covidcxr.metrics.bootstrap import percentile_interval, resample_patients
 from keras_covidcxr.metrics.classification import binary_auc
 from keras_covidcxr.metrics.report import ReportSection, write_report
 from keras_covidcxr.models.ensemble.majority_vote_ensemble import MajorityVoteEnsemble
@@ -35,6 +36,14 @@ class Evaluation:
     shortcut_probe: dict = dataclasses.field(default_factory=dict)  # the probe's data (see `evaluate_pipeline`)
     training_overlap: dict | None = None  # images and patients shared with the classifiers' training data
     refer: dict | None = None  # the refer rule's coverage and metrics (see `evaluate_pipeline`)
+    ensemble_key: str = "weighted_average"  # the pipeline's own score set among `auc` and the probe's
+
+    @property
+    def shortcut_possible(self):
+        """The pipeline's own ensemble, below the verdict's AUC without lungs, still ranks above chance there
+        (its 95% interval excludes 0.5)."""
+        entry = self.shortcut_probe.get("score_sets", {}).get(self.ensemble_key, {})
+        return not self.shortcut_suspected and bool(entry.get("above_chance_without_lungs"))
 
 
 def training_overlap(pipeline, rows):
@@ -134,16 +143,16 @@ def evaluate_pipeline(
         refer = _refer_summary(rule, own, is_positive[pick], referred)
         sections["refer"] = ReportSection("Refer rule", refer, _refer_markdown(refer, rule))
     if shortcut_probe:
-        probe = _shortcut_probe(pipeline, paths, is_positive, positive, batch_size, (kept, scores))
+        probe = _shortcut_probe(pipeline, paths, is_positive, positive, batch_size, (kept, scores),
+                                [row.patient_id for row in rows], n_resamples)
         sections["shortcut_probe"] = ReportSection("Shortcut probe", probe, _probe_markdown(probe, ensemble_key))
     written = write_report(
         out_dir, scores, [truth[i] for i in pick], list(names), n_resamples=n_resamples,
         operating_class=names[positive], sections=sections,
-        title=f"Evaluation on the {split} split" + (f" ({len(failed)} of its {len(rows)} images not scored: see "
-                                                     "'Images not scored')" if failed else ""),
+        title=_title(split, len(rows), failed, overlap),
         overwrite=overwrite, groups=[rows[i].patient_id for i in pick],
         sources=[rows[i].source or "unknown" for i in pick], views=[rows[i].view for i in pick],
-        decision_thresholds=_decision_thresholds(pipeline, ensemble_key),
+        decision_thresholds=_decision_thresholds(pipeline, ensemble_key), vote_sets=("majority_vote",),
     )
     positive_scores = {name: s[:, positive] for name, s in scores.items()}
     kept_paths = [paths[i] for i in pick]
@@ -154,7 +163,16 @@ def evaluate_pipeline(
                             _decision_thresholds(pipeline, ensemble_key), refer)
     suspected = bool(probe and probe["score_sets"][ensemble_key]["shortcut_suspected"])
     return Evaluation(written.directory, len(kept), failed, auc, suspected, kept_paths, positive_scores, probe,
-                      overlap, refer)
+                      overlap, refer, ensemble_key)
+
+
+def _title(split, n_rows, failed, overlap):
+    """The report's title, with what a reader must know before any figure: images left out, training films."""
+    notes = [f"{len(failed)} of its {n_rows} images not scored: see 'Images not scored'"] if failed else []
+    if overlap and overlap["images"]:
+        notes.append(f"{overlap['images']} of {overlap['of_images']} scored images from patients the preset was "
+                     "trained on: optimistic, see 'Overlap with the training data'")
+    return f"Evaluation on the {split} split" + (f" ({'; '.join(notes)})" if notes else "")
 
 
 def _refer_summary(rule, calibrated_positive, is_positive, referred):
@@ -207,8 +225,9 @@ def _decision_thresholds(pipeline, ensemble_key):
     return thresholds
 
 
-def _shortcut_probe(pipeline, paths, is_positive, positive, batch_size, scored):
-    """AUC of every score set with the lungs only and with the lungs removed, on the images both passes kept.
+def _shortcut_probe(pipeline, paths, is_positive, positive, batch_size, scored, patients, n_resamples):
+    """AUC of every score set with the lungs only and with the lungs removed, on the images both passes kept,
+    the latter with a 95% patient-bootstrap interval.
 
     `scored` is the (kept, scores) of `pipeline` itself, reused when it already masks the lungs only.
     """
@@ -222,15 +241,23 @@ def _shortcut_probe(pipeline, paths, is_positive, positive, batch_size, scored):
             scores.pop(PREDICTED)
         passes[tag] = ({index: row for row, index in enumerate(kept)}, scores)
     common = sorted(set(passes["lungs_only"][0]) & set(passes["lungs_removed"][0]))
+    truth = is_positive[common]
+    resamples = list(resample_patients([patients[i] for i in common], n_resamples)) if common else []
     score_sets = {}
     for name in passes["lungs_only"][1]:
         aucs = {}
         for tag, (row_of, scores) in passes.items():
             values = scores[name][[row_of[i] for i in common], positive]
-            auc = float(binary_auc(is_positive[common], values)) if common else float("nan")
+            auc = float(binary_auc(truth, values)) if common else float("nan")
             aucs[f"auc_{tag}"] = auc if np.isfinite(auc) else None  # None: one class only, AUC undefined
         removed = aucs["auc_lungs_removed"]
+        row_of, scores = passes["lungs_removed"]
+        values = scores[name][[row_of[i] for i in common], positive]
+        low, high = percentile_interval([binary_auc(truth[pick], values[pick]) for pick in resamples])
+        aucs["auc_lungs_removed_ci"] = None if removed is None or not np.isfinite(low) else [low, high]
         aucs["shortcut_suspected"] = None if removed is None else bool(removed >= SHORTCUT_AUC)
+        # below the threshold, but chance (0.5) outside the interval: the scores still read something there
+        aucs["above_chance_without_lungs"] = None if aucs["auc_lungs_removed_ci"] is None else bool(low > 0.5)
         score_sets[name] = aucs
     return {"threshold_auc": SHORTCUT_AUC, "n_images": len(common), "score_sets": score_sets}
 
@@ -240,26 +267,39 @@ def _probe_markdown(probe, ensemble_key):
         f"Every score set rescored on the same {probe['n_images']} images with the lungs only (hard lung mask) "
         f"and with the lungs blacked out. Without lungs a model should be near chance (AUC 0.5); one that still "
         f"reaches AUC {probe['threshold_auc']:.2f} reads something outside the lungs: markers, devices, the view, "
-        "the hospital.",
+        "the hospital. Below that, an interval (95%, patients resampled) above 0.5 says it still reads something "
+        "there.",
         "",
-        "| Scores | AUC lungs only | AUC lungs removed | Shortcut suspected |",
+        "| Scores | AUC lungs only | AUC lungs removed [95% CI] | Shortcut suspected |",
         "|---|---|---|---|",
     ]
     for name, entry in probe["score_sets"].items():
-        only, removed, suspected = entry["auc_lungs_only"], entry["auc_lungs_removed"], entry["shortcut_suspected"]
-        lines.append(
-            f"| {name} | {'n/a' if only is None else f'{only:.3f}'} | {'n/a' if removed is None else f'{removed:.3f}'}"
-            f" | {'n/a' if suspected is None else '**yes**' if suspected else 'no'} |"
-        )
+        only, removed, interval = entry["auc_lungs_only"], entry["auc_lungs_removed"], entry["auc_lungs_removed_ci"]
+        removed_text = "n/a" if removed is None else f"{removed:.3f}" + (
+            f" [{interval[0]:.3f}, {interval[1]:.3f}]" if interval else "")
+        lines.append(f"| {name} | {'n/a' if only is None else f'{only:.3f}'} | {removed_text} | {_verdict(entry)} |")
     suspected = [name for name, entry in probe["score_sets"].items() if entry["shortcut_suspected"]]
+    above_chance = [name for name, entry in probe["score_sets"].items()
+                    if not entry["shortcut_suspected"] and entry["above_chance_without_lungs"]]
     lines.append("")
     if suspected:
         lines.append(f"**Shortcut suspected for {', '.join(suspected)}.** Their scores do not rest on the lungs alone.")
     else:
         lines.append(f"No score set reaches AUC {probe['threshold_auc']:.2f} without the lungs.")
-    if ensemble_key in suspected:
+    if above_chance:
+        lines.append(f"**{', '.join(above_chance)} still rank{'s' if len(above_chance) == 1 else ''} the films above "
+                     "chance without the lungs** (the interval excludes 0.5): part of their signal lies outside them.")
+    if ensemble_key in suspected + above_chance:
         lines.append(f"This includes the preset's own ensemble ({ensemble_key}).")
     return lines
+
+
+def _verdict(entry):
+    if entry["shortcut_suspected"] is None:
+        return "n/a"
+    if entry["shortcut_suspected"]:
+        return "**yes**"
+    return "possible: above chance" if entry["above_chance_without_lungs"] else "no"
 
 
 def _write_scores_csv(path, image_paths, rows, predicted, positive_scores):

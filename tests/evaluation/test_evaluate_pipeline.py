@@ -55,6 +55,43 @@ def test_every_member_both_ensembles_and_the_probe_are_scored(loaded_pipeline, m
     assert evaluation.shortcut_suspected == probe["score_sets"]["weighted_average"]["shortcut_suspected"]
     markdown = (tmp_path / "report" / "report.md").read_text()
     assert "## Shortcut probe" in markdown and markdown.count("weighted_average") >= 3
+    # the majority vote's "scores" are shares of votes: no calibration figures, no thresholds between vote counts
+    assert report["models"]["majority_vote"]["scores_are_votes"] and "operating_points" not in report["models"]["majority_vote"]
+    assert "| majority_vote | n/a (shares of votes, not probabilities) | n/a |" in markdown
+    assert "| majority_vote | n/a (votes) |" in markdown and "| weighted_average | n/a (votes)" not in markdown
+
+
+def test_a_model_below_the_threshold_but_above_chance_without_lungs_is_reported_with_its_interval(
+        loaded_pipeline, preset_dir, manifest_path, tmp_path, monkeypatch, fast_cli):
+    # Without lungs the covid images score as high as one other image and above the rest (AUC 0.9375 on 4
+    # covid, 8 not), below a strict verdict threshold: the interval says it still reads something there.
+    real_score = evaluate_module._score
+    manifest = read_manifest(manifest_path)
+    covid = [row.label == "covid" for row in manifest.filter(task="cls", split="test")]
+    scored_high = {i for i, is_covid in enumerate(covid) if is_covid} | {covid.index(False)}
+    monkeypatch.setattr(evaluate_module, "SHORTCUT_AUC", 0.99)
+
+    def score(pipeline, paths, batch_size):
+        kept, scores, failed = real_score(pipeline, paths, batch_size)
+        signal = np.array([0.9 if i in scored_high else 0.1 for i in kept])
+        if pipeline.preprocessing.masking == "lungs_removed":
+            scores = {name: np.stack([1 - signal, signal], axis=1) for name in scores}
+        return kept, scores, failed
+
+    monkeypatch.setattr(evaluate_module, "_score", score)
+    evaluation = evaluate_pipeline(loaded_pipeline, manifest, tmp_path / "r", n_resamples=200)
+    entry = evaluation.shortcut_probe["score_sets"]["weighted_average"]
+    assert not entry["shortcut_suspected"] and entry["above_chance_without_lungs"] and evaluation.shortcut_possible
+    low, high = entry["auc_lungs_removed_ci"]
+    assert 0.5 < low <= entry["auc_lungs_removed"] == 0.9375 <= high <= 1.0
+    markdown = " ".join((tmp_path / "r" / "report.md").read_text().split())
+    assert f"| 0.938 [{low:.3f}, {high:.3f}] | possible: above chance |" in markdown
+    assert "still rank the films above chance without the lungs** (the interval excludes 0.5)" in markdown
+    assert "This includes the preset's own ensemble (weighted_average)." in markdown
+    result = CliRunner().invoke(app, ["evaluate", str(preset_dir), str(manifest_path), "--out", str(tmp_path / "cli"),
+                                      "--resamples", "200"])
+    assert "Possible shortcut: with the lungs blacked out the ensemble still ranks the films above chance (AUC " \
+        "0.938, 95% CI" in " ".join(result.stdout.split())
 
 
 def test_the_report_says_when_a_model_scores_well_without_lungs(loaded_pipeline, manifest_path, tmp_path, monkeypatch):
@@ -151,7 +188,11 @@ def test_evaluate_says_how_much_of_the_data_the_preset_was_trained_on(loaded_pip
     assert evaluation.training_overlap == {"images": 4, "patients": 2, "of_images": 12}
     report = json.loads((tmp_path / "r" / "report.json").read_text())
     assert report["training_overlap"] == evaluation.training_overlap
-    assert "these metrics are optimistic" in (tmp_path / "r" / "report.md").read_text()
+    markdown = (tmp_path / "r" / "report.md").read_text()
+    assert "these metrics are optimistic" in markdown
+    assert ("4 of 12 scored images from patients the preset was trained on: optimistic, see 'Overlap with the "
+            "training data'") in markdown.splitlines()[0]  # where the report is read first
+    assert "| PA | 6 (4 non_covid, 2 covid) |" in markdown  # the groups' classes beside their rates
     unrecorded = loaded_pipeline
     assert evaluate_pipeline(unrecorded, read_manifest(manifest_path), tmp_path / "s", n_resamples=10,
                              shortcut_probe=False).training_overlap is None
