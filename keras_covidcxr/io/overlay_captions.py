@@ -10,6 +10,8 @@ Example:
 import os
 from pathlib import Path
 
+import numpy as np
+
 DISCLAIMER = "Research use only, not for diagnosis."
 
 
@@ -59,13 +61,60 @@ def gradcam_caption(result):
     if summary:
         lines.append("; ".join(summary))
     if len(members) > 1:
+        votes_at = (getattr(result, "decision", None) or {}).get("member_thresholds") or {}
+        positive = (result.decision or {}).get("positive_class")
         lines += [
             f"Member {name}: p({target}) = {member['probabilities'][target]:.3f}"
             + (" uncalibrated" if calibrated else "") + f", votes {member['label']}"
+            + (f" (votes {positive} at p({positive}) >= {votes_at[name]:.3f})" if name in votes_at else "")
             for name, member in result.members.items()
         ]
-    lines.append("Magenta line: lung mask edge. Colour opacity grows with relevance. " + DISCLAIMER)
+    views = (getattr(result, "uncertainty", None) or {}).get("tta") or 1
+    if views > 1:
+        lines.append(f"Probabilities averaged over {views} test-time views (spread {result.uncertainty['tta_spread']:.3f}); "
+                     "the heatmap is of the film as given.")
+    where = relevance_in_lungs(result)
+    if where is not None:
+        doubts = [*(["it does not single out the lungs"] if where["share"] <= where["covered"] + 0.05 else []),
+                  *(["its hottest spot lies outside them"] if where["hottest_inside"] < 0.5 else [])]
+        lines.append(f"Relevance inside the lung mask: {where['share']:.0%} of the map's total (the mask covers "
+                     f"{where['covered']:.0%} of the {where['region']})"
+                     + (f"; {' and '.join(doubts)}: read the map with care" if doubts else "") + ".")
+    lines.append("Magenta line: lung mask edge. Colour and opacity: relevance relative to this film's hottest point "
+                 "(maps of different films are not comparable)"
+                 + ("; nothing is computed outside the lung box the model reads" if result.crop_box else "")
+                 + ". " + DISCLAIMER)
     return lines
+
+
+def relevance_in_lungs(result, hot=0.9):
+    """Where a result's heatmap lies against its lung mask, or None without both.
+
+    {"share": the heatmap's total inside the mask, "covered": the share of the region the mask
+    covers, "hottest_inside": the share of the hottest pixels (at least `hot` x the maximum) inside
+    the mask, "region": "lung box" (the box the model read) or "image"}.
+
+    Example:
+        >>> import numpy as np
+        >>> from keras_covidcxr.models.pipeline.pipeline_result import PipelineResult
+        >>> mask = np.zeros((4, 4), bool); mask[:, :2] = True
+        >>> heatmap = np.zeros((4, 4)); heatmap[:, 0] = 0.5; heatmap[:, 3] = 1.0
+        >>> where = relevance_in_lungs(PipelineResult("a.png", mask=mask, heatmap=heatmap))
+        >>> round(where["share"], 3), where["covered"], where["hottest_inside"], where["region"]
+        (0.333, 0.5, 0.0, 'image')
+    """
+    if result.heatmap is None or result.mask is None:
+        return None
+    heat, mask = np.asarray(result.heatmap, "float64"), np.asarray(result.mask, bool)
+    if heat.shape != mask.shape or heat.sum() <= 0:
+        return None
+    region = "image"
+    if result.crop_box is not None:
+        x0, y0, x1, y1 = result.crop_box
+        heat, mask, region = heat[y0:y1, x0:x1], mask[y0:y1, x0:x1], "lung box"
+    hottest = heat >= hot * heat.max()
+    return {"share": float((heat * mask).sum() / heat.sum()), "covered": float(mask.mean()),
+            "hottest_inside": float(mask[hottest].mean()), "region": region}
 
 
 def mask_caption(result):
@@ -84,7 +133,7 @@ def mask_caption(result):
 
 def colorbar_label(result):
     """The colour bar's label, on two lines to fit beside the film."""
-    return f"Grad-CAM relevance\nfor {heatmap_class(result)}"
+    return f"Grad-CAM relevance for {heatmap_class(result)}\n(this film's maximum = high)"
 
 
 def _refer_reason(result):

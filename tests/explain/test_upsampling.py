@@ -32,3 +32,12 @@ def test_maps_stay_non_negative_and_keep_their_shape():
     coarse[:, 3, 3] = 5.0  # a sharp peak: the cubic overshoots below zero around it
     maps = upsample_heatmaps(coarse, (64, 48))
     assert maps.shape == (3, 64, 48) and maps.dtype == np.float32 and maps.min() >= 0.0
+
+
+def test_an_edge_cell_s_overshoot_does_not_become_the_hottest_pixel_at_the_border():
+    coarse = np.zeros((1, 7, 7), "float32")
+    coarse[0, 3, 6], coarse[0, 3, 5] = 1.0, 0.2  # the hottest cell on the right edge, rising towards it
+    maps = upsample_heatmaps(coarse, (224, 224))[0]
+    centre_line = 224 - 1 - 224 // 14  # the pixel on the outer cells' centres; beyond it the cubic extrapolates
+    assert maps[:, centre_line + 1:].max() <= maps[:, centre_line].max() <= 1.0  # it rose to about 1.1 at the border
+    assert np.unravel_index(maps.argmax(), maps.shape)[1] <= centre_line
