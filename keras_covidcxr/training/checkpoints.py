@@ -10,6 +10,8 @@ CHECKPOINT/
   summary.json           what the finished run did (written by the recipes)
   run.json               what the run trains on (data checksum, segmenter, settings): a resume
                          with other data or settings is refused (`TrainingCheckpoint.start`)
+  run.lock               held while a run trains here: a second run into the same folder is
+                         refused (an advisory lock the system drops when its process ends)
 ```
 Every folder is written under a temporary name and renamed into place, so a run killed at any
 moment leaves the previous complete state; the newest complete `epoch-NNNN` wins on resume and
@@ -17,6 +19,7 @@ older ones are then deleted. Nothing is pickled.
 """
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -31,6 +34,8 @@ from keras_covidcxr.settings import setting_differences
 
 STATE_FORMAT = 1
 RUN_FILE = "run.json"
+LOCK_FILE = "run.lock"
+_HELD_LOCKS = {}  # resolved folder -> open lock file, for the process's lifetime or until `release`
 # Settings a resumed run may change: how long it trains and how it runs, not what it learns.
 RESUMABLE_SETTINGS = ("epochs", "head_epochs", "max_epochs_per_stage", "patience", "workers",
                       "steps_per_execution", "jit_compile", "run_eagerly")
@@ -93,17 +98,53 @@ class TrainingCheckpoint:
         under one record); settings in `RESUMABLE_SETTINGS` may change.
         """
         path = self.folder / RUN_FILE
+        self.lock()
         if not resume:
             self.clear()
         elif path.is_file() and self.latest_state() is not None:
             differ = [f"{key}: {json.dumps(a)} there, {json.dumps(b)} here"
                       for key, a, b in setting_differences(json.loads(path.read_text()), run, RESUMABLE_SETTINGS)]
             if differ:
+                self.release()
                 raise ConfigError(f"{self.folder}: holds a run on other data or settings ({'; '.join(differ)}); "
                                   "rerun with them to resume, or restart it (--restart, resume=False) to train anew")
         self.folder.mkdir(parents=True, exist_ok=True)
         with atomic_write(path, "w") as handle:
             handle.write(json.dumps(run, indent=2) + "\n")
+
+    def lock(self):
+        """Hold this folder for this process; refused while another process trains here.
+
+        Released by `release` or when the process ends, however it ends. Where the system has no
+        `fcntl` (Windows) nothing is locked.
+        """
+        try:
+            import fcntl
+        except ImportError:
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        key = self.folder.resolve()
+        if key in _HELD_LOCKS:
+            return
+        handle = open(key / LOCK_FILE, "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise ConfigError(f"{self.folder}: another training run ({holder}) is writing to this folder; let it "
+                              "finish, or train into another folder") from None
+        handle.truncate(0)
+        handle.write(f"pid {os.getpid()}\n")
+        handle.flush()
+        _HELD_LOCKS[key] = handle
+
+    def release(self):
+        """Let other processes train in this folder again (after `start`; a no-op otherwise)."""
+        handle = _HELD_LOCKS.pop(self.folder.resolve(), None)
+        if handle is not None:
+            handle.close()
 
     def clear(self):
         """Remove an earlier run's resume state, best weights and summary (a restart)."""

@@ -85,8 +85,8 @@ def _restandardize(images):
 class SegmentationDataset(_ShuffledBatches):
     """(images (B, S, S, 1), masks (B, S, S, 1) in {0, 1}) batches of a manifest's seg rows.
 
-    Images go through `segmenter_input` (resize to S x S, standardise); masks are resized
-    bilinearly and thresholded at 0.5.
+    Images go through `segmenter_input` (resize to S x S, standardise); masks, of their image's size,
+    are resized bilinearly and thresholded at 0.5.
 
     Args:
         manifest: a `Manifest`; only its seg rows are used (filter it by split first).
@@ -118,8 +118,13 @@ class SegmentationDataset(_ShuffledBatches):
         """The i-th (image, mask) pair at the model's input size, without augmentation."""
         if self.cache is not None and i in self.cache:
             return self.cache[i]
-        image = segmenter_input(load_image(self.images[i]).pixels, self.input_size)
+        image_pixels = load_image(self.images[i]).pixels
         mask_pixels = load_image(self.masks[i]).pixels
+        if mask_pixels.shape[:2] != image_pixels.shape[:2]:  # resized alone, it would not lie on its lungs
+            (mh, mw), (ih, iw) = mask_pixels.shape[:2], image_pixels.shape[:2]
+            raise DatasetError(f"{self.masks[i]}: mask {mw}x{mh} px, its image {self.images[i]} {iw}x{ih} px; "
+                               "a mask must have its image's size (`covidcxr data audit` lists every such pair)")
+        image = segmenter_input(image_pixels, self.input_size)
         mask = resize_image(mask_pixels, (self.input_size, self.input_size)) >= 0.5
         pair = image, mask[..., None].astype("float32")
         if self.cache is not None:

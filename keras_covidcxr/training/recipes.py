@@ -75,33 +75,36 @@ def run_segmenter_recipe(manifest, out, input_size=256, filters=(64, 128, 256, 5
     checkpoint.start({"component": "segmenter", "data": rows_sha256(manifest),
                       "augmentation": augmentation.to_dict() if config.augment else None, "config": config.to_dict()},
                      resume)
-    if not (resume and checkpoint.has_best()):
-        keras.utils.set_random_seed(config.seed)  # the initial weights too, so a rerun reproduces the run
-        segmenter = ResUnet(input_size=input_size, filters=tuple(filters))
-    size = segmenter.input_size
-    refuse_shared_patients({split: _split(manifest, "seg", split) for split in ("train", "val")})
-    augmenter = Augmenter(augmentation, seed=config.seed) if config.augment else None
-    train = SegmentationDataset(_split(manifest, "seg", "train"), size, config.batch_size, augmenter,
-                                shuffle=True, seed=config.seed, workers=config.workers, drop_remainder=True)
-    val = SegmentationDataset(_split(manifest, "seg", "val"), size, config.batch_size, workers=config.workers)
-    statistics = SegmentationDataset(_split(manifest, "seg", "train"), size, config.batch_size, workers=config.workers)
-    result = train_segmenter(segmenter, train, val, config, checkpoint_dir=out, resume=resume, callbacks=callbacks,
-                             batch_norm_data=statistics)
-    summary = {
-        "component": "segmenter",
-        "recipe": "ResUnet, Dice + BCE, Adam" + (
-            f"; augmentation of the paper ({PAPER})" if augmentation == SEGMENTER_AUGMENTATION else ""
-        ),
-        "architecture": {"input_size": size, "filters": list(segmenter.filters)},
-        "augmentation": augmentation.to_dict() if config.augment else None,
-        "data": data_provenance(manifest, manifest_path),
-        "pairs": {"train": train.n, "val": val.n},
-        **result.summary(),
-        "config": config.to_dict(),
-    }
-    checkpoint.write_summary(summary)
-    result.details.update(pairs=summary["pairs"])
-    return result
+    try:
+        if not (resume and checkpoint.has_best()):
+            keras.utils.set_random_seed(config.seed)  # the initial weights too, so a rerun reproduces the run
+            segmenter = ResUnet(input_size=input_size, filters=tuple(filters))
+        size = segmenter.input_size
+        refuse_shared_patients({split: _split(manifest, "seg", split) for split in ("train", "val")})
+        augmenter = Augmenter(augmentation, seed=config.seed) if config.augment else None
+        train = SegmentationDataset(_split(manifest, "seg", "train"), size, config.batch_size, augmenter,
+                                    shuffle=True, seed=config.seed, workers=config.workers, drop_remainder=True)
+        val = SegmentationDataset(_split(manifest, "seg", "val"), size, config.batch_size, workers=config.workers)
+        statistics = SegmentationDataset(_split(manifest, "seg", "train"), size, config.batch_size, workers=config.workers)
+        result = train_segmenter(segmenter, train, val, config, checkpoint_dir=out, resume=resume, callbacks=callbacks,
+                                 batch_norm_data=statistics)
+        summary = {
+            "component": "segmenter",
+            "recipe": "ResUnet, Dice + BCE, Adam" + (
+                f"; augmentation of the paper ({PAPER})" if augmentation == SEGMENTER_AUGMENTATION else ""
+            ),
+            "architecture": {"input_size": size, "filters": list(segmenter.filters)},
+            "augmentation": augmentation.to_dict() if config.augment else None,
+            "data": data_provenance(manifest, manifest_path),
+            "pairs": {"train": train.n, "val": val.n},
+            **result.summary(),
+            "config": config.to_dict(),
+        }
+        checkpoint.write_summary(summary)
+        result.details.update(pairs=summary["pairs"])
+        return result
+    finally:
+        checkpoint.release()
 
 
 def _weights_sha256(folder):
@@ -161,33 +164,36 @@ def run_classifier_recipe(manifest, segmenter_checkpoint, out, backbone="densene
                       "preprocessing": preprocessing.to_dict(),
                       "backbone_weights": None if backbone_weights is None else str(backbone_weights),
                       "config": config.to_dict()}, resume)
-    if not resuming:
-        keras.utils.set_random_seed(config.seed)  # the new head's initial weights too
-        classifier = CXRClassifier(backbone, num_classes=len(class_names), head_units=head_units,
-                                   input_shape=(input_size, input_size, channels), backbone_weights=backbone_weights,
-                                   input_normalization=input_normalization, name=name or backbone)
-    train, val, info = classifier_datasets(manifest, segmenter, class_names, classifier.image_shape[0],
-                                           preprocessing, config, progress=progress,
-                                           channels=classifier.image_shape[-1])
-    result = train_classifier(classifier, train, val, config, checkpoint_dir=out, resume=resume, callbacks=callbacks)
-    summary = {
-        "component": "classifier",
-        "name": result.model.name,
-        "backbone": result.model.backbone_name,
-        "backbone_weights": None if backbone_weights is None else str(backbone_weights),
-        "recipe": f"two-phase: head only, then progressive unfreezing; batch norm frozen ({PAPER})",
-        "class_names": list(class_names),
-        "preprocessing": preprocessing.to_dict(),
-        "segmenter": str(segmenter_checkpoint),
-        "segmenter_sha256": _weights_sha256(segmenter_checkpoint),
-        "data": data_provenance(manifest, manifest_path),
-        "classifier_inputs": info,
-        **result.summary(),
-        "config": config.to_dict(),
-    }
-    checkpoint.write_summary(summary)
-    result.details["classifier_inputs"] = info
-    return result
+    try:
+        if not resuming:
+            keras.utils.set_random_seed(config.seed)  # the new head's initial weights too
+            classifier = CXRClassifier(backbone, num_classes=len(class_names), head_units=head_units,
+                                       input_shape=(input_size, input_size, channels), backbone_weights=backbone_weights,
+                                       input_normalization=input_normalization, name=name or backbone)
+        train, val, info = classifier_datasets(manifest, segmenter, class_names, classifier.image_shape[0],
+                                               preprocessing, config, progress=progress,
+                                               channels=classifier.image_shape[-1])
+        result = train_classifier(classifier, train, val, config, checkpoint_dir=out, resume=resume, callbacks=callbacks)
+        summary = {
+            "component": "classifier",
+            "name": result.model.name,
+            "backbone": result.model.backbone_name,
+            "backbone_weights": None if backbone_weights is None else str(backbone_weights),
+            "recipe": f"two-phase: head only, then progressive unfreezing; batch norm frozen ({PAPER})",
+            "class_names": list(class_names),
+            "preprocessing": preprocessing.to_dict(),
+            "segmenter": str(segmenter_checkpoint),
+            "segmenter_sha256": _weights_sha256(segmenter_checkpoint),
+            "data": data_provenance(manifest, manifest_path),
+            "classifier_inputs": info,
+            **result.summary(),
+            "config": config.to_dict(),
+        }
+        checkpoint.write_summary(summary)
+        result.details["classifier_inputs"] = info
+        return result
+    finally:
+        checkpoint.release()
 
 
 @dataclasses.dataclass

@@ -79,6 +79,22 @@ class RecordStart(keras.callbacks.Callback):
             self.first_epoch = epoch
 
 
+def test_a_mask_of_another_size_than_its_image_is_refused_naming_both(tmp_path):
+    from PIL import Image
+
+    from keras_covidcxr.data import DatasetError, read_manifest
+    from keras_covidcxr.training import write_synthetic_dataset
+
+    manifest = read_manifest(write_synthetic_dataset(tmp_path, patients_per_class=1, size=64))
+    row = next(row for row in manifest if row.task == "seg")
+    mask_file = manifest.resolve_mask(row)
+    Image.open(mask_file).resize((64, 48)).save(mask_file)  # stretched to the square input, it would miss the lungs
+    dataset = SegmentationDataset(manifest, 32)
+    index = dataset.masks.index(mask_file)
+    with pytest.raises(DatasetError, match=rf"{row.mask_path}: mask 64x48 px, its image .*{row.path} 64x64 px"):
+        dataset.pair(index)
+
+
 def test_killed_run_resumes_from_its_checkpoint(synthetic_manifest, tmp_path):
     keras.utils.set_random_seed(0)
     config = TrainingConfig(epochs=3, batch_size=6, patience=0, workers=1, run_eagerly=True)

@@ -2,8 +2,10 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 import typer
@@ -150,3 +152,22 @@ def test_training_a_small_segmenter_from_the_command_line_does_not_crash_in_oned
                          timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
     assert (tmp_path / "seg" / "best" / "model.safetensors").is_file()
+
+
+@pytest.mark.slow  # trains in a fresh process until its first epoch is saved, then kills it
+def test_a_training_run_killed_with_sigterm_says_how_to_resume(synthetic_manifest_path, tmp_path):
+    out = tmp_path / "seg"
+    run = subprocess.Popen([sys.executable, "-c", "from covidcxr_cli.app import main; main()", "train", "segmenter",
+                            str(synthetic_manifest_path), "--out", str(out), "--input-size", "32", "--filters",
+                            "4,8", "--epochs", "500", "--batch-size", "4", "--workers", "1"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while not (out / "state" / "epoch-0001" / "state.json").is_file() and time.monotonic() < deadline:
+        assert run.poll() is None, run.communicate()[1][-2000:]
+        time.sleep(0.5)
+    run.send_signal(signal.SIGTERM)
+    _, stderr = run.communicate(timeout=120)
+    assert run.returncode == 143, stderr[-2000:]
+    assert "Traceback" not in stderr
+    assert f"terminated (SIGTERM); {out} keeps the last finished epoch: rerun the same command to resume" in \
+        " ".join(stderr.split())
