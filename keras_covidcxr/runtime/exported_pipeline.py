@@ -1,5 +1,6 @@
 """`ExportedPipeline`: `Pipeline.predict` on an ONNX or LiteRT export (`covidcxr export`), without Keras."""
 
+import copy
 import dataclasses
 import json
 from pathlib import Path
@@ -44,13 +45,30 @@ class ExportedPipeline(PredictionSteps):
                 raise ConfigError(f"{name} must be True or False, got {value!r}")
         self.folder = Path(folder)
         try:
-            self._read_export(decision_threshold, refer, check_view, providers)
+            self._read_export(check_view, providers)
+            self._decide(None, True)  # the export's own rule must hold before a user's threshold replaces it
         except (KeyError, TypeError, AttributeError, ValueError, ConfigError) as error:
             reason = f"missing {error}" if isinstance(error, KeyError) else str(error)
             raise PresetError(f"{self.folder / EXPORT_FILE}: not a valid export ({reason}); export the preset "
                               "again") from error
+        self._decide(decision_threshold, refer)
 
-    def _read_export(self, decision_threshold, refer, check_view, providers):
+    def with_decision_threshold(self, threshold):
+        """This export labelling the positive class when p >= `threshold`, as `Pipeline.with_decision_threshold`
+        (None restores the export's own rule)."""
+        return copy.copy(self)._decide(threshold, self._refer)
+
+    def without_refer(self):
+        """This export always answering (no refer rule), as `Pipeline.without_refer` and `--no-refer`."""
+        return copy.copy(self)._decide(self.decision_threshold, False)
+
+    def _decide(self, threshold, refer):
+        self.decision_threshold, self._refer = threshold, refer
+        self.decision_rule = decision_rule_from_config(self._config, threshold, refer=refer)
+        self.__dict__.pop("_refer_rule_in_force", None)  # a cached_property of the rule replaced here
+        return self
+
+    def _read_export(self, check_view, providers):
         manifest = _read_manifest(self.folder)
         engine = GRAPH_ENGINES.get(manifest["format"])
         if engine is None:
@@ -68,8 +86,7 @@ class ExportedPipeline(PredictionSteps):
             setattr(self, name, value)
         if check_view:
             self.input_contract = dataclasses.replace(self.input_contract, check_view_from_mask=True)
-        self.decision_threshold = decision_threshold
-        self.decision_rule = decision_rule_from_config(config, decision_threshold, refer=refer)
+        self._config = config
         self.segmenter_size = manifest["segmenter_size"]
         self.classifier_size = manifest["classifier_size"]
         self.classifier_channels = manifest["classifier_channels"]

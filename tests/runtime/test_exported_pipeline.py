@@ -189,6 +189,22 @@ def test_check_view_and_no_refer_work_as_in_the_keras_pipeline(small_pipeline, o
         assert [code for code, _ in b.warnings] == [code for code, _ in a.warnings]
 
 
+def test_a_threshold_and_no_refer_set_after_loading_work_as_in_the_keras_pipeline(small_pipeline, onnx_export,
+                                                                                 varied_images):
+    from keras_covidcxr.runtime import ExportedPipeline
+
+    exported = ExportedPipeline(onnx_export)
+    exported.predict(varied_images[:1])  # the refer rule in force is cached by then: the copies must not keep it
+    for keras_pipeline, other in [(small_pipeline.with_decision_threshold(0.2), exported.with_decision_threshold(0.2)),
+                                  (small_pipeline.without_refer(), exported.without_refer()),
+                                  (small_pipeline, exported.with_decision_threshold(0.2).with_decision_threshold(None))]:
+        assert other.decision_rule == keras_pipeline.decision_rule
+        assert [r.label for r in other.predict(varied_images)] == [r.label for r in keras_pipeline.predict(varied_images)]
+    assert exported.decision_rule == small_pipeline.decision_rule  # the original is unchanged
+    with pytest.raises(ConfigError, match="decision threshold must be a number strictly between 0 and 1, got 1.5"):
+        ExportedPipeline(onnx_export, decision_threshold=1.5)  # the user's value, not a broken export.json
+
+
 def test_the_runtime_threads_do_not_spin_between_graphs(onnx_export):
     from keras_covidcxr.runtime import ExportedPipeline
 
