@@ -4,6 +4,7 @@
 code is imported inside the commands that need it.
 """
 
+import dataclasses
 import json
 import math
 import os
@@ -13,13 +14,21 @@ import warnings
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 import keras_covidcxr
 from covidcxr_cli.data_commands import data_app
-from covidcxr_cli.errors import DEBUG, EXIT_OK, EXIT_SOME_FAILED, exit_code, one_line, reported_errors, stderr
+from covidcxr_cli.errors import (
+    DEBUG,
+    EXIT_OK,
+    EXIT_SOME_FAILED,
+    StdoutConsole,
+    exit_code,
+    one_line,
+    reported_errors,
+    stderr,
+)
 from covidcxr_cli.train_commands import finetune, train_app
 from keras_covidcxr.evaluation import rows_to_score
 from keras_covidcxr.io import printable_text
@@ -31,7 +40,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console(highlight=False)
+console = StdoutConsole(highlight=False)
 PIPED_WIDTH = 200  # columns of the results table when stdout is not a terminal
 MAX_INFO_FIGURES = 20  # metric lines `covidcxr info` prints (the bundled preset records 14)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter is not for CLI users
@@ -91,7 +100,8 @@ def predict(
 
     With --out, any number of images stream into a results file; rerunning the same command resumes it.
     """
-    with reported_errors(debug):  # everything that can be checked before the backend loads
+    hint = None if out is None else f"{out} keeps the results so far: rerun the same command to go on"
+    with reported_errors(debug, interrupted_hint=hint):  # what can be checked before the backend loads
         _check_outputs(out, overlays)
         paths = _existing_images(images)
         if exported is not None:
@@ -122,7 +132,7 @@ def predict(
                                                    overlays, tta, refer)
                 if done is not None:
                     raise typer.Exit(_print_file_summary(done, out, json_output, untrained=False))
-    with reported_errors(debug, needs_keras=True):
+    with reported_errors(debug, needs_keras=True, interrupted_hint=hint):
         pipeline = _load_pipeline(preset, allow_untrained)
         if check_view:
             pipeline = pipeline.with_input_contract(check_view_from_mask=True)
@@ -236,9 +246,13 @@ def _progress_fields(summary, elapsed):
 
 
 def _print_file_summary(summary, out, json_output, untrained, decision=None):
-    """Print what a folder run did; return its exit code."""
+    """Print what a folder run did (and, on stderr, one line per file that failed in it); return its exit code."""
+    for error in summary.errors:
+        stderr.print(f"[red]error:[/] {escape(one_line(error))}", soft_wrap=True)
+    counts = {key: value for key, value in vars(summary).items() if key != "errors"}  # the errors are on stderr
     if json_output:
-        console.print_json(json.dumps({**vars(summary), "out": str(out), "untrained": untrained}), indent=None, ensure_ascii=True)
+        console.print_json(json.dumps({**counts, "out": str(out), "untrained": untrained}), indent=None,
+                           ensure_ascii=True)
     else:
         console.print(
             f"{summary.done} predicted, {summary.failed} failed, {summary.skipped} already done "
@@ -251,17 +265,34 @@ def _print_file_summary(summary, out, json_output, untrained, decision=None):
     return exit_code(summary.done + summary.skipped - summary.skipped_failed, failed)
 
 
+PRINT_CHUNK = 32  # files predicted at a time without --out: their overlays are written and images freed
+
+
 def _predict_and_print(pipeline, paths, batch_size, strict, json_output, overlays, tta):
-    results = pipeline.predict(paths, batch_size=batch_size, on_error="record", explain=overlays is not None,
-                               strict=strict, tta=tta)
+    """Predict `paths` PRINT_CHUNK at a time and print them. Each chunk's error lines and overlays are written,
+    and its images, masks and heatmaps dropped, before the next, so memory does not grow with the number of files
+    and a reader that stops early (`| head`) loses nothing already predicted."""
     untrained = not pipeline.is_trained
-    if json_output:
-        for result in results:
-            console.print_json(json.dumps({**result.to_dict(), "untrained": untrained}), indent=None, ensure_ascii=True)
-    else:
+    stems = _overlay_stems(paths) if overlays is not None else None
+    results, failed = [], 0
+    for start in range(0, len(paths), PRINT_CHUNK):
+        chunk = pipeline.predict(paths[start : start + PRINT_CHUNK], batch_size=batch_size, on_error="record",
+                                 explain=overlays is not None, strict=strict, tta=tta)
+        for result in chunk:  # one line each, on stderr, whatever the output format
+            if result.error:
+                stderr.print(f"[red]error:[/] {escape(one_line(result.error))}", soft_wrap=True)
+        failed += sum(bool(r.error) for r in chunk)
+        if overlays is not None:
+            failed += _write_overlays([(r, stems[start + i]) for i, r in enumerate(chunk) if not r.error], overlays)
+        if json_output:
+            for result in chunk:
+                console.print_json(json.dumps({**result.to_dict(), "untrained": untrained}), indent=None,
+                                   ensure_ascii=True)
+        results += [dataclasses.replace(r, image=None, mask=None, heatmap=None) for r in chunk]
+    if not json_output:
         # In a terminal the table folds to its width; written to a file or a pipe it keeps names unbroken.
         piped = not console.is_terminal and not os.environ.get("COLUMNS")
-        (Console(highlight=False, width=PIPED_WIDTH) if piped else console).print(
+        (StdoutConsole(highlight=False, width=PIPED_WIDTH) if piped else console).print(
             _results_table(results, pipeline.class_names, untrained))
         console.print(f"Label: {escape(pipeline.decision_rule.describe())}.", soft_wrap=True)
         if pipeline.calibration is not None:
@@ -270,12 +301,6 @@ def _predict_and_print(pipeline, paths, batch_size, strict, json_output, overlay
         else:
             console.print("Probabilities: the ensemble's outputs, not calibrated: they rank films, they are not "
                           "the chance of each class.", soft_wrap=True)
-    for result in results:  # one line each, on stderr, whatever the output format
-        if result.error:
-            stderr.print(f"[red]error:[/] {escape(one_line(result.error))}", soft_wrap=True)
-    failed = sum(bool(r.error) for r in results)
-    if overlays is not None:
-        failed += _write_overlays([r for r in results if not r.error], overlays)
     return exit_code(len(results) - failed, failed)
 
 
@@ -324,6 +349,11 @@ def evaluate(
                      "the report cover that class alone.", markup=False, soft_wrap=True)
     if evaluation.shortcut_suspected:
         console.print("[bold red]Shortcut suspected:[/] the ensemble still scores well with the lungs blacked out.")
+    elif evaluation.shortcut_possible:
+        own = probe[evaluation.ensemble_key]
+        low, high = own["auc_lungs_removed_ci"]
+        console.print(f"[bold]Possible shortcut:[/] with the lungs blacked out the ensemble still ranks the films above "
+                      f"chance (AUC {own['auc_lungs_removed']:.3f}, 95% CI {low:.3f}-{high:.3f}).", soft_wrap=True)
     overlap = evaluation.training_overlap
     if overlap and overlap["images"]:
         stderr.print(
@@ -647,20 +677,30 @@ def _spread_text(uncertainty):
     return text
 
 
-def _write_overlays(results, folder):
-    """Write each film's overlays; report those that cannot be written (a user's file in the way, a full
-    disk) on stderr and carry on. Returns how many films have no overlays."""
-    used, failed = set(), 0
-    for result, name in zip(results, _display_names([result.source for result in results])):
-        stem = str(Path(name).with_suffix("")).replace(os.sep, "__")  # patient2/image1.png -> patient2__image1
+def _overlay_stems(paths):
+    """A distinct overlay file stem per path: its display name without suffix (patient2/image1.png ->
+    patient2__image1), numbered where two still clash."""
+    used, stems = set(), []
+    for name in _display_names([str(path) for path in paths]):
+        stem = str(Path(name).with_suffix("")).replace(os.sep, "__")
         unique, n = stem, 1
         while unique in used:
             n += 1
             unique = f"{stem}_{n}"
         used.add(unique)
+        stems.append(unique)
+    return stems
+
+
+def _write_overlays(results_and_stems, folder):
+    """Write each film's overlays; report those that cannot be written (a user's file in the way, a full
+    disk) on stderr and carry on. Returns how many films have no overlays."""
+    failed = 0
+    for result, stem in results_and_stems:
         try:
-            keras_covidcxr.save_overlays(result, folder, unique)
+            keras_covidcxr.save_overlays(result, folder, stem)
         except keras_covidcxr.CovidCXRError as error:
+            name = printable_text(Path(result.source).name)
             stderr.print(f"[red]error:[/] {escape(one_line(f'{name}: overlays not written ({error})'))}",
                          soft_wrap=True)
             failed += 1

@@ -21,7 +21,7 @@ from pathlib import Path
 import typer
 
 import keras_covidcxr
-from covidcxr_cli.errors import DEBUG, EXIT_OK, EXIT_SOME_FAILED, reported_errors
+from covidcxr_cli.errors import DEBUG, EXIT_OK, EXIT_SOME_FAILED, StdoutConsole, reported_errors
 
 EXIT_AUDIT_FAILED = EXIT_SOME_FAILED
 
@@ -50,7 +50,7 @@ class DatasetKind(str, enum.Enum):
 def _consoles():
     from rich.console import Console
 
-    return Console(highlight=False, soft_wrap=True), Console(stderr=True, highlight=False, soft_wrap=True)
+    return StdoutConsole(highlight=False, soft_wrap=True), Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def _reports_errors(command):

@@ -1,7 +1,10 @@
 """One-line errors and the exit codes every command shares."""
 
 import contextlib
+import os
+import signal
 import sys
+import threading
 
 import typer
 from rich.console import Console
@@ -11,6 +14,18 @@ import keras_covidcxr
 from keras_covidcxr.quiet_import import import_keras_quietly, missing_dependency
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_CANNOT_RUN = 0, 1, 2
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell reports for a command whose reader stopped early (| head)
+
+
+class StdoutConsole(Console):
+    """The console for stdout. When its reader goes away (`| head`), the command stops as shell tools do:
+    silently, with exit code 141 (rich's own handler exits 1, which here means that some inputs failed)."""
+
+    def on_broken_pipe(self):
+        self.quiet = True
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's exit flush must not fail too
+        raise SystemExit(EXIT_BROKEN_PIPE)
+
 
 stderr = Console(stderr=True, highlight=False)
 DEBUG = typer.Option(False, "--debug", help="Show full tracebacks.")
@@ -23,17 +38,40 @@ def exit_code(n_ok, n_failed):
     return EXIT_SOME_FAILED if n_ok else EXIT_CANNOT_RUN
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (`kill`, a batch scheduler's time limit), raised where the command runs, as Ctrl-C is."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated
+
+
 @contextlib.contextmanager
-def reported_errors(debug=False, needs_keras=False):
+def _sigterm_as_interrupt():
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield  # a handler of the caller's stays in charge
+        return
+    signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+@contextlib.contextmanager
+def reported_errors(debug=False, needs_keras=False, interrupted_hint=None):
     """Turn a CovidCXRError or an OS error (unwritable output, full disk) into one line on stderr and exit code 2.
 
     With `needs_keras`, Keras and its backend are imported first (quietly), so a missing backend is
-    reported the same way. With `debug`, the traceback is printed instead.
+    reported the same way. With `debug`, the traceback is printed instead. Ctrl-C and SIGTERM end the
+    command with one line (plus `interrupted_hint`, e.g. how to resume) and exit codes 130 and 143.
     """
     try:
-        if needs_keras:
-            import_keras_quietly()
-        yield
+        with _sigterm_as_interrupt():
+            if needs_keras:
+                import_keras_quietly()
+            yield
     except ImportError as error:
         missing = missing_dependency(error)
         if missing is None or debug:
@@ -46,9 +84,11 @@ def reported_errors(debug=False, needs_keras=False):
         else:
             stderr.print(f"[bold red]error:[/] {escape(one_line(error))}", soft_wrap=True)
         raise typer.Exit(EXIT_CANNOT_RUN) from None
-    except KeyboardInterrupt:
-        stderr.print("interrupted")
-        sys.exit(130)
+    except KeyboardInterrupt as interrupt:
+        terminated = isinstance(interrupt, Terminated)
+        what = "terminated (SIGTERM)" if terminated else "interrupted"
+        stderr.print(escape(what if interrupted_hint is None else f"{what}; {interrupted_hint}"), soft_wrap=True)
+        sys.exit(143 if terminated else 130)
 
 
 def one_line(error):

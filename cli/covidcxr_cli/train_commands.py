@@ -23,10 +23,9 @@ import warnings
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from covidcxr_cli.errors import DEBUG, reported_errors, stderr
+from covidcxr_cli.errors import DEBUG, StdoutConsole, reported_errors, stderr
 
 train_app = typer.Typer(
     name="train",
@@ -35,7 +34,7 @@ train_app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console(highlight=False)
+console = StdoutConsole(highlight=False)
 
 
 class Precision(str, enum.Enum):
@@ -107,6 +106,10 @@ def _without_onednn():
         os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 
+def _resume_hint(out):
+    return f"{out} keeps the last finished epoch: rerun the same command to resume"
+
+
 def _progress():
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -164,7 +167,7 @@ def segmenter(
 ):
     """Train the lung segmenter (ResUnet, Dice + BCE) on the manifest's seg rows."""
     _without_onednn()
-    with reported_errors(debug, needs_keras=True):
+    with reported_errors(debug, needs_keras=True, interrupted_hint=_resume_hint(out)):
         import keras_covidcxr
 
         config = _config(epochs=epochs, learning_rate=learning_rate, patience=patience, batch_size=batch_size,
@@ -225,7 +228,7 @@ def classifier(
 ):
     """Train one classifier (two-phase recipe) on images masked by the trained segmenter."""
     _without_onednn()
-    with reported_errors(debug, needs_keras=True), _our_warnings_as_lines():
+    with reported_errors(debug, needs_keras=True, interrupted_hint=_resume_hint(out)), _our_warnings_as_lines():
         import keras_covidcxr
 
         config = _config(head_epochs=head_epochs, unfreeze_schedule=_floats(schedule, "--unfreeze-schedule"),

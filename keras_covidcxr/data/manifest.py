@@ -298,7 +298,8 @@ def write_manifest(manifest, path, overwrite=True):
     Extra (unknown) columns of the rows are written after the standard ones.
 
     Raises:
-        DatasetError: a row is invalid, or `path` exists and `overwrite` is False.
+        DatasetError: a row is invalid, `path` is one of its images or masks, or `path` exists and
+            `overwrite` is False.
     """
     path = Path(path)
     problems = []
@@ -309,6 +310,11 @@ def write_manifest(manifest, path, overwrite=True):
             problems.append(f"row {index} ({row.path}): {error}")
     if problems:
         _raise_problems(problems)
+    target = os.path.realpath(path)
+    for row in manifest.rows:
+        listed = [manifest.resolve(row), *([manifest.resolve_mask(row)] if row.mask_path else [])]
+        if target in (os.path.realpath(file) for file in listed):
+            raise DatasetError(f"{path}: is one of the manifest's own files ({row.path}); write the manifest elsewhere")
     rebased = manifest.rebased(path.parent)
     extra_columns = list(dict.fromkeys(name for row in rebased for name in row.extra))
     try:

@@ -23,6 +23,7 @@ from keras_covidcxr.errors import ConfigError, CovidCXRError, ImageDecodeError, 
 from keras_covidcxr.inference.image_walk import find_images
 from keras_covidcxr.inference.results_file import ResultsFile
 from keras_covidcxr.io.image_loader import check_regular_file, load_image
+from keras_covidcxr.io.overlay_files import fitting_stem
 from keras_covidcxr.models.pipeline.decision_rule import decision_rule_from_config
 from keras_covidcxr.models.pipeline.pipeline_result import PipelineResult
 from keras_covidcxr.preprocessing.test_time_augmentation import check_tta
@@ -41,6 +42,8 @@ class PredictionSummary:
         failed: files that got an error row in this run.
         skipped: files already in the results file with the same content.
         skipped_failed: of the skipped files, those whose row is an error.
+        errors: the error of each file that failed in this run (its row's `error`; left out of
+            comparisons and repr).
     """
 
     total: int = 0
@@ -48,6 +51,7 @@ class PredictionSummary:
     failed: int = 0
     skipped: int = 0
     skipped_failed: int = 0
+    errors: list = dataclasses.field(default_factory=list, compare=False, repr=False)
 
     @property
     def all_ok(self):
@@ -212,9 +216,10 @@ def finished_run(preset, inputs, out, strict=False, retry_failed=False, decision
         for path in paths:
             source = os.path.abspath(path)
             try:
+                check_regular_file(source)
                 earlier = _earlier_row(results, source, sha256_of_file(source), overlays)
-            except OSError:
-                return None
+            except (OSError, ImageDecodeError):  # still unreadable (missing, a pipe): done if its error row says so
+                earlier = results.earlier_row(source, None)
             if earlier is None or (earlier == "failed" and retry_failed):
                 return None
             summary.skipped_failed += earlier == "failed"
@@ -226,8 +231,9 @@ def _preset_sha256(files):
 
 
 def overlay_stem(source, sha256):
-    """The file-name stem of a folder run's overlays of `source`: its stem and the start of its hash."""
-    return f"{Path(source).stem}_{sha256[:8]}"
+    """The file-name stem of a folder run's overlays of `source`: its stem and the start of its hash (cut to fit
+    the file system's name limit, as `save_overlays` cuts it)."""
+    return fitting_stem(f"{Path(source).stem}_{sha256[:8]}")
 
 
 def _earlier_row(results, source, sha256, overlays):
@@ -244,11 +250,13 @@ def _read_file(path, results, retry_failed, overlays=None):
     try:
         check_regular_file(source)
         sha256 = sha256_of_file(source)
-    except ImageDecodeError as error:
-        return _ReadFile(source, error=str(error))
-    except FileNotFoundError:
-        return _ReadFile(source, error=f"{source}: no such file")
-    except OSError as error:
+    except (OSError, ImageDecodeError) as error:  # missing, a pipe: an error row, or none if an earlier run left one
+        if results.earlier_row(source, None) == "failed" and not retry_failed:
+            return _ReadFile(source, earlier="failed")
+        if isinstance(error, ImageDecodeError):
+            return _ReadFile(source, error=str(error))
+        if isinstance(error, FileNotFoundError):
+            return _ReadFile(source, error=f"{source}: no such file")
         return _ReadFile(source, error=f"{source}: cannot read the file ({error.strerror or error})")
     earlier = _earlier_row(results, source, sha256, overlays)
     if earlier == "ok" or (earlier == "failed" and not retry_failed):
@@ -280,6 +288,8 @@ def _predict_rows(pipeline, batch, batch_size, strict, summary, overlays=None, t
         rows.append({"source": item.source, "sha256": item.sha256, **result.to_dict()})
         summary.failed += result.error is not None
         summary.done += result.error is None
+        if result.error is not None:
+            summary.errors.append(result.error)
     return rows
 
 

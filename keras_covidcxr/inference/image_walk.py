@@ -14,6 +14,8 @@ Example:
 import os
 from pathlib import Path
 
+from keras_covidcxr.io.overlay_files import is_overlay_file
+
 IMAGE_SUFFIXES = frozenset(".png .jpg .jpeg .bmp .tif .tiff .gif .webp .pgm .ppm .dcm .dicom .dic".split())
 
 
@@ -23,17 +25,20 @@ def find_images(inputs):
     A file named directly is always kept (the loader then says what is wrong
     with it, if anything: a missing file becomes an error, not a silent skip).
     A folder is walked recursively in sorted name order, skipping hidden files
-    and folders (names starting with "."), symlinked folders and anything that
-    is not a regular file; it keeps files with an image or DICOM suffix
-    (`IMAGE_SUFFIXES`) and any other file that carries the DICOM marker
-    (DICOM files are often named by UID, "1.2.840.113619.2.5", or have no suffix).
+    and folders (names starting with "."), symlinked folders, anything that
+    is not a regular file and the overlay pictures this package writes
+    (`is_overlay_file`: `--overlays` inside an input folder); it keeps files with
+    an image or DICOM suffix (`IMAGE_SUFFIXES`) and any other file that starts
+    like a PNG or JPEG or carries the DICOM marker (DICOM files are often named
+    by UID, "1.2.840.113619.2.5", or have no suffix).
 
     Args:
         inputs: a path or a list of paths (`str` or `Path`), files and folders.
 
     Returns:
         A list of `Path`s, in the order the inputs were given; a file reached
-        twice (named and inside a named folder) is listed once, first time.
+        twice (named and inside a named folder, or through a symlink) is listed
+        once, first time.
     """
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
@@ -41,7 +46,7 @@ def find_images(inputs):
     for item in inputs:
         item = Path(item)
         for path in _walk(item) if item.is_dir() else [item]:
-            key = os.path.abspath(path)
+            key = os.path.realpath(path)  # a symlink and its file are one file
             if key not in seen:
                 seen.add(key)
                 found.append(path)
@@ -56,7 +61,11 @@ def _walk(folder):
         for name in sorted(files):
             path = Path(parent, name)
             if not name.startswith(".") and path.is_file() and _looks_like_an_image(path):
-                yield path
+                if not (name.lower().endswith(OVERLAY_NAME_ENDINGS) and is_overlay_file(path)):
+                    yield path
+
+
+OVERLAY_NAME_ENDINGS = ("_mask.png", "_gradcam.png")  # only these are opened to look for the overlay mark
 
 
 def _looks_like_an_image(path):
@@ -64,6 +73,8 @@ def _looks_like_an_image(path):
         return True
     try:
         with open(path, "rb") as f:
-            return f.read(132)[128:] == b"DICM"  # DICOM's marker after its 128-byte preamble
+            start = f.read(132)
     except OSError:
         return False  # an unreadable file with no image suffix is not known to be an image
+    # PNG's and JPEG's signatures, or DICOM's marker after its 128-byte preamble
+    return start.startswith((b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff")) or start[128:] == b"DICM"

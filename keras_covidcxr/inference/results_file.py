@@ -53,7 +53,7 @@ try:
 except ImportError:  # Windows
     fcntl = None
 
-from keras_covidcxr.errors import ConfigError
+from keras_covidcxr.errors import ConfigError, CovidCXRError
 from keras_covidcxr.io.atomic import atomic_write
 from keras_covidcxr.settings import setting_differences
 
@@ -181,9 +181,13 @@ class ResultsFile:
             lines.append(self._format_row(row))
             self._remember(row["source"], row.get("sha256"), bool(row.get("error")))
         data = b"".join(lines)
-        while data:  # a raw write may be partial in principle; a kill meanwhile is mended on resume
-            data = data[self._file.write(data) :]
-        os.fsync(self._file.fileno())
+        try:
+            while data:  # a raw write may be partial in principle; a kill meanwhile is mended on resume
+                data = data[self._file.write(data) :]
+            os.fsync(self._file.fileno())
+        except OSError as error:  # a full disk: say which file, and that what it holds is kept
+            raise CovidCXRError(f"{self.path}: {error.strerror or error}; the rows written before are kept: make "
+                                "room and rerun the same command to go on") from error
 
     def close(self):
         """Close the file; if some sources got a newer row, keep only the last row of each."""

@@ -62,6 +62,7 @@ def atomic_write(path, mode="wb", overwrite=True):
 
     With `overwrite=False` an existing `path` raises `OutputExistsError` and is
     left untouched. The file ends with the umask's mode (`shareable_file_mode`).
+    A symlink stays: its target is written, as `open(path, "w")` would.
 
     Example:
         >>> with atomic_write("/tmp/example.txt", "w") as f:
@@ -70,8 +71,10 @@ def atomic_write(path, mode="wb", overwrite=True):
     path = Path(path)
     if not overwrite and path.exists():
         raise OutputExistsError(f"{path}: already exists; not overwriting it")
+    if path.is_symlink():
+        path = Path(os.path.realpath(path))
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=_temporary_prefix(path), suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, mode) as f:
             yield f
@@ -103,12 +106,12 @@ def atomic_directory(path, replace_if=None):
     if path.exists() and not (replace_if and replace_if(path)):
         raise OutputExistsError(f"{path}: already exists and is not safe to replace")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=_temporary_prefix(path), suffix=".tmp", dir=path.parent))
     try:
         yield tmp
         _make_tree_shareable(tmp)
         if path.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+            old = Path(tempfile.mkdtemp(prefix=_temporary_prefix(path), suffix=".old", dir=path.parent))
             os.replace(path, old / "replaced")
             os.replace(tmp, path)
             shutil.rmtree(old)
@@ -117,3 +120,10 @@ def atomic_directory(path, replace_if=None):
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _temporary_prefix(path):
+    """A hidden temporary's name start: the output's name, cut so that the temporary's whole name (about 14
+    characters more) stays within the 255 bytes file systems allow where the output's own name fits."""
+    name = os.fsencode(path.name)[:200].decode("utf-8", "ignore") or "output"
+    return f".{name}."

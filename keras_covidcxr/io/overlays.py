@@ -5,6 +5,7 @@ drawn on it and a caption saying what it shows; the Grad-CAM overlay adds a colo
 bar. Captions come from `overlay_captions`, the layout from `overlay_figure`.
 """
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -13,12 +14,13 @@ from scipy import ndimage
 
 from keras_covidcxr.errors import CovidCXRError, OutputExistsError
 from keras_covidcxr.io.atomic import atomic_write
-from keras_covidcxr.io.overlay_captions import colorbar_label, gradcam_caption, mask_caption
+from keras_covidcxr.io.overlay_captions import colorbar_label, gradcam_caption, mask_caption, printable_text
 from keras_covidcxr.io.overlay_figure import panel_size, render_overlay
+from keras_covidcxr.io.overlay_files import OVERLAY_TAG, fitting_stem, is_overlay_file
 from keras_covidcxr.preprocessing.resize import resize_image
 
-OVERLAY_TAG = "keras-covidcxr overlay"
 HEATMAP_COLORMAP = "jet"
+FILM_KEY = "Source"  # PNG text: the film an overlay shows
 EDGE_COLOR = (255, 0, 255)  # magenta: in neither the gray film nor the jet colour map
 
 
@@ -69,16 +71,31 @@ def film_overlays(result):
     return pictures[0], render_overlay(heat, gradcam_caption(result), label, HEATMAP_COLORMAP)
 
 
-def save_overlay_png(path, rgb):
-    """Write an overlay atomically; an existing file is replaced only if it is one of ours."""
+def save_overlay_png(path, rgb, film=None):
+    """Write an overlay atomically. An existing file is replaced only if it is one of ours, and, with `film`
+    (the film's path, recorded in the PNG), only if it shows the same film: the overlays of another film
+    that happened to have the same name are kept."""
     path = Path(path)
-    if path.exists() and not _is_our_overlay(path):
-        raise OutputExistsError(f"{path}: exists and is not a keras-covidcxr overlay; not overwriting it")
+    if path.exists():
+        if not is_overlay_file(path):
+            raise OutputExistsError(f"{path}: exists and is not a keras-covidcxr overlay; not overwriting it")
+        shown = overlay_film(path)
+        if film is not None and shown is not None and shown != film:
+            raise OutputExistsError(f"{path}: exists and shows another film ({shown}); not overwriting it: choose "
+                                    "another overlays folder")
     info = PngImagePlugin.PngInfo()
     info.add_text("Software", OVERLAY_TAG)
+    if film is not None:
+        info.add_itxt(FILM_KEY, film)
     with atomic_write(path, "wb") as f:
         Image.fromarray(rgb, mode="RGB").save(f, format="PNG", pnginfo=info)
     return path
+
+
+def overlay_film(path):
+    """The film an overlay PNG records (the path it was read from), or None."""
+    with Image.open(path) as image:
+        return image.info.get(FILM_KEY)
 
 
 def save_overlays(result, folder, stem):
@@ -91,21 +108,15 @@ def save_overlays(result, folder, stem):
         >>> save_overlays(result, "overlays", "chest")  # doctest: +SKIP
     """
     folder = Path(folder)
+    stem = fitting_stem(stem)
     mask_picture, gradcam_picture = film_overlays(result)
     try:
-        paths = [save_overlay_png(folder / f"{stem}_mask.png", mask_picture)]
+        film = printable_text(os.path.abspath(result.source)) if Path(str(result.source)).exists() else None
+        paths = [save_overlay_png(folder / f"{stem}_mask.png", mask_picture, film)]
         if gradcam_picture is not None:
-            paths.append(save_overlay_png(folder / f"{stem}_gradcam.png", gradcam_picture))
+            paths.append(save_overlay_png(folder / f"{stem}_gradcam.png", gradcam_picture, film))
     except CovidCXRError:  # a user's file in the way (an OutputExistsError, also an OSError)
         raise
     except OSError as error:  # a full disk, a read-only folder: one error type for callers to report
         raise CovidCXRError(f"{error.filename or folder}: {error.strerror or error}") from error
     return paths
-
-
-def _is_our_overlay(path):
-    try:
-        with Image.open(path) as image:
-            return image.info.get("Software") == OVERLAY_TAG
-    except OSError:
-        return False

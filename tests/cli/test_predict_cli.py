@@ -353,14 +353,33 @@ def test_files_that_share_a_name_are_told_apart_in_the_table(tmp_path):
     ]
 
 
-def test_overlays_of_files_that_share_a_name_are_named_by_their_folder(monkeypatch, tmp_path):
-    from covidcxr_cli.app import _write_overlays
+def test_overlays_of_files_that_share_a_name_are_named_by_their_folder(tmp_path):
+    from covidcxr_cli.app import _overlay_stems
 
-    import keras_covidcxr
-    from keras_covidcxr.models.pipeline.pipeline_result import PipelineResult
-
-    stems = []
-    monkeypatch.setattr(keras_covidcxr, "save_overlays", lambda result, folder, stem: stems.append(stem))
     sources = [tmp_path / "p1" / "image1.png", tmp_path / "p2" / "image1.png", tmp_path / "p2" / "image1.png"]
-    _write_overlays([PipelineResult(str(source)) for source in sources], tmp_path / "overlays")
+    stems = _overlay_stems(sources)
     assert stems == ["p1__image1", "p2__image1", "p2__image1_2"]  # the same file twice still gets two names
+
+
+def test_without_out_films_are_predicted_in_chunks_whose_overlays_come_before_the_next(
+        preset_dir, images, tmp_path, fast_cli, monkeypatch):
+    import covidcxr_cli.app as cli_app
+
+    from keras_covidcxr import Pipeline
+
+    monkeypatch.setattr(cli_app, "PRINT_CHUNK", 1)
+    chunks, real_predict = [], Pipeline.predict
+
+    def predict(self, paths, **kwargs):
+        chunks.append([Path(p).name for p in paths])
+        written = sorted(p.name for p in (tmp_path / "overlays").glob("*.png"))
+        assert written == [f"chest{i}_{kind}.png" for i in range(len(chunks) - 1) for kind in ("gradcam", "mask")]
+        return real_predict(self, paths, **kwargs)
+
+    monkeypatch.setattr(Pipeline, "predict", predict)
+    result = runner.invoke(app, ["predict", *images, "--preset", str(preset_dir), "--json", "--overlays",
+                                 str(tmp_path / "overlays")])
+    assert result.exit_code == 0, result.output
+    assert chunks == [["chest0.png"], ["chest1.png"]]
+    assert [json.loads(line)["source"] for line in result.stdout.splitlines()] == images
+    assert len(list((tmp_path / "overlays").glob("*.png"))) == 4

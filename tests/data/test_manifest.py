@@ -175,3 +175,13 @@ def test_filter_by_fields_and_sets():
     assert [r.path for r in manifest.filter(view="AP")] == ["1.png"]
     with pytest.raises(ValueError, match="unknown manifest field"):
         manifest.filter(colour="red")
+
+
+def test_a_manifest_is_never_written_over_one_of_its_own_films(tmp_path):
+    film = tmp_path / "COVID" / "UPPER.PNG"
+    film.parent.mkdir()
+    film.write_bytes(b"a film")
+    manifest = Manifest([ManifestRow("COVID/UPPER.PNG", "cls", label="covid", patient_id="p1")], root=tmp_path)
+    with pytest.raises(DatasetError, match=r"UPPER.PNG: is one of the manifest's own files \(COVID/UPPER.PNG\)"):
+        write_manifest(manifest, film, overwrite=True)
+    assert film.read_bytes() == b"a film"

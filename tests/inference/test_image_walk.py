@@ -56,3 +56,26 @@ def test_symlinked_folders_are_not_followed(tmp_path):
     os.symlink(tmp_path / "real", tmp_path / "link")  # a loop-prone layout: real/ reached twice
     found = [path.relative_to(tmp_path).as_posix() for path in find_images([tmp_path])]
     assert found == ["real/a.png"]
+
+
+def test_the_packages_own_overlays_are_skipped_and_suffixless_png_and_jpeg_films_are_found(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from keras_covidcxr.io.overlays import save_overlay_png
+
+    film = np.zeros((8, 8), "uint8")
+    Image.fromarray(film).save(tmp_path / "chest.png")
+    Image.fromarray(film).save(tmp_path / "scan001", format="PNG")  # a PNG named without a suffix
+    Image.fromarray(film).save(tmp_path / "scan002", format="JPEG")
+    save_overlay_png(tmp_path / "overlays" / "chest_mask.png", np.zeros((8, 8, 3), "uint8"))  # --overlays inside
+    Image.fromarray(film).save(tmp_path / "lung_mask.png")  # a user's film whose name ends like an overlay's
+    found = [path.relative_to(tmp_path).as_posix() for path in find_images([tmp_path])]
+    assert found == ["chest.png", "lung_mask.png", "scan001", "scan002"]
+
+
+def test_a_file_and_a_symlink_to_it_are_one_file(tmp_path):
+    film = _touch(tmp_path / "a" / "x.png")
+    (tmp_path / "link.png").symlink_to(film)
+    found = [path.relative_to(tmp_path).as_posix() for path in find_images([tmp_path / "a", tmp_path])]
+    assert found == ["a/x.png"]

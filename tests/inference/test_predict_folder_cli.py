@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from covidcxr_cli.app import _progress_fields, app
@@ -34,6 +35,9 @@ def test_a_folder_streams_into_a_csv_with_exit_1_and_a_rerun_adds_nothing(
     assert "3 predicted, 3 failed, 0 already done" in result.stdout
     assert "predicting" in result.stderr and "6/6" in result.stderr  # the progress bar
     assert sorted(csv_sources(out)) == sorted(expected)
+    failed_rows = [row for row in csv.DictReader(out.open()) if row["error"]]
+    error_lines = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(error_lines) == 3 and all(Path(row["source"]).name in result.stderr for row in failed_rows)
 
     before = out.read_bytes()
     again = predict(folder, "--preset", preset_dir, "--out", out, "--json")
@@ -137,6 +141,17 @@ def test_a_named_pipe_given_as_an_image_is_a_failed_row_not_a_hang(fast_cli, pre
     assert result.exit_code == 1, result.output
     rows = {os.path.basename(row["source"]): row["error"] for row in csv.DictReader(out.open())}
     assert rows["chest.png"] == "" and "not a regular file" in rows["pipe.png"]
+    # a rerun neither hangs on the pipe nor redoes it (nor a missing file): their error rows stand, and with
+    # nothing left to do the model is not loaded (`finished_run`)
+    missing = tmp_path / "missing.png"
+    assert predict(image, fifo, missing, "--preset", preset_dir, "--out", out).exit_code == 1
+    again = predict(image, fifo, missing, "--preset", preset_dir, "--out", out)
+    assert "0 predicted, 0 failed, 3 already done (2 of them failed)" in again.stdout, again.output
+    from keras_covidcxr import finished_run
+
+    done = finished_run(preset_dir, [image, fifo, missing], out)
+    assert (done.total, done.skipped, done.skipped_failed) == (3, 3, 2)
+    assert finished_run(preset_dir, [image, fifo, missing], out, retry_failed=True) is None
 
 
 def test_threshold_decides_the_label_and_every_output_says_which_rule(fast_cli, preset_dir, tmp_path, write_png):

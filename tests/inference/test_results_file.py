@@ -242,3 +242,29 @@ def test_unusable_paths_are_refused(tmp_path, name):
         (tmp_path / name).mkdir()
     with pytest.raises(ConfigError, match=r"\.csv or \.jsonl"):
         _open(tmp_path / name)
+
+
+def test_a_full_disk_names_the_file_and_says_its_rows_are_kept(tmp_path):
+    import errno
+
+    from keras_covidcxr import CovidCXRError
+
+    class FullDisk:
+        def __init__(self, real):
+            self.real = real
+
+        def write(self, data):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        def __getattr__(self, name):
+            return getattr(self.real, name)
+
+    path = tmp_path / "results.csv"
+    with _open(path) as results:
+        results.append([_row("a.png", "s1")])
+        results._file = FullDisk(results._file)
+        with pytest.raises(CovidCXRError, match=r"results.csv: No space left on device; the rows written before are "
+                                                r"kept: make room and rerun the same command to go on"):
+            results.append([_row("b.png", "s2")])
+        results._file = results._file.real
+    assert len(_data_lines(path)) == 1

@@ -2,6 +2,7 @@
 
 import os
 import stat
+from pathlib import Path
 
 import pytest
 
@@ -74,3 +75,18 @@ def test_a_folder_and_everything_inside_get_the_umask_modes(umask, tmp_path):
         for path in target.rglob("*"):
             assert mode(path) == (folder_mode if path.is_dir() else file_mode), path
     assert sorted(path.name for path in tmp_path.iterdir()) == ["report"]  # no temporary left behind
+
+
+def test_a_long_name_that_fits_the_file_system_is_written_and_a_symlink_keeps_pointing_at_it(tmp_path):
+    long_name = tmp_path / ("r" * 246 + ".csv")  # 250 bytes: fits; ".<name>.<random>.tmp" beside it would not
+    with atomic_write(long_name, "w") as handle:
+        handle.write("rows\n")
+    assert long_name.read_text() == "rows\n" and [p.name for p in tmp_path.iterdir()] == [long_name.name]
+    (tmp_path / "store").mkdir()
+    target = tmp_path / "store" / "real.csv"
+    target.write_text("old\n")
+    link = tmp_path / "link.csv"
+    link.symlink_to(Path("store") / "real.csv")
+    with atomic_write(link, "w") as handle:
+        handle.write("new\n")
+    assert link.is_symlink() and target.read_text() == "new\n"  # written through the link, as open() would

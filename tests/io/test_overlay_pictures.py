@@ -131,6 +131,23 @@ def test_the_gradcam_caption_names_class_model_probability_and_rule():
     assert "calibrated" not in same  # a preset without calibration keeps raw = calibrated
 
 
+def test_the_gradcam_caption_says_where_the_relevance_lies_and_what_its_colours_mean():
+    centred = "\n".join(gradcam_caption(fake_result()))  # the heatmap peaks in the middle of the lung mask
+    assert "Relevance inside the lung mask: 81% of the map's total (the mask covers 33% of the image)." in centred
+    assert "relevance relative to this film's hottest point (maps of different films are not comparable)" in centred
+    assert "lung box" not in centred  # no crop box: nothing to say about one
+    yy, xx = np.mgrid[0 : FILM[0], 0 : FILM[1]]
+    shoulder = np.exp(-((yy - 4) ** 2 + (xx - 44) ** 2) / 20.0).astype("float32")  # hot outside the lungs
+    boxed = "\n".join(gradcam_caption(fake_result(heatmap=shoulder, crop_box=(0, 0, 48, 64))))
+    assert ("of the lung box); it does not single out the lungs and its hottest spot lies outside them: read the "
+            "map with care.") in boxed
+    assert "nothing is computed outside the lung box the model reads" in boxed
+    averaged = "\n".join(gradcam_caption(fake_result(uncertainty={"tta": 4, "tta_spread": 0.02})))
+    assert "Probabilities averaged over 4 test-time views (spread 0.020); the heatmap is of the film as given." in averaged
+    votes = {**fake_result().decision, "rule": "majority_vote", "member_thresholds": {"alpha": 0.7, "beta": 0.65}}
+    assert "votes non_covid (votes covid at p(covid) >= 0.650)" in "\n".join(gradcam_caption(fake_result(decision=votes)))
+
+
 def test_a_referred_film_s_caption_says_why_it_was_referred():
     decision = {"rule": "threshold", "positive_class": "covid", "threshold": 0.761, "origin": "preset",
                 "refer": {"low": 0.616, "high": 0.846, "out_of_distribution": True}}
@@ -164,3 +181,22 @@ def test_the_mask_caption_gives_the_lung_fraction_and_the_qc_verdict():
     )
     assert warned[1] == "Mask QC: check the mask: lung mask has 1 piece(s) below the lungs"
     assert warned[2] == "Notes: view LL is not one of PA, AP" and DISCLAIMER in warned[-1]
+
+
+def test_an_overlay_of_another_film_is_not_replaced_and_long_names_are_cut_to_fit(tmp_path):
+    from keras_covidcxr import OutputExistsError
+
+    films = []
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        films.append(tmp_path / folder / "x.png")
+        Image.new("L", (4, 4)).save(films[-1])
+    first = save_overlays(fake_result(source=str(films[0])), tmp_path / "overlays", "x")
+    again = save_overlays(fake_result(source=str(films[0])), tmp_path / "overlays", "x")  # the same film: replaced
+    assert again == first
+    with pytest.raises(OutputExistsError, match=r"x_mask.png: exists and shows another film \(.*a/x.png\)"):
+        save_overlays(fake_result(source=str(films[1])), tmp_path / "overlays", "x")
+    long_stem = "L" * 250  # with "_gradcam.png" 262 bytes: more than file systems allow
+    written = save_overlays(fake_result(source=str(films[1])), tmp_path / "overlays", long_stem)
+    assert [len(path.name) for path in written] == [len(written[1].name) - 3, 255]
+    assert all(path.name.startswith("L" * 200) for path in written)
