@@ -142,6 +142,7 @@ def build(
     """Turn a public dataset's layout into a manifest CSV; print what was kept and dropped."""
     from keras_covidcxr import ConfigError
     from keras_covidcxr.data import write_manifest
+    from keras_covidcxr.data.manifest import refuse_own_file
 
     stdout, _ = _consoles()
     if split is not None and split not in ("train", "val", "test"):
@@ -154,6 +155,8 @@ def build(
     if not len(manifest):
         stdout.print(build_report.summary(), markup=False)
         raise keras_covidcxr.data.DatasetError(f"{source}: no image kept, so no manifest written (see why above)")
+    if report is not None:
+        refuse_own_file(manifest, report, "the build report")
     write_manifest(manifest, out, overwrite=overwrite)
     if report is not None:
         build_report.to_json(report, overwrite=overwrite)
@@ -334,11 +337,14 @@ def audit_command(
     """
     with reported_errors(debug):
         from keras_covidcxr.data import audit_manifest, read_manifest
+        from keras_covidcxr.data.manifest import refuse_own_file
 
         stdout, _ = _consoles()
         manifest = read_manifest(manifest_path)
         if json_path is not None and json_path.exists() and not overwrite:
             raise keras_covidcxr.OutputExistsError(f"{json_path}: already exists; pass --overwrite to replace it")
+        if json_path is not None:
+            refuse_own_file(manifest, json_path, "the audit report")
         with _progress_bar("reading images") as progress:
             report = audit_manifest(
                 manifest,

@@ -107,7 +107,7 @@ def _without_onednn():
 
 
 def _resume_hint(out):
-    return f"{out} keeps the last finished epoch: rerun the same command to resume"
+    return f"{out} keeps the last finished epoch, if one finished: rerun the same command to resume"
 
 
 def _progress():

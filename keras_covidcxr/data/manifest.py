@@ -290,6 +290,15 @@ def _format_age(age):
     return str(int(age)) if float(age).is_integer() else f"{age:g}"
 
 
+def refuse_own_file(manifest, path, what):
+    """Refuse to write `what` (an output) at `path` when it is one of `manifest`'s images or masks."""
+    target = os.path.realpath(path)
+    for row in manifest.rows:
+        listed = [manifest.resolve(row), *([manifest.resolve_mask(row)] if row.mask_path else [])]
+        if target in (os.path.realpath(file) for file in listed):
+            raise DatasetError(f"{path}: is one of the manifest's own files ({row.path}); write {what} elsewhere")
+
+
 def write_manifest(manifest, path, overwrite=True):
     """Write `manifest` as CSV at `path`, atomically, with paths re-expressed for the CSV's folder.
 
@@ -310,11 +319,7 @@ def write_manifest(manifest, path, overwrite=True):
             problems.append(f"row {index} ({row.path}): {error}")
     if problems:
         _raise_problems(problems)
-    target = os.path.realpath(path)
-    for row in manifest.rows:
-        listed = [manifest.resolve(row), *([manifest.resolve_mask(row)] if row.mask_path else [])]
-        if target in (os.path.realpath(file) for file in listed):
-            raise DatasetError(f"{path}: is one of the manifest's own files ({row.path}); write the manifest elsewhere")
+    refuse_own_file(manifest, path, "the manifest")
     rebased = manifest.rebased(path.parent)
     extra_columns = list(dict.fromkeys(name for row in rebased for name in row.extra))
     try:

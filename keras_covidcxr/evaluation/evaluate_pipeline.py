@@ -12,7 +12,7 @@ from keras_covidcxr.evaluation.split_rows import rows_to_score
 from keras_covidcxr.io.atomic import atomic_write
 from keras_covidcxr.metrics.bootstrap import percentile_interval, resample_patients
 from keras_covidcxr.metrics.classification import binary_auc
-from keras_covidcxr.metrics.report import ReportSection, write_report
+from keras_covidcxr.metrics.report import NO_INTERVAL, ReportSection, write_report
 from keras_covidcxr.models.ensemble.majority_vote_ensemble import MajorityVoteEnsemble
 from keras_covidcxr.models.pipeline.refer_rule import answered_metrics
 from keras_covidcxr.training.provenance import fitted_patient_digests, patient_digest
@@ -276,7 +276,8 @@ def _probe_markdown(probe, ensemble_key):
     for name, entry in probe["score_sets"].items():
         only, removed, interval = entry["auc_lungs_only"], entry["auc_lungs_removed"], entry["auc_lungs_removed_ci"]
         removed_text = "n/a" if removed is None else f"{removed:.3f}" + (
-            f" [{interval[0]:.3f}, {interval[1]:.3f}]" if interval else "")
+            "" if not interval else f" {NO_INTERVAL}" if interval[0] == interval[1] else
+            f" [{interval[0]:.3f}, {interval[1]:.3f}]")
         lines.append(f"| {name} | {'n/a' if only is None else f'{only:.3f}'} | {removed_text} | {_verdict(entry)} |")
     suspected = [name for name, entry in probe["score_sets"].items() if entry["shortcut_suspected"]]
     above_chance = [name for name, entry in probe["score_sets"].items()

@@ -61,12 +61,14 @@ def gradcam_caption(result):
     if summary:
         lines.append("; ".join(summary))
     if len(members) > 1:
-        votes_at = (getattr(result, "decision", None) or {}).get("member_thresholds") or {}
+        votes_at = getattr(result, "vote_thresholds", None) or \
+            (getattr(result, "decision", None) or {}).get("member_thresholds") or {}
         positive = (result.decision or {}).get("positive_class")
         lines += [
             f"Member {name}: p({target}) = {member['probabilities'][target]:.3f}"
             + (" uncalibrated" if calibrated else "") + f", votes {member['label']}"
-            + (f" (votes {positive} at p({positive}) >= {votes_at[name]:.3f})" if name in votes_at else "")
+            + (f" (it votes {positive} at p({positive}) >= {votes_at[name]:.3f})" if name in votes_at and positive
+               else "")
             for name, member in result.members.items()
         ]
     views = (getattr(result, "uncertainty", None) or {}).get("tta") or 1

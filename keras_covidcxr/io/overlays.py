@@ -18,9 +18,10 @@ from keras_covidcxr.io.overlay_captions import colorbar_label, gradcam_caption, 
 from keras_covidcxr.io.overlay_figure import panel_size, render_overlay
 from keras_covidcxr.io.overlay_files import OVERLAY_TAG, fitting_stem, is_overlay_file
 from keras_covidcxr.preprocessing.resize import resize_image
+from keras_covidcxr.presets.checksums import sha256_of_file
 
 HEATMAP_COLORMAP = "jet"
-FILM_KEY = "Source"  # PNG text: the film an overlay shows
+FILM_PATH_KEY, FILM_SHA256_KEY = "Source", "Source-SHA256"  # PNG texts: the film an overlay shows
 EDGE_COLOR = (255, 0, 255)  # magenta: in neither the gray film nor the jet colour map
 
 
@@ -73,29 +74,30 @@ def film_overlays(result):
 
 def save_overlay_png(path, rgb, film=None):
     """Write an overlay atomically. An existing file is replaced only if it is one of ours, and, with `film`
-    (the film's path, recorded in the PNG), only if it shows the same film: the overlays of another film
-    that happened to have the same name are kept."""
+    ({"path", "sha256"} of the film, recorded in the PNG), only if it shows the same film (the same content,
+    by whatever path): the overlays of another film that happened to have the same name are kept."""
     path = Path(path)
     if path.exists():
         if not is_overlay_file(path):
             raise OutputExistsError(f"{path}: exists and is not a keras-covidcxr overlay; not overwriting it")
         shown = overlay_film(path)
-        if film is not None and shown is not None and shown != film:
-            raise OutputExistsError(f"{path}: exists and shows another film ({shown}); not overwriting it: choose "
-                                    "another overlays folder")
+        if film is not None and shown.get("sha256") not in (None, film["sha256"]):
+            raise OutputExistsError(f"{path}: exists and shows another film ({shown.get('path')}); not overwriting "
+                                    "it: choose another overlays folder")
     info = PngImagePlugin.PngInfo()
     info.add_text("Software", OVERLAY_TAG)
     if film is not None:
-        info.add_itxt(FILM_KEY, film)
+        info.add_itxt(FILM_PATH_KEY, film["path"])
+        info.add_text(FILM_SHA256_KEY, film["sha256"])
     with atomic_write(path, "wb") as f:
         Image.fromarray(rgb, mode="RGB").save(f, format="PNG", pnginfo=info)
     return path
 
 
 def overlay_film(path):
-    """The film an overlay PNG records (the path it was read from), or None."""
+    """{"path", "sha256"} of the film an overlay PNG records (None where it records none)."""
     with Image.open(path) as image:
-        return image.info.get(FILM_KEY)
+        return {"path": image.info.get(FILM_PATH_KEY), "sha256": image.info.get(FILM_SHA256_KEY)}
 
 
 def save_overlays(result, folder, stem):
@@ -111,7 +113,7 @@ def save_overlays(result, folder, stem):
     stem = fitting_stem(stem)
     mask_picture, gradcam_picture = film_overlays(result)
     try:
-        film = printable_text(os.path.abspath(result.source)) if Path(str(result.source)).exists() else None
+        film = _film(result.source)
         paths = [save_overlay_png(folder / f"{stem}_mask.png", mask_picture, film)]
         if gradcam_picture is not None:
             paths.append(save_overlay_png(folder / f"{stem}_gradcam.png", gradcam_picture, film))
@@ -120,3 +122,11 @@ def save_overlays(result, folder, stem):
     except OSError as error:  # a full disk, a read-only folder: one error type for callers to report
         raise CovidCXRError(f"{error.filename or folder}: {error.strerror or error}") from error
     return paths
+
+
+def _film(source):
+    """{"path", "sha256"} of a result's film file, or None for an array or a file gone meanwhile."""
+    try:
+        return {"path": printable_text(os.path.abspath(source)), "sha256": sha256_of_file(source)}
+    except (OSError, TypeError, ValueError):
+        return None

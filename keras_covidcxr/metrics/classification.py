@@ -60,8 +60,7 @@ def _ratio(numerator, denominator):
 
 def confusion_matrix(labels, predictions, n_classes):
     """(n_classes, n_classes) counts; row = true class, column = predicted class (as scikit-learn)."""
-    labels = np.asarray(labels, np.int64)
-    predictions = np.asarray(predictions, np.int64)
+    labels, predictions = _class_indices(labels, "label"), _class_indices(predictions, "prediction")
     if labels.ndim != 1 or predictions.shape != labels.shape:
         raise ConfigError(f"need 1-D labels and predictions of one length, got shapes {labels.shape} and "
                           f"{predictions.shape}")
@@ -72,6 +71,16 @@ def confusion_matrix(labels, predictions, n_classes):
     return np.bincount(labels * n_classes + predictions, minlength=n_classes * n_classes).reshape(
         n_classes, n_classes
     )
+
+
+def _class_indices(values, what):
+    """`values` as int64 class indices; refused unless they are whole numbers (not NaN, 0.5 or names)."""
+    values = np.asarray(values)
+    whole = values.dtype.kind in "biu" or (values.dtype.kind == "f" and np.all(np.isfinite(values))
+                                           and np.all(values == np.round(values)))
+    if not whole:
+        raise ConfigError(f"{what}s must be whole class indices, got {values.reshape(-1)[:3].tolist()}...")
+    return values.astype(np.int64)
 
 
 def binary_auc(is_positive, scores):

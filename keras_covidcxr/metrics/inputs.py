@@ -92,10 +92,11 @@ def check_groups(groups, n):
     """Per-sample group ids (e.g. patient ids) as an array; None means every sample is its own group."""
     if groups is None:
         return np.arange(n)
+    given = groups.tolist() if isinstance(groups, np.ndarray) else list(groups)  # before numpy turns NaN into "nan"
     groups = np.asarray(groups)
     if groups.shape != (n,):
         raise ConfigError(f"groups has shape {groups.shape}; expected ({n},), one id per sample")
-    missing = [i for i, group in enumerate(groups.tolist()) if group is None or group != group]  # None or NaN
+    missing = [i for i, group in enumerate(given) if group is None or group != group]  # None or NaN
     if missing:
         raise ConfigError(f"{len(missing)} samples have no group id (None or NaN), the first at position "
                           f"{missing[0]}; give each its patient's id")

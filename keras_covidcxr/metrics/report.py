@@ -182,16 +182,18 @@ def evaluate_models(
 # ---- Markdown ---------------------------------------------------------------------------------
 
 
+NO_INTERVAL = "[no interval: the same on every resample]"
+
+
 def _format(metric, cell):
     value, (low, high) = cell["value"], cell["ci"]
     if value is None:
         return "n/a"
+    text = f"{value:.3f}" if metric == "auc" else f"{100 * value:.2f}%"
+    if low is not None and low == high == value and value in (0.0, 1.0):
+        return text + f" {NO_INTERVAL}"  # a perfect score: resampling cannot move it, however few the films
     if metric == "auc":
-        text = f"{value:.3f}"
-        if low is not None and low == high == value and value in (0.0, 1.0):  # resampling cannot move it
-            return text + " [no interval: perfect on every resample, however few the films]"
         return text + (f" [{low:.3f}, {high:.3f}]" if low is not None else "")
-    text = f"{100 * value:.2f}%"
     return text + (f" [{100 * low:.1f}, {100 * high:.1f}]" if low is not None else "")
 
 

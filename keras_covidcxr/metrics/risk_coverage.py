@@ -28,7 +28,8 @@ def risk_coverage_curve(positive, labels, threshold):
     if not 0.0 < threshold < 1.0:
         raise ConfigError(f"threshold {threshold!r} must lie strictly between 0 and 1")
     clipped = np.clip(positive, 1e-7, 1 - 1e-7)  # finite logits for 0 and 1
-    distance = np.abs(np.log(clipped / (1 - clipped)) - np.log(threshold / (1 - threshold)))
+    # rounded: 0.3 and 0.7 lie equally far from 0.5, though their logits' rounding differs in the last bits
+    distance = np.round(np.abs(np.log(clipped / (1 - clipped)) - np.log(threshold / (1 - threshold))), 9)
     order = np.argsort(-distance, kind="stable")
     wrong = ((positive >= threshold) != labels)[order]
     group_end = np.searchsorted(-distance[order], -distance[order], side="right")  # answered with its ties

@@ -81,6 +81,8 @@ class ExportedPipeline(PredictionSteps):
         self.class_names = tuple(config["class_names"])
         self.member_names = [str(path).rsplit("/", 1)[-1] for path in config["members"]]
         self.ensemble_config = config["ensemble"]
+        self.vote_thresholds = list(self.ensemble_config["config"].get("member_thresholds")
+                                    or [0.5] * len(self.member_names))
         settings = settings_from_config(config, lambda entry: FeatureDistanceCheck.from_config(entry, self.folder))
         for name, value in settings.items():
             setattr(self, name, value)
@@ -115,7 +117,7 @@ class ExportedPipeline(PredictionSteps):
         two_classes = len(self.class_names) == 2
         if two_classes:
             label = (probabilities[:, 1] >= settings.get("threshold", 0.5)).astype("int32")
-            votes = np.asarray(settings.get("member_thresholds") or [0.5] * len(self.member_names), "float32")
+            votes = np.asarray(self.vote_thresholds, "float32")
             member_labels = (member_probabilities[..., 1] >= votes).astype("int32")
         else:
             label = probabilities.argmax(axis=-1).astype("int32")

@@ -290,3 +290,21 @@ def test_build_merge_split_audit_of_both_shared_folders_needs_no_hand_edits(
     assert result.exit_code == 0, result.output
     kept = read_manifest(split)
     assert len(kept) == len(read_manifest(merged)) - 2 and {row.source for row in kept} >= {"nih", "radiography"}
+
+
+@pytest.mark.parametrize("command", ["build", "audit"])
+def test_a_report_is_never_written_over_one_of_the_manifests_films(runner, shared_folder, tmp_path, command):
+    film = shared_folder / "cls" / "images" / "p3.png"
+    before = film.read_bytes()
+    if command == "build":
+        args = ["build", "shared-cxr", str(shared_folder / "manifest.csv"), "--out", str(tmp_path / "b.csv"),
+                "--report", str(film), "--overwrite"]
+    else:
+        built = tmp_path / "built.csv"
+        assert runner.invoke(data_app, ["build", "shared-cxr", str(shared_folder / "manifest.csv"), "--out",
+                                        str(built)]).exit_code == 0
+        args = ["audit", str(built), "--json", str(film), "--overwrite"]
+    result = runner.invoke(data_app, args)
+    assert result.exit_code == 2, result.output
+    assert "p3.png: is one of the manifest's own files" in " ".join(result.output.split())
+    assert film.read_bytes() == before

@@ -145,7 +145,10 @@ def test_the_gradcam_caption_says_where_the_relevance_lies_and_what_its_colours_
     averaged = "\n".join(gradcam_caption(fake_result(uncertainty={"tta": 4, "tta_spread": 0.02})))
     assert "Probabilities averaged over 4 test-time views (spread 0.020); the heatmap is of the film as given." in averaged
     votes = {**fake_result().decision, "rule": "majority_vote", "member_thresholds": {"alpha": 0.7, "beta": 0.65}}
-    assert "votes non_covid (votes covid at p(covid) >= 0.650)" in "\n".join(gradcam_caption(fake_result(decision=votes)))
+    assert "votes non_covid (it votes covid at p(covid) >= 0.650)" in "\n".join(gradcam_caption(fake_result(decision=votes)))
+    own = fake_result(vote_thresholds={"alpha": 0.72, "beta": 0.72})  # a weighted average's members, as results carry
+    assert "Member alpha: p(covid) = 0.950, votes covid (it votes covid at p(covid) >= 0.720)" in "\n".join(
+        gradcam_caption(own))
 
 
 def test_a_referred_film_s_caption_says_why_it_was_referred():
@@ -191,10 +194,14 @@ def test_an_overlay_of_another_film_is_not_replaced_and_long_names_are_cut_to_fi
         (tmp_path / folder).mkdir()
         films.append(tmp_path / folder / "x.png")
         Image.new("L", (4, 4)).save(films[-1])
+    Image.new("L", (4, 4), 255).save(films[1])  # another film of the same name
     first = save_overlays(fake_result(source=str(films[0])), tmp_path / "overlays", "x")
-    again = save_overlays(fake_result(source=str(films[0])), tmp_path / "overlays", "x")  # the same film: replaced
-    assert again == first
-    with pytest.raises(OutputExistsError, match=r"x_mask.png: exists and shows another film \(.*a/x.png\)"):
+    (tmp_path / "link").symlink_to(tmp_path / "a")
+    (tmp_path / "copy").mkdir()
+    (tmp_path / "copy" / "x.png").write_bytes(films[0].read_bytes())
+    for same in (films[0], tmp_path / "link" / "x.png", tmp_path / "copy" / "x.png"):  # the same film, any path
+        assert save_overlays(fake_result(source=str(same)), tmp_path / "overlays", "x") == first
+    with pytest.raises(OutputExistsError, match=r"x_mask.png: exists and shows another film \(.*/x.png\)"):
         save_overlays(fake_result(source=str(films[1])), tmp_path / "overlays", "x")
     long_stem = "L" * 250  # with "_gradcam.png" 262 bytes: more than file systems allow
     written = save_overlays(fake_result(source=str(films[1])), tmp_path / "overlays", long_stem)

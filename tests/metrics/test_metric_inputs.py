@@ -42,6 +42,8 @@ def test_risk_coverage_answers_tied_images_together_whatever_their_order():
     assert curve["risk"].tolist() == pytest.approx([0, 1 / 3, 1 / 3])
     assert area_under_risk_coverage(curve) == pytest.approx(area_under_risk_coverage(flipped))
     assert risk_coverage_curve([1.0], [1], 0.99999999999)["risk"].tolist() == [0.0]  # decided before clipping
+    for low, high in ((0.3, 0.7), (0.2, 0.8)):  # equally far on either side of 0.5
+        assert risk_coverage_curve([low, high], [1, 1], 0.5)["risk"].tolist() == [0.5, 0.5]
     with pytest.raises(ConfigError, match="strictly between 0 and 1"):
         risk_coverage_curve([0.2, 0.9], [0, 1], 1.0)
 
@@ -64,6 +66,9 @@ def test_a_confusion_matrix_refuses_classes_outside_its_range():
         confusion_matrix([0, 1], [2, 0], 2)
     with pytest.raises(ConfigError, match="label 3 is outside 0..1"):
         confusion_matrix([3, 1], [0, 0], 2)
+    for labels, predictions in (([0, 1], [0, np.nan]), (["a", "b"], [0, 1]), ([0.5, 1], [0, 1.7])):
+        with pytest.raises(ConfigError, match="must be whole class indices"):
+            confusion_matrix(labels, predictions, 2)
 
 
 def test_reliability_bins_follow_their_edges_and_refuse_what_is_not_a_probability_or_an_outcome():
@@ -84,6 +89,8 @@ def test_images_without_a_patient_id_are_refused_not_merged_into_one_patient(mis
                           n_resamples=10)
     with pytest.raises(ConfigError, match="no group id"):
         patient_kfold_indices(labels, np.array([1.0, 2.0, missing, 4.0], object), 2)
+    with pytest.raises(ConfigError, match="1 samples have no group id"):  # a plain list: numpy would make "nan"
+        patient_kfold_indices(labels, ["a", "b", missing, "d"], 2)
 
 
 def test_folds_that_no_class_can_fill_are_a_config_error():
@@ -98,3 +105,4 @@ def test_calibration_refuses_labels_that_are_not_class_indices():
     with pytest.raises(ConfigError, match="labels must be class indices"):
         fit_calibration(probabilities, ["non_covid", "covid", "non_covid", "covid"])
     assert fit_calibration(probabilities, np.array([False, True, False, True])).slope > 0
+    assert fit_calibration(probabilities, [0.0, 1.0, 0.0, 1.0]).slope > 0  # whole numbers as floats are indices

@@ -224,5 +224,6 @@ def test_a_perfect_auc_is_not_shown_with_a_collapsed_interval(tmp_path):
     p_covid = np.r_[np.full(6, 0.9), np.full(4, 0.1)]
     write_report(tmp_path / "r", {"m": p_covid}, truth, ["non_covid", "covid"], groups=np.arange(10), n_resamples=20)
     markdown = (tmp_path / "r" / "report.md").read_text()
-    assert "1.000 [no interval: perfect on every resample, however few the films]" in markdown
-    assert "[1.000, 1.000]" not in markdown
+    assert "1.000 [no interval: the same on every resample]" in markdown
+    assert "100.00% [no interval: the same on every resample]" in markdown  # F1: not a proportion, no Wilson
+    assert "[1.000, 1.000]" not in markdown and "[100.0, 100.0]" not in markdown

@@ -29,6 +29,7 @@ def test_the_light_runtime_gives_the_keras_results(small_pipeline, exported_fold
         got = exported.predict(varied_images, tta=tta)
         for a, b in zip(expected, got):
             assert b.label == a.label and b.would_be_label == a.would_be_label
+            assert b.vote_thresholds == pytest.approx(a.vote_thresholds)  # what the overlay captions show
             for name in a.probabilities:
                 assert b.probabilities[name] == pytest.approx(a.probabilities[name], abs=1e-4)
                 assert b.raw_probabilities[name] == pytest.approx(a.raw_probabilities[name], abs=1e-4)

@@ -169,5 +169,5 @@ def test_a_training_run_killed_with_sigterm_says_how_to_resume(synthetic_manifes
     _, stderr = run.communicate(timeout=120)
     assert run.returncode == 143, stderr[-2000:]
     assert "Traceback" not in stderr
-    assert f"terminated (SIGTERM); {out} keeps the last finished epoch: rerun the same command to resume" in \
+    assert f"terminated (SIGTERM); {out} keeps the last finished epoch, if one finished: rerun the same command to resume" in \
         " ".join(stderr.split())

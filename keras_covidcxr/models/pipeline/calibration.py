@@ -110,7 +110,7 @@ def fit_calibration(probabilities, labels, method=None):
     labels = np.asarray(labels).reshape(-1)
     if probabilities.ndim != 2 or len(probabilities) != len(labels):
         raise ConfigError(f"need (n, classes) probabilities and n labels, got {probabilities.shape} and {labels.shape}")
-    if labels.dtype.kind not in "biu" or not np.isin(labels, np.arange(probabilities.shape[1])).all():
+    if labels.dtype.kind not in "biuf" or not np.isin(labels, np.arange(probabilities.shape[1])).all():
         raise ConfigError(f"labels must be class indices 0..{probabilities.shape[1] - 1}, got "
                           f"{sorted(set(labels.tolist()), key=str)[:5]}")
     labels = labels.astype(int)

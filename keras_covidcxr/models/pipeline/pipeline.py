@@ -201,6 +201,11 @@ class Pipeline(PredictionSteps):
         return self.ensemble.member_names
 
     @property
+    def vote_thresholds(self):
+        """Two classes: each member's p(positive) at which it votes positive."""
+        return list(self.ensemble.vote_thresholds)
+
+    @property
     def is_trained(self):
         """Whether the preset records how its weights were trained."""
         return bool(self.metadata.get("training"))

@@ -38,6 +38,8 @@ class PipelineResult:
         heatmap_class: the class `heatmap` explains (the predicted one unless
             another was asked for).
         metadata: what the loader read (format, view, age, ...).
+        vote_thresholds: two classes: {member name: p(positive) at which it votes positive} (for
+            captions; not written to results files, whose `decision` says how labels are decided).
     """
 
     source: str
@@ -59,6 +61,7 @@ class PipelineResult:
     heatmap: np.ndarray = None
     heatmap_class: str = None
     metadata: dict = dataclasses.field(default_factory=dict)
+    vote_thresholds: dict = None
 
     def __repr__(self):
         # The image, mask and heatmap are shown by dtype and shape: printed whole they bury the findings.

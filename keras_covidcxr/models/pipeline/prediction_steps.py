@@ -35,7 +35,7 @@ from keras_covidcxr.settings import is_flag, is_whole_number
 class PredictionSteps:
     """Base of `Pipeline` and `ExportedPipeline`: `predict` and its numpy steps.
 
-    A subclass sets `class_names`, `member_names`, `preprocessing`, `input_contract`,
+    A subclass sets `class_names`, `member_names`, `vote_thresholds`, `preprocessing`, `input_contract`,
     `decision_rule`, `decision_threshold`, `calibration`, `refer_rule`, `out_of_distribution`,
     `segmenter_size`, `classifier_size` and `classifier_channels` (the settings part of them
     from a preset's config.json with `settings_from_config`), and implements the model calls.
@@ -256,6 +256,8 @@ class PredictionSteps:
             member: {"probabilities": _named(names, probabilities), "label": names[int(vote)]}
             for member, probabilities, vote in zip(self.member_names, member_probabilities, member_votes)
         }
+        if len(names) == 2:
+            result.vote_thresholds = {member: float(t) for member, t in zip(self.member_names, self.vote_thresholds)}
         # the spread of p(positive) for two classes, else of the probability of the ensemble's class
         column = 1 if len(names) == 2 else names.index(result.label)
         result.uncertainty = {
