@@ -12,9 +12,11 @@ the untrained small CPU configuration of examples/build_untrained_preset.py):
     rate, measured with the backend's matmul right before and right after each figure (best of
     several, at the size where its matmul plateaus), beside the load average: on a shared machine a
     peak measured once, minutes earlier, is no yardstick (it read 66 to 124 GFLOP/s across runs);
-  - the share of predict's time inside the model calls and in the numpy steps between them (what one fused
-    graph of all the models could at most save);
-  - Grad-CAM for all members against one ensemble forward;
+  - the share of predict's time in the numpy steps between the model calls (what one fused graph of all
+    the models could at most save), on the 512 px sample and on it upsampled to clinical films' 2048 and
+    3000 px: the steps at the film's own resolution grow with it;
+  - Grad-CAM for all members against one ensemble forward, and predict(explain=True) against predict(),
+    alternating, medians of 5 rounds;
 and, once: cold start of `covidcxr --help`, `covidcxr presets` and `covidcxr predict` on one image
 against a minimal script that imports the backend, loads the same preset and runs one forward pass;
 peak resident memory of folder prediction over 20 and over 500 images.
@@ -35,6 +37,27 @@ from flops import count_flops  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "keras_covidcxr" / "samples" / "chest_xray_covid_pa.png"
+FILM_SIDES = (512, 2048, 3000)  # the bundled sample's side, and clinical films' (upsampled from it)
+CONFIGS, SECTIONS = ("bundled", "paper", "small"), ("speed", "cold", "memory")
+
+
+def alternating_times(fns, rounds):
+    """{name: [seconds per round]} of each of `fns` ({name: callable}), run in turn within every round (after
+    one warm-up each), so that a drifting shared machine weighs on all of them alike."""
+    for fn in fns.values():
+        fn()
+    times = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def median_and_range(values):
+    """"median (min-max)" of a list of numbers, two decimals."""
+    return f"{np.median(values):.2f} ({min(values):.2f}-{max(values):.2f})"
 
 
 def best_time(fn, repeats):
@@ -140,19 +163,32 @@ def bench_config(kind, preset, yardstick, batches, repeats):
               f" {rate * flops / 1e9:>8.1f} {peak:>8.1f} {rate * flops / 1e9 / peak:>10.1%}  {load_average('')}")
 
     batch = batches[-1]
-    total, spent = time_in_model_calls(pipeline, [image] * batch, batch)
-    numpy_share = 1 - sum(spent.values()) / total
-    print(f"where the time goes at batch {batch} ({image.shape[1]}x{image.shape[0]} px film, decoded): segmenter "
-          f"{spent['segmenter'] / total:.0%}, ensemble {spent['ensemble'] / total:.0%}, numpy steps between them "
-          f"(resizing, mask QC, crop, rules) {numpy_share:.0%}; a single fused graph could at most remove the last: "
-          f"{1 / (1 - numpy_share):.2f}x")
+    print(f"where predict's time goes at batch {batch} (median of 3; the numpy steps between the model calls: "
+          "resizing, mask QC, crop, rules; a fused graph of all the models could at most remove them):")
+    from PIL import Image
+
+    for side in FILM_SIDES:
+        film = image if side == image.shape[0] else np.clip(np.asarray(
+            Image.fromarray(image).resize((side, side), Image.BICUBIC), "float32"), 0, 1)
+        shares = [time_in_model_calls(pipeline, [film] * batch, batch) for _ in range(3)]
+        seconds = [total for total, _ in shares]
+        numpy_share = [1 - sum(spent.values()) / total for total, spent in shares]
+        print(f"  {side}x{side} px film: {np.median(seconds) / batch * 1e3:.0f} ms per image, numpy steps "
+              f"{np.median(numpy_share):.0%} ({min(numpy_share):.0%}-{max(numpy_share):.0%}), so at most "
+              f"{1 / (1 - np.median(numpy_share)):.2f}x from a fused graph")
 
     x = np.random.default_rng(0).uniform(size=(1, cls_size, cls_size, channels)).astype("float32")
-    forward = best_time(lambda: pipeline.ensemble.predict_on_batch(x), repeats)
     grad_cam = GradCAM(pipeline.ensemble)
-    explain = best_time(lambda: grad_cam(x, 1), repeats)
-    print(f"Grad-CAM all members {explain * 1e3:.0f} ms vs one ensemble forward {forward * 1e3:.0f} ms:"
-          f" ratio {explain / forward:.2f}")
+    times = alternating_times({"forward": lambda: pipeline.ensemble.predict_on_batch(x),
+                               "grad_cam": lambda: grad_cam(x, 1),
+                               "predict": lambda: pipeline.predict([image]),
+                               "explain": lambda: pipeline.predict([image], explain=True)}, rounds=5)
+    ratio = [g / f for g, f in zip(times["grad_cam"], times["forward"])]
+    cost = [e / p for e, p in zip(times["explain"], times["predict"])]
+    print(f"Grad-CAM of all members {np.median(times['grad_cam']) * 1e3:.0f} ms vs one ensemble forward "
+          f"{np.median(times['forward']) * 1e3:.0f} ms: ratio {median_and_range(ratio)}; predict(explain=True) vs "
+          f"predict() on the {image.shape[1]} px film, batch 1: {median_and_range(cost)} (medians of 5 rounds, "
+          "alternating)")
 
 
 def time_in_model_calls(pipeline, images, batch):
@@ -182,8 +218,11 @@ def time_in_model_calls(pipeline, images, batch):
 
 
 def wall(args, env=None):
+    """Seconds a command takes; a failing one stops the benchmark with its own last lines, not a traceback."""
     start = time.perf_counter()
-    subprocess.run(args, check=True, capture_output=True, env=env)
+    run = subprocess.run(args, capture_output=True, env=env, text=True)
+    if run.returncode:
+        sys.exit(f"{' '.join(args[3:])} failed (exit {run.returncode}): {run.stderr.strip()[-500:]}")
     return time.perf_counter() - start
 
 
@@ -252,6 +291,10 @@ def main():
     parser.add_argument("--quick", action="store_true", help="batches 1 and 8, one repeat, no memory run")
     parser.add_argument("--sections", default="speed,cold,memory", help="any of speed, cold, memory")
     args = parser.parse_args()
+    for option, given, allowed in (("--configs", args.configs, CONFIGS), ("--sections", args.sections, SECTIONS)):
+        unknown = sorted(set(given.split(",")) - set(allowed))
+        if unknown:
+            parser.error(f"{option}: unknown {', '.join(unknown)}; choose from {', '.join(allowed)}")
     import keras
 
     batches, repeats = ((1, 8), 1) if args.quick else ((1, 8, 16), 2)
