@@ -6,10 +6,7 @@ overlays written inside an input folder are not read back as chest X-rays on the
 Example:
     >>> import tempfile
     >>> from pathlib import Path
-    >>> import hashlib
-import os
-
-from PIL import Image
+    >>> from PIL import Image
     >>> path = Path(tempfile.mkdtemp()) / "film.png"
     >>> Image.new("L", (4, 4)).save(path)
     >>> is_overlay_file(path)

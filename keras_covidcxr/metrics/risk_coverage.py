@@ -6,7 +6,7 @@ them (the coverage) leaves a risk, the error rate among the answered at the same
 useful abstention makes the risk fall as the coverage falls (Geifman & El-Yaniv 2017).
 
 Example:
-    >>> curve = risk_coverage_curve([0.9, 0.6, 0.45, 0.1], [1, 0, 1, 0], threshold=0.5)
+    >>> curve = risk_coverage_curve([0.9, 0.6, 0.45, 0.2], [1, 0, 1, 0], threshold=0.5)
     >>> curve["coverage"].tolist(), curve["risk"].round(3).tolist()
     ([0.25, 0.5, 0.75, 1.0], [0.0, 0.0, 0.333, 0.5])
 """
