@@ -275,8 +275,9 @@ def _predict_and_print(pipeline, paths, batch_size, strict, json_output, overlay
     untrained = not pipeline.is_trained
     stems = _overlay_stems(paths) if overlays is not None else None
     results, failed = [], 0
-    for start in range(0, len(paths), PRINT_CHUNK):
-        chunk = pipeline.predict(paths[start : start + PRINT_CHUNK], batch_size=batch_size, on_error="record",
+    size = max(PRINT_CHUNK, batch_size)  # whole model batches
+    for start in range(0, len(paths), size):
+        chunk = pipeline.predict(paths[start : start + size], batch_size=batch_size, on_error="record",
                                  explain=overlays is not None, strict=strict, tta=tta)
         for result in chunk:  # one line each, on stderr, whatever the output format
             if result.error:

@@ -378,7 +378,7 @@ def test_without_out_films_are_predicted_in_chunks_whose_overlays_come_before_th
 
     monkeypatch.setattr(Pipeline, "predict", predict)
     result = runner.invoke(app, ["predict", *images, "--preset", str(preset_dir), "--json", "--overlays",
-                                 str(tmp_path / "overlays")])
+                                 str(tmp_path / "overlays"), "--batch-size", "1"])  # chunks hold whole batches
     assert result.exit_code == 0, result.output
     assert chunks == [["chest0.png"], ["chest1.png"]]
     assert [json.loads(line)["source"] for line in result.stdout.splitlines()] == images
