@@ -21,8 +21,10 @@ import keras_covidcxr
 from covidcxr_cli.data_commands import data_app
 from covidcxr_cli.errors import (
     DEBUG,
+    EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_SOME_FAILED,
+    EXIT_TERMINATED,
     StdoutConsole,
     exit_code,
     one_line,
@@ -717,4 +719,13 @@ def main():
     # pydicom's notes on nonstandard header values ("Invalid value for VR CS: 'cr'") are for DICOM
     # developers; the reader normalises what it uses and refuses what it cannot read, by file name.
     warnings.filterwarnings("ignore", message="Invalid value for VR", category=UserWarning)
-    app()
+    try:
+        app()
+    except SystemExit as exiting:
+        if exiting.code in (EXIT_INTERRUPTED, EXIT_TERMINATED):
+            # Interrupted mid-run, a data loader's worker thread may wait forever for its next batch, and Python
+            # joins such threads before it exits: leave without them (every output is already written, atomically).
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(exiting.code)
+        raise

@@ -15,6 +15,7 @@ from keras_covidcxr.quiet_import import import_keras_quietly, missing_dependency
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_CANNOT_RUN = 0, 1, 2
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell reports for a command whose reader stopped early (| head)
+EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143  # 128 + SIGINT (Ctrl-C), 128 + SIGTERM
 
 
 class StdoutConsole(Console):
@@ -88,7 +89,7 @@ def reported_errors(debug=False, needs_keras=False, interrupted_hint=None):
         terminated = isinstance(interrupt, Terminated)
         what = "terminated (SIGTERM)" if terminated else "interrupted"
         stderr.print(escape(what if interrupted_hint is None else f"{what}; {interrupted_hint}"), soft_wrap=True)
-        sys.exit(143 if terminated else 130)
+        sys.exit(EXIT_TERMINATED if terminated else EXIT_INTERRUPTED)
 
 
 def one_line(error):
