@@ -245,15 +245,14 @@ def _shortcut_probe(pipeline, paths, is_positive, positive, batch_size, scored, 
     resamples = list(resample_patients([patients[i] for i in common], n_resamples)) if common else []
     score_sets = {}
     for name in passes["lungs_only"][1]:
-        aucs = {}
+        aucs, values = {}, {}
         for tag, (row_of, scores) in passes.items():
-            values = scores[name][[row_of[i] for i in common], positive]
-            auc = float(binary_auc(truth, values)) if common else float("nan")
+            values[tag] = scores[name][[row_of[i] for i in common], positive]
+            auc = float(binary_auc(truth, values[tag])) if common else float("nan")
             aucs[f"auc_{tag}"] = auc if np.isfinite(auc) else None  # None: one class only, AUC undefined
         removed = aucs["auc_lungs_removed"]
-        row_of, scores = passes["lungs_removed"]
-        values = scores[name][[row_of[i] for i in common], positive]
-        low, high = percentile_interval([binary_auc(truth[pick], values[pick]) for pick in resamples])
+        without_lungs = values["lungs_removed"]
+        low, high = percentile_interval([binary_auc(truth[pick], without_lungs[pick]) for pick in resamples])
         aucs["auc_lungs_removed_ci"] = None if removed is None or not np.isfinite(low) else [low, high]
         aucs["shortcut_suspected"] = None if removed is None else bool(removed >= SHORTCUT_AUC)
         # below the threshold, but chance (0.5) outside the interval: the scores still read something there

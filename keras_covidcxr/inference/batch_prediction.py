@@ -284,7 +284,7 @@ def _predict_rows(pipeline, batch, batch_size, strict, summary, overlays=None, t
             next(predictions) if item.image is not None else PipelineResult(item.source, error=item.error)
         )
         if explain and result.error is None:
-            result = _with_overlays(result, overlays, overlay_stem(item.source, item.sha256))
+            result = _with_overlays(result, overlays, item.source, item.sha256)
         rows.append({"source": item.source, "sha256": item.sha256, **result.to_dict()})
         summary.failed += result.error is not None
         summary.done += result.error is None
@@ -293,8 +293,8 @@ def _predict_rows(pipeline, batch, batch_size, strict, summary, overlays=None, t
     return rows
 
 
-def _with_overlays(result, folder, stem):
-    """`result` once its overlays are written, or an error result saying why they could not be.
+def _with_overlays(result, folder, source, sha256):
+    """`result` once its overlays (`overlay_stem`) are written, or an error result saying why they could not be.
 
     A film whose overlays fail (a user's file in the way, a full disk) is a failed row, so
     `--retry-failed` redoes it; the rest of the batch carries on.
@@ -302,7 +302,7 @@ def _with_overlays(result, folder, stem):
     from keras_covidcxr.io.overlays import save_overlays  # matplotlib, only when asked for
 
     try:
-        save_overlays(result, folder, stem)
+        save_overlays(result, folder, overlay_stem(source, sha256), film_sha256=sha256)
     except CovidCXRError as error:
         return PipelineResult(result.source, error=f"{result.source}: overlays not written ({error})")
     return result

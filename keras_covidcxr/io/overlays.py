@@ -100,8 +100,10 @@ def overlay_film(path):
         return {"path": image.info.get(FILM_PATH_KEY), "sha256": image.info.get(FILM_SHA256_KEY)}
 
 
-def save_overlays(result, folder, stem):
+def save_overlays(result, folder, stem, film_sha256=None):
     """Write `<stem>_mask.png` (and `<stem>_gradcam.png` when the result has a heatmap).
+
+    The PNGs record the film's path and sha256 (`film_sha256` when the caller has hashed it already).
 
     Raises `CovidCXRError` naming the file when one cannot be written (a user's file in the way).
 
@@ -113,7 +115,7 @@ def save_overlays(result, folder, stem):
     stem = fitting_stem(stem)
     mask_picture, gradcam_picture = film_overlays(result)
     try:
-        film = _film(result.source)
+        film = _film(result.source, film_sha256)
         paths = [save_overlay_png(folder / f"{stem}_mask.png", mask_picture, film)]
         if gradcam_picture is not None:
             paths.append(save_overlay_png(folder / f"{stem}_gradcam.png", gradcam_picture, film))
@@ -124,9 +126,9 @@ def save_overlays(result, folder, stem):
     return paths
 
 
-def _film(source):
+def _film(source, sha256=None):
     """{"path", "sha256"} of a result's film file, or None for an array or a file gone meanwhile."""
     try:
-        return {"path": printable_text(os.path.abspath(source)), "sha256": sha256_of_file(source)}
+        return {"path": printable_text(os.path.abspath(source)), "sha256": sha256 or sha256_of_file(source)}
     except (OSError, TypeError, ValueError):
         return None

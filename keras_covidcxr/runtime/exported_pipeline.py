@@ -65,7 +65,6 @@ class ExportedPipeline(PredictionSteps):
     def _decide(self, threshold, refer):
         self.decision_threshold, self._refer = threshold, refer
         self.decision_rule = decision_rule_from_config(self._config, threshold, refer=refer)
-        self.__dict__.pop("_refer_rule_in_force", None)  # a cached_property of the rule replaced here
         return self
 
     def _read_export(self, check_view, providers):

@@ -18,6 +18,7 @@ moment leaves the previous complete state; the newest complete `epoch-NNNN` wins
 older ones are then deleted. Nothing is pickled.
 """
 
+import contextlib
 import json
 import os
 import shutil
@@ -95,7 +96,8 @@ class TrainingCheckpoint:
 
         resume=False trains anew: an earlier run's state, best weights and summary are removed first.
         Resuming a checkpoint written for other data or settings is refused (a resume would mix two runs
-        under one record); settings in `RESUMABLE_SETTINGS` may change.
+        under one record); settings in `RESUMABLE_SETTINGS` may change. It takes the folder's lock
+        (`lock`): `started` releases it when the run ends.
         """
         path = self.folder / RUN_FILE
         self.lock()
@@ -105,12 +107,25 @@ class TrainingCheckpoint:
             differ = [f"{key}: {json.dumps(a)} there, {json.dumps(b)} here"
                       for key, a, b in setting_differences(json.loads(path.read_text()), run, RESUMABLE_SETTINGS)]
             if differ:
-                self.release()
                 raise ConfigError(f"{self.folder}: holds a run on other data or settings ({'; '.join(differ)}); "
                                   "rerun with them to resume, or restart it (--restart, resume=False) to train anew")
         self.folder.mkdir(parents=True, exist_ok=True)
         with atomic_write(path, "w") as handle:
             handle.write(json.dumps(run, indent=2) + "\n")
+
+    @contextlib.contextmanager
+    def started(self, run, resume=True):
+        """`start` the run, hold the folder while the block trains, and `release` it however the block ends.
+
+        Example:
+            >>> with TrainingCheckpoint("/tmp/run").started({"data": "..."}):  # doctest: +SKIP
+            ...     train_segmenter(model, train, val, checkpoint_dir="/tmp/run")
+        """
+        try:
+            self.start(run, resume)
+            yield self
+        finally:
+            self.release()
 
     def lock(self):
         """Hold this folder for this process; refused while another process trains here.

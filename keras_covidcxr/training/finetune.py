@@ -33,6 +33,7 @@ data (manifest checksum, counts, digests of the patients fitted on, the parent's
 recipe (all settings).
 """
 
+import contextlib
 import dataclasses
 import warnings
 from pathlib import Path
@@ -235,17 +236,11 @@ def finetune(pipeline, manifest, out=None, class_names=None, config=None, manife
             continue
         say(f"training {member.name}")
         folder = None if checkpoint_dir is None else Path(checkpoint_dir) / member.name
-        checkpoint = None if folder is None else TrainingCheckpoint(folder)
-        if checkpoint is not None:  # a folder of another fine-tuning (data, parent, classes) is not resumed
-            checkpoint.start({
-                "component": "finetune", "data": rows_sha256(manifest),
-                "parent_files": pipeline.metadata.get("files"), "class_names": list(class_names),
-                "config": config.to_dict()})
-        try:
+        run = {"component": "finetune", "data": rows_sha256(manifest), "parent_files": pipeline.metadata.get("files"),
+               "class_names": list(class_names), "config": config.to_dict()}
+        # a folder of another fine-tuning (data, parent, classes) is not resumed
+        with contextlib.nullcontext() if folder is None else TrainingCheckpoint(folder).started(run):
             result = train_classifier(member, train, val, config, checkpoint_dir=folder, callbacks=callbacks)
-        finally:
-            if checkpoint is not None:
-                checkpoint.release()
         members.append(result.model)
         member_results[member.name] = result.summary()
 

@@ -32,10 +32,6 @@ def fitted_patient_digests(metadata):
 def rows_sha256(manifest):
     """sha256 of a manifest's rows (path, task, label, mask, patient, view, split): the same whether the
     manifest came as a CSV path or a `Manifest`, unlike the file's checksum."""
-    return _rows_digest(manifest)
-
-
-def _rows_digest(manifest):
     digest = hashlib.sha256()
     for row in manifest:
         fields = (row.path, row.task, row.label, row.mask_path, row.patient_id, row.view, row.split)
@@ -53,10 +49,11 @@ def data_provenance(manifest, manifest_path=None, fitted_splits=None, also_fitte
     on the other), `FIT_PATIENTS_KEY` lists the digests of those splits' cls patients, plus the digests
     `also_fitted` (a parent preset's).
     """
+    rows = rows_sha256(manifest)
     if manifest_path is not None and Path(manifest_path).is_file():
         sha256, sha256_of = hashlib.sha256(Path(manifest_path).read_bytes()).hexdigest(), "manifest file"
     else:
-        sha256, sha256_of = _rows_digest(manifest), "manifest rows"
+        sha256, sha256_of = rows, "manifest rows"
     counts = {}
     for (split, task, label), count in sorted(
         manifest.counts("split", "task", "label").items(), key=lambda item: tuple(str(v) for v in item[0])
@@ -66,7 +63,7 @@ def data_provenance(manifest, manifest_path=None, fitted_splits=None, also_fitte
         "manifest": None if manifest_path is None else str(manifest_path),
         "sha256": sha256,
         "sha256_of": sha256_of,
-        "rows_sha256": _rows_digest(manifest),
+        "rows_sha256": rows,
         "rows": len(manifest),
         "patients": len(manifest.patient_ids()),
         "counts": counts,

@@ -72,10 +72,9 @@ def run_segmenter_recipe(manifest, out, input_size=256, filters=(64, 128, 256, 5
         segmenter = _load_component(checkpoint.folder, ResUnet, "segmenter")
         _check_resumed(out, "segmenter", {"input size": segmenter.input_size, "filters": tuple(segmenter.filters)},
                        {"input size": input_size, "filters": tuple(filters)})
-    checkpoint.start({"component": "segmenter", "data": rows_sha256(manifest),
-                      "augmentation": augmentation.to_dict() if config.augment else None, "config": config.to_dict()},
-                     resume)
-    try:
+    run = {"component": "segmenter", "data": rows_sha256(manifest),
+           "augmentation": augmentation.to_dict() if config.augment else None, "config": config.to_dict()}
+    with checkpoint.started(run, resume):
         if not (resume and checkpoint.has_best()):
             keras.utils.set_random_seed(config.seed)  # the initial weights too, so a rerun reproduces the run
             segmenter = ResUnet(input_size=input_size, filters=tuple(filters))
@@ -103,8 +102,6 @@ def run_segmenter_recipe(manifest, out, input_size=256, filters=(64, 128, 256, 5
         checkpoint.write_summary(summary)
         result.details.update(pairs=summary["pairs"])
         return result
-    finally:
-        checkpoint.release()
 
 
 def _weights_sha256(folder):
@@ -159,12 +156,11 @@ def run_classifier_recipe(manifest, segmenter_checkpoint, out, backbone="densene
                        {"backbone": classifier.backbone_name, "input size": classifier.image_shape[0],
                         "classes": classifier.num_classes},
                        {"backbone": backbone, "input size": input_size, "classes": len(class_names)})
-    checkpoint.start({"component": "classifier", "data": rows_sha256(manifest),
-                      "segmenter_sha256": _weights_sha256(segmenter_checkpoint), "class_names": list(class_names),
-                      "preprocessing": preprocessing.to_dict(),
-                      "backbone_weights": None if backbone_weights is None else str(backbone_weights),
-                      "config": config.to_dict()}, resume)
-    try:
+    segmenter_sha256 = _weights_sha256(segmenter_checkpoint)
+    run = {"component": "classifier", "data": rows_sha256(manifest), "segmenter_sha256": segmenter_sha256,
+           "class_names": list(class_names), "preprocessing": preprocessing.to_dict(),
+           "backbone_weights": None if backbone_weights is None else str(backbone_weights), "config": config.to_dict()}
+    with checkpoint.started(run, resume):
         if not resuming:
             keras.utils.set_random_seed(config.seed)  # the new head's initial weights too
             classifier = CXRClassifier(backbone, num_classes=len(class_names), head_units=head_units,
@@ -183,7 +179,7 @@ def run_classifier_recipe(manifest, segmenter_checkpoint, out, backbone="densene
             "class_names": list(class_names),
             "preprocessing": preprocessing.to_dict(),
             "segmenter": str(segmenter_checkpoint),
-            "segmenter_sha256": _weights_sha256(segmenter_checkpoint),
+            "segmenter_sha256": segmenter_sha256,
             "data": data_provenance(manifest, manifest_path),
             "classifier_inputs": info,
             **result.summary(),
@@ -192,8 +188,6 @@ def run_classifier_recipe(manifest, segmenter_checkpoint, out, backbone="densene
         checkpoint.write_summary(summary)
         result.details["classifier_inputs"] = info
         return result
-    finally:
-        checkpoint.release()
 
 
 @dataclasses.dataclass

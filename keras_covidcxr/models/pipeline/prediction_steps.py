@@ -8,7 +8,6 @@ from the same code; each supplies only the model calls (`_segment`, `_run_ensemb
 `_add_heatmaps`).
 """
 
-import functools
 import os
 
 import numpy as np
@@ -112,11 +111,14 @@ class PredictionSteps:
             results.extend(self._predict_chunk(chunk, start, batch_size, on_error, explain, strict, tta))
         return results
 
-    @functools.cached_property
+    @property
     def _refer_rule_in_force(self):
         """The refer rule the decision rule applies: the preset's, without its band under a user's threshold,
-        none with --no-refer (a pipeline's settings never change: `with_*` makes a new one)."""
-        return ReferRule.from_dict(self.decision_rule.refer) if self.decision_rule.refer else None
+        none with --no-refer; built once per decision rule, not per film."""
+        rule = self.decision_rule
+        if getattr(self, "_refer_rule_of", (None, None))[0] is not rule:
+            self._refer_rule_of = (rule, ReferRule.from_dict(rule.refer) if rule.refer else None)
+        return self._refer_rule_of[1]
 
     def _explain_target(self, explain):
         """False, True (the predicted class) or a class name, checked before any image is read."""
