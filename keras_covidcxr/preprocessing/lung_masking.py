@@ -57,6 +57,93 @@ def apply_lung_mask(pixels, mask, mode="hard", margin=0.025):
     raise ConfigError(f"masking mode must be one of {MASKING_MODES}, got {mode!r}")
 
 
+@dataclasses.dataclass(frozen=True, eq=False)
+class MaskPieces:
+    """A boolean mask with its connected pieces labelled once, for every check made on it.
+
+    On a clinical film (3000 px) labelling and counting the pieces takes about 70 ms; the checks
+    below used to do it once each. `labels` numbers the pieces (0: background), `sizes[label - 1]`
+    is a piece's pixel count and `order` the labels of the pieces in `mask`, largest first (ties
+    in label order). A `largest` subset keeps the labelling of the mask it came from.
+
+    Example:
+        >>> mask = np.zeros((8, 8), bool); mask[1:6, 1:3] = mask[1:6, 5:7] = True; mask[7, 7] = True
+        >>> pieces = MaskPieces.of(mask)
+        >>> [int(label) for label in pieces.order], pieces.quality()
+        ([1, 2, 3], MaskQuality(lung_fraction=0.328125, components=3))
+    """
+
+    mask: np.ndarray
+    labels: np.ndarray
+    sizes: np.ndarray
+    order: np.ndarray
+
+    @classmethod
+    def of(cls, mask):
+        """The pieces of a boolean mask (a `MaskPieces` is returned as it is)."""
+        if isinstance(mask, MaskPieces):
+            return mask
+        mask = np.asarray(mask, bool)
+        labels, _ = ndimage.label(mask)
+        sizes = np.bincount(labels.ravel())[1:]
+        return cls(mask, labels, sizes, np.argsort(-sizes, kind="stable") + 1)
+
+    def piece_sizes(self):
+        """Pixel counts of the pieces, largest first."""
+        return self.sizes[self.order - 1]
+
+    def largest(self, count=2):
+        """(the `count` largest pieces, fraction of the mask's area removed): `keep_largest_pieces`."""
+        if len(self.order) <= count:
+            return self, 0.0
+        keep = np.zeros(len(self.sizes) + 1, bool)
+        keep[self.order[:count]] = True
+        kept = dataclasses.replace(self, mask=keep[self.labels], order=self.order[:count])
+        return kept, float(1.0 - kept.piece_sizes().sum() / max(self.piece_sizes().sum(), 1))
+
+    def below_lungs(self, min_piece_fraction=0.005):
+        """Image fractions of the pieces that lie below the lungs, largest first (`pieces_below_lungs`)."""
+        if len(self.order) <= 2:
+            return []
+        labels, sizes, size = self.labels, self.sizes, self.mask.size
+        rows = np.arange(self.mask.shape[0])[:, None]
+        lowest_lung_row = np.where(np.isin(labels, self.order[:2]), rows, -1).max(axis=0)  # per column; -1: none
+        bottom = lowest_lung_row.max()
+        others = [label for label in self.order[2:] if sizes[label - 1] >= min_piece_fraction * size]
+        below = []
+        for label, (row, col) in zip(others, ndimage.center_of_mass(self.mask, labels, others)):
+            floor = lowest_lung_row[round(col)]
+            if row > (floor if floor >= 0 else bottom):
+                below.append(float(sizes[label - 1] / size))
+        return below
+
+    def outline_solidity(self, count=2):
+        """Solidity of the `count` largest pieces, largest first (`lung_outline_solidity`)."""
+        from scipy.spatial import ConvexHull
+
+        boxes = ndimage.find_objects(self.labels, max_label=int(self.order[:count].max(initial=0)))
+        solidity = []
+        for label in self.order[:count]:
+            box = boxes[label - 1]
+            piece = self.labels[box] == label
+            # the hull of a piece is the hull of its rows' outer corners
+            rows = np.flatnonzero(piece.any(axis=1))
+            left = piece[rows].argmax(axis=1)
+            right = piece.shape[1] - piece[rows, ::-1].argmax(axis=1)
+            corners = [np.stack([r, c], 1) for r in (rows, rows + 1) for c in (left, right)]
+            hull = ConvexHull(np.concatenate(corners).astype("float64"))
+            solidity.append(float(self.sizes[label - 1] / hull.volume))  # "volume" is the area in 2D
+        return solidity
+
+    def quality(self, min_component_fraction=0.005):
+        """The mask's `MaskQuality` (`mask_quality`)."""
+        sizes = self.piece_sizes()
+        return MaskQuality(
+            lung_fraction=float(sizes.sum() / self.mask.size),
+            components=int(np.sum(sizes >= min_component_fraction * self.mask.size)),
+        )
+
+
 def keep_largest_pieces(mask, count=2):
     """(mask with only its `count` largest connected pieces, fraction of the mask's area removed).
 
@@ -69,20 +156,8 @@ def keep_largest_pieces(mask, count=2):
         >>> int(kept.sum()), round(removed, 3)
         (20, 0.048)
     """
-    labels, pieces = ndimage.label(mask)
-    if pieces <= count:
-        return mask, 0.0
-    sizes = np.bincount(labels.ravel())[1:]
-    keep = np.argsort(sizes)[::-1][:count] + 1
-    kept = np.isin(labels, keep)
-    return kept, float(1.0 - kept.sum() / max(mask.sum(), 1))
-
-
-def _pieces_by_size(mask):
-    """(connected-piece labels, piece sizes by label - 1, the labels largest first; ties in label order)."""
-    labels, _ = ndimage.label(mask)
-    sizes = np.bincount(labels.ravel())[1:]
-    return labels, sizes, np.argsort(-sizes, kind="stable") + 1
+    kept, removed = MaskPieces.of(mask).largest(count)
+    return kept.mask, removed
 
 
 def pieces_below_lungs(mask, min_piece_fraction=0.005):
@@ -100,19 +175,7 @@ def pieces_below_lungs(mask, min_piece_fraction=0.005):
         >>> [round(f, 3) for f in pieces_below_lungs(mask)]
         [0.075]
     """
-    labels, sizes, order = _pieces_by_size(mask)
-    if len(order) <= 2:
-        return []
-    rows = np.arange(mask.shape[0])[:, None]
-    lowest_lung_row = np.where(np.isin(labels, order[:2]), rows, -1).max(axis=0)  # per column; -1: none
-    bottom = lowest_lung_row.max()
-    others = [label for label in order[2:] if sizes[label - 1] >= min_piece_fraction * mask.size]
-    below = []
-    for label, (row, col) in zip(others, ndimage.center_of_mass(mask, labels, others)):
-        floor = lowest_lung_row[round(col)]
-        if row > (floor if floor >= 0 else bottom):
-            below.append(float(sizes[label - 1] / mask.size))
-    return below
+    return MaskPieces.of(mask).below_lungs(min_piece_fraction)
 
 
 def lung_outline_solidity(mask, count=2):
@@ -128,22 +191,7 @@ def lung_outline_solidity(mask, count=2):
         >>> [round(s, 2) for s in lung_outline_solidity(mask)]
         [1.0, 0.53]
     """
-    from scipy.spatial import ConvexHull
-
-    labels, sizes, order = _pieces_by_size(mask)
-    boxes = ndimage.find_objects(labels)
-    solidity = []
-    for label in order[:count]:
-        box = boxes[label - 1]
-        piece = labels[box] == label
-        # the hull of a piece is the hull of its rows' outer corners
-        rows = np.flatnonzero(piece.any(axis=1))
-        left = piece[rows].argmax(axis=1)
-        right = piece.shape[1] - piece[rows, ::-1].argmax(axis=1)
-        corners = [np.stack([r, c], 1) for r in (rows, rows + 1) for c in (left, right)]
-        hull = ConvexHull(np.concatenate(corners).astype("float64"))
-        solidity.append(float(sizes[label - 1] / hull.volume))  # "volume" is the area in 2D
-    return solidity
+    return MaskPieces.of(mask).outline_solidity(count)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -155,8 +203,5 @@ class MaskQuality:
 
 
 def mask_quality(mask, min_component_fraction=0.005):
-    """Measure a boolean lung mask; specks under `min_component_fraction` don't count."""
-    labels, count = ndimage.label(mask)
-    sizes = np.bincount(labels.ravel())[1:] if count else np.zeros(0)
-    components = int(np.sum(sizes >= min_component_fraction * mask.size))
-    return MaskQuality(lung_fraction=float(mask.mean()), components=components)
+    """Measure a boolean lung mask (or its `MaskPieces`); specks under `min_component_fraction` don't count."""
+    return MaskPieces.of(mask).quality(min_component_fraction)

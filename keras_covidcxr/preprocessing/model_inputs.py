@@ -2,13 +2,7 @@
 
 import numpy as np
 
-from keras_covidcxr.preprocessing.lung_masking import (
-    apply_lung_mask,
-    keep_largest_pieces,
-    lung_outline_solidity,
-    mask_quality,
-    pieces_below_lungs,
-)
+from keras_covidcxr.preprocessing.lung_masking import MaskPieces, apply_lung_mask
 from keras_covidcxr.preprocessing.resize import resize_image
 from keras_covidcxr.preprocessing.standardize import standardize, to_rgb
 
@@ -37,12 +31,14 @@ def cleaned_lung_mask(mask, config):
     whether or not the trimming removes them: they say the segmenter misread the film. So does one
     of the two largest pieces far from convex ("mask_irregular_outline": `lung_outline_solidity`
     under MIN_LUNG_SOLIDITY), as when the mask spills across the diaphragm in one piece.
+    Given the mask's `MaskPieces`, it returns the kept `MaskPieces` (the pieces are labelled once).
     """
-    below = pieces_below_lungs(mask)
+    pieces = MaskPieces.of(mask)
+    below = pieces.below_lungs()
     warnings = []
-    kept, removed = mask, 0.0
+    kept, removed = pieces, 0.0
     if config.keep_largest_pieces:
-        kept, removed = keep_largest_pieces(mask, config.keep_largest_pieces)
+        kept, removed = pieces.largest(config.keep_largest_pieces)
     if removed >= REPORTED_REMOVAL:
         warnings.append((
             "mask_pieces_removed",
@@ -50,20 +46,20 @@ def cleaned_lung_mask(mask, config):
         ))
     if below:
         # the pieces below are never among the two largest: trimming to two or fewer removes them all
-        pieces = config.keep_largest_pieces
-        what = "removed" if 0 < pieces <= 2 or (pieces and not pieces_below_lungs(kept)) else "kept"
+        count = config.keep_largest_pieces
+        what = "removed" if 0 < count <= 2 or (count and not kept.below_lungs()) else "kept"
         warnings.append((
             "mask_below_diaphragm",
             f"lung mask: {len(below)} piece(s) below the lungs ({sum(below):.1%} of the image; not lung); {what}",
         ))
-    solidity = min(lung_outline_solidity(kept), default=1.0)
+    solidity = min(kept.outline_solidity(), default=1.0)
     if solidity < MIN_LUNG_SOLIDITY:
         warnings.append((
             "mask_irregular_outline",
             f"lung mask outline irregular (solidity {solidity:.2f}; real lungs >= {MIN_LUNG_SOLIDITY}): part of a "
             "lung may be missing, or gas below the diaphragm or air outside the chest taken in",
         ))
-    return kept, warnings
+    return (kept if isinstance(mask, MaskPieces) else kept.mask), warnings
 
 
 def classifier_input(pixels, lung_mask, config, size, channels=3):
@@ -72,9 +68,11 @@ def classifier_input(pixels, lung_mask, config, size, channels=3):
     Returns (input (size, size, channels), crop box or None, MaskQuality,
     warnings), where `config` is a `PreprocessingConfig` (standardised or
     gray [0, 1] pixels, see its `standardize`) and `warnings` a list of
-    (code, message) pairs. Three channels replicate the gray one.
+    (code, message) pairs. Three channels replicate the gray one. `lung_mask`
+    is a boolean mask or its `MaskPieces`.
     """
-    quality = mask_quality(lung_mask)
+    pieces = MaskPieces.of(lung_mask)
+    quality, lung_mask = pieces.quality(), pieces.mask
     warnings = []
     implausible = (
         not config.min_lung_fraction <= quality.lung_fraction <= config.max_lung_fraction

@@ -30,6 +30,7 @@ import numpy as np
 
 from keras_covidcxr.data.manifest import DatasetError
 from keras_covidcxr.io.image_loader import load_image
+from keras_covidcxr.preprocessing.lung_masking import MaskPieces
 from keras_covidcxr.preprocessing.model_inputs import (
     classifier_input,
     cleaned_lung_mask,
@@ -177,8 +178,8 @@ def masked_classifier_inputs(manifest, segmenter, input_size, preprocessing=None
                 batch = np.concatenate([batch, np.zeros((chunk - count, *batch.shape[1:]), "float32")])
             probabilities = np.asarray(keras.ops.convert_to_numpy(segmenter.predict_on_batch(batch)))
             for offset, (image, probs) in enumerate(zip(pixels, probabilities[:count, ..., 0])):
-                mask, cleaning = cleaned_lung_mask(lung_mask_at(probs, image.shape, preprocessing.mask_threshold),
-                                                   preprocessing)
+                mask = MaskPieces.of(lung_mask_at(probs, image.shape, preprocessing.mask_threshold))
+                mask, cleaning = cleaned_lung_mask(mask, preprocessing)
                 model_input, _, _, notes = classifier_input(image, mask, preprocessing, input_size)
                 notes = [*cleaning, *notes]
                 inputs[start + offset] = model_input[..., 0]

@@ -1,9 +1,23 @@
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from keras_covidcxr import ConfigError, PreprocessingConfig
-from keras_covidcxr.preprocessing.lung_masking import apply_lung_mask, lung_bounding_box, mask_quality
-from keras_covidcxr.preprocessing.model_inputs import classifier_input, lung_mask_at, segmenter_input
+from keras_covidcxr.preprocessing.lung_masking import (
+    MaskPieces,
+    apply_lung_mask,
+    keep_largest_pieces,
+    lung_bounding_box,
+    lung_outline_solidity,
+    mask_quality,
+    pieces_below_lungs,
+)
+from keras_covidcxr.preprocessing.model_inputs import (
+    classifier_input,
+    cleaned_lung_mask,
+    lung_mask_at,
+    segmenter_input,
+)
 from keras_covidcxr.preprocessing.resize import resize_image
 from keras_covidcxr.preprocessing.standardize import standardize, to_rgb
 
@@ -76,9 +90,6 @@ def test_preprocessing_config_validation_and_round_trip():
 
 
 def test_only_the_two_largest_pieces_are_kept_and_the_removal_is_reported():
-    from keras_covidcxr.preprocessing.lung_masking import keep_largest_pieces
-    from keras_covidcxr.preprocessing.model_inputs import cleaned_lung_mask
-
     mask = two_lungs()
     mask[85:95, 60:75] = True  # a third piece below the lungs (bowel gas under the diaphragm)
     kept, removed = keep_largest_pieces(mask)
@@ -103,3 +114,55 @@ def test_unit_range_inputs_for_classifiers_that_normalise_themselves():
     assert gray.shape == (32, 32, 1) and 0.0 <= gray.min() and gray.max() <= 1.0
     rgb, _, _, _ = classifier_input(image, two_lungs(), PreprocessingConfig(masking="bbox"), 32)
     assert rgb.shape == (32, 32, 3) and abs(float(rgb.mean())) < 1e-4  # the paper's standardisation
+
+
+def random_masks(count=150, seed=0):
+    """Masks with many pieces of many sizes: noise, blurred noise and rectangles."""
+    rng = np.random.default_rng(seed)
+    for trial in range(count):
+        h, w = rng.integers(8, 60, 2)
+        if trial % 3 == 0:
+            yield rng.random((h, w)) < rng.uniform(0.05, 0.6)
+        elif trial % 3 == 1:
+            yield ndimage.gaussian_filter(rng.random((h, w)), rng.uniform(0.5, 3)) > 0.5
+        else:
+            mask = np.zeros((h, w), bool)
+            for _ in range(rng.integers(0, 6)):
+                y, x, a, b = rng.integers(0, h), rng.integers(0, w), *rng.integers(1, 12, 2)
+                mask[y : y + a, x : x + b] = True
+            yield mask
+
+
+def test_the_largest_pieces_keep_the_labelling_and_measure_as_their_own_mask():
+    for mask in random_masks():
+        pieces = MaskPieces.of(mask)
+        assert pieces.quality() == mask_quality(mask) and pieces.quality().lung_fraction == float(mask.mean())
+        for count in (1, 2, 3):
+            kept, _ = pieces.largest(count)
+            relabelled = MaskPieces.of(kept.mask.copy())  # the kept mask labelled afresh
+            assert np.array_equal(kept.piece_sizes(), relabelled.piece_sizes())
+            assert kept.quality() == mask_quality(kept.mask)
+            assert kept.below_lungs() == pieces_below_lungs(kept.mask)
+            assert kept.outline_solidity() == lung_outline_solidity(kept.mask)
+
+
+def test_cleaning_the_labelled_pieces_gives_what_cleaning_the_mask_gives():
+    image = np.random.default_rng(1).random((60, 60)).astype("float32")
+    for mask in random_masks(60, seed=1):
+        for keep in (0, 2, 3):
+            config = PreprocessingConfig(masking="bbox", keep_largest_pieces=keep)
+            cleaned, warnings = cleaned_lung_mask(mask, config)
+            pieces, same_warnings = cleaned_lung_mask(MaskPieces.of(mask), config)
+            assert isinstance(pieces, MaskPieces) and np.array_equal(pieces.mask, cleaned)
+            assert same_warnings == warnings
+            crop = image[: mask.shape[0], : mask.shape[1]]
+            from_mask, from_pieces = classifier_input(crop, cleaned, config, 16), classifier_input(crop, pieces, config, 16)
+            assert np.array_equal(from_mask[0], from_pieces[0]) and from_mask[1:] == from_pieces[1:]
+
+
+def test_equal_pieces_at_the_cut_keep_the_first_in_reading_order():
+    mask = np.zeros((20, 20), bool)
+    mask[2:12, 2:8] = True  # the largest piece
+    mask[15:17, 15:17] = mask[2:4, 15:17] = True  # two equal pieces: the upper one comes first
+    kept, removed = keep_largest_pieces(mask)
+    assert kept[2:4, 15:17].all() and not kept[15:17, 15:17].any() and removed == pytest.approx(4 / 68)

@@ -20,6 +20,7 @@ from keras_covidcxr.models.pipeline.calibration import ProbabilityCalibration
 from keras_covidcxr.models.pipeline.pipeline_result import PipelineResult
 from keras_covidcxr.models.pipeline.refer_rule import ReferRule, fails_input_checks
 from keras_covidcxr.preprocessing.input_contract import InputContract
+from keras_covidcxr.preprocessing.lung_masking import MaskPieces
 from keras_covidcxr.preprocessing.model_inputs import (
     classifier_input,
     cleaned_lung_mask,
@@ -173,11 +174,12 @@ class PredictionSteps:
         for i, probabilities in checked:
             result = results[i]
             result.image = pixels[i]
-            result.mask = lung_mask_at(probabilities, pixels[i].shape, self.preprocessing.mask_threshold)
-            result.mask, cleaning = cleaned_lung_mask(result.mask, self.preprocessing)
+            mask = MaskPieces.of(lung_mask_at(probabilities, pixels[i].shape, self.preprocessing.mask_threshold))
+            mask, cleaning = cleaned_lung_mask(mask, self.preprocessing)
+            result.mask = mask.mask
             result.warnings.extend(cleaning)
             model_input, result.crop_box, quality, warnings = classifier_input(
-                pixels[i], result.mask, self.preprocessing, self.classifier_size, self.classifier_channels
+                pixels[i], mask, self.preprocessing, self.classifier_size, self.classifier_channels
             )
             result.lung_fraction, result.lung_components = quality.lung_fraction, quality.components
             result.warnings.extend(warnings)
