@@ -37,8 +37,8 @@ def find_images(inputs):
 
     Returns:
         A list of `Path`s, in the order the inputs were given; a file reached
-        twice (named and inside a named folder, or through a symlink) is listed
-        once, first time.
+        twice (named and inside a named folder, through a symlink or as a hard
+        link) is listed once, first time.
     """
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
@@ -46,11 +46,20 @@ def find_images(inputs):
     for item in inputs:
         item = Path(item)
         for path in _walk(item) if item.is_dir() else [item]:
-            key = os.path.realpath(path)  # a symlink and its file are one file
+            key = _file_identity(path)
             if key not in seen:
                 seen.add(key)
                 found.append(path)
     return found
+
+
+def _file_identity(path):
+    """One key for all names of a file: its device and inode (symlinks and hard links alike)."""
+    try:
+        status = os.stat(path)
+    except OSError:
+        return os.path.realpath(path)  # missing or unreadable: the loader names the problem
+    return status.st_dev, status.st_ino
 
 
 def _walk(folder):

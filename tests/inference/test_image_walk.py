@@ -79,3 +79,12 @@ def test_a_file_and_a_symlink_to_it_are_one_file(tmp_path):
     (tmp_path / "link.png").symlink_to(film)
     found = [path.relative_to(tmp_path).as_posix() for path in find_images([tmp_path / "a", tmp_path])]
     assert found == ["a/x.png"]
+
+
+def test_a_hard_link_is_the_same_film_once(tmp_path):
+    film = _touch(tmp_path / "a" / "x.png")
+    os.link(film, tmp_path / "copy_of_x.png")  # a second name, no symlink
+    _touch(tmp_path / "b.png")
+    found = [path.relative_to(tmp_path).as_posix() for path in find_images([tmp_path])]
+    assert found == ["b.png", "copy_of_x.png"]  # a folder's own files come before its subfolders
+    assert find_images([tmp_path / "missing.png", tmp_path / "missing.png"]) == [tmp_path / "missing.png"]
