@@ -7,18 +7,26 @@ from keras_covidcxr.errors import InputError, UnsupportedImageError
 DEFAULT_MAX_PIXELS = 50_000_000  # files and arrays alike: larger films are refused before any work
 
 
+# Detector depths; rounding up to one of them keeps a film's scale from hanging on its brightest pixel.
+STANDARD_BIT_DEPTHS = (8, 10, 12, 14, 16)
+
+
 def scale_by_bits_used(values):
-    """(float32 in [0, 1], bits): non-negative integer pixels scaled by the bits their largest value needs.
+    """(float32 in [0, 1], bits): non-negative integer pixels scaled by the detector depth their largest value needs.
 
     Detectors give 10, 12 or 14 bits, often stored in 16: scaled by 65535, a 12-bit film would come out
-    at most 1/16 bright, nearly black. At least 8 bits, so a dark 8-bit picture is not stretched.
+    at most 1/16 bright, nearly black. The depth is the smallest of `STANDARD_BIT_DEPTHS` that holds the
+    largest value, not its own bit count: a 12-bit film whose brightest pixel is 2047 is still read as
+    12-bit (by its own count, one pixel more at 2048 would halve the whole film's brightness). At least
+    8 bits, so a dark 8-bit picture is not stretched.
 
     Example:
-        >>> scale_by_bits_used(np.array([[0, 2048, 4095]], np.uint16))[1]
-        12
+        >>> [scale_by_bits_used(np.array([[0, top]], np.uint16))[1] for top in (255, 2047, 2048, 4095, 4096)]
+        [8, 12, 12, 12, 14]
     """
     values = np.asarray(values)
-    bits = max(8, int(values.max()).bit_length()) if values.size else 8
+    needed = int(values.max()).bit_length() if values.size else 0
+    bits = next((depth for depth in STANDARD_BIT_DEPTHS if depth >= needed), needed)
     return (values / float(2**bits - 1)).astype("float32"), bits
 
 

@@ -96,10 +96,16 @@ def normalise_view(value):
 def _import_pydicom(name):
     try:
         import pydicom
-        import pydicom.pixels
     except ImportError as exc:
         raise MissingDependencyError(
             f"{name}: reading DICOM needs pydicom; install it with {DICOM_INSTALL_HINT}"
+        ) from exc
+    try:
+        import pydicom.pixels
+    except ImportError as exc:  # pydicom 2.x has no pydicom.pixels
+        raise MissingDependencyError(
+            f"{name}: reading DICOM needs pydicom 3.0 or later, found {pydicom.__version__}; upgrade it with "
+            f"pip install --upgrade \"pydicom>=3.0\""
         ) from exc
     return pydicom
 
@@ -210,15 +216,29 @@ def _decode_pixels(pydicom, ds, name, max_pixels):
         return _to_float32(luma / (2 ** int(ds.get("BitsStored") or 8) - 1)), None
 
     values = apply_modality_lut(arr, ds)
+    padding = _padding(arr, ds)
     if _has_voi_lut(ds):
         out, voi = _apply_voi_lut_sequence(values, ds), "VOI LUT"
     elif (window := _window(ds)) is not None:
         out, voi = _apply_window(values, *window), "window"
     else:
-        out, voi = _min_max(values), "min-max"
+        out, voi = _min_max(values, ignore=padding), "min-max"
     if photometric == "MONOCHROME1":
         out = 1.0 - out
+    if padding is not None:
+        out = np.where(padding, 0.0, out)  # outside the exposed field: shown black, never part of the film's range
     return _to_float32(out), voi
+
+
+def _padding(stored, ds):
+    """Where the stored values are Pixel Padding Value (up to Pixel Padding Range Limit), or None."""
+    if ds.get("PixelPaddingValue") is None:
+        return None
+    low = int(ds.PixelPaddingValue)
+    high = int(ds.PixelPaddingRangeLimit) if ds.get("PixelPaddingRangeLimit") is not None else low
+    low, high = min(low, high), max(low, high)
+    padding = (stored >= low) & (stored <= high)
+    return padding if padding.any() else None
 
 
 def _check_decoder(pydicom, ds, name):
@@ -271,8 +291,15 @@ def _apply_voi_lut_sequence(values, ds):
 
     if not np.issubdtype(values.dtype, np.integer):
         values = np.rint(values).astype(np.int64)  # LUT inputs are integers
-    count, first, _ = (int(v) for v in ds.VOILUTSequence[0].LUTDescriptor)
-    table = apply_voi(np.arange(first, first + (count or 2**16)), ds)
+    item = ds.VOILUTSequence[0]
+    count, first, bits = (int(v) for v in item.LUTDescriptor)
+    entries = count or 2**16
+    # pydicom (3.0) indexes the LUT in 16 bits, or in 8 for 8-bit entries, where indices past 255 wrap: clip the
+    # inputs to the LUT's range (as the standard maps them) and index in 16 bits; the entries are the same.
+    values = np.clip(values.astype(np.int64), first, first + entries - 1)
+    if bits == 8:
+        item.LUTDescriptor = [count, first, 16]  # our own copy of the file's dataset
+    table = apply_voi(np.arange(first, first + entries), ds)
     low, high = float(table.min()), float(table.max())
     if high <= low:
         return np.zeros(values.shape)
@@ -313,9 +340,13 @@ def _apply_window(values, center, width, function):
     return np.clip((values - center) / width + 0.5, 0.0, 1.0)
 
 
-def _min_max(values):
+def _min_max(values, ignore=None):
+    """Scaled to [0, 1] by the range of the values not ignored."""
     values = values.astype(np.float64)
-    low, high = float(values.min()), float(values.max())
+    counted = values if ignore is None else values[~ignore]
+    if counted.size == 0:
+        return np.zeros(values.shape)
+    low, high = float(counted.min()), float(counted.max())
     if high <= low:
         return np.zeros(values.shape)
     return (values - low) / (high - low)

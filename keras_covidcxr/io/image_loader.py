@@ -20,6 +20,7 @@ from keras_covidcxr.errors import (
     ConfigError,
     CovidCXRError,
     ImageDecodeError,
+    InputError,
     UnsupportedImageError,
 )
 from keras_covidcxr.io import dicom_reader
@@ -51,6 +52,7 @@ _SIGNATURES = {
     b"BM": "BMP",
 }
 _SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
+NUL_HINT = "PIL.Image.open(io.BytesIO(contents))"
 
 
 @dataclasses.dataclass(frozen=True, eq=False, repr=False)
@@ -111,6 +113,10 @@ def load_image(path, *, max_pixels=DEFAULT_MAX_PIXELS, patient_id_key=None):
         raise ConfigError(f"load_image expects a str or Path, got {type(path).__name__}")
     if not isinstance(max_pixels, int) or max_pixels <= 0:
         raise ConfigError(f"max_pixels must be a positive int, got {max_pixels!r}")
+    if "\0" in os.fsdecode(path):
+        shown = repr(os.fsdecode(path))
+        raise InputError(f"{shown if len(shown) <= 80 else shown[:77] + '...'}: not a file name: it holds a NUL byte "
+                         f"(for an image file's contents, pass {NUL_HINT})")
     path = Path(path)
     name = str(path)
     head = _read_head(path, name)
@@ -229,7 +235,19 @@ def _read_with_pillow(path, name, max_pixels, head):
         file_format = image.format
         image = ImageOps.exif_transpose(image)
         pixels, bits = _to_gray(image, name)
+    if file_format == "PNG" and _is_16_bit_colour_png(head) and pixels.max() < 0.5:
+        raise UnsupportedImageError(
+            f"{name}: a 16-bit colour or gray+alpha PNG whose values use fewer than 16 bits (e.g. a 12-bit film): "
+            "Pillow reads only their high byte, so the film would come out nearly black; save it as a 16-bit "
+            "grayscale PNG"
+        )
     return pixels, {"format": file_format, "bits": bits}
+
+
+def _is_16_bit_colour_png(head):
+    """A PNG whose header says 16 bits per sample in RGB, gray+alpha or RGBA (Pillow keeps 8 of them)."""
+    # the IHDR chunk follows the 8-byte signature: length, type, width, height, bit depth, colour type
+    return head[12:16] == b"IHDR" and len(head) > 25 and head[24] == 16 and head[25] in (2, 4, 6)
 
 
 def _to_gray(image, name):

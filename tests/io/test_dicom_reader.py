@@ -95,6 +95,25 @@ def test_voi_lut_sequence_is_preferred_over_the_window(corpus):
     assert image.metadata["voi"] == "VOI LUT"
 
 
+def test_a_voi_lut_with_8_bit_entries_maps_every_input_not_modulo_256(corpus):
+    # pydicom 3.0 indexes an 8-bit LUT with 8-bit indices: inputs past 255 entries wrapped around
+    stored = np.array([[0, 255, 256], [1000, 2000, 4095]])
+    entries = np.arange(4096) * 255 // 4095  # a linear 12-bit -> 8-bit LUT
+    image = load_image(corpus.dicom(pixels=stored, VOILUTSequence=corpus.voi_lut_sequence(entries, bits=8)))
+    expected = entries[stored] / 255
+    np.testing.assert_allclose(image.pixels, expected, atol=1e-6)
+
+
+def test_pixel_padding_is_black_and_outside_the_data_range(corpus):
+    stored = np.array([[0, 0, 1000], [1500, 2000, 3000]])  # 0: padding around the exposed field
+    image = load_image(corpus.dicom(pixels=stored, PixelPaddingValue=0))
+    np.testing.assert_allclose(image.pixels, [[0, 0, 0], [0.25, 0.5, 1]], atol=1e-6)
+    inverted = load_image(corpus.dicom(pixels=stored, photometric="MONOCHROME1", PixelPaddingValue=0))
+    np.testing.assert_allclose(inverted.pixels, [[0, 0, 1], [0.75, 0.5, 0]], atol=1e-6)
+    ranged = load_image(corpus.dicom(pixels=stored, PixelPaddingValue=0, PixelPaddingRangeLimit=1000))
+    np.testing.assert_allclose(ranged.pixels, [[0, 0, 0], [0, 1 / 3, 1]], atol=1e-6)
+
+
 def test_without_window_the_data_range_is_used(corpus):
     image = load_image(corpus.dicom(pixels=STORED))
     np.testing.assert_allclose(image.pixels, STORED / 4095, rtol=1e-6)
@@ -388,6 +407,16 @@ def test_missing_pydicom_names_the_extra(corpus, monkeypatch):
         str(error)
         == f'{path}: reading DICOM needs pydicom; install it with pip install "keras-covidcxr[dicom]"'
     )
+
+
+def test_pydicom_2_is_named_as_too_old(corpus, monkeypatch):
+    path = corpus.dicom()
+    monkeypatch.setitem(sys.modules, "pydicom.pixels", None)  # as on pydicom 2.x
+    monkeypatch.setattr(pydicom, "__version__", "2.4.4")
+    error = _error(path)
+    assert type(error) is MissingDependencyError
+    assert str(error) == (f'{path}: reading DICOM needs pydicom 3.0 or later, found 2.4.4; upgrade it with '
+                          'pip install --upgrade "pydicom>=3.0"')
 
 
 def test_an_error_that_would_echo_the_id_is_redacted(corpus):

@@ -13,6 +13,7 @@ from keras_covidcxr.errors import (
     ConfigError,
     CovidCXRError,
     ImageDecodeError,
+    InputError,
     UnsupportedImageError,
 )
 from keras_covidcxr.io.image_loader import DEFAULT_MAX_PIXELS, METADATA_KEYS, LoadedImage, load_image
@@ -82,6 +83,52 @@ def test_12_bit_data_in_a_16_bit_png_is_scaled_by_4095(tmp_path):
     dark = tmp_path / "dark.png"
     Image.fromarray(np.full((4, 4), 100, np.uint16)).save(dark)
     assert load_image(dark).metadata["bits"] == 8  # never stretched beyond 8 bits
+
+
+def test_one_bright_pixel_does_not_change_how_a_12_bit_film_is_read(tmp_path):
+    # by the brightest value's own bit count, 2047 read as 11-bit and 2048 as 12-bit: the film's brightness halved
+    film = (np.linspace(0, 255, 64 * 64).reshape(64, 64) * 2047 / 255).astype(np.uint16)
+    Image.fromarray(film).save(tmp_path / "max2047.png")
+    film[0, 0] = 2048
+    Image.fromarray(film).save(tmp_path / "max2048.png")
+    darker, brighter = load_image(tmp_path / "max2047.png"), load_image(tmp_path / "max2048.png")
+    assert darker.metadata["bits"] == brighter.metadata["bits"] == 12
+    np.testing.assert_array_equal(darker.pixels[1:], brighter.pixels[1:])
+
+
+def _png_16_bit(path, channels, color_type):
+    """A 16-bit PNG of (height, width, samples) uint16 `channels`, written by hand: Pillow writes none in colour."""
+    import struct
+    import zlib
+
+    height, width = channels.shape[:2]
+    rows = b"".join(b"\0" + channels[y].astype(">u2").tobytes() for y in range(height))
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 16, color_type, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows))
+                     + chunk(b"IEND", b""))
+    return path
+
+
+def test_a_16_bit_colour_png_of_12_bit_values_is_refused_not_read_nearly_black(tmp_path):
+    gray = np.linspace(0, 1, 32 * 32).reshape(32, 32)
+    twelve, full = (gray * 4095).astype(np.uint16), (gray * 65535).astype(np.uint16)
+    for name, color_type, samples in (("rgb", 2, 3), ("gray_alpha", 4, 2), ("rgba", 6, 4)):
+        opaque = [np.full_like(twelve, 65535)] * (samples % 2 == 0)
+        path = _png_16_bit(tmp_path / f"{name}12.png", np.dstack([twelve] * (samples - len(opaque)) + opaque), color_type)
+        with pytest.raises(UnsupportedImageError, match=f"{name}12.png: a 16-bit colour or gray\\+alpha PNG whose values"):
+            load_image(path)
+    # filling all 16 bits, Pillow's high byte is the film at 8-bit precision
+    image = load_image(_png_16_bit(tmp_path / "rgb16.png", np.dstack([full] * 3), 2))
+    np.testing.assert_allclose(image.pixels, gray, atol=1 / 255)
+
+
+def test_a_name_holding_a_nul_byte_is_an_input_error():
+    with pytest.raises(InputError, match=r"^'film\\x00.png': not a file name: it holds a NUL byte"):
+        load_image("film\0.png")
 
 
 def test_32_bit_int_tiff_in_16_bit_range_scales_by_65535(corpus):

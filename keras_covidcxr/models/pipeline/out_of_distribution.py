@@ -48,6 +48,8 @@ class FeatureDistanceCheck:
         if not is_whole_number(self.neighbours) or self.neighbours < 1:
             raise ConfigError(f"the out-of-distribution check's neighbours must be a whole number >= 1, "
                               f"got {self.neighbours!r}")
+        if not np.isfinite(np.asarray(self.reference, "float32")).all():
+            raise ConfigError("the out-of-distribution check's reference features hold NaN or infinite values")
         self.reference = _normalised(self.reference)
         if self.reference.ndim != 2 or len(self.reference) < self.neighbours:
             raise ConfigError(
@@ -87,7 +89,10 @@ class FeatureDistanceCheck:
         except (OSError, KeyError, ValueError) as error:
             raise PresetError(f"{path}: cannot read the out-of-distribution features ({error})") from error
         settings = {key: config[key] for key in ("member", "threshold", "neighbours", "quantile") if key in config}
-        return cls(reference=reference, **settings)
+        try:
+            return cls(reference=reference, **settings)
+        except ConfigError as error:
+            raise PresetError(f"{path}: {error}") from error
 
 
 def fit_feature_distance_check(member, training_features, validation_features, neighbours=5, quantile=0.99):

@@ -15,7 +15,7 @@ from PIL import Image
 
 from keras_covidcxr.errors import ConfigError, CovidCXRError, InputContractError, InputError
 from keras_covidcxr.io.array_input import pixels_from_array
-from keras_covidcxr.io.image_loader import LoadedImage, load_image, load_pil_image
+from keras_covidcxr.io.image_loader import NUL_HINT, LoadedImage, load_image, load_pil_image
 from keras_covidcxr.models.pipeline.calibration import ProbabilityCalibration
 from keras_covidcxr.models.pipeline.pipeline_result import PipelineResult
 from keras_covidcxr.models.pipeline.refer_rule import ReferRule, fails_input_checks
@@ -201,6 +201,9 @@ class PredictionSteps:
                 loaded = image
             elif isinstance(image, Image.Image):
                 loaded = load_pil_image(image, result.source)
+            elif isinstance(image, bytes) and b"\0" in image:
+                raise InputError(f"{result.source}: bytes holding a NUL byte are not a file name (for an image "
+                                 f"file's contents, pass {NUL_HINT})")
             elif isinstance(image, (str, bytes, os.PathLike)):
                 loaded = load_image(os.fsdecode(image))
             else:
@@ -315,6 +318,8 @@ def _source_name(image, index):
         return f"array[{index}]"
     if isinstance(image, LoadedImage):
         return str(image.metadata.get("path") or f"image[{index}]")
+    if isinstance(image, bytes) and b"\0" in image:
+        return f"bytes[{index}]"  # an image file's contents, not its name
     if isinstance(image, (str, bytes, os.PathLike)):
         return os.fsdecode(image)
     return getattr(image, "filename", None) or f"image[{index}]"  # a PIL image read from a file names it

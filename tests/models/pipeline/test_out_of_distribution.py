@@ -28,6 +28,8 @@ def test_too_few_reference_rows_or_a_wrong_width_are_refused():
     for neighbours in (0, 2.5, True):
         with pytest.raises(ConfigError, match=f"neighbours must be a whole number >= 1, got {neighbours!r}"):
             FeatureDistanceCheck("alpha", np.eye(8), threshold=0.1, neighbours=neighbours)
+    with pytest.raises(ConfigError, match="reference features hold NaN or infinite values"):
+        FeatureDistanceCheck("alpha", np.full((8, 8), np.nan), threshold=0.1, neighbours=2)
     check = FeatureDistanceCheck("alpha", np.eye(8), threshold=0.1, neighbours=2)
     with pytest.raises(ConfigError, match="channels"):
         check.distances(np.ones((1, 4)))
@@ -53,6 +55,25 @@ def test_the_pipeline_warns_and_the_preset_keeps_the_check(small_pipeline, small
         result.out_of_distribution["distance"], abs=1e-3)  # the preset stores the reference as float16
     with pytest.raises(ConfigError, match="member"):
         small_pipeline._sharing_models(out_of_distribution=dataclasses.replace(check, member="gamma"))
+
+
+def test_a_preset_whose_reference_features_are_not_finite_is_refused(small_preset, tmp_path):
+    import json
+    import shutil
+
+    from keras_covidcxr import Pipeline
+    from keras_covidcxr.errors import PresetError
+    from keras_covidcxr.models.pipeline.out_of_distribution import FEATURES_FILE
+    from keras_covidcxr.presets.checksums import checksum_tree
+
+    tampered = shutil.copytree(small_preset, tmp_path / "tampered")
+    features = np.load(tampered / FEATURES_FILE)["reference"]
+    np.savez(tampered / FEATURES_FILE, reference=np.full_like(features, np.nan))
+    metadata = json.loads((tampered / "metadata.json").read_text())
+    metadata["files"] = checksum_tree(tampered)  # signed again, as a careful attacker would
+    (tampered / "metadata.json").write_text(json.dumps(metadata))
+    with pytest.raises(PresetError, match=f"{FEATURES_FILE}: the out-of-distribution check's reference features hold"):
+        Pipeline.from_preset(tampered)
 
 
 def test_the_check_reads_the_features_of_the_ensembles_own_pass(small_pipeline):

@@ -76,6 +76,10 @@ def test_inputs_that_are_not_images_are_named_errors(pipeline, chest_images):
     assert [r.error is None for r in results] == [True, False, False, True]
     assert results[1].error == "array[1]: empty image (shape (0, 5))"
     assert results[2].error.startswith("image[2]: not an image: a int")
+    contents = chest_images[0].read_bytes() if hasattr(chest_images[0], "read_bytes") else b"\x89PNG\r\n\x00"
+    recorded = pipeline.predict([contents, "film\0.png"], on_error="record")  # a file's contents, a NUL in a name
+    assert recorded[0].source == "bytes[0]" and "bytes holding a NUL byte are not a file name" in recorded[0].error
+    assert "'film\\x00.png': not a file name: it holds a NUL byte" in recorded[1].error
     huge = np.zeros((8000, 7000), np.uint8)
     with pytest.raises(CovidCXRError, match=r"array\[0\]: image of 7000x8000 pixels exceeds the limit"):
         pipeline.predict(huge)
