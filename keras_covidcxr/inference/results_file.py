@@ -347,13 +347,18 @@ class ResultsFile:
         return 1 if self.format == "csv" else 0
 
     def _key(self, source):
-        return _one_line(str(source)) if self.format == "csv" else str(source)
+        return _valid_utf8(_one_line(str(source))) if self.format == "csv" else str(source)
 
 
 def _csv_line(values):
     buffer = io.StringIO()
     csv.writer(buffer, lineterminator="\n").writerow(values)
-    return buffer.getvalue().encode("utf-8", "surrogateescape")
+    return _valid_utf8(buffer.getvalue()).encode("utf-8")
+
+
+def _valid_utf8(text):
+    """A file name's bytes that are not UTF-8 (held as surrogates) written as \\udcXX, so any CSV reader reads the file."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _parse_csv(line):

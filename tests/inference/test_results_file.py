@@ -95,6 +95,19 @@ def test_standard_readers_read_the_results_with_default_arguments(tmp_path, suff
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_a_file_name_that_is_not_utf8_keeps_the_results_readable(tmp_path, suffix):
+    pandas = pytest.importorskip("pandas", reason="pandas is in the test extra")
+    path = tmp_path / f"results{suffix}"
+    source = os.fsdecode(b"/films/lat\xe9.png")  # a Latin-1 name: its byte 0xE9 is held as a surrogate
+    with _open(path) as results:
+        results.append([_row(source, error=f"{source}: empty file")])
+    table = pandas.read_csv(path) if suffix == ".csv" else pandas.read_json(path, lines=True)
+    assert table["source"].tolist() == (["/films/lat\\udce9.png"] if suffix == ".csv" else [source])
+    with _open(path) as results:
+        assert results.earlier_row(source, "aa") == "failed"  # and a rerun knows the film
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
 def test_a_row_cut_short_by_a_kill_is_removed_on_reopen(tmp_path, suffix):
     path = tmp_path / f"results{suffix}"
     with _open(path) as results:
