@@ -138,10 +138,21 @@ def evaluate_pipeline(
             + (": **these metrics are optimistic**." if overlap["images"] else ".")
         ])
     refer = None
-    if rule.refer:
+    if rule.refer and rule.rule == "threshold":
         own = scores.get("calibrated", scores["weighted_average"])[:, positive]
         refer = _refer_summary(rule, own, is_positive[pick], referred)
         sections["refer"] = ReportSection("Refer rule", refer, _refer_markdown(refer, rule))
+    elif rule.refer:  # film checks only (no threshold to score around): how many, and the answered films' accuracy
+        answered = ~referred
+        right = predicted[answered] == np.array([truth[i] for i in pick])[answered]
+        accuracy = float(np.mean(right)) if right.size else float("nan")
+        refer = {"rule": rule.refer, "referred": int(np.sum(referred)),
+                 "answered": {"answered": int(right.size), "coverage": float(np.mean(answered)), "accuracy": accuracy}}
+        sections["refer"] = ReportSection("Refer rule", refer, [
+            f"Stored rule: {rule.describe()}. {refer['referred']} of the {len(pick)} images referred; "
+            + (f"accuracy of the pipeline's labels on the {right.size} answered: {accuracy:.1%}." if right.size else
+               "none answered.")
+            + " The tables above score every image, a referred one by the label it would have had."])
     if shortcut_probe:
         probe = _shortcut_probe(pipeline, paths, is_positive, positive, batch_size, (kept, scores),
                                 [row.patient_id for row in rows], n_resamples)
@@ -158,7 +169,7 @@ def evaluate_pipeline(
     kept_paths = [paths[i] for i in pick]
     _write_scores_csv(written.directory / "scores.csv", kept_paths, [rows[i] for i in pick], predicted,
                       positive_scores)
-    if refer is not None:
+    if refer is not None and rule.rule == "threshold":
         _plot_risk_coverage(written.directory / "risk_coverage.png", positive_scores, is_positive[pick],
                             _decision_thresholds(pipeline, ensemble_key), refer)
     suspected = bool(probe and probe["score_sets"][ensemble_key]["shortcut_suspected"])

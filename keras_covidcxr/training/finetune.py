@@ -247,6 +247,18 @@ def finetune(pipeline, manifest, out=None, class_names=None, config=None, manife
     out_of_distribution = refitted_out_of_distribution(pipeline.out_of_distribution, members, train, val)
     if out_of_distribution is not None:
         say(f"refitted the out-of-distribution check on {out_of_distribution.member}'s fine-tuned features")
+        if val.n < MIN_VALIDATION_IMAGES:
+            warnings.warn(
+                f"the out-of-distribution threshold is the {out_of_distribution.quantile:.0%} quantile of {val.n} "
+                f"validation films' distances (fewer than {MIN_VALIDATION_IMAGES}): expect films like the training "
+                "ones to be flagged out of distribution, and referred",
+                stacklevel=2,
+            )
+    elif (parent_check := pipeline.out_of_distribution) is not None:
+        why = (f"it compares a film with its {parent_check.neighbours} nearest training films, and the training "
+               f"split has {train.n}" if train.n < parent_check.neighbours else
+               f"its member {parent_check.member!r} is not in the fine-tuned ensemble")
+        warnings.warn(f"the parent's out-of-distribution check is dropped: {why}", stacklevel=2)
     old = pipeline.ensemble
     fit = None
     val_probabilities = member_probabilities(members, val) if refit_ensemble else None
@@ -256,6 +268,13 @@ def finetune(pipeline, manifest, out=None, class_names=None, config=None, manife
     if val_scores is not None and old.member_thresholds is not None:  # the parent's members voted at their own
         member_thresholds = fit_member_thresholds(val_scores, val.labels)
         say("refitting each member's vote threshold on the validation split (Youden)")
+    # the parent's film checks carry over (the segmenter, which they read, is kept); its band, fitted around the
+    # parent's threshold, does not
+    parent_rule = pipeline.refer_rule
+    ood = bool(parent_rule and parent_rule.out_of_distribution and out_of_distribution is not None)
+    checks = bool(parent_rule and parent_rule.input_checks)
+    refer_rule = ReferRule(0.0, 0.0, out_of_distribution=ood or None, input_checks=checks or None) if (
+        ood or checks) else None
     if isinstance(old, WeightedAverageEnsemble):
         weights, threshold = old.weights_normalised, old.threshold if mode == "continue" else 0.5
         if refit_ensemble:
@@ -268,11 +287,6 @@ def finetune(pipeline, manifest, out=None, class_names=None, config=None, manife
                 )
             fit = fit_ensemble_weights(val_probabilities, val.labels, [m.name for m in members])
             weights, threshold = fit.weights, fit.threshold
-        parent_rule = pipeline.refer_rule
-        ood = bool(parent_rule and parent_rule.out_of_distribution and out_of_distribution is not None)
-        checks = bool(parent_rule and parent_rule.input_checks)  # the segmenter, which they read, is kept
-        refer_rule = (ReferRule(threshold, threshold, out_of_distribution=ood or None, input_checks=checks or None)
-                      if (ood or checks) and len(class_names) == 2 else None)  # no band: only those films
         new = assemble_pipeline(pipeline.segmenter, members, class_names, "weighted_average", weights, threshold,
                                 preprocessing=pipeline.preprocessing, input_contract=pipeline.input_contract,
                                 refer_rule=refer_rule, out_of_distribution=out_of_distribution,
@@ -281,8 +295,8 @@ def finetune(pipeline, manifest, out=None, class_names=None, config=None, manife
         tie_break = old.tie_break if mode == "continue" or isinstance(old.tie_break, str) else "mean_probability"
         new = assemble_pipeline(pipeline.segmenter, members, class_names, "majority_vote", tie_break=tie_break,
                                 preprocessing=pipeline.preprocessing, input_contract=pipeline.input_contract,
-                                out_of_distribution=out_of_distribution, member_thresholds=member_thresholds,
-                                validation_scores=val_scores)
+                                refer_rule=refer_rule, out_of_distribution=out_of_distribution,
+                                member_thresholds=member_thresholds, validation_scores=val_scores)
 
     parent_metadata = pipeline.metadata
     training = {

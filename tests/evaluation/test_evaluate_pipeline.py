@@ -291,6 +291,25 @@ def test_the_refer_summary_counts_the_films_referred_as_out_of_distribution(smal
     assert evaluation.refer["answered"]["answered"] == 12 - flagged
 
 
+def test_a_three_class_pipeline_that_refers_failed_films_is_evaluated(make_pipeline, manifest_path, tmp_path):
+    from keras_covidcxr import ReferRule
+    from keras_covidcxr.models.pipeline.refer_rule import fails_input_checks
+
+    pipeline = make_pipeline(num_classes=3)._sharing_models(refer_rule=ReferRule(0.0, 0.0, input_checks=True))
+    manifest = read_manifest(manifest_path)
+    rows = manifest.filter(task="cls", split="test")[:-1]  # not the broken one
+    results = pipeline.predict([manifest.resolve(row) for row in rows])
+    failed = [fails_input_checks(r.warnings) for r in results]
+    evaluation = evaluate_pipeline(pipeline, manifest, tmp_path / "r", shortcut_probe=False, n_resamples=10)
+    assert evaluation.refer["referred"] == sum(failed) == sum(r.label == "refer" for r in results)
+    answered = [r.label == row.label for r, row, refer in zip(results, rows, failed) if not refer]
+    assert evaluation.refer["answered"]["answered"] == len(answered)
+    if answered:
+        assert evaluation.refer["answered"]["accuracy"] == pytest.approx(np.mean(answered))
+    report = (evaluation.out_dir / "report.md").read_text()
+    assert f"{sum(failed)} of the 12 images referred" in report and not (evaluation.out_dir / "risk_coverage.png").exists()
+
+
 def test_a_majority_vote_is_scored_as_a_voter():
     # Two members: (covid, covid), (covid, non_covid) twice with different mean probabilities, (non, non).
     member_probabilities = np.array([

@@ -1,5 +1,6 @@
 """Fine-tuning a preset: new heads for three classes, saved as a new preset that reloads and predicts."""
 
+import dataclasses
 import hashlib
 import json
 
@@ -100,8 +101,9 @@ def test_the_out_of_distribution_check_is_refitted_on_the_finetuned_features(syn
     parent.save_to_preset(tmp_path / "parent", training={"recipe": "untrained test parent", "data": "none"})
     config = TrainingConfig(batch_size=4, workers=1)  # a linear-head member: the linear probe
     # the parent's threshold is kept: refitted on the 3 validation films it would be refused (one class)
-    result = finetune(str(tmp_path / "parent"), str(synthetic_manifest_path), out=tmp_path / "child", config=config,
-                      refit_ensemble=False)
+    with pytest.warns(UserWarning, match="out-of-distribution threshold is the 90% quantile of 3 validation films"):
+        result = finetune(str(tmp_path / "parent"), str(synthetic_manifest_path), out=tmp_path / "child",
+                          config=config, refit_ensemble=False)
 
     check = result.pipeline.out_of_distribution
     assert (check.member, check.neighbours, check.quantile) == ("alpha", 3, 0.9)
@@ -118,6 +120,13 @@ def test_the_out_of_distribution_check_is_refitted_on_the_finetuned_features(syn
     assert result.training["out_of_distribution"]["member"] == "alpha"
     reloaded = Pipeline.from_preset(tmp_path / "child")
     np.testing.assert_allclose(reloaded.out_of_distribution.reference, check.reference, atol=1e-3)
+    # a check comparing with more neighbours than there are training films cannot be refitted: dropped, and said
+    wide = parent._sharing_models(out_of_distribution=dataclasses.replace(stale, neighbours=20))
+    with pytest.warns(UserWarning, match="check is dropped: it compares a film with its 20 nearest training films, "
+                                         "and the training split has 12"):
+        dropped = finetune(wide, str(synthetic_manifest_path), config=config, refit_ensemble=False)
+    assert dropped.pipeline.out_of_distribution is None
+    assert dropped.pipeline.refer_rule.describe("covid") == "refer if an input check fails"
 
 
 def test_a_finetuned_preset_records_digests_of_its_and_its_parents_patients(synthetic_manifest_path, tmp_path):
@@ -231,8 +240,11 @@ def test_the_linear_probe_refits_the_head_on_frozen_features_of_a_copy(synthetic
 
 def test_the_linear_probe_fits_a_multinomial_head_for_new_classes(synthetic_manifest_path, tmp_path):
     from keras_covidcxr import ResUnet, WeightedAverageEnsemble
+    from keras_covidcxr.models.pipeline.refer_rule import ReferRule
 
-    parent = Pipeline(ResUnet(input_size=64, filters=(4, 8, 16)), WeightedAverageEnsemble([linear_head_member()]))
+    # the parent refers the films that fail an input check: three classes have no band, but keep that check
+    parent = Pipeline(ResUnet(input_size=64, filters=(4, 8, 16)), WeightedAverageEnsemble([linear_head_member()]),
+                      refer_rule=ReferRule(0.4, 0.6, input_checks=True))
     config = TrainingConfig(batch_size=4, workers=1)
     with pytest.warns(UserWarning, match="fewer than 50"):
         result = finetune(parent, str(synthetic_manifest_path), out=tmp_path / "three",
@@ -241,6 +253,8 @@ def test_the_linear_probe_fits_a_multinomial_head_for_new_classes(synthetic_mani
     reloaded = Pipeline.from_preset(tmp_path / "three")
     assert reloaded.class_names == ("covid", "normal", "pneumonia")
     assert reloaded.ensemble.members[0].head.get_layer("head_logits").kernel.shape[-1] == 3
+    assert reloaded.decision_rule.describe() == ("the most probable class; refer if an input check fails (the "
+                                                 "preset's refer rule)")
 
 
 def test_training_a_pipeline_object_leaves_it_as_it_was(synthetic_manifest_path):

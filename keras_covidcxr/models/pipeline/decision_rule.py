@@ -114,10 +114,12 @@ def _rule(class_names, ensemble_threshold, member_names, vote_thresholds, thresh
         checks = refer_rule.without_band() if refer_rule is not None else None
         return DecisionRule("threshold", class_names[1], float(threshold), origin="user", calibrated=calibrated,
                             refer=checks and checks.band())
-    refer = refer_rule.band() if refer_rule is not None and two_classes else None
+    if refer_rule is not None and refer_rule.has_band and (not two_classes or ensemble_threshold is None):
+        raise ConfigError("a refer band or member-spread limit needs a two-class weighted-average ensemble")
+    refer = refer_rule.band() if refer_rule is not None else None
     if ensemble_threshold is None:  # a majority vote
         if not two_classes:
-            return DecisionRule("majority_vote")
+            return DecisionRule("majority_vote", refer=refer)
         return DecisionRule("majority_vote", class_names[1],
                             member_thresholds={n: float(t) for n, t in zip(member_names, vote_thresholds)},
                             refer=refer)
@@ -126,4 +128,4 @@ def _rule(class_names, ensemble_threshold, member_names, vote_thresholds, thresh
             ensemble_threshold = float(calibration.apply_to_positive(ensemble_threshold))
         return DecisionRule("threshold", class_names[1], float(ensemble_threshold), calibrated=calibrated,
                             refer=refer)
-    return DecisionRule("argmax")
+    return DecisionRule("argmax", refer=refer)

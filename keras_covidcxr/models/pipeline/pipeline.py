@@ -54,8 +54,10 @@ class Pipeline(PredictionSteps):
             checks, out of distribution and input checks, still refer).
         calibration: a `ProbabilityCalibration` fitted on validation data: results'
             `probabilities` are calibrated, `raw_probabilities` keep the ensemble's.
-        refer_rule: two classes only: a `ReferRule`; images it catches are labelled
-            "refer" (their would-be label kept in `would_be_label`).
+        refer_rule: a `ReferRule`; images it catches are labelled "refer" (their
+            would-be label kept in `would_be_label`). Its band and member-spread
+            limit need a two-class weighted average; its film checks (out of
+            distribution, input checks) work in any pipeline.
         out_of_distribution: a `FeatureDistanceCheck`; images whose features lie far
             from the training images' get an "out_of_distribution" warning.
 
@@ -111,8 +113,10 @@ class Pipeline(PredictionSteps):
         _check_decoding_matches(self.input_contract)
         self.metadata = dict(metadata or {})
         self.preset_folder = None  # the folder `from_preset` read it from
-        if refer_rule is not None and (len(class_names) != 2 or not isinstance(ensemble, WeightedAverageEnsemble)):
-            raise ConfigError("a refer rule needs a two-class weighted-average ensemble (a threshold to refer around)")
+        if refer_rule is not None and refer_rule.has_band and (
+                len(class_names) != 2 or not isinstance(ensemble, WeightedAverageEnsemble)):
+            raise ConfigError("a refer band or member-spread limit needs a two-class weighted-average ensemble (a "
+                              "threshold to refer around); other pipelines refer only on film checks")
         if refer_rule is not None and refer_rule.out_of_distribution and out_of_distribution is None:
             raise ConfigError("the refer rule refers out-of-distribution films, but the pipeline has no "
                               "out-of-distribution check to flag them")

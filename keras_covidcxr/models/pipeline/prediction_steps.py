@@ -284,10 +284,11 @@ class PredictionSteps:
         if refer is not None and refer.refers(calibrated[1], result.uncertainty["member_spread"], flagged,
                                               failed_checks):
             result.would_be_label, result.label = result.label, "refer"
-            reason = ", out of distribution" if flagged and refer.out_of_distribution else ""
-            reason += ", an input check fails" if failed_checks and refer.input_checks else ""
-            result.warnings.append(("refer", f"p({names[1]}) {calibrated[1]:.3f}, member spread "
-                                    f"{result.uncertainty['member_spread']:.3f}{reason}: {refer.describe(names[1])}; "
+            reasons = [f"p({names[1]}) {calibrated[1]:.3f}, member spread "
+                       f"{result.uncertainty['member_spread']:.3f}"] if len(names) == 2 else []
+            reasons += ["out of distribution"] * bool(flagged and refer.out_of_distribution)
+            reasons += ["an input check fails"] * bool(failed_checks and refer.input_checks)
+            result.warnings.append(("refer", f"{', '.join(reasons)}: {refer.describe(names[1])}; "
                                     f"would be {result.would_be_label}: have a person read this film"))
         if flagged:
             result.warnings.append(("out_of_distribution", f"unlike the training films (feature distance "

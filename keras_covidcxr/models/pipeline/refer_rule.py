@@ -1,8 +1,8 @@
 """When not to answer: a band of calibrated p(positive) (and optionally member disagreement, an
 out-of-distribution film or a failed input check) to refer.
 
-A two-class pipeline with a `ReferRule` labels an image "refer" instead of answering when its
-calibrated p(positive) lies in [low, high), when its members' p(positive) spread (standard
+A pipeline with a `ReferRule` labels an image "refer" instead of answering when (two classes only)
+its calibrated p(positive) lies in [low, high) or its members' p(positive) spread (standard
 deviation) exceeds `max_member_spread`, with `out_of_distribution` when the pipeline's
 out-of-distribution check flags it, or with `input_checks` when one of its input checks
 (`INPUT_CHECK_CODES`) flags it; the label it would have given is kept
@@ -85,6 +85,12 @@ class ReferRule:
         if self.input_checks and failed_input_checks is not None:
             referred |= np.asarray(failed_input_checks, bool)
         return referred
+
+    @property
+    def has_band(self):
+        """Whether it reads p(positive) (a band or a members' spread limit), which needs two classes and a threshold;
+        without, it refers only the films its checks flag, in any pipeline."""
+        return self.high > self.low or self.max_member_spread is not None
 
     def describe(self, positive_class="positive"):
         parts = []

@@ -77,10 +77,23 @@ def test_pipeline_refer_decisions_follow_the_stored_rule_exactly(loaded_pipeline
     assert referring.with_decision_threshold(0.5).decision_rule.refer is None  # a band only: nothing left
 
 
-def test_a_refer_rule_needs_a_two_class_weighted_average(make_pipeline):
-    pipeline = make_pipeline(ensemble="majority_vote")
-    with pytest.raises(ConfigError, match="refer rule"):
-        pipeline._sharing_models(refer_rule=ReferRule(0.4, 0.6))
+def test_a_refer_band_needs_a_two_class_weighted_average_the_film_checks_do_not(make_pipeline, chest_images):
+    blank = np.full((256, 256), 0.5, "float32")  # its lung mask fails an input check
+    for pipeline in (make_pipeline(ensemble="majority_vote"), make_pipeline(num_classes=3)):
+        for band in (ReferRule(0.4, 0.6), ReferRule(0.0, 0.0, max_member_spread=0.1)):
+            with pytest.raises(ConfigError, match="refer band or member-spread limit needs a two-class weighted"):
+                pipeline._sharing_models(refer_rule=band)
+        checked = pipeline._sharing_models(refer_rule=ReferRule(0.0, 0.0, input_checks=True))
+        assert checked.decision_rule.describe().endswith("; refer if an input check fails (the preset's refer rule)")
+        images = [*chest_images, blank]
+        plain, results = pipeline.predict(images), checked.predict(images)
+        for before, result in zip(plain, results):  # referred exactly when an input check fails
+            assert result.label == ("refer" if fails_input_checks(before.warnings) else before.label)
+        failed = results[-1]
+        assert failed.label == "refer" and failed.would_be_label in pipeline.class_names
+        message = dict(failed.warnings)["refer"]
+        assert message.startswith("an input check fails: refer if") if len(pipeline.class_names) == 3 else (
+            message.startswith("p(covid) ") and "member spread" in message)
 
 
 def test_films_that_fail_an_input_check_are_referred_only_by_a_rule_that_says_so():
