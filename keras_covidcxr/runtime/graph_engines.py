@@ -30,6 +30,7 @@ class OnnxGraph:
         # ORT's threads spin after each run by default, taking the cores from the numpy steps between the graphs
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
+            self._path = path
             self._session = onnxruntime.InferenceSession(str(path), options, providers=list(providers))
         except Exception as error:  # onnxruntime raises its own exception types
             raise PresetError(f"{path}: cannot load the ONNX graph ({str(error).splitlines()[0]})") from error
@@ -37,7 +38,10 @@ class OnnxGraph:
         self._outputs = [output.name for output in self._session.get_outputs()]
 
     def run(self, batch):
-        values = self._session.run(None, {self._input: np.asarray(batch, "float32")})
+        try:
+            values = self._session.run(None, {self._input: np.asarray(batch, "float32")})
+        except Exception as error:  # onnxruntime raises its own exception types
+            raise PresetError(f"{self._path}: cannot run the ONNX graph ({str(error).splitlines()[0]})") from error
         return dict(zip(self._outputs, values))
 
 
@@ -56,17 +60,21 @@ class LiteRTGraph:
             signature = interpreter.get_signature_list()["serving_default"]
         except (ValueError, RuntimeError, KeyError) as error:
             raise PresetError(f"{path}: cannot load the LiteRT graph ({str(error).splitlines()[0]})") from error
+        self._path = path
         self._runner = interpreter.get_signature_runner("serving_default")
         self._input = signature["inputs"][0]
         self._warmed_up = False
 
     def run(self, batch):
         batch = np.asarray(batch, "float32")
-        if self._warmed_up:
-            return self._runner(**{self._input: batch})
-        # the first run sets up XNNPACK, which announces itself on the native stderr: keep the terminal clean
-        with captured_native_stderr():
-            outputs = self._runner(**{self._input: batch})
+        try:
+            if self._warmed_up:
+                return self._runner(**{self._input: batch})
+            # the first run sets up XNNPACK, which announces itself on the native stderr: keep the terminal clean
+            with captured_native_stderr():
+                outputs = self._runner(**{self._input: batch})
+        except (RuntimeError, ValueError) as error:  # e.g. an op this interpreter lacks
+            raise PresetError(f"{self._path}: cannot run the LiteRT graph ({str(error).splitlines()[0]})") from error
         self._warmed_up = True
         return outputs
 

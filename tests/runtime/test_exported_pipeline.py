@@ -158,6 +158,36 @@ def test_the_ensemble_graph_gives_the_out_of_distribution_features(small_pipelin
     assert small_pipeline.out_of_distribution is not None
 
 
+@pytest.mark.parametrize("ensemble, num_classes, export_format",
+                         [("weighted_average", 3, "onnx"), ("majority_vote", 2, "litert")])
+def test_argmax_rules_export_and_match(make_pipeline, varied_images, tmp_path, ensemble, num_classes, export_format,
+                                       request):
+    """Three classes and majority votes label by the largest value: Keras' argmax made ops neither engine has."""
+    from keras_covidcxr import ReferRule
+    from keras_covidcxr.runtime import ExportedPipeline
+
+    if export_format == "litert":
+        request.getfixturevalue("litert_available")
+    pipeline = make_pipeline(ensemble=ensemble, num_classes=num_classes)._sharing_models(
+        refer_rule=ReferRule(0.0, 0.0, input_checks=True))
+    exported = ExportedPipeline(pipeline.export(tmp_path / "export", format=export_format))
+    for a, b in zip(pipeline.predict(varied_images), exported.predict(varied_images)):
+        assert (b.label, b.would_be_label) == (a.label, a.would_be_label)
+        assert [m["label"] for m in b.members.values()] == [m["label"] for m in a.members.values()]
+        for name in a.probabilities:
+            assert b.probabilities[name] == pytest.approx(a.probabilities[name], abs=1e-4)
+
+
+def test_a_graph_the_runtime_cannot_run_is_not_exported(tmp_path):
+    from keras_covidcxr.models.pipeline.export import _check_graph_runs
+
+    broken = tmp_path / "ensemble.onnx"
+    broken.write_bytes(b"not an onnx graph")
+    with pytest.raises(ConfigError, match=r"the exported ensemble graph does not run in the onnx runtime, so it was "
+                                          r"not written: cannot load the ONNX graph"):
+        _check_graph_runs(broken, (8, 8, 1), "onnx", "ensemble")
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("export_format", ["onnx", "litert"])
 def test_the_bundled_preset_exports_and_matches(tmp_path, chest_images, export_format, request):

@@ -76,7 +76,7 @@ class Ensemble(keras.Model):
         if self.num_classes == 2:
             thresholds = ops.convert_to_tensor(self.vote_thresholds, dtype=member_probabilities.dtype)
             return ops.cast(member_probabilities[..., 1] >= thresholds, "int32")
-        return ops.cast(ops.argmax(member_probabilities, axis=-1), "int32")
+        return first_max_index(member_probabilities)
 
     def get_config(self):
         return {
@@ -90,3 +90,19 @@ class Ensemble(keras.Model):
         config = dict(config)
         config["members"] = [keras.saving.deserialize_keras_object(m) for m in config["members"]]
         return cls(**config)
+
+
+def first_max_index(values):
+    """int32 index of the largest value along the last axis, the lowest index on ties: `argmax` in ops that
+    every export runs (Keras' TensorFlow `argmax` adds Bitcast and BitwiseAnd ops, to order -0.0 before 0.0,
+    which ONNX Runtime and LiteRT's built-in ops lack).
+
+    Example:
+        >>> import numpy as np
+        >>> keras.ops.convert_to_numpy(first_max_index(np.array([[0.2, 0.5, 0.5], [0.7, 0.1, 0.2]]))).tolist()
+        [1, 0]
+    """
+    count = values.shape[-1]
+    largest = ops.max(values, axis=-1, keepdims=True)
+    index = ops.min(ops.where(values >= largest, ops.arange(count, dtype="int32"), count), axis=-1)
+    return ops.cast(ops.minimum(index, count - 1), "int32")  # NaN rows: the last class, not an index past it

@@ -4,7 +4,7 @@ import keras
 from keras import ops
 
 from keras_covidcxr.errors import ConfigError
-from keras_covidcxr.models.ensemble.ensemble import Ensemble
+from keras_covidcxr.models.ensemble.ensemble import Ensemble, first_max_index
 
 TIE_BREAKS = ("mean_probability", "lowest_index")
 
@@ -58,7 +58,7 @@ class MajorityVoteEnsemble(Ensemble):
             score = ops.cast(probabilities, "float32") + ramp
             if isinstance(self.tie_break, int):
                 score = score + 10.0 * ops.one_hot(self.tie_break, self.num_classes, dtype="float32")
-        label = ops.argmax(ops.where(tied, score, -1e9), axis=-1)
+        label = first_max_index(ops.where(tied, score, -1e9))
         return {
             "probabilities": probabilities,
             "label": ops.cast(label, "int32"),

@@ -5,7 +5,7 @@ import numpy as np
 from keras import ops
 
 from keras_covidcxr.errors import ConfigError
-from keras_covidcxr.models.ensemble.ensemble import Ensemble
+from keras_covidcxr.models.ensemble.ensemble import Ensemble, first_max_index
 
 
 @keras.saving.register_keras_serializable(package="keras_covidcxr")
@@ -49,7 +49,7 @@ class WeightedAverageEnsemble(Ensemble):
         if self.num_classes == 2:
             label = ops.cast(probabilities[:, 1] >= self.threshold, "int32")
         else:
-            label = ops.cast(ops.argmax(probabilities, axis=-1), "int32")
+            label = first_max_index(probabilities)
         return {
             "probabilities": probabilities,
             "label": label,

@@ -83,6 +83,7 @@ def export_pipeline(pipeline, folder, format="onnx", overwrite=False):
         with atomic_directory(folder, replace_if=lambda path: replaceable_export_folder(path, overwrite)) as tmp:
             for name, (model, shape) in graphs.items():
                 _export_graph(model, shape, tmp / manifest["graphs"][name], format)
+                _check_graph_runs(tmp / manifest["graphs"][name], shape, format, name)
             if pipeline.out_of_distribution is not None:
                 pipeline.out_of_distribution.save_features(tmp)
             manifest["files"] = checksum_tree(tmp, exclude=(EXPORT_FILE,))  # the runtime checks them
@@ -102,6 +103,24 @@ def _graphs(pipeline):
     size, channels = pipeline.classifier_size, pipeline.classifier_channels
     return {"segmenter": (pipeline.segmenter, (seg, seg, 1)),
             "ensemble": (pipeline.inference_model, (size, size, channels))}
+
+
+def _check_graph_runs(path, shape, format, name):
+    """Refuse a graph its light-runtime engine cannot load or run (an op it lacks), before the folder is written.
+    Not checked when that engine is not installed here."""
+    from keras_covidcxr.errors import PresetError
+    from keras_covidcxr.runtime.graph_engines import GRAPH_ENGINES
+
+    engine = GRAPH_ENGINES.get(format)
+    if engine is None:
+        return
+    try:
+        engine(path).run(np.zeros((1, *shape), "float32"))
+    except MissingDependencyError:
+        return
+    except PresetError as error:
+        raise ConfigError(f"the exported {name} graph does not run in the {format} runtime, so it was not written: "
+                          f"{str(error).split(': ', 1)[-1]}") from error
 
 
 def _export_graph(model, shape, path, format):
