@@ -90,8 +90,31 @@ def _require(value, option, kind):
     return value
 
 
-def _build(kind, source, images, masks_out, split, overwrite, progress=None):
-    from keras_covidcxr import data
+def _parse_class_map(text):
+    """{folder: label} from "COVID=covid,Non-COVID=normal"."""
+    from keras_covidcxr import ConfigError
+    from keras_covidcxr.data.manifest import LABELS
+
+    mapping = {}
+    for part in filter(None, (piece.strip() for piece in text.split(","))):
+        folder, equals, label = (piece.strip() for piece in part.rpartition("="))
+        if not equals or not folder:
+            raise ConfigError(f"--class-map {text!r}: write FOLDER=LABEL pairs separated by commas, e.g. "
+                              "COVID=covid,Non-COVID=normal")
+        if label not in LABELS:
+            raise ConfigError(f"--class-map: {label!r} for folder {folder!r} is not a label; use one of {', '.join(LABELS)}")
+        mapping[folder] = label
+    return mapping
+
+
+def _build(kind, source, images, masks_out, split, overwrite, progress=None, class_map=None, patient_id_pattern=None):
+    from keras_covidcxr import ConfigError, data
+
+    if (class_map or patient_id_pattern) and kind is not DatasetKind.class_folders:
+        raise ConfigError("--class-map and --patient-id-pattern are for class-folders")
+    if kind is DatasetKind.class_folders:
+        return data.from_class_folders(source, class_map=class_map and _parse_class_map(class_map),
+                                       patient_id_pattern=patient_id_pattern, progress=progress)
 
     if kind is DatasetKind.covidx:
         images = _require(images, "--images", kind)
@@ -107,7 +130,6 @@ def _build(kind, source, images, masks_out, split, overwrite, progress=None):
     if kind is DatasetKind.ieee8023:
         return data.from_ieee8023_metadata(source, _require(images, "--images", kind), progress=progress)
     builders = {
-        DatasetKind.class_folders: data.from_class_folders,
         DatasetKind.covid_gr: data.from_covid_gr,
         DatasetKind.midrc_ricord: data.from_midrc_ricord,
         DatasetKind.bimcv: data.from_bimcv,
@@ -135,6 +157,16 @@ def build(
     split: str | None = typer.Option(
         None, "--split", help="covidx: the split of every row (train/val/test)."
     ),
+    class_map: str | None = typer.Option(
+        None, "--class-map", metavar="FOLDER=LABEL,...",
+        help="class-folders: the label of each folder (covid, normal or pneumonia), e.g. "
+        "COVID=covid,Non-COVID=normal; by default folder names are read as labels.",
+    ),
+    patient_id_pattern: str | None = typer.Option(
+        None, "--patient-id-pattern", metavar="REGEX",
+        help=r"class-folders: a regex searched in each file name; its first group is the patient id (e.g. "
+        r"'^(patient\d+)_'). Without it each image counts as its own patient.",
+    ),
     report: Path | None = typer.Option(None, "--report", help="Also write the build report as JSON here."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output files."),
     debug: bool = DEBUG,
@@ -151,7 +183,8 @@ def build(
         if path is not None and path.exists() and not overwrite:
             raise keras_covidcxr.OutputExistsError(f"{path}: already exists; pass --overwrite to replace it")
     with _progress_bar(f"reading {kind.value}") as progress:
-        manifest, build_report = _build(kind, source, images, masks_out, split, overwrite, progress)
+        manifest, build_report = _build(kind, source, images, masks_out, split, overwrite, progress, class_map,
+                                        patient_id_pattern)
     if not len(manifest):
         stdout.print(build_report.summary(), markup=False)
         raise keras_covidcxr.data.DatasetError(f"{source}: no image kept, so no manifest written (see why above)")
@@ -162,6 +195,14 @@ def build(
         build_report.to_json(report, overwrite=overwrite)
     stdout.print(build_report.summary(), markup=False)
     stdout.print(f"wrote {out} ({len(manifest)} rows, {len(manifest.patient_ids())} patients)", markup=False)
+    labels = {row.label for row in manifest if row.task == "cls"}
+    if len(labels) == 1:
+        _, stderr = _consoles()
+        stderr.print(f"warning: every classification row is labelled {labels.pop()}: a classifier cannot be trained "
+                     "or evaluated on one class"
+                     + (" (folders that are not a known class were dropped: name their labels with --class-map)"
+                        if kind is DatasetKind.class_folders and build_report.dropped else ""),
+                     markup=False, soft_wrap=True)
 
 
 def _parse_fractions(text):

@@ -85,6 +85,33 @@ def test_a_build_that_keeps_no_image_writes_nothing_and_says_why(runner, tmp_pat
     assert "no image kept, so no manifest written" in " ".join(result.stderr.split())
 
 
+def test_class_folders_take_a_class_map_and_a_patient_id_pattern(runner, tmp_path, chest_like, write_png):
+    for folder, name in (("COVID", "person1_a.png"), ("COVID", "person1_b.png"), ("Non-COVID", "person2_a.png")):
+        write_png(tmp_path / "data" / folder / name, chest_like(1, 20, 20))
+    out = tmp_path / "built.csv"
+    plain = runner.invoke(data_app, ["build", "class-folders", str(tmp_path / "data"), "--out", str(out)])
+    assert plain.exit_code == 0, plain.output  # "Non-COVID" is no label: dropped, and the one class left is said
+    assert ("warning: every classification row is labelled covid: a classifier cannot be trained or evaluated on "
+            "one class (folders that are not a known class were dropped: name their labels with --class-map)"
+            ) in " ".join(plain.stderr.split())
+    mapped = runner.invoke(data_app, ["build", "class-folders", str(tmp_path / "data"), "--out", str(out),
+                                      "--overwrite", "--class-map", "COVID=covid, Non-COVID=normal",
+                                      "--patient-id-pattern", r"^(person\d+)_"])
+    assert mapped.exit_code == 0, mapped.output
+    rows = read_manifest(out)
+    assert sorted((row.label, row.patient_id) for row in rows) == [
+        ("covid", "data:person1"), ("covid", "data:person1"), ("normal", "data:person2")]
+    assert "warning" not in mapped.stderr
+    for bad, message in ((["--class-map", "COVID"], "write FOLDER=LABEL pairs"),
+                         (["--class-map", "COVID=non_covid"], "'non_covid' for folder 'COVID' is not a label")):
+        refused = runner.invoke(data_app, ["build", "class-folders", str(tmp_path / "data"), "--out",
+                                           str(tmp_path / "x.csv"), *bad])
+        assert refused.exit_code == 2 and message in " ".join(refused.stderr.split())
+    other = runner.invoke(data_app, ["build", "covid-gr", str(tmp_path / "data"), "--out", str(tmp_path / "y.csv"),
+                                     "--class-map", "COVID=covid"])
+    assert other.exit_code == 2 and "are for class-folders" in " ".join(other.stderr.split())
+
+
 def test_audit_failure_exits_1_and_names_the_problem(runner, shared_folder, tmp_path):
     manifest = from_shared_cxr_manifest(shared_folder / "manifest.csv").manifest
     leaky = manifest.with_rows(
