@@ -103,6 +103,7 @@ def evaluate_pipeline(
     Example:
         >>> evaluation = evaluate_pipeline(pipeline, "manifest.csv", "report/")  # doctest: +SKIP
     """
+    evaluated = _what_is_evaluated(pipeline, manifest, split)
     if isinstance(manifest, (str, os.PathLike)):
         manifest = read_manifest(manifest)
     rows = rows_to_score(manifest, split)
@@ -118,7 +119,10 @@ def evaluate_pipeline(
     pick = np.array(kept, dtype=int)
     auc = {name: float(binary_auc(is_positive[pick], s[:, positive])) for name, s in scores.items()}
     ensemble_key = "majority_vote" if isinstance(pipeline.ensemble, MajorityVoteEnsemble) else "weighted_average"
-    sections, probe = {}, {}
+    sections, probe = {"evaluated": ReportSection("What was evaluated", evaluated, [
+        f"Preset {evaluated['preset']} (fingerprint {evaluated['preset_sha256'][:12]}), the {split} split of "
+        f"{evaluated['manifest']}" + (f" (sha256 {evaluated['manifest_sha256'][:12]})" if evaluated["manifest_sha256"]
+                                      else "") + f"; keras-covidcxr {evaluated['package_version']}."])}, {}
     if failed:  # the split the manifest defines is not the one scored: say so where the report is read
         sections["not_scored"] = ReportSection("Images not scored", {
             "images": len(failed), "of_images": len(rows),
@@ -135,7 +139,9 @@ def evaluate_pipeline(
         sections["training_overlap"] = ReportSection("Overlap with the training data", overlap, [
             f"{overlap['images']} of the {overlap['of_images']} scored images ({overlap['patients']} patients) "
             "belong to patients the preset's classifiers were fitted on"
-            + (": **these metrics are optimistic**." if overlap["images"] else ".")
+            + (": **these metrics are optimistic**." if overlap["images"] else
+               " (matched by patient id: the same films under other ids, as after another anonymisation, are not "
+               "found; `covidcxr data audit` finds identical pictures across manifests' splits).")
         ])
     refer = None
     if rule.refer and rule.rule == "threshold":
@@ -175,6 +181,20 @@ def evaluate_pipeline(
     suspected = bool(probe and probe["score_sets"][ensemble_key]["shortcut_suspected"])
     return Evaluation(written.directory, len(kept), failed, auc, suspected, kept_paths, positive_scores, probe,
                       overlap, refer, ensemble_key)
+
+
+def _what_is_evaluated(pipeline, manifest, split):
+    """The preset, the manifest and the split a report is about, with their fingerprints."""
+    from keras_covidcxr.inference.batch_prediction import model_sha256
+    from keras_covidcxr.presets.checksums import sha256_of_file
+    from keras_covidcxr.version import __version__
+
+    path = os.fspath(manifest) if isinstance(manifest, (str, os.PathLike)) else None
+    return {"preset": str(pipeline.metadata.get("loaded_from") or "a pipeline built in Python"),
+            "preset_sha256": model_sha256(pipeline),
+            "manifest": os.path.abspath(path) if path else "a Manifest built in Python",
+            "manifest_sha256": sha256_of_file(path) if path and os.path.isfile(path) else None,
+            "split": split, "package_version": __version__}
 
 
 def _title(split, n_rows, failed, overlap):

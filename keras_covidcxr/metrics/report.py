@@ -74,12 +74,35 @@ def _rate_counts(matrix):
 def _operating_points(is_positive, scores):
     if is_positive.all() or not is_positive.any():
         return None
-    return {
+    points = {
         "youden": youden_threshold(is_positive, scores).to_dict(),
         f"sensitivity_{SCREENING_SENSITIVITY:g}": threshold_for_sensitivity(
             is_positive, scores, SCREENING_SENSITIVITY
         ).to_dict(),
     }
+    for point in points.values():
+        point["threshold_text"] = threshold_text(point["threshold"], scores)
+    return points
+
+
+def threshold_text(threshold, scores, places=3):
+    """The threshold written with the fewest decimals (at least `places`) that calls the same scores positive.
+
+    A threshold is one of the scores; rounded to 3 decimals it can pass that score (0.95664 as "0.957"), and
+    the figures beside it would not hold for the printed number.
+
+    Example:
+        >>> threshold_text(0.95664, np.array([0.2, 0.95664, 0.99])), threshold_text(0.95664, np.array([0.9566, 0.95664]))
+        ('0.956', '0.95664')
+    """
+    threshold, scores = float(threshold), np.asarray(scores, "float64")  # as a threshold given as text is compared
+    below = scores[scores < threshold]
+    lower = float(below.max()) if below.size else -np.inf
+    for decimals in range(places, 12):
+        text = f"{np.floor(threshold * 10**decimals) / 10**decimals:.{decimals}f}"
+        if lower < float(text) <= threshold:
+            return text
+    return repr(float(threshold))
 
 
 def _positive_for_thresholds(class_names, positive_class, operating_class):
@@ -336,8 +359,8 @@ def render_markdown(results, title="Evaluation report", figures=None):
                 continue
             youden, screen = points["youden"], points[key]
             lines.append(
-                f"| {model} | {youden['threshold']:.3f} | {youden['sensitivity']:.1%} | "
-                f"{youden['specificity']:.1%} | {screen['threshold']:.3f} | "
+                f"| {model} | {youden['threshold_text']} | {youden['sensitivity']:.1%} | "
+                f"{youden['specificity']:.1%} | {screen['threshold_text']} | "
                 f"{screen['sensitivity']:.1%} | {screen['specificity']:.1%} |"
             )
         lines.append("")

@@ -140,6 +140,21 @@ def test_weighted_average_scores_match_the_pipeline(loaded_pipeline, manifest_pa
         assert binary_auc(is_covid, [float(row[name]) for row in written]) == pytest.approx(auc, abs=1e-9)
 
 
+def test_the_report_names_the_preset_the_manifest_and_the_split(loaded_pipeline, manifest_path, tmp_path):
+    import hashlib
+
+    from keras_covidcxr.inference.batch_prediction import model_sha256
+
+    evaluation = evaluate_pipeline(loaded_pipeline, manifest_path, tmp_path / "r", shortcut_probe=False, n_resamples=10)
+    evaluated = json.loads((evaluation.out_dir / "report.json").read_text())["evaluated"]
+    assert evaluated["preset"] == loaded_pipeline.metadata["loaded_from"] and evaluated["split"] == "test"
+    assert evaluated["preset_sha256"] == model_sha256(loaded_pipeline)
+    assert evaluated["manifest"] == str(manifest_path.resolve())
+    assert evaluated["manifest_sha256"] == hashlib.sha256(manifest_path.read_bytes()).hexdigest()
+    report = (evaluation.out_dir / "report.md").read_text()
+    assert f"the test split of {manifest_path.resolve()} (sha256 {evaluated['manifest_sha256'][:12]})" in report
+
+
 def test_evaluate_command(preset_dir, manifest_path, tmp_path, fast_cli):
     result = CliRunner().invoke(
         app, ["evaluate", str(preset_dir), str(manifest_path), "--out", str(tmp_path / "cli_report"), "--resamples", "10"]

@@ -1,6 +1,7 @@
 """The report writer: JSON, Markdown and PNG plots for several named score sets, written atomically."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -109,6 +110,20 @@ def test_binary_report_has_operating_points_for_the_positive_class(tmp_path):
     assert 0 <= points["youden"]["threshold"] <= 1
     assert sorted(p.name for p in written.files if p.name.startswith("roc_")) == ["roc_covid.png"]
     assert "## Operating thresholds (covid vs rest)" in (tmp_path / "binary" / "report.md").read_text()
+
+
+def test_printed_operating_thresholds_give_the_figures_printed_beside_them(tmp_path):
+    # the Youden threshold is a score; rounded to 3 decimals (0.95664 as 0.957) it passed that score
+    truth = np.array(["covid"] * 7 + ["non-covid"] * 5)
+    p_covid = np.array([0.99, 0.98, 0.97, 0.96, 0.95664, 0.9, 0.3, 0.9562, 0.5, 0.4, 0.2, 0.1])
+    write_report(tmp_path / "r", {"ensemble": p_covid}, truth, ["non-covid", "covid"], n_resamples=10)
+    row = next(line for line in (tmp_path / "r" / "report.md").read_text().splitlines()
+               if re.match(r"\| ensemble \| 0\.\d+ \| \d+\.\d%", line))
+    for text, sensitivity, specificity in (row.split(" | ")[1:4], row.split(" | ")[4:7]):
+        called = p_covid >= float(text)
+        assert f"{np.mean(called[truth == 'covid']):.1%}" == sensitivity
+        assert f"{np.mean(~called[truth == 'non-covid']):.1%}" == specificity.rstrip(" |")
+    assert row.startswith("| ensemble | 0.9566 | 71.4% | 100.0% |")  # not 0.957 (57.1%)
 
 
 def test_a_one_class_group_shows_no_ppv_npv_or_f1(tmp_path):
