@@ -205,7 +205,7 @@ def evaluate_models(
 # ---- Markdown ---------------------------------------------------------------------------------
 
 
-NO_INTERVAL = "[no interval: the same on every resample]"
+NO_INTERVAL = "[no interval: the same on every resample, e.g. a class from one patient]"
 
 
 def _format(metric, cell):
@@ -213,8 +213,9 @@ def _format(metric, cell):
     if value is None:
         return "n/a"
     text = f"{value:.3f}" if metric == "auc" else f"{100 * value:.2f}%"
-    if low is not None and low == high == value and value in (0.0, 1.0):
-        return text + f" {NO_INTERVAL}"  # a perfect score: resampling cannot move it, however few the films
+    if low is not None and low == high:
+        # resampling cannot move it: a perfect score, or the films of a class all from one patient
+        return text + f" {NO_INTERVAL}"
     if metric == "auc":
         return text + (f" [{low:.3f}, {high:.3f}]" if low is not None else "")
     return text + (f" [{100 * low:.1f}, {100 * high:.1f}]" if low is not None else "")

@@ -115,7 +115,7 @@ def test_the_report_says_when_a_model_scores_well_without_lungs(loaded_pipeline,
     markdown = (tmp_path / "r" / "report.md").read_text()
     assert "**Shortcut suspected for alpha, beta, weighted_average, majority_vote.**" in markdown
     assert "This includes the preset's own ensemble (weighted_average)." in markdown
-    assert "| 1.000 [no interval: the same on every resample] | **yes** |" in markdown  # not [1.000, 1.000]
+    assert "| 1.000 [no interval: the same on every resample, e.g. a class from one patient] | **yes** |" in markdown  # not [1.000, 1.000]
 
 
 def test_weighted_average_scores_match_the_pipeline(loaded_pipeline, manifest_path, tmp_path):

@@ -239,6 +239,18 @@ def test_a_perfect_auc_is_not_shown_with_a_collapsed_interval(tmp_path):
     p_covid = np.r_[np.full(6, 0.9), np.full(4, 0.1)]
     write_report(tmp_path / "r", {"m": p_covid}, truth, ["non_covid", "covid"], groups=np.arange(10), n_resamples=20)
     markdown = (tmp_path / "r" / "report.md").read_text()
-    assert "1.000 [no interval: the same on every resample]" in markdown
-    assert "100.00% [no interval: the same on every resample]" in markdown  # F1: not a proportion, no Wilson
+    assert "1.000 [no interval: the same on every resample, e.g. a class from one patient]" in markdown
+    assert "100.00% [no interval: the same on every resample, e.g. a class from one patient]" in markdown  # F1
     assert "[1.000, 1.000]" not in markdown and "[100.0, 100.0]" not in markdown
+
+
+def test_a_class_from_one_patient_gets_no_collapsed_interval(tmp_path):
+    # all six COVID-19 films of one patient: every patient resample holds the same six, sensitivity stays 5/6
+    truth = ["covid"] * 6 + ["non_covid"] * 6
+    p_covid = np.r_[[0.9, 0.8, 0.7, 0.9, 0.6, 0.2], np.linspace(0.1, 0.7, 6)]
+    written = write_report(tmp_path / "r", {"m": p_covid}, truth, ["non_covid", "covid"],
+                           groups=["p0"] * 6 + [f"q{i}" for i in range(6)], n_resamples=30)
+    assert written.results["models"]["m"]["overall"]["sensitivity"]["ci"] == pytest.approx([5 / 6, 5 / 6])
+    markdown = (tmp_path / "r" / "report.md").read_text()
+    assert "83.33% [no interval: the same on every resample, e.g. a class from one patient]" in markdown
+    assert "[83.3, 83.3]" not in markdown
