@@ -487,6 +487,12 @@ def preset_summary(handle, metadata):
         lines.append(f"  ensemble: {ensemble.get('class_name')}; label: {rule.describe()}")
     if training.get("summary"):
         lines.append(f"  training: {training['summary']}")
+    parent, recipe = training.get("parent"), training.get("recipe")
+    if isinstance(parent, dict) and isinstance(recipe, dict) and recipe.get("name") == "finetune":
+        data = training.get("data") if isinstance(training.get("data"), dict) else {}
+        lines.append(f"  fine-tuned from {parent.get('handle') or 'a preset'} ({recipe.get('members_recipe')}) on "
+                     f"{data.get('manifest') or 'a manifest built in Python'}"
+                     + (f" (sha256 {data['sha256'][:12]})" if data.get("sha256") else ""))
     data = training.get("data")
     if isinstance(data, dict) and data.get("counts"):
         counts = data["counts"]

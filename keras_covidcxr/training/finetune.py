@@ -312,7 +312,9 @@ def finetune(pipeline, manifest, out=None, class_names=None, config=None, manife
             "ensemble": "weights refitted on validation log-loss, Youden threshold"
             if fit is not None
             else "kept from the parent preset",
-            "config": config.to_dict(),
+            # the linear probe reads none of the gradient recipe's settings: recording them would say they were used
+            "config": {name: value for name, value in config.to_dict().items()
+                       if recipe != "linear_probe" or name not in GRADIENT_SETTINGS},
         },
         "parent": {
             "handle": parent,

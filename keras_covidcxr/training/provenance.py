@@ -2,6 +2,7 @@
 patients its classifiers were fitted on, so that `covidcxr evaluate` can say when a test set shares them."""
 
 import hashlib
+import os
 from pathlib import Path
 
 # Patient ids may be a hospital's record numbers: presets store a digest of each, never the id itself (a
@@ -60,7 +61,7 @@ def data_provenance(manifest, manifest_path=None, fitted_splits=None, also_fitte
     ):
         counts.setdefault(split or "unsplit", {}).setdefault(task, {})[label or "-"] = count
     return {
-        "manifest": None if manifest_path is None else str(manifest_path),
+        "manifest": None if manifest_path is None else os.path.abspath(manifest_path),  # not relative to a cwd
         "sha256": sha256,
         "sha256_of": sha256_of,
         "rows_sha256": rows,

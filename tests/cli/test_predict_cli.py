@@ -205,6 +205,13 @@ def test_info_names_a_validation_split_its_counts_per_split_and_a_source_shortcu
     metadata["training"]["recipe"] = {"members": {"alpha": {"classifier_inputs": data.pop("classifier_inputs")}}}
     assert "caution: in its training split the source alone tells apart covid" in "\n".join(
         preset_summary("assembled", metadata))
+    # a fine-tuned preset says so, from what and on what, whatever its description
+    metadata["description"] = "hospital test"
+    metadata["training"].update(parent={"handle": "covidcxr_lite"}, recipe={"name": "finetune",
+                                                                            "members_recipe": "linear_probe"})
+    data.update(manifest="/data/own/split.csv", sha256="ab" * 32)
+    assert "fine-tuned from covidcxr_lite (linear_probe) on /data/own/split.csv (sha256 abababababab)" in "\n".join(
+        preset_summary("tuned", metadata))
 
 
 def test_info_json_shows_metadata_without_checksums(preset_dir, untrained_preset_dir):
