@@ -173,8 +173,8 @@ def evaluate_pipeline(
     )
     positive_scores = {name: s[:, positive] for name, s in scores.items()}
     kept_paths = [paths[i] for i in pick]
-    _write_scores_csv(written.directory / "scores.csv", kept_paths, [rows[i] for i in pick], predicted,
-                      positive_scores)
+    _write_scores_csv(written.directory / "scores.csv", kept_paths, [rows[i] for i in pick], predicted, scores,
+                      names, positive)
     if refer is not None and rule.rule == "threshold":
         _plot_risk_coverage(written.directory / "risk_coverage.png", positive_scores, is_positive[pick],
                             _decision_thresholds(pipeline, ensemble_key), refer)
@@ -333,14 +333,19 @@ def _verdict(entry):
     return "possible: above chance" if entry["above_chance_without_lungs"] else "no"
 
 
-def _write_scores_csv(path, image_paths, rows, predicted, positive_scores):
+def _write_scores_csv(path, image_paths, rows, predicted, scores, class_names, positive):
     """One row per scored image: its path, patient, true label, the pipeline's label and every score set's
-    positive-class score."""
+    positive-class score (column: the score set's name); with more than two classes also every other class's
+    (column "<score set>:<class>"), so each class's figures can be recomputed from the file."""
+    columns = [(name, positive, name) for name in scores]
+    if len(class_names) > 2:
+        columns += [(name, c, f"{name}:{class_names[c]}") for name in scores for c in range(len(class_names))
+                    if c != positive]
     with atomic_write(path, "w") as handle:
         writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(["path", "patient_id", "label", "predicted_label", *positive_scores])
+        writer.writerow(["path", "patient_id", "label", "predicted_label", *(title for _, _, title in columns)])
         for i, (image_path, row) in enumerate(zip(image_paths, rows)):
-            values = [f"{s[i]:.9g}" for s in positive_scores.values()]
+            values = [f"{scores[name][i, c]:.9g}" for name, c, _ in columns]
             writer.writerow([str(image_path), row.patient_id, row.label, predicted[i], *values])
 
 
