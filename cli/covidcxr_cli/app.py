@@ -106,6 +106,8 @@ def predict(
     with reported_errors(debug, interrupted_hint=hint):  # what can be checked before the backend loads
         _check_outputs(out, overlays)
         paths = _existing_images(images)
+        for folder in _folders_without_images(images, paths):
+            stderr.print(f"note: no image files in {folder}", soft_wrap=True, markup=False)
         if exported is not None:
             if preset is not None:
                 raise keras_covidcxr.ConfigError("--exported runs an export: it takes no --preset")
@@ -200,6 +202,13 @@ def _existing_images(images):
     if not [path for path in paths if Path(path).exists()]:
         raise keras_covidcxr.InputError(f"no image files in {', '.join(str(image) for image in images)}")
     return paths
+
+
+def _folders_without_images(images, paths):
+    """The folders named among `images` that hold none of the image files found."""
+    found = [Path(os.path.abspath(path)) for path in paths]
+    return [image for image in images if image.is_dir() and not any(
+        path.is_relative_to(os.path.abspath(image)) for path in found)]
 
 
 def _predict_into_file(pipeline, paths, out, batch_size, workers, strict, retry_failed, json_output, overlays, tta):

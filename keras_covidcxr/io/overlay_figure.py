@@ -46,6 +46,8 @@ def caption_rows(caption_lines, figure_width):
     renderer = RendererAgg(1, 1, DPI)
     rows = []
     for index, line in enumerate(caption_lines):
+        # a file name's line break or undecodable byte, written as \n or \udcXX: no font has a glyph for them
+        line = "".join(c if c.isprintable() else repr(c)[1:-1] for c in line)
         font = FontProperties(size=FONT_POINTS, weight="bold" if index == 0 else "normal")
 
         def fits(text, font=font):

@@ -63,6 +63,18 @@ def test_predict_json_one_object_per_image(preset_dir, images, fast_cli):
         assert row["untrained"] is False
 
 
+def test_an_empty_folder_among_the_inputs_is_said(preset_dir, images, tmp_path, fast_cli):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "readme.txt").write_text("no films here")
+    result = runner.invoke(app, ["predict", images[0], str(tmp_path / "empty"), str(tmp_path / "notes"),
+                                 "--preset", str(preset_dir), "--json"])
+    assert result.exit_code == 0, result.output
+    assert len(result.stdout.splitlines()) == 1  # the film was predicted
+    for folder in ("empty", "notes"):
+        assert f"note: no image files in {tmp_path / folder}" in result.stderr
+
+
 def test_a_bad_file_gives_exit_code_1_and_the_rest_still_run(preset_dir, images, tmp_path, fast_cli):
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"\x89PNG\r\n\x1a\n truncated")

@@ -1,5 +1,7 @@
 """Overlays a radiologist can read: film kept whole, lung edge drawn, colour bar and caption beside it."""
 
+import os
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -82,6 +84,14 @@ def test_a_very_narrow_film_still_gets_a_readable_caption():
     picture = render_overlay(panel, ["Lung mask (tinted, magenta edge): 31.0% of the image in 2 piece(s)"])
     assert picture.shape[1] == MIN_FIGURE_WIDTH
     assert len(caption_rows(["Lung mask (tinted, magenta edge): 31.0% of the image"], picture.shape[1])) <= 2
+
+
+def test_a_file_name_s_line_break_or_undecodable_byte_is_written_out_in_the_caption(recwarn):
+    name = "scan\n" + os.fsdecode(b"lat\xe9.png")
+    rows = caption_rows([f"Lung mask of {name}"], MIN_FIGURE_WIDTH)
+    assert rows == [("Lung mask of scan\\nlat\\udce9.png", True)]
+    render_overlay(np.zeros((32, 32, 3), "uint8"), [f"Lung mask of {name}"])
+    assert not [w for w in recwarn if "Glyph" in str(w.message)]  # matplotlib warned "Glyph 10 missing"
 
 
 def test_the_lung_mask_edge_is_drawn_where_the_mask_ends(written):
