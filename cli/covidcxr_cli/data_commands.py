@@ -308,6 +308,10 @@ def split_command(
 
     stdout, stderr = _consoles()
     manifest = read_manifest(manifest_path)
+    already = sum(row.split is not None for row in manifest)
+    if already:
+        stderr.print(f"note: {already} of {manifest_path}'s {len(manifest)} rows already have a split; OUT gets a new "
+                     "one (the input file is not changed)", markup=False, soft_wrap=True)
     stratify_by = tuple(field.strip() for field in stratify.split(",") if field.strip())
     patient_strata(manifest, stratify_by)  # a wrong field is refused before the images are read
     if drop_refused:

@@ -1,6 +1,7 @@
 """`covidcxr data build | split | audit` through typer's CliRunner: output files and exit codes 0/1/2."""
 
 import csv
+import json
 
 import pytest
 from covidcxr_cli.data_commands import data_app
@@ -76,6 +77,17 @@ def test_a_split_too_small_for_its_fractions_says_which_splits_are_empty(runner,
     assert "got no patient: 3 patients" in " ".join(result.stderr.split())
 
 
+def test_splitting_a_manifest_that_has_splits_says_so(runner, tmp_path):
+    lines = ["path,task,label,patient_id,split"] + [f"{i}.png,cls,covid,p{i},test" for i in range(4)]
+    (tmp_path / "m.csv").write_text("\n".join(lines) + "\n")
+    result = runner.invoke(data_app, ["split", str(tmp_path / "m.csv"), "--out", str(tmp_path / "s.csv"),
+                                      "--no-link-duplicates", "--fractions", "0.5,0.25,0.25"])
+    assert result.exit_code == 0, result.output
+    assert "note: 4 of" in result.stderr and "rows already have a split; OUT gets a new one" in " ".join(
+        result.stderr.split())
+    assert (tmp_path / "m.csv").read_text().count(",test") == 4  # the input is left as it was
+
+
 def test_a_build_that_keeps_no_image_writes_nothing_and_says_why(runner, tmp_path, chest_like, write_png):
     write_png(tmp_path / "data" / "Lung_Opacity" / "o1.png", chest_like(1, 20, 20))
     out = tmp_path / "built.csv"
@@ -96,8 +108,9 @@ def test_class_folders_take_a_class_map_and_a_patient_id_pattern(runner, tmp_pat
             ) in " ".join(plain.stderr.split())
     mapped = runner.invoke(data_app, ["build", "class-folders", str(tmp_path / "data"), "--out", str(out),
                                       "--overwrite", "--class-map", "COVID=covid, Non-COVID=normal",
-                                      "--patient-id-pattern", r"^(person\d+)_"])
+                                      "--patient-id-pattern", r"^(person\d+)_", "--report", str(tmp_path / "r.json")])
     assert mapped.exit_code == 0, mapped.output
+    assert json.loads((tmp_path / "r.json").read_text())["kept_by_task"] == {"cls": {"covid": 2, "normal": 1}}
     rows = read_manifest(out)
     assert sorted((row.label, row.patient_id) for row in rows) == [
         ("covid", "data:person1"), ("covid", "data:person1"), ("normal", "data:person2")]

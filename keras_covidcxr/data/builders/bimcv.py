@@ -89,7 +89,7 @@ def from_bimcv(root, drop_lateral=True, progress=None):
                 source="bimcv",
             )
         )
-        report.keep("covid")
+        report.keep("covid", "cls")
     if not rows and not report.dropped:
         raise DatasetError(f"{root}: no PNG/JPEG images found")
     if rows and all(row.age is None for row in rows):

@@ -118,7 +118,7 @@ def from_class_folders(root, class_map=None, source=None, patient_id_pattern=Non
                 split=split,
             )
         )
-        report.keep(label)
+        report.keep(label, "cls")
     n_masks = sum(row.mask_path is not None for row in rows)
     if n_masks:
         report.note(

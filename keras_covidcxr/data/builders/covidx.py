@@ -66,5 +66,5 @@ def from_covidx_list(list_txt, image_dir, split=None, progress=None):
             )
         )
         seen.add(filename)
-        report.keep(label)
+        report.keep(label, "cls")
     return BuiltManifest(Manifest(rows, root=image_dir), report)

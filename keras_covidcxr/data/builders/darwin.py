@@ -290,7 +290,7 @@ def from_darwin_json(
                 "sex": sex,
             }
         )
-        report.keep(label)
+        report.keep(label, "seg")
     if pediatric_kept:
         report.note(
             f"kept {pediatric_kept} pediatric films (Kermany et al., ages 1-5) with an empty age: "

@@ -78,5 +78,5 @@ def from_ieee8023_metadata(metadata_csv, image_dir, drop_lateral=True, drop_pedi
                     extra={"finding": record.get("finding") or "", "license": record.get("license") or ""},
                 )
             )
-            report.keep(label)
+            report.keep(label, "cls")
     return BuiltManifest(Manifest(rows, root=image_dir), report)

@@ -74,7 +74,7 @@ def from_midrc_ricord(root, read_headers=True, drop_lateral=True, progress=None)
                 source="midrc-ricord-1c",
             )
         )
-        report.keep("covid")
+        report.keep("covid", "cls")
     if not rows and not report.dropped:
         raise DatasetError(f"{root}: no DICOM or image files found")
     return BuiltManifest(Manifest(rows, root=root), report)
