@@ -68,21 +68,25 @@ def test_build_split_audit_happy_path(runner, shared_folder, tmp_path):
     assert "Audit PASSED" in result.stdout and (tmp_path / "audit.json").is_file()
 
 
-def test_a_split_too_small_for_its_fractions_says_which_splits_are_empty(runner, tmp_path):
-    lines = ["path,task,label,patient_id"] + [f"{i}.png,cls,covid,p{i}" for i in range(3)]
-    (tmp_path / "m.csv").write_text("\n".join(lines) + "\n")
-    result = runner.invoke(data_app, ["split", str(tmp_path / "m.csv"), "--out", str(tmp_path / "s.csv"),
-                                      "--no-link-duplicates", "--fractions", "0.7,0.15,0.15"])
+def _split_covid_rows(runner, folder, count, fractions, split=None):
+    """`data split` of a manifest of `count` covid films, one patient each (with `split` already set)."""
+    extra = ",split" if split else ""
+    lines = [f"path,task,label,patient_id{extra}"] + [f"{i}.png,cls,covid,p{i}{',' + split if split else ''}"
+                                                       for i in range(count)]
+    (folder / "m.csv").write_text("\n".join(lines) + "\n")
+    result = runner.invoke(data_app, ["split", str(folder / "m.csv"), "--out", str(folder / "s.csv"),
+                                      "--no-link-duplicates", "--fractions", fractions])
     assert result.exit_code == 0, result.output
+    return result
+
+
+def test_a_split_too_small_for_its_fractions_says_which_splits_are_empty(runner, tmp_path):
+    result = _split_covid_rows(runner, tmp_path, 3, "0.7,0.15,0.15")
     assert "got no patient: 3 patients" in " ".join(result.stderr.split())
 
 
 def test_splitting_a_manifest_that_has_splits_says_so(runner, tmp_path):
-    lines = ["path,task,label,patient_id,split"] + [f"{i}.png,cls,covid,p{i},test" for i in range(4)]
-    (tmp_path / "m.csv").write_text("\n".join(lines) + "\n")
-    result = runner.invoke(data_app, ["split", str(tmp_path / "m.csv"), "--out", str(tmp_path / "s.csv"),
-                                      "--no-link-duplicates", "--fractions", "0.5,0.25,0.25"])
-    assert result.exit_code == 0, result.output
+    result = _split_covid_rows(runner, tmp_path, 4, "0.5,0.25,0.25", split="test")
     assert "note: 4 of" in result.stderr and "rows already have a split; OUT gets a new one" in " ".join(
         result.stderr.split())
     assert (tmp_path / "m.csv").read_text().count(",test") == 4  # the input is left as it was
