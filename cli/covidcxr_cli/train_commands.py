@@ -362,7 +362,9 @@ def finetune(
         import keras_covidcxr
         from keras_covidcxr.presets import check_preset_destination
 
-        keras_covidcxr.data.read_manifest(manifest)
+        rows = keras_covidcxr.data.read_manifest(manifest)
+        for split in ("train", "val"):  # refused here, not after the backend's seconds of loading
+            rows.split_rows("cls", split)
         keras_covidcxr.read_preset_metadata(preset)
         check_preset_destination(out, overwrite, parent=preset)
         if class_names is not None and len(set(class_names)) < 2:

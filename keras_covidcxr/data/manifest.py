@@ -159,6 +159,14 @@ class Manifest:
 
         return self.with_rows(row for row in self.rows if matches(row))
 
+    def split_rows(self, task, split):
+        """The rows of `task` in `split`; a `DatasetError` saying how to make the split when there are none."""
+        rows = self.filter(task=task, split=split)
+        if len(rows) == 0:
+            raise DatasetError(f"the manifest has no {task} rows in split {split!r}; split it by patient first "
+                               "(`covidcxr data split`)")
+        return rows
+
     def resolve(self, row_or_path):
         """Absolute path of a row's image (or of any manifest-relative path, e.g. a mask_path)."""
         relative = row_or_path.path if isinstance(row_or_path, ManifestRow) else row_or_path

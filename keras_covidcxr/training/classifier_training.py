@@ -80,14 +80,7 @@ def classifier_datasets(manifest, segmenter, class_names, input_size, preprocess
     config = config or TrainingConfig()
     preprocessing = preprocessing or PreprocessingConfig()
     class_names = tuple(class_names)
-    cls_rows = manifest.filter(task="cls")
-    train_rows, val_rows = cls_rows.filter(split=train_split), cls_rows.filter(split=val_split)
-    for rows, split in ((train_rows, train_split), (val_rows, val_split)):
-        if len(rows) == 0:
-            raise DatasetError(
-                f"the manifest has no cls rows in split {split!r}; split it by patient first "
-                "(`covidcxr data split`)"
-            )
+    train_rows, val_rows = manifest.split_rows("cls", train_split), manifest.split_rows("cls", val_split)
     train_labels = label_indices(train_rows, class_names)
     val_labels = label_indices(val_rows, class_names)
     weights = balanced_class_weights(train_labels, len(class_names))

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import keras
 
-from keras_covidcxr.data.manifest import DatasetError, Manifest, read_manifest
+from keras_covidcxr.data.manifest import Manifest, read_manifest
 from keras_covidcxr.data.splits import refuse_shared_patients
 from keras_covidcxr.errors import ConfigError
 from keras_covidcxr.models.classifier.cxr_classifier import CXRClassifier
@@ -46,15 +46,6 @@ def _manifest(manifest):
     return read_manifest(manifest), Path(manifest)
 
 
-def _split(manifest, task, split):
-    rows = manifest.filter(task=task, split=split)
-    if len(rows) == 0:
-        raise DatasetError(
-            f"the manifest has no {task} rows in split {split!r}; split it by patient first (`covidcxr data split`)"
-        )
-    return rows
-
-
 def run_segmenter_recipe(manifest, out, input_size=256, filters=(64, 128, 256, 512), config=None, resume=True,
                          callbacks=(), augmentation=SEGMENTER_AUGMENTATION):
     """Train a ResUnet on the manifest's seg rows (train split; val split monitored).
@@ -79,12 +70,12 @@ def run_segmenter_recipe(manifest, out, input_size=256, filters=(64, 128, 256, 5
             keras.utils.set_random_seed(config.seed)  # the initial weights too, so a rerun reproduces the run
             segmenter = ResUnet(input_size=input_size, filters=tuple(filters))
         size = segmenter.input_size
-        refuse_shared_patients({split: _split(manifest, "seg", split) for split in ("train", "val")})
+        refuse_shared_patients({split: manifest.split_rows("seg", split) for split in ("train", "val")})
         augmenter = Augmenter(augmentation, seed=config.seed) if config.augment else None
-        train = SegmentationDataset(_split(manifest, "seg", "train"), size, config.batch_size, augmenter,
+        train = SegmentationDataset(manifest.split_rows("seg", "train"), size, config.batch_size, augmenter,
                                     shuffle=True, seed=config.seed, workers=config.workers, drop_remainder=True)
-        val = SegmentationDataset(_split(manifest, "seg", "val"), size, config.batch_size, workers=config.workers)
-        statistics = SegmentationDataset(_split(manifest, "seg", "train"), size, config.batch_size, workers=config.workers)
+        val = SegmentationDataset(manifest.split_rows("seg", "val"), size, config.batch_size, workers=config.workers)
+        statistics = SegmentationDataset(manifest.split_rows("seg", "train"), size, config.batch_size, workers=config.workers)
         result = train_segmenter(segmenter, train, val, config, checkpoint_dir=out, resume=resume, callbacks=callbacks,
                                  batch_norm_data=statistics)
         summary = {
@@ -253,7 +244,7 @@ def assemble_preset(manifest, segmenter_checkpoint, member_checkpoints, out=None
     _check_members_trained_here(member_checkpoints, summaries, segmenter_checkpoint, rows_sha256(manifest))
     class_names = tuple(_agreeing(summaries, "class_names", default_class_names(members[0].num_classes)))
     preprocessing = PreprocessingConfig.from_dict(_agreeing(summaries, "preprocessing", PreprocessingConfig().to_dict()))
-    val_rows = _split(manifest, "cls", "val")
+    val_rows = manifest.split_rows("cls", "val")
     size = members[0].image_shape[0]
     inputs, warnings = masked_classifier_inputs(val_rows, segmenter, size, preprocessing, config.batch_size, config.workers)
     labels = label_indices(val_rows, class_names)

@@ -48,6 +48,7 @@ def image(tmp_path):
         ("missing manifest", "cannot read the manifest"),
         ("report folder not empty", "not an empty folder or an earlier report"),
         ("a split with no rows", "no cls rows in split 'val'"),
+        ("finetune on an unsplit manifest", "no cls rows in split 'train'; split it by patient first"),
         ("--out is a user's file", "is not a covidcxr results file"),
         ("export into a user's folder", "exists and is not an empty folder"),
         ("export to an unknown format", "cannot export to 'pt'"),
@@ -83,10 +84,12 @@ def test_usage_errors_arrive_before_the_backend_loads(case, message, tmp_path, i
         "export to an unknown format": ["export", preset_dir, tmp_path / "new", "--format", "pt"],
         "a split with no rows": ["evaluate", preset_dir, tmp_path / "nope.csv", "--out", tmp_path / "new", "--split",
                                  "val"],
+        "finetune on an unsplit manifest": ["finetune", preset_dir, tmp_path / "nope.csv", "--out", tmp_path / "new"],
     }[case]
-    if case in ("report folder not empty", "a split with no rows"):  # a readable manifest
-        manifest = tmp_path / "manifest.csv"
-        manifest.write_text("path,task,label,patient_id,split\nchest.png,cls,covid,p1,test\n")
+    if case in ("report folder not empty", "a split with no rows", "finetune on an unsplit manifest"):
+        manifest = tmp_path / "manifest.csv"  # a readable manifest
+        manifest.write_text("path,task,label,patient_id,split\nchest.png,cls,covid,p1,"
+                            + ("\n" if "unsplit" in case else "test\n"))
         args[2] = manifest
     result = run_cli(*args)
     assert result["code"] == 2, result
