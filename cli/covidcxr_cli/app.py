@@ -349,6 +349,7 @@ def evaluate(
             pipeline = pipeline.with_decision_threshold(threshold)
         evaluation = keras_covidcxr.evaluate_pipeline(
             pipeline, rows, out, split=split, shortcut_probe=shortcut_probe, n_resamples=resamples, overwrite=overwrite,
+            manifest_path=manifest,
         )
     probe = evaluation.shortcut_probe.get("score_sets", {})
     caption = f"{evaluation.n_images} images; report in {evaluation.out_dir}"

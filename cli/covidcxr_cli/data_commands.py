@@ -103,6 +103,8 @@ def _parse_class_map(text):
                               "COVID=covid,Non-COVID=normal")
         if label not in LABELS:
             raise ConfigError(f"--class-map: {label!r} for folder {folder!r} is not a label; use one of {', '.join(LABELS)}")
+        if folder in mapping:
+            raise ConfigError(f"--class-map names folder {folder!r} twice")
         mapping[folder] = label
     return mapping
 

@@ -61,11 +61,13 @@ def training_overlap(pipeline, rows):
 
 
 def evaluate_pipeline(
-    pipeline, manifest, out_dir, split="test", batch_size=8, shortcut_probe=True, n_resamples=1000, overwrite=False
+    pipeline, manifest, out_dir, split="test", batch_size=8, shortcut_probe=True, n_resamples=1000, overwrite=False,
+    manifest_path=None,
 ):
     """Score every member and both ensembles on a split; write report.json, report.md, scores.csv, plots.
 
-    `manifest` is a `Manifest` or the path of a manifest CSV.
+    `manifest` is a `Manifest` or the path of a manifest CSV; for a `Manifest` read from a CSV, give that
+    CSV as `manifest_path` so the report names it and its sha256 ("What was evaluated").
 
     The pipeline's own ensemble is scored as it decides; the other ensemble is
     computed from the members (equal weights for a weighted average built from
@@ -103,7 +105,7 @@ def evaluate_pipeline(
     Example:
         >>> evaluation = evaluate_pipeline(pipeline, "manifest.csv", "report/")  # doctest: +SKIP
     """
-    evaluated = _what_is_evaluated(pipeline, manifest, split)
+    evaluated = _what_is_evaluated(pipeline, manifest_path or manifest, split)
     if isinstance(manifest, (str, os.PathLike)):
         manifest = read_manifest(manifest)
     rows = rows_to_score(manifest, split)

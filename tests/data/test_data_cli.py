@@ -120,10 +120,19 @@ def test_class_folders_take_a_class_map_and_a_patient_id_pattern(runner, tmp_pat
         ("covid", "data:person1"), ("covid", "data:person1"), ("normal", "data:person2")]
     assert "warning" not in mapped.stderr
     for bad, message in ((["--class-map", "COVID"], "write FOLDER=LABEL pairs"),
-                         (["--class-map", "COVID=non_covid"], "'non_covid' for folder 'COVID' is not a label")):
+                         (["--class-map", "COVID=non_covid"], "'non_covid' for folder 'COVID' is not a label"),
+                         (["--class-map", "COVID=covid,COVID=normal"], "names folder 'COVID' twice"),
+                         (["--class-map", "COVlD=covid,Non-COVID=normal"],  # misspelt: its class would be dropped
+                          "the class map names ['COVlD'], which are not its class folders (COVID, Non-COVID)"),
+                         (["--patient-id-pattern", "^person"], "has no group: put the patient id in parentheses"),
+                         (["--patient-id-pattern", "^(person"], "is not a regular expression")):
         refused = runner.invoke(data_app, ["build", "class-folders", str(tmp_path / "data"), "--out",
                                            str(tmp_path / "x.csv"), *bad])
-        assert refused.exit_code == 2 and message in " ".join(refused.stderr.split())
+        assert refused.exit_code == 2 and message in " ".join(refused.stderr.split()), refused.output
+        assert "Traceback" not in refused.output
+    empty_ids = runner.invoke(data_app, ["build", "class-folders", str(tmp_path / "data"), "--out",
+                                         str(tmp_path / "z.csv"), "--patient-id-pattern", "^person(x*)"])
+    assert empty_ids.exit_code == 2 and "group is empty in this file name" in empty_ids.stdout  # not one patient "data:"
     other = runner.invoke(data_app, ["build", "covid-gr", str(tmp_path / "data"), "--out", str(tmp_path / "y.csv"),
                                      "--class-map", "COVID=covid"])
     assert other.exit_code == 2 and "are for class-folders" in " ".join(other.stderr.split())

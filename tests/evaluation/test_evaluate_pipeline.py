@@ -162,6 +162,8 @@ def test_evaluate_command(preset_dir, manifest_path, tmp_path, fast_cli):
     assert result.exit_code == 1  # the broken file
     assert "weighted_average" in result.stdout and "broken.png" in result.stderr
     assert (tmp_path / "cli_report" / "report.md").is_file()
+    evaluated = json.loads((tmp_path / "cli_report" / "report.json").read_text())["evaluated"]  # the CLI's too
+    assert evaluated["manifest"] == str(manifest_path.resolve()) and evaluated["manifest_sha256"]
 
 
 def test_a_split_of_one_class_gives_valid_json_and_says_what_is_undefined(preset_dir, manifest_path, tmp_path,

@@ -21,6 +21,7 @@ from keras_covidcxr.data.build_report import BuildReport, BuiltManifest
 from keras_covidcxr.data.builders._files import find_images, relative_posix, require_folder, with_progress
 from keras_covidcxr.data.manifest import DatasetError, Manifest, ManifestRow
 from keras_covidcxr.data.vocabulary import normalize_label
+from keras_covidcxr.errors import ConfigError
 
 _SPLIT_FOLDERS = {
     "train": "train",
@@ -62,6 +63,18 @@ def _images_with_masks(folder):
     return pairs
 
 
+def _patient_id_regex(pattern):
+    """The compiled `patient_id_pattern`; a `ConfigError` when it is not a regex with a group for the id."""
+    try:
+        regex = re.compile(pattern)
+    except re.error as error:
+        raise ConfigError(f"patient_id_pattern {pattern!r} is not a regular expression ({error})") from None
+    if regex.groups < 1:
+        raise ConfigError(f"patient_id_pattern {pattern!r} has no group: put the patient id in parentheses, "
+                          r"e.g. '^(patient\d+)_'")
+    return regex
+
+
 def _label_of(name, class_map):
     if class_map is not None:
         return class_map.get(name)
@@ -82,12 +95,16 @@ def from_class_folders(root, class_map=None, source=None, patient_id_pattern=Non
     """
     root = require_folder(root, "dataset")
     source = source or root.name
-    pattern = re.compile(patient_id_pattern) if patient_id_pattern else None
+    pattern = _patient_id_regex(patient_id_pattern) if patient_id_pattern else None
     report = BuildReport(f"class-folders ({source})")
     rows = []
     folders = _class_folders(root, class_map)
     if not folders:
         raise DatasetError(f"{root}: no class folders found")
+    unmatched = sorted(set(class_map or ()) - {folder.name for _, folder, _ in folders})
+    if unmatched:  # a misspelt folder would silently drop its class
+        raise ConfigError(f"{root}: the class map names {unmatched}, which are not its class folders "
+                          f"({', '.join(sorted({folder.name for _, folder, _ in folders}))})")
     found = [
         (split, folder, label, pair)
         for split, folder, label in folders
@@ -103,8 +120,9 @@ def from_class_folders(root, class_map=None, source=None, patient_id_pattern=Non
         patient = relative.rsplit(".", 1)[0]
         if pattern is not None:
             match = pattern.search(image.name)
-            if match is None:
-                report.drop(relative, "file name does not match patient_id_pattern")
+            if match is None or not match.group(1):
+                report.drop(relative, "file name does not match patient_id_pattern" if match is None else
+                            "patient_id_pattern's group is empty in this file name")
                 continue
             patient = match.group(1)
         rows.append(
