@@ -179,7 +179,7 @@ class ResultsFile:
         lines = []
         for row in rows:
             lines.append(self._format_row(row))
-            self._remember(row["source"], row.get("sha256"), bool(row.get("error")))
+            self._remember(self._key(row["source"]), row.get("sha256"), bool(row.get("error")))
         data = b"".join(lines)
         try:
             while data:  # a raw write may be partial in principle; a kill meanwhile is mended on resume
@@ -240,7 +240,7 @@ class ResultsFile:
         uncertainty = row.get("uncertainty") or {}
         distance = row.get("out_of_distribution") or {}
         values = [
-            _one_line(row["source"]),
+            _csv_name(row["source"]),
             row.get("sha256"),
             row.get("label"),
             *[probabilities.get(name) for name in self.class_names],
@@ -263,8 +263,7 @@ class ResultsFile:
         ]
         return _csv_line(["" if value is None else value for value in values])
 
-    def _remember(self, source, sha256, failed):
-        key = self._key(source)
+    def _remember(self, key, sha256, failed):
         if key in self._rows:
             self.superseded += 1
         self._rows[key] = (sha256, failed, self._row_count)
@@ -277,7 +276,7 @@ class ResultsFile:
                 new.write(old.readline())
             for number, line in enumerate(old):
                 source, _, _ = self._parse_row(line, number)
-                if self._rows[self._key(source)][2] == number:
+                if self._rows[source][2] == number:  # a row's source, as read, is its key
                     new.write(line)
         os.chmod(self.path, mode & 0o7777)  # the user's file keeps the mode they gave it
         self.superseded = 0
@@ -327,7 +326,7 @@ class ResultsFile:
                 )
 
     def _parse_row(self, line, number):
-        """(source, sha256, failed) of one row line."""
+        """(key, sha256, failed) of one row line: its source as written (`_key`'s form)."""
         try:
             if self.format == "jsonl":
                 row = json.loads(line)
@@ -347,13 +346,22 @@ class ResultsFile:
         return 1 if self.format == "csv" else 0
 
     def _key(self, source):
-        return _valid_utf8(_one_line(str(source))) if self.format == "csv" else str(source)
+        return _csv_name(str(source)) if self.format == "csv" else str(source)
 
 
 def _csv_line(values):
     buffer = io.StringIO()
     csv.writer(buffer, lineterminator="\n").writerow(values)
     return _valid_utf8(buffer.getvalue()).encode("utf-8")
+
+
+def _csv_name(name):
+    """A file name as one line of valid UTF-8 that no other name gives: in a name with a line break, carriage
+    return or backslash those are escaped (\\n, \\r, \\\\); bytes that are not UTF-8 read \\udcXX. (Folding line
+    breaks into spaces made "a<newline>b.png" and "a b.png" one results row.)"""
+    if any(character in name for character in "\\\n\r"):
+        name = name.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r")
+    return _valid_utf8(name)
 
 
 def _valid_utf8(text):

@@ -239,6 +239,19 @@ def test_csv_rows_stay_on_one_line(tmp_path):
         assert results.earlier_row(source, "aa") == "failed"
 
 
+def test_names_that_differ_by_a_line_break_or_a_backslash_keep_their_own_rows(tmp_path):
+    names = ["/f/a\nb.png", "/f/a b.png", "/f/a\\nb.png", "/f/a\rb.png", os.fsdecode(b"/f/a\xe9.png"), "/f/a\\udce9.png"]
+    path = tmp_path / "results.csv"
+    with _open(path) as results:
+        results.append([_row(name, sha256=f"s{i}") for i, name in enumerate(names)])
+    with path.open(newline="") as handle:
+        sources = [row["source"] for row in csv.DictReader(handle)]
+    assert len(set(sources)) == len(names) == 6  # a line break was folded into a space: two names, one row
+    assert sources[:3] == ["/f/a\\nb.png", "/f/a b.png", "/f/a\\\\nb.png"]
+    with _open(path) as results:  # a rerun finds each film's own row
+        assert [results.earlier_row(name, f"s{i}") for i, name in enumerate(names)] == ["ok"] * 6
+
+
 def test_a_damaged_row_in_the_middle_is_reported_with_its_line(tmp_path):
     path = tmp_path / "results.jsonl"
     with _open(path) as results:
