@@ -255,10 +255,16 @@ def finetune(pipeline, manifest, out=None, class_names=None, config=None, manife
                 stacklevel=2,
             )
     elif (parent_check := pipeline.out_of_distribution) is not None:
-        why = (f"it compares a film with its {parent_check.neighbours} nearest training films, and the training "
-               f"split has {train.n}" if train.n < parent_check.neighbours else
-               f"its member {parent_check.member!r} is not in the fine-tuned ensemble")
-        warnings.warn(f"the parent's out-of-distribution check is dropped: {why}", stacklevel=2)
+        missing = parent_check.member not in {m.name for m in members}
+        why = (f"its member {parent_check.member!r} is not in the fine-tuned ensemble" if missing else
+               f"it compares a film with its {parent_check.neighbours} nearest training films, and the training "
+               f"split has {train.n}")
+        if recipe == "linear_probe" and not missing:  # frozen backbones: the parent's reference still fits
+            out_of_distribution = parent_check
+            warnings.warn(f"the out-of-distribution check is the parent's, not refitted on your films ({why}): "
+                          "films unlike the parent's training films are flagged, and referred", stacklevel=2)
+        else:
+            warnings.warn(f"the parent's out-of-distribution check is dropped: {why}", stacklevel=2)
     old = pipeline.ensemble
     fit = None
     val_probabilities = member_probabilities(members, val) if refit_ensemble else None
@@ -333,7 +339,10 @@ def finetune(pipeline, manifest, out=None, class_names=None, config=None, manife
             "thresholds": dict(zip((m.name for m in members), member_thresholds)),
             "rule": "Youden's J on each member's validation scores"},
         "out_of_distribution": None if out_of_distribution is None else {
-            **out_of_distribution.to_config(), "fitted_on": "training split (reference), validation split (threshold)"},
+            **out_of_distribution.to_config(),
+            "fitted_on": "the parent preset's films (kept: too few training films to refit it)"
+            if out_of_distribution is pipeline.out_of_distribution else
+            "training split (reference), validation split (threshold)"},
         "validation": validation_report(new.ensemble, val, val.labels, class_names, config.batch_size),
     }
     new.metadata = {"description": description or f"fine-tuned from {parent or 'a preset'}", "training": training}

@@ -120,13 +120,15 @@ def test_the_out_of_distribution_check_is_refitted_on_the_finetuned_features(syn
     assert result.training["out_of_distribution"]["member"] == "alpha"
     reloaded = Pipeline.from_preset(tmp_path / "child")
     np.testing.assert_allclose(reloaded.out_of_distribution.reference, check.reference, atol=1e-3)
-    # a check comparing with more neighbours than there are training films cannot be refitted: dropped, and said
+    # a check comparing with more neighbours than there are training films cannot be refitted; the linear probe
+    # leaves the backbone as it was, so the parent's check is kept (said), not dropped (CT slices were answered)
     wide = parent._sharing_models(out_of_distribution=dataclasses.replace(stale, neighbours=20))
-    with pytest.warns(UserWarning, match="check is dropped: it compares a film with its 20 nearest training films, "
-                                         "and the training split has 12"):
-        dropped = finetune(wide, str(synthetic_manifest_path), config=config, refit_ensemble=False)
-    assert dropped.pipeline.out_of_distribution is None
-    assert dropped.pipeline.refer_rule.describe("covid") == "refer if an input check fails"
+    with pytest.warns(UserWarning, match=r"check is the parent's, not refitted on your films \(it compares a film "
+                                         "with its 20 nearest training films, and the training split has 12\)"):
+        kept = finetune(wide, str(synthetic_manifest_path), config=config, refit_ensemble=False)
+    assert kept.pipeline.out_of_distribution is wide.out_of_distribution
+    assert kept.training["out_of_distribution"]["fitted_on"].startswith("the parent preset's films")
+    assert kept.pipeline.refer_rule.describe("covid") == "refer if the film is out of distribution or an input check fails"
 
 
 def test_a_finetuned_preset_records_digests_of_its_and_its_parents_patients(synthetic_manifest_path, tmp_path):
