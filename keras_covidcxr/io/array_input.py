@@ -12,22 +12,23 @@ STANDARD_BIT_DEPTHS = (8, 10, 12, 14, 16)
 
 
 def scale_by_bits_used(values):
-    """(float32 in [0, 1], bits): non-negative integer pixels scaled by the detector depth their largest value needs.
+    """(float32 in [0, 1], bits): non-negative integer pixels scaled by the detector depth their values need.
 
     Detectors give 10, 12 or 14 bits, often stored in 16: scaled by 65535, a 12-bit film would come out
     at most 1/16 bright, nearly black. The depth is the smallest of `STANDARD_BIT_DEPTHS` that holds the
-    largest value, not its own bit count: a 12-bit film whose brightest pixel is 2047 is still read as
-    12-bit (by its own count, one pixel more at 2048 would halve the whole film's brightness). At least
-    8 bits, so a dark 8-bit picture is not stretched.
+    film's 99.5th-percentile value, not its brightest pixel's own bit count: a 12-bit film whose
+    brightest pixel is 2047 is still read as 12-bit (by its own count, one pixel more at 2048 would halve
+    the whole film's brightness), and a burned-in label at 65535 on a 12-bit film is clipped to white
+    instead of darkening the film 16 times. At least 8 bits, so a dark 8-bit picture is not stretched.
 
     Example:
         >>> [scale_by_bits_used(np.array([[0, top]], np.uint16))[1] for top in (255, 2047, 2048, 4095, 4096)]
         [8, 12, 12, 12, 14]
     """
     values = np.asarray(values)
-    needed = int(values.max()).bit_length() if values.size else 0
-    bits = next((depth for depth in STANDARD_BIT_DEPTHS if depth >= needed), needed)
-    return (values / float(2**bits - 1)).astype("float32"), bits
+    reference = int(np.percentile(values, 99.5, method="higher")) if values.size else 0
+    bits = next((depth for depth in STANDARD_BIT_DEPTHS if depth >= reference.bit_length()), 16)
+    return np.minimum(values / float(2**bits - 1), 1.0).astype("float32"), bits
 
 
 def pixels_from_array(array, name="array", max_pixels=DEFAULT_MAX_PIXELS):

@@ -235,7 +235,7 @@ def _read_with_pillow(path, name, max_pixels, head):
         file_format = image.format
         image = ImageOps.exif_transpose(image)
         pixels, bits = _to_gray(image, name)
-    if file_format == "PNG" and _is_16_bit_colour_png(head) and pixels.max() < 0.5:
+    if file_format == "PNG" and _is_16_bit_colour_png(head) and np.percentile(pixels, 99.5) < 0.5:
         raise UnsupportedImageError(
             f"{name}: a 16-bit colour or gray+alpha PNG whose values use fewer than 16 bits (e.g. a 12-bit film): "
             "Pillow reads only their high byte, so the film would come out nearly black; save it as a 16-bit "

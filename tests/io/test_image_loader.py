@@ -96,6 +96,17 @@ def test_one_bright_pixel_does_not_change_how_a_12_bit_film_is_read(tmp_path):
     np.testing.assert_array_equal(darker.pixels[1:], brighter.pixels[1:])
 
 
+def test_a_burned_in_white_label_does_not_set_a_12_bit_film_s_scale(tmp_path):
+    film = (np.linspace(0, 255, 512 * 512).reshape(512, 512) * 4095 / 255).astype(np.uint16)
+    Image.fromarray(film).save(tmp_path / "film.png")
+    film[2:12, 2:37] = 65535  # a 10 x 35 px marker at full 16-bit white (0.13% of the film)
+    Image.fromarray(film).save(tmp_path / "marked.png")
+    plain, marked = load_image(tmp_path / "film.png"), load_image(tmp_path / "marked.png")
+    assert plain.metadata["bits"] == marked.metadata["bits"] == 12  # not 16: the film is not darkened 16 times
+    np.testing.assert_array_equal(marked.pixels[20:], plain.pixels[20:])
+    assert marked.pixels[5, 5] == 1.0  # the label clipped to white
+
+
 def _png_16_bit(path, channels, color_type):
     """A 16-bit PNG of (height, width, samples) uint16 `channels`, written by hand: Pillow writes none in colour."""
     import struct
