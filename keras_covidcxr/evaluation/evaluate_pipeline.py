@@ -133,14 +133,15 @@ def evaluate_pipeline(
             "figure in this report:", "", *[f"- {path}: {error}" for path, error in failed]])
     rule = pipeline.decision_rule
     sections["decision_rule"] = ReportSection("The pipeline's decision rule", rule.to_dict(), [
-        f"The preset's labels: {rule.describe()}. The tables above score each model's hard labels as "
-        "the 'Decision rules' table says."
+        f"The preset's labels: {rule.describe()}. The tables above score each model's hard labels "
+        + ("as the 'Decision rules' table says." if rule.rule != "argmax" else "by its most probable class.")
     ])
     overlap = training_overlap(pipeline, [rows[i] for i in pick])
     if overlap is not None:
         sections["training_overlap"] = ReportSection("Overlap with the training data", overlap, [
             f"{overlap['images']} of the {overlap['of_images']} scored images ({overlap['patients']} patients) "
-            "belong to patients the preset's classifiers were fitted on"
+            "belong to patients whose films the preset was fitted on (its classifiers, or its ensemble weights "
+            "and thresholds)"
             + (": **these metrics are optimistic**." if overlap["images"] else
                " (matched by patient id: the same films under other ids, as after another anonymisation, are not "
                "found; `covidcxr data audit` finds identical pictures across manifests' splits).")
@@ -337,12 +338,10 @@ def _verdict(entry):
 
 def _write_scores_csv(path, image_paths, rows, predicted, scores, class_names, positive):
     """One row per scored image: its path, patient, true label, the pipeline's label and every score set's
-    positive-class score (column: the score set's name); with more than two classes also every other class's
+    positive-class score (column: the score set's name); with more than two classes every class's score
     (column "<score set>:<class>"), so each class's figures can be recomputed from the file."""
-    columns = [(name, positive, name) for name in scores]
-    if len(class_names) > 2:
-        columns += [(name, c, f"{name}:{class_names[c]}") for name in scores for c in range(len(class_names))
-                    if c != positive]
+    columns = [(name, positive, name) for name in scores] if len(class_names) == 2 else [
+        (name, c, f"{name}:{class_names[c]}") for name in scores for c in range(len(class_names))]
     with atomic_write(path, "w") as handle:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(["path", "patient_id", "label", "predicted_label", *(title for _, _, title in columns)])

@@ -325,11 +325,12 @@ def test_a_three_class_pipeline_that_refers_failed_films_is_evaluated(make_pipel
         assert evaluation.refer["answered"]["accuracy"] == pytest.approx(np.mean(answered))
     report = (evaluation.out_dir / "report.md").read_text()
     assert f"{sum(failed)} of the 12 images referred" in report and not (evaluation.out_dir / "risk_coverage.png").exists()
+    assert "score each model's hard labels by its most probable class" in report  # no 'Decision rules' table
     with open(evaluation.out_dir / "scores.csv") as handle:  # every class's scores, not only covid's
         table = list(csv.DictReader(handle))
     for row, result in zip(table, results):
-        total = sum(float(row[f"weighted_average:{name}"]) for name in ("normal", "pneumonia"))
-        assert total + float(row["weighted_average"]) == pytest.approx(1.0, abs=1e-6)
+        total = sum(float(row[f"weighted_average:{name}"]) for name in ("covid", "normal", "pneumonia"))
+        assert total == pytest.approx(1.0, abs=1e-6)
         assert float(row["weighted_average:normal"]) == pytest.approx(result.raw_probabilities["normal"], abs=1e-6)
 
 
