@@ -198,9 +198,14 @@ def _existing_images(images):
         raise keras_covidcxr.InputError(
             f"{missing[0]}: no such file or folder" + (f" (nor {len(missing) - 1} more)" if len(missing) > 1 else "")
         )
-    paths = keras_covidcxr.find_images(images)
+    same = []
+    paths = keras_covidcxr.find_images(images, same_files=same)
     if not [path for path in paths if Path(path).exists()]:
         raise keras_covidcxr.InputError(f"no image files in {', '.join(str(image) for image in images)}")
+    if same:
+        shown = "; ".join(f"{path} (= {kept})" for path, kept in same[:3]) + ("; ..." if len(same) > 3 else "")
+        stderr.print(f"note: {len(same)} input(s) name a file already listed (a link or a repeat), predicted once: "
+                     f"{shown}", soft_wrap=True, markup=False)
     return paths
 
 

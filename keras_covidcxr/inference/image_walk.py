@@ -19,7 +19,7 @@ from keras_covidcxr.io.overlay_files import is_overlay_file
 IMAGE_SUFFIXES = frozenset(".png .jpg .jpeg .bmp .tif .tiff .gif .webp .pgm .ppm .dcm .dicom .dic".split())
 
 
-def find_images(inputs):
+def find_images(inputs, same_files=None):
     """The image files named by `inputs`, each once, in a deterministic order.
 
     A file named directly is always kept (the loader then says what is wrong
@@ -34,6 +34,7 @@ def find_images(inputs):
 
     Args:
         inputs: a path or a list of paths (`str` or `Path`), files and folders.
+        same_files: a list to which each (path, path kept) left out as the same file is appended.
 
     Returns:
         A list of `Path`s, in the order the inputs were given; a file reached
@@ -42,14 +43,16 @@ def find_images(inputs):
     """
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
-    found, seen = [], set()
+    found, seen = [], {}
     for item in inputs:
         item = Path(item)
         for path in _walk(item) if item.is_dir() else [item]:
             key = _file_identity(path)
             if key not in seen:
-                seen.add(key)
+                seen[key] = path
                 found.append(path)
+            elif same_files is not None and path != seen[key]:
+                same_files.append((path, seen[key]))
     return found
 
 

@@ -75,6 +75,18 @@ def test_an_empty_folder_among_the_inputs_is_said(preset_dir, images, tmp_path, 
         assert f"note: no image files in {tmp_path / folder}" in result.stderr
 
 
+def test_a_film_named_twice_or_hard_linked_is_predicted_once_and_said(preset_dir, images, tmp_path, fast_cli):
+    import os
+
+    os.link(images[0], tmp_path / "copy.png")
+    result = runner.invoke(app, ["predict", images[0], str(tmp_path / "copy.png"), images[0],
+                                 "--preset", str(preset_dir), "--json"])
+    assert result.exit_code == 0, result.output
+    assert len(result.stdout.splitlines()) == 1
+    assert (f"note: 1 input(s) name a file already listed (a link or a repeat), predicted once: {tmp_path / 'copy.png'}"
+            f" (= {images[0]})") in " ".join(result.stderr.split())
+
+
 def test_a_bad_file_gives_exit_code_1_and_the_rest_still_run(preset_dir, images, tmp_path, fast_cli):
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"\x89PNG\r\n\x1a\n truncated")
