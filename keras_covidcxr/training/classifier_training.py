@@ -161,14 +161,16 @@ def recipe_steps(config):
 
 class _StageRetracingNotice(logging.Filter):
     """Drops TensorFlow's "triggered tf.function retracing" notice: each step of the recipe compiles a new
-    train step (its trainable weights differ), which TensorFlow counts as retracing; here it is expected."""
+    train step (its trainable weights differ), and fine-tuning predicts with several new models, which
+    TensorFlow counts as retracing; here it is expected."""
 
     def filter(self, record):
         return "tf.function retracing" not in record.getMessage()
 
 
 @contextlib.contextmanager
-def _expected_retracing():
+def expected_retracing():
+    """Inside (or on a decorated function): TensorFlow's retracing notice is dropped (`_StageRetracingNotice`)."""
     logger, notice = logging.getLogger("tensorflow"), _StageRetracingNotice()
     logger.addFilter(notice)
     try:
@@ -241,7 +243,7 @@ def train_classifier(classifier, train_data, val_data, config=None, checkpoint_d
             monitor, mode, patience=patience if val_data is not None else 0, checkpoint=checkpoint, best=best, best_epoch=best_epoch,
             history=history, patience_from=epochs_before, save_states=False,
         )
-        with _expected_retracing():
+        with expected_retracing():
             model.fit(
                 train_data,
                 validation_data=val_data,
