@@ -363,12 +363,12 @@ def finetune(
         from keras_covidcxr.presets import check_preset_destination
 
         rows = keras_covidcxr.data.read_manifest(manifest)
-        for split in ("train", "val"):  # refused here, not after the backend's seconds of loading
-            rows.split_rows("cls", split)
         keras_covidcxr.read_preset_metadata(preset)
         check_preset_destination(out, overwrite, parent=preset)
         if class_names is not None and len(set(class_names)) < 2:
             raise keras_covidcxr.ConfigError(f"--classes {classes!r}: name at least two different classes")
+        for split in ("train", "val"):  # refused here, not after the backend's seconds of loading
+            rows.split_rows("cls", split)
     _without_onednn()
     with reported_errors(debug, needs_keras=True), _our_warnings_as_lines():
         import keras_covidcxr
