@@ -21,7 +21,7 @@ import warnings
 import keras
 import numpy as np
 
-from keras_covidcxr.errors import ConfigError, MissingDependencyError, OutputExistsError
+from keras_covidcxr.errors import ConfigError, MissingDependencyError, OutputExistsError, PresetError
 from keras_covidcxr.io.atomic import atomic_directory
 from keras_covidcxr.presets.checksums import checksum_tree
 from keras_covidcxr.runtime.export_folder import (
@@ -108,7 +108,6 @@ def _graphs(pipeline):
 def _check_graph_runs(path, shape, format, name):
     """Refuse a graph its light-runtime engine cannot load or run (an op it lacks), before the folder is written.
     Not checked when that engine is not installed here."""
-    from keras_covidcxr.errors import PresetError
     from keras_covidcxr.runtime.graph_engines import GRAPH_ENGINES
 
     engine = GRAPH_ENGINES.get(format)
