@@ -179,6 +179,9 @@ def test_dicom_without_preamble_is_read_by_suffix(corpus):
     image = load_image(path)
     np.testing.assert_allclose(image.pixels, STORED / 4095, rtol=1e-6)
     assert (image.metadata["format"], image.metadata["view"]) == ("DICOM", "PA")
+    unnamed = path.rename(path.with_name("bare"))  # no suffix and no marker: not read, but the way is said
+    assert str(_error(unnamed)) == (f"{unnamed}: not a recognised image format (it starts like a DICOM file without "
+                                    "its preamble: name it .dcm)")
 
 
 # ---- tags -------------------------------------------------------------------
