@@ -227,12 +227,15 @@ def _decision_lines(results):
     if all(rule["rule"] == "argmax" for rule in rules.values()):
         return ["Hard labels: the most probable class.", ""]
     lines = ["## Decision rules", "", "| Model | label the positive class when |", "|---|---|"]
-    for model, rule in rules.items():
-        if rule["rule"] == "threshold":
-            lines.append(f"| {model} | p({rule['positive_class']}) >= {rule['threshold']:.3f} |")
-        else:
-            lines.append(f"| {model} | it is the most probable class |")
+    lines += [f"| {model} | {_labelled_when(rule)} |" for model, rule in rules.items()]
     return [*lines, ""]
+
+
+def _labelled_when(rule):
+    """When a model's hard label is its positive class, e.g. "p(covid) >= 0.761"."""
+    if rule["rule"] == "threshold":
+        return f"p({rule['positive_class']}) >= {rule['threshold']:.3f}"
+    return "it is the most probable class"
 
 
 def _metric_table(rows, metrics):
@@ -563,7 +566,10 @@ def _write_figures(folder, figures, results, scores, y_true, class_names):
             figure = plot_roc_curves(curves, f"ROC: {name} vs rest")
         elif key.startswith("confusion_"):
             model = key[len("confusion_") :]
-            figure = plot_confusion_matrix(results["models"][model]["confusion_matrix"], names, model)
+            rule = results["models"][model].get("decision_rule", {"rule": "argmax"})
+            caption = (f"{rule['positive_class']} when {_labelled_when(rule)}" if rule["rule"] == "threshold"
+                       else "labels: the most probable class")
+            figure = plot_confusion_matrix(results["models"][model]["confusion_matrix"], names, f"{model}\n{caption}")
         else:
             n_bins = len(next(iter(results["models"].values()))["calibration"]["counts"])
             curves = {

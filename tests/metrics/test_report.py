@@ -126,6 +126,19 @@ def test_printed_operating_thresholds_give_the_figures_printed_beside_them(tmp_p
     assert row.startswith("| ensemble | 0.9566 | 71.4% | 100.0% |")  # not 0.957 (57.1%)
 
 
+def test_each_confusion_matrix_says_how_its_labels_were_decided(tmp_path, monkeypatch):
+    import keras_covidcxr.metrics.plots as plots
+
+    titles = []
+    draw = plots.plot_confusion_matrix
+    monkeypatch.setattr(plots, "plot_confusion_matrix", lambda m, names, title: titles.append(title) or draw(m, names, title))
+    truth = np.array(["covid"] * 6 + ["non-covid"] * 6)
+    p_covid = np.linspace(0.05, 0.95, 12)
+    write_report(tmp_path / "r", {"ensemble": p_covid, "member": p_covid[::-1]}, truth, ["non-covid", "covid"],
+                 n_resamples=10, decision_thresholds={"ensemble": 0.7})
+    assert titles == ["ensemble\ncovid when p(covid) >= 0.700", "member\nlabels: the most probable class"]
+
+
 def test_a_one_class_group_shows_no_ppv_npv_or_f1(tmp_path):
     # An outside-hospital evaluation often has sources of one class only (e.g. COVID-19 from one
     # hospital, normals from another): their PPV / NPV would read 100% / 0% by construction.
