@@ -27,7 +27,7 @@ from covidcxr_cli.errors import (
     EXIT_TERMINATED,
     StdoutConsole,
     exit_code,
-    one_line,
+    print_error,
     reported_errors,
     stderr,
 )
@@ -264,7 +264,7 @@ def _progress_fields(summary, elapsed):
 def _print_file_summary(summary, out, json_output, untrained, decision=None):
     """Print what a folder run did (and, on stderr, one line per file that failed in it); return its exit code."""
     for error in summary.errors:
-        stderr.print(f"[red]error:[/] {escape(one_line(error))}", soft_wrap=True)
+        print_error(error)
     counts = {key: value for key, value in vars(summary).items() if key != "errors"}  # the errors are on stderr
     if json_output:
         console.print_json(json.dumps({**counts, "out": str(out), "untrained": untrained}), indent=None,
@@ -297,7 +297,7 @@ def _predict_and_print(pipeline, paths, batch_size, strict, json_output, overlay
                                  explain=overlays is not None, strict=strict, tta=tta)
         for result in chunk:  # one line each, on stderr, whatever the output format
             if result.error:
-                stderr.print(f"[red]error:[/] {escape(one_line(result.error))}", soft_wrap=True)
+                print_error(result.error)
         failed += sum(bool(r.error) for r in chunk)
         if overlays is not None:
             failed += _write_overlays([(r, stems[start + i]) for i, r in enumerate(chunk) if not r.error], overlays)
@@ -381,7 +381,7 @@ def evaluate(
         )
     console.print(f"Labels: {escape(pipeline.decision_rule.describe())}.", soft_wrap=True)
     for path, error in evaluation.failed:
-        stderr.print(f"[red]error:[/] {escape(one_line(error))}", soft_wrap=True)
+        print_error(error)
     raise typer.Exit(exit_code(evaluation.n_images, len(evaluation.failed)))
 
 
@@ -725,8 +725,7 @@ def _write_overlays(results_and_stems, folder):
             keras_covidcxr.save_overlays(result, folder, stem)
         except keras_covidcxr.CovidCXRError as error:
             name = printable_text(Path(result.source).name)
-            stderr.print(f"[red]error:[/] {escape(one_line(f'{name}: overlays not written ({error})'))}",
-                         soft_wrap=True)
+            print_error(f"{name}: overlays not written ({error})")
             failed += 1
     return failed
 

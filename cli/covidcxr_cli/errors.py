@@ -92,6 +92,11 @@ def reported_errors(debug=False, needs_keras=False, interrupted_hint=None):
         sys.exit(EXIT_TERMINATED if terminated else EXIT_INTERRUPTED)
 
 
+def print_error(error):
+    """One "error: ..." line on stderr for a file that failed while the command goes on."""
+    stderr.print(f"[red]error:[/] {escape(one_line(error))}", soft_wrap=True)
+
+
 def one_line(error):
     """An error as one line: `file: reason`, line breaks folded into spaces."""
     if isinstance(error, OSError) and not isinstance(error, keras_covidcxr.CovidCXRError) and error.filename:

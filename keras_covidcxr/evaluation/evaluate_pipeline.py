@@ -12,7 +12,7 @@ from keras_covidcxr.evaluation.split_rows import rows_to_score
 from keras_covidcxr.io.atomic import atomic_write
 from keras_covidcxr.metrics.bootstrap import percentile_interval, resample_patients
 from keras_covidcxr.metrics.classification import binary_auc
-from keras_covidcxr.metrics.report import NO_INTERVAL, ReportSection, write_report
+from keras_covidcxr.metrics.report import ReportSection, format_metric, write_report
 from keras_covidcxr.models.ensemble.majority_vote_ensemble import MajorityVoteEnsemble
 from keras_covidcxr.models.pipeline.refer_rule import answered_metrics
 from keras_covidcxr.training.provenance import fitted_patient_digests, patient_digest
@@ -166,13 +166,14 @@ def evaluate_pipeline(
         probe = _shortcut_probe(pipeline, paths, is_positive, positive, batch_size, (kept, scores),
                                 [row.patient_id for row in rows], n_resamples)
         sections["shortcut_probe"] = ReportSection("Shortcut probe", probe, _probe_markdown(probe, ensemble_key))
+    thresholds = _decision_thresholds(pipeline, ensemble_key)
     written = write_report(
         out_dir, scores, [truth[i] for i in pick], list(names), n_resamples=n_resamples,
         operating_class=names[positive], sections=sections,
         title=_title(split, len(rows), failed, overlap),
         overwrite=overwrite, groups=[rows[i].patient_id for i in pick],
         sources=[rows[i].source or "unknown" for i in pick], views=[rows[i].view for i in pick],
-        decision_thresholds=_decision_thresholds(pipeline, ensemble_key), vote_sets=("majority_vote",),
+        decision_thresholds=thresholds, vote_sets=("majority_vote",),
     )
     positive_scores = {name: s[:, positive] for name, s in scores.items()}
     kept_paths = [paths[i] for i in pick]
@@ -180,7 +181,7 @@ def evaluate_pipeline(
                       names, positive)
     if refer is not None and rule.rule == "threshold":
         _plot_risk_coverage(written.directory / "risk_coverage.png", positive_scores, is_positive[pick],
-                            _decision_thresholds(pipeline, ensemble_key), refer)
+                            thresholds, refer)
     suspected = bool(probe and probe["score_sets"][ensemble_key]["shortcut_suspected"])
     return Evaluation(written.directory, len(kept), failed, auc, suspected, kept_paths, positive_scores, probe,
                       overlap, refer, ensemble_key)
@@ -308,9 +309,7 @@ def _probe_markdown(probe, ensemble_key):
     ]
     for name, entry in probe["score_sets"].items():
         only, removed, interval = entry["auc_lungs_only"], entry["auc_lungs_removed"], entry["auc_lungs_removed_ci"]
-        removed_text = "n/a" if removed is None else f"{removed:.3f}" + (
-            "" if not interval else f" {NO_INTERVAL}" if interval[0] == interval[1] else
-            f" [{interval[0]:.3f}, {interval[1]:.3f}]")
+        removed_text = format_metric("auc", {"value": removed, "ci": interval or [None, None]})
         lines.append(f"| {name} | {'n/a' if only is None else f'{only:.3f}'} | {removed_text} | {_verdict(entry)} |")
     suspected = [name for name, entry in probe["score_sets"].items() if entry["shortcut_suspected"]]
     above_chance = [name for name, entry in probe["score_sets"].items()

@@ -208,7 +208,9 @@ def evaluate_models(
 NO_INTERVAL = "[no interval: the same on every resample, e.g. a class from one patient]"
 
 
-def _format(metric, cell):
+def format_metric(metric, cell):
+    """A report cell: `cell`'s value ("auc" as 0.xxx, others as a percentage) and its interval, "n/a" without a
+    value, NO_INTERVAL when every resample gave the same value."""
     value, (low, high) = cell["value"], cell["ci"]
     if value is None:
         return "n/a"
@@ -244,7 +246,7 @@ def _metric_table(rows, metrics):
         "|---|" + "---|" * len(metrics),
     ]
     for model, cells in rows:
-        lines.append(f"| {model} | " + " | ".join(_format(m, cells[m]) for m in metrics) + " |")
+        lines.append(f"| {model} | " + " | ".join(format_metric(m, cells[m]) for m in metrics) + " |")
     return lines
 
 
@@ -262,7 +264,7 @@ def _group_table(results, key):
                 # undefined: they say nothing about this group.
                 values.update(ppv=None, npv=None, f1=None)
                 one_class_groups = True
-            cells = [_format(m, {"value": values[m], "ci": [None, None]}) for m in OVERALL_METRICS]
+            cells = [format_metric(m, {"value": values[m], "ci": [None, None]}) for m in OVERALL_METRICS]
             classes = ", ".join(f"{count} {name}" for name, count in result["support"].items())
             lines.append(f"| {model} | {group} | {result['n']} ({classes}) | " + " | ".join(cells) + " |")
     if one_class_groups:

@@ -70,12 +70,13 @@ def run_segmenter_recipe(manifest, out, input_size=256, filters=(64, 128, 256, 5
             keras.utils.set_random_seed(config.seed)  # the initial weights too, so a rerun reproduces the run
             segmenter = ResUnet(input_size=input_size, filters=tuple(filters))
         size = segmenter.input_size
-        refuse_shared_patients({split: manifest.split_rows("seg", split) for split in ("train", "val")})
+        pairs = {split: manifest.split_rows("seg", split) for split in ("train", "val")}
+        refuse_shared_patients(pairs)
         augmenter = Augmenter(augmentation, seed=config.seed) if config.augment else None
-        train = SegmentationDataset(manifest.split_rows("seg", "train"), size, config.batch_size, augmenter,
+        train = SegmentationDataset(pairs["train"], size, config.batch_size, augmenter,
                                     shuffle=True, seed=config.seed, workers=config.workers, drop_remainder=True)
-        val = SegmentationDataset(manifest.split_rows("seg", "val"), size, config.batch_size, workers=config.workers)
-        statistics = SegmentationDataset(manifest.split_rows("seg", "train"), size, config.batch_size, workers=config.workers)
+        val = SegmentationDataset(pairs["val"], size, config.batch_size, workers=config.workers)
+        statistics = SegmentationDataset(pairs["train"], size, config.batch_size, workers=config.workers)
         result = train_segmenter(segmenter, train, val, config, checkpoint_dir=out, resume=resume, callbacks=callbacks,
                                  batch_norm_data=statistics)
         summary = {
