@@ -29,6 +29,7 @@ _KINDS = {  # a field's annotation -> (does a value fit, what to say it must be)
     int: (is_whole_number, "a whole number"),
     float: (is_finite_number, "a finite number"),
     str: (lambda v: isinstance(v, str), "a string"),
+    tuple: (lambda v: isinstance(v, (tuple, list)), "a list (a single string is not a list of names)"),
 }
 
 
@@ -49,7 +50,7 @@ def settings_from_dict(cls, values, what):
 
 
 def check_field_types(settings, what):
-    """Refuse, with a ConfigError naming the field, a bool, int, float or str field holding another kind.
+    """Refuse, with a ConfigError naming the field, a bool, int, float, str or tuple field holding another kind.
 
     Settings read from a preset's JSON, or given to `with_*`, fail here instead of deep inside a prediction.
 

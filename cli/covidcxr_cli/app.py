@@ -239,8 +239,7 @@ def _predict_into_file(pipeline, paths, out, batch_size, workers, strict, retry_
     finally:
         if progress.live.is_started:
             progress.stop()
-    return _print_file_summary(summary, out, json_output, untrained=not pipeline.is_trained,
-                               decision=pipeline.decision_rule)
+    return _print_file_summary(summary, out, json_output, untrained=not pipeline.is_trained, pipeline=pipeline)
 
 
 def _progress_fields(summary, elapsed):
@@ -261,7 +260,7 @@ def _progress_fields(summary, elapsed):
             "eta": f"{left // 3600}:{left // 60 % 60:02d}:{left % 60:02d} left"}
 
 
-def _print_file_summary(summary, out, json_output, untrained, decision=None):
+def _print_file_summary(summary, out, json_output, untrained, pipeline=None):
     """Print what a folder run did (and, on stderr, one line per file that failed in it); return its exit code."""
     for error in summary.errors:
         print_error(error)
@@ -275,8 +274,8 @@ def _print_file_summary(summary, out, json_output, untrained, decision=None):
             f"({summary.skipped_failed} of them failed) -> {escape(str(out))}"
             + (" [bold yellow](UNTRAINED preset: these outputs mean nothing)[/]" if untrained else "")
         )
-        if decision is not None:
-            console.print(f"Label: {escape(decision.describe())}.", soft_wrap=True)
+        if pipeline is not None:
+            _print_rules(pipeline)
     failed = summary.failed + summary.skipped_failed
     return exit_code(summary.done + summary.skipped - summary.skipped_failed, failed)
 
@@ -311,14 +310,29 @@ def _predict_and_print(pipeline, paths, batch_size, strict, json_output, overlay
         piped = not console.is_terminal and not os.environ.get("COLUMNS")
         (StdoutConsole(highlight=False, width=PIPED_WIDTH) if piped else console).print(
             _results_table(results, pipeline.class_names, untrained))
-        console.print(f"Label: {escape(pipeline.decision_rule.describe())}.", soft_wrap=True)
-        if pipeline.calibration is not None:
-            console.print(f"Probabilities: calibrated ({escape(pipeline.calibration.describe())}) on held-out scores "
-                          "of the preset's own films, at their share of each class.", soft_wrap=True)
-        else:
-            console.print("Probabilities: the ensemble's outputs, not calibrated: they rank films, they are not "
-                          "the chance of each class.", soft_wrap=True)
+        _print_rules(pipeline)
+        positive = f"p({pipeline.class_names[1]})" if len(pipeline.class_names) == 2 else "p of the labelled class"
+        console.print(f"Spread: the standard deviation of the members' {positive} before calibration.", soft_wrap=True)
     return exit_code(len(results) - failed, failed)
+
+
+def _print_rules(pipeline):
+    """The footer under predictions: how labels are decided and what the probabilities are."""
+    console.print(f"Label: {escape(pipeline.decision_rule.describe())}.", soft_wrap=True)
+    calibration, names = pipeline.calibration, pipeline.class_names
+    if calibration is None:
+        console.print("Probabilities: the ensemble's outputs, not calibrated: they rank films, they are not "
+                      "the chance of each class.", soft_wrap=True)
+        return
+    shares = calibration.shares_text(names)
+    if shares is None:
+        prevalence = "they hold at those films' share of each class, not at another prevalence"
+    elif len(names) == 2:
+        prevalence = f"where {names[1]} is rarer, a film's chance of {names[1]} is lower than shown"
+    else:
+        prevalence = "at other shares of the classes they would read differently"
+    console.print(f"Probabilities: calibrated on held-out scores of the preset's own films{', ' + shares if shares else ''}, "
+                  f"by {escape(calibration.describe())}: {prevalence}.", soft_wrap=True)
 
 
 @app.command()
@@ -379,6 +393,10 @@ def evaluate(
             "belong to patients the preset was trained on; these metrics are optimistic.",
             markup=False, soft_wrap=True,
         )
+    if evaluation.source_shortcut is not None and evaluation.source_shortcut.risky_labels:
+        stderr.print(f"warning: the source alone tells apart {evaluation.source_shortcut.describe_risky()} among these "
+                     "images: the figures may measure the hospital, not the lungs (report: 'Sources and labels').",
+                     markup=False, soft_wrap=True)
     console.print(f"Labels: {escape(pipeline.decision_rule.describe())}.", soft_wrap=True)
     for path, error in evaluation.failed:
         print_error(error)
@@ -473,10 +491,10 @@ def info(
     metadata.pop("files", None)
     if json_output:
         console.print_json(json.dumps(metadata))
+        stderr.print(_describe_input(metadata.get("input") or {}), soft_wrap=True, markup=False)
     else:
         for line in preset_summary(handle, metadata):
             console.print(line, markup=False, soft_wrap=True)
-    stderr.print(_describe_input(metadata.get("input") or {}), soft_wrap=True, markup=False)
     if not metadata.get("training"):
         stderr.print("[bold yellow]This preset records no training: its weights are untrained.[/]")
 
@@ -499,7 +517,16 @@ def preset_summary(handle, metadata):
     ]
     if config.get("ensemble"):
         rule = keras_covidcxr.decision_rule_from_config(config)
-        lines.append(f"  ensemble: {ensemble.get('class_name')}; label: {rule.describe()}")
+        weights = (ensemble.get("config") or {}).get("weights")
+        names = [path.rsplit("/", 1)[-1] for path in config.get("members", ())]
+        weights_text = (" (weights " + ", ".join(f"{name} {w:.2f}" for name, w in zip(names, weights)) + ")"
+                        if weights and len(weights) == len(names) else "")
+        lines.append(f"  ensemble: {ensemble.get('class_name')}{weights_text}; label: {rule.describe()}")
+    if config.get("calibration"):
+        calibration = keras_covidcxr.ProbabilityCalibration.from_dict(config["calibration"])
+        shares = calibration.shares_text(classes)
+        lines.append(f"  probabilities: calibrated by {calibration.describe()} on {calibration.fitted_on or 'its'} "
+                     f"held-out films{' (' + shares + ')' if shares else ''}; thresholds above are on that scale")
     if training.get("summary"):
         lines.append(f"  training: {training['summary']}")
     parent, recipe = training.get("parent"), training.get("recipe")
@@ -529,6 +556,7 @@ def preset_summary(handle, metadata):
     if shortcut and shortcut.risky_labels:
         lines.append(f"  caution: in its training split the source alone tells apart {shortcut.describe_risky()}: "
                      "these figures may measure the hospitals, not the lungs")
+    lines.append(f"  {_describe_input(metadata.get('input') or {})}")
     lines.append(
         f"  made with keras-covidcxr {metadata.get('package_version')}, Keras {metadata.get('keras_version')} "
         f"({metadata.get('backend')}), {metadata.get('created')}"

@@ -8,6 +8,7 @@ import numpy as np
 
 from keras_covidcxr.data.class_names import class_name_for
 from keras_covidcxr.data.manifest import read_manifest
+from keras_covidcxr.data.source_shortcut import source_shortcut
 from keras_covidcxr.evaluation.split_rows import rows_to_score
 from keras_covidcxr.io.atomic import atomic_write
 from keras_covidcxr.metrics.bootstrap import percentile_interval, resample_patients
@@ -37,6 +38,7 @@ class Evaluation:
     training_overlap: dict | None = None  # images and patients shared with the classifiers' training data
     refer: dict | None = None  # the refer rule's coverage and metrics (see `evaluate_pipeline`)
     ensemble_key: str = "weighted_average"  # the pipeline's own score set among `auc` and the probe's
+    source_shortcut: object = None  # `SourceShortcut` of the scored images (None: fewer than two sources)
 
     @property
     def shortcut_possible(self):
@@ -146,6 +148,10 @@ def evaluate_pipeline(
                " (matched by patient id: the same films under other ids, as after another anonymisation, are not "
                "found; `covidcxr data audit` finds identical pictures across manifests' splits).")
         ])
+    sections["by_label"] = _labels_given(predicted, [rows[i].label for i in pick], names)
+    confounding = source_shortcut([rows[i] for i in pick])
+    if confounding is not None:
+        sections["sources"] = ReportSection("Sources and labels", confounding.to_dict(), _sources_markdown(confounding))
     refer = None
     if rule.refer and rule.rule == "threshold":
         own = scores.get("calibrated", scores["weighted_average"])[:, positive]
@@ -170,7 +176,7 @@ def evaluate_pipeline(
     written = write_report(
         out_dir, scores, [truth[i] for i in pick], list(names), n_resamples=n_resamples,
         operating_class=names[positive], sections=sections,
-        title=_title(split, len(rows), failed, overlap),
+        title=_title(split, len(rows), failed, overlap, confounding),
         overwrite=overwrite, groups=[rows[i].patient_id for i in pick],
         sources=[rows[i].source or "unknown" for i in pick], views=[rows[i].view for i in pick],
         decision_thresholds=thresholds, vote_sets=("majority_vote",),
@@ -184,7 +190,7 @@ def evaluate_pipeline(
                             thresholds, refer)
     suspected = bool(probe and probe["score_sets"][ensemble_key]["shortcut_suspected"])
     return Evaluation(written.directory, len(kept), failed, auc, suspected, kept_paths, positive_scores, probe,
-                      overlap, refer, ensemble_key)
+                      overlap, refer, ensemble_key, confounding)
 
 
 def _what_is_evaluated(pipeline, manifest, split):
@@ -201,13 +207,50 @@ def _what_is_evaluated(pipeline, manifest, split):
             "split": split, "package_version": __version__}
 
 
-def _title(split, n_rows, failed, overlap):
-    """The report's title, with what a reader must know before any figure: images left out, training films."""
+def _title(split, n_rows, failed, overlap, confounding):
+    """The report's title, with what a reader must know before any figure: images left out, training films,
+    labels that the source alone tells apart."""
     notes = [f"{len(failed)} of its {n_rows} images not scored: see 'Images not scored'"] if failed else []
     if overlap and overlap["images"]:
         notes.append(f"{overlap['images']} of {overlap['of_images']} scored images from patients the preset was "
                      "trained on: optimistic, see 'Overlap with the training data'")
+    if confounding is not None and confounding.risky_labels:
+        notes.append(f"the source alone tells apart {confounding.describe_risky()}: see 'Sources and labels'")
     return f"Evaluation on the {split} split" + (f" ({'; '.join(notes)})" if notes else "")
+
+
+def _labels_given(predicted, manifest_labels, class_names):
+    """The pipeline's own labels of the images of each manifest label (normal and pneumonia apart, though both
+    may be one class here)."""
+    answers = [*class_names, "refer"] if "refer" in set(predicted) else list(class_names)
+    counts = {label: {answer: int(sum(1 for p, m in zip(predicted, manifest_labels) if m == label and p == answer))
+                      for answer in answers}
+              for label in sorted(set(manifest_labels))}
+    lines = ["The pipeline's own labels of the images of each manifest label (its decision rule, as above):", "",
+             "| manifest label | images | " + " | ".join(f"labelled {answer}" for answer in answers) + " |",
+             "|---|---|" + "---|" * len(answers)]
+    for label, by_answer in counts.items():
+        total = sum(by_answer.values())
+        lines.append(f"| {label} | {total} | "
+                     + " | ".join(f"{n} ({n / total:.0%})" for n in by_answer.values()) + " |")
+    return ReportSection("Labels given, by manifest label", counts, lines)
+
+
+def _sources_markdown(confounding):
+    """The scored images' labels by source, and whether the source alone tells a label apart."""
+    labels = confounding.labels
+    lines = ["| source | " + " | ".join(labels) + " |", "|---|" + "---|" * len(labels)]
+    lines += [f"| {source} | " + " | ".join(str(by_label.get(label, 0)) for label in labels) + " |"
+              for source, by_label in confounding.counts.items()]
+    aucs = ", ".join(f"{label} {value:.2f}" for label, value in confounding.auc.items())
+    lines += ["", f"Source-only AUC of each label vs the rest (every image scored by its label's share of its source; "
+              f"0.5: the source says nothing): {aucs}."]
+    if confounding.risky_labels:
+        lines.append(f"**The source alone tells apart {confounding.describe_risky()}**: on these images a model that "
+                     "recognises the hospital (its scanner, processing, markers) scores as well as one that reads the "
+                     "lungs, so these figures cannot tell which this one does. Read the by-source tables, and "
+                     "evaluate on sources that hold every label.")
+    return lines
 
 
 def _refer_summary(rule, calibrated_positive, is_positive, referred):

@@ -63,9 +63,18 @@ def pixels_from_array(array, name="array", max_pixels=DEFAULT_MAX_PIXELS):
         return scale_by_bits_used(array)[0]
     if not np.issubdtype(array.dtype, np.floating):
         raise InputError(f"{name}: unsupported pixel type {array.dtype}; use uint8, uint16 or float in [0, 1]")
-    if not np.all(np.isfinite(array)) or array.min() < 0.0 or array.max() > 1.0:
-        raise InputError(f"{name}: float pixels must be finite and lie in [0, 1]")
+    check_unit_range(array, name)
     return array.astype("float32")
+
+
+def check_unit_range(pixels, name):
+    """Refuse (InputError) float pixels that are not finite or lie outside [0, 1], saying what was found."""
+    finite = np.isfinite(pixels)
+    if not finite.all():
+        raise InputError(f"{name}: float pixels must be finite and lie in [0, 1]; {np.sum(~finite)} are NaN or infinite")
+    if pixels.min() < 0.0 or pixels.max() > 1.0:
+        raise InputError(f"{name}: float pixels must be finite and lie in [0, 1]; found {pixels.min():.4g} to "
+                         f"{pixels.max():.4g} (0-255 values? divide by 255, or pass uint8)")
 
 
 def _luma(rgb):

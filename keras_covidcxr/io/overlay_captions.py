@@ -129,7 +129,7 @@ def mask_caption(result):
     lines.append("Mask QC: " + ("check the mask: " + "; ".join(mask_warnings) if mask_warnings else "ok"))
     if other:
         lines.append("Notes: " + "; ".join(other))
-    lines.append(f"{printable_name(result.source)}. {DISCLAIMER}")
+    lines.append(f"Film: {printable_name(result.source)}. {DISCLAIMER}")
     return lines
 
 
@@ -139,15 +139,9 @@ def colorbar_label(result):
 
 
 def _refer_reason(result):
-    """Why a film was referred: out of distribution, its probability inside the refer band, or a failed
-    input check (the mask or view notes under the film say which)."""
-    if (getattr(result, "out_of_distribution", None) or {}).get("flagged"):
-        return "referred: out of distribution"
-    band, positive = result.decision.get("refer") or {}, result.decision.get("positive_class")
-    p = (result.probabilities or {}).get(positive)
-    if "low" in band and "high" in band and p is not None and band["low"] <= p < band["high"]:
-        return f"referred: {band['low']:.3f} <= p({positive}) < {band['high']:.3f}"
-    return "referred: an input check fails" if band.get("input_checks") else "referred"
+    """Why a film was referred: the parts of the refer rule it met (`PipelineResult.refer_reasons`)."""
+    reasons = getattr(result, "refer_reasons", None)
+    return "referred: " + "; ".join(reasons.values()) if reasons else "referred"
 
 
 def decision_text(decision):

@@ -21,6 +21,7 @@ import dataclasses
 import fnmatch
 import json
 import re
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -183,6 +184,8 @@ def evaluate_models(
         }
         if model in vote_sets:  # shares of votes: no calibration to speak of, no thresholds between vote counts
             entry["scores_are_votes"] = True
+            top_two = np.sort(probs, axis=1)[:, -2:]
+            entry["vote_ties"] = int(np.sum(top_two[:, 1] - top_two[:, 0] < 1e-4))  # only the tie's nudge apart
         elif threshold_class is not None:
             column = names.index(threshold_class)
             entry["operating_points"] = _operating_points(labels == column, probs[:, column])
@@ -205,7 +208,7 @@ def evaluate_models(
 # ---- Markdown ---------------------------------------------------------------------------------
 
 
-NO_INTERVAL = "[no interval: the same on every resample, e.g. a class from one patient]"
+NO_INTERVAL = "[no interval: the same on every resample, as for a perfect score or a class from one patient]"
 
 
 def format_metric(metric, cell):
@@ -229,12 +232,17 @@ def _decision_lines(results):
     if all(rule["rule"] == "argmax" for rule in rules.values()):
         return ["Hard labels: the most probable class.", ""]
     lines = ["## Decision rules", "", "| Model | label the positive class when |", "|---|---|"]
-    lines += [f"| {model} | {_labelled_when(rule)} |" for model, rule in rules.items()]
+    lines += [f"| {model} | {_labelled_when(rule, results['models'][model])} |" for model, rule in rules.items()]
     return [*lines, ""]
 
 
-def _labelled_when(rule):
+def _labelled_when(rule, entry):
     """When a model's hard label is its positive class, e.g. "p(covid) >= 0.761"."""
+    if entry.get("scores_are_votes"):
+        n = sum(map(sum, entry["confusion_matrix"]))
+        return (f"most of the members' votes go to it (each member votes at its own threshold); {entry['vote_ties']} of "
+                f"the {n} films were ties, decided by the ensemble's tie rule (by default the class with the higher "
+                "mean member probability)")
     if rule["rule"] == "threshold":
         return f"p({rule['positive_class']}) >= {rule['threshold']:.3f}"
     return "it is the most probable class"
@@ -475,7 +483,7 @@ def write_report(
     check_report_folder(out_dir, overwrite)
     try:
         with atomic_directory(out_dir, replace_if=lambda path: _replaceable(path, overwrite)) as folder:
-            _write_figures(folder, figures, results, scores, y_true, class_names)
+            _write_figures(folder, figures, results, scores, y_true, class_names, _figure_note(results, title))
             with atomic_write(folder / "report.json", "w") as handle:
                 json.dump(_json_numbers(results), handle, indent=2, allow_nan=False)
                 handle.write("\n")
@@ -487,6 +495,12 @@ def write_report(
         raise ConfigError(f"{out_dir}: exists and is not an empty folder or an earlier report") from error
     files = sorted(out_dir / name for name in (*figures.values(), "report.json", "report.md"))
     return WrittenReport(out_dir, files, results)
+
+
+def _figure_note(results, title):
+    """What a figure copied out of the report must still say: the report's title (its warnings) and the images."""
+    support = ", ".join(f"{name} {count}" for name, count in results["support"].items())
+    return f"{title}: {results['n_images']} images ({support})."
 
 
 def _json_numbers(value):
@@ -548,7 +562,7 @@ def _figure_names(results):
     return figures
 
 
-def _write_figures(folder, figures, results, scores, y_true, class_names):
+def _write_figures(folder, figures, results, scores, y_true, class_names, note=None):
     from keras_covidcxr.metrics.plots import (
         plot_confusion_matrix,
         plot_reliability,
@@ -569,7 +583,9 @@ def _write_figures(folder, figures, results, scores, y_true, class_names):
         elif key.startswith("confusion_"):
             model = key[len("confusion_") :]
             rule = results["models"][model].get("decision_rule", {"rule": "argmax"})
-            caption = (f"{rule['positive_class']} when {_labelled_when(rule)}" if rule["rule"] == "threshold"
+            entry = results["models"][model]
+            caption = ("labels: the members' majority vote" if entry.get("scores_are_votes") else
+                       f"{rule['positive_class']} when {_labelled_when(rule, entry)}" if rule["rule"] == "threshold"
                        else "labels: the most probable class")
             figure = plot_confusion_matrix(results["models"][model]["confusion_matrix"], names, f"{model}\n{caption}")
         else:
@@ -579,4 +595,6 @@ def _write_figures(folder, figures, results, scores, y_true, class_names):
                 for model, (labels, probs) in checked.items() if not results["models"][model].get("scores_are_votes")
             }
             figure = plot_reliability(curves)
+        if note:
+            figure.supxlabel(textwrap.fill(note, 90), fontsize=7, color="0.3")
         save_figure(figure, folder / file_name)

@@ -114,7 +114,8 @@ class InputContract:
         second_share, half_share = mask_view_geometry(lung_mask)
         message = (
             "lung mask looks like a lateral view (second lung component "
-            f"{second_share:.0%} of the lung area, smaller half {half_share:.0%})"
+            f"{second_share:.0%} of the lung area, smaller half {half_share:.0%}), or one lung is mostly missing "
+            "from it (a white-out: dense opacity, effusion or collapse?)"
         )
         return [ContractProblem("view", message, strict)]
 

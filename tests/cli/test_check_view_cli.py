@@ -109,4 +109,4 @@ def test_a_preset_saved_with_the_check_keeps_it_and_info_says_so(pipeline, tmp_p
     assert config["input_contract"]["check_view_from_mask"] is True
     assert Pipeline.from_preset(folder).input_contract.check_view_from_mask is True
     info = runner.invoke(app, ["info", str(folder)])
-    assert info.exit_code == 0 and "views are checked from the lung mask" in " ".join(info.stderr.split())
+    assert info.exit_code == 0 and "views are checked from the lung mask" in " ".join(info.stdout.split())

@@ -331,6 +331,8 @@ def test_info_shows_the_input_contract(preset_dir):
     assert "input contract: 1-channel (gray) images, pixel values in [0, 1]" in summary
     assert "at least 64x64 px (the segmenter sees 64x64 px, the classifiers see 32x32 px)" in summary
     assert "views PA, AP, AP Supine; patients aged 18 or over" in summary
+    plain = runner.invoke(app, ["info", str(preset_dir)])  # for people: on stdout, with the rest of the summary
+    assert "input contract: 1-channel (gray) images" in plain.stdout and "input contract" not in plain.stderr
 
 
 def test_info_on_an_unpublished_paper_preset_shows_how_to_train_it():

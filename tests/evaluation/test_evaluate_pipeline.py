@@ -47,6 +47,15 @@ def test_every_member_both_ensembles_and_the_probe_are_scored(loaded_pipeline, m
     markdown = (tmp_path / "report" / "report.md").read_text()
     assert "(1 of its 13 images not scored" in markdown.splitlines()[0] and "broken.png" in markdown
     assert set(report["models"]["alpha"]["by_view"]) == {"PA", "AP"}
+    by_label = report["by_label"]  # normal and pneumonia apart, though both are non_covid here
+    assert {label: sum(answers.values()) for label, answers in by_label.items()} == {"covid": 4, "normal": 4,
+                                                                                      "pneumonia": 4}
+    with open(tmp_path / "report" / "scores.csv") as handle:
+        scored = list(csv.DictReader(handle))
+    for label, answers in by_label.items():
+        assert answers == {answer: sum(r["label"] == label and r["predicted_label"] == answer for r in scored)
+                           for answer in answers}
+    assert "| manifest label | images | labelled non_covid | labelled covid" in markdown
     probe = report["shortcut_probe"]
     assert probe == evaluation.shortcut_probe and set(probe["score_sets"]) == expected_sets
     for entry in probe["score_sets"].values():
@@ -115,7 +124,7 @@ def test_the_report_says_when_a_model_scores_well_without_lungs(loaded_pipeline,
     markdown = (tmp_path / "r" / "report.md").read_text()
     assert "**Shortcut suspected for alpha, beta, weighted_average, majority_vote.**" in markdown
     assert "This includes the preset's own ensemble (weighted_average)." in markdown
-    assert "| 1.000 [no interval: the same on every resample, e.g. a class from one patient] | **yes** |" in markdown  # not [1.000, 1.000]
+    assert "| 1.000 [no interval: the same on every resample, as for a perfect score or a class from one patient] | **yes** |" in markdown  # not [1.000, 1.000]
 
 
 def test_weighted_average_scores_match_the_pipeline(loaded_pipeline, manifest_path, tmp_path):
@@ -164,6 +173,25 @@ def test_evaluate_command(preset_dir, manifest_path, tmp_path, fast_cli):
     assert (tmp_path / "cli_report" / "report.md").is_file()
     evaluated = json.loads((tmp_path / "cli_report" / "report.json").read_text())["evaluated"]  # the CLI's too
     assert evaluated["manifest"] == str(manifest_path.resolve()) and evaluated["manifest_sha256"]
+
+
+def test_evaluate_warns_when_the_source_alone_tells_the_labels_apart(loaded_pipeline, preset_dir, manifest_path,
+                                                                      tmp_path, fast_cli):
+    mixed = evaluate_pipeline(loaded_pipeline, read_manifest(manifest_path), tmp_path / "mixed", n_resamples=10,
+                              shortcut_probe=False).source_shortcut
+    assert mixed.risky_labels == [] and set(mixed.counts) == {"src0", "src1"}  # both sources hold every label
+    lines = manifest_path.read_text().splitlines()
+    confounded = [lines[0]] + [line.replace(",src0,", ",covid_hospital,").replace(",src1,", ",covid_hospital,")
+                               if ",covid," in line else line.replace(",src0,", ",other,").replace(",src1,", ",other,")
+                               for line in lines[1:]]
+    (tmp_path / "confounded.csv").write_text("\n".join(confounded) + "\n")
+    result = CliRunner().invoke(app, ["evaluate", str(preset_dir), str(manifest_path.parent / "confounded.csv"),
+                                      "--out", str(tmp_path / "report"), "--resamples", "10", "--no-shortcut-probe"])
+    assert "warning: the source alone tells apart covid (AUC 1.00)" in " ".join(result.stderr.split())
+    markdown = (tmp_path / "report" / "report.md").read_text()
+    assert "the source alone tells apart covid (AUC 1.00)" in markdown.splitlines()[0]
+    assert "## Sources and labels" in markdown and "| covid_hospital | 4 | 0 | 0 |" in markdown
+    assert "(AUC 1.00)" not in (tmp_path / "mixed" / "report.md").read_text()
 
 
 def test_a_split_of_one_class_gives_valid_json_and_says_what_is_undefined(preset_dir, manifest_path, tmp_path,

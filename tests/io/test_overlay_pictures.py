@@ -16,6 +16,7 @@ from keras_covidcxr.io.overlay_figure import (
 )
 from keras_covidcxr.io.overlays import EDGE_COLOR, mask_edge, save_overlays
 from keras_covidcxr.models.pipeline.pipeline_result import PipelineResult
+from keras_covidcxr.models.pipeline.refer_rule import ReferRule
 
 FILM = (64, 48)  # enlarged 8x to the smallest panel, 512 x 384
 
@@ -163,21 +164,21 @@ def test_the_gradcam_caption_says_where_the_relevance_lies_and_what_its_colours_
 
 def test_a_referred_film_s_caption_says_why_it_was_referred():
     decision = {"rule": "threshold", "positive_class": "covid", "threshold": 0.761, "origin": "preset",
-                "refer": {"low": 0.616, "high": 0.846, "out_of_distribution": True}}
+                "refer": {"low": 0.616, "high": 0.846, "out_of_distribution": True, "input_checks": True}}
+    rule = ReferRule(0.616, 0.846, out_of_distribution=True, input_checks=True)
     in_band = "\n".join(gradcam_caption(fake_result(
         label="refer", would_be_label="covid", decision=decision, probabilities={"non_covid": 0.225, "covid": 0.775},
+        refer_reasons=rule.reasons(0.775, positive_class="covid"),
     )))
-    assert ("label refer (would be covid) (rule: covid if p(covid) >= 0.761; referred: 0.616 <= p(covid) < 0.846)"
-            in in_band)
+    assert ("label refer (would be covid) (rule: covid if p(covid) >= 0.761; referred: p(covid) 0.775 in the refer "
+            "band [0.616, 0.846))" in in_band)
     unusual = "\n".join(gradcam_caption(fake_result(
         label="refer", would_be_label="covid", decision=decision,
         out_of_distribution={"distance": 0.2, "threshold": 0.03, "flagged": True},
+        refer_reasons=rule.reasons(0.972, out_of_distribution=True, failed_checks=["view"]),
     )))
-    assert "(rule: covid if p(covid) >= 0.761; referred: out of distribution)" in unusual
+    assert "(rule: covid if p(covid) >= 0.761; referred: out of distribution; input check failed: view)" in unusual
     assert "referred" not in "\n".join(gradcam_caption(fake_result(decision=decision)))  # answered: no reason
-    checked = {**decision, "refer": {**decision["refer"], "input_checks": True}}
-    failed_mask = "\n".join(gradcam_caption(fake_result(label="refer", would_be_label="covid", decision=checked)))
-    assert "(rule: covid if p(covid) >= 0.761; referred: an input check fails)" in failed_mask  # p 0.972: no band
 
 
 def test_the_mask_caption_gives_the_lung_fraction_and_the_qc_verdict():
@@ -193,7 +194,7 @@ def test_the_mask_caption_gives_the_lung_fraction_and_the_qc_verdict():
         )
     )
     assert warned[1] == "Mask QC: check the mask: lung mask has 1 piece(s) below the lungs"
-    assert warned[2] == "Notes: view LL is not one of PA, AP" and DISCLAIMER in warned[-1]
+    assert warned[2] == "Notes: view LL is not one of PA, AP" and warned[-1] == f"Film: chest.png. {DISCLAIMER}"
 
 
 def test_an_overlay_of_another_film_is_not_replaced_and_long_names_are_cut_to_fit(tmp_path):

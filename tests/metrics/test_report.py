@@ -139,6 +139,21 @@ def test_each_confusion_matrix_says_how_its_labels_were_decided(tmp_path, monkey
     assert titles == ["ensemble\ncovid when p(covid) >= 0.700", "member\nlabels: the most probable class"]
 
 
+def test_a_majority_vote_is_described_as_one_with_its_ties_counted(tmp_path):
+    from keras_covidcxr.evaluation.evaluate_pipeline import _vote_shares
+
+    votes = np.array([[1, 1], [0, 0], [1, 0], [0, 1], [1, 0], [0, 0]])  # films 2-4: one vote each way
+    member_p = np.stack([1 - votes * 0.8 - 0.1, votes * 0.8 + 0.1], axis=-1)
+    truth = np.array(["covid", "non_covid", "covid", "non_covid", "non_covid", "non_covid"])
+    written = write_report(tmp_path / "r", {"majority_vote": _vote_shares(votes, member_p)}, truth,
+                           ["non_covid", "covid"], n_resamples=10, decision_thresholds={"majority_vote": 0.5},
+                           vote_sets=("majority_vote",))
+    assert written.results["models"]["majority_vote"]["vote_ties"] == 3
+    markdown = (tmp_path / "r" / "report.md").read_text()
+    assert "| majority_vote | most of the members' votes go to it (each member votes at its own threshold); 3 of " \
+           "the 6 films were ties" in markdown and "p(covid) >= 0.500" not in markdown
+
+
 def test_a_one_class_group_shows_no_ppv_npv_or_f1(tmp_path):
     # An outside-hospital evaluation often has sources of one class only (e.g. COVID-19 from one
     # hospital, normals from another): their PPV / NPV would read 100% / 0% by construction.
@@ -252,8 +267,8 @@ def test_a_perfect_auc_is_not_shown_with_a_collapsed_interval(tmp_path):
     p_covid = np.r_[np.full(6, 0.9), np.full(4, 0.1)]
     write_report(tmp_path / "r", {"m": p_covid}, truth, ["non_covid", "covid"], groups=np.arange(10), n_resamples=20)
     markdown = (tmp_path / "r" / "report.md").read_text()
-    assert "1.000 [no interval: the same on every resample, e.g. a class from one patient]" in markdown
-    assert "100.00% [no interval: the same on every resample, e.g. a class from one patient]" in markdown  # F1
+    assert "1.000 [no interval: the same on every resample, as for a perfect score or a class from one patient]" in markdown
+    assert "100.00% [no interval: the same on every resample, as for a perfect score or a class from one patient]" in markdown  # F1
     assert "[1.000, 1.000]" not in markdown and "[100.0, 100.0]" not in markdown
 
 
@@ -265,5 +280,5 @@ def test_a_class_from_one_patient_gets_no_collapsed_interval(tmp_path):
                            groups=["p0"] * 6 + [f"q{i}" for i in range(6)], n_resamples=30)
     assert written.results["models"]["m"]["overall"]["sensitivity"]["ci"] == pytest.approx([5 / 6, 5 / 6])
     markdown = (tmp_path / "r" / "report.md").read_text()
-    assert "83.33% [no interval: the same on every resample, e.g. a class from one patient]" in markdown
+    assert "83.33% [no interval: the same on every resample, as for a perfect score or a class from one patient]" in markdown
     assert "[83.3, 83.3]" not in markdown

@@ -41,6 +41,9 @@ def test_round_trip_and_validation():
     for bad in ({"min_size": "big"}, {"min_size": 0}, {"channels": 2}, {"min_age": -1}, {"min_age": "adult"}):
         with pytest.raises(ConfigError, match="input contract: "):
             InputContract(**bad)
+    for names in ({"views": "PA"}, {"modalities": "DX"}, {"value_range": 1.0}):  # a string would be read letter by letter
+        with pytest.raises(ConfigError, match=f"input contract: {next(iter(names))} must be a list"):
+            InputContract(**names)
 
 
 def lateral_looking_mask():
@@ -61,7 +64,8 @@ def test_the_view_from_the_mask_is_checked_only_when_asked():
     problems = contract.check_lung_mask({"view": None}, lateral_looking_mask())
     assert codes(problems) == [("view", False)]
     assert problems[0].message == (
-        "lung mask looks like a lateral view (second lung component 0% of the lung area, smaller half 49%)"
+        "lung mask looks like a lateral view (second lung component 0% of the lung area, smaller half 49%), or one "
+        "lung is mostly missing from it (a white-out: dense opacity, effusion or collapse?)"
     )
     assert codes(contract.check_lung_mask({}, lateral_looking_mask(), strict=True)) == [("view", True)]
     assert contract.check_lung_mask({}, frontal_looking_mask(), strict=True) == []

@@ -111,7 +111,21 @@ def test_the_table_states_the_operating_threshold(bundled, loads_once):
     assert bundled.decision_rule.threshold == threshold
     text = " ".join(result.stdout.split())
     assert f"Label: covid if p(covid) >= {threshold:.3f} (the preset's operating threshold); refer if" in text
-    assert "Probabilities: calibrated (Platt scaling" in text
+    counts = bundled.metadata["training"]["data"]["counts"]  # its calibration images are all its films
+    covid_share = counts["cls/covid"] / sum(n for key, n in counts.items() if key.startswith("cls/"))
+    assert bundled.calibration.class_shares == pytest.approx([1 - covid_share, covid_share], abs=1e-4)
+    assert (f"Probabilities: calibrated on held-out scores of the preset's own films, {covid_share:.0%} of them covid, "
+            "by Platt scaling (slope ") in text and "where covid is rarer, a film's chance of covid is lower" in text
+    assert "Spread: the standard deviation of the members' p(covid) before calibration." in text
+
+
+def test_info_gives_the_ensemble_weights_and_the_calibration(bundled):
+    text = " ".join(CliRunner().invoke(app, ["info", keras_covidcxr.DEFAULT_PRESET]).stdout.split())
+    weights = ", ".join(f"{name} {float(w):.2f}" for name, w in zip(bundled.ensemble.member_names,
+                                                                   bundled.ensemble.get_config()["weights"]))
+    assert f"ensemble: WeightedAverageEnsemble (weights {weights}); label: covid if p(covid) >= " in text
+    assert (f"probabilities: calibrated by {bundled.calibration.describe()} on {bundled.calibration.fitted_on} held-out "
+            f"films ({bundled.calibration.shares_text(bundled.class_names)})") in text
 
 
 def test_the_bundled_preset_knows_how_sure_it_is(bundled):

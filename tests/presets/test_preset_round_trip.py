@@ -6,7 +6,15 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
 
-from keras_covidcxr import Pipeline, PresetError, UntrainedPresetWarning
+from keras_covidcxr import (
+    ConfigError,
+    Pipeline,
+    PresetError,
+    ProbabilityCalibration,
+    ReferRule,
+    UntrainedPresetWarning,
+    verify_preset,
+)
 from keras_covidcxr.presets.checksums import checksum_tree
 
 
@@ -63,6 +71,23 @@ def test_round_trip_gives_identical_outputs(make_pipeline, chest_images, tmp_pat
         assert a.probabilities == pytest.approx(b.probabilities, abs=1e-6)
         np.testing.assert_array_equal(a.mask, b.mask)
     assert loaded.is_trained
+
+
+def test_a_threshold_given_by_the_user_is_saved_with_the_preset(loaded_pipeline, make_pipeline, chest_images,
+                                                                 tmp_path):
+    calibrated = loaded_pipeline._sharing_models(calibration=ProbabilityCalibration("platt", slope=2.0, intercept=0.5),
+                                                 refer_rule=ReferRule(0.4, 0.6, input_checks=True))
+    chosen = calibrated.with_decision_threshold(0.3)
+    chosen.save_to_preset(tmp_path / "chosen", training={"data": "test"})
+    loaded = Pipeline.from_preset(str(tmp_path / "chosen"))
+    assert loaded.decision_rule.threshold == pytest.approx(0.3) and loaded.decision_rule.origin == "preset"
+    assert loaded.refer_rule == ReferRule(0.0, 0.0, input_checks=True)  # the band belonged to the old threshold
+    assert [r.label for r in loaded.predict(chest_images)] == [r.label for r in chosen.predict(chest_images)]
+    assert verify_preset(tmp_path / "chosen").problems == []
+    vote = make_pipeline(ensemble="majority_vote").with_decision_threshold(0.3)
+    with pytest.raises(ConfigError, match="MajorityVoteEnsemble stores no threshold"):
+        vote.save_to_preset(tmp_path / "vote")
+    assert not (tmp_path / "vote").exists()
 
 
 def test_tampered_weights_fail_the_checksum(preset_copy):

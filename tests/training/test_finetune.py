@@ -124,7 +124,7 @@ def test_the_out_of_distribution_check_is_refitted_on_the_finetuned_features(syn
     # leaves the backbone as it was, so the parent's check is kept (said), not dropped (CT slices were answered)
     wide = parent._sharing_models(out_of_distribution=dataclasses.replace(stale, neighbours=20))
     with pytest.warns(UserWarning, match=r"check is the parent's, not refitted on your films \(it compares a film "
-                                         "with its 20 nearest training films, and the training split has 12\)"):
+                                         r"with its 20 nearest training films, and the training split has 12\)"):
         kept = finetune(wide, str(synthetic_manifest_path), config=config, refit_ensemble=False)
     assert kept.pipeline.out_of_distribution is wide.out_of_distribution
     assert kept.training["out_of_distribution"]["fitted_on"].startswith("the parent preset's films")

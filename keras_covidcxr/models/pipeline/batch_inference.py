@@ -4,7 +4,10 @@
 TensorFlow counts the traces of all Keras models together (they share one step function,
 tensorflow#42441), so a pipeline of 3-4 models warned about "excessive retracing" as soon as a
 second batch size came by. On TensorFlow each model here gets one `tf.function` with an open batch
-dimension; other backends keep `predict_on_batch` (JAX compiles each new shape silently).
+dimension; other backends keep `predict_on_batch` (JAX compiles each new shape silently). TensorFlow
+still counts the first traces of all these functions together (they share one Python function), so
+a process that loads a few pipelines heard of "retracing" too: that notice, about these functions
+only, is dropped (`_OwnTracingNotice`).
 
 Example:
     >>> import keras
@@ -14,12 +17,25 @@ Example:
     (5, 2)
 """
 
+import logging
 import weakref
 
 import keras
 import numpy as np
 
 _TRACED = weakref.WeakKeyDictionary()  # model -> {(item shape, dtype): tf.function}
+
+
+class _OwnTracingNotice(logging.Filter):
+    """Drops TensorFlow's "triggered tf.function retracing" notice about this module's inference functions:
+    each model's is traced once per item shape, as intended."""
+
+    def filter(self, record):
+        message = record.getMessage()
+        return not ("tf.function retracing" in message and "traced_inference" in message)
+
+
+_OWN_TRACING_NOTICE = _OwnTracingNotice()
 
 
 def run_padded(model, batch, batch_size):
@@ -36,10 +52,15 @@ def _inference(model, batch):
         return model.predict_on_batch(batch)
     import tensorflow as tf
 
+    logging.getLogger("tensorflow").addFilter(_OWN_TRACING_NOTICE)  # once: the same filter is not added twice
     functions = _TRACED.setdefault(model, {})
     key = (batch.shape[1:], str(batch.dtype))
     if key not in functions:
-        signature = [tf.TensorSpec((None, *batch.shape[1:]), batch.dtype)]
         model_ref = weakref.ref(model)  # a strong reference here would keep every model alive
-        functions[key] = tf.function(lambda x: model_ref()(x, training=False), input_signature=signature)
+
+        def traced_inference(x):
+            return model_ref()(x, training=False)
+
+        signature = [tf.TensorSpec((None, *batch.shape[1:]), batch.dtype)]
+        functions[key] = tf.function(traced_inference, input_signature=signature)
     return functions[key](batch)

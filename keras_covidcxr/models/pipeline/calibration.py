@@ -37,6 +37,8 @@ class ProbabilityCalibration:
         slope, intercept: Platt's parameters on the logit of p(positive).
         temperature: the temperature T (> 0) of temperature scaling.
         fitted_on: how many images it was fitted on (provenance only).
+        class_shares: each class's share of those images, in class order: the calibrated
+            probabilities hold at these shares (at another prevalence they would read differently).
     """
 
     method: str
@@ -44,8 +46,14 @@ class ProbabilityCalibration:
     intercept: float = 0.0
     temperature: float = 1.0
     fitted_on: int = None
+    class_shares: list = None
 
     def __post_init__(self):
+        shares = self.class_shares
+        if shares is not None and not (isinstance(shares, (list, tuple)) and len(shares) >= 2
+                                       and all(isinstance(x, (int, float)) and 0 <= x <= 1 for x in shares)
+                                       and abs(sum(shares) - 1) < 1e-3):
+            raise ConfigError(f"class_shares must be each class's share of the calibration images, got {shares!r}")
         if self.method not in METHODS:
             raise ConfigError(f"calibration method must be one of {METHODS}, got {self.method!r}")
         if self.method == "platt" and not (np.isfinite(self.slope) and self.slope > 0 and np.isfinite(self.intercept)):
@@ -88,6 +96,14 @@ class ProbabilityCalibration:
             return f"Platt scaling (slope {self.slope:.3f}, intercept {self.intercept:+.3f})"
         return f"temperature scaling (T = {self.temperature:.3f})"
 
+    def shares_text(self, class_names):
+        """The calibration images' classes in words ("80% of them covid"), or None when not recorded."""
+        if self.class_shares is None or len(self.class_shares) != len(class_names):
+            return None
+        if len(class_names) == 2:
+            return f"{self.class_shares[1]:.0%} of them {class_names[1]}"
+        return "of them " + ", ".join(f"{name} {share:.0%}" for name, share in zip(class_names, self.class_shares))
+
     def to_dict(self):
         return {key: value for key, value in dataclasses.asdict(self).items() if value is not None}
 
@@ -116,6 +132,8 @@ def fit_calibration(probabilities, labels, method=None):
     labels = labels.astype(int)
     if len(np.unique(labels)) < 2:
         raise ConfigError(f"calibration needs both classes among its {len(labels)} images")
+    recorded = {"fitted_on": len(labels),
+                "class_shares": [round(float(np.mean(labels == k)), 4) for k in range(probabilities.shape[1])]}
     method = method or ("platt" if probabilities.shape[1] == 2 else "temperature")
     if method == "platt":
         from sklearn.linear_model import LogisticRegression
@@ -129,7 +147,7 @@ def fit_calibration(probabilities, labels, method=None):
                 f"Platt scaling fitted a slope of {slope:.3f}: on these {len(labels)} images the scores rank the "
                 "classes backwards or not at all"
             )
-        return ProbabilityCalibration("platt", slope=slope, intercept=intercept, fitted_on=len(labels))
+        return ProbabilityCalibration("platt", slope=slope, intercept=intercept, **recorded)
     if method != "temperature":
         raise ConfigError(f"calibration method must be one of {METHODS}, got {method!r}")
     from scipy.optimize import minimize_scalar
@@ -143,5 +161,5 @@ def fit_calibration(probabilities, labels, method=None):
         return float(np.mean(log_normaliser - logits[np.arange(len(labels)), labels]))
 
     best = minimize_scalar(negative_log_likelihood, bounds=(-4.0, 4.0), method="bounded")
-    return ProbabilityCalibration("temperature", temperature=float(np.exp(best.x)), fitted_on=len(labels))
+    return ProbabilityCalibration("temperature", temperature=float(np.exp(best.x)), **recorded)
 

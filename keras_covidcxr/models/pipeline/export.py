@@ -52,6 +52,7 @@ def export_pipeline(pipeline, folder, format="onnx", overwrite=False):
     from keras_covidcxr.inference.batch_prediction import model_sha256
 
     check_export_destination(folder, format, overwrite)
+    pipeline.check_storable()
     backend = keras.backend.backend()
     if backend not in BACKENDS[format]:
         working = " or ".join(f"KERAS_BACKEND={name}" for name in BACKENDS[format])

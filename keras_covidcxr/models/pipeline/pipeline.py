@@ -303,9 +303,20 @@ class Pipeline(PredictionSteps):
         return pipeline
 
     def get_config(self):
-        """The preset's config.json: the pipeline graph without weights."""
+        """The preset's config.json: the pipeline graph without weights.
+
+        A threshold given with `with_decision_threshold` becomes a weighted average's own (on the raw
+        scale, as it stores it), and the refer rule keeps only its film checks, as the pipeline decides now
+        (`save_to_preset` and `export` refuse a threshold that the ensemble cannot store).
+        """
         ensemble_config = self.ensemble.get_config()
         del ensemble_config["members"]
+        refer_rule = self.refer_rule
+        if self.decision_threshold is not None and "threshold" in ensemble_config:
+            threshold = self.decision_threshold
+            ensemble_config["threshold"] = float(self.calibration.invert_positive(threshold)
+                                                 if self.calibration is not None else threshold)
+            refer_rule = refer_rule and refer_rule.without_band()
         config = {
             "format_version": preset_format.FORMAT_VERSION,
             "class_names": list(self.class_names),
@@ -317,11 +328,18 @@ class Pipeline(PredictionSteps):
         }
         if self.calibration is not None:
             config["calibration"] = self.calibration.to_dict()
-        if self.refer_rule is not None:
-            config["refer_rule"] = self.refer_rule.to_dict()
+        if refer_rule is not None:
+            config["refer_rule"] = refer_rule.to_dict()
         if self.out_of_distribution is not None:
             config["out_of_distribution"] = self.out_of_distribution.to_config()
         return config
+
+    def check_storable(self):
+        """Refuse (ConfigError) to save or export a pipeline whose decision its config cannot hold: a threshold
+        given with `with_decision_threshold` to an ensemble that stores none (a majority vote)."""
+        if self.decision_threshold is not None and "threshold" not in self.ensemble.get_config():
+            raise ConfigError(f"a {type(self.ensemble).__name__} stores no threshold: save or export this pipeline "
+                              "without with_decision_threshold, and give the threshold when predicting")
 
     def save_to_preset(self, folder, training=None, description=None, overwrite=False):
         """Write this pipeline as a preset folder, atomically.
@@ -332,6 +350,7 @@ class Pipeline(PredictionSteps):
         `covidcxr verify` re-checks. An existing folder is replaced only if it
         is an empty folder, or a preset and `overwrite=True`.
         """
+        self.check_storable()
         config = self.get_config()
         components = {"segmenter": self.segmenter, **dict(zip(config["members"], self.ensemble.members))}
         metadata = {

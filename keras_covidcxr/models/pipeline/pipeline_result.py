@@ -14,6 +14,8 @@ class PipelineResult:
         label: the ensemble's class name, or "refer" when the preset's refer rule
             abstains (None when `error` is set).
         would_be_label: for a "refer", the class the decision rule would have given.
+        refer_reasons: for a "refer", {code: words} of each part of the refer rule the film met
+            (`ReferRule.reasons`: "refer_band", "member_spread", "out_of_distribution", "input_checks").
         decision: the rule the label was decided by (`DecisionRule.to_dict()`:
             rule, positive class, threshold, origin), e.g. {"rule": "threshold",
             "positive_class": "covid", "threshold": 0.714, "origin": "preset"}.
@@ -45,6 +47,7 @@ class PipelineResult:
     source: str
     label: str = None
     would_be_label: str = None
+    refer_reasons: dict = None
     decision: dict = None
     probabilities: dict = None
     raw_probabilities: dict = None
@@ -73,11 +76,13 @@ class PipelineResult:
         return f"PipelineResult({fields})"
 
     def to_dict(self):
-        """A JSON-ready dict (arrays left out)."""
+        """A JSON-ready dict of the findings: without the arrays (image, mask, heatmap), the loader's `metadata`
+        (its view and age warnings are in "warnings") and the overlay's `heatmap_class` and `vote_thresholds`."""
         return {
             "source": self.source,
             "label": self.label,
             "would_be_label": self.would_be_label,
+            "refer_reasons": self.refer_reasons,
             "probabilities": self.probabilities,
             "raw_probabilities": self.raw_probabilities,
             "decision": self.decision,

@@ -14,11 +14,11 @@ import numpy as np
 from PIL import Image
 
 from keras_covidcxr.errors import ConfigError, CovidCXRError, InputContractError, InputError
-from keras_covidcxr.io.array_input import pixels_from_array
+from keras_covidcxr.io.array_input import check_unit_range, pixels_from_array
 from keras_covidcxr.io.image_loader import NUL_HINT, LoadedImage, load_image, load_pil_image
 from keras_covidcxr.models.pipeline.calibration import ProbabilityCalibration
 from keras_covidcxr.models.pipeline.pipeline_result import PipelineResult
-from keras_covidcxr.models.pipeline.refer_rule import ReferRule, fails_input_checks
+from keras_covidcxr.models.pipeline.refer_rule import ReferRule, failed_input_checks
 from keras_covidcxr.preprocessing.input_contract import InputContract
 from keras_covidcxr.preprocessing.lung_masking import MaskPieces
 from keras_covidcxr.preprocessing.model_inputs import (
@@ -71,9 +71,11 @@ class PredictionSteps:
             images: one image or a list of them: paths (PNG, JPEG, DICOM,
                 ...), `LoadedImage`s (already decoded by `load_image`), PIL
                 images and/or arrays (gray (H, W), gray and alpha (H, W, 2) or
-                colour (H, W, 3|4); uint8, uint16 or float in [0, 1]). A 4-D
-                array (N, H, W, C) is a batch of N images.
-            batch_size: images per model call (results do not depend on it).
+                colour (H, W, 3|4); uint8, uint16 or float in [0, 1]; backend
+                tensors are read as arrays). A 4-D array (N, H, W, C) is a
+                batch of N images.
+            batch_size: images per model call (results depend on it only by
+                float rounding, about 1e-7).
             on_error: "raise" stops at the first bad image with its
                 `CovidCXRError`; "record" puts the reason in `result.error`
                 and carries on.
@@ -99,13 +101,7 @@ class PredictionSteps:
         if not is_flag(strict):
             raise ConfigError(f"strict must be True or False, got {strict!r}")
         explain = self._explain_target(explain)
-        if images is None:
-            raise ConfigError("images: give a path, an array, a LoadedImage or a PIL image, or a list of them; got None")
-        if isinstance(images, (str, bytes, os.PathLike, np.ndarray, LoadedImage, Image.Image)) and not (
-            isinstance(images, np.ndarray) and images.ndim == 4
-        ):
-            images = [images]
-        images = list(images)
+        images = _image_list(images)
         results = []
         for start in range(0, len(images), batch_size):
             chunk = images[start : start + batch_size]
@@ -198,7 +194,7 @@ class PredictionSteps:
             pixels = pixels_from_array(image, result.source)
         else:
             if isinstance(image, LoadedImage):
-                loaded = image
+                loaded = _checked_loaded_image(image, result.source)
             elif isinstance(image, Image.Image):
                 loaded = load_pil_image(image, result.source)
             elif isinstance(image, bytes) and b"\0" in image:
@@ -207,8 +203,8 @@ class PredictionSteps:
             elif isinstance(image, (str, bytes, os.PathLike)):
                 loaded = load_image(os.fsdecode(image))
             else:
-                raise InputError(f"{result.source}: not an image: a {type(image).__name__}; give a path, an array, "
-                                 "a LoadedImage or a PIL image")
+                raise InputError(f"{result.source}: not an image: a {type(image).__name__}; {IMAGE_KINDS}"
+                                 + (FILE_OBJECT_HINT if hasattr(image, "read") else ""))
             pixels, result.metadata = loaded.pixels, dict(loaded.metadata)
         self._apply_problems(result, self.input_contract.check(result.metadata, pixels.shape, strict=strict))
         return pixels
@@ -280,16 +276,13 @@ class PredictionSteps:
             flagged = distance > check.threshold
             result.out_of_distribution = {"distance": distance, "threshold": check.threshold, "flagged": flagged}
         refer = self._refer_rule_in_force
-        failed_checks = fails_input_checks(result.warnings)
-        if refer is not None and refer.refers(calibrated[1], result.uncertainty["member_spread"], flagged,
-                                              failed_checks):
+        reasons = refer.reasons(calibrated[1] if len(names) == 2 else None, result.uncertainty["member_spread"],
+                                flagged, failed_input_checks(result.warnings), names[1]) if refer else {}
+        if reasons:
             result.would_be_label, result.label = result.label, "refer"
-            reasons = [f"p({names[1]}) {calibrated[1]:.3f}, member spread "
-                       f"{result.uncertainty['member_spread']:.3f}"] if len(names) == 2 else []
-            reasons += ["out of distribution"] * bool(flagged and refer.out_of_distribution)
-            reasons += ["an input check fails"] * bool(failed_checks and refer.input_checks)
-            result.warnings.append(("refer", f"{', '.join(reasons)}: {refer.describe(names[1])}; "
-                                    f"would be {result.would_be_label}: have a person read this film"))
+            result.refer_reasons = reasons
+            result.warnings.append(("refer", f"referred: {'; '.join(reasons.values())}; would be "
+                                    f"{result.would_be_label}: have a person read this film"))
         if flagged:
             result.warnings.append(("out_of_distribution", f"unlike the training films (feature distance "
                                     f"{distance:.3f} > {check.threshold:.3f}): is this a frontal chest X-ray? "
@@ -312,6 +305,39 @@ def settings_from_config(config, read_out_of_distribution):
         "refer_rule": optional("refer_rule", ReferRule.from_dict),
         "out_of_distribution": optional("out_of_distribution", read_out_of_distribution),
     }
+
+
+IMAGE_KINDS = "give a path, an array, a LoadedImage or a PIL image"
+FILE_OBJECT_HINT = " (for an open file, give its path or PIL.Image.open(file))"
+_SINGLE_IMAGES = (str, bytes, os.PathLike, np.ndarray, LoadedImage, Image.Image)
+
+
+def _image_list(images):
+    """`predict`'s `images` as a list of single images: one image becomes a list of one, a 4-D array the list of
+    its images; backend tensors (TensorFlow, JAX, PyTorch on the CPU) become arrays."""
+    def as_array(image):
+        is_tensor = hasattr(image, "__array__") and not isinstance(image, _SINGLE_IMAGES)
+        return np.asarray(image) if is_tensor else image
+
+    images = as_array(images)
+    if isinstance(images, _SINGLE_IMAGES) and not (isinstance(images, np.ndarray) and images.ndim == 4):
+        return [images]
+    refused = ConfigError(f"images: {IMAGE_KINDS}, or a list of them; got "
+                          + ("None" if images is None else f"a {type(images).__name__}")
+                          + (FILE_OBJECT_HINT if hasattr(images, "read") else ""))
+    if images is None or isinstance(images, dict) or hasattr(images, "read") or not hasattr(images, "__iter__"):
+        raise refused
+    return [as_array(image) for image in images]
+
+
+def _checked_loaded_image(image, name):
+    """A `LoadedImage` made by hand must hold what `load_image` gives: float (H, W) pixels in [0, 1]."""
+    pixels = np.asarray(image.pixels)
+    if pixels.ndim != 2 or pixels.dtype.kind != "f":
+        raise InputError(f"{name}: a LoadedImage holds float (height, width) pixels in [0, 1], as load_image gives; "
+                         f"got {pixels.dtype} {pixels.shape} (pass an array instead: it is converted)")
+    check_unit_range(pixels, name)
+    return image
 
 
 def _source_name(image, index):

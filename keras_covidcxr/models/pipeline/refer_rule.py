@@ -31,9 +31,14 @@ from keras_covidcxr.settings import settings_from_dict
 INPUT_CHECK_CODES = ("implausible_mask", "mask_below_diaphragm", "mask_irregular_outline", "view", "age", "aspect")
 
 
+def failed_input_checks(warnings):
+    """The codes of `INPUT_CHECK_CODES` among a result's (code, message) warnings, in their order, once each."""
+    return list(dict.fromkeys(code for code, _ in warnings if code in INPUT_CHECK_CODES))
+
+
 def fails_input_checks(warnings):
     """Whether a result's (code, message) warnings include one of `INPUT_CHECK_CODES`."""
-    return any(code in INPUT_CHECK_CODES for code, _ in warnings)
+    return bool(failed_input_checks(warnings))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,6 +90,28 @@ class ReferRule:
         if self.input_checks and failed_input_checks is not None:
             referred |= np.asarray(failed_input_checks, bool)
         return referred
+
+    def reasons(self, positive=None, member_spread=None, out_of_distribution=False, failed_checks=(),
+                positive_class="positive"):
+        """Why one film is referred: {code: words} for each part of the rule it meets (empty: answered).
+
+        Codes: "refer_band", "member_spread", "out_of_distribution" and "input_checks" (naming the
+        warning codes of the failed checks, `failed_checks`).
+
+        Example:
+            >>> ReferRule(0.3, 0.6, input_checks=True).reasons(0.45, failed_checks=["view"], positive_class="covid")
+            {'refer_band': 'p(covid) 0.450 in the refer band [0.300, 0.600)', 'input_checks': 'input check failed: view'}
+        """
+        found = {}
+        if positive is not None and self.low <= positive < self.high:
+            found["refer_band"] = f"p({positive_class}) {positive:.3f} in the refer band [{self.low:.3f}, {self.high:.3f})"
+        if self.max_member_spread is not None and member_spread is not None and member_spread > self.max_member_spread:
+            found["member_spread"] = f"the members' spread {member_spread:.3f} exceeds {self.max_member_spread:.3f}"
+        if self.out_of_distribution and out_of_distribution:
+            found["out_of_distribution"] = "out of distribution"
+        if self.input_checks and failed_checks:
+            found["input_checks"] = f"input check{'s' * (len(failed_checks) > 1)} failed: {', '.join(failed_checks)}"
+        return found
 
     @property
     def has_band(self):

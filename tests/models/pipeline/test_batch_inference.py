@@ -1,10 +1,12 @@
 """Model calls on padded numpy batches: one trace per model whatever the batch size, and no model kept alive."""
 
 import gc
+import logging
 import weakref
 
 import keras
 import numpy as np
+import pytest
 
 from keras_covidcxr.models.pipeline import batch_inference
 from keras_covidcxr.models.pipeline.batch_inference import run_padded
@@ -33,3 +35,19 @@ def test_a_model_is_not_kept_alive_by_its_traced_function():
     del model
     gc.collect()
     assert alive() is None
+
+
+def test_a_process_that_loads_several_pipelines_hears_of_no_retracing(make_pipeline, chest_images):
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("TensorFlow's retracing notice")
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger = logging.getLogger("tensorflow")
+    logger.addHandler(handler)
+    try:
+        for _ in range(4):  # each model traced once, but TensorFlow counts the traces of one Python function
+            make_pipeline().predict(chest_images[:1])
+    finally:
+        logger.removeHandler(handler)
+    assert [record.getMessage() for record in records if "retracing" in record.getMessage()] == []

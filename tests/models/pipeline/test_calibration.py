@@ -53,6 +53,19 @@ def test_the_map_is_monotone_invertible_and_round_trips_through_its_config():
     assert ProbabilityCalibration.from_dict(calibration.to_dict()) == calibration
 
 
+def test_the_calibration_records_its_images_share_of_each_class():
+    platt = fit_calibration([[0.9, 0.1], [0.6, 0.4], [0.3, 0.7], [0.2, 0.8], [0.1, 0.9]], [0, 1, 0, 1, 1])
+    assert platt.fitted_on == 5 and platt.class_shares == [0.4, 0.6]
+    assert platt.shares_text(("non_covid", "covid")) == "60% of them covid"
+    assert ProbabilityCalibration.from_dict(platt.to_dict()) == platt
+    three = fit_calibration([[0.6, 0.2, 0.2], [0.2, 0.6, 0.2], [0.2, 0.2, 0.6], [0.5, 0.3, 0.2]], [0, 1, 2, 0])
+    assert three.shares_text(("normal", "covid", "pneumonia")) == "of them normal 50%, covid 25%, pneumonia 25%"
+    assert ProbabilityCalibration("platt").shares_text(("non_covid", "covid")) is None  # older presets: not recorded
+    for shares in ([0.5], [0.7, 0.7], ["a", "b"], 0.5):
+        with pytest.raises(ConfigError, match="class_shares"):
+            ProbabilityCalibration("platt", class_shares=shares)
+
+
 def test_bad_calibrations_are_refused():
     with pytest.raises(ConfigError, match="positive slope"):
         ProbabilityCalibration("platt", slope=-1.0)

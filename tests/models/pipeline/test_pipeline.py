@@ -1,3 +1,5 @@
+import io
+
 import keras
 import numpy as np
 import pytest
@@ -69,13 +71,43 @@ def test_colour_arrays_pil_images_and_byte_paths_read_as_their_files(pipeline, c
     assert pipeline.predict(gray_alpha)[0].probabilities == pipeline.predict(colour[..., 1])[0].probabilities
 
 
+def test_a_loaded_image_made_by_hand_must_hold_what_load_image_gives(pipeline, chest_images):
+    from keras_covidcxr import InputError, LoadedImage
+
+    film = chest_images[0]
+    assert pipeline.predict(LoadedImage(film, {}))[0].probabilities == pipeline.predict(film)[0].probabilities
+    for pixels, reason in (((film * 255).astype("uint8"), r"float \(height, width\) pixels in \[0, 1\].*got uint8"),
+                           (np.dstack([film] * 3), r"got float32 \(300, 260, 3\)"),
+                           (film * 255, r"found 16.93 to 185.4 \(0-255 values\? divide by 255")):
+        with pytest.raises(InputError, match=reason):
+            pipeline.predict(LoadedImage(pixels, {}))
+    with pytest.raises(InputError, match="1 are NaN or infinite"):
+        pipeline.predict(np.where(np.arange(film.size).reshape(film.shape) == 5, np.nan, film))
+
+
+def test_backend_tensors_are_read_as_arrays(pipeline, chest_images):
+    expected = [r.probabilities for r in pipeline.predict(chest_images[:2])]
+    one = pipeline.predict(keras.ops.convert_to_tensor(chest_images[0]))
+    several = pipeline.predict([keras.ops.convert_to_tensor(image) for image in chest_images[:2]])
+    batch = pipeline.predict(keras.ops.convert_to_tensor(np.stack([chest_images[1]] * 2)[..., None]))
+    assert [r.probabilities for r in one] == expected[:1] and one[0].source == "array[0]"
+    assert [r.probabilities for r in several] == expected
+    assert [r.probabilities for r in batch] == [expected[1]] * 2  # a 4-D tensor: a batch of images
+
+
 def test_inputs_that_are_not_images_are_named_errors(pipeline, chest_images):
     with pytest.raises(ConfigError, match="got None"):
         pipeline.predict(None)
+    for not_a_list, named in ((42, "got a int$"), ({"image": "chest.png"}, "got a dict$"),
+                              (io.BytesIO(b"\x89PNG\r\n"), r"got a BytesIO \(for an open file, give its path or PIL")):
+        with pytest.raises(ConfigError, match=named):  # not iterated as if it were a list of file names
+            pipeline.predict(not_a_list)
     results = pipeline.predict([chest_images[0], np.zeros((0, 5), "float32"), 42, chest_images[1]], on_error="record")
     assert [r.error is None for r in results] == [True, False, False, True]
     assert results[1].error == "array[1]: empty image (shape (0, 5))"
     assert results[2].error.startswith("image[2]: not an image: a int")
+    in_a_list = pipeline.predict([io.BytesIO(b"\x89PNG")], on_error="record")[0].error
+    assert in_a_list.endswith("(for an open file, give its path or PIL.Image.open(file))")
     contents = chest_images[0].read_bytes() if hasattr(chest_images[0], "read_bytes") else b"\x89PNG\r\n\x00"
     recorded = pipeline.predict([contents, "film\0.png"], on_error="record")  # a file's contents, a NUL in a name
     assert recorded[0].source == "bytes[0]" and "bytes holding a NUL byte are not a file name" in recorded[0].error

@@ -7,6 +7,7 @@ from keras_covidcxr import ConfigError
 from keras_covidcxr.models.pipeline.refer_rule import (
     ReferRule,
     answered_metrics,
+    failed_input_checks,
     fails_input_checks,
     fit_refer_rule,
 )
@@ -20,6 +21,28 @@ def test_refers_inside_the_band_and_above_the_member_spread():
     assert rule.band() == {"low": 0.3, "high": 0.6, "max_member_spread": 0.2}
     with pytest.raises(ConfigError):
         ReferRule(0.6, 0.3)
+
+
+def test_the_reasons_name_each_part_of_the_rule_a_film_meets_and_agree_with_refers():
+    rule = ReferRule(0.3, 0.6, max_member_spread=0.2, out_of_distribution=True, input_checks=True)
+    cases = [(0.1, 0.1, False, []), (0.45, 0.1, False, []), (0.9, 0.3, False, []), (0.9, 0.1, True, []),
+             (0.9, 0.1, False, ["view", "age"]), (0.45, 0.3, True, ["view"])]
+    for positive, spread, flagged, checks in cases:
+        reasons = rule.reasons(positive, spread, flagged, checks, "covid")
+        assert bool(reasons) == rule.refers([positive], [spread], [flagged], [bool(checks)])[0]
+        assert ("refer_band" in reasons) == (0.3 <= positive < 0.6)
+        assert ("member_spread" in reasons) == (spread > 0.2) and ("out_of_distribution" in reasons) == flagged
+        assert ("input_checks" in reasons) == bool(checks)
+    assert rule.reasons(0.45, 0.3, True, ["view"], "covid") == {
+        "refer_band": "p(covid) 0.450 in the refer band [0.300, 0.600)",
+        "member_spread": "the members' spread 0.300 exceeds 0.200",
+        "out_of_distribution": "out of distribution",
+        "input_checks": "input check failed: view",
+    }
+    assert rule.reasons(0.9, failed_checks=["view", "age"])["input_checks"] == "input checks failed: view, age"
+    assert ReferRule(0.3, 0.6).reasons(0.9, 0.5, True, ["view"]) == {}  # a rule that does not say so ignores them
+    assert failed_input_checks([("view", "a"), ("mask_pieces_removed", "b"), ("view", "c"), ("age", "d")]) == [
+        "view", "age"]
 
 
 def test_out_of_distribution_films_are_referred_only_by_a_rule_that_says_so():
@@ -91,9 +114,10 @@ def test_a_refer_band_needs_a_two_class_weighted_average_the_film_checks_do_not(
             assert result.label == ("refer" if fails_input_checks(before.warnings) else before.label)
         failed = results[-1]
         assert failed.label == "refer" and failed.would_be_label in pipeline.class_names
-        message = dict(failed.warnings)["refer"]
-        assert message.startswith("an input check fails: refer if") if len(pipeline.class_names) == 3 else (
-            message.startswith("p(covid) ") and "member spread" in message)
+        message, failed_codes = dict(failed.warnings)["refer"], failed_input_checks(failed.warnings)
+        assert failed_codes and list(failed.refer_reasons) == ["input_checks"]  # no band: only the checks refer
+        assert message.startswith("referred: input check") and ", ".join(failed_codes) in message
+        assert "spread" not in message
 
 
 def test_films_that_fail_an_input_check_are_referred_only_by_a_rule_that_says_so():
@@ -119,7 +143,8 @@ def test_the_pipeline_refers_the_films_its_input_checks_flag(loaded_pipeline, ch
     results = loaded_pipeline._sharing_models(refer_rule=rule).predict(images)
     for result, before, refer in zip(results, plain, failed):
         assert result.label == ("refer" if refer else before.label)
-        assert any("an input check fails" in message for code, message in result.warnings if code == "refer") == refer
+        assert any("input check" in message for code, message in result.warnings if code == "refer") == refer
+        assert (result.refer_reasons is not None) == refer and result.to_dict()["refer_reasons"] == result.refer_reasons
 
 
 def test_a_user_threshold_drops_the_band_and_keeps_the_film_checks(loaded_pipeline, chest_images):
