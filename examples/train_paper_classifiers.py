@@ -68,10 +68,14 @@ def parse(argv=None):
 
 def main(argv=None):
     args = parse(argv)
+    with tempfile.TemporaryDirectory(prefix="covidcxr-smoke-") as scratch:  # --smoke's synthetic data, removed after
+        return train(args, Path(scratch))
+
+
+def train(args, scratch):
     out = Path(args.out)
     if args.smoke:
-        data = Path(tempfile.mkdtemp(prefix="covidcxr-smoke-"))
-        manifest = write_synthetic_dataset(data, patients_per_class=8, size=64)
+        manifest = write_synthetic_dataset(scratch, patients_per_class=8, size=64)
         segmenter = out / "segmenter"
         run_segmenter_recipe(manifest, segmenter, input_size=32, filters=(4, 8, 16),
                              config=TrainingConfig(epochs=3, batch_size=8, learning_rate=3e-3, workers=2,

@@ -49,9 +49,13 @@ def parse(argv=None):
 
 def main(argv=None):
     args = parse(argv)
+    with tempfile.TemporaryDirectory(prefix="covidcxr-smoke-") as scratch:  # --smoke's synthetic data, removed after
+        return train(args, Path(scratch))
+
+
+def train(args, scratch):
     if args.smoke:
-        data = Path(tempfile.mkdtemp(prefix="covidcxr-smoke-"))
-        manifest = write_synthetic_dataset(data, patients_per_class=8, size=64)
+        manifest = write_synthetic_dataset(scratch, patients_per_class=8, size=64)
         filters, config = (4, 8, 16), TrainingConfig(epochs=8, batch_size=8, learning_rate=3e-3, workers=2,
                                                      patience=0, run_eagerly=True)
         input_size = 32

@@ -43,9 +43,9 @@ def captured_native_stderr():
 def muted_native_stderr():
     """Mute the process's native stderr (fd 2) while Keras is first imported inside the block.
 
-    Python-level stderr is untouched. If the block fails, what was printed meanwhile is shown; a
-    Keras backend that cannot load becomes a `MissingDependencyError` that says what to install.
-    Once Keras is imported this does nothing.
+    Python-level stderr is untouched. If the block fails, what was printed meanwhile is shown (not on
+    Ctrl-C or a kill: that is no failure of the import); a Keras backend that cannot load becomes a
+    `MissingDependencyError` that says what to install. Once Keras is imported this does nothing.
     """
     if "keras" in sys.modules:
         yield
@@ -58,7 +58,8 @@ def muted_native_stderr():
             failure = error
             captured.seek(0)
             said = captured.read()
-    sys.stderr.write(said.decode(errors="replace"))
+    if not isinstance(failure, KeyboardInterrupt):  # the CLI's SIGTERM is a KeyboardInterrupt too
+        sys.stderr.write(said.decode(errors="replace"))
     missing = missing_dependency(failure)
     if missing is not None:
         raise missing from failure

@@ -10,3 +10,19 @@ def test_the_first_model_name_loads_keras_without_native_notices(tmp_path):
                           env={"PATH": "/usr/bin:/bin", "KERAS_BACKEND": "tensorflow"}, timeout=300)
     assert done.stdout.strip() == "True"
     assert "absl::InitializeLog" not in done.stderr and "oneDNN" not in done.stderr and "cpu_feature_guard" not in done.stderr
+
+
+def test_what_was_printed_is_shown_when_the_import_fails_not_when_it_is_interrupted():
+    code = (
+        "import os, sys\n"
+        "from keras_covidcxr.quiet_import import muted_native_stderr\n"
+        "for error in (KeyboardInterrupt, RuntimeError):\n"
+        "    try:\n"
+        "        with muted_native_stderr():\n"
+        "            os.write(2, f'notice before {error.__name__}\\n'.encode())\n"
+        "            raise error\n"
+        "    except BaseException:\n"
+        "        pass\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert done.stderr == "notice before RuntimeError\n"  # Ctrl-C is no failure of the import: nothing replayed

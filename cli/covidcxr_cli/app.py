@@ -33,6 +33,7 @@ from covidcxr_cli.errors import (
 )
 from covidcxr_cli.train_commands import finetune, train_app
 from keras_covidcxr.evaluation import rows_to_score
+from keras_covidcxr.inference.results_file import meta_path
 from keras_covidcxr.io import printable_text
 
 app = typer.Typer(
@@ -57,7 +58,7 @@ def _open_unit_interval(value):
 
 @app.command()
 def predict(
-    images: list[Path] = typer.Argument(..., help="Image files (PNG, JPEG, BMP, TIFF, DICOM) and folders (walked recursively).", show_default=False),
+    images: list[Path] = typer.Argument(..., help="Image files (PNG, JPEG, BMP, TIFF, DICOM) and folders (walked recursively).", show_default=False, readable=False),
     preset: str | None = typer.Option(
         None, "--preset", "-p", show_default=False,
         help=f"Preset folder, registered name or hf://owner/repo[@rev] (default: {keras_covidcxr.DEFAULT_PRESET}, bundled).",
@@ -172,6 +173,8 @@ def _check_outputs(out, overlays):
         keras_covidcxr.results_format(out)
         _check_writable_folder(out.absolute().parent, f"{out}: cannot write the results file")
     if overlays is not None:
+        if out is not None and os.path.abspath(overlays) in {os.path.abspath(out), os.path.abspath(meta_path(out))}:
+            raise keras_covidcxr.ConfigError(f"{overlays}: --overlays needs a folder of its own, not the results file")
         if overlays.exists() and not overlays.is_dir():
             raise keras_covidcxr.ConfigError(f"{overlays}: --overlays needs a folder, and this is a file")
         _check_writable_folder(overlays.absolute(), f"{overlays}: cannot write overlays")
@@ -193,14 +196,14 @@ def _check_writable_folder(folder, problem):
 
 def _existing_images(images):
     """The image files under `images`; refuses inputs of which none exists, or folders with no image."""
-    missing = [image for image in images if not image.exists()]
+    missing = [image for image in images if not os.path.lexists(image)]  # lexists: never raises
     if len(missing) == len(images):
         raise keras_covidcxr.InputError(
             f"{missing[0]}: no such file or folder" + (f" (nor {len(missing) - 1} more)" if len(missing) > 1 else "")
         )
     same = []
     paths = keras_covidcxr.find_images(images, same_files=same)
-    if not [path for path in paths if Path(path).exists()]:
+    if not [path for path in paths if os.path.lexists(path)]:
         raise keras_covidcxr.InputError(f"no image files in {', '.join(str(image) for image in images)}")
     if same:
         shown = "; ".join(f"{path} (= {kept})" for path, kept in same[:3]) + ("; ..." if len(same) > 3 else "")
@@ -299,6 +302,7 @@ def _predict_and_print(pipeline, paths, batch_size, strict, json_output, overlay
                 print_error(result.error)
         failed += sum(bool(r.error) for r in chunk)
         if overlays is not None:
+            # a film without its overlays counts as failed, as its row does in a --out run
             failed += _write_overlays([(r, stems[start + i]) for i, r in enumerate(chunk) if not r.error], overlays)
         if json_output:
             for result in chunk:

@@ -77,6 +77,7 @@ def _progress_bar(description):
         TimeRemainingColumn(),
         console=stderr,
         transient=True,
+        disable=not stderr.is_terminal,  # in a pipe or a log a finished bar leaves only an empty line
     ) as progress:
         task = progress.add_task(description, total=None)
         yield lambda done, total: progress.update(task, completed=done, total=total)
@@ -309,6 +310,8 @@ def split_command(
     )
 
     stdout, stderr = _consoles()
+    if out.exists() and not overwrite:  # before the images are read and linked, not after
+        raise keras_covidcxr.data.DatasetError(f"{out}: already exists; pass --overwrite to replace it")
     manifest = read_manifest(manifest_path)
     already = sum(row.split is not None for row in manifest)
     if already:

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 
 import keras_covidcxr
+from keras_covidcxr.io import printable_text
 from keras_covidcxr.quiet_import import import_keras_quietly, missing_dependency
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_CANNOT_RUN = 0, 1, 2
@@ -98,7 +99,11 @@ def print_error(error):
 
 
 def one_line(error):
-    """An error as one line: `file: reason`, line breaks folded into spaces."""
+    """An error as one line: `file: reason`. The package's own errors are one line already: in them a line break or
+    control character belongs to a file name, and is escaped (`printable_text`); other messages' line breaks are
+    folded into spaces."""
     if isinstance(error, OSError) and not isinstance(error, keras_covidcxr.CovidCXRError) and error.filename:
-        return f"{error.filename}: {error.strerror or error}"
-    return " ".join(str(error).split())
+        return printable_text(f"{os.fsdecode(error.filename)}: {error.strerror or error}")
+    if isinstance(error, (str, keras_covidcxr.CovidCXRError)):  # a result's error is its message
+        return printable_text(str(error))
+    return printable_text(" ".join(str(error).split()))

@@ -370,7 +370,9 @@ def finetune(
         for split in ("train", "val"):  # refused here, not after the backend's seconds of loading
             rows.split_rows("cls", split)
     _without_onednn()
-    with reported_errors(debug, needs_keras=True), _our_warnings_as_lines():
+    kept = f"{out} is not written (the parent preset is unchanged)" + (
+        f"; {checkpoints} keeps the last finished epoch: rerun the same command to resume" if checkpoints else "")
+    with reported_errors(debug, needs_keras=True, interrupted_hint=kept), _our_warnings_as_lines():
         import keras_covidcxr
 
         config = _config(head_epochs=head_epochs, unfreeze_schedule=_floats(schedule, "--unfreeze-schedule"),

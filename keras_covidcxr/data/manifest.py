@@ -349,7 +349,7 @@ def write_manifest(manifest, path, overwrite=True):
                 ]
                 writer.writerow([*values, *(row.extra.get(name, "") for name in extra_columns)])
     except OutputExistsError as error:
-        raise DatasetError(f"{path}: already exists; pass overwrite=True to replace it") from error
+        raise DatasetError(f"{path}: already exists; pass overwrite=True (--overwrite) to replace it") from error
     except OSError as error:
         raise DatasetError(f"{path}: cannot write the manifest ({error.strerror or error})") from error
     return path

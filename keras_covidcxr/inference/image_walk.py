@@ -30,7 +30,10 @@ def find_images(inputs, same_files=None):
     (`is_overlay_file`: `--overlays` inside an input folder); it keeps files with
     an image or DICOM suffix (`IMAGE_SUFFIXES`) and any other file that starts
     like a PNG or JPEG or carries the DICOM marker (DICOM files are often named
-    by UID, "1.2.840.113619.2.5", or have no suffix).
+    by UID, "1.2.840.113619.2.5", or have no suffix). A folder it cannot list,
+    and an image-named file it cannot reach (a broken or looping symlink, a
+    folder that can be listed but not entered), are listed too, so that the
+    loader says what is wrong instead of a silent skip.
 
     Args:
         inputs: a path or a list of paths (`str` or `Path`), files and folders.
@@ -51,7 +54,7 @@ def find_images(inputs, same_files=None):
             if key not in seen:
                 seen[key] = path
                 found.append(path)
-            elif same_files is not None and path != seen[key]:
+            elif same_files is not None:
                 same_files.append((path, seen[key]))
     return found
 
@@ -66,15 +69,31 @@ def _file_identity(path):
 
 
 def _walk(folder):
-    for parent, folders, files in os.walk(folder):
+    """The image files under `folder`; also, so that the loader names the problem instead of a silent skip, each
+    folder that cannot be listed and each image-named file that cannot be reached (a folder that can be listed
+    but not entered, a broken or looping symlink)."""
+    unlisted = []
+    for parent, folders, files in os.walk(folder, onerror=unlisted.append):
+        yield from (Path(error.filename) for error in unlisted)
+        unlisted.clear()
         folders[:] = sorted(
             name for name in folders if not name.startswith(".")
         )  # os.walk descends in this order
         for name in sorted(files):
             path = Path(parent, name)
-            if not name.startswith(".") and path.is_file() and _looks_like_an_image(path):
+            if name.startswith("."):
+                continue
+            try:
+                regular = path.is_file()
+            except OSError:  # the folder can be listed but not entered
+                regular = None
+            if not regular:
+                if (regular is None or path.is_symlink()) and path.suffix.lower() in IMAGE_SUFFIXES:
+                    yield path
+            elif _looks_like_an_image(path):
                 if not (name.lower().endswith(OVERLAY_NAME_ENDINGS) and is_overlay_file(path)):
                     yield path
+    yield from (Path(error.filename) for error in unlisted)
 
 
 OVERLAY_NAME_ENDINGS = ("_mask.png", "_gradcam.png")  # only these are opened to look for the overlay mark

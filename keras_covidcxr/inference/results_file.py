@@ -130,11 +130,14 @@ class ResultsFile:
             (`InputContract.check_view_from_mask`).
         decision: the pipeline's decision rule (`DecisionRule.to_dict()`).
         tta: test-time augmentation views per image (1: none).
-        about: more run metadata to record but not compare (preset, package version).
+        about: more run metadata to record (the preset's folder, the package version); a package
+            version recorded on both sides must match: another version may decode or decide differently.
+        read_only: only read an existing file (to check what is done): nothing is written, cut or
+            compacted, so a finished file the user made read-only can be checked.
     """
 
     def __init__(self, path, class_names, model_sha256, strict=False, untrained=False, check_view=False,
-                 decision=None, tta=1, about=None):
+                 decision=None, tta=1, about=None, read_only=False):
         self.path = Path(path)
         self.format = results_format(self.path)
         self.meta_path = meta_path(self.path)
@@ -154,9 +157,11 @@ class ResultsFile:
         self.columns = csv_columns(self.class_names)
         self._error_column = self.columns.index("error")
         self._rows = {}  # source -> (sha256, failed, row number of its last row)
+        self._by_real_path = {}  # the file a source names (symlinks resolved) -> its source
         self._row_count = 0
         self.superseded = 0  # rows replaced by a later row for the same source
-        if not (self.path.exists() and self.path.stat().st_size > 0):
+        self.read_only = read_only
+        if not (self.path.exists() and self.path.stat().st_size > 0) and not read_only:
             self._start()
         self._file = self._open_locked()
         try:
@@ -167,7 +172,7 @@ class ResultsFile:
 
     def earlier_row(self, source, sha256):
         """ "ok" or "failed" when `source` with this content already has a row, else None."""
-        previous = self._rows.get(self._key(source))
+        previous = self._rows.get(self._key(source)) or self._rows.get(self._by_real_path.get(os.path.realpath(source)))
         if previous is None or previous[0] != sha256:
             return None
         return "failed" if previous[1] else "ok"
@@ -194,7 +199,7 @@ class ResultsFile:
         if self._file.closed:
             return
         try:
-            if self.superseded:
+            if self.superseded and not self.read_only:
                 self._compact()  # still holding the lock
         finally:
             self._file.close()
@@ -210,10 +215,10 @@ class ResultsFile:
     def _open_locked(self):
         """The file opened for appending under an exclusive lock: two runs writing one file at once
         would interleave duplicate rows, so the second is refused."""
-        handle = open(self.path, "ab", buffering=0)
+        handle = open(self.path, "rb" if self.read_only else "ab", buffering=0)
         try:
             if fcntl is not None:  # POSIX; on Windows the file is not locked
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(handle.fileno(), (fcntl.LOCK_SH if self.read_only else fcntl.LOCK_EX) | fcntl.LOCK_NB)
                 if os.fstat(handle.fileno()).st_ino != os.stat(self.path).st_ino:  # replaced meanwhile
                     raise BlockingIOError
         except BlockingIOError:
@@ -267,6 +272,7 @@ class ResultsFile:
         if key in self._rows:
             self.superseded += 1
         self._rows[key] = (sha256, failed, self._row_count)
+        self._by_real_path[os.path.realpath(key)] = key  # the same folder reached by another path is done too
         self._row_count += 1
 
     def _compact(self):
@@ -297,7 +303,7 @@ class ResultsFile:
                 self._remember(*self._parse_row(line, number))
                 end += len(line)
             size = f.seek(0, os.SEEK_END)
-        if end < size:
+        if end < size and not self.read_only:
             os.truncate(self.path, end)
 
     def _read_meta(self):
@@ -310,14 +316,20 @@ class ResultsFile:
             meta = json.loads(self.meta_path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             raise not_ours from None
-        if not isinstance(meta, dict) or meta.get(MARKER) != FORMAT_VERSION:
+        if not isinstance(meta, dict) or MARKER not in meta:
             raise not_ours
+        if meta[MARKER] != FORMAT_VERSION:
+            raise ConfigError(f"{self.path}: written by another version of keras-covidcxr (results format "
+                              f"{meta[MARKER]!r}, this one writes {FORMAT_VERSION}); not mixing them (choose another "
+                              "output file)")
         return meta
 
     def _check_meta(self, meta):
-        for key in ("class_names", "model_sha256", "decision", "strict", "check_view", "tta"):
+        for key in ("class_names", "model_sha256", "decision", "strict", "check_view", "tta", "package_version"):
             default = 1 if key == "tta" else None
             there, here = meta.get(key, default), self.meta.get(key, default)
+            if key == "package_version" and None in (there, here):
+                continue  # not recorded on one side (a check that never writes rows)
             if there != here:
                 where, there, here = setting_differences({key: there}, {key: here})[0]  # the first that differs
                 raise ConfigError(

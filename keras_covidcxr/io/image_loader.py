@@ -159,6 +159,9 @@ def check_regular_file(path, name=None):
     path = Path(path)
     name = str(path) if name is None else name
     if path.is_dir():
+        if not os.access(path, os.R_OK | os.X_OK):  # what a folder walk hands on when it cannot list a folder
+            raise ImageDecodeError(f"{name}: a folder that cannot be opened (permission denied): its images were "
+                                   "not read")
         raise ImageDecodeError(f"{name}: is a directory, not an image file")
     if path.exists() and not path.is_file():
         raise ImageDecodeError(f"{name}: not a regular file (a pipe, socket or device); copy the image to a file")

@@ -16,14 +16,16 @@ DISCLAIMER = "Research use only, not for diagnosis."
 
 
 def printable_text(text):
-    """`text` (a path, a file name) with bytes that are not UTF-8 written as escapes: fonts, terminals and
-    JSON readers cannot take them (a Latin-1 file system's names).
+    """`text` (a path, a file name) with bytes that are not UTF-8 and characters that are not printable written
+    as escapes: fonts, terminals and JSON readers cannot take them (a Latin-1 file system's names), and a
+    terminal obeys control sequences (a name holding ESC [2J clears the screen).
 
     Example:
-        >>> printable_text(os.fsdecode(b"caf\\xe9.png"))
-        'caf\\\\xe9.png'
+        >>> printable_text(os.fsdecode(b"caf\\xe9.png")), printable_text("a\\nb\\x1b[2J.png")
+        ('caf\\\\xe9.png', 'a\\\\nb\\\\x1b[2J.png')
     """
-    return os.fsencode(text).decode("utf-8", "backslashreplace")
+    text = os.fsencode(text).decode("utf-8", "backslashreplace")
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def printable_name(source):

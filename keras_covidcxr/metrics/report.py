@@ -595,6 +595,7 @@ def _write_figures(folder, figures, results, scores, y_true, class_names, note=N
                 for model, (labels, probs) in checked.items() if not results["models"][model].get("scores_are_votes")
             }
             figure = plot_reliability(curves)
-        if note:
-            figure.supxlabel(textwrap.fill(note, 90), fontsize=7, color="0.3")
+        if note:  # wrapped to the figure's width: about 6 pixels a character at this size
+            width = int(figure.get_size_inches()[0] * figure.dpi / 6.5)
+            figure.supxlabel(textwrap.fill(note, width), fontsize=7, color="0.3")
         save_figure(figure, folder / file_name)

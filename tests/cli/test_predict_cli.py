@@ -83,8 +83,27 @@ def test_a_film_named_twice_or_hard_linked_is_predicted_once_and_said(preset_dir
                                  "--preset", str(preset_dir), "--json"])
     assert result.exit_code == 0, result.output
     assert len(result.stdout.splitlines()) == 1
-    assert (f"note: 1 input(s) name a file already listed (a link or a repeat), predicted once: {tmp_path / 'copy.png'}"
-            f" (= {images[0]})") in " ".join(result.stderr.split())
+    assert (f"note: 2 input(s) name a file already listed (a link or a repeat), predicted once: {tmp_path / 'copy.png'}"
+            f" (= {images[0]}); {images[0]} (= {images[0]})") in " ".join(result.stderr.split())
+
+
+def test_control_characters_in_file_names_reach_the_terminal_escaped(preset_dir, images, tmp_path, fast_cli):
+    folder = tmp_path / "names"
+    folder.mkdir()
+    (folder / "good\x1b[31mred.png").write_bytes(Path(images[0]).read_bytes())
+    (folder / "clear\x1b[2J\nscreen.png").write_bytes(b"")  # empty: an error line naming it
+    result = runner.invoke(app, ["predict", str(folder), "--preset", str(preset_dir)])
+    assert result.exit_code == 1 and "\x1b" not in result.output
+    assert "good\\x1b[31mred.png" in result.stdout
+    assert f"error: {folder}/clear\\x1b[2J\\nscreen.png: empty file (0 bytes)" in result.stderr
+
+
+def test_a_file_the_user_cannot_read_is_a_row_of_its_own_not_a_usage_error(preset_dir, images, monkeypatch, fast_cli):
+    access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode, **kw: os.fspath(path) != images[0] and access(path, mode))
+    result = runner.invoke(app, ["predict", *images, "--preset", str(preset_dir), "--json"])
+    assert result.exit_code == 0, result.output  # the command line's parser no longer refuses it up front
+    assert [json.loads(line)["error"] for line in result.stdout.splitlines()] == [None, None]
 
 
 def test_a_bad_file_gives_exit_code_1_and_the_rest_still_run(preset_dir, images, tmp_path, fast_cli):
@@ -125,6 +144,12 @@ def test_output_problems_are_one_line_exit_2_and_debug_shows_the_traceback(prese
     refused = runner.invoke(app, ["predict", images[0], "--preset", str(preset_dir), "--overlays", str(a_file)])
     assert refused.exit_code == 2 and "needs a folder" in refused.stderr and refused.stdout == ""
     assert a_file.read_bytes() == b"user's file"
+    out = tmp_path / "r.csv"
+    for overlays in (out, tmp_path / "r.csv.meta.json"):  # refused before anything is predicted
+        same = runner.invoke(app, ["predict", images[0], "--preset", str(preset_dir), "--out", str(out),
+                                   "--overlays", str(overlays)])
+        assert same.exit_code == 2 and "--overlays needs a folder of its own, not the results file" in same.stderr
+        assert not out.exists()
 
 
 def test_a_missing_backend_is_one_line_naming_what_to_install(images, tmp_path):

@@ -62,6 +62,9 @@ def test_build_split_audit_happy_path(runner, shared_folder, tmp_path):
     for row in rows:
         splits_per_patient.setdefault(row["patient_id"], set()).add(row["split"])
     assert all(len(s) == 1 for s in splits_per_patient.values())
+    again = runner.invoke(data_app, ["split", str(built), "--out", str(split)])
+    assert again.exit_code == 2 and "already exists; pass --overwrite to replace it" in again.stderr
+    assert again.stdout == ""  # refused before the images were read
 
     result = runner.invoke(data_app, ["audit", str(split), "--json", str(tmp_path / "audit.json")])
     assert result.exit_code == 0, result.output

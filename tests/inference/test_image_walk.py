@@ -88,3 +88,36 @@ def test_a_hard_link_is_the_same_film_once(tmp_path):
     found = [path.relative_to(tmp_path).as_posix() for path in find_images([tmp_path])]
     assert found == ["b.png", "copy_of_x.png"]  # a folder's own files come before its subfolders
     assert find_images([tmp_path / "missing.png", tmp_path / "missing.png"]) == [tmp_path / "missing.png"]
+
+
+def test_what_a_folder_walk_cannot_reach_is_listed_for_the_loader_to_name(tmp_path, monkeypatch):
+    import pathlib
+
+    from keras_covidcxr import ImageDecodeError
+    from keras_covidcxr.io.image_loader import check_regular_file
+
+    _touch(tmp_path / "ok" / "a.png")
+    _touch(tmp_path / "locked" / "b.png")  # cannot be listed
+    _touch(tmp_path / "shut" / "c.png")  # can be listed, not entered
+    (tmp_path / "ok" / "broken.png").symlink_to(tmp_path / "gone.png")
+    (tmp_path / "ok" / "loop.png").symlink_to(tmp_path / "ok" / "loop.png")
+    (tmp_path / "ok" / "broken_notes").symlink_to(tmp_path / "gone")  # no image name: not ours to report
+    scandir, is_file = os.scandir, pathlib.Path.is_file
+
+    def refusing_scandir(path="."):
+        if os.fspath(path).endswith("locked"):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return scandir(path)
+
+    def refusing_is_file(path):
+        if path.parent.name == "shut":
+            raise PermissionError(13, "Permission denied", str(path))
+        return is_file(path)
+
+    monkeypatch.setattr(os, "scandir", refusing_scandir)
+    monkeypatch.setattr(pathlib.Path, "is_file", refusing_is_file)
+    found = [path.relative_to(tmp_path).as_posix() for path in find_images([tmp_path])]
+    assert found == ["locked", "ok/a.png", "ok/broken.png", "ok/loop.png", "shut/c.png"]
+    monkeypatch.setattr(os, "access", lambda path, mode: False)  # as for a user, not root
+    with pytest.raises(ImageDecodeError, match="locked: a folder that cannot be opened \\(permission denied\\)"):
+        check_regular_file(tmp_path / "locked")

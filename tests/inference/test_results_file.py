@@ -121,6 +121,21 @@ def test_a_row_cut_short_by_a_kill_is_removed_on_reopen(tmp_path, suffix):
     assert path.read_bytes() == whole
 
 
+def test_a_read_only_check_changes_nothing_and_takes_a_file_the_user_made_read_only(tmp_path):
+    path = tmp_path / "results.csv"
+    with _open(path) as results:
+        results.append([_row("/a.png"), _row("/b.png", "bb")])
+    header, a_row, b_row = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(header + a_row + b_row + a_row + b"/c.png,cc,non_co")  # two rows of /a.png, one cut short
+    before = path.read_bytes()
+    for file in (path, meta_path(path)):
+        file.chmod(0o444)
+    with _open(path, read_only=True) as results:
+        assert results.earlier_row("/a.png", "aa") == "ok" and results.earlier_row("/c.png", "cc") is None
+        assert results.superseded == 1
+    assert path.read_bytes() == before  # nothing cut, nothing compacted
+
+
 @pytest.mark.parametrize(
     "name, content",
     [
@@ -162,6 +177,9 @@ def test_a_sidecar_that_is_not_ours_is_refused_and_left_untouched(tmp_path):
     with pytest.raises(ConfigError, match="not ours"):
         _open(path)
     assert meta_path(path).read_text() == '{"mine": true}' and not path.exists()
+    meta_path(path).write_text('{"covidcxr_results": 1}')
+    with pytest.raises(ConfigError, match=r"written by another version of keras-covidcxr \(results format 1, this"):
+        _open(path)
 
 
 @pytest.mark.parametrize(
@@ -194,6 +212,28 @@ def test_check_view_is_recorded_and_must_match_on_resume(tmp_path):
         assert results.earlier_row("/a.png", "aa") == "ok"
     with pytest.raises(ConfigError, match="another run.*check_view true there, false here"):
         _open(path)
+
+
+def test_results_of_another_package_version_are_refused(tmp_path):
+    path = tmp_path / "results.csv"
+    with _open(path, about={"package_version": "0.4.12"}) as results:
+        results.append([_row("/a.png")])
+    with pytest.raises(ConfigError, match='another run \\(package_version "0.4.12" there, "0.4.14" here\\)'):
+        _open(path, about={"package_version": "0.4.14"})  # its decoding may differ: not mixed in
+    with _open(path) as results:  # a check that records no version (finished_run) reads it
+        assert results.earlier_row("/a.png", "aa") == "ok"
+
+
+def test_a_folder_reached_by_another_path_is_done_already(tmp_path):
+    (tmp_path / "films").mkdir()
+    (tmp_path / "films" / "a.png").write_bytes(b"x")
+    (tmp_path / "link").symlink_to(tmp_path / "films")
+    path = tmp_path / "results.csv"
+    with _open(path) as results:
+        results.append([_row(str(tmp_path / "films" / "a.png"))])
+    with _open(path) as results:
+        assert results.earlier_row(str(tmp_path / "link" / "a.png"), "aa") == "ok"  # not a second row
+        assert results.earlier_row(str(tmp_path / "link" / "a.png"), "bb") is None  # changed since: redone
 
 
 def test_an_empty_file_is_adopted(tmp_path):

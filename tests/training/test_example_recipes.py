@@ -15,10 +15,15 @@ def load_example(name):
     return module
 
 
-def test_segmenter_recipe_smoke(tmp_path):
+def test_segmenter_recipe_smoke(tmp_path, monkeypatch):
+    import tempfile
+
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
     result = load_example("train_paper_segmenter").main(["--smoke", "--out", str(tmp_path / "seg")])
     assert (tmp_path / "seg" / "best" / "model.safetensors").is_file()
     assert result.best_value is not None and len(result.history) == 8
+    assert list((tmp_path / "tmp").iterdir()) == []  # the synthetic data is removed after the run
 
 
 @pytest.mark.slow  # trains a classifier recipe end to end

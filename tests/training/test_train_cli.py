@@ -172,3 +172,18 @@ def test_a_training_run_killed_with_sigterm_says_how_to_resume(synthetic_manifes
     assert "Traceback" not in stderr
     assert f"terminated (SIGTERM); {out} keeps the last finished epoch, if one finished: rerun the same command to resume" in \
         " ".join(stderr.split())
+
+
+def test_an_interrupted_finetune_says_what_is_kept(cli, preset_dir, synthetic_manifest_path, tmp_path, monkeypatch):
+    import keras_covidcxr
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(keras_covidcxr, "finetune", interrupted)
+    out, checkpoints = tmp_path / "tuned", tmp_path / "checkpoints"
+    result = CliRunner().invoke(cli, ["finetune", str(preset_dir), str(synthetic_manifest_path), "--out", str(out),
+                                      "--checkpoints", str(checkpoints)])
+    assert result.exit_code == 130
+    assert (f"interrupted; {out} is not written (the parent preset is unchanged); {checkpoints} keeps the last "
+            "finished epoch: rerun the same command to resume") in " ".join(result.output.split())

@@ -300,7 +300,7 @@ def from_darwin_json(
     if existing and not overwrite:
         raise DatasetError(
             f"{out_mask_dir}: {len(existing)} mask file(s) already exist (e.g. {existing[0].name}); "
-            "pass overwrite=True to replace them"
+            "pass overwrite=True (--overwrite) to replace them"
         )
     _write_masks(masks)
     root = _common_root(image_dir, out_mask_dir)

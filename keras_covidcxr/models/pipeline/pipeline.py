@@ -377,7 +377,7 @@ class Pipeline(PredictionSteps):
         except OutputExistsError as error:
             raise PresetError(
                 f"{folder}: exists and is not an empty folder"
-                + ("" if overwrite else " (pass overwrite=True to replace an older preset)")
+                + ("" if overwrite else " (pass overwrite=True, --overwrite, to replace an older preset)")
             ) from error
         return Path(folder)
 
