@@ -33,6 +33,7 @@ from covidcxr_cli.errors import (
 )
 from covidcxr_cli.train_commands import finetune, train_app
 from keras_covidcxr.evaluation import rows_to_score
+from keras_covidcxr.inference.image_walk import path_is_there
 from keras_covidcxr.inference.results_file import meta_path
 from keras_covidcxr.io import printable_text
 
@@ -108,7 +109,7 @@ def predict(
         _check_outputs(out, overlays)
         paths = _existing_images(images)
         for folder in _folders_without_images(images, paths):
-            stderr.print(f"note: no image files in {folder}", soft_wrap=True, markup=False)
+            stderr.print(f"note: no image files in {printable_text(str(folder))}", soft_wrap=True, markup=False)
         if exported is not None:
             if preset is not None:
                 raise keras_covidcxr.ConfigError("--exported runs an export: it takes no --preset")
@@ -173,7 +174,7 @@ def _check_outputs(out, overlays):
         keras_covidcxr.results_format(out)
         _check_writable_folder(out.absolute().parent, f"{out}: cannot write the results file")
     if overlays is not None:
-        if out is not None and os.path.abspath(overlays) in {os.path.abspath(out), os.path.abspath(meta_path(out))}:
+        if out is not None and os.path.realpath(overlays) in {os.path.realpath(out), os.path.realpath(meta_path(out))}:
             raise keras_covidcxr.ConfigError(f"{overlays}: --overlays needs a folder of its own, not the results file")
         if overlays.exists() and not overlays.is_dir():
             raise keras_covidcxr.ConfigError(f"{overlays}: --overlays needs a folder, and this is a file")
@@ -196,17 +197,18 @@ def _check_writable_folder(folder, problem):
 
 def _existing_images(images):
     """The image files under `images`; refuses inputs of which none exists, or folders with no image."""
-    missing = [image for image in images if not os.path.lexists(image)]  # lexists: never raises
+    missing = [image for image in images if not path_is_there(image)]
     if len(missing) == len(images):
         raise keras_covidcxr.InputError(
             f"{missing[0]}: no such file or folder" + (f" (nor {len(missing) - 1} more)" if len(missing) > 1 else "")
         )
     same = []
     paths = keras_covidcxr.find_images(images, same_files=same)
-    if not [path for path in paths if os.path.lexists(path)]:
+    if not [path for path in paths if path_is_there(path)]:
         raise keras_covidcxr.InputError(f"no image files in {', '.join(str(image) for image in images)}")
     if same:
-        shown = "; ".join(f"{path} (= {kept})" for path, kept in same[:3]) + ("; ..." if len(same) > 3 else "")
+        shown = "; ".join(printable_text(f"{path} (= {kept})") for path, kept in same[:3]) + (
+            "; ..." if len(same) > 3 else "")
         stderr.print(f"note: {len(same)} input(s) name a file already listed (a link or a repeat), predicted once: "
                      f"{shown}", soft_wrap=True, markup=False)
     return paths
@@ -215,7 +217,7 @@ def _existing_images(images):
 def _folders_without_images(images, paths):
     """The folders named among `images` that hold none of the image files found."""
     found = [Path(os.path.abspath(path)) for path in paths]
-    return [image for image in images if image.is_dir() and not any(
+    return [image for image in images if os.path.isdir(image) and not any(
         path.is_relative_to(os.path.abspath(image)) for path in found)]
 
 
@@ -274,7 +276,7 @@ def _print_file_summary(summary, out, json_output, untrained, pipeline=None):
     else:
         console.print(
             f"{summary.done} predicted, {summary.failed} failed, {summary.skipped} already done "
-            f"({summary.skipped_failed} of them failed) -> {escape(str(out))}"
+            f"({summary.skipped_failed} of them failed) -> {escape(printable_text(str(out)))}"
             + (" [bold yellow](UNTRAINED preset: these outputs mean nothing)[/]" if untrained else "")
         )
         if pipeline is not None:
@@ -315,19 +317,24 @@ def _predict_and_print(pipeline, paths, batch_size, strict, json_output, overlay
         (StdoutConsole(highlight=False, width=PIPED_WIDTH) if piped else console).print(
             _results_table(results, pipeline.class_names, untrained))
         _print_rules(pipeline)
-        positive = f"p({pipeline.class_names[1]})" if len(pipeline.class_names) == 2 else "p of the labelled class"
-        console.print(f"Spread: the standard deviation of the members' {positive} before calibration.", soft_wrap=True)
     return exit_code(len(results) - failed, failed)
 
 
 def _print_rules(pipeline):
-    """The footer under predictions: how labels are decided and what the probabilities are."""
+    """The footer under predictions: how labels are decided, what the probabilities and the spread are."""
     console.print(f"Label: {escape(pipeline.decision_rule.describe())}.", soft_wrap=True)
     calibration, names = pipeline.calibration, pipeline.class_names
     if calibration is None:
         console.print("Probabilities: the ensemble's outputs, not calibrated: they rank films, they are not "
                       "the chance of each class.", soft_wrap=True)
-        return
+    else:
+        console.print(f"Probabilities: {_calibration_text(calibration, names)}.", soft_wrap=True)
+    positive = f"p({names[1]})" if len(names) == 2 else "p of the labelled class"
+    console.print(f"Spread: the standard deviation of the members' {positive}"
+                  + (" before calibration." if calibration is not None else "."), soft_wrap=True)
+
+
+def _calibration_text(calibration, names):
     shares = calibration.shares_text(names)
     if shares is None:
         prevalence = "they hold at those films' share of each class, not at another prevalence"
@@ -335,8 +342,8 @@ def _print_rules(pipeline):
         prevalence = f"where {names[1]} is rarer, a film's chance of {names[1]} is lower than shown"
     else:
         prevalence = "at other shares of the classes they would read differently"
-    console.print(f"Probabilities: calibrated on held-out scores of the preset's own films{', ' + shares if shares else ''}, "
-                  f"by {escape(calibration.describe())}: {prevalence}.", soft_wrap=True)
+    return (f"calibrated on held-out scores of the preset's own films{', ' + shares if shares else ''}, "
+            f"by {escape(calibration.describe())}: {prevalence}")
 
 
 @app.command()
@@ -530,7 +537,12 @@ def preset_summary(handle, metadata):
         calibration = keras_covidcxr.ProbabilityCalibration.from_dict(config["calibration"])
         shares = calibration.shares_text(classes)
         lines.append(f"  probabilities: calibrated by {calibration.describe()} on {calibration.fitted_on or 'its'} "
-                     f"held-out films{' (' + shares + ')' if shares else ''}; thresholds above are on that scale")
+                     f"held-out films{' (' + shares + ')' if shares else ''}"
+                     + ("; the thresholds above are on that scale" if len(classes) == 2 else ""))
+    changed = training.get("threshold_set_after_training")
+    if isinstance(changed, dict):
+        lines.append(f"  threshold set after training: {changed.get('rule')}; it replaces {changed.get('replaces')}, "
+                     "at which the figures below were measured")
     if training.get("summary"):
         lines.append(f"  training: {training['summary']}")
     parent, recipe = training.get("parent"), training.get("recipe")

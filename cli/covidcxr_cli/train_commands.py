@@ -370,8 +370,10 @@ def finetune(
         for split in ("train", "val"):  # refused here, not after the backend's seconds of loading
             rows.split_rows("cls", split)
     _without_onednn()
+    trains = checkpoints and recipe is not FinetuneRecipe.linear_probe  # a linear probe has no epochs to keep
     kept = f"{out} is not written (the parent preset is unchanged)" + (
-        f"; {checkpoints} keeps the last finished epoch: rerun the same command to resume" if checkpoints else "")
+        f"; {checkpoints} keeps the train recipe's last finished epoch, if one finished: rerun the same command to "
+        "resume" if trains else "")
     with reported_errors(debug, needs_keras=True, interrupted_hint=kept), _our_warnings_as_lines():
         import keras_covidcxr
 

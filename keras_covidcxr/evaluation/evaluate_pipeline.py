@@ -13,7 +13,13 @@ from keras_covidcxr.evaluation.split_rows import rows_to_score
 from keras_covidcxr.io.atomic import atomic_write
 from keras_covidcxr.metrics.bootstrap import percentile_interval, resample_patients
 from keras_covidcxr.metrics.classification import binary_auc
-from keras_covidcxr.metrics.report import ReportSection, format_metric, write_report
+from keras_covidcxr.metrics.report import (
+    ReportSection,
+    add_figure_note,
+    figure_note,
+    format_metric,
+    write_report,
+)
 from keras_covidcxr.models.ensemble.majority_vote_ensemble import MajorityVoteEnsemble
 from keras_covidcxr.models.pipeline.refer_rule import answered_metrics
 from keras_covidcxr.training.provenance import fitted_patient_digests, patient_digest
@@ -135,8 +141,8 @@ def evaluate_pipeline(
             "figure in this report:", "", *[f"- {path}: {error}" for path, error in failed]])
     rule = pipeline.decision_rule
     sections["decision_rule"] = ReportSection("The pipeline's decision rule", rule.to_dict(), [
-        f"The preset's labels: {rule.describe()}. The tables above score each model's hard labels "
-        + ("as the 'Decision rules' table says." if rule.rule != "argmax" else "by its most probable class.")
+        f"The preset's labels: {rule.describe()}. The tables above score each model's hard labels as the "
+        "'Decision rules' table says."  # always there: the majority vote is scored by its votes
     ])
     overlap = training_overlap(pipeline, [rows[i] for i in pick])
     if overlap is not None:
@@ -173,10 +179,10 @@ def evaluate_pipeline(
                                 [row.patient_id for row in rows], n_resamples)
         sections["shortcut_probe"] = ReportSection("Shortcut probe", probe, _probe_markdown(probe, ensemble_key))
     thresholds = _decision_thresholds(pipeline, ensemble_key)
+    title = _title(split, len(rows), failed, overlap, confounding)
     written = write_report(
         out_dir, scores, [truth[i] for i in pick], list(names), n_resamples=n_resamples,
-        operating_class=names[positive], sections=sections,
-        title=_title(split, len(rows), failed, overlap, confounding),
+        operating_class=names[positive], sections=sections, title=title,
         overwrite=overwrite, groups=[rows[i].patient_id for i in pick],
         sources=[rows[i].source or "unknown" for i in pick], views=[rows[i].view for i in pick],
         decision_thresholds=thresholds, vote_sets=("majority_vote",),
@@ -187,7 +193,7 @@ def evaluate_pipeline(
                       names, positive)
     if refer is not None and rule.rule == "threshold":
         _plot_risk_coverage(written.directory / "risk_coverage.png", positive_scores, is_positive[pick],
-                            thresholds, refer)
+                            thresholds, refer, figure_note(written.results, title))
     suspected = bool(probe and probe["score_sets"][ensemble_key]["shortcut_suspected"])
     return Evaluation(written.directory, len(kept), failed, auc, suspected, kept_paths, positive_scores, probe,
                       overlap, refer, ensemble_key, confounding)
@@ -277,7 +283,7 @@ def _refer_markdown(refer, rule):
     ]
 
 
-def _plot_risk_coverage(path, positive_scores, is_positive, thresholds, refer):
+def _plot_risk_coverage(path, positive_scores, is_positive, thresholds, refer, note):
     from keras_covidcxr.metrics.plots import plot_risk_coverage, save_figure
     from keras_covidcxr.metrics.risk_coverage import risk_coverage_curve
 
@@ -285,7 +291,7 @@ def _plot_risk_coverage(path, positive_scores, is_positive, thresholds, refer):
               for name in ("calibrated", "weighted_average") if name in positive_scores and name in thresholds}
     answered = refer["answered"]
     point = (answered["coverage"], 1.0 - answered["accuracy"], "the stored refer rule")
-    save_figure(plot_risk_coverage(curves, point), path)
+    save_figure(add_figure_note(plot_risk_coverage(curves, point), note), path)
 
 
 def _decision_thresholds(pipeline, ensemble_key):

@@ -212,7 +212,8 @@ def finished_run(preset, inputs, out, strict=False, retry_failed=False, decision
     decision = decision_rule_from_config(config, decision_threshold, refer=refer).to_dict()
     summary = PredictionSummary(total=len(paths), skipped=len(paths))
     with ResultsFile(out, config["class_names"], _preset_sha256(metadata["files"]), strict=strict,
-                     check_view=check_view, decision=decision, tta=tta, read_only=True) as results:
+                     check_view=check_view, decision=decision, tta=tta, read_only=True,
+                     about={"package_version": __version__}) as results:
         for path in paths:
             source = os.path.abspath(path)
             try:

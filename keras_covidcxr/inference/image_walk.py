@@ -49,7 +49,7 @@ def find_images(inputs, same_files=None):
     found, seen = [], {}
     for item in inputs:
         item = Path(item)
-        for path in _walk(item) if item.is_dir() else [item]:
+        for path in _walk(item) if _is_folder(item) else [item]:
             key = _file_identity(path)
             if key not in seen:
                 seen[key] = path
@@ -57,6 +57,25 @@ def find_images(inputs, same_files=None):
             elif same_files is not None:
                 same_files.append((path, seen[key]))
     return found
+
+
+def path_is_there(path):
+    """Whether something is at `path`, counting a path in a folder that cannot be entered (it cannot be told: the
+    loader then says why it cannot read it)."""
+    try:
+        os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except OSError:
+        pass
+    return True
+
+
+def _is_folder(path):
+    try:
+        return path.is_dir()
+    except OSError:  # in a folder that cannot be entered: the loader says so
+        return False
 
 
 def _file_identity(path):

@@ -61,6 +61,8 @@ def pixels_from_array(array, name="array", max_pixels=DEFAULT_MAX_PIXELS):
         return (array / 255.0).astype("float32")
     if array.dtype == np.uint16:
         return scale_by_bits_used(array)[0]
+    if array.dtype.name == "bfloat16":  # JAX's and Keras' half type, which numpy does not count as a float
+        array = array.astype("float32")
     if not np.issubdtype(array.dtype, np.floating):
         raise InputError(f"{name}: unsupported pixel type {array.dtype}; use uint8, uint16 or float in [0, 1]")
     check_unit_range(array, name)

@@ -228,10 +228,12 @@ def format_metric(metric, cell):
 
 def _decision_lines(results):
     """How each model's hard labels (confusion matrices, sensitivity, specificity) were decided."""
-    rules = {model: entry.get("decision_rule", {"rule": "argmax"}) for model, entry in results["models"].items()}
-    if all(rule["rule"] == "argmax" for rule in rules.values()):
+    models = results["models"]
+    rules = {model: entry.get("decision_rule", {"rule": "argmax"}) for model, entry in models.items()}
+    if all(rule["rule"] == "argmax" and not models[model].get("scores_are_votes") for model, rule in rules.items()):
         return ["Hard labels: the most probable class.", ""]
-    lines = ["## Decision rules", "", "| Model | label the positive class when |", "|---|---|"]
+    thresholds = any(rule["rule"] == "threshold" for rule in rules.values())
+    lines = ["## Decision rules", "", f"| Model | label {'the positive' if thresholds else 'a'} class when |", "|---|---|"]
     lines += [f"| {model} | {_labelled_when(rule, results['models'][model])} |" for model, rule in rules.items()]
     return [*lines, ""]
 
@@ -240,9 +242,10 @@ def _labelled_when(rule, entry):
     """When a model's hard label is its positive class, e.g. "p(covid) >= 0.761"."""
     if entry.get("scores_are_votes"):
         n = sum(map(sum, entry["confusion_matrix"]))
-        return (f"most of the members' votes go to it (each member votes at its own threshold); {entry['vote_ties']} of "
-                f"the {n} films were ties, decided by the ensemble's tie rule (by default the class with the higher "
-                "mean member probability)")
+        ties = entry["vote_ties"]
+        return (f"most of the members' votes go to it (each member votes at its own threshold); {ties} of the {n} "
+                f"films {'was a tie' if ties == 1 else 'were ties'}, decided by the ensemble's tie rule (by default "
+                "the class with the higher mean member probability)")
     if rule["rule"] == "threshold":
         return f"p({rule['positive_class']}) >= {rule['threshold']:.3f}"
     return "it is the most probable class"
@@ -483,7 +486,7 @@ def write_report(
     check_report_folder(out_dir, overwrite)
     try:
         with atomic_directory(out_dir, replace_if=lambda path: _replaceable(path, overwrite)) as folder:
-            _write_figures(folder, figures, results, scores, y_true, class_names, _figure_note(results, title))
+            _write_figures(folder, figures, results, scores, y_true, class_names, figure_note(results, title))
             with atomic_write(folder / "report.json", "w") as handle:
                 json.dump(_json_numbers(results), handle, indent=2, allow_nan=False)
                 handle.write("\n")
@@ -497,10 +500,17 @@ def write_report(
     return WrittenReport(out_dir, files, results)
 
 
-def _figure_note(results, title):
-    """What a figure copied out of the report must still say: the report's title (its warnings) and the images."""
+def figure_note(results, title):
+    """What a figure copied out of a report must still say: the report's title (its warnings) and the images."""
     support = ", ".join(f"{name} {count}" for name, count in results["support"].items())
     return f"{title}: {results['n_images']} images ({support})."
+
+
+def add_figure_note(figure, note):
+    """`note` under `figure`, wrapped to its width (about 6.5 pixels a character at this size)."""
+    width = int(figure.get_size_inches()[0] * figure.dpi / 6.5)
+    figure.supxlabel(textwrap.fill(note, width), fontsize=7, color="0.3")
+    return figure
 
 
 def _json_numbers(value):
@@ -595,7 +605,4 @@ def _write_figures(folder, figures, results, scores, y_true, class_names, note=N
                 for model, (labels, probs) in checked.items() if not results["models"][model].get("scores_are_votes")
             }
             figure = plot_reliability(curves)
-        if note:  # wrapped to the figure's width: about 6 pixels a character at this size
-            width = int(figure.get_size_inches()[0] * figure.dpi / 6.5)
-            figure.supxlabel(textwrap.fill(note, width), fontsize=7, color="0.3")
-        save_figure(figure, folder / file_name)
+        save_figure(add_figure_note(figure, note) if note else figure, folder / file_name)

@@ -104,7 +104,14 @@ class ExportedPipeline(PredictionSteps):
         return next(iter(self._graphs["segmenter"].run(batch).values()))[..., 0]
 
     def _run_ensemble(self, batch, batch_size):
-        return self._graphs["ensemble"].run(batch)
+        outputs = self._graphs["ensemble"].run(batch)
+        spec = self.ensemble_config
+        if spec["class_name"] == "WeightedAverageEnsemble" and len(self.class_names) == 2:
+            # labelled at the threshold export.json states: one set with with_decision_threshold before the
+            # export is there, not in the graph
+            threshold = spec["config"].get("threshold", 0.5)
+            outputs["label"] = (np.asarray(outputs["probabilities"])[:, 1] >= threshold).astype("int32")
+        return outputs
 
     def _combine(self, member_probabilities):
         """The weighted average's rule in numpy (test-time augmentation averages before combining)."""

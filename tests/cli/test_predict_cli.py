@@ -92,10 +92,13 @@ def test_control_characters_in_file_names_reach_the_terminal_escaped(preset_dir,
     folder.mkdir()
     (folder / "good\x1b[31mred.png").write_bytes(Path(images[0]).read_bytes())
     (folder / "clear\x1b[2J\nscreen.png").write_bytes(b"")  # empty: an error line naming it
-    result = runner.invoke(app, ["predict", str(folder), "--preset", str(preset_dir)])
+    named = str(folder / "good\x1b[31mred.png")
+    result = runner.invoke(app, ["predict", str(folder), named, "--preset", str(preset_dir)])
     assert result.exit_code == 1 and "\x1b" not in result.output
-    assert "good\\x1b[31mred.png" in result.stdout
+    assert "good\\x1b[31mred.png" in result.stdout and "good\\x1b[31mred.png (= " in result.stderr  # the repeat's note
     assert f"error: {folder}/clear\\x1b[2J\\nscreen.png: empty file (0 bytes)" in result.stderr
+    into = runner.invoke(app, ["predict", named, "--preset", str(preset_dir), "--out", str(folder / "r\x1b[2J.csv")])
+    assert into.exit_code == 0 and "\x1b" not in into.output and "\\x1b[2J" in into.stdout  # the summary's name
 
 
 def test_a_file_the_user_cannot_read_is_a_row_of_its_own_not_a_usage_error(preset_dir, images, monkeypatch, fast_cli):
@@ -145,9 +148,10 @@ def test_output_problems_are_one_line_exit_2_and_debug_shows_the_traceback(prese
     assert refused.exit_code == 2 and "needs a folder" in refused.stderr and refused.stdout == ""
     assert a_file.read_bytes() == b"user's file"
     out = tmp_path / "r.csv"
-    for overlays in (out, tmp_path / "r.csv.meta.json"):  # refused before anything is predicted
-        same = runner.invoke(app, ["predict", images[0], "--preset", str(preset_dir), "--out", str(out),
-                                   "--overlays", str(overlays)])
+    (tmp_path / "link.csv").symlink_to(out)
+    for results, overlays in ((out, out), (out, tmp_path / "r.csv.meta.json"), (tmp_path / "link.csv", out)):
+        same = runner.invoke(app, ["predict", images[0], "--preset", str(preset_dir), "--out", str(results),
+                                   "--overlays", str(overlays)])  # refused before anything is predicted
         assert same.exit_code == 2 and "--overlays needs a folder of its own, not the results file" in same.stderr
         assert not out.exists()
 

@@ -294,7 +294,7 @@ def test_evaluate_command_takes_a_threshold(preset_dir, manifest_path, tmp_path,
     assert report["models"]["weighted_average"]["decision_rule"]["threshold"] == 0.2
 
 
-def test_calibration_and_the_refer_rule_are_reported(loaded_pipeline, manifest_path, tmp_path):
+def test_calibration_and_the_refer_rule_are_reported(loaded_pipeline, manifest_path, tmp_path, monkeypatch):
     from keras_covidcxr import ProbabilityCalibration, ReferRule
 
     raw = evaluate_pipeline(loaded_pipeline, read_manifest(manifest_path), tmp_path / "raw", shortcut_probe=False,
@@ -303,9 +303,17 @@ def test_calibration_and_the_refer_rule_are_reported(loaded_pipeline, manifest_p
     calibration = ProbabilityCalibration("platt", slope=3.0, intercept=0.0)
     low, high = calibration.apply_to_positive([(p[2] + p[3]) / 2, (p[7] + p[8]) / 2])  # between images
     pipeline = loaded_pipeline._sharing_models(calibration=calibration, refer_rule=ReferRule(float(low), float(high)))
+    import keras_covidcxr.metrics.plots as plots
+
+    notes, save = {}, plots.save_figure
+    monkeypatch.setattr(plots, "save_figure", lambda figure, path: notes.update(
+        {path.name: " ".join(figure._supxlabel.get_text().split())}) or save(figure, path))
     evaluation = evaluate_pipeline(pipeline, read_manifest(manifest_path), tmp_path / "r", shortcut_probe=False,
                                    n_resamples=10)
     report = json.loads((tmp_path / "r" / "report.json").read_text())
+    title = (tmp_path / "r" / "report.md").read_text().splitlines()[0].removeprefix("# ")
+    assert set(notes) >= {"risk_coverage.png", "roc_covid.png", "reliability.png", "confusion_calibrated.png"}
+    assert set(notes.values()) == {f"{title}: 12 images (non_covid 8, covid 4)."}  # every figure, the same caveats
     calibrated = report["models"]["calibrated"]
     assert calibrated["decision_rule"]["threshold"] == pytest.approx(pipeline.decision_rule.threshold)
     assert "brier_score" in calibrated["calibration"] and "brier_score" in report["models"]["weighted_average"]["calibration"]
@@ -353,7 +361,8 @@ def test_a_three_class_pipeline_that_refers_failed_films_is_evaluated(make_pipel
         assert evaluation.refer["answered"]["accuracy"] == pytest.approx(np.mean(answered))
     report = (evaluation.out_dir / "report.md").read_text()
     assert f"{sum(failed)} of the 12 images referred" in report and not (evaluation.out_dir / "risk_coverage.png").exists()
-    assert "score each model's hard labels by its most probable class" in report  # no 'Decision rules' table
+    assert "| Model | label a class when |" in report and "| weighted_average | it is the most probable class |" in report
+    assert "| majority_vote | most of the members' votes go to it" in report  # a vote, three classes too
     with open(evaluation.out_dir / "scores.csv") as handle:  # every class's scores, not only covid's
         table = list(csv.DictReader(handle))
     for row, result in zip(table, results):

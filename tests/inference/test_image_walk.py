@@ -1,8 +1,10 @@
 import os
+from pathlib import Path
 
 import pytest
 
 from keras_covidcxr import find_images
+from keras_covidcxr.inference.image_walk import path_is_there
 
 
 def _touch(path, data=b"x"):
@@ -114,10 +116,27 @@ def test_what_a_folder_walk_cannot_reach_is_listed_for_the_loader_to_name(tmp_pa
             raise PermissionError(13, "Permission denied", str(path))
         return is_file(path)
 
+    is_dir, lstat = pathlib.Path.is_dir, os.lstat
+
+    def refusing_is_dir(path):
+        if path.parent.name == "shut":
+            raise PermissionError(13, "Permission denied", str(path))
+        return is_dir(path)
+
+    def refusing_lstat(path, *args, **kwargs):
+        if Path(path).parent.name == "shut":
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return lstat(path, *args, **kwargs)
+
     monkeypatch.setattr(os, "scandir", refusing_scandir)
     monkeypatch.setattr(pathlib.Path, "is_file", refusing_is_file)
+    monkeypatch.setattr(pathlib.Path, "is_dir", refusing_is_dir)
     found = [path.relative_to(tmp_path).as_posix() for path in find_images([tmp_path])]
     assert found == ["locked", "ok/a.png", "ok/broken.png", "ok/loop.png", "shut/c.png"]
+    assert find_images([tmp_path / "shut" / "c.png"]) == [tmp_path / "shut" / "c.png"]  # named: kept, not raised
+    monkeypatch.setattr(os, "lstat", refusing_lstat)
+    assert path_is_there(tmp_path / "shut" / "c.png") and not path_is_there(tmp_path / "ok" / "absent.png")
+    assert not path_is_there(tmp_path / "ok" / "a.png" / "below_a_file.png")
     monkeypatch.setattr(os, "access", lambda path, mode: False)  # as for a user, not root
     with pytest.raises(ImageDecodeError, match="locked: a folder that cannot be opened \\(permission denied\\)"):
         check_regular_file(tmp_path / "locked")

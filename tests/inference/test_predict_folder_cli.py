@@ -11,6 +11,7 @@ import pytest
 from covidcxr_cli.app import _progress_fields, app
 from typer.testing import CliRunner
 
+from keras_covidcxr import ConfigError
 from keras_covidcxr.inference.batch_prediction import PredictionSummary
 
 BATCH_SIZE = "4"  # the same in every tests/inference module: one traced shape per session
@@ -33,6 +34,8 @@ def test_a_folder_streams_into_a_csv_with_exit_1_and_a_rerun_adds_nothing(
     result = predict(folder, "--preset", preset_dir, "--out", out)
     assert result.exit_code == 1, result.output
     assert "3 predicted, 3 failed, 0 already done" in result.stdout
+    footer = [line.split(":")[0] for line in result.stdout.splitlines() if not line.startswith(" ")]
+    assert footer[-3:] == ["Label", "Probabilities", "Spread"]  # what the CSV's columns mean
     assert "predicting" in result.stderr and "6/6" in result.stderr  # the progress bar
     assert sorted(csv_sources(out)) == sorted(expected)
     failed_rows = [row for row in csv.DictReader(out.open()) if row["error"]]
@@ -152,6 +155,12 @@ def test_a_named_pipe_given_as_an_image_is_a_failed_row_not_a_hang(fast_cli, pre
     done = finished_run(preset_dir, [image, fifo, missing], out)
     assert (done.total, done.skipped, done.skipped_failed) == (3, 3, 2)
     assert finished_run(preset_dir, [image, fifo, missing], out, retry_failed=True) is None
+    before = out.read_bytes()
+    meta = out.with_name(out.name + ".meta.json")
+    meta.write_text(meta.read_text().replace('"package_version": "', '"package_version": "0.0.'))
+    with pytest.raises(ConfigError, match="another run \\(package_version"):  # as a run with work left says
+        finished_run(preset_dir, [image, fifo, missing], out)
+    assert out.read_bytes() == before
 
 
 def test_threshold_decides_the_label_and_every_output_says_which_rule(fast_cli, preset_dir, tmp_path, write_png):

@@ -84,6 +84,14 @@ def test_a_threshold_given_by_the_user_is_saved_with_the_preset(loaded_pipeline,
     assert loaded.refer_rule == ReferRule(0.0, 0.0, input_checks=True)  # the band belonged to the old threshold
     assert [r.label for r in loaded.predict(chest_images)] == [r.label for r in chosen.predict(chest_images)]
     assert verify_preset(tmp_path / "chosen").problems == []
+    changed = loaded.metadata["training"]["threshold_set_after_training"]  # the record's figures are the old rule's
+    assert changed["rule"].startswith("covid if p(covid) >= 0.300") and changed["replaces"] == calibrated.decision_rule.describe()
+    assert loaded.metadata["training"]["data"] == "test"
+    from covidcxr_cli.app import app
+    from typer.testing import CliRunner
+
+    info = " ".join(CliRunner().invoke(app, ["info", str(tmp_path / "chosen")]).stdout.split())
+    assert "threshold set after training: covid if p(covid) >= 0.300" in info and "at which the figures below" in info
     vote = make_pipeline(ensemble="majority_vote").with_decision_threshold(0.3)
     with pytest.raises(ConfigError, match="MajorityVoteEnsemble stores no threshold"):
         vote.save_to_preset(tmp_path / "vote")

@@ -236,6 +236,17 @@ def test_a_threshold_and_no_refer_set_after_loading_work_as_in_the_keras_pipelin
         ExportedPipeline(onnx_export, decision_threshold=1.5)  # the user's value, not a broken export.json
 
 
+def test_a_pipeline_exported_with_a_threshold_of_its_own_labels_by_it(small_pipeline, varied_images, tmp_path):
+    from keras_covidcxr.runtime import ExportedPipeline
+
+    chosen = small_pipeline.with_decision_threshold(0.2)
+    expected = [r.label for r in chosen.predict(varied_images)]
+    assert expected != [r.label for r in small_pipeline.predict(varied_images)]  # the threshold matters here
+    exported = ExportedPipeline(chosen.export(tmp_path / "chosen", format="onnx"))
+    assert exported.decision_rule.threshold == pytest.approx(0.2)
+    assert [r.label for r in exported.predict(varied_images)] == expected  # not the graph's own threshold's
+
+
 def test_the_runtime_threads_do_not_spin_between_graphs(onnx_export):
     from keras_covidcxr.runtime import ExportedPipeline
 

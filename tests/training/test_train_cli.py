@@ -185,5 +185,9 @@ def test_an_interrupted_finetune_says_what_is_kept(cli, preset_dir, synthetic_ma
     result = CliRunner().invoke(cli, ["finetune", str(preset_dir), str(synthetic_manifest_path), "--out", str(out),
                                       "--checkpoints", str(checkpoints)])
     assert result.exit_code == 130
-    assert (f"interrupted; {out} is not written (the parent preset is unchanged); {checkpoints} keeps the last "
-            "finished epoch: rerun the same command to resume") in " ".join(result.output.split())
+    assert (f"interrupted; {out} is not written (the parent preset is unchanged); {checkpoints} keeps the train "
+            "recipe's last finished epoch, if one finished: rerun the same command to resume") in " ".join(
+        result.output.split())
+    probe = CliRunner().invoke(cli, ["finetune", str(preset_dir), str(synthetic_manifest_path), "--out", str(out),
+                                     "--checkpoints", str(checkpoints), "--recipe", "linear-probe"])
+    assert probe.exit_code == 130 and "keeps" not in probe.output  # no epochs to keep

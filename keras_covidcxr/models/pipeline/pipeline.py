@@ -334,6 +334,16 @@ class Pipeline(PredictionSteps):
             config["out_of_distribution"] = self.out_of_distribution.to_config()
         return config
 
+    def _training_record(self, training):
+        """`training`, saying so when a threshold was set after it (its figures are the earlier rule's)."""
+        if self.decision_threshold is None or not training:
+            return training
+        earlier = decision_rule_of(self.ensemble, self.class_names, None, self.calibration, self.refer_rule)
+        return {**training, "threshold_set_after_training": {
+            "rule": self.decision_rule.describe(), "replaces": earlier.describe(),
+            "note": "set with with_decision_threshold; the figures of this record were measured at the rule it "
+                    "replaces"}}
+
     def check_storable(self):
         """Refuse (ConfigError) to save or export a pipeline whose decision its config cannot hold: a threshold
         given with `with_decision_threshold` to an ensemble that stores none (a majority vote)."""
@@ -361,7 +371,7 @@ class Pipeline(PredictionSteps):
             "backend": keras.backend.backend(),
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "parameter_counts": {path: int(model.count_params()) for path, model in components.items()},
-            "training": training if training is not None else self.metadata.get("training"),
+            "training": self._training_record(training if training is not None else self.metadata.get("training")),
             "golden_outputs": golden_outputs(self),
         }
 

@@ -93,6 +93,8 @@ def test_backend_tensors_are_read_as_arrays(pipeline, chest_images):
     assert [r.probabilities for r in one] == expected[:1] and one[0].source == "array[0]"
     assert [r.probabilities for r in several] == expected
     assert [r.probabilities for r in batch] == [expected[1]] * 2  # a 4-D tensor: a batch of images
+    half = pipeline.predict(keras.ops.cast(keras.ops.convert_to_tensor(chest_images[0]), "bfloat16"))[0]
+    assert half.error is None and half.probabilities == pytest.approx(expected[0], abs=0.05)  # 8 bits of mantissa
 
 
 def test_inputs_that_are_not_images_are_named_errors(pipeline, chest_images):
