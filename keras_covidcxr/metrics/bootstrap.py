@@ -3,7 +3,10 @@
 Images of one patient are correlated, so resampling images would make intervals too narrow.
 Each resample draws as many patients as there are, with replacement, and takes all images of
 each drawn patient. The interval is the percentile interval of the metric over resamples
-(resamples where a metric is undefined, e.g. no positive patient drawn, are left out of it).
+(resamples where a metric is undefined, e.g. no positive patient drawn, are left out of it). A
+resample that draws no patient of a class the data has is left out of that class's PPV and F1
+(0 there only because the class was not drawn) and of every macro average (an average over fewer
+classes).
 
 Example:
     >>> import numpy as np
@@ -72,7 +75,8 @@ def wilson_interval(successes, n, confidence=0.95):
     p = successes / n
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return [max(0.0, centre - half), min(1.0, centre + half)]
+    # exactly 0 and 1 at the ends (rounding gave 0.9999999999999999, so 1.0 lay outside its own interval)
+    return [0.0 if successes == 0 else max(0.0, centre - half), 1.0 if successes == n else min(1.0, centre + half)]
 
 
 def bootstrap_metrics(
@@ -107,8 +111,10 @@ def bootstrap_metrics(
     groups = check_groups(groups, len(labels))
     overall = {metric: [] for metric in OVERALL_METRICS}
     per_class = {name: {metric: [] for metric in PER_CLASS_METRICS} for name in names}
+    present = np.bincount(labels, minlength=len(names)) > 0
     for index in resample_patients(groups, int(n_resamples), seed):
         result = metrics_from_indices(labels[index], probs[index], names, positive_class, threshold)
+        _leave_out_undrawn(result, present & (np.bincount(labels[index], minlength=len(names)) == 0))
         for metric in OVERALL_METRICS:
             overall[metric].append(result.overall[metric])
         for name in names:
@@ -121,3 +127,19 @@ def bootstrap_metrics(
             for name, metrics in per_class.items()
         },
     }
+
+
+def _leave_out_undrawn(result, undrawn):
+    """Mark as undefined (NaN) in one resample's `ClassificationMetrics` what only the classes it did not draw
+    (`undrawn`, a boolean per class) decide: their PPV and F1, and macro averages."""
+    nan = float("nan")
+    for c in np.flatnonzero(undrawn):
+        result.per_class[result.class_names[c]].update(ppv=nan, f1=nan)
+    if not undrawn.any():
+        return
+    if result.averaging == "macro":
+        result.overall.update({metric: nan for metric in PER_CLASS_METRICS})
+    else:  # the positive class's own rates
+        positive = result.averaging.removeprefix("positive class ")
+        if undrawn[result.class_names.index(positive)]:
+            result.overall.update(ppv=nan, f1=nan)

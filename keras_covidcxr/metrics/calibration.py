@@ -65,7 +65,8 @@ def reliability_curve(outcomes, confidences, n_bins=10):
     if not np.isin(outcomes, (0, 1)).all():
         raise ConfigError("outcomes must be 0 or 1 (the event happened or not)")
     edges = np.linspace(0.0, 1.0, int(n_bins) + 1)
-    bins = np.clip(np.searchsorted(edges, confidences, side="right") - 1, 0, n_bins - 1)  # [edge i, edge i+1)
+    # [i / n, (i + 1) / n), computed exactly: linspace's edge 0.30000000000000004 put a confidence of 0.3 below it
+    bins = np.clip(np.floor(confidences * n_bins).astype(int), 0, int(n_bins) - 1)
     counts = np.bincount(bins, minlength=n_bins)
     with np.errstate(divide="ignore", invalid="ignore"):
         mean_confidence = np.bincount(bins, confidences, minlength=n_bins) / counts

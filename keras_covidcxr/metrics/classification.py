@@ -204,7 +204,7 @@ def classification_metrics(y_true, y_prob, class_names, positive_class=None, thr
         positive_class: for `overall`, report this class's one-vs-rest values instead of the
             macro average (the default for two classes is `class_names[1]`).
         threshold: two classes only: predict `class_names[1]` when its probability is at least
-            this (default: argmax, i.e. 0.5).
+            this (default 0.5: the most probable class, a tie at 0.5 going to `class_names[1]`).
 
     Returns:
         `ClassificationMetrics`.

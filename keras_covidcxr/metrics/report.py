@@ -37,6 +37,7 @@ from keras_covidcxr.metrics.classification import (
     PER_CLASS_METRICS,
     metrics_from_indices,
     positive_index,
+    predict_labels,
 )
 from keras_covidcxr.metrics.inputs import check_class_names, check_groups, check_inputs
 from keras_covidcxr.metrics.thresholds import threshold_for_sensitivity, youden_threshold
@@ -50,7 +51,8 @@ def _number(value):
 
 def _with_interval(values, intervals, counts, confidence):
     """metric -> {"value", "ci"}; a rate of exactly 0 or 1, where every bootstrap resample agrees, gets a
-    Wilson score interval on its images instead (a percentile interval would claim [100%, 100%])."""
+    Wilson score interval on its patients (the resampling unit) instead (a percentile interval would claim
+    [100%, 100%])."""
     cells = {}
     for metric in values:
         value, ci = _number(values[metric]), [_number(v) for v in intervals[metric]]
@@ -60,15 +62,15 @@ def _with_interval(values, intervals, counts, confidence):
     return cells
 
 
-def _rate_counts(matrix):
-    """The denominators of each rate: {"accuracy": n, class index: {metric: n}} (rows true, columns predicted)."""
-    tp = np.diag(matrix)
-    fn, fp = matrix.sum(axis=1) - tp, matrix.sum(axis=0) - tp
-    tn = matrix.sum() - tp - fn - fp
-    counts = {"accuracy": int(matrix.sum())}
-    for c in range(len(tp)):
-        counts[c] = {"sensitivity": int(tp[c] + fn[c]), "specificity": int(tn[c] + fp[c]),
-                     "ppv": int(tp[c] + fp[c]), "npv": int(tn[c] + fn[c])}
+def _rate_counts(labels, predictions, groups, n_classes):
+    """The patients behind each rate's denominator: {"accuracy": n, class index: {metric: n}}."""
+    def patients(images):
+        return len(np.unique(groups[images]))
+
+    counts = {"accuracy": patients(np.ones(len(labels), bool))}
+    for c in range(n_classes):
+        counts[c] = {"sensitivity": patients(labels == c), "specificity": patients(labels != c),
+                     "ppv": patients(predictions == c), "npv": patients(predictions != c)}
     return counts
 
 
@@ -167,7 +169,7 @@ def evaluate_models(
         )
         results["averaging"] = point.averaging
         curve = reliability_curve(probs.argmax(axis=1) == labels, probs.max(axis=1), n_bins)
-        counts = _rate_counts(point.confusion_matrix)
+        counts = _rate_counts(labels, predict_labels(probs, threshold), group_ids, len(names))
         overall_counts = {"accuracy": counts["accuracy"], **(counts[positive] if positive is not None else {})}
         entry = {
             "overall": _with_interval(point.overall, intervals["overall"], overall_counts, confidence),
@@ -296,7 +298,7 @@ def render_markdown(results, title="Evaluation report", figures=None):
     """The Markdown page of a report built by `evaluate_models` (`figures`: name -> file name)."""
     figures = figures or {}
     names = results["class_names"]
-    pct = round(results["confidence"] * 100)
+    pct = f"{results['confidence'] * 100:g}"  # 97.5, not 98
     patients = f" of {results['n_patients']} patients" if results["n_patients"] is not None else ""
     support = ", ".join(f"{name} {count}" for name, count in results["support"].items())
     lines = [
@@ -307,7 +309,7 @@ def render_markdown(results, title="Evaluation report", figures=None):
         (
             f"Values with {pct}% bootstrap confidence intervals ({results['n_resamples']} resamples by "
             f"{results['resampling_unit']}, seed {results['seed']}); a rate of 0% or 100%, where every resample "
-            "agrees, gets a Wilson score interval on its images instead. Rates in %, AUC as a fraction."
+            "agrees, gets a Wilson score interval on its patients instead. Rates in %, AUC as a fraction."
         ),
         "",
         *_decision_lines(results),

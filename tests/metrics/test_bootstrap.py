@@ -10,6 +10,7 @@ from keras_covidcxr.metrics import (
     percentile_interval,
     resample_patients,
 )
+from keras_covidcxr.metrics.bootstrap import wilson_interval
 
 
 def noisy_predictions(n_patients=80, images_per_patient=3, seed=0):
@@ -69,3 +70,28 @@ def test_undefined_resamples_are_left_out_and_bad_arguments_raise():
         bootstrap_metrics(y, p, ["a", "b"], patients, confidence=95)
     with pytest.raises(ConfigError, match="groups has shape"):
         bootstrap_metrics(y, p, ["a", "b"], patients[:3])
+
+
+def test_a_resample_without_a_class_is_left_out_of_macro_averages_and_that_class_s_ppv():
+    # covid (class 0) from 2 patients of 5 films each, 80 other patients: about 1 resample in 7 draws no covid
+    rng = np.random.default_rng(1)
+    labels = np.r_[np.zeros(10, int), rng.integers(1, 3, 80)]
+    groups = np.r_[np.repeat([0, 1], 5), np.arange(2, 82)]
+    probs = rng.dirichlet([1, 1, 1], 90) + np.eye(3)[labels] * 0.3
+    probs /= probs.sum(axis=1, keepdims=True)
+    names = ["covid", "normal", "pneumonia"]
+    intervals = bootstrap_metrics(labels, probs, names, groups=groups, n_resamples=300, seed=0)
+    kept, ppv = [], []  # the reference: resamples that drew every class
+    for index in resample_patients(groups, 300, seed=0):
+        result = classification_metrics(labels[index], probs[index], names)
+        if len(set(labels[index])) == 3:
+            kept.append(result.overall["auc"])
+            ppv.append(result.per_class["covid"]["ppv"])
+    assert len(kept) < 290  # some resamples did miss covid
+    assert intervals["overall"]["auc"] == pytest.approx(percentile_interval(kept))
+    assert intervals["per_class"]["covid"]["ppv"] == pytest.approx(percentile_interval(ppv))
+
+
+def test_a_wilson_interval_ends_exactly_at_0_and_1():
+    assert wilson_interval(15, 15)[1] == 1.0 and wilson_interval(0, 15)[0] == 0.0
+    assert wilson_interval(1, 1) == pytest.approx([0.2065, 1.0], abs=1e-4)

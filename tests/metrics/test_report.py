@@ -262,6 +262,17 @@ def test_a_perfect_rate_gets_a_wilson_interval_not_a_collapsed_percentile_one():
     assert overall["auc"]["ci"] == [1.0, 1.0]  # not a proportion of films: left as the bootstrap gives it
 
 
+def test_a_perfect_rate_s_wilson_interval_counts_patients_not_images():
+    # the 15 COVID-19 films of one patient all found: as sure as one patient makes it, not as fifteen
+    truth = ["covid"] * 15 + ["non_covid"] * 10
+    p_covid = np.r_[np.full(15, 0.9), np.linspace(0.1, 0.6, 10)]
+    groups = ["p0"] * 15 + [f"q{i}" for i in range(10)]
+    results = evaluate_models({"m": np.stack([1 - p_covid, p_covid], 1)}, truth, ["non_covid", "covid"],
+                              groups=groups, n_resamples=50)
+    sensitivity = results["models"]["m"]["overall"]["sensitivity"]
+    assert sensitivity["value"] == 1.0 and sensitivity["ci"] == pytest.approx([0.2065, 1.0], abs=1e-4)
+
+
 def test_a_perfect_auc_is_not_shown_with_a_collapsed_interval(tmp_path):
     truth = ["covid"] * 6 + ["non_covid"] * 4
     p_covid = np.r_[np.full(6, 0.9), np.full(4, 0.1)]

@@ -85,6 +85,12 @@ def test_reliability_curve_and_ece_by_hand():
     assert curve.to_dict()["mean_confidence"][1] is None
 
 
+def test_a_confidence_on_a_bin_edge_falls_in_the_bin_it_starts():
+    edges = [i / 10 for i in range(10)] + [1.0]  # 0.3, 0.6 and 0.7 among them, which linspace misplaces
+    bins = [int(np.flatnonzero(reliability_curve([1], [edge], 10).counts)[0]) for edge in edges]
+    assert bins == [*range(10), 9]  # [i/10, (i+1)/10); 1.0 in the last bin
+
+
 def test_top_label_ece_is_zero_when_confidence_matches_accuracy():
     # 10 predictions at confidence 0.7, 7 right: perfectly calibrated
     probs = np.tile([0.7, 0.3], (10, 1))

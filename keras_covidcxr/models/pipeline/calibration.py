@@ -5,8 +5,12 @@ observed frequencies. Both maps are monotone in p(positive), so a threshold on r
 the same decision at `apply_to_positive(threshold)` on calibrated ones. Numpy only: presets are
 read and described without Keras.
 
-- Platt (Platt 1999): p' = sigmoid(slope * logit(p) + intercept), two classes only.
-- Temperature (Guo et al. 2017): p' = softmax(log(p) / T), any number of classes.
+- Platt (Platt 1999): p' = sigmoid(slope * logit(p) + intercept), two classes only, fitted as a
+  plain (unpenalised) logistic regression on logit(p), without Platt's smoothed targets
+  ((N+ + 1) / (N+ + 2)), so on a few dozen images it differs from scikit-learn's
+  `CalibratedClassifierCV(method="sigmoid")`.
+- Temperature (Guo et al. 2017): p' = softmax(log(p) / T), any number of classes; T is searched
+  in [e^-4, e^4] (0.018 to 55).
 
 Example:
     >>> calibration = fit_calibration([[0.9, 0.1], [0.6, 0.4], [0.3, 0.7], [0.2, 0.8]], [0, 1, 0, 1])

@@ -322,11 +322,10 @@ def _image_list(images):
     images = as_array(images)
     if isinstance(images, _SINGLE_IMAGES) and not (isinstance(images, np.ndarray) and images.ndim == 4):
         return [images]
-    refused = ConfigError(f"images: {IMAGE_KINDS}, or a list of them; got "
+    if images is None or isinstance(images, dict) or hasattr(images, "read") or not hasattr(images, "__iter__"):
+        raise ConfigError(f"images: {IMAGE_KINDS}, or a list of them; got "
                           + ("None" if images is None else f"a {type(images).__name__}")
                           + (FILE_OBJECT_HINT if hasattr(images, "read") else ""))
-    if images is None or isinstance(images, dict) or hasattr(images, "read") or not hasattr(images, "__iter__"):
-        raise refused
     return [as_array(image) for image in images]
 
 
