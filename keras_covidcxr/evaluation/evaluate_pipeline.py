@@ -1,5 +1,6 @@
 """`evaluate_pipeline`: the paper's tables (each CNN, weighted average, majority vote) and a shortcut probe."""
 
+import collections
 import csv
 import dataclasses
 import os
@@ -229,9 +230,8 @@ def _labels_given(predicted, manifest_labels, class_names):
     """The pipeline's own labels of the images of each manifest label (normal and pneumonia apart, though both
     may be one class here)."""
     answers = [*class_names, "refer"] if "refer" in set(predicted) else list(class_names)
-    counts = {label: {answer: int(sum(1 for p, m in zip(predicted, manifest_labels) if m == label and p == answer))
-                      for answer in answers}
-              for label in sorted(set(manifest_labels))}
+    given = collections.Counter(zip(manifest_labels, predicted))
+    counts = {label: {answer: given[label, answer] for answer in answers} for label in sorted(set(manifest_labels))}
     lines = ["The pipeline's own labels of the images of each manifest label (its decision rule, as above):", "",
              "| manifest label | images | " + " | ".join(f"labelled {answer}" for answer in answers) + " |",
              "|---|---|" + "---|" * len(answers)]

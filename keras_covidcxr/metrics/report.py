@@ -236,7 +236,7 @@ def _decision_lines(results):
         return ["Hard labels: the most probable class.", ""]
     thresholds = any(rule["rule"] == "threshold" for rule in rules.values())
     lines = ["## Decision rules", "", f"| Model | label {'the positive' if thresholds else 'a'} class when |", "|---|---|"]
-    lines += [f"| {model} | {_labelled_when(rule, results['models'][model])} |" for model, rule in rules.items()]
+    lines += [f"| {model} | {_labelled_when(rule, models[model])} |" for model, rule in rules.items()]
     return [*lines, ""]
 
 
@@ -594,12 +594,12 @@ def _write_figures(folder, figures, results, scores, y_true, class_names, note=N
             figure = plot_roc_curves(curves, f"ROC: {name} vs rest")
         elif key.startswith("confusion_"):
             model = key[len("confusion_") :]
-            rule = results["models"][model].get("decision_rule", {"rule": "argmax"})
             entry = results["models"][model]
+            rule = entry.get("decision_rule", {"rule": "argmax"})
             caption = ("labels: the members' majority vote" if entry.get("scores_are_votes") else
                        f"{rule['positive_class']} when {_labelled_when(rule, entry)}" if rule["rule"] == "threshold"
                        else "labels: the most probable class")
-            figure = plot_confusion_matrix(results["models"][model]["confusion_matrix"], names, f"{model}\n{caption}")
+            figure = plot_confusion_matrix(entry["confusion_matrix"], names, f"{model}\n{caption}")
         else:
             n_bins = len(next(iter(results["models"].values()))["calibration"]["counts"])
             curves = {

@@ -105,13 +105,15 @@ class ExportedPipeline(PredictionSteps):
 
     def _run_ensemble(self, batch, batch_size):
         outputs = self._graphs["ensemble"].run(batch)
-        spec = self.ensemble_config
-        if spec["class_name"] == "WeightedAverageEnsemble" and len(self.class_names) == 2:
-            # labelled at the threshold export.json states: one set with with_decision_threshold before the
-            # export is there, not in the graph
-            threshold = spec["config"].get("threshold", 0.5)
-            outputs["label"] = (np.asarray(outputs["probabilities"])[:, 1] >= threshold).astype("int32")
+        if self.ensemble_config["class_name"] == "WeightedAverageEnsemble" and len(self.class_names) == 2:
+            # a threshold set with with_decision_threshold before the export is in export.json, not in the graph
+            outputs["label"] = self._threshold_label(outputs["probabilities"])
         return outputs
+
+    def _threshold_label(self, probabilities):
+        """Two classes: the weighted average's label at the threshold export.json states."""
+        threshold = self.ensemble_config["config"].get("threshold", 0.5)
+        return (np.asarray(probabilities)[:, 1] >= threshold).astype("int32")
 
     def _combine(self, member_probabilities):
         """The weighted average's rule in numpy (test-time augmentation averages before combining)."""
@@ -122,7 +124,7 @@ class ExportedPipeline(PredictionSteps):
         probabilities = np.einsum("nmc,m->nc", member_probabilities, np.asarray(settings["weights"], "float32"))
         two_classes = len(self.class_names) == 2
         if two_classes:
-            label = (probabilities[:, 1] >= settings.get("threshold", 0.5)).astype("int32")
+            label = self._threshold_label(probabilities)
             votes = np.asarray(self.vote_thresholds, "float32")
             member_labels = (member_probabilities[..., 1] >= votes).astype("int32")
         else:
