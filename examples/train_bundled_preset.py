@@ -64,6 +64,8 @@ from keras_covidcxr.data import (
     exclude_refused,
     find_near_duplicates,
     from_shared_cxr_manifest,
+    linked_patient_groups,
+    patients_sharing_files,
     read_manifest,
     split_by_patient,
     write_manifest,
@@ -138,12 +140,21 @@ def prepare_data(shared_folder, work):
     # By label only, as when the shipped segmenter was trained: its test split (and test Dice) stays the same.
     split = split_by_patient(manifest, fractions=(0.8, 0.1, 0.1), seed=SEED, linked_patients=linked,
                              stratify_by=("label",))
+    group_of = linked_patient_groups(split.patient_ids(), [*linked, *patients_sharing_files(split)])
+    split = split.with_rows(row.replace(extra={**row.extra, "patient_group": group_of[row.patient_id]})
+                            for row in split)
     work.mkdir(parents=True, exist_ok=True)
     report = [{"check": f.check, "message": f.message, "paths": list(f.paths)}
               for findings in dropped.values() for f in findings]
     (work / "data_report.json").write_text(json.dumps({"dropped": report}, indent=2))
     write_manifest(split, path)
     return read_manifest(path)
+
+
+def patient_groups(rows):
+    """Each row's group of linked patients (ids that share a picture), the unit of every fold and resample;
+    a work folder made before 0.4.15 has no such column: its patient ids."""
+    return np.array([row.extra.get("patient_group") or row.patient_id for row in rows])
 
 
 # === 2. segmenter ===
@@ -203,7 +214,7 @@ def evaluate_segmenter(manifest, segmenter):
         }
         for label, items in sorted(quality.items())
     }
-    return {"test_dice": patient_interval(dice, [row.patient_id for row in test]), "mask_qc_on_cls_images": qc}
+    return {"test_dice": patient_interval(dice, patient_groups(test)), "mask_qc_on_cls_images": qc}
 
 
 # === 3-4. inputs and features ===
@@ -429,7 +440,7 @@ def paired_auc_difference(labels, groups, scores, baseline):
 def cross_validation_report(rows, features, hard_features, baselines, adapted, failed_checks):
     """({model: {subset: metrics}}, fold records, hard-mask comparison) of the recipe's out-of-fold scores."""
     labels = np.array([row.label == "covid" for row in rows], np.int64)
-    groups = np.array([row.patient_id for row in rows])
+    groups = patient_groups(rows)
     pa = np.array([row.view == "PA" for row in rows])
     oof, folds = cross_validate(features, labels, groups, baselines, adapted, failed_checks)
     report = {name: {} for name in ("ensemble", *features, *baselines)}
@@ -479,7 +490,7 @@ def uncertainty_report(labels, groups, oof, failed_checks):
 def last_layer_comparison(rows, features):
     """Cross-validated AUC of the same recipe on the backbones' last-layer features (the 0.2 preset's)."""
     labels = np.array([row.label == "covid" for row in rows], np.int64)
-    groups = np.array([row.patient_id for row in rows])
+    groups = patient_groups(rows)
     pa = np.array([row.view == "PA" for row in rows])
     oof, _ = cross_validate(features, labels, groups, {})
     return {"ensemble_auc": with_ci(auc, labels, groups, oof["ensemble"]),
@@ -488,7 +499,7 @@ def last_layer_comparison(rows, features):
 
 def leave_one_source_out(rows, adapted):
     labels = np.array([row.label == "covid" for row in rows], np.int64)
-    groups = np.array([row.patient_id for row in rows])
+    groups = patient_groups(rows)
     sources = np.array([row.source for row in rows])
     report = {}
     for source in WITHIN_COLLECTION:
@@ -509,7 +520,7 @@ def leave_one_source_out(rows, adapted):
 
 def final_preset(rows, features, segmenter, weights_folder, inputs):
     labels = np.array([row.label == "covid" for row in rows], np.int64)
-    groups = np.array([row.patient_id for row in rows])
+    groups = patient_groups(rows)
     recipe = fit_recipe(features, labels, groups, np.arange(len(rows)), seed=SEED)
     members = []
     for name in MEMBERS:

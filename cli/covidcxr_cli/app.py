@@ -59,7 +59,8 @@ def _open_unit_interval(value):
 
 @app.command()
 def predict(
-    images: list[Path] = typer.Argument(..., help="Image files (PNG, JPEG, BMP, TIFF, DICOM) and folders (walked recursively).", show_default=False, readable=False),
+    # str, not Path: click would turn an empty argument (an unset "$VAR") into ".", the current folder
+    images: list[str] = typer.Argument(..., help="Image files (PNG, JPEG, BMP, TIFF, DICOM) and folders (walked recursively).", show_default=False),
     preset: str | None = typer.Option(
         None, "--preset", "-p", show_default=False,
         help=f"Preset folder, registered name or hf://owner/repo[@rev] (default: {keras_covidcxr.DEFAULT_PRESET}, bundled).",
@@ -197,13 +198,13 @@ def _check_writable_folder(folder, problem):
 
 def _existing_images(images):
     """The image files under `images`; refuses inputs of which none exists, or folders with no image."""
+    same = []
+    paths = keras_covidcxr.find_images(images, same_files=same)  # first: it refuses an empty name
     missing = [image for image in images if not path_is_there(image)]
     if len(missing) == len(images):
         raise keras_covidcxr.InputError(
             f"{missing[0]}: no such file or folder" + (f" (nor {len(missing) - 1} more)" if len(missing) > 1 else "")
         )
-    same = []
-    paths = keras_covidcxr.find_images(images, same_files=same)
     if not [path for path in paths if path_is_there(path)]:
         raise keras_covidcxr.InputError(f"no image files in {', '.join(str(image) for image in images)}")
     if same:

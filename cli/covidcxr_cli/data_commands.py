@@ -91,6 +91,21 @@ def _require(value, option, kind):
     return value
 
 
+def _refuse_one_file_twice(inputs, outputs):
+    """Refuse an output that names an input or another output (both lists of (what, path)): it would replace it
+    (with --overwrite, a manifest by its own audit report); checked before any work."""
+    import os
+
+    from keras_covidcxr import ConfigError
+
+    seen = {os.path.realpath(path): what for what, path in inputs}
+    for what, path in outputs:
+        if path is not None:
+            other = seen.setdefault(os.path.realpath(path), what)
+            if other != what:
+                raise ConfigError(f"{path}: is both {other} and {what}; write {what} elsewhere")
+
+
 def _parse_class_map(text):
     """{folder: label} from "COVID=covid,Non-COVID=normal"."""
     from keras_covidcxr import ConfigError
@@ -182,6 +197,8 @@ def build(
     stdout, _ = _consoles()
     if split is not None and split not in ("train", "val", "test"):
         raise ConfigError(f"--split {split!r}: use train, val or test")
+    _refuse_one_file_twice([(f"the {kind.value} input", source)],
+                           [("the manifest (--out)", out), ("the build report (--report)", report)])
     for path in (out, report):  # refuse before building: darwin writes masks while it builds
         if path is not None and path.exists() and not overwrite:
             raise keras_covidcxr.OutputExistsError(f"{path}: already exists; pass --overwrite to replace it")
@@ -208,6 +225,20 @@ def build(
                      markup=False, soft_wrap=True)
 
 
+# the near-duplicate settings, shared by split (which links) and audit (which checks)
+_NEAR_DUPLICATE_THRESHOLD = typer.Option(
+    0.97, "--near-duplicate-threshold", min=-1.0, max=1.0,
+    help="Thumbnail correlation from which two files count as one picture (their perceptual hashes must also "
+    "be close).",
+)
+_MAX_HASH_DISTANCE = typer.Option(
+    6, "--max-hash-distance", min=0, max=64,
+    help="Most perceptual-hash bits (of 64) such files may differ in. Cropped or bordered copies differ in "
+    "12-14, but so do look-alike films: on the 3,248 shared films 10 bits at 0.93 already chain 13 patients "
+    "into one group, 12 at 0.90 842. Loosen both only to review a small set's pairs.",
+)
+
+
 def _parse_fractions(text):
     from keras_covidcxr import ConfigError
 
@@ -232,6 +263,8 @@ def merge_command(
     from keras_covidcxr.data import Manifest, read_manifest, write_manifest
 
     stdout, stderr = _consoles()
+    _refuse_one_file_twice([("an input manifest", path) for path in manifest_paths],
+                           [("the merged manifest (--out)", out)])
     root = out.parent
     rows, first_seen, patients_of = [], {}, []
     for path in manifest_paths:
@@ -283,6 +316,8 @@ def split_command(
         "--link-duplicates/--no-link-duplicates",
         help="Read the images and keep patients that share a picture in one split.",
     ),
+    threshold: float = _NEAR_DUPLICATE_THRESHOLD,
+    max_hash_distance: int = _MAX_HASH_DISTANCE,
     drop_refused: bool = typer.Option(
         False,
         "--exclude-refused",
@@ -310,6 +345,7 @@ def split_command(
     )
 
     stdout, stderr = _consoles()
+    _refuse_one_file_twice([("the input manifest", manifest_path)], [("the split manifest (--out)", out)])
     if out.exists() and not overwrite:  # before the images are read and linked, not after
         raise keras_covidcxr.data.DatasetError(f"{out}: already exists; pass --overwrite to replace it")
     manifest = read_manifest(manifest_path)
@@ -330,7 +366,7 @@ def split_command(
     linked = []
     if link_duplicates:
         with _progress_bar("looking for re-uploaded pictures") as progress:
-            groups = find_near_duplicates(manifest, progress=progress)
+            groups = find_near_duplicates(manifest, threshold, progress, max_hash_distance)
         linked = [group.patient_ids for group in groups if len(group.patient_ids) > 1]
         if linked:
             stdout.print(
@@ -350,6 +386,12 @@ def split_command(
     if empty:
         stderr.print(f"warning: {' and '.join(empty)} got no patient: {len(result.patient_ids())} patients "
                      f"(or groups kept together) are too few for --fractions {fractions}", markup=False)
+    labelled = {(row.split, row.label) for row in result if row.task == "cls"}
+    for label in sorted({label for _, label in labelled}):
+        missing = [name for name in ("train", "val", "test") if name in given and (name, label) not in labelled]
+        if missing:
+            stderr.print(f"warning: no {label} film in {' or '.join(missing)}: too few {label} patients for "
+                         f"--fractions {fractions}; a metric of that split says nothing about {label}", markup=False)
 
 
 @data_app.command("audit")
@@ -362,13 +404,8 @@ def audit_command(
     min_size: int = typer.Option(
         256, "--min-size", min=0, help="Smallest allowed image side in px (paper: 256)."
     ),
-    threshold: float = typer.Option(
-        0.97,
-        "--near-duplicate-threshold",
-        min=-1.0,
-        max=1.0,
-        help="Thumbnail correlation from which two files count as one picture (their perceptual hashes must also be close).",
-    ),
+    threshold: float = _NEAR_DUPLICATE_THRESHOLD,
+    max_hash_distance: int = _MAX_HASH_DISTANCE,
     images: bool = typer.Option(
         True,
         "--images/--no-images",
@@ -390,6 +427,7 @@ def audit_command(
         from keras_covidcxr.data.manifest import refuse_own_file
 
         stdout, _ = _consoles()
+        _refuse_one_file_twice([("the audited manifest", manifest_path)], [("the audit report (--json)", json_path)])
         manifest = read_manifest(manifest_path)
         if json_path is not None and json_path.exists() and not overwrite:
             raise keras_covidcxr.OutputExistsError(f"{json_path}: already exists; pass --overwrite to replace it")
@@ -401,6 +439,7 @@ def audit_command(
                 allow_pediatric=allow_pediatric,
                 min_size=min_size,
                 near_duplicate_threshold=threshold,
+                max_hash_distance=max_hash_distance,
                 check_images=images,
                 progress=progress,
             )

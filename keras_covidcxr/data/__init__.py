@@ -29,6 +29,7 @@ from keras_covidcxr.data.builders import (
     from_midrc_ricord,
     from_shared_cxr_manifest,
 )
+from keras_covidcxr.data.image_scan import patients_sharing_files
 from keras_covidcxr.data.manifest import (
     ADULT_AGE,
     LABELS,
@@ -51,7 +52,14 @@ from keras_covidcxr.data.near_duplicates import (
     thumbnail_fingerprint,
 )
 from keras_covidcxr.data.source_shortcut import SOURCE_SHORTCUT_AUC, SourceShortcut, source_shortcut
-from keras_covidcxr.data.splits import Fold, describe_splits, group_kfold, patient_strata, split_by_patient
+from keras_covidcxr.data.splits import (
+    Fold,
+    describe_splits,
+    group_kfold,
+    linked_patient_groups,
+    patient_strata,
+    split_by_patient,
+)
 from keras_covidcxr.data.vocabulary import normalize_label, normalize_view
 
 __all__ = [
@@ -91,9 +99,11 @@ __all__ = [
     "from_midrc_ricord",
     "from_shared_cxr_manifest",
     "group_kfold",
+    "linked_patient_groups",
     "normalize_label",
     "normalize_view",
     "patient_strata",
+    "patients_sharing_files",
     "perceptual_hash",
     "read_manifest",
     "source_shortcut",

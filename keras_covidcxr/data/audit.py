@@ -1,12 +1,13 @@
 """Audit a manifest for the leaks and exclusions the paper insists on, before any training.
 
-Errors (the audit fails): a patient in two splits; the same picture (near-duplicate, see
-`near_duplicates`) in two splits; a child (age under 18) unless allowed; a lateral view; an
+Errors (the audit fails): a patient in two splits; the same picture (one file, or near-duplicate
+files, see `near_duplicates`) in two splits; a child (age under 18 in any of the patient's rows:
+the others are flagged too) unless allowed; a lateral view; an
 image whose smaller side is under `min_size` px (paper: 256); a missing or unreadable image or
 mask; a mask whose size differs from its image; one file in two rows of one task (under any spelling of
 its path: a symlink or hard link counts as the same file), which would count it twice. Warnings (reported, not failing): the same
-picture under two patient ids within one split (link them before re-splitting), rows without
-a split.
+picture (one file or near-duplicates) under two patient ids within one split (link them before
+re-splitting), rows without a split.
 
 Example:
     >>> report = audit_manifest(read_manifest("manifest.csv"))  # doctest: +SKIP
@@ -16,10 +17,9 @@ Example:
 
 import dataclasses
 import json
-import os
 from collections import defaultdict
 
-from keras_covidcxr.data.image_scan import ImageScan, header_size, scan_images
+from keras_covidcxr.data.image_scan import ImageScan, file_identity, header_size, rows_by_file, scan_images
 from keras_covidcxr.data.manifest import ADULT_AGE
 from keras_covidcxr.data.near_duplicates import (
     DEFAULT_NEAR_DUPLICATE_THRESHOLD,
@@ -167,21 +167,12 @@ def _patients_in_several_splits(manifest):
             )
 
 
-def _file_identity(path):
-    """The same value for every spelling of one file: its device and inode, or its real path when absent."""
-    try:
-        status = os.stat(path)
-    except OSError:
-        return os.path.realpath(path)
-    return status.st_dev, status.st_ino
-
-
 def _files_listed_twice(manifest):
-    rows_of = defaultdict(list)
-    for row in manifest:
-        rows_of[(row.task, _file_identity(manifest.resolve(row)))].append(row)
-    for (task, _), rows in rows_of.items():
-        if len(rows) > 1:
+    for rows_of_file in rows_by_file(manifest).values():
+        for task in dict.fromkeys(row.task for row in rows_of_file):
+            rows = [row for row in rows_of_file if row.task == task]
+            if len(rows) < 2:
+                continue
             listed = "; ".join(f"{row.path} (patient {row.patient_id}, {row.label or 'no label'}, "
                                f"{row.split or 'no split'})" for row in rows)
             yield AuditFinding(
@@ -194,13 +185,19 @@ def _files_listed_twice(manifest):
 
 
 def _row_checks(manifest, allow_pediatric):
+    youngest = {}  # a child's other films (no age, or a later one) are a child's too
+    for row in manifest:
+        if row.age is not None and row.age < ADULT_AGE:
+            youngest[row.patient_id] = min(row.age, youngest.get(row.patient_id, row.age))
     unsplit = []
     for row in manifest:
-        if not allow_pediatric and row.age is not None and row.age < ADULT_AGE:
+        if not allow_pediatric and row.patient_id in youngest:
+            age = (f"age {row.age:g}" if row.age is not None and row.age < ADULT_AGE
+                   else f"age {youngest[row.patient_id]:g} in another row")
             yield AuditFinding(
                 "pediatric",
                 "error",
-                f"{row.path} (patient {row.patient_id}): age {row.age:g}",
+                f"{row.path} (patient {row.patient_id}): {age}",
                 (row.path,),
                 (row.patient_id,),
             )
@@ -257,7 +254,7 @@ def _file_checks(scans, min_size):
 
 
 def _mask_checks(manifest, scans, check_images):
-    size_of = {scan.path: scan.size for scan in scans}
+    size_of = {file_identity(scan.path): scan.size for scan in scans}
     for row in manifest:
         if row.task != "seg" or not row.mask_path:
             continue
@@ -284,7 +281,7 @@ def _mask_checks(manifest, scans, check_images):
                 (row.patient_id,),
             )
             continue
-        image = size_of.get(manifest.resolve(row))
+        image = size_of.get(file_identity(manifest.resolve(row)))
         if image is not None and (mask_size[1], mask_size[0]) != image:
             yield AuditFinding(
                 "mask_size_mismatch",
@@ -296,8 +293,25 @@ def _mask_checks(manifest, scans, check_images):
             )
 
 
-def _duplicate_checks(scans, threshold):
-    for group in duplicate_groups([scan for scan in scans if scan.fingerprint is not None], threshold):
+def _shared_file_checks(scans):
+    """One file (any spelling of its path) whose rows are in several splits, or name several patients in one."""
+    for scan in scans:
+        splits = tuple(dict.fromkeys(row.split for row in scan.rows if row.split))
+        patients = tuple(dict.fromkeys(row.patient_id for row in scan.rows))
+        rows = "; ".join(f"{row.path} ({row.task}, patient {row.patient_id}, {row.split or 'no split'})"
+                         for row in scan.rows)
+        paths = tuple(dict.fromkeys(row.path for row in scan.rows))
+        if len(splits) > 1:
+            yield AuditFinding("near_duplicate_across_splits", "error",
+                               f"one file in {', '.join(splits)}: {rows}", paths, patients)
+        elif len(patients) > 1:
+            yield AuditFinding("same_picture_several_patients", "warning",
+                               f"one file under patients {', '.join(patients)}: {rows}", paths, patients)
+
+
+def _duplicate_checks(scans, threshold, max_hash_distance):
+    for group in duplicate_groups([scan for scan in scans if scan.fingerprint is not None], threshold,
+                                  max_hash_distance):
         patients = ", ".join(group.patient_ids)
         files = "; ".join(group.paths)
         if len(group.splits) > 1:
@@ -325,6 +339,7 @@ def audit_manifest(
     allow_pediatric=False,
     min_size=MIN_IMAGE_SIDE,
     near_duplicate_threshold=DEFAULT_NEAR_DUPLICATE_THRESHOLD,
+    max_hash_distance=MAX_HASH_DISTANCE,
     check_images=True,
     progress=None,
 ):
@@ -337,6 +352,9 @@ def audit_manifest(
         near_duplicate_threshold: thumbnail correlation at or above which two files whose
             perceptual hashes differ in at most `MAX_HASH_DISTANCE` bits count as the same
             picture (default 0.97; see `keras_covidcxr.data.near_duplicates` for why).
+        max_hash_distance: the most perceptual-hash bits (of 64) two such files may differ in
+            (default 6). Cropped or bordered copies differ in more (12-14), but so do look-alike
+            films: see `keras_covidcxr.data.near_duplicates` before loosening it.
         check_images: decode the images (sizes, near-duplicates, unreadable files); when False
             only file existence and the manifest's own columns are checked.
         progress: optional `callable(done, total)` called after each image file is read.
@@ -345,19 +363,19 @@ def audit_manifest(
         raise ConfigError(f"min_size={min_size!r}: need a whole number of pixels >= 0")
     if not -1.0 <= near_duplicate_threshold <= 1.0:
         raise ConfigError(f"near_duplicate_threshold={near_duplicate_threshold!r}: a correlation in [-1, 1]")
+    if int(max_hash_distance) != max_hash_distance or not 0 <= max_hash_distance <= 64:
+        raise ConfigError(f"max_hash_distance={max_hash_distance!r}: a number of bits from 0 to 64")
     if check_images:
         scans = scan_images(manifest, progress=progress)
     else:
-        scans = {}
-        for row in manifest:
-            path = manifest.resolve(row)
-            scans.setdefault(path, ImageScan(path, row.path, [], missing=not path.is_file())).rows.append(row)
-        scans = list(scans.values())
+        scans = [ImageScan(path, rows[0].path, rows, missing=not path.is_file())
+                 for path, rows in ((manifest.resolve(rows[0]), rows) for rows in rows_by_file(manifest).values())]
     findings = [
         *([AuditFinding("no_rows", "error", "the manifest has no rows")] if not len(manifest) else []),
         *_patients_in_several_splits(manifest),
         *_files_listed_twice(manifest),
-        *(_duplicate_checks(scans, near_duplicate_threshold) if check_images else ()),
+        *_shared_file_checks(scans),
+        *(_duplicate_checks(scans, near_duplicate_threshold, max_hash_distance) if check_images else ()),
         *_row_checks(manifest, allow_pediatric),
         *_file_checks(scans, min_size),
         *_mask_checks(manifest, scans, check_images),
@@ -367,7 +385,7 @@ def audit_manifest(
     settings = {
         "min_size": int(min_size),
         "near_duplicate_threshold": near_duplicate_threshold,
-        "max_hash_distance": MAX_HASH_DISTANCE,
+        "max_hash_distance": int(max_hash_distance),
         "allow_pediatric": allow_pediatric,
         "check_images": check_images,
     }
@@ -390,11 +408,21 @@ def exclude_refused(manifest, *, allow_pediatric=False, min_size=MIN_IMAGE_SIDE,
         {'pediatric': 1, 'image_too_small': 10}
     """
     scans = scan_images(manifest, progress=progress)
-    dropped = {}
-    for finding in (*_row_checks(manifest, allow_pediatric), *_file_checks(scans, min_size),
-                    *_mask_checks(manifest, scans, True)):
-        if finding.severity == "error":
+    dropped, refused_files, refused_masks, refused_patients = {}, set(), set(), set()
+    for checks, refused in ((_row_checks(manifest, allow_pediatric), refused_files),
+                            (_file_checks(scans, min_size), refused_files),
+                            (_mask_checks(manifest, scans, True), refused_masks)):
+        for finding in checks:
+            if finding.severity != "error":
+                continue
             dropped.setdefault(finding.check, []).append(finding)
-    refused = {path for findings in dropped.values() for finding in findings for path in finding.paths}
-    kept = manifest.with_rows(row for row in manifest if row.path not in refused and row.mask_path not in refused)
-    return kept, dropped
+            if finding.check == "pediatric":
+                refused_patients.update(finding.patient_ids)
+            else:  # a mask's finding names the mask first: only its seg row goes, not the film's cls row
+                refused.add(file_identity(manifest.resolve(finding.paths[0])))
+
+    def refused(row):
+        return (row.patient_id in refused_patients or file_identity(manifest.resolve(row)) in refused_files
+                or (row.mask_path is not None and file_identity(manifest.resolve_mask(row)) in refused_masks))
+
+    return manifest.with_rows(row for row in manifest if not refused(row)), dropped

@@ -1,6 +1,7 @@
 """Read every distinct image of a manifest once: its size, its near-duplicate fingerprint, or why it failed.
 
-Rows that share a file (a film used for seg and for cls) share one scan.
+Rows that share a file (a film used for seg and for cls, or one file under two spellings of its path, a
+symlink or a hard link) share one scan.
 
 Example:
     >>> scans = scan_images(manifest, progress=lambda done, total: None)  # doctest: +SKIP
@@ -8,6 +9,8 @@ Example:
 """
 
 import dataclasses
+import os
+from collections import defaultdict
 
 from keras_covidcxr.data.near_duplicates import ImageFingerprint
 from keras_covidcxr.errors import CovidCXRError
@@ -24,6 +27,30 @@ class ImageScan:
     fingerprint: object = None  # an ImageFingerprint
     error: str | None = None
     missing: bool = False
+
+
+def file_identity(path):
+    """The same value for every spelling of one file: its device and inode, or its real path when absent."""
+    try:
+        status = os.stat(path)
+    except OSError:
+        return os.path.realpath(path)
+    return status.st_dev, status.st_ino
+
+
+def rows_by_file(manifest):
+    """{file identity: [rows]} in manifest order: the rows that name each file, under any spelling of its path."""
+    rows = defaultdict(list)
+    for row in manifest:
+        rows[file_identity(manifest.resolve(row))].append(row)
+    return dict(rows)
+
+
+def patients_sharing_files(manifest):
+    """Tuples of the patient ids whose rows name one file (two builders' ids for one film): one person, or a
+    re-used film, so a split keeps them together."""
+    shared = (tuple(dict.fromkeys(row.patient_id for row in rows)) for rows in rows_by_file(manifest).values())
+    return [patients for patients in shared if len(patients) > 1]
 
 
 def header_size(path):
@@ -47,12 +74,8 @@ def scan_images(manifest, progress=None, fingerprints=True):
     """
     from keras_covidcxr.io.image_loader import load_image
 
-    scans = {}
-    for row in manifest:
-        path = manifest.resolve(row)
-        if path not in scans:
-            scans[path] = ImageScan(path=path, relative_path=row.path, rows=[])
-        scans[path].rows.append(row)
+    scans = {identity: ImageScan(path=manifest.resolve(rows[0]), relative_path=rows[0].path, rows=rows)
+             for identity, rows in rows_by_file(manifest).items()}
     total = len(scans)
     for done, scan in enumerate(scans.values(), start=1):
         if not scan.path.is_file():

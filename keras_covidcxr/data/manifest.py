@@ -260,6 +260,9 @@ def read_manifest(path):
     except csv.Error as error:
         raise DatasetError(f"{path}:1: not a readable CSV header ({error})") from error
     reader.fieldnames = columns
+    repeated = [name for name, count in Counter(columns).items() if count > 1 and name]
+    if repeated:  # csv would keep the last column of a name, silently
+        raise DatasetError(f"{path}:1: column(s) {', '.join(repeated)} appear more than once; keep one of each")
     missing = [name for name in REQUIRED_COLUMNS if name not in columns]
     if missing:
         raise DatasetError(f"{path}:1: missing required column(s) {', '.join(missing)}")
@@ -279,7 +282,7 @@ def read_manifest(path):
             except ValueError as error:
                 problems.append(f"{where}: {error}")
                 continue
-            key = (row.path, row.task)
+            key = (os.path.normpath(row.path), row.task)  # "./a.png" is "a.png"
             if key in seen:
                 problems.append(f"{where}: {row.task} row for {row.path} repeats line {seen[key]}")
                 continue

@@ -1,6 +1,7 @@
 """Patient-level splits: no patient (or group of linked patients) ever lands in two splits.
 
-One split serves both tasks: a patient's seg and cls rows go to the same split. Patients are
+One split serves both tasks: a patient's seg and cls rows go to the same split, and patients whose rows
+name one file (two builders' ids for one film, or one file under two spellings) are kept together. Patients are
 stratified by their label (the most frequent cls label, ties broken by first appearance;
 patients with seg rows only form their own stratum) and their source, so each split keeps the
 class mix of every collection: in a merged manifest where one hospital has many films per patient
@@ -21,6 +22,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from keras_covidcxr.data.image_scan import patients_sharing_files
 from keras_covidcxr.data.manifest import SPLITS, DatasetError, ManifestRow
 from keras_covidcxr.errors import ConfigError
 
@@ -63,8 +65,13 @@ def patient_strata(manifest, by=("label",)):
     return strata
 
 
-def _linked_groups(patient_ids, links):
-    """patient_id -> group key; patients named together in one of `links` share a group."""
+def linked_patient_groups(patient_ids, links):
+    """patient_id -> group key (one of its patient ids); patients named together in one of `links` share a group.
+
+    Example:
+        >>> linked_patient_groups(["a", "b", "c"], [("a", "c")])
+        {'a': 'a', 'b': 'b', 'c': 'a'}
+    """
     parent = {patient: patient for patient in patient_ids}
 
     def find(patient):
@@ -105,6 +112,7 @@ def split_by_patient(
         seed: the shuffle seed; the same manifest and seed give the same split.
         linked_patients: groups of patient ids to keep together, e.g. ids that share a picture
             (`[g.patient_ids for g in find_near_duplicates(manifest)]`): public sets re-upload films.
+            Patients whose rows name one file are always kept together.
         stratify_by: the manifest fields each split keeps the mix of; ("label",) gives the split made
             before 0.4.8 (the bundled preset's).
     """
@@ -112,7 +120,7 @@ def split_by_patient(
     if len(manifest) == 0:
         raise DatasetError("cannot split an empty manifest")
     strata = patient_strata(manifest, stratify_by)
-    groups = _linked_groups(list(strata), linked_patients)
+    groups = linked_patient_groups(list(strata), [*linked_patients, *patients_sharing_files(manifest)])
     images_per_patient = Counter(row.patient_id for row in manifest)
 
     # a linked group takes the stratum of its largest member so it is placed once
@@ -149,10 +157,12 @@ class Fold(NamedTuple):
     test: object
 
 
-def group_kfold(manifest, k=5, seed=0):
+def group_kfold(manifest, k=5, seed=0, linked_patients=()):
     """`k` patient-grouped, label-stratified folds (`Fold(train, test)` manifests), seeded.
 
-    Uses scikit-learn's StratifiedGroupKFold with each row's patient stratum as its class.
+    Uses scikit-learn's StratifiedGroupKFold with each row's patient stratum as its class and
+    its group of linked patients as its group: `linked_patients` as in `split_by_patient`
+    (near-duplicate pictures under two ids), and patients whose rows name one file.
     The `split` column of the returned manifests is left as it was.
 
     Raises:
@@ -165,8 +175,12 @@ def group_kfold(manifest, k=5, seed=0):
     strata = patient_strata(manifest)
     if len(strata) < k:
         raise ConfigError(f"k={k}: the manifest has only {len(strata)} patients, fewer than the folds")
-    patients = [row.patient_id for row in manifest]
-    classes = [strata[patient] for patient in patients]
+    groups = linked_patient_groups(list(strata), [*linked_patients, *patients_sharing_files(manifest)])
+    if len(set(groups.values())) < k:
+        raise ConfigError(f"k={k}: the manifest's patients form only {len(set(groups.values()))} groups of linked "
+                          "patients, fewer than the folds")
+    patients = [groups[row.patient_id] for row in manifest]
+    classes = [strata[row.patient_id] for row in manifest]
     splitter = StratifiedGroupKFold(n_splits=int(k), shuffle=True, random_state=seed)
     folds = []
     with warnings.catch_warnings():

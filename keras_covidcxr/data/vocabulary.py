@@ -105,14 +105,27 @@ def normalize_sex(text):
 
 
 def parse_age(text):
-    """Years as a float from "54", "54.0", "050Y" (DICOM), "50+" or "early 40s"; None when absent."""
+    """Years as a float from "54", "54.0", "050Y" (DICOM), "50+", "early 40s", "18 months", "3 wk" or "10 days";
+    None when absent. A number with another unit ("5 kg") is None, not years."""
     text = str(text or "").strip()
     dicom_age = re.fullmatch(r"(\d{3})([DWMY])", text.upper())  # DICOM AS: "006M" = 6 months
     if dicom_age:
-        days_per_unit = {"D": 1, "W": 7, "M": 365.25 / 12, "Y": 365.25}[dicom_age.group(2)]
-        return round(int(dicom_age.group(1)) * days_per_unit / 365.25, 2)
-    match = re.search(r"\d+(\.\d+)?", text)
+        return round(int(dicom_age.group(1)) * _DAYS_PER_UNIT[dicom_age.group(2)] / 365.25, 2)
+    match = re.search(r"(\d+(?:\.\d+)?)\s*([a-z]*)", text.lower())
     if not match:
         return None
-    age = float(match.group())
-    return age if math.isfinite(age) and 0 <= age < 150 else None
+    unit = _AGE_UNITS.get(match.group(2), None if match.group(2) else "Y")
+    if unit is None:
+        return None
+    age = float(match.group(1)) * _DAYS_PER_UNIT[unit] / 365.25
+    return round(age, 2) if math.isfinite(age) and 0 <= age < 150 else None
+
+
+_DAYS_PER_UNIT = {"D": 1, "W": 7, "M": 365.25 / 12, "Y": 365.25}
+# "s" of "40s" (a decade) and "yo" ("54 yo") read as years; "m" alone is months, as in DICOM's "006M"
+_AGE_UNITS = {
+    **dict.fromkeys(("y", "yr", "yrs", "year", "years", "yo", "s", "plus"), "Y"),
+    **dict.fromkeys(("m", "mo", "mos", "mth", "mths", "month", "months"), "M"),
+    **dict.fromkeys(("w", "wk", "wks", "week", "weeks"), "W"),
+    **dict.fromkeys(("d", "day", "days"), "D"),
+}

@@ -14,6 +14,7 @@ Example:
 import os
 from pathlib import Path
 
+from keras_covidcxr.errors import InputError
 from keras_covidcxr.io.overlay_files import is_overlay_file
 
 IMAGE_SUFFIXES = frozenset(".png .jpg .jpeg .bmp .tif .tiff .gif .webp .pgm .ppm .dcm .dicom .dic".split())
@@ -43,11 +44,17 @@ def find_images(inputs, same_files=None):
         A list of `Path`s, in the order the inputs were given; a file reached
         twice (named and inside a named folder, through a symlink or as a hard
         link) is listed once, first time.
+
+    Raises:
+        InputError: an input is the empty string (`Path("")` would be the
+            current folder: an unset shell variable must not predict it).
     """
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
     found, seen = [], {}
     for item in inputs:
+        if not os.fspath(item):
+            raise InputError("an input path is empty (an unset variable?); name the current folder as '.'")
         item = Path(item)
         for path in _walk(item) if _is_folder(item) else [item]:
             key = _file_identity(path)

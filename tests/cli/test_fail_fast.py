@@ -37,6 +37,7 @@ def image(tmp_path):
     "case, message",
     [
         ("missing file", "no such file or folder"),
+        ("an empty input (an unset variable)", "an input path is empty"),
         ("unknown preset", "preset"),
         ("wrong --out suffix", "must end in .csv or .jsonl"),
         ("--out is a folder", "is a folder"),
@@ -69,6 +70,7 @@ def test_usage_errors_arrive_before_the_backend_loads(case, message, tmp_path, i
     predict = ["predict", image, "--preset", preset_dir]
     args = {
         "missing file": ["predict", tmp_path / "nope.png", "--preset", preset_dir],
+        "an empty input (an unset variable)": ["predict", "", image, "--preset", preset_dir],  # not the cwd
         "unknown preset": ["predict", image, "--preset", "no_such_preset"],
         "wrong --out suffix": [*predict, "--out", tmp_path / "results.txt"],
         "--out is a folder": [*predict, "--out", tmp_path / "folder.csv"],

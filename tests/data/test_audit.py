@@ -8,12 +8,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from keras_covidcxr import ConfigError
 from keras_covidcxr.data import (
     AUDIT_CHECKS,
     MAX_HASH_DISTANCE,
     Manifest,
     ManifestRow,
     audit_manifest,
+    exclude_refused,
     find_near_duplicates,
     perceptual_hash,
     split_by_patient,
@@ -226,3 +228,60 @@ def test_one_file_in_two_rows_of_a_task_is_an_error_under_any_spelling(tmp_path,
     assert not report.passed
     unique = Manifest([rows[0], rows[2], rows[4]], root=tmp_path)
     assert audit_manifest(unique, check_images=False).counts()["file_listed_twice"] == 0
+
+
+def test_one_file_in_two_splits_or_under_two_patients_is_found_under_any_spelling(tmp_path, chest_like, write_png):
+    write_png(tmp_path / "film.png", chest_like(1))
+    write_png(tmp_path / "mask.png", chest_like(2))
+    write_png(tmp_path / "other.png", chest_like(3))
+    rows = [ManifestRow("film.png", "seg", "v7labs:film", mask_path="mask.png", split="train"),
+            ManifestRow("./film.png", "cls", "ieee8023:1", label="covid", split="val"),
+            ManifestRow("other.png", "cls", "a", label="normal", split="test"),
+            ManifestRow(str(tmp_path / "other.png"), "seg", "b", mask_path="mask.png", split="test")]
+    for check_images in (True, False):
+        report = audit_manifest(Manifest(rows, tmp_path), check_images=check_images)
+        across = [f for f in report.findings if f.check == "near_duplicate_across_splits"]
+        assert [f.patient_ids for f in across] == [("v7labs:film", "ieee8023:1")], report.summary()
+        assert "one file in train, val" in across[0].message
+        one_split = [f for f in report.findings if f.check == "same_picture_several_patients"]
+        assert [f.patient_ids for f in one_split] == [("a", "b")] and one_split[0].severity == "warning"
+
+
+def test_a_childs_films_without_an_age_are_a_childs_too(tmp_path, chest_like, write_png):
+    for name, seed in (("young.png", 1), ("later.png", 2), ("adult.png", 3)):
+        write_png(tmp_path / name, chest_like(seed))
+    rows = [ManifestRow("young.png", "cls", "kid", label="normal", age=12, split="train"),
+            ManifestRow("later.png", "cls", "kid", label="normal", split="train"),
+            ManifestRow("adult.png", "cls", "grown", label="normal", age=40, split="train")]
+    manifest = Manifest(rows, tmp_path)
+    found = [f.message for f in audit_manifest(manifest).findings if f.check == "pediatric"]
+    assert found == ["young.png (patient kid): age 12", "later.png (patient kid): age 12 in another row"]
+    kept, dropped = exclude_refused(manifest)
+    assert [row.path for row in kept] == ["adult.png"] and len(dropped["pediatric"]) == 2
+
+
+def test_excluding_a_bad_mask_keeps_its_films_classification_row(tmp_path, chest_like, write_png):
+    write_png(tmp_path / "film.png", chest_like(1))
+    write_png(tmp_path / "small_mask.png", chest_like(2, 100, 100))
+    write_png(tmp_path / "small.png", chest_like(3, 200, 300))
+    rows = [ManifestRow("film.png", "seg", "p1", mask_path="small_mask.png"),
+            ManifestRow("film.png", "cls", "p1", label="covid"),
+            ManifestRow("small.png", "cls", "p2", label="normal"),
+            ManifestRow(str(tmp_path / "small.png"), "seg", "p2", mask_path="small_mask.png")]
+    kept, dropped = exclude_refused(Manifest(rows, tmp_path))
+    assert [(row.path, row.task) for row in kept] == [("film.png", "cls")]  # both spellings of small.png go
+    assert set(dropped) == {"mask_size_mismatch", "image_too_small"}
+
+
+def test_a_stricter_hash_distance_catches_a_cropped_copy(tmp_path, chest_like, write_png):
+    original = chest_like(7, 400, 380)
+    write_png(tmp_path / "original.png", original)
+    write_png(tmp_path / "cropped.png", original[20:-20, 19:-19])  # a 5% crop
+    rows = [ManifestRow("original.png", "cls", "p1", label="covid", split="train"),
+            ManifestRow("cropped.png", "cls", "p2", label="covid", split="test")]
+    manifest = Manifest(rows, tmp_path)
+    assert audit_manifest(manifest).passed
+    strict = audit_manifest(manifest, near_duplicate_threshold=0.85, max_hash_distance=14)
+    assert strict.counts()["near_duplicate_across_splits"] == 1 and strict.settings["max_hash_distance"] == 14
+    with pytest.raises(ConfigError, match="max_hash_distance=65"):
+        audit_manifest(manifest, max_hash_distance=65)

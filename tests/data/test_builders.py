@@ -577,3 +577,14 @@ def test_darwin_json_never_replaces_existing_masks_unless_asked(darwin_folders):
     assert (masks / "frontal.png").read_bytes() == b"mine" and len(list(masks.iterdir())) == 1
     manifest, _ = from_darwin_json(annotations, images, masks, overwrite=True)
     assert Image.open(masks / "frontal.png").size == (300, 280) and len(manifest) == 2
+
+
+@pytest.mark.parametrize(
+    "text, years",
+    [("54", 54.0), ("050Y", 50.0), ("early 40s", 40.0), ("54 yo", 54.0), ("90+", 90.0), ("18 months", 1.5),
+     ("20 mo", 1.67), ("006M", 0.5), ("3 wk", 0.06), ("30 days", 0.08), ("5 kg", None), ("unknown", None)],
+)
+def test_ages_in_months_weeks_or_days_are_not_read_as_years(text, years):
+    from keras_covidcxr.data.vocabulary import parse_age
+
+    assert parse_age(text) == years

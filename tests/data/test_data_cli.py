@@ -88,6 +88,17 @@ def test_a_split_too_small_for_its_fractions_says_which_splits_are_empty(runner,
     assert "got no patient: 3 patients" in " ".join(result.stderr.split())
 
 
+def test_a_label_missing_from_a_split_is_named(runner, tmp_path):
+    lines = ["path,task,label,patient_id"] + [f"c{i}.png,cls,covid,c{i}" for i in range(40)] + [
+        "n0.png,cls,normal,n0", "n1.png,cls,normal,n1"]
+    (tmp_path / "m.csv").write_text("\n".join(lines) + "\n")
+    result = runner.invoke(data_app, ["split", str(tmp_path / "m.csv"), "--out", str(tmp_path / "s.csv"),
+                                      "--no-link-duplicates"])
+    assert result.exit_code == 0, result.output
+    message = " ".join(result.stderr.split())
+    assert "warning: no normal film in" in message and "covid film" not in message
+
+
 def test_splitting_a_manifest_that_has_splits_says_so(runner, tmp_path):
     result = _split_covid_rows(runner, tmp_path, 4, "0.5,0.25,0.25", split="test")
     assert "note: 4 of" in result.stderr and "rows already have a split; OUT gets a new one" in " ".join(
@@ -151,8 +162,8 @@ def test_audit_failure_exits_1_and_names_the_problem(runner, shared_folder, tmp_
     result = runner.invoke(data_app, ["audit", str(tmp_path / "leaky.csv")])
     assert result.exit_code == 1, result.output
     assert "Audit FAILED" in result.stdout
-    assert "[error] pediatric (1)" in result.stdout  # printed verbatim, not read as rich markup
-    assert "patient ieee8023:0" in result.stdout
+    assert "[error] pediatric (2)" in result.stdout  # printed verbatim, not read as rich markup
+    assert "patient ieee8023:0): age 12 in another row" in result.stdout  # the child's film with no age
 
 
 def test_long_finding_lists_are_cut_and_say_how_to_see_them_all(runner, tmp_path):
@@ -364,3 +375,22 @@ def test_a_report_is_never_written_over_one_of_the_manifests_films(runner, share
     assert result.exit_code == 2, result.output
     assert "p3.png: is one of the manifest's own files" in " ".join(result.output.split())
     assert film.read_bytes() == before
+
+
+def test_an_output_never_replaces_an_input_or_another_output(runner, shared_folder, tmp_path):
+    source = shared_folder / "manifest.csv"
+    built = tmp_path / "built.csv"
+    assert runner.invoke(data_app, ["build", "shared-cxr", str(source), "--out", str(built)]).exit_code == 0
+    manifest_text = built.read_text()
+    cases = [
+        (["build", "shared-cxr", str(source), "--out", str(built), "--report", str(built)],
+         "is both the manifest (--out) and the build report (--report)"),
+        (["build", "shared-cxr", str(source), "--out", str(source)], "is both the shared-cxr input and the manifest"),
+        (["merge", str(built), "--out", str(tmp_path / "." / "built.csv")], "is both an input manifest and the merged"),
+        (["split", str(built), "--out", str(built)], "is both the input manifest and the split manifest"),
+        (["audit", str(built), "--json", str(built)], "is both the audited manifest and the audit report"),
+    ]
+    for args, message in cases:
+        result = runner.invoke(data_app, [*args, "--overwrite"])
+        assert result.exit_code == 2 and message in " ".join(result.stderr.split()), (args, result.output)
+    assert built.read_text() == manifest_text and source.read_text().startswith("file,task,label")

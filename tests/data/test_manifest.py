@@ -78,6 +78,15 @@ def test_repeated_path_for_one_task_is_rejected_but_seg_and_cls_may_share(tmp_pa
     repeated = HEADER + "a.png,cls,covid,,p1,PA,,,,\na.png,cls,covid,,p1,PA,,,,\n"
     with pytest.raises(DatasetError, match=r":3: cls row for a.png repeats line 2"):
         read_manifest(write_csv(tmp_path, repeated, "repeated.csv"))
+    respelled = HEADER + "a.png,cls,covid,,p1,PA,,,,\n./a.png,cls,normal,,p2,PA,,,,\n"
+    with pytest.raises(DatasetError, match=r":3: cls row for ./a.png repeats line 2"):
+        read_manifest(write_csv(tmp_path, respelled, "respelled.csv"))
+
+
+def test_a_repeated_column_name_is_refused_not_read_as_its_last_column(tmp_path):
+    text = "path,task,label,patient_id,label\na.png,cls,covid,p1,normal\n"
+    with pytest.raises(DatasetError, match=r"twice.csv:1: column\(s\) label appear more than once"):
+        read_manifest(write_csv(tmp_path, text, "twice.csv"))
 
 
 def test_missing_file_is_a_dataset_error(tmp_path):

@@ -159,3 +159,33 @@ def test_group_kfold_is_patient_disjoint_and_stratified():
 def test_group_kfold_needs_enough_patients():
     with pytest.raises(ConfigError, match="fewer than the folds"):
         group_kfold(synthetic_manifest(3), k=5)
+
+
+def test_patients_whose_rows_name_one_file_stay_together(tmp_path):
+    """Two builders' ids for one film (a seg row and a cls row), or one file spelled two ways."""
+    for name in ("film.png", "other.png"):
+        (tmp_path / name).write_bytes(b"x")
+    base = synthetic_manifest(n_patients=60).rows
+    rows = [row.replace(path=f"cls/{row.patient_id}.png") for row in base if row.task == "cls"]
+    rows += [ManifestRow("film.png", "seg", "v7labs:film", mask_path="m.png"),
+             ManifestRow("film.png", "cls", "ieee8023:1", label="covid"),
+             ManifestRow("other.png", "cls", "a", label="normal"),
+             ManifestRow("./other.png", "seg", "b", mask_path="m2.png")]
+    manifest = Manifest(rows, tmp_path)
+    for seed in range(8):
+        split = splits_of_patients(split_by_patient(manifest, seed=seed))
+        assert split["v7labs:film"] == split["ieee8023:1"] and split["a"] == split["b"], seed
+        for fold in group_kfold(manifest, k=5, seed=seed):
+            tested = {row.patient_id for row in fold.test}
+            assert ("v7labs:film" in tested) == ("ieee8023:1" in tested) and ("a" in tested) == ("b" in tested)
+
+
+def test_group_kfold_keeps_linked_patients_together():
+    manifest = synthetic_manifest(n_patients=100)
+    linked = [("p0", "p1", "p2"), ("p10", "p55")]
+    for seed in range(5):
+        for fold in group_kfold(manifest, k=5, seed=seed, linked_patients=linked):
+            tested = {row.patient_id for row in fold.test}
+            assert all(len(tested & set(group)) in (0, len(group)) for group in linked), seed
+    with pytest.raises(ConfigError, match="only 1 groups of linked patients"):
+        group_kfold(synthetic_manifest(6), k=5, linked_patients=[tuple(f"p{i}" for i in range(6))])

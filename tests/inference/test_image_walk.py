@@ -140,3 +140,14 @@ def test_what_a_folder_walk_cannot_reach_is_listed_for_the_loader_to_name(tmp_pa
     monkeypatch.setattr(os, "access", lambda path, mode: False)  # as for a user, not root
     with pytest.raises(ImageDecodeError, match="locked: a folder that cannot be opened \\(permission denied\\)"):
         check_regular_file(tmp_path / "locked")
+
+
+def test_an_empty_input_is_refused_not_read_as_the_current_folder(tmp_path, monkeypatch):
+    from keras_covidcxr import InputError
+
+    _touch(tmp_path / "a.png")
+    monkeypatch.chdir(tmp_path)
+    assert find_images(["."]) == [Path("a.png")]
+    for empty in ("", ["a.png", ""]):
+        with pytest.raises(InputError, match="an input path is empty"):
+            find_images(empty)

@@ -14,6 +14,7 @@ Example:
 """
 
 import csv
+import os
 from pathlib import PurePosixPath
 
 from keras_covidcxr.data.build_report import BuildReport, BuiltManifest
@@ -55,7 +56,7 @@ def from_shared_cxr_manifest(csv_path, progress=None):
     csv_path = require_file(csv_path, "shared CXR manifest")
     root = csv_path.parent
     report = BuildReport("shared-cxr")
-    rows, seen = [], set()
+    rows, seen = [], {}
     with read_text(csv_path, "shared CXR manifest") as handle:
         reader = csv.DictReader(handle)
         missing = [name for name in _REQUIRED if name not in (reader.fieldnames or [])]
@@ -77,8 +78,10 @@ def from_shared_cxr_manifest(csv_path, progress=None):
             if task == "cls" and label is None:
                 report.drop(where, "cls row without a known label")
                 continue
-            if (path, task) in seen:
-                report.drop(where, f"{task} row listed twice")
+            key = (os.path.normpath(path), task)  # "./a.png" is "a.png"
+            if key in seen:
+                conflict = f" (labelled {seen[key]} there, {label} here)" if seen[key] != label else ""
+                report.drop(where, f"{task} row listed twice; the first kept{conflict}")
                 continue
             if not (root / path).is_file():
                 report.drop(where, "image file not found")
@@ -91,7 +94,7 @@ def from_shared_cxr_manifest(csv_path, progress=None):
             if not patient_id:
                 report.drop(where, "no patient id")
                 continue
-            seen.add((path, task))
+            seen[key] = label
             rows.append(
                 ManifestRow(
                     path=path,
