@@ -573,6 +573,11 @@ def preset_summary(handle, metadata):
     if shortcut and shortcut.risky_labels:
         lines.append(f"  caution: in its training split the source alone tells apart {shortcut.describe_risky()}: "
                      "these figures may measure the hospitals, not the lungs")
+    overlap = data.get("parent_training_overlap") if isinstance(data, dict) else None
+    if isinstance(overlap, dict) and overlap:
+        shown = "; ".join(f"{n.get('images')} of {n.get('of_images')} {split} films" for split, n in overlap.items()
+                          if isinstance(n, dict))
+        lines.append(f"  caution: {shown} belong to patients the parent was trained on: these figures are optimistic")
     lines.append(f"  {_describe_input(metadata.get('input') or {})}")
     lines.append(
         f"  made with keras-covidcxr {metadata.get('package_version')}, Keras {metadata.get('keras_version')} "

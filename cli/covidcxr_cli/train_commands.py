@@ -106,8 +106,12 @@ def _without_onednn():
         os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 
-def _resume_hint(out):
-    return f"{out} keeps the last finished epoch, if one finished: rerun the same command to resume"
+def _resume_hint(out, unit="epoch"):
+    return f"{out} keeps the last finished {unit}, if one finished: rerun the same command to resume from it"
+
+
+# the classifier recipe keeps its state after each phase (head only) and unfreezing stage, not each epoch
+_CLASSIFIER_UNIT = "phase or unfreezing stage (head only, then each stage)"
 
 
 def _progress():
@@ -228,7 +232,8 @@ def classifier(
 ):
     """Train one classifier (two-phase recipe) on images masked by the trained segmenter."""
     _without_onednn()
-    with reported_errors(debug, needs_keras=True, interrupted_hint=_resume_hint(out)), _our_warnings_as_lines():
+    with reported_errors(debug, needs_keras=True, interrupted_hint=_resume_hint(out, _CLASSIFIER_UNIT)), \
+            _our_warnings_as_lines():
         import keras_covidcxr
 
         config = _config(head_epochs=head_epochs, unfreeze_schedule=_floats(schedule, "--unfreeze-schedule"),
@@ -349,6 +354,8 @@ def finetune(
     patience: int = typer.Option(3, "--patience", min=0),
     finetune_lr: float = typer.Option(1e-5, "--finetune-learning-rate"),
     checkpoints: Path | None = typer.Option(None, "--checkpoints", help="Keep resumable per-member checkpoints here."),
+    resume: bool = typer.Option(True, "--resume/--restart",
+                                help="Continue the runs kept in --checkpoints; --restart removes them and trains anew."),
     description: str | None = typer.Option(None, "--description"),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing preset at --out."),
     batch_size: int = BATCH, augment: bool = AUGMENT, precision: Precision = PRECISION, jit_compile: bool | None = XLA,
@@ -365,15 +372,17 @@ def finetune(
         rows = keras_covidcxr.data.read_manifest(manifest)
         keras_covidcxr.read_preset_metadata(preset)
         check_preset_destination(out, overwrite, parent=preset)
-        if class_names is not None and len(set(class_names)) < 2:
-            raise keras_covidcxr.ConfigError(f"--classes {classes!r}: name at least two different classes")
+        if class_names is not None:
+            from keras_covidcxr.data.class_names import check_class_names
+
+            check_class_names(class_names)
         for split in ("train", "val"):  # refused here, not after the backend's seconds of loading
             rows.split_rows("cls", split)
     _without_onednn()
     trains = checkpoints and recipe is not FinetuneRecipe.linear_probe  # a linear probe has no epochs to keep
     kept = f"{out} is not written (the parent preset is unchanged)" + (
-        f"; {checkpoints} keeps the train recipe's last finished epoch, if one finished: rerun the same command to "
-        "resume" if trains else "")
+        f"; {checkpoints} keeps the train recipe's last finished {_CLASSIFIER_UNIT}, if one finished: rerun the same "
+        "command to resume" if trains else "")
     with reported_errors(debug, needs_keras=True, interrupted_hint=kept), _our_warnings_as_lines():
         import keras_covidcxr
 
@@ -388,6 +397,7 @@ def finetune(
         with _progress() as progress, expected_retracing():
             result = keras_covidcxr.finetune(
                 preset, manifest, out=out, class_names=class_names, config=config, checkpoint_dir=checkpoints,
+                resume=resume,
                 recipe=recipe.value.replace("-", "_"),
                 description=description, overwrite=overwrite, callbacks=[_epoch_callback(progress, "finetune")],
                 progress=lambda message: progress.console.print(f"[dim]{message}[/]"),

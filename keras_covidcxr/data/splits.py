@@ -22,8 +22,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from keras_covidcxr.data.image_scan import patients_sharing_files
-from keras_covidcxr.data.manifest import SPLITS, DatasetError, ManifestRow
+from keras_covidcxr.data.image_scan import file_identity, patients_sharing_files
+from keras_covidcxr.data.manifest import SPLITS, DatasetError, Manifest, ManifestRow
 from keras_covidcxr.errors import ConfigError
 
 SEG_ONLY_STRATUM = "(seg only)"
@@ -216,8 +216,9 @@ def describe_splits(manifest):
 
 
 def refuse_shared_patients(rows_by_split):
-    """Raise a DatasetError when one patient has rows in two of the splits (`{split: rows}`): a leak that
-    training would otherwise take as validation.
+    """Raise a DatasetError when one patient, or one image file, has rows in two of the splits (`{split: rows}`;
+    files are compared, under any spelling of their path, when the rows are `Manifest`s): a leak that training
+    would otherwise take as validation.
 
     Example:
         >>> rows = {"train": [ManifestRow("a.png", "cls", "p1")], "val": [ManifestRow("b.png", "cls", "p1")]}
@@ -233,3 +234,16 @@ def refuse_shared_patients(rows_by_split):
             if shared:
                 raise DatasetError(f"patients in both the {first!r} and {second!r} splits ({', '.join(shared[:5])}"
                                    f"{', ...' if len(shared) > 5 else ''}): a leak; `covidcxr data audit` lists them")
+            files = [_files_of(rows_by_split[name]) for name in (first, second)]
+            shared = sorted(path for identity, path in files[1].items() if identity in files[0])
+            if shared:
+                raise DatasetError(f"image files in both the {first!r} and {second!r} splits, under other patient "
+                                   f"ids or spellings ({', '.join(shared[:3])}{', ...' if len(shared) > 3 else ''}): "
+                                   "a leak; `covidcxr data audit` lists them")
+
+
+def _files_of(rows):
+    """{file identity: path} of rows that know their folder (a `Manifest`); {} for a plain list of rows."""
+    if not isinstance(rows, Manifest):
+        return {}
+    return {file_identity(rows.resolve(row)): row.path for row in rows}

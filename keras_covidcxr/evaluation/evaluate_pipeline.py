@@ -23,7 +23,7 @@ from keras_covidcxr.metrics.report import (
 )
 from keras_covidcxr.models.ensemble.majority_vote_ensemble import MajorityVoteEnsemble
 from keras_covidcxr.models.pipeline.refer_rule import answered_metrics
-from keras_covidcxr.training.provenance import fitted_patient_digests, patient_digest
+from keras_covidcxr.training.provenance import fitted_overlap
 
 # The shortcut probe's verdict: with the lungs blacked out a model should be near chance.
 SHORTCUT_AUC = 0.70
@@ -62,11 +62,7 @@ def training_overlap(pipeline, rows):
     classifier_fit_patients_sha256, or the plain classifier_fit_patient_ids of public collections).
     Such images make every metric optimistic.
     """
-    fitted = fitted_patient_digests(pipeline.metadata)
-    if fitted is None:
-        return None
-    shared = [row for row in rows if patient_digest(row.patient_id) in fitted]
-    return {"images": len(shared), "patients": len({row.patient_id for row in shared}), "of_images": len(rows)}
+    return fitted_overlap(pipeline.metadata, rows)
 
 
 def evaluate_pipeline(

@@ -43,6 +43,7 @@ import warnings
 import keras
 import numpy as np
 
+from keras_covidcxr.data.class_names import check_class_names
 from keras_covidcxr.data.manifest import DatasetError
 from keras_covidcxr.data.source_shortcut import source_shortcut
 from keras_covidcxr.data.splits import refuse_shared_patients
@@ -79,7 +80,7 @@ def classifier_datasets(manifest, segmenter, class_names, input_size, preprocess
     """
     config = config or TrainingConfig()
     preprocessing = preprocessing or PreprocessingConfig()
-    class_names = tuple(class_names)
+    class_names = check_class_names(class_names)
     train_rows, val_rows = manifest.split_rows("cls", train_split), manifest.split_rows("cls", val_split)
     train_labels = label_indices(train_rows, class_names)
     val_labels = label_indices(val_rows, class_names)

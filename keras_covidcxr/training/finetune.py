@@ -35,9 +35,11 @@ recipe (all settings).
 
 import contextlib
 import dataclasses
+import os
 import warnings
 from pathlib import Path
 
+from keras_covidcxr.data.class_names import check_class_names
 from keras_covidcxr.data.manifest import Manifest, read_manifest
 from keras_covidcxr.errors import ConfigError
 from keras_covidcxr.models.classifier.cxr_classifier import CXRClassifier
@@ -52,7 +54,12 @@ from keras_covidcxr.training.classifier_training import classifier_datasets, tra
 from keras_covidcxr.training.config import TrainingConfig
 from keras_covidcxr.training.ensemble_fitting import fit_ensemble_weights, fit_member_thresholds
 from keras_covidcxr.training.linear_head import fit_linear_head, pooled_features
-from keras_covidcxr.training.provenance import data_provenance, fitted_patient_digests, rows_sha256
+from keras_covidcxr.training.provenance import (
+    data_provenance,
+    fitted_overlap,
+    fitted_patient_digests,
+    rows_sha256,
+)
 
 
 @dataclasses.dataclass
@@ -161,6 +168,15 @@ def refitted_out_of_distribution(check, members, train, val):
                                       pooled_features(member, val.inputs), check.neighbours, check.quantile or 0.99)
 
 
+def parent_training_overlap(metadata, manifest):
+    """{split: {"images", "patients", "of_images"}} of the train and val cls films whose patients the parent preset
+    (its `metadata`) was fitted on, for the splits that have any; None when the parent records no patients."""
+    if fitted_patient_digests(metadata) is None:
+        return None
+    overlap = {split: fitted_overlap(metadata, manifest.filter(task="cls", split=split)) for split in ("train", "val")}
+    return {split: counts for split, counts in overlap.items() if counts["images"]}
+
+
 # Below this, weights and a threshold fitted on the validation split are mostly noise: with 10 positives a
 # threshold moves sensitivity in steps of 10 points.
 MIN_VALIDATION_IMAGES = 50
@@ -168,7 +184,7 @@ MIN_VALIDATION_IMAGES = 50
 
 def finetune(pipeline, manifest, out=None, class_names=None, config=None, manifest_path=None, parent=None,
              recipe="auto", refit_ensemble=True, checkpoint_dir=None, callbacks=(), description=None, overwrite=False,
-             progress=None):
+             progress=None, resume=True):
     """Fine-tune a pipeline's classifiers on a split manifest; optionally save a new preset.
 
     Args:
@@ -187,6 +203,7 @@ def finetune(pipeline, manifest, out=None, class_names=None, config=None, manife
         refit_ensemble: refit weighted-average weights and thresholds on the validation split (and
             check them there); False keeps the parent's.
         checkpoint_dir: per-member checkpoint folders go under it (resumable).
+        resume: continue the runs kept in `checkpoint_dir`; False removes them and trains anew.
         callbacks: extra Keras callbacks for every fit.
         description: the new preset's description.
         overwrite: replace an existing preset at `out`.
@@ -200,18 +217,28 @@ def finetune(pipeline, manifest, out=None, class_names=None, config=None, manife
         >>> Pipeline.from_preset("./hospital_preset").predict(["chest.png"])  # doctest: +SKIP
     """
     say = progress or (lambda message: None)
+    if class_names is not None:
+        class_names = check_class_names(class_names)
     if not isinstance(pipeline, Pipeline):
-        parent = parent or str(pipeline)
+        parent = parent or (os.path.abspath(pipeline) if os.path.isdir(pipeline) else str(pipeline))
         if out is not None:  # before loading anything: a wrong --out costs a second
             check_preset_destination(out, overwrite, parent=pipeline)
         pipeline = Pipeline.from_preset(pipeline)
     elif out is not None:
         check_preset_destination(out, overwrite, parent=pipeline.preset_folder)
+    parent = parent or (pipeline.preset_folder and str(pipeline.preset_folder))
     if not isinstance(manifest, Manifest):
         manifest_path = manifest_path or manifest
         manifest = read_manifest(manifest)
     config = config or TrainingConfig()
-    class_names = tuple(class_names or pipeline.class_names)
+    class_names = class_names or tuple(pipeline.class_names)
+    overlap = parent_training_overlap(pipeline.metadata, manifest)
+    if overlap:
+        shown = "; ".join(f"{n['images']} of the {n['of_images']} {split} films ({n['patients']} patients)"
+                          for split, n in overlap.items())
+        warnings.warn(f"{shown} belong to patients the parent preset was trained on: the validation figures, and the "
+                      "weights and threshold fitted on them, are optimistic; fine-tune and validate on other "
+                      "patients' films", stacklevel=2)
     mode = "continue" if class_names == tuple(pipeline.class_names) else "replace_head"
     recipe = finetune_recipe(recipe, pipeline.ensemble.members)
     unused = unused_settings(config) if recipe == "linear_probe" else []
@@ -239,8 +266,9 @@ def finetune(pipeline, manifest, out=None, class_names=None, config=None, manife
         run = {"component": "finetune", "data": rows_sha256(manifest), "parent_files": pipeline.metadata.get("files"),
                "class_names": list(class_names), "config": config.to_dict()}
         # a folder of another fine-tuning (data, parent, classes) is not resumed
-        with contextlib.nullcontext() if folder is None else TrainingCheckpoint(folder).started(run):
-            result = train_classifier(member, train, val, config, checkpoint_dir=folder, callbacks=callbacks)
+        with contextlib.nullcontext() if folder is None else TrainingCheckpoint(folder).started(run, resume):
+            result = train_classifier(member, train, val, config, checkpoint_dir=folder, resume=resume,
+                                      callbacks=callbacks)
         members.append(result.model)
         member_results[member.name] = result.summary()
 
@@ -332,7 +360,7 @@ def finetune(pipeline, manifest, out=None, class_names=None, config=None, manife
         },
         "data": {**data_provenance(manifest, manifest_path, fitted_splits=("train", "val"),
                                    also_fitted=fitted_patient_digests(parent_metadata) or ()),
-                 "classifier_inputs": data_info},
+                 "classifier_inputs": data_info, "parent_training_overlap": overlap},
         "members": member_results,
         "ensemble_fit": None if fit is None else fit.to_dict(),
         "member_thresholds": None if member_thresholds is None else {

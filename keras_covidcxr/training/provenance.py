@@ -30,6 +30,16 @@ def fitted_patient_digests(metadata):
     return set(data.get(FIT_PATIENTS_KEY) or ()) | {patient_digest(p) for p in data.get(PLAIN_FIT_PATIENTS_KEY) or ()}
 
 
+def fitted_overlap(metadata, rows):
+    """{"images", "patients", "of_images"}: the `rows` whose patient a preset's classifiers were fitted on (from its
+    `metadata`), or None when it does not record them. Such films make every metric on them optimistic."""
+    fitted = fitted_patient_digests(metadata)
+    if fitted is None:
+        return None
+    shared = [row for row in rows if patient_digest(row.patient_id) in fitted]
+    return {"images": len(shared), "patients": len({row.patient_id for row in shared}), "of_images": len(rows)}
+
+
 def rows_sha256(manifest):
     """sha256 of a manifest's rows (path, task, label, mask, patient, view, split): the same whether the
     manifest came as a CSV path or a `Manifest`, unlike the file's checksum."""

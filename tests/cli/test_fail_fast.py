@@ -126,7 +126,8 @@ def test_a_threshold_that_would_label_one_class_is_a_usage_error(threshold, imag
     [
         ("--out is the parent", "is the parent preset's folder"),
         ("--out is a file", "is a file, not a folder for a preset"),
-        ("one class", "name at least two different classes"),
+        ("one class", "name two or more different classes, each once"),
+        ("covid first of two", "name covid second: ['non_covid', 'covid']"),
         ("missing manifest", "cannot read the manifest"),
     ],
 )
@@ -138,6 +139,7 @@ def test_finetune_usage_errors_arrive_before_the_backend_loads(case, message, tm
         "--out is the parent": (preset_dir, ["--overwrite"]),
         "--out is a file": (tmp_path / "file", []),
         "one class": (tmp_path / "new", ["--classes", "covid,covid"]),
+        "covid first of two": (tmp_path / "new", ["--classes", "covid,non_covid"]),
         "missing manifest": (tmp_path / "new", []),
     }[case]
     if case == "missing manifest":

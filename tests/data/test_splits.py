@@ -189,3 +189,16 @@ def test_group_kfold_keeps_linked_patients_together():
             assert all(len(tested & set(group)) in (0, len(group)) for group in linked), seed
     with pytest.raises(ConfigError, match="only 1 groups of linked patients"):
         group_kfold(synthetic_manifest(6), k=5, linked_patients=[tuple(f"p{i}" for i in range(6))])
+
+
+def test_training_refuses_one_file_in_train_and_val_under_another_spelling(tmp_path):
+    from keras_covidcxr.data import DatasetError
+    from keras_covidcxr.data.splits import refuse_shared_patients
+
+    (tmp_path / "img").mkdir()
+    (tmp_path / "img" / "a.png").write_bytes(b"x")
+    rows = [ManifestRow("img/a.png", "cls", "p1", label="covid", split="train"),
+            ManifestRow(str(tmp_path / "img" / "a.png"), "cls", "p2", label="covid", split="val")]
+    manifest = Manifest(rows, tmp_path)
+    with pytest.raises(DatasetError, match=r"image files in both the 'train' and 'val' splits.*img/a.png"):
+        refuse_shared_patients({split: manifest.split_rows("cls", split) for split in ("train", "val")})

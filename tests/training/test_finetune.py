@@ -288,3 +288,34 @@ def test_a_pipeline_is_never_finetuned_into_the_folder_it_was_loaded_from(synthe
         with pytest.raises(PresetError, match="is the parent preset's folder"):
             finetune(parent, str(synthetic_manifest_path), out=preset_dir, overwrite=True)
     assert {path: path.read_bytes() for path in preset_dir.rglob("*") if path.is_file()} == before
+
+
+def test_finetuning_on_the_parents_own_patients_warns_and_is_recorded(synthetic_manifest_path, tmp_path):
+    from keras_covidcxr import CXRClassifier, ResUnet, WeightedAverageEnsemble
+
+    manifest = read_manifest(synthetic_manifest_path)
+    val = sorted({row.patient_id for row in manifest if row.task == "cls" and row.split == "val"})
+    member = CXRClassifier("resunet_encoder", head_units=0, input_shape=(32, 32, 1), encoder_filters=(4, 8),
+                           name="alpha")
+    Pipeline(ResUnet(input_size=64, filters=(4, 8, 16)), WeightedAverageEnsemble([member])).save_to_preset(
+        tmp_path / "parent", training={"recipe": "test parent", "data": {"classifier_fit_patient_ids": val[:1]}})
+    config = TrainingConfig(batch_size=4, workers=1)
+    with pytest.warns(UserWarning, match=r"of the \d+ val films \(1 patients\) belong to patients the parent preset "
+                                         "was trained on"):
+        result = finetune(Pipeline.from_preset(tmp_path / "parent"), str(synthetic_manifest_path), config=config,
+                          refit_ensemble=False)
+    overlap = result.training["data"]["parent_training_overlap"]
+    assert list(overlap) == ["val"] and overlap["val"]["patients"] == 1
+    assert result.training["parent"]["handle"] == str((tmp_path / "parent").resolve())  # a loaded pipeline's folder
+
+
+@pytest.mark.parametrize("class_names, message", [
+    ("covid,normal", "give a list of names"),
+    (("covid", "non_covid"), "name covid second"),
+    (("covid", "normal", "covid"), "each once"),
+])
+def test_class_names_that_would_mislabel_are_refused_before_any_work(class_names, message, synthetic_manifest_path):
+    from keras_covidcxr import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        finetune("no_such_preset_is_loaded", str(synthetic_manifest_path), class_names=class_names)

@@ -170,8 +170,8 @@ def test_a_training_run_killed_with_sigterm_says_how_to_resume(synthetic_manifes
     _, stderr = run.communicate(timeout=120)
     assert run.returncode == 143, stderr[-2000:]
     assert "Traceback" not in stderr
-    assert f"terminated (SIGTERM); {out} keeps the last finished epoch, if one finished: rerun the same command to resume" in \
-        " ".join(stderr.split())
+    assert (f"terminated (SIGTERM); {out} keeps the last finished epoch, if one finished: rerun the same command to "
+            "resume from it") in " ".join(stderr.split())
 
 
 def test_an_interrupted_finetune_says_what_is_kept(cli, preset_dir, synthetic_manifest_path, tmp_path, monkeypatch):
@@ -186,8 +186,8 @@ def test_an_interrupted_finetune_says_what_is_kept(cli, preset_dir, synthetic_ma
                                       "--checkpoints", str(checkpoints)])
     assert result.exit_code == 130
     assert (f"interrupted; {out} is not written (the parent preset is unchanged); {checkpoints} keeps the train "
-            "recipe's last finished epoch, if one finished: rerun the same command to resume") in " ".join(
-        result.output.split())
+            "recipe's last finished phase or unfreezing stage (head only, then each stage), if one finished: rerun "
+            "the same command to resume") in " ".join(result.output.split())
     probe = CliRunner().invoke(cli, ["finetune", str(preset_dir), str(synthetic_manifest_path), "--out", str(out),
                                      "--checkpoints", str(checkpoints), "--recipe", "linear-probe"])
     assert probe.exit_code == 130 and "keeps" not in probe.output  # no epochs to keep
