@@ -41,6 +41,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=15, help="runs of each command")
     args = parser.parse_args()
+    if args.runs < 1:
+        parser.error(f"--runs {args.runs}: need at least one run to take a median of")
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     cli = covidcxr_command()
     commands = {

@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from flops import count_flops  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-SAMPLE = ROOT / "keras_covidcxr" / "samples" / "chest_xray_covid_pa.png"
+BUILD_UNTRAINED = ROOT / "examples" / "build_untrained_preset.py"  # the source tree's, for --configs paper, small
 FILM_SIDES = (512, 2048, 3000)  # the bundled sample's side, and clinical films' (upsampled from it)
 CONFIGS, SECTIONS = ("bundled", "paper", "small"), ("speed", "cold", "memory")
 
@@ -115,12 +115,19 @@ def load_average(label="load average "):
     return label + " ".join(f"{value:.2f}" for value in os.getloadavg())
 
 
+def sample_film():
+    """The bundled COVID-19 sample film (installed with the package, wherever this script runs from)."""
+    from keras_covidcxr import sample_images
+
+    return next(path for path in sample_images() if "covid" in path.name)
+
+
 def build_preset(kind, folder):
     if kind == "bundled":
         from keras_covidcxr import DEFAULT_PRESET
 
         return DEFAULT_PRESET
-    args = [sys.executable, str(ROOT / "examples" / "build_untrained_preset.py"), str(folder)]
+    args = [sys.executable, str(BUILD_UNTRAINED), str(folder)]
     subprocess.run(args + (["--paper"] if kind == "paper" else []), check=True, capture_output=True)
     return folder
 
@@ -130,7 +137,7 @@ def bench_config(kind, preset, yardstick, batches, repeats):
     from keras_covidcxr.io.image_loader import load_image
 
     pipeline = Pipeline.from_preset(preset)
-    image = load_image(SAMPLE).pixels
+    image = load_image(sample_film()).pixels
     flops = count_flops(pipeline.segmenter) + sum(count_flops(m) for m in pipeline.ensemble.members)
     seg_size, cls_size = pipeline.segmenter.input_size, pipeline.classifier_size
     channels = pipeline.classifier_channels
@@ -240,7 +247,7 @@ def bench_cold_start(preset):
     print("\n== cold start (wall seconds, best of 2)")
     help_s = min(wall(cli + ["--help"], env) for _ in range(2))
     presets_s = min(wall(cli + ["presets"], env) for _ in range(2))
-    predict_s = min(wall(cli + ["predict", str(SAMPLE), "--preset", str(preset), "--allow-untrained"], env) for _ in range(2))
+    predict_s = min(wall(cli + ["predict", str(sample_film()), "--preset", str(preset), "--allow-untrained"], env) for _ in range(2))
     minimal_s = min(wall([sys.executable, "-c", minimal], env) for _ in range(2))
     print(f"covidcxr --help {help_s:.2f} s; covidcxr presets {presets_s:.2f} s (target < 0.3 s)")
     print(f"covidcxr predict, one image {predict_s:.2f} s vs minimal script {minimal_s:.2f} s:"
@@ -270,12 +277,12 @@ def bench_memory(preset, counts=(20, 500)):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     cli = [sys.executable, "-c", "import sys; from covidcxr_cli.app import main; sys.argv[0] = 'covidcxr'; main()"]
     print("\n== peak resident memory of folder prediction")
-    sample = np.asarray(Image.open(SAMPLE))
+    film = np.asarray(Image.open(sample_film()))
     peaks = {}
     for count in counts:
         with tempfile.TemporaryDirectory() as folder:
             for i in range(count):
-                Image.fromarray(np.roll(sample, i, axis=1)).save(Path(folder) / f"{i:04d}.png")
+                Image.fromarray(np.roll(film, i, axis=1)).save(Path(folder) / f"{i:04d}.png")
             out = Path(folder) / "results" / "results.csv"
             out.parent.mkdir()
             peaks[count], code = peak_memory_mb(
@@ -295,6 +302,9 @@ def main():
         unknown = sorted(set(given.split(",")) - set(allowed))
         if unknown:
             parser.error(f"{option}: unknown {', '.join(unknown)}; choose from {', '.join(allowed)}")
+    if set(args.configs.split(",")) - {"bundled"} and not BUILD_UNTRAINED.is_file():
+        parser.error(f"--configs paper and small build their presets with {BUILD_UNTRAINED}: run this script from "
+                     "a checkout of the source, or with --configs bundled")
     import keras
 
     batches, repeats = ((1, 8), 1) if args.quick else ((1, 8, 16), 2)

@@ -33,6 +33,8 @@ def main():
                         "batches (Keras pads a short one)")
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
+    if args.runs < 1:
+        parser.error(f"--runs {args.runs}: need at least one run to take a median of")
     if args.images < BATCH or args.images % BATCH:
         parser.error(f"--images {args.images}: use a multiple of {BATCH}")
 

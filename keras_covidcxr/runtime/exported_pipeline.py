@@ -64,7 +64,11 @@ class ExportedPipeline(PredictionSteps):
 
     def _decide(self, threshold, refer):
         self.decision_threshold, self._refer = threshold, refer
-        self.decision_rule = decision_rule_from_config(self._config, threshold, refer=refer)
+        rule = decision_rule_from_config(self._config, threshold, refer=refer)
+        exported = self.metadata["export"].get("decision_rule") or {}
+        if threshold is None and exported.get("origin") == "user":  # exported after `with_decision_threshold`
+            rule = dataclasses.replace(rule, origin="user")
+        self.decision_rule = rule
         return self
 
     def _read_export(self, check_view, providers):

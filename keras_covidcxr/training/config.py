@@ -52,9 +52,13 @@ class TrainingConfig:
         workers: threads that decode and augment batches
             (`keras.utils.PyDataset`); 1 runs them in the training thread.
         seed: shuffling seed (the order of epoch e is a function of seed and
-            e, so a resumed run sees the same order as an uninterrupted one);
-            the recipes (`run_segmenter_recipe`, `run_classifier_recipe`) also
-            seed the initial weights with it (`keras.utils.set_random_seed`).
+            e, so a resumed run sees the same batches in the same order as an
+            uninterrupted one); the recipes (`run_segmenter_recipe`,
+            `run_classifier_recipe`) also seed the initial weights with it
+            (`keras.utils.set_random_seed`). Two runs with one seed match at
+            workers=1; with more workers, or resumed after an interruption
+            (augmentation and dropout draws are not restored), the weights
+            differ slightly, as two training runs on a GPU do.
         run_eagerly: debug/tiny-data switch: no graph compilation at all.
         verbose: Keras' own progress output (0 silent, 1 bar, 2 one line per
             epoch).

@@ -39,6 +39,8 @@ import os
 import warnings
 from pathlib import Path
 
+import keras
+
 from keras_covidcxr.data.class_names import check_class_names
 from keras_covidcxr.data.manifest import Manifest, read_manifest
 from keras_covidcxr.errors import ConfigError
@@ -254,6 +256,8 @@ def finetune(pipeline, manifest, out=None, class_names=None, config=None, manife
         channels=pipeline.classifier_channels,
     )
     members, member_results = [], {}
+    if recipe == "train":  # new heads' initial weights and the shuffles, as the train recipes seed them
+        keras.utils.set_random_seed(config.seed)
     for member in pipeline.ensemble.members:
         member = with_new_head(member, len(class_names)) if mode == "replace_head" else copied(member)
         if recipe == "linear_probe":

@@ -244,6 +244,8 @@ def test_a_pipeline_exported_with_a_threshold_of_its_own_labels_by_it(small_pipe
     assert expected != [r.label for r in small_pipeline.predict(varied_images)]  # the threshold matters here
     exported = ExportedPipeline(chosen.export(tmp_path / "chosen", format="onnx"))
     assert exported.decision_rule.threshold == pytest.approx(0.2)
+    assert exported.decision_rule.origin == chosen.decision_rule.origin == "user"  # as the pipeline exported says
+    assert "(threshold given by the user)" in exported.decision_rule.describe()
     assert [r.label for r in exported.predict(varied_images)] == expected  # not the graph's own threshold's
 
 

@@ -56,7 +56,7 @@ def export_pipeline(pipeline, folder, format="onnx", overwrite=False):
     backend = keras.backend.backend()
     if backend not in BACKENDS[format]:
         working = " or ".join(f"KERAS_BACKEND={name}" for name in BACKENDS[format])
-        others = [name for name, backends in BACKENDS.items() if backend in backends]
+        others = [name for name, backends in BACKENDS.items() if backend in backends and name != "onnx"]
         raise ConfigError(f"Keras cannot export {format} from the {backend} backend: run the export with {working}"
                           + (f", or export {' or '.join(others)}" if others else ""))
     graphs = _graphs(pipeline)
@@ -131,7 +131,13 @@ def _export_graph(model, shape, path, format):
             warnings.filterwarnings("ignore", message=".*np.object.*", category=FutureWarning)
             model.export(str(path), format=format, verbose=False)
     except ImportError as error:
+        import keras
+
+        backend = keras.backend.backend()
+        fix = ('install them with: pip install "keras-covidcxr[export]"' if backend == "tensorflow" else
+               # the [export] extra holds the TensorFlow backend's converters (tf2onnx), not jax2onnx or torch's
+               'or export with the TensorFlow backend (pip install "keras-covidcxr[export]", then KERAS_BACKEND='
+               "tensorflow covidcxr export ...), whose converters this package installs and tests")
         raise MissingDependencyError(
-            f"exporting to {format} needs packages that are not installed ({error}); "
-            'install them with: pip install "keras-covidcxr[export]"'
+            f"exporting to {format} from the {backend} backend needs packages that are not installed ({error}); {fix}"
         ) from error
