@@ -29,6 +29,9 @@ from keras_covidcxr.settings import settings_from_dict
 # rotated or upside-down film), a lateral-looking mask or stated view, a child, an image far from a
 # film's shape.
 INPUT_CHECK_CODES = ("implausible_mask", "mask_below_diaphragm", "mask_irregular_outline", "view", "age", "aspect")
+# how a refer reason names each check (the warning itself says more)
+INPUT_CHECK_WORDS = {"implausible_mask": "implausible lung mask", "mask_below_diaphragm": "lung mask below the diaphragm",
+                     "mask_irregular_outline": "irregular lung-mask outline", "aspect": "aspect ratio"}
 
 
 def failed_input_checks(warnings):
@@ -110,7 +113,8 @@ class ReferRule:
         if self.out_of_distribution and out_of_distribution:
             found["out_of_distribution"] = "out of distribution"
         if self.input_checks and failed_checks:
-            found["input_checks"] = f"input check{'s' * (len(failed_checks) > 1)} failed: {', '.join(failed_checks)}"
+            named = ", ".join(INPUT_CHECK_WORDS.get(code, code) for code in failed_checks)
+            found["input_checks"] = f"input check{'s' * (len(failed_checks) > 1)} failed: {named}"
         return found
 
     @property

@@ -5,6 +5,7 @@ import pytest
 
 from keras_covidcxr import ConfigError
 from keras_covidcxr.models.pipeline.refer_rule import (
+    INPUT_CHECK_WORDS,
     ReferRule,
     answered_metrics,
     failed_input_checks,
@@ -40,6 +41,8 @@ def test_the_reasons_name_each_part_of_the_rule_a_film_meets_and_agree_with_refe
         "input_checks": "input check failed: view",
     }
     assert rule.reasons(0.9, failed_checks=["view", "age"])["input_checks"] == "input checks failed: view, age"
+    assert rule.reasons(0.9, failed_checks=["mask_below_diaphragm"])["input_checks"] == (
+        "input check failed: lung mask below the diaphragm")  # words, not the warning's code
     assert ReferRule(0.3, 0.6).reasons(0.9, 0.5, True, ["view"]) == {}  # a rule that does not say so ignores them
     assert failed_input_checks([("view", "a"), ("mask_pieces_removed", "b"), ("view", "c"), ("age", "d")]) == [
         "view", "age"]
@@ -116,7 +119,8 @@ def test_a_refer_band_needs_a_two_class_weighted_average_the_film_checks_do_not(
         assert failed.label == "refer" and failed.would_be_label in pipeline.class_names
         message, failed_codes = dict(failed.warnings)["refer"], failed_input_checks(failed.warnings)
         assert failed_codes and list(failed.refer_reasons) == ["input_checks"]  # no band: only the checks refer
-        assert message.startswith("referred: input check") and ", ".join(failed_codes) in message
+        assert message.startswith("referred: input check")
+        assert ", ".join(INPUT_CHECK_WORDS.get(code, code) for code in failed_codes) in message
         assert "spread" not in message
 
 
