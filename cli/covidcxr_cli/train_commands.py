@@ -241,7 +241,7 @@ def classifier(
                          finetune_learning_rate=finetune_lr, batch_size=batch_size, augment=augment,
                          precision=precision, jit_compile=jit_compile, steps_per_execution=steps_per_execution,
                          workers=workers, seed=seed, run_eagerly=eager)
-        class_names = tuple(c.strip() for c in classes.split(",")) if classes else None
+        class_names = tuple(c.strip() for c in classes.split(",") if c.strip()) if classes else None
         if class_names is not None and num_classes not in (None, len(class_names)):
             raise keras_covidcxr.ConfigError(f"--num-classes {num_classes} but --classes names {len(class_names)}: "
                                              f"{list(class_names)}")
@@ -364,7 +364,7 @@ def finetune(
     """Fine-tune a preset's classifiers on your data and save a NEW preset recording parent, data and recipe."""
     if epochs is not None:
         head_epochs = max_epochs_per_stage = epochs
-    class_names = tuple(c.strip() for c in classes.split(",")) if classes else None
+    class_names = tuple(c.strip() for c in classes.split(",") if c.strip()) if classes else None
     with reported_errors(debug):  # what can be checked before the backend loads
         import keras_covidcxr
         from keras_covidcxr.presets import check_preset_destination

@@ -19,7 +19,14 @@ import dataclasses
 import json
 from collections import defaultdict
 
-from keras_covidcxr.data.image_scan import ImageScan, file_identity, header_size, rows_by_file, scan_images
+from keras_covidcxr.data.image_scan import (
+    ImageScan,
+    file_identity,
+    header_size,
+    patients_sharing_files,
+    rows_by_file,
+    scan_images,
+)
 from keras_covidcxr.data.manifest import ADULT_AGE
 from keras_covidcxr.data.near_duplicates import (
     DEFAULT_NEAR_DUPLICATE_THRESHOLD,
@@ -27,8 +34,10 @@ from keras_covidcxr.data.near_duplicates import (
     duplicate_groups,
 )
 from keras_covidcxr.data.source_shortcut import source_shortcut
+from keras_covidcxr.data.splits import linked_patient_groups
 from keras_covidcxr.errors import ConfigError
 from keras_covidcxr.io.atomic import atomic_write
+from keras_covidcxr.settings import is_whole_number
 
 MIN_IMAGE_SIDE = 256  # paper: images under 256 px were dropped
 
@@ -185,15 +194,18 @@ def _files_listed_twice(manifest):
 
 
 def _row_checks(manifest, allow_pediatric):
-    youngest = {}  # a child's other films (no age, or a later one) are a child's too
+    # a child's films without an age are a child's too, also under another patient id for one of its files
+    group = linked_patient_groups(manifest.patient_ids(), patients_sharing_files(manifest))
+    youngest = {}
     for row in manifest:
         if row.age is not None and row.age < ADULT_AGE:
-            youngest[row.patient_id] = min(row.age, youngest.get(row.patient_id, row.age))
+            key = group[row.patient_id]
+            youngest[key] = min(row.age, youngest.get(key, row.age))
     unsplit = []
     for row in manifest:
-        if not allow_pediatric and row.patient_id in youngest:
-            age = (f"age {row.age:g}" if row.age is not None and row.age < ADULT_AGE
-                   else f"age {youngest[row.patient_id]:g} in another row")
+        child_age = youngest.get(group[row.patient_id])
+        if not allow_pediatric and child_age is not None and (row.age is None or row.age < ADULT_AGE):
+            age = f"age {row.age:g}" if row.age is not None else f"age {child_age:g} in another row"
             yield AuditFinding(
                 "pediatric",
                 "error",
@@ -363,7 +375,7 @@ def audit_manifest(
         raise ConfigError(f"min_size={min_size!r}: need a whole number of pixels >= 0")
     if not -1.0 <= near_duplicate_threshold <= 1.0:
         raise ConfigError(f"near_duplicate_threshold={near_duplicate_threshold!r}: a correlation in [-1, 1]")
-    if int(max_hash_distance) != max_hash_distance or not 0 <= max_hash_distance <= 64:
+    if not is_whole_number(max_hash_distance) or not 0 <= max_hash_distance <= 64:
         raise ConfigError(f"max_hash_distance={max_hash_distance!r}: a number of bits from 0 to 64")
     if check_images:
         scans = scan_images(manifest, progress=progress)
@@ -408,21 +420,27 @@ def exclude_refused(manifest, *, allow_pediatric=False, min_size=MIN_IMAGE_SIDE,
         {'pediatric': 1, 'image_too_small': 10}
     """
     scans = scan_images(manifest, progress=progress)
-    dropped, refused_files, refused_masks, refused_patients = {}, set(), set(), set()
-    for checks, refused in ((_row_checks(manifest, allow_pediatric), refused_files),
-                            (_file_checks(scans, min_size), refused_files),
-                            (_mask_checks(manifest, scans, True), refused_masks)):
-        for finding in checks:
-            if finding.severity != "error":
-                continue
-            dropped.setdefault(finding.check, []).append(finding)
-            if finding.check == "pediatric":
-                refused_patients.update(finding.patient_ids)
-            else:  # a mask's finding names the mask first: only its seg row goes, not the film's cls row
-                refused.add(file_identity(manifest.resolve(finding.paths[0])))
+    def identity(path):
+        return file_identity(manifest.resolve(path))
 
-    def refused(row):
-        return (row.patient_id in refused_patients or file_identity(manifest.resolve(row)) in refused_files
-                or (row.mask_path is not None and file_identity(manifest.resolve_mask(row)) in refused_masks))
+    dropped, refused = {}, set()  # files, masks, (film, mask) pairs and patients whose rows go
+    for finding in (*_row_checks(manifest, allow_pediatric), *_file_checks(scans, min_size),
+                    *_mask_checks(manifest, scans, True)):
+        if finding.severity != "error":
+            continue
+        dropped.setdefault(finding.check, []).append(finding)
+        if finding.check == "pediatric":
+            refused.add(("patient", finding.patient_ids[0], finding.paths[0]))
+        elif finding.check == "mask_size_mismatch":  # this film's mask only: another film may fit it
+            refused.add(("pair", identity(finding.paths[1]), identity(finding.paths[0])))
+        elif finding.paths[0] in {row.mask_path for row in manifest}:  # a missing or unreadable mask
+            refused.add(("mask", identity(finding.paths[0])))
+        else:
+            refused.add(("file", identity(finding.paths[0])))
 
-    return manifest.with_rows(row for row in manifest if not refused(row)), dropped
+    def is_refused(row):
+        film, mask = identity(row.path), row.mask_path and identity(row.mask_path)
+        return bool({("patient", row.patient_id, row.path), ("file", film), ("mask", mask),
+                     ("pair", film, mask)} & refused)
+
+    return manifest.with_rows(row for row in manifest if not is_refused(row)), dropped

@@ -260,9 +260,7 @@ def read_manifest(path):
     except csv.Error as error:
         raise DatasetError(f"{path}:1: not a readable CSV header ({error})") from error
     reader.fieldnames = columns
-    repeated = [name for name, count in Counter(columns).items() if count > 1 and name]
-    if repeated:  # csv would keep the last column of a name, silently
-        raise DatasetError(f"{path}:1: column(s) {', '.join(repeated)} appear more than once; keep one of each")
+    refuse_repeated_columns(columns, path)
     missing = [name for name in REQUIRED_COLUMNS if name not in columns]
     if missing:
         raise DatasetError(f"{path}:1: missing required column(s) {', '.join(missing)}")
@@ -293,6 +291,14 @@ def read_manifest(path):
     if problems:
         _raise_problems(problems)
     return Manifest(rows, root=path.parent)
+
+
+def refuse_repeated_columns(columns, path):
+    """A DatasetError naming `path` when a CSV header names a column twice: csv.DictReader would keep the last of
+    them, silently."""
+    repeated = [name for name, count in Counter(name.strip() for name in columns or ()).items() if count > 1 and name]
+    if repeated:
+        raise DatasetError(f"{path}:1: column(s) {', '.join(repeated)} appear more than once; keep one of each")
 
 
 def _format_age(age):

@@ -106,7 +106,7 @@ def normalize_sex(text):
 
 def parse_age(text):
     """Years as a float from "54", "54.0", "050Y" (DICOM), "50+", "early 40s", "18 months", "3 wk" or "10 days";
-    None when absent. A number with another unit ("5 kg") is None, not years."""
+    None when absent. A number with any other word after it ("45 M", "17 Jahre") is read as years."""
     text = str(text or "").strip()
     dicom_age = re.fullmatch(r"(\d{3})([DWMY])", text.upper())  # DICOM AS: "006M" = 6 months
     if dicom_age:
@@ -114,18 +114,15 @@ def parse_age(text):
     match = re.search(r"(\d+(?:\.\d+)?)\s*([a-z]*)", text.lower())
     if not match:
         return None
-    unit = _AGE_UNITS.get(match.group(2), None if match.group(2) else "Y")
-    if unit is None:
-        return None
-    age = float(match.group(1)) * _DAYS_PER_UNIT[unit] / 365.25
+    age = float(match.group(1)) * _DAYS_PER_UNIT[_AGE_UNITS.get(match.group(2), "Y")] / 365.25
     return round(age, 2) if math.isfinite(age) and 0 <= age < 150 else None
 
 
-_DAYS_PER_UNIT = {"D": 1, "W": 7, "M": 365.25 / 12, "Y": 365.25}
-# "s" of "40s" (a decade) and "yo" ("54 yo") read as years; "m" alone is months, as in DICOM's "006M"
+_DAYS_PER_UNIT = {"H": 1 / 24, "D": 1, "W": 7, "M": 365.25 / 12, "Y": 365.25}
+# units other than years, spelled out: a lone "m" after an age is as often "male" as "months"
 _AGE_UNITS = {
-    **dict.fromkeys(("y", "yr", "yrs", "year", "years", "yo", "s", "plus"), "Y"),
-    **dict.fromkeys(("m", "mo", "mos", "mth", "mths", "month", "months"), "M"),
+    **dict.fromkeys(("mo", "mos", "mth", "mths", "month", "months"), "M"),
     **dict.fromkeys(("w", "wk", "wks", "week", "weeks"), "W"),
     **dict.fromkeys(("d", "day", "days"), "D"),
+    **dict.fromkeys(("h", "hr", "hrs", "hour", "hours"), "H"),
 }

@@ -246,6 +246,9 @@ def finetune(pipeline, manifest, out=None, class_names=None, config=None, manife
     unused = unused_settings(config) if recipe == "linear_probe" else []
     if unused:
         warnings.warn(UnusedSettingsWarning(unused), stacklevel=2)
+    if recipe == "linear_probe" and checkpoint_dir is not None:
+        warnings.warn(f"the linear probe fits in one step and keeps no checkpoints: {checkpoint_dir} is not used",
+                      stacklevel=2)
 
     if recipe == "train":
         say("same classes: the members keep training from the preset's weights" if mode == "continue" else

@@ -248,26 +248,38 @@ def test_one_file_in_two_splits_or_under_two_patients_is_found_under_any_spellin
 
 
 def test_a_childs_films_without_an_age_are_a_childs_too(tmp_path, chest_like, write_png):
-    for name, seed in (("young.png", 1), ("later.png", 2), ("adult.png", 3)):
+    for name, seed in (("young.png", 1), ("later.png", 2), ("grown_up.png", 3), ("other_id.png", 4),
+                       ("adult.png", 5)):
         write_png(tmp_path / name, chest_like(seed))
+    write_png(tmp_path / "mask.png", chest_like(6))
     rows = [ManifestRow("young.png", "cls", "kid", label="normal", age=12, split="train"),
             ManifestRow("later.png", "cls", "kid", label="normal", split="train"),
+            ManifestRow("grown_up.png", "cls", "kid", label="normal", age=30, split="train"),  # adult by its age
+            # the child's film under another builder's id, and that id's other film
+            ManifestRow("young.png", "seg", "kid_v7", mask_path="mask.png", split="train"),
+            ManifestRow("other_id.png", "cls", "kid_v7", label="normal", split="train"),
             ManifestRow("adult.png", "cls", "grown", label="normal", age=40, split="train")]
     manifest = Manifest(rows, tmp_path)
     found = [f.message for f in audit_manifest(manifest).findings if f.check == "pediatric"]
-    assert found == ["young.png (patient kid): age 12", "later.png (patient kid): age 12 in another row"]
+    assert found == ["young.png (patient kid): age 12", "later.png (patient kid): age 12 in another row",
+                     "young.png (patient kid_v7): age 12 in another row",
+                     "other_id.png (patient kid_v7): age 12 in another row"]
     kept, dropped = exclude_refused(manifest)
-    assert [row.path for row in kept] == ["adult.png"] and len(dropped["pediatric"]) == 2
+    assert [row.path for row in kept] == ["grown_up.png", "adult.png"] and len(dropped["pediatric"]) == 4
 
 
 def test_excluding_a_bad_mask_keeps_its_films_classification_row(tmp_path, chest_like, write_png):
     write_png(tmp_path / "film.png", chest_like(1))
     write_png(tmp_path / "small_mask.png", chest_like(2, 100, 100))
     write_png(tmp_path / "small.png", chest_like(3, 200, 300))
+    write_png(tmp_path / "fits.png", chest_like(4, 100, 100))
     rows = [ManifestRow("film.png", "seg", "p1", mask_path="small_mask.png"),
             ManifestRow("film.png", "cls", "p1", label="covid"),
             ManifestRow("small.png", "cls", "p2", label="normal"),
-            ManifestRow(str(tmp_path / "small.png"), "seg", "p2", mask_path="small_mask.png")]
+            ManifestRow(str(tmp_path / "small.png"), "seg", "p2", mask_path="small_mask.png"),
+            ManifestRow("fits.png", "seg", "p3", mask_path="small_mask.png")]  # the mask is this film's
+    kept, dropped = exclude_refused(Manifest(rows, tmp_path), min_size=100)
+    assert [(row.path, row.task) for row in kept] == [("film.png", "cls"), ("small.png", "cls"), ("fits.png", "seg")]
     kept, dropped = exclude_refused(Manifest(rows, tmp_path))
     assert [(row.path, row.task) for row in kept] == [("film.png", "cls")]  # both spellings of small.png go
     assert set(dropped) == {"mask_size_mismatch", "image_too_small"}
@@ -283,5 +295,6 @@ def test_a_stricter_hash_distance_catches_a_cropped_copy(tmp_path, chest_like, w
     assert audit_manifest(manifest).passed
     strict = audit_manifest(manifest, near_duplicate_threshold=0.85, max_hash_distance=14)
     assert strict.counts()["near_duplicate_across_splits"] == 1 and strict.settings["max_hash_distance"] == 14
-    with pytest.raises(ConfigError, match="max_hash_distance=65"):
-        audit_manifest(manifest, max_hash_distance=65)
+    for wrong in (65, None, 2.5):
+        with pytest.raises(ConfigError, match=f"max_hash_distance={wrong}"):
+            audit_manifest(manifest, max_hash_distance=wrong)

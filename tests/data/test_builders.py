@@ -579,10 +579,26 @@ def test_darwin_json_never_replaces_existing_masks_unless_asked(darwin_folders):
     assert Image.open(masks / "frontal.png").size == (300, 280) and len(manifest) == 2
 
 
+def test_darwin_masks_are_never_written_over_the_films(tmp_path, chest_like):
+    images, annotations = _darwin_one(tmp_path, chest_like, "film", filename="film.png")
+    before = (images / "film.png").read_bytes()
+    for overwrite in (False, True):
+        with pytest.raises(DatasetError, match="film.png: is one of the images; write the masks to a folder of their own"):
+            from_darwin_json(annotations, images, images, overwrite=overwrite)
+    assert (images / "film.png").read_bytes() == before
+
+
+def test_a_shared_manifest_naming_a_column_twice_is_refused(tmp_path):
+    (tmp_path / "manifest.csv").write_text("file,task,label,patient_id,label\ncls/a.png,cls,covid,p1,normal\n")
+    with pytest.raises(DatasetError, match=r"manifest.csv:1: column\(s\) label appear more than once"):
+        from_shared_cxr_manifest(tmp_path / "manifest.csv")
+
+
 @pytest.mark.parametrize(
     "text, years",
     [("54", 54.0), ("050Y", 50.0), ("early 40s", 40.0), ("54 yo", 54.0), ("90+", 90.0), ("18 months", 1.5),
-     ("20 mo", 1.67), ("006M", 0.5), ("3 wk", 0.06), ("30 days", 0.08), ("5 kg", None), ("unknown", None)],
+     ("20 mo", 1.67), ("006M", 0.5), ("3 wk", 0.06), ("30 days", 0.08), ("24 hrs", 0.0), ("unknown", None),
+     ("45M", 45.0), ("45 M", 45.0), ("17 Jahre", 17.0), ("60 or older", 60.0)],  # a lone M may be the sex
 )
 def test_ages_in_months_weeks_or_days_are_not_read_as_years(text, years):
     from keras_covidcxr.data.vocabulary import parse_age

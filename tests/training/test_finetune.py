@@ -228,6 +228,10 @@ def test_the_linear_probe_refits_the_head_on_frozen_features_of_a_copy(synthetic
     # settings of the gradient recipe are named as unused, not silently dropped
     with pytest.warns(UserWarning, match=r"does not use head_epochs \(settings of recipe 'train'\)"):
         finetune(parent, str(synthetic_manifest_path), config=config.replace(head_epochs=9), refit_ensemble=False)
+    with pytest.warns(UserWarning, match="keeps no checkpoints: .*kept is not used"):
+        finetune(parent, str(synthetic_manifest_path), config=config, refit_ensemble=False,
+                 checkpoint_dir=tmp_path / "kept")
+    assert not (tmp_path / "kept").exists()
     for old, kept in zip(before, member.get_weights(), strict=True):  # the caller's pipeline is not modified
         np.testing.assert_array_equal(old, kept)
     refitted = result.pipeline.ensemble.members[0]

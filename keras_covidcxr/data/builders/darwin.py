@@ -25,7 +25,7 @@ from keras_covidcxr.data.builders._files import (
     require_folder,
     with_progress,
 )
-from keras_covidcxr.data.image_scan import header_size
+from keras_covidcxr.data.image_scan import file_identity, header_size
 from keras_covidcxr.data.manifest import DatasetError, Manifest, ManifestRow
 from keras_covidcxr.data.vocabulary import normalize_label, normalize_sex, normalize_view, parse_age
 from keras_covidcxr.io.atomic import atomic_write
@@ -296,6 +296,11 @@ def from_darwin_json(
             f"kept {pediatric_kept} pediatric films (Kermany et al., ages 1-5) with an empty age: "
             "the audit cannot flag them as children"
         )
+    images = {file_identity(row["image"]) for row in rows}
+    clobbered = [path for path in masks if file_identity(path) in images]
+    if clobbered:  # --masks-out is the image folder: a mask would replace its own film, whatever overwrite says
+        raise DatasetError(f"{clobbered[0]}: is one of the images; write the masks to a folder of their own "
+                           "(--masks-out), not the image folder")
     existing = [path for path in masks if path.exists()]
     if existing and not overwrite:
         raise DatasetError(

@@ -13,7 +13,13 @@ import csv
 
 from keras_covidcxr.data.build_report import BuildReport, BuiltManifest
 from keras_covidcxr.data.builders._files import read_text, require_file, require_folder, with_progress
-from keras_covidcxr.data.manifest import ADULT_AGE, DatasetError, Manifest, ManifestRow
+from keras_covidcxr.data.manifest import (
+    ADULT_AGE,
+    DatasetError,
+    Manifest,
+    ManifestRow,
+    refuse_repeated_columns,
+)
 from keras_covidcxr.data.vocabulary import normalize_label, normalize_sex, normalize_view, parse_age
 
 
@@ -31,6 +37,7 @@ def from_ieee8023_metadata(metadata_csv, image_dir, drop_lateral=True, drop_pedi
     rows, seen = [], set()
     with read_text(metadata_csv, "ieee8023 metadata.csv") as handle:
         reader = csv.DictReader(handle)
+        refuse_repeated_columns(reader.fieldnames, metadata_csv)
         missing = {"patientid", "finding", "filename"} - set(reader.fieldnames or [])
         if missing:
             raise DatasetError(f"{metadata_csv}:1: missing column(s) {', '.join(sorted(missing))}")

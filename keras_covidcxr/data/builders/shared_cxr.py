@@ -19,7 +19,14 @@ from pathlib import PurePosixPath
 
 from keras_covidcxr.data.build_report import BuildReport, BuiltManifest
 from keras_covidcxr.data.builders._files import read_text, require_file, with_progress
-from keras_covidcxr.data.manifest import LABELS, TASKS, DatasetError, Manifest, ManifestRow
+from keras_covidcxr.data.manifest import (
+    LABELS,
+    TASKS,
+    DatasetError,
+    Manifest,
+    ManifestRow,
+    refuse_repeated_columns,
+)
 from keras_covidcxr.data.vocabulary import normalize_sex, normalize_view, parse_age
 
 _REQUIRED = ("file", "task", "label", "patient_id")
@@ -59,6 +66,7 @@ def from_shared_cxr_manifest(csv_path, progress=None):
     rows, seen = [], {}
     with read_text(csv_path, "shared CXR manifest") as handle:
         reader = csv.DictReader(handle)
+        refuse_repeated_columns(reader.fieldnames, csv_path)
         missing = [name for name in _REQUIRED if name not in (reader.fieldnames or [])]
         if missing:
             raise DatasetError(f"{csv_path}:1: missing column(s) {', '.join(missing)}")
