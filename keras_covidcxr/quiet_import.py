@@ -10,6 +10,7 @@ Example:
 """
 
 import contextlib
+import importlib.util
 import os
 import sys
 import tempfile
@@ -83,7 +84,10 @@ def missing_dependency(failure):
         )
     if package in BACKEND_PACKAGES:
         backend = os.environ.get("KERAS_BACKEND", "tensorflow")
-        return MissingDependencyError(f"Keras cannot load its {backend} backend ({failure}); install one: {install}")
+        installed = [name for name in ("jax", "torch") if name != backend and importlib.util.find_spec(name)]
+        fix = (f"set KERAS_BACKEND={installed[0]} to use the {installed[0]} installed here, or install one: {install}"
+               if installed else f"install one: {install}")
+        return MissingDependencyError(f"Keras cannot load its {backend} backend ({failure}); {fix}")
     return None
 
 

@@ -1,9 +1,13 @@
 """The Python API loads the backend without TensorFlow's native start-up notices."""
 
+import importlib.util
 import subprocess
 import sys
 
+import pytest
 
+
+@pytest.mark.skipif(importlib.util.find_spec("tensorflow") is None, reason="TensorFlow prints the notices; not installed")
 def test_the_first_model_name_loads_keras_without_native_notices(tmp_path):
     code = "import keras_covidcxr\nkeras_covidcxr.Pipeline\nimport sys\nprint('keras' in sys.modules)\n"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path,
@@ -26,3 +30,17 @@ def test_what_was_printed_is_shown_when_the_import_fails_not_when_it_is_interrup
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert done.stderr == "notice before RuntimeError\n"  # Ctrl-C is no failure of the import: nothing replayed
+
+
+def test_a_missing_backend_names_the_backend_installed_here(monkeypatch):
+    from keras_covidcxr.quiet_import import missing_dependency
+
+    monkeypatch.delenv("KERAS_BACKEND", raising=False)
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "jax" else
+                        None if name == "torch" else find_spec(name, *a))
+    message = str(missing_dependency(ModuleNotFoundError("No module named 'tensorflow'", name="tensorflow")))
+    assert "Keras cannot load its tensorflow backend" in message and "set KERAS_BACKEND=jax to use the jax" in message
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
+    message = str(missing_dependency(ModuleNotFoundError("No module named 'tensorflow'", name="tensorflow")))
+    assert "KERAS_BACKEND" not in message and "install one: pip install" in message

@@ -425,7 +425,7 @@ def export(
     out: Path = typer.Argument(..., metavar="FOLDER", help="The export folder to write."),
     export_format: str = typer.Option(
         "onnx", "--format", metavar="FORMAT",
-        help="onnx or litert (both run with `covidcxr predict --exported FOLDER`, without TensorFlow; litert is "
+        help="onnx or litert (both run with `covidcxr predict --exported FOLDER`, without TensorFlow; both are "
              "written with the TensorFlow backend) or tf_saved_model.",
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier export in FOLDER."),
@@ -440,6 +440,9 @@ def export(
         keras_covidcxr.read_preset_metadata(preset)
         _check_writable_folder(out.absolute(), f"{out}: cannot write the export")
     with reported_errors(debug, needs_keras=True):
+        from keras_covidcxr.models.pipeline.export import check_export_backend
+
+        check_export_backend(export_format)  # before the model's seconds of loading
         pipeline = _load_pipeline(preset, allow_untrained)
         pipeline.export(out, format=export_format, overwrite=overwrite)
     hint = f"; run it with: covidcxr predict IMAGE --exported {out}" if export_format in ("onnx", "litert") else ""

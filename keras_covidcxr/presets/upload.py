@@ -11,8 +11,9 @@ from keras_covidcxr.presets.preset_format import METADATA_FILE, read_verified_co
 from keras_covidcxr.presets.resolve import HF_PREFIX, parse_hf_handle, resolve_preset
 
 CARD_FILE = "README.md"  # the Hub shows a repository's README.md as its model card
-# model_cards/ of the source tree (absent from an installed wheel, where a card must be given)
-SOURCE_MODEL_CARDS = Path(__file__).resolve().parent.parent.parent / "model_cards"
+# the registered presets' cards: keras_covidcxr/model_cards in an installed wheel, model_cards/ of the source tree
+MODEL_CARD_FOLDERS = (Path(__file__).resolve().parent.parent / "model_cards",
+                      Path(__file__).resolve().parent.parent.parent / "model_cards")
 _PLACEHOLDER = re.compile(r"\{\{.*?\}\}")
 
 
@@ -30,11 +31,11 @@ def preset_folder(preset):
 def find_model_card(folder):
     """The model card that goes with a preset folder (or registered name), or None.
 
-    The folder's own README.md, else `model_cards/<folder name>.md` of the
-    source tree (the registered presets' cards).
+    The folder's own README.md, else `model_cards/<folder name>.md` (the
+    registered presets' cards, installed with the package).
     """
     folder = preset_folder(folder)
-    for card in (folder / CARD_FILE, SOURCE_MODEL_CARDS / f"{folder.name}.md"):
+    for card in (folder / CARD_FILE, *(cards / f"{folder.name}.md" for cards in MODEL_CARD_FOLDERS)):
         if card.is_file():
             return card
     return None

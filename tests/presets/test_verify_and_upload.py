@@ -118,7 +118,7 @@ def fake_hub(monkeypatch, tmp_path):
     monkeypatch.setattr(huggingface_hub, "HfApi", FakeHubApi)
     cards = tmp_path / "model_cards"
     cards.mkdir()
-    monkeypatch.setattr(upload, "SOURCE_MODEL_CARDS", cards)
+    monkeypatch.setattr(upload, "MODEL_CARD_FOLDERS", (cards,))
     return cards
 
 
@@ -166,10 +166,11 @@ def test_upload_command_names_the_card_it_published(preset_dir, fake_hub):
 
 def test_registered_presets_find_their_card_in_model_cards():
     from keras_covidcxr.models.pipeline.pipeline_presets import PIPELINE_PRESETS
-    from keras_covidcxr.presets.upload import SOURCE_MODEL_CARDS, find_model_card
+    from keras_covidcxr.presets.upload import find_model_card
 
-    for name in PIPELINE_PRESETS:
-        assert find_model_card(Path("somewhere") / name) == SOURCE_MODEL_CARDS / f"{name}.md"
+    for name in PIPELINE_PRESETS:  # from the source tree here, from the package's own copy in an installed wheel
+        card = find_model_card(Path("somewhere") / name)
+        assert card.is_file() and card.name == f"{name}.md" and card.parent.name == "model_cards", card
 
 
 def test_a_registered_name_uploads_its_bundled_folder_and_an_untrained_one_is_refused(fake_hub):

@@ -111,20 +111,20 @@ def test_an_untrained_export_is_refused_as_its_preset_is(onnx_export, image):
     assert "Research use only" in allowed.stderr
 
 
-def test_a_missing_converter_under_another_backend_points_at_the_tensorflow_export(monkeypatch):
+def test_a_missing_exporter_under_another_backend_names_tensorflow_in_the_extra(monkeypatch):
     import keras
 
     from keras_covidcxr import MissingDependencyError
     from keras_covidcxr.models.pipeline import export
 
-    class NeedsJax2Onnx(keras.layers.Layer):
+    class NeedsTensorFlow(keras.layers.Layer):
         def call(self, inputs):
             return inputs
 
         def export(self, *args, **kwargs):
-            raise ImportError("This requires the jax2onnx module")
+            raise ImportError("This requires the tensorflow module")
 
     monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
-    with pytest.raises(MissingDependencyError, match=r"onnx from the jax backend needs .* \(This requires the jax2onnx "
-                                                     r"module\); or export with the TensorFlow backend"):
-        export._export_graph(NeedsJax2Onnx(), (4,), "graph.onnx", "onnx")
+    with pytest.raises(MissingDependencyError, match=r"\(This requires the tensorflow module\); install them with: "
+                                                     r'pip install "keras-covidcxr\[export,tensorflow-cpu\]"'):
+        export._export_graph(NeedsTensorFlow(), (4,), "graph", "tf_saved_model")

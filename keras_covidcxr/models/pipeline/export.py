@@ -34,9 +34,21 @@ from keras_covidcxr.runtime.export_folder import (
 )
 from keras_covidcxr.version import __version__
 
-# The backends whose Keras exporter writes each format with a variable batch size. (Keras writes LiteRT
-# from PyTorch too, but only with a fixed batch size.)
-BACKENDS = {"onnx": ("tensorflow", "jax", "torch"), "litert": ("tensorflow",), "tf_saved_model": ("tensorflow", "jax", "torch")}
+# The backends whose Keras exporter writes each format as this package reads it: a variable batch size and, for
+# ONNX, the graph outputs named (Keras writes ONNX from JAX with jax2onnx, whose outputs are "v_0", "convert_out_0",
+# ..., and LiteRT from PyTorch with a fixed batch size). TensorFlow itself writes every format: it must be installed.
+BACKENDS = {"onnx": ("tensorflow",), "litert": ("tensorflow",), "tf_saved_model": ("tensorflow", "jax", "torch")}
+
+
+def check_export_backend(format, backend=None):
+    """Refuse, before any model loads, a format the Keras backend in use (or `backend`) cannot export as needed."""
+    backend = backend or keras.backend.backend()
+    if format in BACKENDS and backend not in BACKENDS[format]:
+        working = " or ".join(f"KERAS_BACKEND={name}" for name in BACKENDS[format])
+        others = [name for name, backends in BACKENDS.items() if backend in backends]
+        raise ConfigError(f"this package cannot export {format} from the {backend} backend: run the export with "
+                          f"{working} (pip install \"keras-covidcxr[export,tensorflow-cpu]\")"
+                          + (f", or export {' or '.join(others)}" if others else ""))
 
 
 def export_pipeline(pipeline, folder, format="onnx", overwrite=False):
@@ -53,12 +65,7 @@ def export_pipeline(pipeline, folder, format="onnx", overwrite=False):
 
     check_export_destination(folder, format, overwrite)
     pipeline.check_storable()
-    backend = keras.backend.backend()
-    if backend not in BACKENDS[format]:
-        working = " or ".join(f"KERAS_BACKEND={name}" for name in BACKENDS[format])
-        others = [name for name, backends in BACKENDS.items() if backend in backends and name != "onnx"]
-        raise ConfigError(f"Keras cannot export {format} from the {backend} backend: run the export with {working}"
-                          + (f", or export {' or '.join(others)}" if others else ""))
+    check_export_backend(format)
     graphs = _graphs(pipeline)
     suffix = FORMATS[format]
     manifest = {
@@ -131,13 +138,8 @@ def _export_graph(model, shape, path, format):
             warnings.filterwarnings("ignore", message=".*np.object.*", category=FutureWarning)
             model.export(str(path), format=format, verbose=False)
     except ImportError as error:
-        import keras
-
-        backend = keras.backend.backend()
-        fix = ('install them with: pip install "keras-covidcxr[export]"' if backend == "tensorflow" else
-               # the [export] extra holds the TensorFlow backend's converters (tf2onnx), not jax2onnx or torch's
-               'or export with the TensorFlow backend (pip install "keras-covidcxr[export]", then KERAS_BACKEND='
-               "tensorflow covidcxr export ...), whose converters this package installs and tests")
+        extra = "export" if keras.backend.backend() == "tensorflow" else "export,tensorflow-cpu"  # TensorFlow writes it
         raise MissingDependencyError(
-            f"exporting to {format} from the {backend} backend needs packages that are not installed ({error}); {fix}"
+            f"exporting to {format} needs packages that are not installed ({error}); "
+            f'install them with: pip install "keras-covidcxr[{extra}]"'
         ) from error
