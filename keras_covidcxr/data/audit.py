@@ -1,8 +1,9 @@
 """Audit a manifest for the leaks and exclusions the paper insists on, before any training.
 
-Errors (the audit fails): a patient in two splits; the same picture (one file, or near-duplicate
-files, see `near_duplicates`) in two splits; a child (age under 18 in any of the patient's rows:
-the others are flagged too) unless allowed; a lateral view; an
+Errors (the audit fails): a patient in two splits; the same picture (one file under two patient
+ids, or near-duplicate files, see `near_duplicates`) in two splits; a child (age under 18; the
+child's rows without an age are flagged too, also under another patient id naming one of its
+files) unless allowed; a lateral view; an
 image whose smaller side is under `min_size` px (paper: 256); a missing or unreadable image or
 mask; a mask whose size differs from its image; one file in two rows of one task (under any spelling of
 its path: a symlink or hard link counts as the same file), which would count it twice. Warnings (reported, not failing): the same
@@ -306,17 +307,20 @@ def _mask_checks(manifest, scans, check_images):
 
 
 def _shared_file_checks(scans):
-    """One file (any spelling of its path) whose rows are in several splits, or name several patients in one."""
+    """One file (any spelling of its path) named by rows of several patients, in several splits or in one (one
+    patient's file in two splits is that patient's finding)."""
     for scan in scans:
         splits = tuple(dict.fromkeys(row.split for row in scan.rows if row.split))
         patients = tuple(dict.fromkeys(row.patient_id for row in scan.rows))
+        if len(patients) < 2:
+            continue
         rows = "; ".join(f"{row.path} ({row.task}, patient {row.patient_id}, {row.split or 'no split'})"
                          for row in scan.rows)
         paths = tuple(dict.fromkeys(row.path for row in scan.rows))
         if len(splits) > 1:
             yield AuditFinding("near_duplicate_across_splits", "error",
                                f"one file in {', '.join(splits)}: {rows}", paths, patients)
-        elif len(patients) > 1:
+        else:
             yield AuditFinding("same_picture_several_patients", "warning",
                                f"one file under patients {', '.join(patients)}: {rows}", paths, patients)
 

@@ -245,6 +245,9 @@ def test_one_file_in_two_splits_or_under_two_patients_is_found_under_any_spellin
         assert "one file in train, val" in across[0].message
         one_split = [f for f in report.findings if f.check == "same_picture_several_patients"]
         assert [f.patient_ids for f in one_split] == [("a", "b")] and one_split[0].severity == "warning"
+    one_patient = [rows[0], rows[1].replace(patient_id="v7labs:film")]  # one patient's film in two splits
+    counts = audit_manifest(Manifest(one_patient, tmp_path)).counts()
+    assert counts["patient_in_several_splits"] == 1 and counts["near_duplicate_across_splits"] == 0  # once
 
 
 def test_a_childs_films_without_an_age_are_a_childs_too(tmp_path, chest_like, write_png):
