@@ -3,6 +3,7 @@
 import os
 import re
 import shutil
+import sysconfig
 import tempfile
 from pathlib import Path
 
@@ -11,9 +12,12 @@ from keras_covidcxr.presets.preset_format import METADATA_FILE, read_verified_co
 from keras_covidcxr.presets.resolve import HF_PREFIX, parse_hf_handle, resolve_preset
 
 CARD_FILE = "README.md"  # the Hub shows a repository's README.md as its model card
-# the registered presets' cards: keras_covidcxr/model_cards in an installed wheel, model_cards/ of the source tree
-MODEL_CARD_FOLDERS = (Path(__file__).resolve().parent.parent / "model_cards",
-                      Path(__file__).resolve().parent.parent.parent / "model_cards")
+# the registered presets' cards: model_cards/ of the source tree, else the wheel's data files (share/keras-covidcxr)
+MODEL_CARD_FOLDERS = (
+    Path(__file__).resolve().parent.parent.parent / "model_cards",
+    *(Path(sysconfig.get_path("data", scheme)) / "share" / "keras-covidcxr" / "model_cards"
+      for scheme in dict.fromkeys((sysconfig.get_default_scheme(), f"{os.name}_user"))),
+)
 _PLACEHOLDER = re.compile(r"\{\{.*?\}\}")
 
 

@@ -168,7 +168,7 @@ def test_registered_presets_find_their_card_in_model_cards():
     from keras_covidcxr.models.pipeline.pipeline_presets import PIPELINE_PRESETS
     from keras_covidcxr.presets.upload import find_model_card
 
-    for name in PIPELINE_PRESETS:  # from the source tree here, from the package's own copy in an installed wheel
+    for name in PIPELINE_PRESETS:  # from the source tree here, from the data files of an installed wheel
         card = find_model_card(Path("somewhere") / name)
         assert card.is_file() and card.name == f"{name}.md" and card.parent.name == "model_cards", card
 
