@@ -20,14 +20,7 @@ import dataclasses
 import json
 from collections import defaultdict
 
-from keras_covidcxr.data.image_scan import (
-    ImageScan,
-    file_identity,
-    header_size,
-    patients_sharing_files,
-    rows_by_file,
-    scan_images,
-)
+from keras_covidcxr.data.image_scan import header_size, patients_sharing_files, scan_images
 from keras_covidcxr.data.manifest import ADULT_AGE
 from keras_covidcxr.data.near_duplicates import (
     DEFAULT_NEAR_DUPLICATE_THRESHOLD,
@@ -38,6 +31,7 @@ from keras_covidcxr.data.source_shortcut import source_shortcut
 from keras_covidcxr.data.splits import linked_patient_groups
 from keras_covidcxr.errors import ConfigError
 from keras_covidcxr.io.atomic import atomic_write
+from keras_covidcxr.io.file_identity import file_identity
 from keras_covidcxr.settings import is_whole_number
 
 MIN_IMAGE_SIDE = 256  # paper: images under 256 px were dropped
@@ -177,10 +171,10 @@ def _patients_in_several_splits(manifest):
             )
 
 
-def _files_listed_twice(manifest):
-    for rows_of_file in rows_by_file(manifest).values():
-        for task in dict.fromkeys(row.task for row in rows_of_file):
-            rows = [row for row in rows_of_file if row.task == task]
+def _files_listed_twice(scans):
+    for scan in scans:
+        for task in dict.fromkeys(row.task for row in scan.rows):
+            rows = [row for row in scan.rows if row.task == task]
             if len(rows) < 2:
                 continue
             listed = "; ".join(f"{row.path} (patient {row.patient_id}, {row.label or 'no label'}, "
@@ -194,9 +188,10 @@ def _files_listed_twice(manifest):
             )
 
 
-def _row_checks(manifest, allow_pediatric):
+def _row_checks(manifest, scans, allow_pediatric):
     # a child's films without an age are a child's too, also under another patient id for one of its files
-    group = linked_patient_groups(manifest.patient_ids(), patients_sharing_files(manifest))
+    group = linked_patient_groups(manifest.patient_ids(),
+                                  patients_sharing_files(manifest, [scan.rows for scan in scans]))
     youngest = {}
     for row in manifest:
         if row.age is not None and row.age < ADULT_AGE:
@@ -381,18 +376,14 @@ def audit_manifest(
         raise ConfigError(f"near_duplicate_threshold={near_duplicate_threshold!r}: a correlation in [-1, 1]")
     if not is_whole_number(max_hash_distance) or not 0 <= max_hash_distance <= 64:
         raise ConfigError(f"max_hash_distance={max_hash_distance!r}: a number of bits from 0 to 64")
-    if check_images:
-        scans = scan_images(manifest, progress=progress)
-    else:
-        scans = [ImageScan(path, rows[0].path, rows, missing=not path.is_file())
-                 for path, rows in ((manifest.resolve(rows[0]), rows) for rows in rows_by_file(manifest).values())]
+    scans = scan_images(manifest, progress=progress, decode=check_images)
     findings = [
         *([AuditFinding("no_rows", "error", "the manifest has no rows")] if not len(manifest) else []),
         *_patients_in_several_splits(manifest),
-        *_files_listed_twice(manifest),
+        *_files_listed_twice(scans),
         *_shared_file_checks(scans),
         *(_duplicate_checks(scans, near_duplicate_threshold, max_hash_distance) if check_images else ()),
-        *_row_checks(manifest, allow_pediatric),
+        *_row_checks(manifest, scans, allow_pediatric),
         *_file_checks(scans, min_size),
         *_mask_checks(manifest, scans, check_images),
     ]
@@ -428,7 +419,7 @@ def exclude_refused(manifest, *, allow_pediatric=False, min_size=MIN_IMAGE_SIDE,
         return file_identity(manifest.resolve(path))
 
     dropped, refused = {}, set()  # files, masks, (film, mask) pairs and patients whose rows go
-    for finding in (*_row_checks(manifest, allow_pediatric), *_file_checks(scans, min_size),
+    for finding in (*_row_checks(manifest, scans, allow_pediatric), *_file_checks(scans, min_size),
                     *_mask_checks(manifest, scans, True)):
         if finding.severity != "error":
             continue

@@ -9,11 +9,11 @@ Example:
 """
 
 import dataclasses
-import os
 from collections import defaultdict
 
 from keras_covidcxr.data.near_duplicates import ImageFingerprint
 from keras_covidcxr.errors import CovidCXRError
+from keras_covidcxr.io.file_identity import file_identity
 
 
 @dataclasses.dataclass
@@ -29,15 +29,6 @@ class ImageScan:
     missing: bool = False
 
 
-def file_identity(path):
-    """The same value for every spelling of one file: its device and inode, or its real path when absent."""
-    try:
-        status = os.stat(path)
-    except OSError:
-        return os.path.realpath(path)
-    return status.st_dev, status.st_ino
-
-
 def rows_by_file(manifest):
     """{file identity: [rows]} in manifest order: the rows that name each file, under any spelling of its path."""
     rows = defaultdict(list)
@@ -46,10 +37,12 @@ def rows_by_file(manifest):
     return dict(rows)
 
 
-def patients_sharing_files(manifest):
+def patients_sharing_files(manifest, files=None):
     """Tuples of the patient ids whose rows name one file (two builders' ids for one film): one person, or a
-    re-used film, so a split keeps them together."""
-    shared = (tuple(dict.fromkeys(row.patient_id for row in rows)) for rows in rows_by_file(manifest).values())
+    re-used film, so a split keeps them together. `files`: the rows of each file, when already grouped
+    (`rows_by_file(manifest).values()`, or the rows of each `ImageScan`)."""
+    files = rows_by_file(manifest).values() if files is None else files
+    shared = (tuple(dict.fromkeys(row.patient_id for row in rows)) for rows in files)
     return [patients for patients in shared if len(patients) > 1]
 
 
@@ -64,13 +57,14 @@ def header_size(path):
         return None
 
 
-def scan_images(manifest, progress=None, fingerprints=True):
-    """An `ImageScan` per distinct image path of `manifest`, in manifest order.
+def scan_images(manifest, progress=None, fingerprints=True, decode=True):
+    """An `ImageScan` per distinct image file of `manifest`, in manifest order.
 
     Args:
         manifest: the `Manifest` whose images to read.
         progress: optional `callable(done, total)` called after each file.
         fingerprints: also compute the near-duplicate fingerprint.
+        decode: read the images (size, fingerprint, why one fails); False only says which are missing.
     """
     from keras_covidcxr.io.image_loader import load_image
 
@@ -80,7 +74,7 @@ def scan_images(manifest, progress=None, fingerprints=True):
     for done, scan in enumerate(scans.values(), start=1):
         if not scan.path.is_file():
             scan.missing = True
-        else:
+        elif decode:
             try:
                 pixels = load_image(scan.path).pixels
                 scan.size = tuple(int(side) for side in pixels.shape[:2])

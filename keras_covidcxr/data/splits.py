@@ -22,9 +22,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-from keras_covidcxr.data.image_scan import file_identity, patients_sharing_files
+from keras_covidcxr.data.image_scan import patients_sharing_files
 from keras_covidcxr.data.manifest import SPLITS, DatasetError, Manifest, ManifestRow
 from keras_covidcxr.errors import ConfigError
+from keras_covidcxr.io.file_identity import file_identity
 
 SEG_ONLY_STRATUM = "(seg only)"
 

@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 
 from keras_covidcxr.errors import InputError
+from keras_covidcxr.io.file_identity import file_identity
 from keras_covidcxr.io.overlay_files import is_overlay_file
 
 IMAGE_SUFFIXES = frozenset(".png .jpg .jpeg .bmp .tif .tiff .gif .webp .pgm .ppm .dcm .dicom .dic".split())
@@ -57,7 +58,7 @@ def find_images(inputs, same_files=None):
             raise InputError("an input path is empty (an unset variable?); name the current folder as '.'")
         item = Path(item)
         for path in _walk(item) if _is_folder(item) else [item]:
-            key = _file_identity(path)
+            key = file_identity(path)
             if key not in seen:
                 seen[key] = path
                 found.append(path)
@@ -83,15 +84,6 @@ def _is_folder(path):
         return path.is_dir()
     except OSError:  # in a folder that cannot be entered: the loader says so
         return False
-
-
-def _file_identity(path):
-    """One key for all names of a file: its device and inode (symlinks and hard links alike)."""
-    try:
-        status = os.stat(path)
-    except OSError:
-        return os.path.realpath(path)  # missing or unreadable: the loader names the problem
-    return status.st_dev, status.st_ino
 
 
 def _walk(folder):

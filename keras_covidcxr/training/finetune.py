@@ -173,9 +173,9 @@ def refitted_out_of_distribution(check, members, train, val):
 def parent_training_overlap(metadata, manifest):
     """{split: {"images", "patients", "of_images"}} of the train and val cls films whose patients the parent preset
     (its `metadata`) was fitted on, for the splits that have any; None when the parent records no patients."""
-    if fitted_patient_digests(metadata) is None:
-        return None
     overlap = {split: fitted_overlap(metadata, manifest.filter(task="cls", split=split)) for split in ("train", "val")}
+    if overlap["train"] is None:  # the parent records no patients
+        return None
     return {split: counts for split, counts in overlap.items() if counts["images"]}
 
 

@@ -25,10 +25,11 @@ from keras_covidcxr.data.builders._files import (
     require_folder,
     with_progress,
 )
-from keras_covidcxr.data.image_scan import file_identity, header_size
+from keras_covidcxr.data.image_scan import header_size
 from keras_covidcxr.data.manifest import DatasetError, Manifest, ManifestRow
 from keras_covidcxr.data.vocabulary import normalize_label, normalize_sex, normalize_view, parse_age
 from keras_covidcxr.io.atomic import atomic_write
+from keras_covidcxr.io.file_identity import file_identity
 
 # paper: "we dropped lateral views and images under 256 px" before training the ResUnet.
 MIN_IMAGE_SIDE = 256
