@@ -410,21 +410,18 @@ def finetune(
 
 @contextlib.contextmanager
 def _our_warnings_as_lines():
-    """Collect the package's warnings of a training command and print each as one "warning:" line after it."""
-    with warnings.catch_warnings(record=True) as caught:
+    """Print each of the package's warnings during a training command as one "warning:" line when it is raised
+    (a warning about the data comes before the hours of training, not after them)."""
+    with warnings.catch_warnings():
         warnings.simplefilter("always", UserWarning)
-        try:
-            yield
-        finally:
-            _print_our_warnings(caught)
+        warnings.showwarning = _print_our_warning
+        yield
 
 
-def _print_our_warnings(caught):
+def _print_our_warning(message, category, filename, lineno, file=None, line=None):
     import keras_covidcxr
 
-    for warning in caught:
-        message = warning.message
-        if isinstance(message, keras_covidcxr.UnusedSettingsWarning):
-            message = unused_options_message(message.settings)
-        if "covidcxr" in warning.filename:  # ours; the backend's own notes are left out of the output
-            stderr.print(f"warning: {message}", markup=False, soft_wrap=True)
+    if isinstance(message, keras_covidcxr.UnusedSettingsWarning):
+        message = unused_options_message(message.settings)
+    if "covidcxr" in filename:  # ours; the backend's own notes are left out of the output
+        stderr.print(f"warning: {message}", markup=False, soft_wrap=True)

@@ -27,6 +27,7 @@ from keras_covidcxr.training.provenance import fitted_overlap
 
 # The shortcut probe's verdict: with the lungs blacked out a model should be near chance.
 SHORTCUT_AUC = 0.70
+REFERRED_COUNTED = "a referred image is counted by the label it would have had without the refer rule"
 PREDICTED = "predicted"  # the entry of `_score`'s scores that holds the pipeline's own labels (refer included)
 
 
@@ -126,27 +127,32 @@ def evaluate_pipeline(
     pick = np.array(kept, dtype=int)
     auc = {name: float(binary_auc(is_positive[pick], s[:, positive])) for name, s in scores.items()}
     ensemble_key = "majority_vote" if isinstance(pipeline.ensemble, MajorityVoteEnsemble) else "weighted_average"
+    parent = evaluated.get("fine_tuned_from")
     sections, probe = {"evaluated": ReportSection("What was evaluated", evaluated, [
-        f"Preset {evaluated['preset']} (fingerprint {evaluated['preset_sha256'][:12]}), the {split} split of "
-        f"{evaluated['manifest']}" + (f" (sha256 {evaluated['manifest_sha256'][:12]})" if evaluated["manifest_sha256"]
-                                      else "") + f"; keras-covidcxr {evaluated['package_version']}."])}, {}
+        f"Preset {evaluated['preset']} (fingerprint {evaluated['preset_sha256'][:12]}"
+        + (f"; fine-tuned from {parent['handle']}, {parent['recipe']} recipe" if parent else "")
+        + f"), the {split} split of {evaluated['manifest']}"
+        + (f" (sha256 {evaluated['manifest_sha256'][:12]})" if evaluated["manifest_sha256"] else "")
+        + f"; keras-covidcxr {evaluated['package_version']}."])}, {}
     if failed:  # the split the manifest defines is not the one scored: say so where the report is read
         sections["not_scored"] = ReportSection("Images not scored", {
             "images": len(failed), "of_images": len(rows),
             "files": [{"path": str(path), "error": error} for path, error in failed],
         }, [f"**{len(failed)} of the split's {len(rows)} images could not be scored** and are left out of every "
-            "figure in this report:", "", *[f"- {path}: {error}" for path, error in failed]])
+            "figure in this report:", "", *[f"- {error}" if str(error).startswith(str(path)) else f"- {path}: {error}" for path, error in failed]])
     rule = pipeline.decision_rule
     sections["decision_rule"] = ReportSection("The pipeline's decision rule", rule.to_dict(), [
         f"The preset's labels: {rule.describe()}. The tables above score each model's hard labels as the "
-        "'Decision rules' table says."  # always there: the majority vote is scored by its votes
+        "'Decision rules' table says"  # always there: the majority vote is scored by its votes
+        + (f"; {REFERRED_COUNTED}, and 'Refer rule' gives the figures on the answered images alone."
+           if rule.refer else ".")
     ])
     overlap = training_overlap(pipeline, [rows[i] for i in pick])
     if overlap is not None:
         sections["training_overlap"] = ReportSection("Overlap with the training data", overlap, [
             f"{overlap['images']} of the {overlap['of_images']} scored images ({overlap['patients']} patients) "
             "belong to patients whose films the preset was fitted on (its classifiers, or its ensemble weights "
-            "and thresholds)"
+            "and thresholds" + (", or its parent's before fine-tuning" if parent else "") + ")"
             + (": **these metrics are optimistic**." if overlap["images"] else
                " (matched by patient id: the same films under other ids, as after another anonymisation, are not "
                "found; `covidcxr data audit` finds identical pictures across manifests' splits).")
@@ -159,7 +165,7 @@ def evaluate_pipeline(
     if rule.refer and rule.rule == "threshold":
         own = scores.get("calibrated", scores["weighted_average"])[:, positive]
         refer = _refer_summary(rule, own, is_positive[pick], referred)
-        sections["refer"] = ReportSection("Refer rule", refer, _refer_markdown(refer, rule))
+        sections["refer"] = ReportSection("Refer rule", refer, _refer_markdown(refer, rule, names[positive]))
     elif rule.refer:  # film checks only (no threshold to score around): how many, and the answered films' accuracy
         answered = ~referred
         right = predicted[answered] == np.array([truth[i] for i in pick])[answered]
@@ -170,7 +176,7 @@ def evaluate_pipeline(
             f"Stored rule: {rule.describe()}. {refer['referred']} of the {len(pick)} images referred; "
             + (f"accuracy of the pipeline's labels on the {right.size} answered: {accuracy:.1%}." if right.size else
                "none answered.")
-            + " The tables above score every image, a referred one by the label it would have had."])
+            + f" The tables above score every image: {REFERRED_COUNTED}."])
     if shortcut_probe:
         probe = _shortcut_probe(pipeline, paths, is_positive, positive, batch_size, (kept, scores),
                                 [row.patient_id for row in rows], n_resamples)
@@ -203,11 +209,16 @@ def _what_is_evaluated(pipeline, manifest, split):
     from keras_covidcxr.version import __version__
 
     path = os.fspath(manifest) if isinstance(manifest, (str, os.PathLike)) else None
+    training = pipeline.metadata.get("training") or {}
+    parent, recipe = training.get("parent"), training.get("recipe") or {}
+    fine_tuned_from = {"handle": str(parent.get("handle")), "recipe": str(recipe.get("members_recipe") or "fine-tuning")
+                       } if isinstance(parent, dict) and recipe.get("name") == "finetune" else None
     return {"preset": str(pipeline.metadata.get("loaded_from") or "a pipeline built in Python"),
             "preset_sha256": model_sha256(pipeline),
             "manifest": os.path.abspath(path) if path else "a Manifest built in Python",
             "manifest_sha256": sha256_of_file(path) if path and os.path.isfile(path) else None,
-            "split": split, "package_version": __version__}
+            "split": split, "package_version": __version__,
+            **({"fine_tuned_from": fine_tuned_from} if fine_tuned_from else {})}
 
 
 def _title(split, n_rows, failed, overlap, confounding):
@@ -259,21 +270,30 @@ def _refer_summary(rule, calibrated_positive, is_positive, referred):
     """Coverage and metrics on the answered and on all images at the stored rule and threshold."""
     answered = answered_metrics(calibrated_positive, is_positive, rule.threshold, referred)
     everything = answered_metrics(calibrated_positive, is_positive, rule.threshold, np.zeros_like(referred))
+    referred = np.asarray(referred, bool)
     return {"rule": rule.refer, "threshold": rule.threshold, "referred": int(np.sum(referred)),
+            "referred_positive": int(np.sum(referred & is_positive)),
+            "referred_negative": int(np.sum(referred & ~is_positive)),
             "answered": answered, "all": everything}
 
 
-def _refer_markdown(refer, rule):
+def _refer_markdown(refer, rule, positive_class):
     answered, everything = refer["answered"], refer["all"]
+
+    def rate(value):
+        return "n/a" if value is None or not np.isfinite(value) else f"{value:.1%}"
+
     return [
-        f"Stored rule: {rule.describe()}. {refer['referred']} images referred; coverage "
-        f"{answered['coverage']:.1%}.",
+        f"{'Rule' if rule.origin == 'user' else 'Stored rule'}: {rule.describe()}. {refer['referred']} images "
+        f"referred ({refer['referred_positive']} {positive_class}, {refer['referred_negative']} other); coverage {rate(answered['coverage'])}. The tables "
+        f"above score every image: {REFERRED_COUNTED} (the 'all' row below); the 'answered' row leaves the referred "
+        "out.",
         "",
         "| Images | n | sensitivity | specificity |",
         "|---|---|---|---|",
-        f"| answered | {answered['answered']} | {answered['sensitivity']:.1%} | {answered['specificity']:.1%} |",
-        f"| all (no refer) | {everything['answered']} | {everything['sensitivity']:.1%} | "
-        f"{everything['specificity']:.1%} |",
+        f"| answered | {answered['answered']} | {rate(answered['sensitivity'])} | {rate(answered['specificity'])} |",
+        f"| all (no refer) | {everything['answered']} | {rate(everything['sensitivity'])} | "
+        f"{rate(everything['specificity'])} |",
         "",
         "![risk-coverage](risk_coverage.png)",
     ]
@@ -360,8 +380,14 @@ def _probe_markdown(probe, ensemble_key):
     above_chance = [name for name, entry in probe["score_sets"].items()
                     if not entry["shortcut_suspected"] and entry["above_chance_without_lungs"]]
     lines.append("")
+    uncertain = [name for name in suspected if (probe["score_sets"][name]["auc_lungs_removed_ci"] or [0.5])[0] <= 0.5]
     if suspected:
         lines.append(f"**Shortcut suspected for {', '.join(suspected)}.** Their scores do not rest on the lungs alone.")
+        if uncertain:
+            lines.append(f"For {', '.join(uncertain)} the interval still reaches chance (0.5): too few images to be "
+                         "sure; rerun on more.")
+    elif all(entry["auc_lungs_removed"] is None for entry in probe["score_sets"].values()):
+        lines.append("AUC is undefined here (the images hold one class only): the probe cannot tell.")
     else:
         lines.append(f"No score set reaches AUC {probe['threshold_auc']:.2f} without the lungs.")
     if above_chance:

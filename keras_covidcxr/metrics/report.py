@@ -253,14 +253,24 @@ def _labelled_when(rule, entry):
     return "it is the most probable class"
 
 
-def _metric_table(rows, metrics):
+def _metric_table(rows, metrics, one_class=False):
+    """A Markdown table of `metrics` per model; with `one_class` (a class without images) PPV, NPV and F1 are
+    n/a: they are 100% or 0% by construction there."""
     lines = [
         "| Model | " + " | ".join(METRIC_TITLES[m] for m in metrics) + " |",
         "|---|" + "---|" * len(metrics),
     ]
+    undefined = {"value": None, "ci": [None, None]}
     for model, cells in rows:
-        lines.append(f"| {model} | " + " | ".join(format_metric(m, cells[m]) for m in metrics) + " |")
+        shown = [format_metric(m, undefined if one_class and m in ("ppv", "npv", "f1") else cells[m])
+                 for m in metrics]
+        lines.append(f"| {model} | " + " | ".join(shown) + " |")
     return lines
+
+
+def _count(n, noun):
+    """ "1 image", "2 images"."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _group_table(results, key):
@@ -299,12 +309,14 @@ def render_markdown(results, title="Evaluation report", figures=None):
     figures = figures or {}
     names = results["class_names"]
     pct = f"{results['confidence'] * 100:g}"  # 97.5, not 98
-    patients = f" of {results['n_patients']} patients" if results["n_patients"] is not None else ""
+    patients = f" of {_count(results['n_patients'], 'patient')}" if results["n_patients"] is not None else ""
     support = ", ".join(f"{name} {count}" for name, count in results["support"].items())
+    # with one class only, PPV and NPV are 100% or 0% by construction: shown as n/a, as in the group tables
+    one_class = 0 in results["support"].values()
     lines = [
         f"# {title}",
         "",
-        f"{results['n_images']} images{patients}; {support}.",
+        f"{_count(results['n_images'], 'image')}{patients}; {support}.",
         *_missing_class_warning(results["support"]),
         (
             f"Values with {pct}% bootstrap confidence intervals ({results['n_resamples']} resamples by "
@@ -315,7 +327,7 @@ def render_markdown(results, title="Evaluation report", figures=None):
         *_decision_lines(results),
         f"## Summary ({results.get('averaging', 'macro')})",
         "",
-        *_metric_table([(m, e["overall"]) for m, e in results["models"].items()], OVERALL_METRICS),
+        *_metric_table([(m, e["overall"]) for m, e in results["models"].items()], OVERALL_METRICS, one_class),
         "",
     ]
     for name in names:
@@ -323,7 +335,7 @@ def render_markdown(results, title="Evaluation report", figures=None):
             f"## {name} vs rest",
             "",
             *_metric_table(
-                [(m, e["per_class"][name]) for m, e in results["models"].items()], PER_CLASS_METRICS
+                [(m, e["per_class"][name]) for m, e in results["models"].items()], PER_CLASS_METRICS, one_class
             ),
             "",
         ]
@@ -368,6 +380,7 @@ def render_markdown(results, title="Evaluation report", figures=None):
             ),
             "|---|---|---|---|---|---|---|",
         ]
+        calibrated = "calibrated" in results["models"]
         for model, entry in results["models"].items():
             points = entry.get("operating_points")
             if entry.get("scores_are_votes"):
@@ -382,7 +395,11 @@ def render_markdown(results, title="Evaluation report", figures=None):
                 f"{youden['specificity']:.1%} | {screen['threshold_text']} | "
                 f"{screen['sensitivity']:.1%} | {screen['specificity']:.1%} |"
             )
-        lines.append("")
+        lines += ["", "Each threshold is chosen on these same images, so its rates are optimistic for new ones; "
+                  "each is on its own model's scores" + (
+                      ": calibrated's on the pipeline's calibrated probabilities (the scale `--threshold` and "
+                      "`with_decision_threshold` take), weighted_average's on the members' raw mean" if calibrated
+                      else "") + ".", ""]
     for key, heading in (("by_source", "By source"), ("by_view", "By view")):
         if any(key in entry for entry in results["models"].values()):
             lines += [f"## {heading}", "", *_group_table(results, key), ""]

@@ -46,6 +46,8 @@ def test_every_member_both_ensembles_and_the_probe_are_scored(loaded_pipeline, m
     assert report["not_scored"]["images"] == 1 and report["not_scored"]["of_images"] == 13  # the broken file
     markdown = (tmp_path / "report" / "report.md").read_text()
     assert "(1 of its 13 images not scored" in markdown.splitlines()[0] and "broken.png" in markdown
+    not_scored = next(line for line in markdown.splitlines() if line.startswith("- ") and "broken.png" in line)
+    assert not_scored.count("broken.png") == 1  # the error names the file already
     assert set(report["models"]["alpha"]["by_view"]) == {"PA", "AP"}
     by_label = report["by_label"]  # normal and pneumonia apart, though both are non_covid here
     assert {label: sum(answers.values()) for label, answers in by_label.items()} == {"covid": 4, "normal": 4,
@@ -173,6 +175,8 @@ def test_evaluate_command(preset_dir, manifest_path, tmp_path, fast_cli):
     assert (tmp_path / "cli_report" / "report.md").is_file()
     evaluated = json.loads((tmp_path / "cli_report" / "report.json").read_text())["evaluated"]  # the CLI's too
     assert evaluated["manifest"] == str(manifest_path.resolve()) and evaluated["manifest_sha256"]
+    refer = json.loads((tmp_path / "cli_report" / "report.json").read_text()).get("refer")
+    assert ("Referred: " in result.stdout) == (refer is not None)
 
 
 def test_evaluate_warns_when_the_source_alone_tells_the_labels_apart(loaded_pipeline, preset_dir, manifest_path,
@@ -207,7 +211,14 @@ def test_a_split_of_one_class_gives_valid_json_and_says_what_is_undefined(preset
     report = json.loads((out / "report.json").read_text(), parse_constant=lambda name: pytest.fail(name))
     assert report["models"]["weighted_average"]["overall"]["auc"]["value"] is None
     assert report["shortcut_probe"]["score_sets"]["weighted_average"]["shortcut_suspected"] is None
-    assert "**No non_covid images here:**" in (out / "report.md").read_text()
+    markdown = (out / "report.md").read_text()
+    assert "**No non_covid images here:**" in markdown
+    # PPV and NPV are 100% or 0% by construction with one class: n/a, like AUC
+    summary = next(line for line in markdown.split("## Summary")[1].splitlines()
+                   if line.startswith("| weighted_average |"))
+    assert [cell.strip() for cell in summary.split("|")[5:9]] == ["n/a"] * 4  # PPV, NPV, F1, AUC
+    assert "AUC is undefined here (the images hold one class only): the probe cannot tell." in markdown
+    assert "No score set reaches" not in markdown
 
 
 def test_a_lungs_only_pipeline_is_not_scored_twice(loaded_pipeline, manifest_path, tmp_path, monkeypatch):
@@ -325,8 +336,18 @@ def test_calibration_and_the_refer_rule_are_reported(loaded_pipeline, manifest_p
     assert refer["answered"]["answered"] == 12 - referred and refer["all"]["answered"] == 12
     assert refer["answered"]["coverage"] == pytest.approx((12 - referred) / 12)
     assert (tmp_path / "r" / "risk_coverage.png").stat().st_size > 1000
+    is_covid = np.array([row.label == "covid" for row in read_manifest(manifest_path).filter(task="cls", split="test")
+                         if "broken" not in row.path])
+    in_band = (calibrated >= low) & (calibrated < high)
+    assert (refer["referred_positive"], refer["referred_negative"]) == (np.sum(in_band & is_covid),
+                                                                        np.sum(in_band & ~is_covid))
     markdown = (tmp_path / "r" / "report.md").read_text()
     assert "## Refer rule" in markdown and "| Model | ECE | Brier |" in markdown
+    flat = " ".join(markdown.split())
+    assert (f"Stored rule: {pipeline.decision_rule.describe()}. {referred} images referred "
+            f"({refer['referred_positive']} covid, {refer['referred_negative']} other)") in flat
+    # how the tables count a referred film is said beside the decision rule and in the refer section
+    assert flat.count("a referred image is counted by the label it would have had without the refer rule") == 2
 
 
 def test_the_refer_summary_counts_the_films_referred_as_out_of_distribution(small_pipeline, manifest_path, tmp_path):
@@ -397,3 +418,13 @@ def test_a_split_without_rows_is_named_with_the_splits_there_are(loaded_pipeline
     unsplit = manifest.with_rows(dataclasses.replace(row, split=None) for row in manifest.rows)
     with pytest.raises(ConfigError, match=r"without a split\); give every row a split with `covidcxr data split`"):
         evaluate_pipeline(loaded_pipeline, unsplit, tmp_path / "r")
+
+
+def test_a_fine_tuned_preset_is_named_with_its_parent(loaded_pipeline, manifest_path, tmp_path):
+    pipeline = loaded_pipeline._sharing_models()
+    pipeline.metadata = {**loaded_pipeline.metadata, "training": {
+        "parent": {"handle": "covidcxr_lite"}, "recipe": {"name": "finetune", "members_recipe": "linear_probe"}}}
+    evaluate_pipeline(pipeline, read_manifest(manifest_path), tmp_path / "r", shortcut_probe=False, n_resamples=10)
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert report["evaluated"]["fine_tuned_from"] == {"handle": "covidcxr_lite", "recipe": "linear_probe"}
+    assert "; fine-tuned from covidcxr_lite, linear_probe recipe)" in (tmp_path / "r" / "report.md").read_text()

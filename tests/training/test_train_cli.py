@@ -191,3 +191,22 @@ def test_an_interrupted_finetune_says_what_is_kept(cli, preset_dir, synthetic_ma
     probe = CliRunner().invoke(cli, ["finetune", str(preset_dir), str(synthetic_manifest_path), "--out", str(out),
                                      "--checkpoints", str(checkpoints), "--recipe", "linear-probe"])
     assert probe.exit_code == 130 and "keeps" not in probe.output  # no epochs to keep
+
+
+def test_finetune_prints_a_warning_when_it_is_raised_not_after_the_run(cli, preset_dir, synthetic_manifest_path,
+                                                                     tmp_path, monkeypatch):
+    import warnings
+
+    import keras_covidcxr
+
+    def warns_then_trains(*args, progress, **kwargs):
+        warnings.warn_explicit("the films overlap the parent's", UserWarning, "keras_covidcxr/training/finetune.py", 1)
+        progress("training the members")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(keras_covidcxr, "finetune", warns_then_trains)
+    result = CliRunner().invoke(cli, ["finetune", str(preset_dir), str(synthetic_manifest_path), "--out",
+                                      str(tmp_path / "tuned")])
+    assert result.exit_code == 130
+    output = " ".join(result.output.split())
+    assert output.index("warning: the films overlap the parent's") < output.index("training the members")

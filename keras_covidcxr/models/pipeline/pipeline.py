@@ -7,7 +7,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from keras_covidcxr.data.class_names import BINARY_CLASS_NAMES, MULTICLASS_CLASS_NAMES
+from keras_covidcxr.data.class_names import BINARY_CLASS_NAMES, MULTICLASS_CLASS_NAMES, check_class_names
 from keras_covidcxr.errors import (
     ConfigError,
     OutputExistsError,
@@ -100,6 +100,7 @@ class Pipeline(PredictionSteps):
             raise ConfigError(
                 f"need {ensemble.num_classes} distinct class names, got {list(class_names)}"
             )
+        check_class_names(class_names)  # a two-class model's positive class is its second
         shapes = {tuple(m.input_shape[1:]) for m in ensemble.members}
         if len(shapes) != 1:
             raise ConfigError(f"ensemble members must share one input shape, got {sorted(shapes)}")

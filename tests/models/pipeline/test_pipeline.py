@@ -339,3 +339,11 @@ def test_a_stated_view_is_left_to_the_metadata_check(view_checking):
     assert [message for _, message in checking.predict([stated_lateral])[0].warnings] == [
         "view L is not one of PA, AP, AP Supine"
     ]
+
+
+def test_a_two_class_pipeline_with_covid_first_is_refused(pipeline):
+    # its decision rule, threshold and sensitivity are the second class's: covid first would read them backwards
+    with pytest.raises(ConfigError, match="name covid second"):
+        Pipeline(ThresholdSegmenter(), pipeline.ensemble, class_names=("covid", "non_covid"))
+    with pytest.raises(ConfigError, match="need 2 distinct class names"):
+        Pipeline(ThresholdSegmenter(), pipeline.ensemble, class_names=("covid", "covid"))
