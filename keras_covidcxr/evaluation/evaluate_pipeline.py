@@ -183,20 +183,23 @@ def evaluate_pipeline(
         sections["shortcut_probe"] = ReportSection("Shortcut probe", probe, _probe_markdown(probe, ensemble_key))
     thresholds = _decision_thresholds(pipeline, ensemble_key)
     title = _title(split, len(rows), failed, overlap, confounding)
+    positive_scores = {name: s[:, positive] for name, s in scores.items()}
+    kept_paths = [paths[i] for i in pick]
+
+    def write_scores_and_risk_coverage(folder, results):
+        _write_scores_csv(folder / "scores.csv", kept_paths, [rows[i] for i in pick], predicted, scores, names,
+                          positive)
+        if refer is not None and rule.rule == "threshold":
+            _plot_risk_coverage(folder / "risk_coverage.png", positive_scores, is_positive[pick], thresholds, refer,
+                                figure_note(results, title))
+
     written = write_report(
         out_dir, scores, [truth[i] for i in pick], list(names), n_resamples=n_resamples,
         operating_class=names[positive], sections=sections, title=title,
         overwrite=overwrite, groups=[rows[i].patient_id for i in pick],
         sources=[rows[i].source or "unknown" for i in pick], views=[rows[i].view for i in pick],
-        decision_thresholds=thresholds, vote_sets=("majority_vote",),
+        decision_thresholds=thresholds, vote_sets=("majority_vote",), also_write=write_scores_and_risk_coverage,
     )
-    positive_scores = {name: s[:, positive] for name, s in scores.items()}
-    kept_paths = [paths[i] for i in pick]
-    _write_scores_csv(written.directory / "scores.csv", kept_paths, [rows[i] for i in pick], predicted, scores,
-                      names, positive)
-    if refer is not None and rule.rule == "threshold":
-        _plot_risk_coverage(written.directory / "risk_coverage.png", positive_scores, is_positive[pick],
-                            thresholds, refer, figure_note(written.results, title))
     suspected = bool(probe and probe["score_sets"][ensemble_key]["shortcut_suspected"])
     return Evaluation(written.directory, len(kept), failed, auc, suspected, kept_paths, positive_scores, probe,
                       overlap, refer, ensemble_key, confounding)

@@ -451,6 +451,7 @@ def write_report(
     overwrite=False,
     decision_thresholds=None,
     vote_sets=(),
+    also_write=None,
 ):
     """Evaluate `scores` and write report.json, report.md and PNG plots into `out_dir`, atomically.
 
@@ -478,6 +479,8 @@ def write_report(
         vote_sets: names of score sets that are shares of the members' votes (a majority vote), not
             probabilities: they get no calibration figures and no operating thresholds
             (report.json marks them "scores_are_votes").
+        also_write: callable(folder, results) writing more of the report's files (`REPORT_FILES`) into
+            the folder before it replaces an earlier report, so the report is replaced whole or not at all.
 
     Returns:
         `WrittenReport`.
@@ -513,9 +516,11 @@ def write_report(
                 handle.write(render_markdown(results, title, figures) + "\n")
                 for section in sections.values():
                     handle.write("\n".join(["", f"## {section.heading}", "", *section.lines]) + "\n")
+            if also_write is not None:
+                also_write(folder, results)
     except OutputExistsError as error:  # appeared meanwhile
         raise ConfigError(f"{out_dir}: exists and is not an empty folder or an earlier report") from error
-    files = sorted(out_dir / name for name in (*figures.values(), "report.json", "report.md"))
+    files = sorted(path for path in out_dir.iterdir() if path.is_file())  # a new folder: only what was written
     return WrittenReport(out_dir, files, results)
 
 

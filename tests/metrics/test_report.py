@@ -232,6 +232,28 @@ def test_never_overwrites_what_the_user_had(tmp_path, three_class_scores):
     assert (empty / "report.md").is_file()
 
 
+def test_an_earlier_report_is_replaced_whole_or_not_at_all(three_class_scores, tmp_path):
+    data = three_class_scores
+    args = ({"m": data["scores"]["vgg19"]}, data["truth"], CLASSES)
+
+    def scores_file(folder, results):
+        (folder / "scores.csv").write_text(f"{results['n_images']} images\n")
+
+    written = write_report(tmp_path / "r", *args, n_resamples=10, also_write=scores_file)
+    assert (tmp_path / "r" / "scores.csv").read_text() == f"{len(data['truth'])} images\n"
+    assert tmp_path / "r" / "scores.csv" in written.files
+    before = {path.name: path.read_bytes() for path in (tmp_path / "r").iterdir()}
+
+    def interrupted(folder, results):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        write_report(tmp_path / "r", {"other": data["scores"]["densenet201"]}, data["truth"], CLASSES,
+                     n_resamples=10, overwrite=True, also_write=interrupted)
+    assert {path.name: path.read_bytes() for path in (tmp_path / "r").iterdir()} == before
+    assert list(tmp_path.iterdir()) == [tmp_path / "r"]  # no half-written folder left beside it
+
+
 def test_rejects_mismatched_inputs(tmp_path):
     with pytest.raises(ConfigError, match="no score sets"):
         evaluate_models({}, ["covid"], CLASSES)
