@@ -55,6 +55,10 @@ class CXRClassifier(SerializableModel):
             tensors as `.safetensors` (converted by
             `convert_efficientnet_lite0`). Used at construction only; a
             preset stores the trained weights and `backbone_weights=None`.
+            `get_config` records it; `from_config` (and so
+            `keras.saving.load_model`) builds the architecture without
+            reading it, as Keras configs do: the weights come from the
+            `.keras` file, the preset or `set_weights`.
         encoder_filters: filters per level of the `resunet_encoder` backbone
             (ignored by the others).
         feature_layer: None (the backbone's last feature map) or the name of
@@ -206,6 +210,13 @@ class CXRClassifier(SerializableModel):
     def probabilities_from_feature_map(self, feature_map, training=False):
         """The model's output from `feature_extractor`'s feature map: the head and its activation."""
         return self.get_layer("predictions")(self.head(feature_map, training=training))
+
+    @classmethod
+    def from_config(cls, config):
+        # a model saved where its ImageNet file was must open where it is not (or offline)
+        model = cls(**{**config, "backbone_weights": None})
+        model.backbone_weights = config.get("backbone_weights")  # where the weights first came from
+        return model
 
     def get_config(self):
         return {

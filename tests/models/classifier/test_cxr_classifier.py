@@ -1,5 +1,6 @@
 import warnings
 
+import keras
 import numpy as np
 import pytest
 
@@ -189,6 +190,15 @@ def test_backbones_start_from_a_local_weights_file(tmp_path):
                           backbone_weights=str(torch_file))
     np.testing.assert_array_equal(np.asarray(model.backbone.get_layer("stem_conv").kernel), 0.5)
     assert model.get_config()["backbone_weights"] == str(torch_file)
+    # a saved model opens without its weights source (moved, or "imagenet" offline): the file holds the weights
+    model.save(tmp_path / "lite0.keras")
+    torch_file.rename(tmp_path / "moved.safetensors")
+    reopened = keras.saving.load_model(tmp_path / "lite0.keras")
+    (tmp_path / "moved.safetensors").rename(torch_file)
+    np.testing.assert_array_equal(np.asarray(reopened.backbone.get_layer("stem_conv").kernel), 0.5)
+    assert reopened.get_config()["backbone_weights"] == str(torch_file)  # still says where they came from
+    offline = CXRClassifier.from_config({**model.get_config(), "backbone_weights": "imagenet"})
+    assert offline.backbone_weights == "imagenet"  # built without a download
     with pytest.raises(ConfigError, match="no download source"):
         CXRClassifier("efficientnet_lite0", backbone_weights="imagenet")
     with pytest.raises(ConfigError, match="not found"):
