@@ -223,7 +223,9 @@ def _decode_pixels(pydicom, ds, name, max_pixels):
         out, voi = _apply_window(values, *window), "window"
     else:
         out, voi = _min_max(values, ignore=padding), "min-max"
-    if photometric == "MONOCHROME1":
+    # MONOCHROME1, or a Presentation LUT Shape of INVERSE (some CR writers say MONOCHROME2 and INVERSE): the
+    # lowest value is shown white. Both together mean one inversion (the DX rule pairs them).
+    if photometric == "MONOCHROME1" or str(ds.get("PresentationLUTShape") or "").strip().upper() == "INVERSE":
         out = 1.0 - out
     if padding is not None:
         out = np.where(padding, 0.0, out)  # outside the exposed field: shown black, never part of the film's range
@@ -340,13 +342,28 @@ def _apply_window(values, center, width, function):
     return np.clip((values - center) / width + 0.5, 0.0, 1.0)
 
 
+# Below this many pixels (no film is this small) every value counts for the range.
+MIN_PIXELS_FOR_STRAY_VALUES = 10_000
+
+
 def _min_max(values, ignore=None):
-    """Scaled to [0, 1] by the range of the values not ignored."""
+    """Scaled to [0, 1] by the range of the values not ignored, leaving out stray extremes: a few values
+    (under 0.1%) further beyond the 0.1 / 99.9th percentiles than that central range is wide, such as a hot
+    pixel or a small burned-in marker at the maximum, are clipped instead of darkening the whole film."""
     values = values.astype(np.float64)
     counted = values if ignore is None else values[~ignore]
     if counted.size == 0:
         return np.zeros(values.shape)
     low, high = float(counted.min()), float(counted.max())
+    if counted.size >= MIN_PIXELS_FOR_STRAY_VALUES:
+        # a strided sample keeps this cheap on 9-megapixel films
+        central_low, central_high = np.percentile(counted.ravel()[:: max(1, counted.size // 1_000_000)],
+                                                  [0.1, 99.9])
+        width = central_high - central_low
+        if width > 0 and high > central_high + width:
+            high = float(counted[counted <= central_high + width].max())  # the film's own brightest value
+        if width > 0 and low < central_low - width:
+            low = float(counted[counted >= central_low - width].min())
     if high <= low:
         return np.zeros(values.shape)
     return (values - low) / (high - low)

@@ -120,6 +120,35 @@ def test_without_window_the_data_range_is_used(corpus):
     assert image.metadata["voi"] == "min-max"
 
 
+def test_a_stray_extreme_value_does_not_set_the_films_range(corpus):
+    # a 12-bit film (values 1000-3000) with one hot pixel at 65535: the film keeps its own range, the pixel clips
+    film = np.random.default_rng(0).integers(1000, 3001, size=(120, 120))
+    film[0, 0] = 65535
+    image = load_image(corpus.dicom(pixels=film, bits_stored=16))
+    np.testing.assert_allclose(image.pixels[1:], (film[1:] - 1000) / 2000, atol=1e-6)
+    assert image.pixels[0, 0] == 1.0 and 0.45 < image.pixels.mean() < 0.55
+    film = film + 39000
+    film[0, 0] = 0  # and at the low end (a dead pixel far below a film stored high in 16 bits)
+    image = load_image(corpus.dicom(name="dark.dcm", pixels=film, bits_stored=16))
+    assert image.pixels[0, 0] == 0.0 and 0.45 < image.pixels.mean() < 0.55
+    ramp = np.linspace(0, 4095, 150 * 150).reshape(150, 150).round()  # a wide spread is the film's own range
+    np.testing.assert_allclose(load_image(corpus.dicom(name="ramp.dcm", pixels=ramp)).pixels, ramp / 4095, atol=1e-6)
+
+
+def test_presentation_lut_shape_inverse_is_shown_inverted(corpus):
+    plain = load_image(corpus.dicom(pixels=STORED, WindowCenter=3000.5, WindowWidth=4001, **RESCALE))
+    inverse = load_image(corpus.dicom(name="inverse.dcm", pixels=STORED, WindowCenter=3000.5, WindowWidth=4001,
+                                      PresentationLUTShape="INVERSE", **RESCALE))
+    np.testing.assert_array_equal(inverse.pixels, 1.0 - plain.pixels)
+    # MONOCHROME1 with INVERSE (the DX rule pairs them) is inverted once
+    both = load_image(corpus.dicom(name="both.dcm", pixels=STORED, photometric="MONOCHROME1",
+                                   PresentationLUTShape="INVERSE", WindowCenter=3000.5, WindowWidth=4001, **RESCALE))
+    np.testing.assert_array_equal(both.pixels, 1.0 - plain.pixels)
+    identity = load_image(corpus.dicom(name="identity.dcm", pixels=STORED, PresentationLUTShape="IDENTITY",
+                                       WindowCenter=3000.5, WindowWidth=4001, **RESCALE))
+    np.testing.assert_array_equal(identity.pixels, plain.pixels)
+
+
 def test_degenerate_window_falls_back_to_min_max(corpus):
     image = load_image(corpus.dicom(pixels=STORED, WindowCenter=100, WindowWidth=0))
     np.testing.assert_allclose(image.pixels, STORED / 4095, rtol=1e-6)
