@@ -28,11 +28,11 @@ def find_images(inputs, same_files=None):
     with it, if anything: a missing file becomes an error, not a silent skip).
     A folder is walked recursively in sorted name order, skipping hidden files
     and folders (names starting with "."), symlinked folders, anything that
-    is not a regular file and the overlay pictures this package writes
+    is not a regular file, a DICOM disc's index (DICOMDIR), and the overlay pictures this package writes
     (`is_overlay_file`: `--overlays` inside an input folder); it keeps files with
     an image or DICOM suffix (`IMAGE_SUFFIXES`) and any other file that starts
-    like a PNG or JPEG or carries the DICOM marker (DICOM files are often named
-    by UID, "1.2.840.113619.2.5", or have no suffix). A folder it cannot list,
+    like a PNG, a JPEG or a DICOM file, with or without its preamble (DICOM files
+    are often named by UID, "1.2.840.113619.2.5", or have no suffix). A folder it cannot list,
     and an image-named file it cannot reach (a broken or looping symlink, a
     folder that can be listed but not entered), are listed too, so that the
     loader says what is wrong instead of a silent skip.
@@ -99,7 +99,7 @@ def _walk(folder):
         )  # os.walk descends in this order
         for name in sorted(files):
             path = Path(parent, name)
-            if name.startswith("."):
+            if name.startswith(".") or name.upper() == "DICOMDIR":  # a DICOM disc's index, not an image
                 continue
             try:
                 regular = path.is_file()
@@ -125,5 +125,7 @@ def _looks_like_an_image(path):
             start = f.read(132)
     except OSError:
         return False  # an unreadable file with no image suffix is not known to be an image
-    # PNG's and JPEG's signatures, or DICOM's marker after its 128-byte preamble
-    return start.startswith((b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff")) or start[128:] == b"DICM"
+    # PNG's and JPEG's signatures, or DICOM's marker after its 128-byte preamble, or a DICOM file without its
+    # preamble (it starts with an element of group 0002 or 0008): the loader says what to do with it
+    return (start.startswith((b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff")) or start[128:] == b"DICM"
+            or (start[:2] in (b"\x02\x00", b"\x08\x00") and start[3:4] == b"\x00"))

@@ -110,6 +110,9 @@ def _import_pydicom(name):
     return pydicom
 
 
+MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"  # a DICOMDIR's SOP class
+
+
 def read_dicom(path, name, *, max_pixels, patient_id_key, has_preamble):
     """Decode a single-frame DICOM file; returns (float32 pixels in [0, 1], metadata).
 
@@ -121,6 +124,9 @@ def read_dicom(path, name, *, max_pixels, patient_id_key, has_preamble):
         ds = pydicom.dcmread(path, force=not has_preamble)
     except pydicom.errors.InvalidDicomError as exc:
         raise ImageDecodeError(f"{name}: not a valid DICOM file ({exc})") from exc
+    if str(getattr(getattr(ds, "file_meta", None), "MediaStorageSOPClassUID", "")) == MEDIA_STORAGE_DIRECTORY:
+        raise UnsupportedImageError(f"{name}: a DICOMDIR (the index of a DICOM disc or export), not an image: "
+                                    "name its folder to predict the films in it")
     if not any(keyword in ds for keyword in ("SOPClassUID", "Rows", "PixelData")):
         if has_preamble:
             raise ImageDecodeError(f"{name}: truncated or corrupt DICOM (no image elements found)")

@@ -81,7 +81,8 @@ def load_image(path, *, max_pixels=DEFAULT_MAX_PIXELS, patient_id_key=None):
     Args:
         path: a `str` or `Path` to a PNG, JPEG, BMP, TIFF, GIF, WebP, PGM/PPM
             or DICOM file (DICOM is recognised by its "DICM" marker, or by a
-            .dcm suffix for files without one).
+            .dcm suffix for files without one; a PNG or JPEG named .dcm is read
+            by its signature).
         max_pixels: images with more than this many pixels are refused, from
             the header, before any pixel is decoded. (Pillow's own
             decompression-bomb limit, `2 * PIL.Image.MAX_IMAGE_PIXELS`, also
@@ -122,7 +123,9 @@ def load_image(path, *, max_pixels=DEFAULT_MAX_PIXELS, patient_id_key=None):
     head = _read_head(path, name)
     has_preamble = head[128:132] == b"DICM"  # DICOM's marker after its 128-byte preamble
     with _decode_errors(name):
-        if has_preamble or path.suffix.lower() in _DICOM_SUFFIXES:
+        # a PNG or JPEG named .dcm is read as what it is
+        named_dicom = path.suffix.lower() in _DICOM_SUFFIXES and not head.startswith(tuple(_SIGNATURES))
+        if has_preamble or named_dicom:
             pixels, metadata = dicom_reader.read_dicom(
                 path,
                 name,

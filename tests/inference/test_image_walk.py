@@ -36,6 +36,15 @@ def test_folders_are_walked_recursively_in_sorted_order_keeping_only_images(tmp_
     ]
 
 
+def test_a_dicom_discs_index_is_skipped_and_a_dicom_file_without_preamble_is_found(tmp_path):
+    _touch(tmp_path / "DICOMDIR", b"\0" * 128 + b"DICM" + b"rest")  # the disc's index, not a film
+    _touch(tmp_path / "IMAGES" / "IM0001", b"\x02\x00\x00\x00UL\x04\x00" + b"\0" * 200)  # group 0002, no preamble
+    _touch(tmp_path / "IMAGES" / "IM0002", b"\x08\x00\x05\x00CS\n\x00ISO_IR 100")  # group 0008, no file meta
+    _touch(tmp_path / "IMAGES" / "notes", b"\x08\x00 is not a tag here")
+    found = [path.relative_to(tmp_path).as_posix() for path in find_images([tmp_path])]
+    assert found == ["IMAGES/IM0001", "IMAGES/IM0002"]
+
+
 def test_named_files_are_kept_as_given_in_order_and_listed_once(tmp_path):
     folder = tmp_path / "scans"
     first, second = _touch(folder / "a.png"), _touch(folder / "b.png")

@@ -213,6 +213,32 @@ def test_dicom_without_preamble_is_read_by_suffix(corpus):
                                     "its preamble: name it .dcm)")
 
 
+def test_a_dicomdir_is_named_as_the_index_it_is(corpus, tmp_path):
+    from pydicom.fileset import FileSet
+
+    fileset = FileSet()
+    fileset.add(corpus.dicom("film.dcm", pixels=STORED, PatientID="p1", StudyDate="20200101", StudyTime="120000",
+                             StudyID="1", StudyInstanceUID="1.2.3.4", SeriesInstanceUID="1.2.3.4.5", SeriesNumber=1,
+                             InstanceNumber=1))
+    fileset.write(tmp_path / "disc")
+    error = _error(tmp_path / "disc" / "DICOMDIR")
+    assert isinstance(error, UnsupportedImageError)
+    assert str(error) == (f"{tmp_path / 'disc' / 'DICOMDIR'}: a DICOMDIR (the index of a DICOM disc or export), not "
+                          "an image: name its folder to predict the films in it")
+
+
+def test_a_png_or_jpeg_named_dcm_is_read_by_its_signature(corpus, tmp_path):
+    from PIL import Image
+
+    pixels = np.tile(np.arange(0, 256, 4, dtype=np.uint8), (16, 1))
+    for suffix, kind in ((".dcm", "PNG"), (".dicom", "JPEG")):
+        path = tmp_path / f"film{suffix}"
+        Image.fromarray(pixels).save(path, format=kind, **({"quality": 100} if kind == "JPEG" else {}))
+        image = load_image(path)
+        assert image.metadata["format"] == kind
+        np.testing.assert_allclose(image.pixels, pixels / 255, atol=0.02)
+
+
 # ---- tags -------------------------------------------------------------------
 
 
