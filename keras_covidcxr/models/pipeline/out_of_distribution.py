@@ -17,6 +17,7 @@ Example:
 """
 
 import dataclasses
+import zipfile
 
 import numpy as np
 
@@ -86,7 +87,7 @@ class FeatureDistanceCheck:
         try:
             with np.load(path, allow_pickle=False) as stored:
                 reference = stored["reference"].astype("float32")
-        except (OSError, KeyError, ValueError) as error:
+        except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as error:
             raise PresetError(f"{path}: cannot read the out-of-distribution features ({error})") from error
         settings = {key: config[key] for key in ("member", "threshold", "neighbours", "quantile") if key in config}
         try:

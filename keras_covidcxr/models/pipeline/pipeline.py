@@ -126,6 +126,14 @@ class Pipeline(PredictionSteps):
                 f"the out-of-distribution check uses member {out_of_distribution.member!r}, "
                 f"which is not one of {ensemble.member_names}"
             )
+        if out_of_distribution is not None:
+            member = ensemble.members[ensemble.member_names.index(out_of_distribution.member)]
+            channels = getattr(getattr(member, "feature_extractor", None), "output_shape", (None,))[-1]
+            if channels is not None and channels != out_of_distribution.reference.shape[1]:
+                raise ConfigError(
+                    f"the out-of-distribution check's reference features have {out_of_distribution.reference.shape[1]}"
+                    f" channels, member {out_of_distribution.member!r}'s features {channels}"
+                )
         self.calibration = calibration
         self.refer_rule = refer_rule
         self.out_of_distribution = out_of_distribution

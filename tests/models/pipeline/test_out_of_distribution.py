@@ -75,6 +75,21 @@ def test_a_preset_whose_reference_features_are_not_finite_is_refused(small_prese
     with pytest.raises(PresetError, match=f"{FEATURES_FILE}: the out-of-distribution check's reference features hold"):
         Pipeline.from_preset(tampered)
 
+    def signed_again():
+        metadata["files"] = checksum_tree(tampered)
+        (tampered / "metadata.json").write_text(json.dumps(metadata))
+
+    # cut short (not a zip any more), then of the wrong width: one error naming the preset, no traceback
+    (tampered / FEATURES_FILE).write_bytes((small_preset / FEATURES_FILE).read_bytes()[:200])
+    signed_again()
+    with pytest.raises(PresetError, match=f"{FEATURES_FILE}: cannot read the out-of-distribution features"):
+        Pipeline.from_preset(tampered)
+    np.savez(tampered / FEATURES_FILE, reference=features[:, :3])
+    signed_again()
+    with pytest.raises(PresetError, match=f"reference features have 3 channels, member 'beta'.s features "
+                                          f"{features.shape[1]}"):
+        Pipeline.from_preset(tampered)
+
 
 def test_the_check_reads_the_features_of_the_ensembles_own_pass(small_pipeline):
     size, channels = small_pipeline.classifier_size, small_pipeline.classifier_channels
