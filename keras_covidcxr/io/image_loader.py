@@ -151,6 +151,7 @@ def load_pil_image(image, name="image", *, max_pixels=DEFAULT_MAX_PIXELS):
     if width * height > max_pixels:
         raise UnsupportedImageError(f"{name}: image of {width}x{height} pixels exceeds the limit of {max_pixels} pixels")
     with _decode_errors(name):
+        _decode_tiff_at_its_stored_size(image)
         pixels, bits = _to_gray(ImageOps.exif_transpose(image), name)
     metadata = {key: None for key in METADATA_KEYS} | {"format": image.format, "bits": bits}
     metadata.update(path=name, original_size=tuple(pixels.shape))
@@ -240,6 +241,7 @@ def _read_with_pillow(path, name, max_pixels, head):
             raise UnsupportedImageError(
                 f"{name}: {frames} frames or pages; only single 2-D images are supported"
             )
+        _decode_tiff_at_its_stored_size(image)
         image.load()  # Pillow decodes lazily; force it here so truncation is caught
         file_format = image.format
         image = ImageOps.exif_transpose(image)
@@ -251,6 +253,16 @@ def _read_with_pillow(path, name, max_pixels, head):
             "grayscale PNG"
         )
     return pixels, {"format": file_format, "bits": bits}
+
+
+def _decode_tiff_at_its_stored_size(image):
+    """Work around Pillow 13.0: it gives a TIFF whose orientation tag turns it by 90 degrees (5-8) the turned
+    size before decoding, and its own (not libtiff's) decoders then read the rows at the wrong width: stripes.
+    Decoded at the stored size, the film comes out right, turned by Pillow as it loads."""
+    stored = getattr(image, "_tile_size", None)  # Pillow 13's stored size; older versions turn after loading
+    if (image.format == "TIFF" and stored and tuple(image.size) != tuple(stored) and image.tile
+            and image.tile[0][0] != "libtiff"):
+        image._size = stored
 
 
 def _is_16_bit_colour_png(head):

@@ -16,7 +16,13 @@ from keras_covidcxr.errors import (
     InputError,
     UnsupportedImageError,
 )
-from keras_covidcxr.io.image_loader import DEFAULT_MAX_PIXELS, METADATA_KEYS, LoadedImage, load_image
+from keras_covidcxr.io.image_loader import (
+    DEFAULT_MAX_PIXELS,
+    METADATA_KEYS,
+    LoadedImage,
+    load_image,
+    load_pil_image,
+)
 
 
 def _luma(r, g, b):
@@ -183,6 +189,34 @@ def test_exif_orientation_is_applied(corpus):
     assert image.pixels[1:7, -7:-1].min() > 0.9  # the marker is now top-right
     assert image.pixels[1:7, 1:7].max() < 0.1
     assert image.pixels[-8:, :].max() < 0.1
+
+
+@pytest.mark.parametrize("orientation", [3, 5, 6, 7, 8])
+@pytest.mark.parametrize("compression", [None, "tiff_lzw"])
+def test_a_tiffs_orientation_is_applied_once(tmp_path, orientation, compression):
+    # Pillow 13 turns an uncompressed TIFF itself while loading; compressed ones it leaves to exif_transpose
+    from PIL import Image, TiffImagePlugin
+
+    upright = np.zeros((30, 50), np.uint8)
+    upright[2:8, 2:8] = 255  # a marker top-left on a wide film
+    upright[20:, 10:40] = np.arange(30, dtype=np.uint8)[None] * 8
+    tags = TiffImagePlugin.ImageFileDirectory_v2()
+    tags[274] = orientation
+    # stored so that applying `orientation` gives the upright film back
+    inverse = {3: Image.Transpose.ROTATE_180, 5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_90,
+               7: Image.Transpose.TRANSVERSE, 8: Image.Transpose.ROTATE_270}[orientation]
+    stored = Image.fromarray(upright).transpose(inverse)
+    path = tmp_path / "film.tif"
+    stored.save(path, tiffinfo=tags, **({"compression": compression} if compression else {}))
+    with Image.open(path) as check:  # the file says what the test means
+        assert check.getexif().get(274) == orientation
+    np.testing.assert_allclose(load_image(path).pixels, upright / 255, atol=1e-6)
+    with Image.open(path) as opened:
+        np.testing.assert_allclose(load_pil_image(opened).pixels, upright / 255, atol=1e-6)
+    deep = tmp_path / "film16.tif"  # 16-bit too
+    Image.fromarray(np.asarray(stored).astype(np.uint16) * 257).save(
+        deep, tiffinfo=tags, **({"compression": compression} if compression else {}))
+    np.testing.assert_allclose(load_image(deep).pixels, upright / 255, atol=1e-6)
 
 
 def test_bmp(corpus):
