@@ -391,10 +391,7 @@ def finetune(
                          head_learning_rate=learning_rate, finetune_learning_rate=finetune_lr, batch_size=batch_size, augment=augment,
                          precision=precision, jit_compile=jit_compile, steps_per_execution=steps_per_execution,
                          workers=workers, seed=seed, run_eagerly=eager)
-        from keras_covidcxr.training.classifier_training import expected_retracing
-
-        # it predicts with each new member and feature extractor in turn, which TensorFlow counts as retracing
-        with _progress() as progress, expected_retracing():
+        with _progress() as progress:
             result = keras_covidcxr.finetune(
                 preset, manifest, out=out, class_names=class_names, config=config, checkpoint_dir=checkpoints,
                 resume=resume,

@@ -2,9 +2,12 @@
 
 Example:
     >>> from keras_covidcxr.data import (  # doctest: +SKIP
-    ...     from_shared_cxr_manifest, split_by_patient, audit_manifest, write_manifest)
+    ...     from_shared_cxr_manifest, find_near_duplicates, split_by_patient, audit_manifest, write_manifest)
     >>> manifest, report = from_shared_cxr_manifest("data/cxr/manifest.csv")  # doctest: +SKIP
-    >>> manifest = split_by_patient(manifest, fractions=(0.8, 0.1, 0.1), seed=0)  # doctest: +SKIP
+    >>> # public sets re-upload films under new ids: keep the ids of one picture together (as `data split` does)
+    >>> linked = [group.patient_ids for group in find_near_duplicates(manifest)]  # doctest: +SKIP
+    >>> manifest = split_by_patient(manifest, fractions=(0.8, 0.1, 0.1), seed=0,  # doctest: +SKIP
+    ...                             linked_patients=linked)
     >>> audit = audit_manifest(manifest)  # doctest: +SKIP
     >>> print(audit.summary()); write_manifest(manifest, "manifest.csv")  # doctest: +SKIP
 """

@@ -22,6 +22,7 @@ from keras_covidcxr.metrics.report import (
     write_report,
 )
 from keras_covidcxr.models.ensemble.majority_vote_ensemble import MajorityVoteEnsemble
+from keras_covidcxr.models.pipeline.pipeline import Pipeline
 from keras_covidcxr.models.pipeline.refer_rule import answered_metrics
 from keras_covidcxr.training.provenance import fitted_overlap
 
@@ -72,7 +73,8 @@ def evaluate_pipeline(
 ):
     """Score every member and both ensembles on a split; write report.json, report.md, scores.csv, plots.
 
-    `manifest` is a `Manifest` or the path of a manifest CSV; for a `Manifest` read from a CSV, give that
+    `pipeline` is a `Pipeline` or a preset handle (folder, registered name, hf://...); `manifest` is a
+    `Manifest` or the path of a manifest CSV; for a `Manifest` read from a CSV, give that
     CSV as `manifest_path` so the report names it and its sha256 ("What was evaluated").
 
     The pipeline's own ensemble is scored as it decides; the other ensemble is
@@ -111,6 +113,8 @@ def evaluate_pipeline(
     Example:
         >>> evaluation = evaluate_pipeline(pipeline, "manifest.csv", "report/")  # doctest: +SKIP
     """
+    if not isinstance(pipeline, Pipeline):  # a preset handle, as `finetune` takes
+        pipeline = Pipeline.from_preset(pipeline)
     evaluated = _what_is_evaluated(pipeline, manifest_path or manifest, split)
     if isinstance(manifest, (str, os.PathLike)):
         manifest = read_manifest(manifest)

@@ -105,12 +105,15 @@ def save_overlays(result, folder, stem, film_sha256=None):
 
     The PNGs record the film's path and sha256 (`film_sha256` when the caller has hashed it already).
 
-    Raises `CovidCXRError` naming the file when one cannot be written (a user's file in the way).
+    Raises `CovidCXRError` naming the file when one cannot be written (a user's file in the way), or for a result
+    that records an error (`on_error="record"`: nothing to draw).
 
     Example:
         >>> result = pipeline.predict(["chest.png"], explain=True)[0]  # doctest: +SKIP
         >>> save_overlays(result, "overlays", "chest")  # doctest: +SKIP
     """
+    if getattr(result, "error", None):  # nothing was read: no film, no mask to draw
+        raise CovidCXRError(f"{result.source}: no overlays for a film that failed ({result.error})")
     folder = Path(folder)
     stem = fitting_stem(stem)
     mask_picture, gradcam_picture = film_overlays(result)

@@ -59,3 +59,6 @@ def test_time_variants(batch, count, seed=0):
                 variant[i, :, :, channel] = np.clip(mean + contrast * (moved - mean), image.min(), image.max())
         variants.append(variant)
     return variants
+
+
+test_time_variants.__test__ = False  # not a test: pytest collects `test_*` names users import

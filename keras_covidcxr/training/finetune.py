@@ -52,7 +52,7 @@ from keras_covidcxr.models.pipeline.refer_rule import ReferRule
 from keras_covidcxr.presets.destination import check_preset_destination
 from keras_covidcxr.training.assembly import assemble_pipeline, member_probabilities, validation_report
 from keras_covidcxr.training.checkpoints import TrainingCheckpoint
-from keras_covidcxr.training.classifier_training import classifier_datasets, train_classifier
+from keras_covidcxr.training.classifier_training import classifier_datasets, expected_retracing, train_classifier
 from keras_covidcxr.training.config import TrainingConfig
 from keras_covidcxr.training.ensemble_fitting import fit_ensemble_weights, fit_member_thresholds
 from keras_covidcxr.training.linear_head import fit_linear_head, pooled_features
@@ -184,6 +184,8 @@ def parent_training_overlap(metadata, manifest):
 MIN_VALIDATION_IMAGES = 50
 
 
+# it predicts with each new member and feature extractor in turn, which TensorFlow counts as retracing
+@expected_retracing()
 def finetune(pipeline, manifest, out=None, class_names=None, config=None, manifest_path=None, parent=None,
              recipe="auto", refit_ensemble=True, checkpoint_dir=None, callbacks=(), description=None, overwrite=False,
              progress=None, resume=True):

@@ -151,6 +151,12 @@ def test_weighted_average_scores_match_the_pipeline(loaded_pipeline, manifest_pa
         assert binary_auc(is_covid, [float(row[name]) for row in written]) == pytest.approx(auc, abs=1e-9)
 
 
+def test_a_preset_handle_is_evaluated_like_its_pipeline(loaded_pipeline, preset_dir, manifest_path, tmp_path):
+    by_handle = evaluate_pipeline(str(preset_dir), manifest_path, tmp_path / "a", shortcut_probe=False, n_resamples=5)
+    by_object = evaluate_pipeline(loaded_pipeline, manifest_path, tmp_path / "b", shortcut_probe=False, n_resamples=5)
+    assert by_handle.auc == by_object.auc and by_handle.n_images == by_object.n_images == 12
+
+
 def test_the_report_names_the_preset_the_manifest_and_the_split(loaded_pipeline, manifest_path, tmp_path):
     import hashlib
 

@@ -218,3 +218,13 @@ def test_an_overlay_of_another_film_is_not_replaced_and_long_names_are_cut_to_fi
     written = save_overlays(fake_result(source=str(films[1])), tmp_path / "overlays", long_stem)
     assert [len(path.name) for path in written] == [len(written[1].name) - 3, 255]
     assert all(path.name.startswith("L" * 200) for path in written)
+
+
+def test_a_failed_result_gets_a_named_error_not_a_crash(tmp_path):
+    from keras_covidcxr.errors import CovidCXRError
+
+    failed = PipelineResult(source="/data/missing.png", label=None, probabilities=None,
+                            error="/data/missing.png: file not found")
+    with pytest.raises(CovidCXRError, match=r"^/data/missing.png: no overlays for a film that failed \("):
+        save_overlays(failed, tmp_path, "missing")
+    assert list(tmp_path.iterdir()) == []

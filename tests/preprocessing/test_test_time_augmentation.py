@@ -38,3 +38,14 @@ def test_tta_of_one_is_plain_prediction_and_more_reports_a_spread(loaded_pipelin
         assert sum(c.probabilities.values()) == pytest.approx(1.0)
     with pytest.raises(ConfigError, match="tta"):
         loaded_pipeline.predict(chest_images[:1], tta=0)
+
+
+def test_the_public_name_is_not_collected_as_a_test_in_users_test_modules(tmp_path):
+    import subprocess
+    import sys
+
+    (tmp_path / "test_users.py").write_text("from keras_covidcxr import test_time_variants\n\n\n"
+                                            "def test_mine():\n    assert test_time_variants\n")
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
+                         capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert run.returncode == 0 and "1 passed" in run.stdout, run.stdout[-2000:]

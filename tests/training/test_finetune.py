@@ -323,3 +323,28 @@ def test_class_names_that_would_mislabel_are_refused_before_any_work(class_names
 
     with pytest.raises(ConfigError, match=message):
         finetune("no_such_preset_is_loaded", str(synthetic_manifest_path), class_names=class_names)
+
+
+def test_finetune_keeps_tensorflows_retracing_notice_quiet_for_python_callers(synthetic_manifest_path, monkeypatch):
+    # it predicts with each member and feature extractor in turn: TensorFlow would call that retracing
+    import logging
+    import sys
+
+    from keras_covidcxr.training.classifier_training import _StageRetracingNotice
+
+    finetune_module = sys.modules["keras_covidcxr.training.finetune"]  # the package's `finetune` is the function
+
+    seen = []
+
+    def stop_at_the_data(*args, **kwargs):
+        seen.extend(type(f) for f in logging.getLogger("tensorflow").filters)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(finetune_module, "classifier_datasets", stop_at_the_data)
+    from keras_covidcxr import ResUnet, WeightedAverageEnsemble
+
+    parent = Pipeline(ResUnet(input_size=64, filters=(4, 8, 16)), WeightedAverageEnsemble([linear_head_member()]))
+    with pytest.raises(KeyboardInterrupt):
+        finetune(parent, str(synthetic_manifest_path), recipe="train")
+    assert _StageRetracingNotice in seen
+    assert _StageRetracingNotice not in [type(f) for f in logging.getLogger("tensorflow").filters]  # removed after

@@ -18,6 +18,7 @@ from keras_covidcxr.models.classifier.convert_efficientnet_lite0 import convert_
 from keras_covidcxr.models.classifier.mirror_average import mirror_averaged
 from keras_covidcxr.models.resunet.resunet import encoder_path
 from keras_covidcxr.models.serializable_model import SerializableModel
+from keras_covidcxr.settings import is_whole_number
 
 
 @keras.saving.register_keras_serializable(package="keras_covidcxr")
@@ -101,8 +102,13 @@ class CXRClassifier(SerializableModel):
     ):
         if backbone not in BACKBONES:
             raise ConfigError(f"unknown backbone {backbone!r}; choose one of {sorted(BACKBONES)}")
-        if int(num_classes) < 2:
-            raise ConfigError(f"num_classes must be >= 2, got {num_classes}")
+        if not is_whole_number(num_classes) or num_classes < 2:
+            raise ConfigError(f"num_classes must be a whole number >= 2, got {num_classes!r}")
+        num_classes = int(num_classes)
+        if (isinstance(input_shape, (str, bytes)) or not hasattr(input_shape, "__len__") or len(input_shape) != 3
+                or not all(is_whole_number(d) and d > 0 for d in input_shape)):
+            raise ConfigError(f"input_shape must be (height, width, channels), three positive whole numbers; got "
+                              f"{input_shape!r}")
         if backbone_weights not in (None, "imagenet") and not os.path.isfile(backbone_weights):
             raise ConfigError(f"{backbone_weights}: backbone weights file not found")
         if backbone == RESUNET_ENCODER and backbone_weights == "imagenet":
@@ -147,7 +153,10 @@ class CXRClassifier(SerializableModel):
                     )
             except ConfigError:
                 raise
-            except Exception as error:  # Keras raises a bare Exception when the download fails
+            except Exception as error:
+                if backbone_weights != "imagenet":  # nothing was downloaded: Keras refused the settings
+                    raise ConfigError(f"cannot build {backbone} for input_shape {backbone_shape}: {error}") from error
+                # Keras raises a bare Exception when the download fails
                 raise ConfigError(
                     f"the ImageNet weights of {backbone} could not be downloaded ({error}); without internet, "
                     "give a local weights file (backbone_weights=PATH; --backbone-weights PATH) or start from scratch "

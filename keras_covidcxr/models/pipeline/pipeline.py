@@ -93,6 +93,14 @@ class Pipeline(PredictionSteps):
         refer_rule=None,
         out_of_distribution=None,
     ):
+        if not (hasattr(ensemble, "members") and hasattr(ensemble, "num_classes")):
+            raise ConfigError(f"ensemble must be a WeightedAverageEnsemble or MajorityVoteEnsemble, got a "
+                              f"{type(ensemble).__name__} (members go inside one: WeightedAverageEnsemble([m1, m2]))")
+        for name, value, kind in (("preprocessing", preprocessing, PreprocessingConfig),
+                                  ("input_contract", input_contract, InputContract)):
+            if value is not None and not isinstance(value, kind):
+                raise ConfigError(f"{name} must be a {kind.__name__}, got a {type(value).__name__}: give "
+                                  f"{kind.__name__}(...) with the same settings")
         if class_names is None:
             class_names = BINARY_CLASS_NAMES if ensemble.num_classes == 2 else MULTICLASS_CLASS_NAMES
         class_names = tuple(class_names)
@@ -176,7 +184,8 @@ class Pipeline(PredictionSteps):
         keeps only its film checks (`ReferRule.without_band`).
 
         Example: `pipeline.with_decision_threshold(0.5).decision_rule.describe()`
-        gives "covid if p(covid) >= 0.500 (threshold given by the user)".
+        gives "covid if p(covid) >= 0.500 (threshold given by the user)", followed
+        by the film checks of the pipeline's refer rule, if it has one.
         """
         return self._sharing_models(decision_threshold=threshold)
 

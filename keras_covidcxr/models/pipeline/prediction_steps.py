@@ -314,12 +314,15 @@ _SINGLE_IMAGES = (str, bytes, os.PathLike, np.ndarray, LoadedImage, Image.Image)
 
 def _image_list(images):
     """`predict`'s `images` as a list of single images: one image becomes a list of one, a 4-D array the list of
-    its images; backend tensors (TensorFlow, JAX, PyTorch on the CPU) become arrays."""
+    its images, a 1-D array of file names (or a pandas column) the list of them; backend tensors (TensorFlow,
+    JAX, PyTorch on the CPU) become arrays."""
     def as_array(image):
         is_tensor = hasattr(image, "__array__") and not isinstance(image, _SINGLE_IMAGES)
         return np.asarray(image) if is_tensor else image
 
     images = as_array(images)
+    if isinstance(images, np.ndarray) and images.ndim == 1 and images.dtype.kind in "USO":
+        return images.tolist()  # file names in an array, or a pandas column of them
     if isinstance(images, _SINGLE_IMAGES) and not (isinstance(images, np.ndarray) and images.ndim == 4):
         return [images]
     if images is None or isinstance(images, dict) or hasattr(images, "read") or not hasattr(images, "__iter__"):

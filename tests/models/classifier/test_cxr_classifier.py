@@ -92,6 +92,17 @@ def test_invalid_configurations_are_refused(kwargs):
         CXRClassifier(**{"input_shape": (32, 32, 3), **kwargs})
 
 
+@pytest.mark.parametrize(("kwargs", "reason"), [
+    ({"num_classes": "2"}, "num_classes must be a whole number >= 2, got '2'"),
+    ({"input_shape": (224, 224)}, r"input_shape must be \(height, width, channels\).*got \(224, 224\)"),
+    ({"input_shape": (16, 16, 3)}, r"cannot build mobilenet_v2 for input_shape \(16, 16, 3\)"),
+])
+def test_wrong_settings_are_named_not_taken_for_a_failed_download(kwargs, reason):
+    with pytest.raises(ConfigError, match=reason) as error:
+        CXRClassifier(**{"backbone": "mobilenet_v2", "input_shape": (32, 32, 3), **kwargs})
+    assert "download" not in str(error.value)
+
+
 def test_resunet_encoder_backbone_round_trip_and_grad_cam():
     from keras_covidcxr import GradCAM
 

@@ -97,6 +97,18 @@ def test_backend_tensors_are_read_as_arrays(pipeline, chest_images):
     assert half.error is None and half.probabilities == pytest.approx(expected[0], abs=0.05)  # 8 bits of mantissa
 
 
+def test_an_array_or_column_of_file_names_is_a_list_of_files(pipeline, chest_images, tmp_path):
+    from PIL import Image
+
+    paths = []
+    for i, image in enumerate(chest_images[:2]):
+        paths.append(str(tmp_path / f"film{i}.png"))
+        Image.fromarray((image * 255).astype(np.uint8)).save(paths[-1])
+    expected = [(r.source, r.probabilities) for r in pipeline.predict(paths)]
+    for names in (np.array(paths), np.array(paths, dtype=object)):  # what a pandas column gives
+        assert [(r.source, r.probabilities) for r in pipeline.predict(names)] == expected
+
+
 def test_inputs_that_are_not_images_are_named_errors(pipeline, chest_images):
     with pytest.raises(ConfigError, match="got None"):
         pipeline.predict(None)
@@ -347,3 +359,14 @@ def test_a_two_class_pipeline_with_covid_first_is_refused(pipeline):
         Pipeline(ThresholdSegmenter(), pipeline.ensemble, class_names=("covid", "non_covid"))
     with pytest.raises(ConfigError, match="need 2 distinct class names"):
         Pipeline(ThresholdSegmenter(), pipeline.ensemble, class_names=("covid", "covid"))
+
+
+def test_misused_arguments_are_named_before_anything_runs(pipeline):
+    members = list(pipeline.ensemble.members)
+    with pytest.raises(ConfigError, match=r"ensemble must be a WeightedAverageEnsemble or MajorityVoteEnsemble, got a "
+                                          r"list \(members go inside one"):
+        Pipeline(ThresholdSegmenter(), members)
+    with pytest.raises(ConfigError, match="preprocessing must be a PreprocessingConfig, got a dict"):
+        Pipeline(ThresholdSegmenter(), pipeline.ensemble, preprocessing={"masking": "bbox"})
+    with pytest.raises(ConfigError, match="input_contract must be a InputContract, got a dict"):
+        Pipeline(ThresholdSegmenter(), pipeline.ensemble, input_contract={"min_size": 64})
