@@ -52,7 +52,11 @@ from keras_covidcxr.models.pipeline.refer_rule import ReferRule
 from keras_covidcxr.presets.destination import check_preset_destination
 from keras_covidcxr.training.assembly import assemble_pipeline, member_probabilities, validation_report
 from keras_covidcxr.training.checkpoints import TrainingCheckpoint
-from keras_covidcxr.training.classifier_training import classifier_datasets, expected_retracing, train_classifier
+from keras_covidcxr.training.classifier_training import (
+    classifier_datasets,
+    expected_retracing,
+    train_classifier,
+)
 from keras_covidcxr.training.config import TrainingConfig
 from keras_covidcxr.training.ensemble_fitting import fit_ensemble_weights, fit_member_thresholds
 from keras_covidcxr.training.linear_head import fit_linear_head, pooled_features
