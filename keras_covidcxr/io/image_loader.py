@@ -204,8 +204,10 @@ def _decode_errors(name):
     except MemoryError as exc:
         raise UnsupportedImageError(f"{name}: not enough memory to decode the image") from exc
     except Exception as exc:
-        # Decoders raise OSError, SyntaxError, struct.error, IndexError, ... on bad data.
-        raise ImageDecodeError(f"{name}: truncated or corrupt image ({type(exc).__name__}: {exc})") from exc
+        # Decoders raise OSError, SyntaxError, struct.error, IndexError, ... on bad data; their text may span
+        # lines and name Python objects ("<_io.BytesIO object at 0x...>"): one line, without them
+        detail = re.sub(r"\s+", " ", re.sub(r"<[^<>]* at 0x[0-9a-fA-F]+>", "", str(exc))).strip()
+        raise ImageDecodeError(f"{name}: truncated or corrupt image ({type(exc).__name__}: {detail})") from exc
 
 
 def _read_with_pillow(path, name, max_pixels, head):

@@ -363,3 +363,16 @@ def _repo_root():
     import keras_covidcxr
 
     return str(Path(keras_covidcxr.__file__).parents[1])
+
+
+def test_a_decoders_message_is_one_line_without_python_object_addresses(corpus, monkeypatch):
+    import io
+
+    import keras_covidcxr.io.image_loader as loader
+
+    def fails(path, name, max_pixels, head):
+        raise ValueError(f"cannot decode\n  the stream {io.BytesIO(b'')!r}\n")
+
+    monkeypatch.setattr(loader, "_read_with_pillow", fails)
+    path = corpus.gray_png()
+    assert str(_error(path)) == f"{path}: truncated or corrupt image (ValueError: cannot decode the stream)"
