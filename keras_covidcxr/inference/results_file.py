@@ -311,6 +311,9 @@ class ResultsFile:
         not_ours = ConfigError(
             f"{self.path}: exists and is not a covidcxr results file (its {self.meta_path.name} is "
             "missing or not ours); not overwriting it (choose another output file)"
+        ) if self.path.exists() else ConfigError(  # only the sidecar's name is taken
+            f"{self.meta_path}: exists and is not ours (not the sidecar of a covidcxr results file); not "
+            "overwriting it (choose another output file)"
         )
         try:
             meta = json.loads(self.meta_path.read_text(encoding="utf-8"))

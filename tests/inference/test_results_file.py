@@ -174,8 +174,9 @@ def test_a_second_run_on_a_file_being_written_is_refused_not_mixed_in(tmp_path):
 def test_a_sidecar_that_is_not_ours_is_refused_and_left_untouched(tmp_path):
     path = tmp_path / "results.csv"
     meta_path(path).write_text('{"mine": true}')
-    with pytest.raises(ConfigError, match="not ours"):
+    with pytest.raises(ConfigError, match="not ours") as error:
         _open(path)
+    assert str(error.value).startswith(f"{meta_path(path)}: exists and is not ours")  # the file that is there
     assert meta_path(path).read_text() == '{"mine": true}' and not path.exists()
     meta_path(path).write_text('{"covidcxr_results": 1}')
     with pytest.raises(ConfigError, match=r"written by another version of keras-covidcxr \(results format 1, this"):
