@@ -93,6 +93,22 @@ def normalise_view(value):
     return "L" if view in _LATERAL_VIEWS else view
 
 
+def _view_of(ds):
+    """ViewPosition, normalised; without it, the coded view (View Code Sequence, e.g. SNOMED "lateral"), which some
+    writers fill instead."""
+    view = normalise_view(ds.get("ViewPosition"))
+    if view is not None:
+        return view
+    codes = ds.get("ViewCodeSequence") or []
+    meaning = str(codes[0].get("CodeMeaning") or "").lower().replace("-", "") if len(codes) else ""
+    if "decubitus" in meaning:  # lying on one side, a frontal projection: as ViewPosition LLD / RLD
+        return "LLD" if "left" in meaning else "RLD" if "right" in meaning else None
+    if "lateral" in meaning:
+        return "L"
+    return next((view for word, view in (("posteroanterior", "PA"), ("anteroposterior", "AP")) if word in meaning),
+                None)
+
+
 def _import_pydicom(name):
     try:
         import pydicom
@@ -143,7 +159,7 @@ def read_dicom(path, name, *, max_pixels, patient_id_key, has_preamble):
             "format": "DICOM",
             "bits": int(ds.BitsAllocated),
             "modality": str(ds.get("Modality") or "").strip().upper() or None,  # some writers say "cr"
-            "view": normalise_view(ds.get("ViewPosition")),
+            "view": _view_of(ds),
             "age": parse_age(ds.get("PatientAge")),
             "patient_id_hash": hash_patient_id(raw_id, patient_id_key) if raw_id else None,
             "photometric": str(ds.PhotometricInterpretation).strip(),

@@ -295,6 +295,18 @@ def test_normalise_view(raw, view):
     assert normalise_view(raw) == view
 
 
+@pytest.mark.parametrize(("meaning", "view"), [("lateral", "L"), ("right lateral", "L"), ("postero-anterior", "PA"),
+                                               ("antero-posterior", "AP"), ("left lateral decubitus", "LLD"),
+                                               ("oblique", None)])
+def test_without_view_position_the_coded_view_is_read(corpus, meaning, view):
+    code = Dataset()
+    code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning = "399198007", "SCT", meaning
+    path = corpus.dicom(pixels=STORED, ViewCodeSequence=[code])
+    assert load_image(path).metadata["view"] == view
+    stated = corpus.dicom("stated.dcm", pixels=STORED, ViewPosition="PA", ViewCodeSequence=[code])
+    assert load_image(stated).metadata["view"] == "PA"  # ViewPosition, when there, is what counts
+
+
 # ---- patient id: only a keyed hash ------------------------------------------
 
 
