@@ -412,9 +412,9 @@ def evaluate(
     console.print(f"Labels: {escape(pipeline.decision_rule.describe())}.", soft_wrap=True)
     if evaluation.refer is not None:
         refer = evaluation.refer
-        console.print(f"Referred: {refer['referred']} of the {evaluation.n_images} images; the report's tables count "
-                      "a referred image by the label it would have had ('Refer rule' has the answered images' "
-                      "figures).", soft_wrap=True)
+        console.print(f"Referred: {refer['referred']} of the {evaluation.n_images} images; the report's metric "
+                      "tables count a referred image by the label it would have had ('Refer rule' has the answered "
+                      "images' figures).", soft_wrap=True)
     for path, error in evaluation.failed:
         print_error(error)
     raise typer.Exit(exit_code(evaluation.n_images, len(evaluation.failed)))

@@ -218,7 +218,8 @@ def _what_is_evaluated(pipeline, manifest, split):
     path = os.fspath(manifest) if isinstance(manifest, (str, os.PathLike)) else None
     training = pipeline.metadata.get("training") or {}
     parent, recipe = training.get("parent"), training.get("recipe") or {}
-    fine_tuned_from = {"handle": str(parent.get("handle")), "recipe": str(recipe.get("members_recipe") or "fine-tuning")
+    fine_tuned_from = {"handle": str(parent.get("handle") or "a pipeline built in Python"),
+                       "recipe": str(recipe.get("members_recipe") or "fine-tuning")
                        } if isinstance(parent, dict) and recipe.get("name") == "finetune" else None
     return {"preset": str(pipeline.metadata.get("loaded_from") or "a pipeline built in Python"),
             "preset_sha256": model_sha256(pipeline),
@@ -291,8 +292,9 @@ def _refer_markdown(refer, rule, positive_class):
         return "n/a" if value is None or not np.isfinite(value) else f"{value:.1%}"
 
     return [
-        f"{'Rule' if rule.origin == 'user' else 'Stored rule'}: {rule.describe()}. {refer['referred']} images "
-        f"referred ({refer['referred_positive']} {positive_class}, {refer['referred_negative']} other); coverage {rate(answered['coverage'])}. The tables "
+        f"{'Rule' if rule.origin == 'user' else 'Stored rule'}: {rule.describe()}. {refer['referred']} "
+        f"{'image' if refer['referred'] == 1 else 'images'} referred ({refer['referred_positive']} {positive_class}, "
+        f"{refer['referred_negative']} other); coverage {rate(answered['coverage'])}. The tables "
         f"above score every image: {REFERRED_COUNTED} (the 'all' row below); the 'answered' row leaves the referred "
         "out.",
         "",

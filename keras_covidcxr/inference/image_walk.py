@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 
 from keras_covidcxr.errors import InputError
+from keras_covidcxr.io.dicom_reader import starts_like_dicom_without_preamble
 from keras_covidcxr.io.file_identity import file_identity
 from keras_covidcxr.io.overlay_files import is_overlay_file
 
@@ -128,4 +129,4 @@ def _looks_like_an_image(path):
     # PNG's and JPEG's signatures, or DICOM's marker after its 128-byte preamble, or a DICOM file without its
     # preamble (it starts with an element of group 0002 or 0008): the loader says what to do with it
     return (start.startswith((b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff")) or start[128:] == b"DICM"
-            or (start[:2] in (b"\x02\x00", b"\x08\x00") and start[3:4] == b"\x00"))
+            or starts_like_dicom_without_preamble(start))

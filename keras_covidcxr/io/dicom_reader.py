@@ -95,18 +95,38 @@ def normalise_view(value):
 
 def _view_of(ds):
     """ViewPosition, normalised; without it, the coded view (View Code Sequence, e.g. SNOMED "lateral"), which some
-    writers fill instead."""
+    writers fill instead. The view is metadata: a malformed sequence gives None, never a failed film."""
     view = normalise_view(ds.get("ViewPosition"))
     if view is not None:
         return view
-    codes = ds.get("ViewCodeSequence") or []
-    meaning = str(codes[0].get("CodeMeaning") or "").lower().replace("-", "") if len(codes) else ""
-    if "decubitus" in meaning:  # lying on one side, a frontal projection: as ViewPosition LLD / RLD
-        return "LLD" if "left" in meaning else "RLD" if "right" in meaning else None
+    try:
+        meaning = str(ds.ViewCodeSequence[0].CodeMeaning).lower().replace("-", "")
+    except Exception:  # absent, empty, or not a sequence of coded items
+        return None
+    if "oblique" in meaning:
+        return "OBLIQUE"
+    if "decubitus" in meaning:  # lying on one side a frontal projection (LLD / RLD); on the back or front a lateral
+        return "LLD" if "left" in meaning else "RLD" if "right" in meaning else "L"
     if "lateral" in meaning:
         return "L"
     return next((view for word, view in (("posteroanterior", "PA"), ("anteroposterior", "AP")) if word in meaning),
                 None)
+
+
+def starts_like_dicom_without_preamble(head):
+    """Whether a file's first bytes are a DICOM data element of group 0002 or 0008 (a DICOM file without its
+    128-byte preamble and "DICM" marker): in explicit VR little endian, a VR's two letters follow the tag; in
+    implicit VR (old ACR-NEMA style), a short length follows one of the elements a dataset starts with."""
+    if head[:2] not in (b"\x02\x00", b"\x08\x00") or len(head) < 8:
+        return False
+    implicit = (head[:2] == b"\x08\x00" and int.from_bytes(head[2:4], "little") in _FIRST_ELEMENTS
+                and int.from_bytes(head[4:8], "little") < 256)
+    return head[4:6] in _EXPLICIT_VRS or implicit
+
+
+_EXPLICIT_VRS = frozenset(vr.encode() for vr in (
+    "AE AS AT CS DA DS DT FD FL IS LO LT OB OD OF OL OV OW PN SH SL SQ SS ST SV TM UC UI UL UN UR US UT UV".split()))
+_FIRST_ELEMENTS = (0x0000, 0x0005, 0x0008, 0x0012, 0x0016, 0x0018)  # group length, character set, image type, ...
 
 
 def _import_pydicom(name):
@@ -370,8 +390,9 @@ MIN_PIXELS_FOR_STRAY_VALUES = 10_000
 
 def _min_max(values, ignore=None):
     """Scaled to [0, 1] by the range of the values not ignored, leaving out stray extremes: a few values
-    (under 0.1%) further beyond the 0.1 / 99.9th percentiles than that central range is wide, such as a hot
-    pixel or a small burned-in marker at the maximum, are clipped instead of darkening the whole film."""
+    (under 0.5%, as for image files' bit depth: `scale_by_bits_used`) further beyond the 0.5 / 99.5th
+    percentiles than that central range is wide, such as a hot pixel or a burned-in label at the maximum, are
+    clipped instead of darkening the whole film."""
     values = values.astype(np.float64)
     counted = values if ignore is None else values[~ignore]
     if counted.size == 0:
@@ -380,7 +401,7 @@ def _min_max(values, ignore=None):
     if counted.size >= MIN_PIXELS_FOR_STRAY_VALUES:
         # a strided sample keeps this cheap on 9-megapixel films
         central_low, central_high = np.percentile(counted.ravel()[:: max(1, counted.size // 1_000_000)],
-                                                  [0.1, 99.9])
+                                                  [0.5, 99.5])
         width = central_high - central_low
         if width > 0 and high > central_high + width:
             high = float(counted[counted <= central_high + width].max())  # the film's own brightest value

@@ -225,8 +225,8 @@ def _read_with_pillow(path, name, max_pixels, head):
         kind = next((k for sig, k in _SIGNATURES.items() if head.startswith(sig)), None)
         if kind is None:
             # DICOM data elements of group 0002 or 0008 at the start: a DICOM file without its preamble
-            hint = " (it starts like a DICOM file without its preamble: name it .dcm)" if head[:2] in (
-                b"\x02\x00", b"\x08\x00") else ""
+            hint = (" (it starts like a DICOM file without its preamble: name it .dcm)"
+                    if dicom_reader.starts_like_dicom_without_preamble(head) else "")
             raise ImageDecodeError(f"{name}: not a recognised image format{hint}") from exc
         raise ImageDecodeError(
             f"{name}: truncated or corrupt image (a {kind} signature but an unreadable header)"

@@ -311,8 +311,10 @@ def render_markdown(results, title="Evaluation report", figures=None):
     pct = f"{results['confidence'] * 100:g}"  # 97.5, not 98
     patients = f" of {_count(results['n_patients'], 'patient')}" if results["n_patients"] is not None else ""
     support = ", ".join(f"{name} {count}" for name, count in results["support"].items())
-    # with one class only, PPV and NPV are 100% or 0% by construction: shown as n/a, as in the group tables
-    one_class = 0 in results["support"].values()
+    # a class without images (or with all of them) has PPV and NPV of 100% or 0% by construction: n/a, as in the
+    # group tables; in a two-class report that is the summary too
+    support = results["support"]
+    degenerate = {name for name, count in support.items() if count in (0, results["n_images"])}
     lines = [
         f"# {title}",
         "",
@@ -327,7 +329,8 @@ def render_markdown(results, title="Evaluation report", figures=None):
         *_decision_lines(results),
         f"## Summary ({results.get('averaging', 'macro')})",
         "",
-        *_metric_table([(m, e["overall"]) for m, e in results["models"].items()], OVERALL_METRICS, one_class),
+        *_metric_table([(m, e["overall"]) for m, e in results["models"].items()], OVERALL_METRICS,
+                       len(names) == 2 and bool(degenerate)),
         "",
     ]
     for name in names:
@@ -335,7 +338,8 @@ def render_markdown(results, title="Evaluation report", figures=None):
             f"## {name} vs rest",
             "",
             *_metric_table(
-                [(m, e["per_class"][name]) for m, e in results["models"].items()], PER_CLASS_METRICS, one_class
+                [(m, e["per_class"][name]) for m, e in results["models"].items()], PER_CLASS_METRICS,
+                name in degenerate
             ),
             "",
         ]
@@ -380,7 +384,7 @@ def render_markdown(results, title="Evaluation report", figures=None):
             ),
             "|---|---|---|---|---|---|---|",
         ]
-        calibrated = "calibrated" in results["models"]
+        calibrated, shown = "calibrated" in results["models"], False
         for model, entry in results["models"].items():
             points = entry.get("operating_points")
             if entry.get("scores_are_votes"):
@@ -389,7 +393,7 @@ def render_markdown(results, title="Evaluation report", figures=None):
             if not points:
                 lines.append(f"| {model} | n/a | | | n/a | | |")
                 continue
-            youden, screen = points["youden"], points[key]
+            youden, screen, shown = points["youden"], points[key], True
             lines.append(
                 f"| {model} | {youden['threshold_text']} | {youden['sensitivity']:.1%} | "
                 f"{youden['specificity']:.1%} | {screen['threshold_text']} | "
@@ -399,7 +403,8 @@ def render_markdown(results, title="Evaluation report", figures=None):
                   "each is on its own model's scores" + (
                       ": calibrated's on the pipeline's calibrated probabilities (the scale `--threshold` and "
                       "`with_decision_threshold` take), weighted_average's on the members' raw mean" if calibrated
-                      else "") + ".", ""]
+                      else "") + "."] if shown else []
+        lines.append("")
     for key, heading in (("by_source", "By source"), ("by_view", "By view")):
         if any(key in entry for entry in results["models"].values()):
             lines += [f"## {heading}", "", *_group_table(results, key), ""]

@@ -1,6 +1,7 @@
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from keras_covidcxr import find_images
@@ -40,9 +41,11 @@ def test_a_dicom_discs_index_is_skipped_and_a_dicom_file_without_preamble_is_fou
     _touch(tmp_path / "DICOMDIR", b"\0" * 128 + b"DICM" + b"rest")  # the disc's index, not a film
     _touch(tmp_path / "IMAGES" / "IM0001", b"\x02\x00\x00\x00UL\x04\x00" + b"\0" * 200)  # group 0002, no preamble
     _touch(tmp_path / "IMAGES" / "IM0002", b"\x08\x00\x05\x00CS\n\x00ISO_IR 100")  # group 0008, no file meta
+    _touch(tmp_path / "IMAGES" / "IM0003", b"\x08\x00\x05\x00\x0a\x00\x00\x00ISO_IR 100")  # implicit VR
     _touch(tmp_path / "IMAGES" / "notes", b"\x08\x00 is not a tag here")
+    _touch(tmp_path / "IMAGES" / "pixels.raw", np.array([8, 7, 10000, 20000], "<u2").tobytes())  # a raw dump
     found = [path.relative_to(tmp_path).as_posix() for path in find_images([tmp_path])]
-    assert found == ["IMAGES/IM0001", "IMAGES/IM0002"]
+    assert found == ["IMAGES/IM0001", "IMAGES/IM0002", "IMAGES/IM0003"]
 
 
 def test_named_files_are_kept_as_given_in_order_and_listed_once(tmp_path):

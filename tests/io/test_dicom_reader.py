@@ -131,6 +131,10 @@ def test_a_stray_extreme_value_does_not_set_the_films_range(corpus):
     film[0, 0] = 0  # and at the low end (a dead pixel far below a film stored high in 16 bits)
     image = load_image(corpus.dicom(name="dark.dcm", pixels=film, bits_stored=16))
     assert image.pixels[0, 0] == 0.0 and 0.45 < image.pixels.mean() < 0.55
+    labelled = np.random.default_rng(1).integers(1000, 3001, size=(200, 200))
+    labelled[:10, :12] = 65535  # a burned-in label, 0.3% of the film
+    image = load_image(corpus.dicom(name="label.dcm", pixels=labelled, bits_stored=16))
+    np.testing.assert_allclose(image.pixels[10:], (labelled[10:] - 1000) / 2000, atol=1e-6)
     ramp = np.linspace(0, 4095, 150 * 150).reshape(150, 150).round()  # a wide spread is the film's own range
     np.testing.assert_allclose(load_image(corpus.dicom(name="ramp.dcm", pixels=ramp)).pixels, ramp / 4095, atol=1e-6)
 
@@ -297,7 +301,8 @@ def test_normalise_view(raw, view):
 
 @pytest.mark.parametrize(("meaning", "view"), [("lateral", "L"), ("right lateral", "L"), ("postero-anterior", "PA"),
                                                ("antero-posterior", "AP"), ("left lateral decubitus", "LLD"),
-                                               ("oblique", None)])
+                                               ("dorsal decubitus", "L"), ("postero-anterior oblique", "OBLIQUE"),
+                                               ("caudal", None)])
 def test_without_view_position_the_coded_view_is_read(corpus, meaning, view):
     code = Dataset()
     code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning = "399198007", "SCT", meaning
@@ -305,6 +310,18 @@ def test_without_view_position_the_coded_view_is_read(corpus, meaning, view):
     assert load_image(path).metadata["view"] == view
     stated = corpus.dicom("stated.dcm", pixels=STORED, ViewPosition="PA", ViewCodeSequence=[code])
     assert load_image(stated).metadata["view"] == "PA"  # ViewPosition, when there, is what counts
+
+
+def test_a_malformed_view_code_sequence_leaves_the_view_unknown(corpus):
+    from pydicom.dataelem import DataElement
+
+    path = corpus.dicom(pixels=STORED)
+    ds = pydicom.dcmread(path)
+    ds.add(DataElement(0x00540220, "LO", "lateral"))  # the sequence's tag holding text
+    ds.save_as(path)
+    image = load_image(path)
+    assert image.metadata["view"] is None
+    np.testing.assert_allclose(image.pixels, STORED / 4095, rtol=1e-6)
 
 
 # ---- patient id: only a keyed hash ------------------------------------------

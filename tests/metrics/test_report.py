@@ -315,3 +315,24 @@ def test_a_class_from_one_patient_gets_no_collapsed_interval(tmp_path):
     markdown = (tmp_path / "r" / "report.md").read_text()
     assert "83.33% [no interval: the same on every resample, as for a perfect score or a class from one patient]" in markdown
     assert "[83.3, 83.3]" not in markdown
+
+
+def test_only_the_rows_of_a_class_without_images_show_ppv_and_npv_as_undefined(tmp_path):
+    # three classes, no pneumonia: covid vs rest keeps its PPV and NPV; pneumonia vs rest has none of its own
+    rng = np.random.default_rng(1)
+    truth = np.array(["covid"] * 20 + ["normal"] * 20)
+    scores = rng.dirichlet([1, 1, 1], size=40)
+    scores[:20, 0] += 1.0  # covid films score higher for covid
+    scores /= scores.sum(axis=1, keepdims=True)
+    write_report(tmp_path / "r", {"m": scores}, truth, CLASSES, n_resamples=10)
+    markdown = (tmp_path / "r" / "report.md").read_text()
+
+    def row(heading):
+        return next(line for line in markdown.split(f"## {heading}")[1].splitlines() if line.startswith("| m |"))
+
+    columns = ["Sensitivity", "Specificity", "PPV", "NPV", "F1", "AUC"]
+    covid = dict(zip(columns, [cell.strip() for cell in row("covid vs rest").split("|")[2:-1]]))
+    pneumonia = dict(zip(columns, [cell.strip() for cell in row("pneumonia vs rest").split("|")[2:-1]]))
+    assert all(covid[name] != "n/a" for name in ("PPV", "NPV", "F1"))
+    assert [pneumonia[name] for name in ("PPV", "NPV", "F1")] == ["n/a"] * 3
+    assert "n/a" not in row("Summary").split("|")[5]  # the macro PPV stays: a three-class summary

@@ -58,8 +58,8 @@ class CXRClassifier(SerializableModel):
             preset stores the trained weights and `backbone_weights=None`.
             `get_config` records it; `from_config` (and so
             `keras.saving.load_model`) builds the architecture without
-            reading it, as Keras configs do: the weights come from the
-            `.keras` file, the preset or `set_weights`.
+            it, as Keras configs do (the weights come from the `.keras`
+            file, the preset or `set_weights`).
         encoder_filters: filters per level of the `resunet_encoder` backbone
             (ignored by the others).
         feature_layer: None (the backbone's last feature map) or the name of
@@ -222,10 +222,9 @@ class CXRClassifier(SerializableModel):
 
     @classmethod
     def from_config(cls, config):
-        # a model saved where its ImageNet file was must open where it is not (or offline)
-        model = cls(**{**config, "backbone_weights": None})
-        model.backbone_weights = config.get("backbone_weights")  # where the weights first came from
-        return model
+        # a model saved where its ImageNet file was must open where it is not (or offline); what the rebuilt model
+        # holds is not known here (the .keras file's weights, or none yet), so it claims no source
+        return cls(**{**config, "backbone_weights": None})
 
     def get_config(self):
         return {

@@ -7,7 +7,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from keras_covidcxr.data.class_names import BINARY_CLASS_NAMES, MULTICLASS_CLASS_NAMES, check_class_names
+from keras_covidcxr.data.class_names import BINARY_CLASS_NAMES, MULTICLASS_CLASS_NAMES
 from keras_covidcxr.errors import (
     ConfigError,
     OutputExistsError,
@@ -99,8 +99,8 @@ class Pipeline(PredictionSteps):
         for name, value, kind in (("preprocessing", preprocessing, PreprocessingConfig),
                                   ("input_contract", input_contract, InputContract)):
             if value is not None and not isinstance(value, kind):
-                raise ConfigError(f"{name} must be a {kind.__name__}, got a {type(value).__name__}: give "
-                                  f"{kind.__name__}(...) with the same settings")
+                raise ConfigError(f"{name}: give {kind.__name__}(...) with these settings, not a "
+                                  f"{type(value).__name__}")
         if class_names is None:
             class_names = BINARY_CLASS_NAMES if ensemble.num_classes == 2 else MULTICLASS_CLASS_NAMES
         class_names = tuple(class_names)
@@ -108,7 +108,10 @@ class Pipeline(PredictionSteps):
             raise ConfigError(
                 f"need {ensemble.num_classes} distinct class names, got {list(class_names)}"
             )
-        check_class_names(class_names)  # a two-class model's positive class is its second
+        if len(class_names) == 2 and class_names[0] == "covid":
+            raise ConfigError(f"class names {list(class_names)}: a two-class model's second class is its positive one "
+                              "(its threshold, sensitivity and AUC), and these classifiers give p(covid) first; name "
+                              "covid second: retrain or fine-tune them with the classes ['non_covid', 'covid']")
         shapes = {tuple(m.input_shape[1:]) for m in ensemble.members}
         if len(shapes) != 1:
             raise ConfigError(f"ensemble members must share one input shape, got {sorted(shapes)}")

@@ -355,7 +355,8 @@ def test_a_stated_view_is_left_to_the_metadata_check(view_checking):
 
 def test_a_two_class_pipeline_with_covid_first_is_refused(pipeline):
     # its decision rule, threshold and sensitivity are the second class's: covid first would read them backwards
-    with pytest.raises(ConfigError, match="name covid second"):
+    with pytest.raises(ConfigError, match=r"name covid second: retrain or fine-tune them with the classes "
+                                          r"\['non_covid', 'covid'\]"):
         Pipeline(ThresholdSegmenter(), pipeline.ensemble, class_names=("covid", "non_covid"))
     with pytest.raises(ConfigError, match="need 2 distinct class names"):
         Pipeline(ThresholdSegmenter(), pipeline.ensemble, class_names=("covid", "covid"))
@@ -366,7 +367,7 @@ def test_misused_arguments_are_named_before_anything_runs(pipeline):
     with pytest.raises(ConfigError, match=r"ensemble must be a WeightedAverageEnsemble or MajorityVoteEnsemble, got a "
                                           r"list \(members go inside one"):
         Pipeline(ThresholdSegmenter(), members)
-    with pytest.raises(ConfigError, match="preprocessing must be a PreprocessingConfig, got a dict"):
+    with pytest.raises(ConfigError, match=r"preprocessing: give PreprocessingConfig\(\.\.\.\) with these settings, not a dict"):
         Pipeline(ThresholdSegmenter(), pipeline.ensemble, preprocessing={"masking": "bbox"})
-    with pytest.raises(ConfigError, match="input_contract must be a InputContract, got a dict"):
+    with pytest.raises(ConfigError, match=r"input_contract: give InputContract\(\.\.\.\) with these settings, not a dict"):
         Pipeline(ThresholdSegmenter(), pipeline.ensemble, input_contract={"min_size": 64})
