@@ -245,7 +245,8 @@ def _predict_into_file(pipeline, paths, out, batch_size, workers, strict, retry_
     finally:
         if progress.live.is_started:
             progress.stop()
-    return _print_file_summary(summary, out, json_output, untrained=not pipeline.is_trained, pipeline=pipeline)
+    return _print_file_summary(summary, out, json_output, untrained=not pipeline.is_trained, pipeline=pipeline,
+                               tta=tta)
 
 
 def _progress_fields(summary, elapsed):
@@ -266,7 +267,7 @@ def _progress_fields(summary, elapsed):
             "eta": f"{left // 3600}:{left // 60 % 60:02d}:{left % 60:02d} left"}
 
 
-def _print_file_summary(summary, out, json_output, untrained, pipeline=None):
+def _print_file_summary(summary, out, json_output, untrained, pipeline=None, tta=1):
     """Print what a folder run did (and, on stderr, one line per file that failed in it); return its exit code."""
     for error in summary.errors:
         print_error(error)
@@ -281,7 +282,7 @@ def _print_file_summary(summary, out, json_output, untrained, pipeline=None):
             + (" [bold yellow](UNTRAINED preset: these outputs mean nothing)[/]" if untrained else "")
         )
         if pipeline is not None:
-            _print_rules(pipeline)
+            _print_rules(pipeline, tta)
     failed = summary.failed + summary.skipped_failed
     return exit_code(summary.done + summary.skipped - summary.skipped_failed, failed)
 
@@ -317,11 +318,11 @@ def _predict_and_print(pipeline, paths, batch_size, strict, json_output, overlay
         piped = not console.is_terminal and not os.environ.get("COLUMNS")
         (StdoutConsole(highlight=False, width=PIPED_WIDTH) if piped else console).print(
             _results_table(results, pipeline.class_names, untrained))
-        _print_rules(pipeline)
+        _print_rules(pipeline, tta)
     return exit_code(len(results) - failed, failed)
 
 
-def _print_rules(pipeline):
+def _print_rules(pipeline, tta=1):
     """The footer under predictions: how labels are decided, what the probabilities and the spread are."""
     console.print(f"Label: {escape(pipeline.decision_rule.describe())}.", soft_wrap=True)
     calibration, names = pipeline.calibration, pipeline.class_names
@@ -333,6 +334,10 @@ def _print_rules(pipeline):
     positive = f"p({names[1]})" if len(names) == 2 else "p of the labelled class"
     console.print(f"Spread: the standard deviation of the members' {positive}"
                   + (" before calibration." if calibration is not None else "."), soft_wrap=True)
+    if tta > 1:
+        console.print(f"TTA: each probability is the mean over {tta} views of the film (shifted, zoomed, "
+                      "re-contrasted), and 'TTA' under the spread is theirs; the threshold was fitted on single views.",
+                      soft_wrap=True)
 
 
 def _calibration_text(calibration, names):

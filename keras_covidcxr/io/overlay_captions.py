@@ -47,6 +47,9 @@ def gradcam_caption(result):
     else:
         model = members[0] if members else "the model"
     lines = [f"Grad-CAM of {model} for class {target}, on {printable_name(result.source)}"]
+    if result.label == "refer":  # first, so a picture passed around alone is not read as an answer
+        lines.insert(0, f"NOT AN ANSWER ({_refer_reason(result)}): have a person read this film; the map shows "
+                        "what drove the score it would have had.")
     probability = (result.probabilities or {}).get(target)
     raw = (result.raw_probabilities or {}).get(target)
     calibrated = None not in (raw, probability) and abs(raw - probability) > 1e-6  # raw is set either way
@@ -62,6 +65,9 @@ def gradcam_caption(result):
         summary.append(f"label {label}" + (f" (rule: {rule})" if rule else ""))
     if summary:
         lines.append("; ".join(summary))
+    if calibrated:
+        lines.append(f"Calibrated to the share of {target} among the preset's own films: where {target} is rarer, a "
+                     "film's chance of it is lower than shown.")
     if len(members) > 1:
         votes_at = getattr(result, "vote_thresholds", None) or \
             (getattr(result, "decision", None) or {}).get("member_thresholds") or {}
@@ -84,6 +90,8 @@ def gradcam_caption(result):
         lines.append(f"Relevance inside the lung mask: {where['share']:.0%} of the map's total (the mask covers "
                      f"{where['covered']:.0%} of the {where['region']})"
                      + (f"; {' and '.join(doubts)}: read the map with care" if doubts else "") + ".")
+    lines.append("The map is coarse (the model's feature grid, upsampled): it shows what drove this score, not where "
+                 "disease is.")
     lines.append("Magenta line: lung mask edge. Colour and opacity: relevance relative to this film's hottest point "
                  "(maps of different films are not comparable)"
                  + ("; nothing is computed outside the lung box the model reads" if result.crop_box else "")
@@ -125,14 +133,25 @@ def mask_caption(result):
     """Caption lines of the mask overlay: lung fraction, pieces and the QC verdict."""
     fraction = "unknown" if result.lung_fraction is None else f"{result.lung_fraction:.1%}"
     pieces = "" if result.lung_components is None else f" in {result.lung_components} piece(s)"
+    if pieces and result.mask is not None and _pieces(result.mask) > result.lung_components:
+        pieces += " (smaller specks are drawn, not counted)"
     lines = [f"Lung mask (tinted, magenta edge): {fraction} of the image{pieces}"]
-    mask_warnings = [message for code, message in result.warnings if "mask" in code]
-    other = [message for code, message in result.warnings if "mask" not in code]
+    # a check that reads the mask (e.g. the view check's "lung mask looks like a lateral view") is about the mask
+    about_mask = [("mask" in code or message.startswith("lung mask"), message) for code, message in result.warnings]
+    mask_warnings = [message for is_mask, message in about_mask if is_mask]
+    other = [message for is_mask, message in about_mask if not is_mask]
     lines.append("Mask QC: " + ("check the mask: " + "; ".join(mask_warnings) if mask_warnings else "ok"))
     if other:
         lines.append("Notes: " + "; ".join(other))
     lines.append(f"Film: {printable_name(result.source)}. {DISCLAIMER}")
     return lines
+
+
+def _pieces(mask):
+    """The connected pieces of a mask, however small."""
+    from scipy import ndimage
+
+    return int(ndimage.label(np.asarray(mask, bool))[1])
 
 
 def colorbar_label(result):

@@ -381,6 +381,7 @@ def test_verify_command(preset_dir, tmp_path, fast_cli):
 
 def test_predict_with_tta_shows_the_spreads(preset_dir, images, fast_cli):
     result = runner.invoke(app, ["predict", images[0], "--preset", str(preset_dir), "--tta", "2", "--no-refer"])
+    assert "TTA: each probability is the mean over 2 views of the film" in " ".join(result.stdout.split())
     assert result.exit_code == 0, result.output
     assert "spread" in result.output and "TTA " in result.output
     rows = runner.invoke(app, ["predict", images[0], "--preset", str(preset_dir), "--tta", "2", "--json"]).stdout

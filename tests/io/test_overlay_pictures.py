@@ -138,6 +138,9 @@ def test_the_gradcam_caption_names_class_model_probability_and_rule():
     calibrated = "\n".join(gradcam_caption(fake_result(raw_probabilities={"non_covid": 0.1, "covid": 0.9})))
     assert "p(covid) = 0.972 (calibrated; 0.900 before); label covid" in calibrated
     assert "Member beta: p(covid) = 0.600 uncalibrated, votes non_covid" in calibrated
+    assert ("Calibrated to the share of covid among the preset's own films: where covid is rarer, a film's chance of "
+            "it is lower than shown.") in calibrated  # the picture travels without the terminal's footer
+    assert "it shows what drove this score, not where disease is" in text
     same = "\n".join(gradcam_caption(fake_result(raw_probabilities={"non_covid": 0.028, "covid": 0.972})))
     assert "calibrated" not in same  # a preset without calibration keeps raw = calibrated
 
@@ -178,7 +181,10 @@ def test_a_referred_film_s_caption_says_why_it_was_referred():
         refer_reasons=rule.reasons(0.972, out_of_distribution=True, failed_checks=["view"]),
     )))
     assert "(rule: covid if p(covid) >= 0.761; referred: out of distribution; input check failed: view)" in unusual
-    assert "referred" not in "\n".join(gradcam_caption(fake_result(decision=decision)))  # answered: no reason
+    assert unusual.startswith("NOT AN ANSWER (referred: out of distribution; input check failed: view): have a "
+                              "person read this film")  # first: a picture passed around alone is no answer
+    answered = "\n".join(gradcam_caption(fake_result(decision=decision)))
+    assert "referred" not in answered and "NOT AN ANSWER" not in answered  # answered: no reason
 
 
 def test_the_mask_caption_gives_the_lung_fraction_and_the_qc_verdict():
@@ -195,6 +201,14 @@ def test_the_mask_caption_gives_the_lung_fraction_and_the_qc_verdict():
     )
     assert warned[1] == "Mask QC: check the mask: lung mask has 1 piece(s) below the lungs"
     assert warned[2] == "Notes: view LL is not one of PA, AP" and warned[-1] == f"Film: chest.png. {DISCLAIMER}"
+    # the view check that reads the mask is about the mask: its QC line is not "ok" beside it
+    from_mask = mask_caption(fake_result(warnings=[("view", "lung mask looks like a lateral view (...), or one lung "
+                                                            "is mostly missing from it")]))
+    assert from_mask[1].startswith("Mask QC: check the mask: lung mask looks like a lateral view")
+    speck = fake_result().mask.copy()
+    speck[2, 2] = True  # a speck the piece count leaves out
+    assert mask_caption(fake_result(mask=speck, lung_components=1))[0].endswith(
+        "in 1 piece(s) (smaller specks are drawn, not counted)")
 
 
 def test_an_overlay_of_another_film_is_not_replaced_and_long_names_are_cut_to_fit(tmp_path):
