@@ -321,8 +321,15 @@ def _image_list(images):
         return np.asarray(image) if is_tensor else image
 
     images = as_array(images)
-    if isinstance(images, np.ndarray) and images.ndim == 1 and images.dtype.kind in "USO":
-        return images.tolist()  # file names in an array, or a pandas column of them
+    if isinstance(images, np.ndarray) and images.dtype.kind in "US":
+        if images.ndim == 0:
+            return [images.item()]  # one file name
+        if images.ndim != 1:  # e.g. df[["file"]].values, (n, 1)
+            raise ConfigError(f"images: file names as a 1-D list or array, got an array of shape {images.shape} "
+                              "(flatten it, e.g. df['file'].tolist())")
+        return images.tolist()  # file names in an array
+    if isinstance(images, np.ndarray) and images.ndim == 1 and images.dtype.kind == "O":
+        return images.tolist()  # a pandas column of file names (or of images)
     if isinstance(images, _SINGLE_IMAGES) and not (isinstance(images, np.ndarray) and images.ndim == 4):
         return [images]
     if images is None or isinstance(images, dict) or hasattr(images, "read") or not hasattr(images, "__iter__"):

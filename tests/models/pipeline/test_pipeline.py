@@ -107,6 +107,9 @@ def test_an_array_or_column_of_file_names_is_a_list_of_files(pipeline, chest_ima
     expected = [(r.source, r.probabilities) for r in pipeline.predict(paths)]
     for names in (np.array(paths), np.array(paths, dtype=object)):  # what a pandas column gives
         assert [(r.source, r.probabilities) for r in pipeline.predict(names)] == expected
+    assert [(r.source, r.probabilities) for r in pipeline.predict(np.array(paths[0]))] == expected[:1]
+    with pytest.raises(ConfigError, match=r"file names as a 1-D list or array, got an array of shape \(2, 1\)"):
+        pipeline.predict(np.array(paths)[:, None])  # df[["file"]].values
 
 
 def test_inputs_that_are_not_images_are_named_errors(pipeline, chest_images):
