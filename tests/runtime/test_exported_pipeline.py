@@ -86,6 +86,17 @@ def test_export_refuses_what_it_cannot_do(small_pipeline, onnx_export, tmp_path,
                                                   r"KERAS_BACKEND=tensorflow .*, or export tf_saved_model$"):
                 export_pipeline(small_pipeline, tmp_path / "x", format=format)
     assert not (tmp_path / "x").exists()
+    import importlib.util
+
+    from keras_covidcxr.errors import MissingDependencyError
+
+    find_spec = importlib.util.find_spec
+    with monkeypatch.context() as patch:  # without TensorFlow no format can be written: said before any work
+        patch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tensorflow" else find_spec(name, *a))
+        for format in ("onnx", "tf_saved_model"):
+            with pytest.raises(MissingDependencyError, match=f"exporting {format} needs TensorFlow, which writes every "
+                                                             "format from any backend"):
+                export_pipeline(small_pipeline, tmp_path / "x", format=format)
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep me")
     with pytest.raises(ConfigError, match="not an empty folder"):

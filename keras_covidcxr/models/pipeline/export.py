@@ -15,6 +15,7 @@ Example:
     >>> export_pipeline(pipeline, "covidcxr_lite_onnx", format="onnx")  # doctest: +SKIP
 """
 
+import importlib.util
 import json
 import warnings
 
@@ -43,6 +44,10 @@ BACKENDS = {"onnx": ("tensorflow",), "litert": ("tensorflow",), "tf_saved_model"
 def check_export_backend(format, backend=None):
     """Refuse, before any model loads, a format the Keras backend in use (or `backend`) cannot export as needed."""
     backend = backend or keras.backend.backend()
+    if importlib.util.find_spec("tensorflow") is None:
+        raise MissingDependencyError(
+            f"exporting {format} needs TensorFlow, which writes every format from any backend: install it with pip "
+            "install \"keras-covidcxr[export,tensorflow-cpu]\" and run the export with KERAS_BACKEND=tensorflow")
     if format in BACKENDS and backend not in BACKENDS[format]:
         working = " or ".join(f"KERAS_BACKEND={name}" for name in BACKENDS[format])
         others = [name for name, backends in BACKENDS.items() if backend in backends]
