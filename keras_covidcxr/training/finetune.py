@@ -188,8 +188,6 @@ def parent_training_overlap(metadata, manifest):
 MIN_VALIDATION_IMAGES = 50
 
 
-# it predicts with each new member and feature extractor in turn, which TensorFlow counts as retracing
-@expected_retracing()
 def finetune(pipeline, manifest, out=None, class_names=None, config=None, manifest_path=None, parent=None,
              recipe="auto", refit_ensemble=True, checkpoint_dir=None, callbacks=(), description=None, overwrite=False,
              progress=None, resume=True):
@@ -259,137 +257,140 @@ def finetune(pipeline, manifest, out=None, class_names=None, config=None, manife
     if recipe == "train":
         say("same classes: the members keep training from the preset's weights" if mode == "continue" else
             f"new classes {list(class_names)}: each member gets a new head")
-    say("masking the images with the preset's segmenter")
-    train, val, data_info = classifier_datasets(
-        manifest, pipeline.segmenter, class_names, pipeline.classifier_size, pipeline.preprocessing, config,
-        channels=pipeline.classifier_channels,
-    )
-    members, member_results = [], {}
-    if recipe == "train":  # new heads' initial weights and the shuffles, as the train recipes seed them
-        keras.utils.set_random_seed(config.seed)
-    for member in pipeline.ensemble.members:
-        member = with_new_head(member, len(class_names)) if mode == "replace_head" else copied(member)
-        if recipe == "linear_probe":
-            say(f"fitting {member.name}'s logistic head on its frozen features of the training split")
-            member_results[member.name] = fit_head_on_frozen_features(member, train)
-            members.append(member)
-            continue
-        say(f"training {member.name}")
-        folder = None if checkpoint_dir is None else Path(checkpoint_dir) / member.name
-        run = {"component": "finetune", "data": rows_sha256(manifest), "parent_files": pipeline.metadata.get("files"),
-               "class_names": list(class_names), "config": config.to_dict()}
-        # a folder of another fine-tuning (data, parent, classes) is not resumed
-        with contextlib.nullcontext() if folder is None else TrainingCheckpoint(folder).started(run, resume):
-            result = train_classifier(member, train, val, config, checkpoint_dir=folder, resume=resume,
-                                      callbacks=callbacks)
-        members.append(result.model)
-        member_results[member.name] = result.summary()
+    # it predicts with each new member and feature extractor in turn, which TensorFlow counts as retracing; a
+    # block, not a decorator, so that the warnings below still name the caller's line (stacklevel=2)
+    with expected_retracing():
+        say("masking the images with the preset's segmenter")
+        train, val, data_info = classifier_datasets(
+            manifest, pipeline.segmenter, class_names, pipeline.classifier_size, pipeline.preprocessing, config,
+            channels=pipeline.classifier_channels,
+        )
+        members, member_results = [], {}
+        if recipe == "train":  # new heads' initial weights and the shuffles, as the train recipes seed them
+            keras.utils.set_random_seed(config.seed)
+        for member in pipeline.ensemble.members:
+            member = with_new_head(member, len(class_names)) if mode == "replace_head" else copied(member)
+            if recipe == "linear_probe":
+                say(f"fitting {member.name}'s logistic head on its frozen features of the training split")
+                member_results[member.name] = fit_head_on_frozen_features(member, train)
+                members.append(member)
+                continue
+            say(f"training {member.name}")
+            folder = None if checkpoint_dir is None else Path(checkpoint_dir) / member.name
+            run = {"component": "finetune", "data": rows_sha256(manifest), "parent_files": pipeline.metadata.get("files"),
+                   "class_names": list(class_names), "config": config.to_dict()}
+            # a folder of another fine-tuning (data, parent, classes) is not resumed
+            with contextlib.nullcontext() if folder is None else TrainingCheckpoint(folder).started(run, resume):
+                result = train_classifier(member, train, val, config, checkpoint_dir=folder, resume=resume,
+                                          callbacks=callbacks)
+            members.append(result.model)
+            member_results[member.name] = result.summary()
 
-    out_of_distribution = refitted_out_of_distribution(pipeline.out_of_distribution, members, train, val)
-    if out_of_distribution is not None:
-        say(f"refitted the out-of-distribution check on {out_of_distribution.member}'s fine-tuned features")
-        if val.n < MIN_VALIDATION_IMAGES:
-            warnings.warn(
-                f"the out-of-distribution threshold is the {out_of_distribution.quantile:.0%} quantile of {val.n} "
-                f"validation films' distances (fewer than {MIN_VALIDATION_IMAGES}): expect films like the training "
-                "ones to be flagged out of distribution, and referred",
-                stacklevel=2,
-            )
-    elif (parent_check := pipeline.out_of_distribution) is not None:
-        missing = parent_check.member not in {m.name for m in members}
-        why = (f"its member {parent_check.member!r} is not in the fine-tuned ensemble" if missing else
-               f"it compares a film with its {parent_check.neighbours} nearest training films, and the training "
-               f"split has {train.n}")
-        if recipe == "linear_probe" and not missing:  # frozen backbones: the parent's reference still fits
-            out_of_distribution = parent_check
-            warnings.warn(f"the out-of-distribution check is the parent's, not refitted on your films ({why}): "
-                          "films unlike the parent's training films are flagged, and referred", stacklevel=2)
-        else:
-            warnings.warn(f"the parent's out-of-distribution check is dropped: {why}", stacklevel=2)
-    old = pipeline.ensemble
-    fit = None
-    val_probabilities = member_probabilities(members, val) if refit_ensemble else None
-    member_thresholds = old.member_thresholds if mode == "continue" else None
-    # Two classes, refitted: the assembly refuses thresholds that put nearly every validation film in one class.
-    val_scores = val_probabilities[..., 1] if val_probabilities is not None and len(class_names) == 2 else None
-    if val_scores is not None and old.member_thresholds is not None:  # the parent's members voted at their own
-        member_thresholds = fit_member_thresholds(val_scores, val.labels)
-        say("refitting each member's vote threshold on the validation split (Youden)")
-    # the parent's film checks carry over (the segmenter, which they read, is kept); its band, fitted around the
-    # parent's threshold, does not
-    parent_rule = pipeline.refer_rule
-    ood = bool(parent_rule and parent_rule.out_of_distribution and out_of_distribution is not None)
-    checks = bool(parent_rule and parent_rule.input_checks)
-    refer_rule = ReferRule(0.0, 0.0, out_of_distribution=ood or None, input_checks=checks or None) if (
-        ood or checks) else None
-    if isinstance(old, WeightedAverageEnsemble):
-        weights, threshold = old.weights_normalised, old.threshold if mode == "continue" else 0.5
-        if refit_ensemble:
-            say("fitting the ensemble weights on the validation split")
+        out_of_distribution = refitted_out_of_distribution(pipeline.out_of_distribution, members, train, val)
+        if out_of_distribution is not None:
+            say(f"refitted the out-of-distribution check on {out_of_distribution.member}'s fine-tuned features")
             if val.n < MIN_VALIDATION_IMAGES:
                 warnings.warn(
-                    f"the ensemble weights and threshold are fitted on {val.n} validation images (fewer than "
-                    f"{MIN_VALIDATION_IMAGES}): expect them to move a lot with other data",
+                    f"the out-of-distribution threshold is the {out_of_distribution.quantile:.0%} quantile of {val.n} "
+                    f"validation films' distances (fewer than {MIN_VALIDATION_IMAGES}): expect films like the training "
+                    "ones to be flagged out of distribution, and referred",
                     stacklevel=2,
                 )
-            fit = fit_ensemble_weights(val_probabilities, val.labels, [m.name for m in members])
-            weights, threshold = fit.weights, fit.threshold
-        new = assemble_pipeline(pipeline.segmenter, members, class_names, "weighted_average", weights, threshold,
-                                preprocessing=pipeline.preprocessing, input_contract=pipeline.input_contract,
-                                refer_rule=refer_rule, out_of_distribution=out_of_distribution,
-                                member_thresholds=member_thresholds, validation_scores=val_scores)
-    else:
-        tie_break = old.tie_break if mode == "continue" or isinstance(old.tie_break, str) else "mean_probability"
-        new = assemble_pipeline(pipeline.segmenter, members, class_names, "majority_vote", tie_break=tie_break,
-                                preprocessing=pipeline.preprocessing, input_contract=pipeline.input_contract,
-                                refer_rule=refer_rule, out_of_distribution=out_of_distribution,
-                                member_thresholds=member_thresholds, validation_scores=val_scores)
+        elif (parent_check := pipeline.out_of_distribution) is not None:
+            missing = parent_check.member not in {m.name for m in members}
+            why = (f"its member {parent_check.member!r} is not in the fine-tuned ensemble" if missing else
+                   f"it compares a film with its {parent_check.neighbours} nearest training films, and the training "
+                   f"split has {train.n}")
+            if recipe == "linear_probe" and not missing:  # frozen backbones: the parent's reference still fits
+                out_of_distribution = parent_check
+                warnings.warn(f"the out-of-distribution check is the parent's, not refitted on your films ({why}): "
+                              "films unlike the parent's training films are flagged, and referred", stacklevel=2)
+            else:
+                warnings.warn(f"the parent's out-of-distribution check is dropped: {why}", stacklevel=2)
+        old = pipeline.ensemble
+        fit = None
+        val_probabilities = member_probabilities(members, val) if refit_ensemble else None
+        member_thresholds = old.member_thresholds if mode == "continue" else None
+        # Two classes, refitted: the assembly refuses thresholds that put nearly every validation film in one class.
+        val_scores = val_probabilities[..., 1] if val_probabilities is not None and len(class_names) == 2 else None
+        if val_scores is not None and old.member_thresholds is not None:  # the parent's members voted at their own
+            member_thresholds = fit_member_thresholds(val_scores, val.labels)
+            say("refitting each member's vote threshold on the validation split (Youden)")
+        # the parent's film checks carry over (the segmenter, which they read, is kept); its band, fitted around the
+        # parent's threshold, does not
+        parent_rule = pipeline.refer_rule
+        ood = bool(parent_rule and parent_rule.out_of_distribution and out_of_distribution is not None)
+        checks = bool(parent_rule and parent_rule.input_checks)
+        refer_rule = ReferRule(0.0, 0.0, out_of_distribution=ood or None, input_checks=checks or None) if (
+            ood or checks) else None
+        if isinstance(old, WeightedAverageEnsemble):
+            weights, threshold = old.weights_normalised, old.threshold if mode == "continue" else 0.5
+            if refit_ensemble:
+                say("fitting the ensemble weights on the validation split")
+                if val.n < MIN_VALIDATION_IMAGES:
+                    warnings.warn(
+                        f"the ensemble weights and threshold are fitted on {val.n} validation images (fewer than "
+                        f"{MIN_VALIDATION_IMAGES}): expect them to move a lot with other data",
+                        stacklevel=2,
+                    )
+                fit = fit_ensemble_weights(val_probabilities, val.labels, [m.name for m in members])
+                weights, threshold = fit.weights, fit.threshold
+            new = assemble_pipeline(pipeline.segmenter, members, class_names, "weighted_average", weights, threshold,
+                                    preprocessing=pipeline.preprocessing, input_contract=pipeline.input_contract,
+                                    refer_rule=refer_rule, out_of_distribution=out_of_distribution,
+                                    member_thresholds=member_thresholds, validation_scores=val_scores)
+        else:
+            tie_break = old.tie_break if mode == "continue" or isinstance(old.tie_break, str) else "mean_probability"
+            new = assemble_pipeline(pipeline.segmenter, members, class_names, "majority_vote", tie_break=tie_break,
+                                    preprocessing=pipeline.preprocessing, input_contract=pipeline.input_contract,
+                                    refer_rule=refer_rule, out_of_distribution=out_of_distribution,
+                                    member_thresholds=member_thresholds, validation_scores=val_scores)
 
-    parent_metadata = pipeline.metadata
-    training = {
-        "recipe": {
-            "name": "finetune",
-            "mode": mode,
-            "members_recipe": recipe,
-            "classifiers": (f"linear probe: frozen backbones, class-balanced logistic regression (C "
-                            f"{LINEAR_PROBE_REGULARIZATION}) on the training split's pooled features"
-                            if recipe == "linear_probe" else
-                            "two-phase: head only, then progressive unfreezing (Hertel & Benlamri 2022, 3.3)"),
-            "segmenter": "kept from the parent preset",
-            "ensemble": "weights refitted on validation log-loss, Youden threshold"
-            if fit is not None
-            else "kept from the parent preset",
-            # the linear probe reads none of the gradient recipe's settings: recording them would say they were used
-            "config": {name: value for name, value in config.to_dict().items()
-                       if recipe != "linear_probe" or name not in GRADIENT_SETTINGS},
-        },
-        "parent": {
-            "handle": parent,
-            "description": parent_metadata.get("description"),
-            "created": parent_metadata.get("created"),
-            "config_sha256": (parent_metadata.get("files") or {}).get("config.json"),
-            "class_names": list(pipeline.class_names),
-            "training_recipe": (parent_metadata.get("training") or {}).get("recipe"),
-        },
-        "data": {**data_provenance(manifest, manifest_path, fitted_splits=("train", "val"),
-                                   also_fitted=fitted_patient_digests(parent_metadata) or ()),
-                 "classifier_inputs": data_info, "parent_training_overlap": overlap},
-        "members": member_results,
-        "ensemble_fit": None if fit is None else fit.to_dict(),
-        "member_thresholds": None if member_thresholds is None else {
-            "thresholds": dict(zip((m.name for m in members), member_thresholds)),
-            "rule": "Youden's J on each member's validation scores"},
-        "out_of_distribution": None if out_of_distribution is None else {
-            **out_of_distribution.to_config(),
-            "fitted_on": "the parent preset's films (kept: too few training films to refit it)"
-            if out_of_distribution is pipeline.out_of_distribution else
-            "training split (reference), validation split (threshold)"},
-        "validation": validation_report(new.ensemble, val, val.labels, class_names, config.batch_size),
-    }
-    new.metadata = {"description": description or f"fine-tuned from {parent or 'a preset'}", "training": training}
-    preset = None
-    if out is not None:
-        say(f"saving the preset to {out}")
-        preset = new.save_to_preset(out, training=training, description=new.metadata["description"],
-                                    overwrite=overwrite)
-    return FinetuneResult(new, preset, mode, training)
+        parent_metadata = pipeline.metadata
+        training = {
+            "recipe": {
+                "name": "finetune",
+                "mode": mode,
+                "members_recipe": recipe,
+                "classifiers": (f"linear probe: frozen backbones, class-balanced logistic regression (C "
+                                f"{LINEAR_PROBE_REGULARIZATION}) on the training split's pooled features"
+                                if recipe == "linear_probe" else
+                                "two-phase: head only, then progressive unfreezing (Hertel & Benlamri 2022, 3.3)"),
+                "segmenter": "kept from the parent preset",
+                "ensemble": "weights refitted on validation log-loss, Youden threshold"
+                if fit is not None
+                else "kept from the parent preset",
+                # the linear probe reads none of the gradient recipe's settings: recording them would say they were used
+                "config": {name: value for name, value in config.to_dict().items()
+                           if recipe != "linear_probe" or name not in GRADIENT_SETTINGS},
+            },
+            "parent": {
+                "handle": parent,
+                "description": parent_metadata.get("description"),
+                "created": parent_metadata.get("created"),
+                "config_sha256": (parent_metadata.get("files") or {}).get("config.json"),
+                "class_names": list(pipeline.class_names),
+                "training_recipe": (parent_metadata.get("training") or {}).get("recipe"),
+            },
+            "data": {**data_provenance(manifest, manifest_path, fitted_splits=("train", "val"),
+                                       also_fitted=fitted_patient_digests(parent_metadata) or ()),
+                     "classifier_inputs": data_info, "parent_training_overlap": overlap},
+            "members": member_results,
+            "ensemble_fit": None if fit is None else fit.to_dict(),
+            "member_thresholds": None if member_thresholds is None else {
+                "thresholds": dict(zip((m.name for m in members), member_thresholds)),
+                "rule": "Youden's J on each member's validation scores"},
+            "out_of_distribution": None if out_of_distribution is None else {
+                **out_of_distribution.to_config(),
+                "fitted_on": "the parent preset's films (kept: too few training films to refit it)"
+                if out_of_distribution is pipeline.out_of_distribution else
+                "training split (reference), validation split (threshold)"},
+            "validation": validation_report(new.ensemble, val, val.labels, class_names, config.batch_size),
+        }
+        new.metadata = {"description": description or f"fine-tuned from {parent or 'a preset'}", "training": training}
+        preset = None
+        if out is not None:
+            say(f"saving the preset to {out}")
+            preset = new.save_to_preset(out, training=training, description=new.metadata["description"],
+                                        overwrite=overwrite)
+        return FinetuneResult(new, preset, mode, training)

@@ -305,9 +305,11 @@ def test_finetuning_on_the_parents_own_patients_warns_and_is_recorded(synthetic_
         tmp_path / "parent", training={"recipe": "test parent", "data": {"classifier_fit_patient_ids": val[:1]}})
     config = TrainingConfig(batch_size=4, workers=1)
     with pytest.warns(UserWarning, match=r"of the \d+ val films \(1 patients\) belong to patients the parent preset "
-                                         "was trained on"):
+                                         "was trained on") as caught:
         result = finetune(Pipeline.from_preset(tmp_path / "parent"), str(synthetic_manifest_path), config=config,
                           refit_ensemble=False)
+    # every warning names the caller's line, not the package's plumbing (the CLI prints only those naming it)
+    assert {warning.filename for warning in caught} == {__file__}
     overlap = result.training["data"]["parent_training_overlap"]
     assert list(overlap) == ["val"] and overlap["val"]["patients"] == 1
     assert result.training["parent"]["handle"] == str((tmp_path / "parent").resolve())  # a loaded pipeline's folder
