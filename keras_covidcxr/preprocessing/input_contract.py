@@ -40,6 +40,10 @@ class InputContract:
             9 in 10 laterals and 1 in 70 frontals flagged in its measurement).
             Off by default; `Pipeline.with_input_contract(check_view_from_mask=True)`
             or `covidcxr predict --check-view` turn it on.
+        check_inverted: also flag a film that looks inverted (a negative),
+            from one more segmenter pass on its negative (`check_inversion`):
+            a segmenter trained on films reads the lungs of the right one more
+            surely. Off by default (a preset states it).
 
     By default modality and size problems are refused and view, age and
     aspect problems (a side over `MAX_ASPECT_RATIO` times the other; the view
@@ -65,6 +69,7 @@ class InputContract:
     modalities: tuple = ("CR", "DX")
     min_age: float = 18.0
     check_view_from_mask: bool = False
+    check_inverted: bool = False
 
     def __post_init__(self):
         check_field_types(self, "input contract")
@@ -119,10 +124,46 @@ class InputContract:
         )
         return [ContractProblem("view", message, strict)]
 
+    def check_inversion(self, probabilities, negative_probabilities, threshold, strict=False):
+        """An "inverted" `ContractProblem` (refused when `strict`) when the segmenter reads the lungs of the film's
+        negative more surely than the film's own: its mean lung probability inside its mask is higher there
+        (`lung_certainty`). Only with `check_inverted`.
+
+        Measured with covidcxr_lite's segmenter on 747 shared films (447 of `cxr`, 300 of `cxr_extra`): every film
+        read more surely than its negative (by 0.027 at least, 0.197 typically), so each film's negative, given
+        as a film, is flagged and none of the films.
+        """
+        own, negative = lung_certainty(probabilities, threshold), lung_certainty(negative_probabilities, threshold)
+        if not self.check_inverted or negative <= own + INVERSION_MARGIN:
+            return []
+        return [ContractProblem(
+            "inverted", f"the film looks inverted (a negative: bones dark, lungs light): the lung segmenter reads its "
+            f"negative more surely ({negative:.2f} against {own:.2f}); if it is, invert it (or its DICOM's "
+            "photometric interpretation) and predict again", strict)]
+
     @classmethod
     def from_dict(cls, config):
         values = {k: tuple(v) if isinstance(v, list) else v for k, v in config.items()}
         return settings_from_dict(cls, values, "input contract fields")
 
     def to_dict(self):
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+        values = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+        if not self.check_inverted:  # added in 0.4.16: a contract without it is written as before
+            del values["check_inverted"]
+        return values
+
+
+# A margin on the certainty difference: the films' own certainty led their negatives' by 0.027 at least.
+INVERSION_MARGIN = 0.01
+
+
+def lung_certainty(probabilities, threshold):
+    """The mean lung probability inside the mask (probabilities >= threshold); 0 without one.
+
+    Example:
+        >>> import numpy as np
+        >>> round(lung_certainty(np.array([[0.9, 0.7], [0.2, 0.0]]), 0.5), 2)
+        0.8
+    """
+    inside = probabilities[probabilities >= threshold]
+    return float(inside.mean()) if inside.size else 0.0

@@ -87,3 +87,25 @@ def test_check_view_from_mask_round_trips_and_old_contracts_load():
     assert InputContract.from_dict(old) == InputContract()
     with pytest.raises(ConfigError, match="check_view_from_mask"):
         InputContract.from_dict({"check_view_from_mask": "yes"})
+
+
+def test_a_film_whose_negative_the_segmenter_reads_more_surely_is_flagged_inverted():
+    lungs = np.zeros((8, 8))
+    lungs[2:6, 1:3] = lungs[2:6, 5:7] = 0.95  # two sure lung fields
+    unsure = np.where(lungs > 0, 0.6, 0.1)  # the negative: a mask, but an unsure one
+    contract = InputContract(check_inverted=True)
+    assert contract.check_inversion(lungs, unsure, 0.5) == []
+    [problem] = contract.check_inversion(unsure, lungs, 0.5, strict=True)  # the film is the negative
+    assert (problem.code, problem.refused) == ("inverted", True)
+    assert "film looks inverted (a negative: bones dark, lungs light)" in problem.message
+    assert "(0.95 against 0.60)" in problem.message
+    assert InputContract().check_inversion(unsure, lungs, 0.5) == []  # off unless the preset states it
+    assert contract.check_inversion(np.zeros((8, 8)), np.zeros((8, 8)), 0.5) == []  # no mask either way
+
+
+def test_check_inverted_round_trips_and_contracts_without_it_are_written_as_before():
+    contract = InputContract(check_inverted=True)
+    assert contract.to_dict()["check_inverted"] is True
+    assert InputContract.from_dict(contract.to_dict()) == contract
+    assert "check_inverted" not in InputContract().to_dict()  # a preset without it keeps its config and fingerprint
+    assert InputContract.from_dict(InputContract().to_dict()) == InputContract()

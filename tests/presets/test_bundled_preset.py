@@ -92,6 +92,18 @@ def test_the_samples_get_their_own_labels(bundled):
     assert normal.label == "non_covid", normal.probabilities
 
 
+def test_a_negative_of_a_sample_is_referred_as_inverted_and_the_samples_are_not(bundled):
+    # before 0.4.16, 38 of 597 shared films, inverted, passed every check and were all labelled covid
+    from PIL import Image
+
+    films = [np.asarray(Image.open(path).convert("L"), np.float32) / 255 for path in sample_images()]
+    results = bundled.predict([*films, *(1.0 - film for film in films)])
+    codes = [{code for code, _ in result.warnings} for result in results]
+    assert ["inverted" in found for found in codes] == [False, False, True, True]
+    assert [result.label for result in results[2:]] == ["refer", "refer"]
+    assert all("film looks inverted" in result.refer_reasons["input_checks"] for result in results[2:])
+
+
 def test_predict_without_preset_uses_the_bundled_one(loads_once):
     sample = str(sample_images()[0])
     result = CliRunner().invoke(app, ["predict", sample, "--json"])

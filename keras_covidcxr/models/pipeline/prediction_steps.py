@@ -153,10 +153,15 @@ class PredictionSteps:
 
         segmenter_batch = np.stack([segmenter_input(pixels[i], self.segmenter_size) for i in ok])
         lung_probabilities = self._segment(segmenter_batch, batch_size)
+        # the segmenter input is standardised: the film's negative is its input negated
+        negatives = self._segment(-segmenter_batch, batch_size) if self.input_contract.check_inverted else None
         checked = []
-        for i, probabilities in zip(ok, lung_probabilities):
+        for row, (i, probabilities) in enumerate(zip(ok, lung_probabilities)):
             try:
                 self._check_lung_mask(results[i], probabilities, strict)
+                if negatives is not None:
+                    self._apply_problems(results[i], self.input_contract.check_inversion(
+                        probabilities, negatives[row], self.preprocessing.mask_threshold, strict=strict))
             except CovidCXRError as error:
                 if on_error == "raise":
                     raise
