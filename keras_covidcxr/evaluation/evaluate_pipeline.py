@@ -143,7 +143,9 @@ def evaluate_pipeline(
             "images": len(failed), "of_images": len(rows),
             "files": [{"path": str(path), "error": error} for path, error in failed],
         }, [f"**{len(failed)} of the split's {len(rows)} images could not be scored** and are left out of every "
-            "figure in this report:", "", *[f"- {error}" if str(error).startswith(str(path)) else f"- {path}: {error}" for path, error in failed]])
+            "figure in this report:", "",
+            *[f"- {error}" if str(error).startswith(str(path)) else f"- {path}: {error}"  # errors name their file
+              for path, error in failed]])
     rule = pipeline.decision_rule
     sections["decision_rule"] = ReportSection("The pipeline's decision rule", rule.to_dict(), [
         f"The preset's labels: {rule.describe()}. The tables above score each model's hard labels as the "

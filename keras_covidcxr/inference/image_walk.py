@@ -29,11 +29,12 @@ def find_images(inputs, same_files=None):
     with it, if anything: a missing file becomes an error, not a silent skip).
     A folder is walked recursively in sorted name order, skipping hidden files
     and folders (names starting with "."), symlinked folders, anything that
-    is not a regular file, a DICOM disc's index (DICOMDIR), and the overlay pictures this package writes
-    (`is_overlay_file`: `--overlays` inside an input folder); it keeps files with
-    an image or DICOM suffix (`IMAGE_SUFFIXES`) and any other file that starts
-    like a PNG, a JPEG or a DICOM file, with or without its preamble (DICOM files
-    are often named by UID, "1.2.840.113619.2.5", or have no suffix). A folder it cannot list,
+    is not a regular file, a DICOM disc's index (DICOMDIR) and the overlay
+    pictures this package writes (`is_overlay_file`: `--overlays` inside an
+    input folder); it keeps files with an image or DICOM suffix
+    (`IMAGE_SUFFIXES`) and any other file that starts like a PNG, a JPEG or a
+    DICOM file, with or without its preamble (DICOM files are often named by
+    UID, "1.2.840.113619.2.5", or have no suffix). A folder it cannot list,
     and an image-named file it cannot reach (a broken or looping symlink, a
     folder that can be listed but not entered), are listed too, so that the
     loader says what is wrong instead of a silent skip.

@@ -254,8 +254,8 @@ def _labelled_when(rule, entry):
 
 
 def _metric_table(rows, metrics, one_class=False):
-    """A Markdown table of `metrics` per model; with `one_class` (a class without images) PPV, NPV and F1 are
-    n/a: they are 100% or 0% by construction there."""
+    """A Markdown table of `metrics` per model; with `one_class` (its class has no images, or all of them) PPV,
+    NPV and F1 are n/a: they are 100% or 0% by construction there."""
     lines = [
         "| Model | " + " | ".join(METRIC_TITLES[m] for m in metrics) + " |",
         "|---|" + "---|" * len(metrics),
