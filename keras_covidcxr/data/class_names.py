@@ -21,10 +21,11 @@ def class_name_for(label, class_names):
     raise DatasetError(f"label {label!r} has no class among {list(class_names)}")
 
 
-def check_class_names(class_names):
+def check_class_names(class_names, remedy=None):
     """`class_names` as a tuple, refused with a `ConfigError` unless they are two or more different names and, with
     two that include "covid", covid comes second: a two-class model's second class is its positive one (its
-    threshold, sensitivity and AUC are the second class's).
+    threshold, sensitivity and AUC are the second class's). `remedy` replaces the advice after "name covid
+    second: " (default: the names swapped).
 
     Example:
         >>> check_class_names(["non_covid", "covid"])
@@ -41,5 +42,6 @@ def check_class_names(class_names):
         raise ConfigError(f"class names {list(class_names)}: name two or more different classes, each once")
     if len(class_names) == 2 and class_names[0] == "covid":
         raise ConfigError(f"class names {list(class_names)}: a two-class model's second class is the positive one "
-                          f"(its threshold, sensitivity and AUC); name covid second: {list(class_names[::-1])}")
+                          f"(its threshold, sensitivity and AUC); name covid second: "
+                          f"{remedy or list(class_names[::-1])}")
     return class_names

@@ -7,7 +7,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from keras_covidcxr.data.class_names import BINARY_CLASS_NAMES, MULTICLASS_CLASS_NAMES
+from keras_covidcxr.data.class_names import BINARY_CLASS_NAMES, MULTICLASS_CLASS_NAMES, check_class_names
 from keras_covidcxr.errors import (
     ConfigError,
     OutputExistsError,
@@ -108,10 +108,8 @@ class Pipeline(PredictionSteps):
             raise ConfigError(
                 f"need {ensemble.num_classes} distinct class names, got {list(class_names)}"
             )
-        if len(class_names) == 2 and class_names[0] == "covid":
-            raise ConfigError(f"class names {list(class_names)}: a two-class model's second class is its positive one "
-                              "(its threshold, sensitivity and AUC), and these classifiers give p(covid) first; name "
-                              "covid second: retrain or fine-tune them with the classes ['non_covid', 'covid']")
+        # these classifiers give p(covid) first: swapping the names would read every label backwards
+        check_class_names(class_names, remedy="retrain or fine-tune them with the classes ['non_covid', 'covid']")
         shapes = {tuple(m.input_shape[1:]) for m in ensemble.members}
         if len(shapes) != 1:
             raise ConfigError(f"ensemble members must share one input shape, got {sorted(shapes)}")
