@@ -45,6 +45,20 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 console = StdoutConsole(highlight=False)
+
+
+def _print_version(value: bool):
+    if value:
+        console.print(f"keras-covidcxr {keras_covidcxr.__version__}", markup=False)
+        raise typer.Exit(EXIT_OK)
+
+
+@app.callback()
+def _options(
+    version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
+                                 help="Print the package version and exit."),
+):
+    pass
 PIPED_WIDTH = 200  # columns of the results table when stdout is not a terminal
 MAX_INFO_FIGURES = 20  # metric lines `covidcxr info` prints (the bundled preset records 14)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter is not for CLI users
@@ -511,8 +525,8 @@ def info(
             soft_wrap=True,
         )
         return
-    with reported_errors(debug):
-        metadata = keras_covidcxr.read_preset_metadata(handle)
+    with reported_errors(debug):  # a tampered preset's values are not shown as the preset's
+        metadata = keras_covidcxr.read_preset_metadata(handle, verify_checksums=True)
     metadata.pop("files", None)
     if json_output:
         console.print_json(json.dumps(metadata))
@@ -666,7 +680,7 @@ def verify(handle: str = typer.Argument(..., help="Preset folder, registered nam
     with reported_errors(debug, needs_keras=True):
         verification = keras_covidcxr.verify_preset(handle)
     for problem in verification.problems:
-        console.print(f"[red]mismatch:[/] {escape(problem)}")
+        console.print(f"[red]mismatch:[/] {escape(problem)}", soft_wrap=True)
     if verification.passed:
         console.print(f"{handle}: checksums and {verification.checked_samples} golden output(s) match")
     raise typer.Exit(EXIT_OK if verification.passed else EXIT_SOME_FAILED)
@@ -687,9 +701,10 @@ def upload(
     """Publish a preset folder and its model card to the Hugging Face Hub."""
     with reported_errors(debug):
         card = card if card is not None else keras_covidcxr.find_model_card(preset)
+        if card is None:  # said before the upload, while it can still be stopped
+            stderr.print("[yellow]no model card found:[/] uploading without one, so the Hub page will show no "
+                         "licence, intended use or metrics (pass --card FILE)")
         pinned = keras_covidcxr.upload_preset(preset, handle, private=private, model_card=card or False)
-    if card is None:
-        stderr.print("[yellow]no model card found:[/] uploaded without one (pass --card FILE)")
     console.print(
         f"uploaded{'' if card is None else f' with the model card {escape(str(card))}'}; load it with --preset {pinned}",
         soft_wrap=True,

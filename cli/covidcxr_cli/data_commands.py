@@ -234,8 +234,8 @@ _NEAR_DUPLICATE_THRESHOLD = typer.Option(
 _MAX_HASH_DISTANCE = typer.Option(
     6, "--max-hash-distance", min=0, max=64,
     help="Most perceptual-hash bits (of 64) such files may differ in. Cropped or bordered copies differ in "
-    "12-14, but so do look-alike films: on the 3,248 shared films 10 bits at 0.93 already chain 13 patients "
-    "into one group, 12 at 0.90 842. Loosen both only to review a small set's pairs.",
+    "12-14, but so do look-alike films: on the 3,248 shared films 10 bits at 0.93 already chain 12 patients "
+    "into one group, 12 at 0.90 764. Loosen both only to review a small set's pairs.",
 )
 
 
@@ -330,16 +330,25 @@ def split_command(
     allow_pediatric: bool = typer.Option(
         False, "--allow-pediatric", help="With --exclude-refused: keep patients under 18."
     ),
+    keep_existing: bool = typer.Option(
+        False,
+        "--keep-existing",
+        help="Rows that already have a split keep it (and their patients' new rows join them); only the rest "
+        "are placed. For a manifest that grew: earlier test patients stay in test.",
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT if it exists."),
     debug: bool = DEBUG,
 ):
     """Assign train/val/test by patient, stratified by label and source (one split for seg and cls rows)."""
     from keras_covidcxr.data import (
+        check_fractions,
         describe_splits,
+        duplicate_groups,
         exclude_refused,
-        find_near_duplicates,
+        ids_differing_only_in_case,
         patient_strata,
         read_manifest,
+        scan_images,
         split_by_patient,
         write_manifest,
     )
@@ -348,13 +357,15 @@ def split_command(
     _refuse_one_file_twice([("the input manifest", manifest_path)], [("the split manifest (--out)", out)])
     if out.exists() and not overwrite:  # before the images are read and linked, not after
         raise keras_covidcxr.data.DatasetError(f"{out}: already exists; pass --overwrite to replace it")
+    wanted = check_fractions(_parse_fractions(fractions))
     manifest = read_manifest(manifest_path)
-    already = sum(row.split is not None for row in manifest)
-    if already:
-        stderr.print(f"note: {already} of {manifest_path}'s {len(manifest)} rows already have a split; OUT gets a new "
-                     "one (the input file is not changed)", markup=False, soft_wrap=True)
+    earlier = {row.path: row.split for row in manifest if row.split}
+    if earlier and not keep_existing:
+        stderr.print(f"note: {len(earlier)} of {manifest_path}'s {len(manifest)} rows already have a split; OUT gets a "
+                     "new one (the input file is not changed; --keep-existing keeps them)", markup=False, soft_wrap=True)
     stratify_by = tuple(field.strip() for field in stratify.split(",") if field.strip())
     patient_strata(manifest, stratify_by)  # a wrong field is refused before the images are read
+    _warn_about_patient_ids(manifest, ids_differing_only_in_case, stderr)
     if drop_refused:
         with _progress_bar("checking images") as progress:
             manifest, dropped = exclude_refused(
@@ -366,7 +377,10 @@ def split_command(
     linked = []
     if link_duplicates:
         with _progress_bar("looking for re-uploaded pictures") as progress:
-            groups = find_near_duplicates(manifest, threshold, progress, max_hash_distance)
+            scans = scan_images(manifest, progress=progress)
+        _report_unread(scans, manifest_path, stderr)
+        groups = duplicate_groups([scan for scan in scans if scan.fingerprint is not None], threshold,
+                                  max_hash_distance)
         linked = [group.patient_ids for group in groups if len(group.patient_ids) > 1]
         if linked:
             stdout.print(
@@ -374,11 +388,16 @@ def split_command(
                 + "; ".join(", ".join(ids) for ids in linked),
                 markup=False,
             )
-    wanted = _parse_fractions(fractions)
     result = split_by_patient(
         manifest, fractions=wanted, seed=seed, linked_patients=linked, stratify_by=stratify_by,
+        keep_existing=keep_existing,
     )
     write_manifest(result, out, overwrite=overwrite)
+    into_train = [row.path for row in result if earlier.get(row.path) in ("val", "test") and row.split == "train"]
+    if into_train:
+        stderr.print(f"warning: {len(into_train)} rows that were in val or test are now in train (e.g. {into_train[0]}): "
+                     "a model trained on the new split has seen films the old one was measured on; "
+                     "--keep-existing keeps them where they were", markup=False, soft_wrap=True)
     stdout.print(describe_splits(result), markup=False)
     stdout.print(f"wrote {out}", markup=False)
     given = {row.split for row in result}
@@ -392,6 +411,40 @@ def split_command(
         if missing:
             stderr.print(f"warning: no {label} film in {' or '.join(missing)}: too few {label} patients for "
                          f"--fractions {fractions}; a metric of that split says nothing about {label}", markup=False)
+
+
+_PLACEHOLDER_IDS = {"", "nan", "none", "null", "na", "n/a", "unknown", "-", "?"}
+
+
+def _warn_about_patient_ids(manifest, ids_differing_only_in_case, stderr):
+    """Say which patient ids the split reads as one patient though written differently, or as one though they are
+    placeholders shared by many films."""
+    same = ids_differing_only_in_case(manifest.patient_ids())
+    if same:
+        stderr.print(f"note: {len(same)} patient ids differ from another only in letter case (e.g. "
+                     f"{' and '.join(same[0])}): each pair is read as one patient and kept in one split",
+                     markup=False, soft_wrap=True)
+    films = collections.Counter(row.patient_id for row in manifest)
+    for patient in sorted(p for p in films if p.strip().casefold() in _PLACEHOLDER_IDS and films[p] > 1):
+        stderr.print(f"warning: {films[patient]} rows have the patient id {patient!r}, a placeholder rather than an id: "
+                     "they are read as one patient and kept in one split; give them their real ids (or one each)",
+                     markup=False, soft_wrap=True)
+
+
+def _report_unread(scans, manifest_path, stderr):
+    """Say which images could not be read (they are not compared for re-uploads); none at all is an error."""
+    unread = [scan for scan in scans if scan.missing or scan.error]
+    if not unread:
+        return
+    first = unread[0]
+    example = (f"{first.relative_path}: no such file (paths are relative to the manifest's folder)" if first.missing
+               else first.error)
+    if len(unread) == len(scans):
+        raise keras_covidcxr.data.DatasetError(f"{manifest_path}: none of its {len(scans)} images could be read "
+                                               f"(e.g. {example})")
+    stderr.print(f"warning: {len(unread)} of {len(scans)} images could not be read and were not compared for "
+                 f"re-uploads (e.g. {example}); `covidcxr data audit` lists them, --exclude-refused drops them",
+                 markup=False, soft_wrap=True)
 
 
 @data_app.command("audit")
@@ -429,6 +482,8 @@ def audit_command(
         stdout, _ = _consoles()
         _refuse_one_file_twice([("the audited manifest", manifest_path)], [("the audit report (--json)", json_path)])
         manifest = read_manifest(manifest_path)
+        if json_path is not None and json_path.is_dir():
+            raise keras_covidcxr.ConfigError(f"{json_path}: a folder; --json takes the report file's name")
         if json_path is not None and json_path.exists() and not overwrite:
             raise keras_covidcxr.OutputExistsError(f"{json_path}: already exists; pass --overwrite to replace it")
         if json_path is not None:

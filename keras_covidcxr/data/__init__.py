@@ -32,7 +32,7 @@ from keras_covidcxr.data.builders import (
     from_midrc_ricord,
     from_shared_cxr_manifest,
 )
-from keras_covidcxr.data.image_scan import patients_sharing_files
+from keras_covidcxr.data.image_scan import ImageScan, patients_sharing_files, scan_images
 from keras_covidcxr.data.manifest import (
     ADULT_AGE,
     LABELS,
@@ -50,6 +50,7 @@ from keras_covidcxr.data.near_duplicates import (
     MAX_HASH_DISTANCE,
     DuplicateGroup,
     ImageFingerprint,
+    duplicate_groups,
     find_near_duplicates,
     perceptual_hash,
     thumbnail_fingerprint,
@@ -57,8 +58,10 @@ from keras_covidcxr.data.near_duplicates import (
 from keras_covidcxr.data.source_shortcut import SOURCE_SHORTCUT_AUC, SourceShortcut, source_shortcut
 from keras_covidcxr.data.splits import (
     Fold,
+    check_fractions,
     describe_splits,
     group_kfold,
+    ids_differing_only_in_case,
     linked_patient_groups,
     patient_strata,
     split_by_patient,
@@ -84,13 +87,16 @@ __all__ = [
     "DroppedItem",
     "DuplicateGroup",
     "Fold",
+    "ImageScan",
     "ImageFingerprint",
     "Manifest",
     "ManifestRow",
     "SourceShortcut",
     "audit_manifest",
+    "check_fractions",
     "describe_splits",
     "draw_lung_mask",
+    "duplicate_groups",
     "exclude_refused",
     "find_near_duplicates",
     "from_bimcv",
@@ -102,6 +108,7 @@ __all__ = [
     "from_midrc_ricord",
     "from_shared_cxr_manifest",
     "group_kfold",
+    "ids_differing_only_in_case",
     "linked_patient_groups",
     "normalize_label",
     "normalize_view",
@@ -109,6 +116,7 @@ __all__ = [
     "patients_sharing_files",
     "perceptual_hash",
     "read_manifest",
+    "scan_images",
     "source_shortcut",
     "split_by_patient",
     "thumbnail_fingerprint",

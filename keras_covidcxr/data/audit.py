@@ -28,7 +28,7 @@ from keras_covidcxr.data.near_duplicates import (
     duplicate_groups,
 )
 from keras_covidcxr.data.source_shortcut import source_shortcut
-from keras_covidcxr.data.splits import linked_patient_groups
+from keras_covidcxr.data.splits import ids_differing_only_in_case, linked_patient_groups
 from keras_covidcxr.errors import ConfigError
 from keras_covidcxr.io.atomic import atomic_write
 from keras_covidcxr.io.file_identity import file_identity
@@ -53,6 +53,30 @@ CHECKS = {
     "file_listed_twice": ("error", "one image file in several rows of one task (it would count twice)"),
     "same_picture_several_patients": ("warning", "the same picture under several patient ids (one split)"),
     "no_split": ("warning", "rows without a split"),
+}
+
+# check name -> what to do about its findings, printed under them
+REMEDIES = {
+    "no_rows": "check the manifest's path, or build it again with `covidcxr data build`",
+    "patient_in_several_splits": "split again with `covidcxr data split` (it keeps each patient, and ids differing "
+                                 "only in letter case, in one split)",
+    "near_duplicate_across_splits": "split again with `covidcxr data split` (it keeps patients that share a picture "
+                                    "in one split); if they are one person, give them one patient id",
+    "pediatric": "drop them (`covidcxr data split --exclude-refused`), or pass --allow-pediatric if the model is "
+                 "meant for children",
+    "lateral_view": "drop them (`covidcxr data split --exclude-refused`): the models take frontal films only",
+    "image_too_small": "drop them (`covidcxr data split --exclude-refused`), or lower --min-size if you accept "
+                       "films this small",
+    "missing_file": "check these paths (relative paths start at the manifest's folder), or drop the rows "
+                    "(`covidcxr data split --exclude-refused`)",
+    "unreadable_file": "re-export or convert these files, or drop the rows (`covidcxr data split --exclude-refused`)",
+    "mask_size_mismatch": "redraw these masks at their film's size, or drop the pairs "
+                          "(`covidcxr data split --exclude-refused`)",
+    "file_listed_twice": "keep one row per file and task (a symlink or another spelling of its path is the same "
+                         "file); `covidcxr data split --exclude-refused` keeps the first",
+    "same_picture_several_patients": "if these are one person, give them one patient id; the split keeps them "
+                                     "together either way",
+    "no_split": "assign splits with `covidcxr data split`",
 }
 
 
@@ -145,6 +169,7 @@ class AuditReport:
             lines.extend(f"  - {finding.message}" for finding in shown)
             if len(shown) < len(found):
                 lines.append(f"  ... and {len(found) - len(shown)} more")
+            lines.append(f"  what to do: {REMEDIES[check]}")
         if self.source_shortcut is not None:
             lines.extend(self.source_shortcut.summary_lines())
         return "\n".join(lines)
@@ -154,44 +179,52 @@ class AuditReport:
 
 
 def _patients_in_several_splits(manifest):
-    rows_of = defaultdict(list)
+    rows_of = defaultdict(list)  # ids differing only in letter case are one patient
     for row in manifest:
         if row.split:
-            rows_of[row.patient_id].append(row)
-    for patient, rows in rows_of.items():
+            rows_of[row.patient_id.casefold()].append(row)
+    for rows in rows_of.values():
         splits = sorted({row.split for row in rows})
         if len(splits) > 1:
+            ids = tuple(dict.fromkeys(row.patient_id for row in rows))
+            patient = ids[0] if len(ids) == 1 else f"{' / '.join(ids)} (one id in different letter case)"
             files = "; ".join(f"{row.path} ({row.split})" for row in rows)
             yield AuditFinding(
                 "patient_in_several_splits",
                 "error",
                 f"patient {patient} is in {', '.join(splits)}: {files}",
                 tuple(dict.fromkeys(row.path for row in rows)),
-                (patient,),
+                ids,
             )
 
 
-def _files_listed_twice(scans):
+def _rows_listing_one_file_twice(scans):
+    """The rows of each file that name it more than once in one task, per file and task."""
     for scan in scans:
         for task in dict.fromkeys(row.task for row in scan.rows):
             rows = [row for row in scan.rows if row.task == task]
-            if len(rows) < 2:
-                continue
-            listed = "; ".join(f"{row.path} (patient {row.patient_id}, {row.label or 'no label'}, "
-                               f"{row.split or 'no split'})" for row in rows)
-            yield AuditFinding(
-                "file_listed_twice",
-                "error",
-                f"one file in {len(rows)} {task} rows: {listed}",
-                tuple(dict.fromkeys(row.path for row in rows)),
-                tuple(dict.fromkeys(row.patient_id for row in rows)),
-            )
+            if len(rows) > 1:
+                yield rows
+
+
+def _files_listed_twice(scans):
+    for rows in _rows_listing_one_file_twice(scans):
+        listed = "; ".join(f"{row.path} (patient {row.patient_id}, {row.label or 'no label'}, "
+                           f"{row.split or 'no split'})" for row in rows)
+        yield AuditFinding(
+            "file_listed_twice",
+            "error",
+            f"one file in {len(rows)} {rows[0].task} rows: {listed}",
+            tuple(dict.fromkeys(row.path for row in rows)),
+            tuple(dict.fromkeys(row.patient_id for row in rows)),
+        )
 
 
 def _row_checks(manifest, scans, allow_pediatric):
     # a child's films without an age are a child's too, also under another patient id for one of its files
     group = linked_patient_groups(manifest.patient_ids(),
-                                  patients_sharing_files(manifest, [scan.rows for scan in scans]))
+                                  [*patients_sharing_files(manifest, [scan.rows for scan in scans]),
+                                   *ids_differing_only_in_case(manifest.patient_ids())])
     youngest = {}
     for row in manifest:
         if row.age is not None and row.age < ADULT_AGE:
@@ -402,7 +435,8 @@ def audit_manifest(
 
 def exclude_refused(manifest, *, allow_pediatric=False, min_size=MIN_IMAGE_SIDE, progress=None):
     """Drop the rows the audit refuses for themselves (children, laterals, small, missing or
-    unreadable files, mismatched masks), so that build -> split -> audit passes without hand edits.
+    unreadable files, mismatched masks, a file's second row in one task), so that build -> split -> audit
+    passes without hand edits.
 
     Only the audit's per-image checks run: leaks across splits are what splitting fixes.
 
@@ -433,9 +467,14 @@ def exclude_refused(manifest, *, allow_pediatric=False, min_size=MIN_IMAGE_SIDE,
         else:
             refused.add(("file", identity(finding.paths[0])))
 
+    if any(_rows_listing_one_file_twice(scans)):
+        dropped["file_listed_twice"] = list(_files_listed_twice(scans))
+    for rows in _rows_listing_one_file_twice(scans):  # the first row of the file in its task stays
+        refused.update(("row", id(row)) for row in rows[1:])
+
     def is_refused(row):
         film, mask = identity(row.path), row.mask_path and identity(row.mask_path)
         return bool({("patient", row.patient_id, row.path), ("file", film), ("mask", mask),
-                     ("pair", film, mask)} & refused)
+                     ("pair", film, mask), ("row", id(row))} & refused)
 
     return manifest.with_rows(row for row in manifest if not is_refused(row)), dropped

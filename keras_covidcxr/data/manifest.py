@@ -263,7 +263,9 @@ def read_manifest(path):
     refuse_repeated_columns(columns, path)
     missing = [name for name in REQUIRED_COLUMNS if name not in columns]
     if missing:
-        raise DatasetError(f"{path}:1: missing required column(s) {', '.join(missing)}")
+        separator = next((name for sep, name in ((";", "semicolons"), ("\t", "tabs")) if sep in "".join(columns)), None)
+        hint = f" (its header is separated by {separator}: save it with commas)" if separator else ""
+        raise DatasetError(f"{path}:1: missing required column(s) {', '.join(missing)}{hint}")
     extra_columns = [name for name in columns if name not in COLUMNS and name]
     rows, problems, seen = [], [], {}
     line = 1

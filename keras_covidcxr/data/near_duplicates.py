@@ -18,7 +18,7 @@ test alone sits close to a different film; together they keep a clear margin. Mi
 rotated or cropped copies (a 5% crop, a 20 px border, a burned-in marker box: 12-14 bits, correlation
 0.74-0.91) are not caught at the defaults, and looser settings soon link different films: on the 3,248
 films of both shared folders 0.95 / 8 bits finds about the same pairs as the defaults, 0.93 / 10 chains
-13 patients into one group, 0.90 / 12 chains 842. Loosen both only to review the pairs of a small set.
+12 patients into one group, 0.90 / 12 chains 764. Loosen both only to review the pairs of a small set.
 
 Example:
     >>> import numpy as np

@@ -66,6 +66,20 @@ def patient_strata(manifest, by=("label",)):
     return strata
 
 
+def ids_differing_only_in_case(patient_ids):
+    """Tuples of patient ids that are one id in different letter case ("nih:10012", "NIH:10012"): one person,
+    kept together by splits and counted as one by the audit.
+
+    Example:
+        >>> ids_differing_only_in_case(["nih:1", "NIH:1", "nih:2"])
+        [('nih:1', 'NIH:1')]
+    """
+    spellings = defaultdict(list)
+    for patient in dict.fromkeys(patient_ids):
+        spellings[patient.casefold()].append(patient)
+    return [tuple(ids) for ids in spellings.values() if len(ids) > 1]
+
+
 def linked_patient_groups(patient_ids, links):
     """patient_id -> group key (one of its patient ids); patients named together in one of `links` share a group.
 
@@ -88,7 +102,8 @@ def linked_patient_groups(patient_ids, links):
     return {patient: find(patient) for patient in patient_ids}
 
 
-def _check_fractions(fractions):
+def check_fractions(fractions):
+    """(train, val, test) as floats; a `ConfigError` unless three non-negative numbers summing to 1."""
     fractions = tuple(float(f) for f in fractions)
     if len(fractions) != len(SPLITS) or any(f < 0 for f in fractions) or not np.isclose(sum(fractions), 1.0):
         raise ConfigError(
@@ -98,7 +113,8 @@ def _check_fractions(fractions):
 
 
 def split_by_patient(
-    manifest, fractions=(0.8, 0.1, 0.1), seed=0, linked_patients=(), stratify_by=("label", "source")
+    manifest, fractions=(0.8, 0.1, 0.1), seed=0, linked_patients=(), stratify_by=("label", "source"),
+    keep_existing=False,
 ):
     """A copy of `manifest` with every row's `split` set to train / val / test.
 
@@ -108,21 +124,30 @@ def split_by_patient(
     `fractions` in images while patients stay whole.
 
     Args:
-        manifest: the `Manifest` to split (existing split values are replaced).
+        manifest: the `Manifest` to split (existing split values are replaced, unless `keep_existing`).
         fractions: train, val, test shares of the images (paper: 80/10/10).
         seed: the shuffle seed; the same manifest and seed give the same split.
         linked_patients: groups of patient ids to keep together, e.g. ids that share a picture
             (`[g.patient_ids for g in find_near_duplicates(manifest)]`): public sets re-upload films.
-            Patients whose rows name one file are always kept together.
+            Patients whose rows name one file, or whose ids differ only in letter case, are always kept
+            together.
         stratify_by: the manifest fields each split keeps the mix of; ("label",) gives the split made
             before 0.4.8 (the bundled preset's).
+        keep_existing: rows that have a split keep it, and so do their patients' (and linked patients') new
+            rows; only patients without one are placed, filling each split towards `fractions`. For a
+            manifest that grew: earlier test patients stay in test.
+
+    Raises:
+        DatasetError: an empty manifest; with `keep_existing`, linked patients already in different splits.
     """
-    fractions = _check_fractions(fractions)
+    fractions = check_fractions(fractions)
     if len(manifest) == 0:
         raise DatasetError("cannot split an empty manifest")
     strata = patient_strata(manifest, stratify_by)
-    groups = linked_patient_groups(list(strata), [*linked_patients, *patients_sharing_files(manifest)])
+    groups = linked_patient_groups(list(strata), [*linked_patients, *patients_sharing_files(manifest),
+                                                  *ids_differing_only_in_case(strata)])
     images_per_patient = Counter(row.patient_id for row in manifest)
+    kept = _existing_splits(manifest, groups) if keep_existing else {}
 
     # a linked group takes the stratum of its largest member so it is placed once
     members = defaultdict(list)
@@ -141,7 +166,11 @@ def split_by_patient(
         sizes = {group: sum(images_per_patient[p] for p in members[group]) for group in stratum_groups}
         targets = np.asarray(fractions) * sum(sizes.values())
         filled = np.zeros(len(SPLITS))
-        for group in stratum_groups:
+        for group in [g for g in stratum_groups if g in kept]:
+            filled[SPLITS.index(kept[group])] += sizes[group]
+            for patient in members[group]:
+                assignment[patient] = kept[group]
+        for group in [g for g in stratum_groups if g not in kept]:
             with np.errstate(divide="ignore", invalid="ignore"):
                 after = np.where(targets > 0, (filled + sizes[group]) / targets, np.inf)
             choice = int(np.argmin(after))
@@ -149,6 +178,22 @@ def split_by_patient(
             for patient in members[group]:
                 assignment[patient] = SPLITS[choice]
     return manifest.with_rows(row.replace(split=assignment[row.patient_id]) for row in manifest)
+
+
+def _existing_splits(manifest, groups):
+    """{group: split} of the linked patient groups that already have a split; a `DatasetError` for a group in two."""
+    found = defaultdict(dict)
+    for row in manifest:
+        if row.split:
+            found[groups[row.patient_id]].setdefault(row.split, row.patient_id)
+    torn = {group: splits for group, splits in found.items() if len(splits) > 1}
+    if torn:
+        described = "; ".join(", ".join(f"{patient} in {split}" for split, patient in splits.items())
+                              for splits in list(torn.values())[:3])
+        raise DatasetError(f"cannot keep the existing splits: {len(torn)} patient(s) or linked groups are already in "
+                           f"several splits ({described}{'; ...' if len(torn) > 3 else ''}); split anew without "
+                           "keeping them, or fix these rows")
+    return {group: next(iter(splits)) for group, splits in found.items()}
 
 
 class Fold(NamedTuple):
@@ -163,7 +208,7 @@ def group_kfold(manifest, k=5, seed=0, linked_patients=()):
 
     Uses scikit-learn's StratifiedGroupKFold with each row's patient stratum as its class and
     its group of linked patients as its group: `linked_patients` as in `split_by_patient`
-    (near-duplicate pictures under two ids), and patients whose rows name one file.
+    (near-duplicate pictures under two ids), patients whose rows name one file, and ids differing only in case.
     The `split` column of the returned manifests is left as it was.
 
     Raises:
@@ -176,7 +221,8 @@ def group_kfold(manifest, k=5, seed=0, linked_patients=()):
     strata = patient_strata(manifest)
     if len(strata) < k:
         raise ConfigError(f"k={k}: the manifest has only {len(strata)} patients, fewer than the folds")
-    groups = linked_patient_groups(list(strata), [*linked_patients, *patients_sharing_files(manifest)])
+    groups = linked_patient_groups(list(strata), [*linked_patients, *patients_sharing_files(manifest),
+                                                  *ids_differing_only_in_case(strata)])
     if len(set(groups.values())) < k:
         raise ConfigError(f"k={k}: the manifest's patients form only {len(set(groups.values()))} groups of linked "
                           "patients, fewer than the folds")
@@ -231,7 +277,8 @@ def refuse_shared_patients(rows_by_split):
     names = list(rows_by_split)
     for i, first in enumerate(names):
         for second in names[i + 1:]:
-            shared = sorted({r.patient_id for r in rows_by_split[first]} & {r.patient_id for r in rows_by_split[second]})
+            ids = [{r.patient_id.casefold(): r.patient_id for r in rows_by_split[name]} for name in (first, second)]
+            shared = sorted(ids[1][key] for key in ids[1].keys() & ids[0].keys())
             if shared:
                 raise DatasetError(f"patients in both the {first!r} and {second!r} splits ({', '.join(shared[:5])}"
                                    f"{', ...' if len(shared) > 5 else ''}): a leak; `covidcxr data audit` lists them")

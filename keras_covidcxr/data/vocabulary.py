@@ -57,7 +57,13 @@ _PNEUMONIA_WORDS = (
 )
 
 
-_NEGATED_COVID = re.compile(r"\b(non|not|no)[\s_-]*covid|covid[\s_-]*(19)?[\s_-]*neg")
+# COVID-19 named with a negation, a time or a doubt: "Non-COVID", "NormalNonCovid", "COVID-negative", "COVID -ve",
+# "COVID(-)", "covid19-", "Pre-COVID" (pre-pandemic controls), "post-covid", "COVID-free", "COVID ruled out",
+# "COVID-19 excluded", "COVID suspected": none of them says the film shows COVID-19.
+_NOT_PLAINLY_COVID = re.compile(
+    r"(non|not|no)[\s_-]*covid|covid[\s_-]*(19)?[\s_-]*neg|\(\s*-\s*\)|-\s*ve\b|-\s*$"
+    r"|\b(pre|post|free|negative|excluded?|ruled|rule out|r/o|suspect(ed)?|suspicion|probable|possible|unlikely)\b"
+)
 
 
 def normalize_view(text):
@@ -79,14 +85,16 @@ def normalize_view(text):
 
 
 def normalize_label(text):
-    """`covid`, `normal`, `pneumonia`, or None for findings that are none of these (ARDS, "todo", ...)."""
+    """`covid`, `normal`, `pneumonia`, or None for findings that are none of these (ARDS, "todo", ...).
+
+    COVID-19 counts only when named plainly: with a negation, a time or a doubt ("Non-COVID", "Pre-COVID",
+    "COVID suspected") the name cannot say which class the film is, so it gets None (dropped and reported).
+    """
     key = str(text or "").strip().lower()
     if not key:
         return None
-    if _NEGATED_COVID.search(key):  # "Non-COVID", "COVID-negative": normal or pneumonia, the name cannot say
-        return None
     if "covid" in key or "sars-cov-2" in key:
-        return "covid"
+        return None if _NOT_PLAINLY_COVID.search(key) else "covid"
     if key in ("normal", "no finding", "no findings", "healthy"):
         return "normal"
     if any(word in key for word in _PNEUMONIA_WORDS):
@@ -112,7 +120,7 @@ def parse_age(text):
     if dicom_age:
         return round(int(dicom_age.group(1)) * _DAYS_PER_UNIT[dicom_age.group(2)] / 365.25, 2)
     match = re.search(r"(\d+(?:\.\d+)?)\s*([a-z]*)", text.lower())
-    if not match:
+    if not match or text.startswith("-"):  # "-1" is a placeholder for an unknown age, not a one-year-old
         return None
     age = float(match.group(1)) * _DAYS_PER_UNIT[_AGE_UNITS.get(match.group(2), "Y")] / 365.25
     return round(age, 2) if math.isfinite(age) and 0 <= age < 150 else None

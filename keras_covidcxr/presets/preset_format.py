@@ -57,11 +57,12 @@ def write_json(path, document):
     Path(path).write_text(json.dumps(document, indent=2, sort_keys=False) + "\n")
 
 
-def read_preset_metadata(handle):
+def read_preset_metadata(handle, verify_checksums=False):
     """The metadata.json of a preset (local folder, registered name or hf:// handle).
 
     Two keys are added: "config" (config.json) and "input", the input contract
-    with the sizes the models run at (see `input_summary`).
+    with the sizes the models run at (see `input_summary`). With `verify_checksums`,
+    a changed, missing or misplaced file is a `PresetError` first, as when loading it.
 
     Example:
         >>> read_preset_metadata("./my_preset")["input"]["channels"]  # doctest: +SKIP
@@ -71,6 +72,8 @@ def read_preset_metadata(handle):
 
     folder = resolve_preset(handle)
     _check_is_preset(folder)
+    if verify_checksums:
+        read_verified_config(folder)
     metadata = read_json(folder / METADATA_FILE)
     metadata["config"] = read_json(folder / CONFIG_FILE)
     metadata["input"] = input_summary(folder, metadata["config"])
@@ -117,6 +120,10 @@ def read_verified_config(folder):
         raise PresetError(f"{folder / METADATA_FILE}: no checksum list; not a keras-covidcxr preset")
     for relative, expected in files.items():
         path = folder / relative
+        if Path(relative).is_absolute() or ".." in Path(relative).parts:
+            # what a preset reads is inside its folder, or `upload` would publish a preset that cannot load
+            raise PresetError(f"{folder / METADATA_FILE}: lists {relative!r}, a file outside the preset folder; "
+                              "refusing to read it")
         if not path.is_file():
             raise PresetError(f"{path}: missing file (listed in metadata.json)")
         if sha256_of_file(path) != expected:

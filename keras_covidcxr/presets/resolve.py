@@ -2,6 +2,7 @@
 
 import difflib
 import os
+import re
 from pathlib import Path
 
 from keras_covidcxr.errors import PresetError
@@ -11,8 +12,8 @@ HF_PREFIX = "hf://"
 
 def parse_hf_handle(handle):
     """"hf://owner/repo@rev" -> ("owner/repo", "rev" or None)."""
-    repo_id, _, revision = handle[len(HF_PREFIX):].partition("@")
-    if repo_id.count("/") != 1 or not all(repo_id.split("/")):
+    repo_id, at, revision = handle[len(HF_PREFIX):].partition("@")
+    if repo_id.count("/") != 1 or not all(repo_id.split("/")) or (at and not revision):
         raise PresetError(f"{handle}: expected hf://owner/repo or hf://owner/repo@revision")
     return repo_id, revision or None
 
@@ -83,6 +84,13 @@ def _download_from_hub(handle):
     try:
         return Path(huggingface_hub.snapshot_download(repo_id, revision=revision))
     except LocalEntryNotFoundError as error:
+        # huggingface_hub >= 1.x: IncompleteSnapshotError, a subclass, when the cached copy lacks files
+        missing = re.search(r"\d+ file\(s\) are missing \(.*?\)\.", str(error))
+        if hasattr(error, "snapshot_path") and missing:
+            raise PresetError(
+                f"{handle}: the Hub cannot be reached (offline) and the cached copy is incomplete: "
+                f"{missing.group(0)[:-1]}; download it again with network access"
+            ) from error
         raise PresetError(
             f"{handle}: the Hub cannot be reached (offline) and no copy is cached locally"
         ) from error

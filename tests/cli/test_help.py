@@ -28,3 +28,10 @@ def test_every_help_page_reads_like_a_typer_cli():
 def test_predict_usage_names_its_images():
     result = runner.invoke(app, ["predict", "--help"], terminal_width=120)
     assert "covidcxr predict [OPTIONS] IMAGES..." in result.output
+
+
+def test_version_prints_the_package_version():
+    from keras_covidcxr import __version__
+
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.stdout.strip() == f"keras-covidcxr {__version__}"

@@ -236,6 +236,19 @@ def test_info_summarises_a_preset_for_people(preset_dir):
     assert "data: synthetic test images" in text and f"covidcxr info {preset_dir} --json" in text
 
 
+def test_info_refuses_a_tampered_preset_instead_of_showing_its_values(preset_dir, tmp_path):
+    import shutil
+
+    folder = tmp_path / "edited"
+    shutil.copytree(preset_dir, folder)
+    config = (folder / "config.json").read_text()
+    assert '"threshold": 0.5' in config
+    (folder / "config.json").write_text(config.replace('"threshold": 0.5', '"threshold": 0.2'))
+    result = runner.invoke(app, ["info", str(folder)])
+    assert result.exit_code == 2 and "label: covid if" not in result.stdout
+    assert "config.json: checksum mismatch" in " ".join(result.output.split())
+
+
 def test_info_names_a_validation_split_its_counts_per_split_and_a_source_shortcut():
     """As for a fine-tuned preset: metrics of the validation split, counts per split, a hospital shortcut."""
     from covidcxr_cli.app import preset_summary

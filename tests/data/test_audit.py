@@ -301,3 +301,31 @@ def test_a_stricter_hash_distance_catches_a_cropped_copy(tmp_path, chest_like, w
     for wrong in (65, None, 2.5):
         with pytest.raises(ConfigError, match=f"max_hash_distance={wrong}"):
             audit_manifest(manifest, max_hash_distance=wrong)
+
+
+def test_ids_differing_only_in_letter_case_are_one_patient_in_two_splits(tmp_path, chest_like, write_png):
+    for i in range(2):
+        write_png(tmp_path / f"f{i}.png", chest_like(i))
+    rows = [ManifestRow("f0.png", "cls", "nih:10012", label="normal", split="train"),
+            ManifestRow("f1.png", "cls", "NIH:10012", label="normal", split="val")]
+    report = audit_manifest(Manifest(rows, tmp_path), min_size=0)
+    assert not report.passed and report.counts()["patient_in_several_splits"] == 1
+    finding = report.errors[0]
+    assert finding.patient_ids == ("nih:10012", "NIH:10012")
+    assert "nih:10012 / NIH:10012 (one id in different letter case) is in train, val" in finding.message
+    assert "  what to do: split again with `covidcxr data split`" in report.summary()
+
+
+def test_exclude_refused_keeps_the_first_row_of_a_file_listed_twice(tmp_path, chest_like, write_png):
+    write_png(tmp_path / "film.png", chest_like(1))
+    write_png(tmp_path / "other.png", chest_like(2))
+    rows = [ManifestRow("film.png", "cls", "p1", label="covid"),
+            ManifestRow(str(tmp_path / "film.png"), "cls", "p1", label="covid"),  # the same file, spelt absolute
+            ManifestRow("film.png", "seg", "p1", mask_path="other.png"),  # another task: not a second listing
+            ManifestRow("other.png", "cls", "p2", label="normal")]
+    manifest = Manifest(rows, tmp_path)
+    assert audit_manifest(manifest, min_size=0).counts()["file_listed_twice"] == 1
+    kept, dropped = exclude_refused(manifest, min_size=0)
+    assert [row.path for row in kept] == ["film.png", "film.png", "other.png"]
+    assert list(dropped) == ["file_listed_twice"]
+    assert audit_manifest(kept, min_size=0).passed

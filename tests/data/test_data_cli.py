@@ -104,6 +104,50 @@ def test_splitting_a_manifest_that_has_splits_says_so(runner, tmp_path):
     assert "note: 4 of" in result.stderr and "rows already have a split; OUT gets a new one" in " ".join(
         result.stderr.split())
     assert (tmp_path / "m.csv").read_text().count(",test") == 4  # the input is left as it was
+    message = " ".join(result.stderr.split())
+    assert "warning: 2 rows that were in val or test are now in train" in message and "--keep-existing" in message
+
+
+def test_keep_existing_leaves_earlier_test_films_in_test(runner, tmp_path):
+    lines = ["path,task,label,patient_id,split"] + [f"{i}.png,cls,covid,p{i},test" for i in range(4)] + [
+        f"{i}.png,cls,covid,p{i}," for i in range(4, 40)]
+    (tmp_path / "m.csv").write_text("\n".join(lines) + "\n")
+    result = runner.invoke(data_app, ["split", str(tmp_path / "m.csv"), "--out", str(tmp_path / "s.csv"),
+                                      "--no-link-duplicates", "--keep-existing"])
+    assert result.exit_code == 0, result.output
+    split = {row.path: row.split for row in read_manifest(tmp_path / "s.csv")}
+    assert [split[f"{i}.png"] for i in range(4)] == ["test"] * 4 and "now in train" not in result.stderr
+    assert list(split.values()).count("test") == 4  # the test share is full already: no new film goes there
+
+
+def test_split_says_which_patient_ids_it_reads_as_one(runner, tmp_path):
+    lines = ["path,task,label,patient_id", "a.png,cls,covid,nih:1", "b.png,cls,covid,NIH:1"] + [
+        f"n{i}.png,cls,normal,nan" for i in range(3)] + [f"c{i}.png,cls,covid,c{i}" for i in range(10)]
+    (tmp_path / "m.csv").write_text("\n".join(lines) + "\n")
+    result = runner.invoke(data_app, ["split", str(tmp_path / "m.csv"), "--out", str(tmp_path / "s.csv"),
+                                      "--no-link-duplicates"])
+    assert result.exit_code == 0, result.output
+    message = " ".join(result.stderr.split())
+    assert "1 patient ids differ from another only in letter case (e.g. nih:1 and NIH:1)" in message
+    assert "3 rows have the patient id 'nan', a placeholder" in message
+    split = {row.path: row.split for row in read_manifest(tmp_path / "s.csv")}
+    assert split["a.png"] == split["b.png"]
+
+
+def test_split_says_which_images_it_could_not_read(runner, tmp_path, chest_like, write_png):
+    lines = ["path,task,label,patient_id"] + [f"{i}.png,cls,covid,p{i}" for i in range(6)]
+    (tmp_path / "m.csv").write_text("\n".join(lines) + "\n")
+    args = ["split", str(tmp_path / "m.csv"), "--out", str(tmp_path / "s.csv")]
+    nothing = runner.invoke(data_app, args)
+    assert nothing.exit_code == 2 and not (tmp_path / "s.csv").exists()
+    assert "none of its 6 images could be read (e.g. 0.png: no such file" in " ".join(nothing.output.split())
+    for i in range(4):
+        write_png(tmp_path / f"{i}.png", chest_like(i))
+    some = runner.invoke(data_app, args)
+    assert some.exit_code == 0, some.output
+    assert "warning: 2 of 6 images could not be read and were not compared" in " ".join(some.stderr.split())
+    bad = runner.invoke(data_app, [*args, "--overwrite", "--fractions", "0.8,0.1,0.2"])
+    assert bad.exit_code == 2 and "summing to 1" in bad.output and "could not be read" not in bad.output
 
 
 def test_a_build_that_keeps_no_image_writes_nothing_and_says_why(runner, tmp_path, chest_like, write_png):
@@ -232,6 +276,9 @@ def test_refuses_to_overwrite_and_bad_options_exit_2(runner, shared_folder, tmp_
     assert result.exit_code == 2 and "cannot stratify by 'hospital': not a manifest field" in result.stderr
     result = runner.invoke(data_app, ["build", "unknown-layout", "x", "--out", "y"])
     assert result.exit_code == 2
+    result = runner.invoke(data_app, ["audit", str(out), "--json", str(tmp_path)])
+    assert result.exit_code == 2 and f"{tmp_path}: a folder; --json takes the report file's name" in " ".join(
+        result.stderr.split())
 
 
 def test_merge_combines_manifests_from_different_folders(runner, tmp_path):

@@ -35,7 +35,10 @@ def test_only_path_task_patient_id_are_required(tmp_path):
 
 def test_missing_required_column_names_file_and_line(tmp_path):
     path = write_csv(tmp_path, "path,task,label\na.png,cls,covid\n")
-    with pytest.raises(DatasetError, match=r"manifest\.csv:1: missing required column\(s\) patient_id"):
+    with pytest.raises(DatasetError, match=r"manifest\.csv:1: missing required column\(s\) patient_id$"):
+        read_manifest(path)
+    path = write_csv(tmp_path, "path;task;label;patient_id\na.png;cls;covid;p1\n")  # a spreadsheet's export
+    with pytest.raises(DatasetError, match="header is separated by semicolons: save it with commas"):
         read_manifest(path)
 
 

@@ -202,3 +202,44 @@ def test_training_refuses_one_file_in_train_and_val_under_another_spelling(tmp_p
     manifest = Manifest(rows, tmp_path)
     with pytest.raises(DatasetError, match=r"image files in both the 'train' and 'val' splits.*img/a.png"):
         refuse_shared_patients({split: manifest.split_rows("cls", split) for split in ("train", "val")})
+
+
+def test_ids_differing_only_in_letter_case_are_one_patient():
+    from keras_covidcxr.data import DatasetError
+    from keras_covidcxr.data.splits import refuse_shared_patients
+
+    rows = [row.replace(patient_id=row.patient_id.upper()) if i % 2 else row
+            for i, row in enumerate(synthetic_manifest(n_patients=100))]  # "p3" and "P3" for one person
+    manifest = Manifest(rows, "/data")
+    for seed in range(4):
+        split = splits_of_patients(split_by_patient(manifest, seed=seed))
+        assert all(split[p] == split[p.upper()] for p in split if p.islower() and p.upper() in split), seed
+        for fold in group_kfold(manifest, k=5, seed=seed):
+            tested = {row.patient_id.casefold() for row in fold.test}
+            assert not tested & {row.patient_id.casefold() for row in fold.train}, seed
+    leak = {"train": [ManifestRow("a.png", "cls", "nih:1")], "val": [ManifestRow("b.png", "cls", "NIH:1")]}
+    with pytest.raises(DatasetError, match="patients in both"):
+        refuse_shared_patients(leak)
+
+
+def test_keep_existing_keeps_every_earlier_split_and_places_the_new_rows():
+    from keras_covidcxr.data import DatasetError
+
+    first = split_by_patient(synthetic_manifest(n_patients=200), seed=0)
+    grown = synthetic_manifest(n_patients=300, seed=1).rows[-150:]  # new patients (ids p2xx) and films
+    old_test = next(row for row in first if row.split == "test" and row.task == "cls")
+    grown.append(old_test.replace(path="cls/a_new_film.png", split=None))  # a new film of an earlier test patient
+    grown = [row.replace(patient_id=f"new{row.patient_id}") for row in grown[:-1]] + grown[-1:]
+    manifest = Manifest([*first.rows, *grown], "/data")
+
+    kept = split_by_patient(manifest, seed=5, keep_existing=True)
+    assert [row.split for row in kept][:len(first)] == [row.split for row in first]
+    assert next(row.split for row in kept if row.path == "cls/a_new_film.png") == "test"
+    shares = Counter(row.split for row in kept)
+    assert abs(shares["train"] / len(kept) - 0.8) < 0.03
+    assert [row.split for row in split_by_patient(manifest, seed=5)][:len(first)] != [row.split for row in first]
+
+    torn = Manifest([ManifestRow("a.png", "cls", "p1", label="covid", split="train"),
+                     ManifestRow("b.png", "cls", "p1", label="covid", split="test")], "/data")
+    with pytest.raises(DatasetError, match="already in several splits.*p1 in train, p1 in test"):
+        split_by_patient(torn, keep_existing=True)

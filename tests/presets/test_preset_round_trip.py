@@ -211,6 +211,22 @@ def test_unlisted_component_files_are_not_read(preset_copy):
         Pipeline.from_preset(preset_copy)
 
 
+def test_a_component_outside_the_preset_folder_is_refused(preset_copy):
+    # it would load and verify here, then be published without it: a preset nobody else can load
+    shutil.move(preset_copy / "segmenter", preset_copy.parent / "segmenter_elsewhere")
+    config = json.loads((preset_copy / "config.json").read_text())
+    config["segmenter"] = "../segmenter_elsewhere"
+    (preset_copy / "config.json").write_text(json.dumps(config))
+    metadata = json.loads((preset_copy / "metadata.json").read_text())
+    metadata["files"] = {**checksum_tree(preset_copy), **{f"../segmenter_elsewhere/{name}": digest for name, digest
+                                                           in checksum_tree(preset_copy.parent / "segmenter_elsewhere").items()}}
+    (preset_copy / "metadata.json").write_text(json.dumps(metadata))
+    with pytest.raises(PresetError, match="lists '../segmenter_elsewhere/.*', a file outside the preset folder"):
+        Pipeline.from_preset(preset_copy)
+    with pytest.raises(PresetError, match="a file outside the preset folder"):
+        verify_preset(preset_copy)
+
+
 def test_other_format_versions_are_refused(preset_copy):
     config = json.loads((preset_copy / "config.json").read_text())
     config["format_version"] = 99

@@ -79,3 +79,26 @@ def test_registered_names_resolve_to_their_handle(monkeypatch, preset_dir):
         pipeline_presets.PIPELINE_PRESETS, "tiny_test", {"metadata": {"description": "t"}, "handle": str(preset_dir)}
     )
     assert resolve_preset("tiny_test") == preset_dir
+
+
+def test_an_incomplete_cached_copy_is_not_called_absent(hf_cache, monkeypatch):
+    import huggingface_hub
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    class IncompleteSnapshotError(LocalEntryNotFoundError):  # as huggingface_hub >= 1.x raises it
+        def __init__(self, message, snapshot_path):
+            super().__init__(message)
+            self.snapshot_path = snapshot_path
+
+    def incomplete(repo_id, revision=None):
+        raise IncompleteSnapshotError(
+            f"The cached snapshot for '{repo_id}' (revision 'main', commit {COMMIT}) is incomplete: 1 file(s) are "
+            "missing (members/b/model.safetensors). Outgoing traffic is disabled ('local_files_only=True'). Re-run "
+            "the download with network access to complete the snapshot.", snapshot_path=str(hf_cache))
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", incomplete)
+    with pytest.raises(PresetError, match=r"cached copy is incomplete: 1 file\(s\) are missing "
+                                          r"\(members/b/model.safetensors\); download it again"):
+        resolve_preset("hf://owner/tiny-covidcxr")
+    with pytest.raises(PresetError, match="expected hf://owner/repo"):
+        parse_hf_handle("hf://owner/repo@")

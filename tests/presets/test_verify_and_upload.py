@@ -162,6 +162,18 @@ def test_upload_command_names_the_card_it_published(preset_dir, fake_hub):
     (fake_hub / f"{preset_dir.name}.md").unlink()
     bare = CliRunner().invoke(app, ["upload", str(preset_dir), "hf://me/tiny"])
     assert bare.exit_code == 0 and "no model card found" in bare.stderr
+    assert "uploading without one" in " ".join(bare.stderr.split())
+
+
+def test_a_missing_card_is_said_before_the_upload(preset_dir, fake_hub, monkeypatch):
+    from covidcxr_cli.app import app
+    from typer.testing import CliRunner
+
+    def stopped(self, repo_id, **kwargs):
+        raise KeyboardInterrupt  # the user stops it on reading the warning
+    monkeypatch.setattr(FakeHubApi, "create_repo", stopped)
+    result = CliRunner().invoke(app, ["upload", str(preset_dir), "hf://me/tiny"])
+    assert result.exit_code != 0 and "no model card found" in result.stderr
 
 
 def test_registered_presets_find_their_card_in_model_cards():

@@ -268,3 +268,25 @@ def test_the_runtime_threads_do_not_spin_between_graphs(onnx_export):
     # spinning threads took the 2 cores from the numpy steps: batch 1 ran at 0.83x Keras, 1.35x without
     for graph in ExportedPipeline(onnx_export)._graphs.values():
         assert graph._session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning") == "0"
+
+
+def test_export_json_says_how_to_feed_the_graphs_without_this_package(small_pipeline, onnx_export, chest_images):
+    import onnxruntime
+    from PIL import Image
+
+    from keras_covidcxr.preprocessing.model_inputs import segmenter_input
+
+    manifest = json.loads((onnx_export / "export.json").read_text())
+    described = manifest["graph_inputs"]
+    assert "standardised per image, (x - mean) / std" in described["segmenter"]
+    assert "decision is decision_rule" in described["ensemble"]
+    film = chest_images[0]
+    size = manifest["segmenter_size"]
+    # as described: resize, standardise, run; not as it was easy to guess (the [0, 1] film straight in)
+    by_hand = np.asarray(Image.fromarray(film.astype("float32"), mode="F").resize((size, size), Image.BILINEAR))
+    by_hand = ((by_hand - by_hand.mean()) / by_hand.std())[None, ..., None].astype("float32")
+    np.testing.assert_allclose(by_hand[0], segmenter_input(film, size), atol=1e-5)
+    session = onnxruntime.InferenceSession(str(onnx_export / manifest["graphs"]["segmenter"]))
+    probabilities = np.squeeze(session.run(None, {session.get_inputs()[0].name: by_hand})[0])
+    expected = np.squeeze(small_pipeline.segmenter.predict(by_hand, verbose=0))
+    np.testing.assert_allclose(probabilities, expected, atol=1e-4)

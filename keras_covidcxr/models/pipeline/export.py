@@ -81,6 +81,7 @@ def export_pipeline(pipeline, folder, format="onnx", overwrite=False):
         "config": pipeline.get_config(),
         "class_names": list(pipeline.class_names),
         "decision_rule": pipeline.decision_rule.to_dict(),
+        "graph_inputs": GRAPH_INPUTS,
         "segmenter_size": int(pipeline.segmenter.input_size),
         "classifier_size": int(pipeline.classifier_size),
         "classifier_channels": int(pipeline.classifier_channels),
@@ -108,6 +109,23 @@ def export_pipeline(pipeline, folder, format="onnx", overwrite=False):
             + ("" if overwrite else " (pass overwrite=True, --overwrite, to replace an earlier export)")
         ) from error
     return folder
+
+
+# For whoever runs the graphs without this package: what goes in (the package's own steps, named) and what the
+# ensemble's label output is not.
+GRAPH_INPUTS = {
+    "segmenter": "the decoded gray film in [0, 1], resized (bilinear) to segmenter_size, then standardised per image, "
+                 "(x - mean) / std; output: each pixel's lung probability "
+                 "(keras_covidcxr.preprocessing.model_inputs.segmenter_input)",
+    "ensemble": "the film masked as config.preprocessing says (masking 'bbox': cropped to the lung mask's box widened "
+                "by bbox_margin; 'hard': zero outside the lungs; unmasked when the mask is implausible and "
+                "fall_back_to_unmasked), the lung mask being the segmenter's output resized to the film, thresholded "
+                "at mask_threshold and trimmed to keep_largest_pieces; then resized (bilinear) to classifier_size, "
+                "gray in [0, 1], standardised per image when standardize "
+                "(keras_covidcxr.preprocessing.model_inputs.classifier_input). Its `label` output applies the raw "
+                "ensemble threshold only; the decision is decision_rule (calibration, refer band, input checks), as "
+                "ExportedPipeline applies it",
+}
 
 
 def _graphs(pipeline):
