@@ -72,7 +72,8 @@ XLA = typer.Option(None, "--jit-compile/--no-jit-compile", help="XLA-compile the
 STEPS = typer.Option(1, "--steps-per-execution", min=1, help="Train steps per compiled call (GPU/TPU throughput).")
 WORKERS = typer.Option(4, "--workers", min=1, help="Threads decoding and augmenting batches.")
 SEED = typer.Option(0, "--seed", help="Shuffling and augmentation seed.")
-RESUME = typer.Option(True, "--resume/--restart", help="Continue from the checkpoint in --out if there is one.")
+RESUME = typer.Option(True, "--resume/--restart",
+                      help="Continue from the checkpoint in --out if there is one; --restart deletes it and trains anew.")
 AUGMENT = typer.Option(True, "--augment/--no-augment", help="The paper's on-the-fly augmentation.")
 EAGER = typer.Option(False, "--eager", help="No graph compilation (debugging; quicker for tiny smoke runs).")
 
@@ -84,6 +85,19 @@ def _floats(text, what):
         return tuple(float(part) for part in text.split(",") if part.strip())
     except ValueError:
         raise keras_covidcxr.ConfigError(f"{what} must be comma-separated numbers, got {text!r}") from None
+
+
+def _check_before_the_backend(manifest, task, segmenter_dir=None):
+    """Usage errors that need no Keras (a missing or unsplit manifest, a missing segmenter folder), in well
+    under a second rather than after the backend loads."""
+    import keras_covidcxr.data
+
+    rows = keras_covidcxr.data.read_manifest(manifest)
+    for split in ("train", "val"):
+        rows.split_rows(task, split)
+    if segmenter_dir is not None and not segmenter_dir.is_dir():
+        raise keras_covidcxr.ConfigError(f"{segmenter_dir}: no such training run folder (--segmenter: the --out "
+                                         "folder of `covidcxr train segmenter`)")
 
 
 def _config(**settings):
@@ -106,7 +120,10 @@ def _without_onednn():
         os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 
-def _resume_hint(out, unit="epoch"):
+def _resume_hint(out, unit="epoch", restarted=False):
+    if restarted:  # rerunning the same command would restart again
+        return (f"--restart removed the earlier run in {out}; it keeps this run's last finished {unit}, if one "
+                "finished: rerun the command without --restart to resume from it")
     return f"{out} keeps the last finished {unit}, if one finished: rerun the same command to resume from it"
 
 
@@ -171,7 +188,10 @@ def segmenter(
 ):
     """Train the lung segmenter (ResUnet, Dice + BCE) on the manifest's seg rows."""
     _without_onednn()
-    with reported_errors(debug, needs_keras=True, interrupted_hint=_resume_hint(out)):
+    with reported_errors(debug):
+        _check_before_the_backend(manifest, "seg")
+        _floats(filters, "--filters")
+    with reported_errors(debug, needs_keras=True, interrupted_hint=_resume_hint(out, restarted=not resume)):
         import keras_covidcxr
 
         config = _config(epochs=epochs, learning_rate=learning_rate, patience=patience, batch_size=batch_size,
@@ -232,7 +252,10 @@ def classifier(
 ):
     """Train one classifier (two-phase recipe) on images masked by the trained segmenter."""
     _without_onednn()
-    with reported_errors(debug, needs_keras=True, interrupted_hint=_resume_hint(out, _CLASSIFIER_UNIT)), \
+    with reported_errors(debug):
+        _check_before_the_backend(manifest, "cls", segmenter_dir)
+        _floats(schedule, "--unfreeze-schedule")
+    with reported_errors(debug, needs_keras=True, interrupted_hint=_resume_hint(out, _CLASSIFIER_UNIT, not resume)), \
             _our_warnings_as_lines():
         import keras_covidcxr
 

@@ -162,6 +162,9 @@ class Manifest:
     def split_rows(self, task, split):
         """The rows of `task` in `split`; a `DatasetError` saying how to make the split when there are none."""
         rows = self.filter(task=task, split=split)
+        if len(rows) == 0 and not any(row.task == task for row in self.rows):
+            what = {"seg": "films with lung masks", "cls": "labelled films"}.get(task, "rows of that task")
+            raise DatasetError(f"the manifest has no {task} rows at all ({what}): splitting cannot make them")
         if len(rows) == 0:
             raise DatasetError(f"the manifest has no {task} rows in split {split!r}; split it by patient first "
                                "(`covidcxr data split`)")

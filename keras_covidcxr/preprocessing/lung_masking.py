@@ -106,12 +106,19 @@ class MaskPieces:
         if len(self.order) <= 2:
             return []
         labels, sizes, size = self.labels, self.sizes, self.mask.size
-        rows = np.arange(self.mask.shape[0])[:, None]
-        lowest_lung_row = np.where(np.isin(labels, self.order[:2]), rows, -1).max(axis=0)  # per column; -1: none
+        first, second = self.order[:2]
+        lungs = (labels == first) | (labels == second)
+        height = lungs.shape[0]
+        # per column, the lowest lung row (-1: no lung there); single passes, as on a 7000 px film it counts
+        lowest_lung_row = np.where(lungs.any(axis=0), height - 1 - lungs[::-1].argmax(axis=0), -1)
         bottom = lowest_lung_row.max()
         others = [label for label in self.order[2:] if sizes[label - 1] >= min_piece_fraction * size]
+        boxes = ndimage.find_objects(labels, max_label=int(max(others, default=0)))
         below = []
-        for label, (row, col) in zip(others, ndimage.center_of_mass(self.mask, labels, others)):
+        for label in others:
+            box = boxes[label - 1]
+            piece_rows, piece_cols = np.nonzero(labels[box] == label)  # the centre of mass, within its box
+            row, col = piece_rows.mean() + box[0].start, piece_cols.mean() + box[1].start
             floor = lowest_lung_row[round(col)]
             if row > (floor if floor >= 0 else bottom):
                 below.append(float(sizes[label - 1] / size))

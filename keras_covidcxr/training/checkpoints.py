@@ -89,6 +89,26 @@ class TrainingCheckpoint:
         saved = load_file(str(self.best_dir / component_io.WEIGHTS_FILE))
         _assign(model.weights, saved, self.best_dir)
 
+    def require_finished(self, what):
+        """Refuse a run folder whose training has not finished (interrupted, or still running): it has a run.json
+        but no summary.json, so nothing records what its best weights were trained on. A component folder
+        (`best/` itself) has neither and is let through."""
+        if (self.folder / RUN_FILE).is_file() and self.read_summary() is None:
+            raise ConfigError(f"{self.folder}: its {what} training has not finished (no summary.json: interrupted, "
+                              f"or still running); rerun its `covidcxr train {what}` command to finish it")
+
+    def refuse_foreign_folder(self):
+        """Refuse to train into a folder that holds something other than a training run (a preset, the user's
+        files): starting anew there would delete or mix with them."""
+        if not self.folder.is_dir() or not any(self.folder.iterdir()):
+            return
+        if (self.folder / "metadata.json").is_file():
+            raise ConfigError(f"{self.folder}: is a preset, not a training run folder; train into a new folder")
+        ours = (RUN_FILE, "summary.json", "best", "state", LOCK_FILE)
+        if not any((self.folder / name).exists() for name in ours):
+            raise ConfigError(f"{self.folder}: exists and is not a training run folder (no {RUN_FILE}); train into a "
+                              "new or empty folder")
+
     # === the run ===
 
     def start(self, run, resume=True):
@@ -239,6 +259,9 @@ class TrainingCheckpoint:
 def load_checkpoint(folder):
     """The best model of a checkpoint folder (or of a component folder such as `best/` itself)."""
     folder = Path(folder)
+    if (folder / "metadata.json").is_file():
+        raise PresetError(f"{folder}: is a preset, not a training run folder (the --out folder of a `covidcxr train` "
+                          "run); `covidcxr finetune` trains from a preset")
     if (folder / component_io.CONFIG_FILE).is_file():
         return component_io.read_component(folder)
     return TrainingCheckpoint(folder).load_best()

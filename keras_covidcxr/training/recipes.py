@@ -16,6 +16,7 @@ import keras
 from keras_covidcxr.data.manifest import Manifest, read_manifest
 from keras_covidcxr.data.splits import refuse_shared_patients
 from keras_covidcxr.errors import ConfigError
+from keras_covidcxr.models.classifier.backbones import check_backbone_name
 from keras_covidcxr.models.classifier.cxr_classifier import CXRClassifier
 from keras_covidcxr.models.resunet.resunet import ResUnet
 from keras_covidcxr.preprocessing.preprocessing_config import PreprocessingConfig
@@ -59,6 +60,9 @@ def run_segmenter_recipe(manifest, out, input_size=256, filters=(64, 128, 256, 5
     manifest, manifest_path = _manifest(manifest)
     config = config or TrainingConfig()
     checkpoint = TrainingCheckpoint(out)
+    checkpoint.refuse_foreign_folder()
+    pairs = {split: manifest.split_rows("seg", split) for split in ("train", "val")}  # before the folder is written
+    refuse_shared_patients(pairs)
     if resume and checkpoint.has_best():
         segmenter = _load_component(checkpoint.folder, ResUnet, "segmenter")
         _check_resumed(out, "segmenter", {"input size": segmenter.input_size, "filters": tuple(segmenter.filters)},
@@ -70,8 +74,6 @@ def run_segmenter_recipe(manifest, out, input_size=256, filters=(64, 128, 256, 5
             keras.utils.set_random_seed(config.seed)  # the initial weights too, so a rerun reproduces the run
             segmenter = ResUnet(input_size=input_size, filters=tuple(filters))
         size = segmenter.input_size
-        pairs = {split: manifest.split_rows("seg", split) for split in ("train", "val")}
-        refuse_shared_patients(pairs)
         augmenter = Augmenter(augmentation, seed=config.seed) if config.augment else None
         train = SegmentationDataset(pairs["train"], size, config.batch_size, augmenter,
                                     shuffle=True, seed=config.seed, workers=config.workers, drop_remainder=True)
@@ -139,8 +141,13 @@ def run_classifier_recipe(manifest, segmenter_checkpoint, out, backbone="densene
     if input_normalization is not None:
         preprocessing = dataclasses.replace(preprocessing, standardize=False)
     channels = 1 if input_normalization is not None else 3
+    check_backbone_name(backbone)
+    for split in ("train", "val"):  # before the run folder is written
+        manifest.split_rows("cls", split)
+    TrainingCheckpoint(segmenter_checkpoint).require_finished("segmenter")
     segmenter = _load_component(segmenter_checkpoint, ResUnet, "segmenter")
     checkpoint = TrainingCheckpoint(out)
+    checkpoint.refuse_foreign_folder()
     resuming = resume and checkpoint.latest_state() is not None and checkpoint.has_best()
     if resuming:
         classifier = _load_component(checkpoint.folder, CXRClassifier, "classifier")
@@ -200,7 +207,11 @@ def _check_members_trained_here(member_checkpoints, summaries, segmenter_checkpo
             continue
         trained_with = summary.get("segmenter_sha256")  # absent from summaries written before 0.4.11
         if trained_with is not None and trained_with != segmenter_sha256:
-            raise ConfigError(f"{folder}: was trained on crops of another segmenter ({summary.get('segmenter')}), "
+            named = summary.get("segmenter")
+            if named and Path(named).resolve() == Path(segmenter_checkpoint).resolve():
+                raise ConfigError(f"{folder}: was trained on crops of {segmenter_checkpoint} before its weights changed "
+                                  "(retrained or resumed since); train the classifier again with it")
+            raise ConfigError(f"{folder}: was trained on crops of another segmenter ({named}), "
                               f"not {segmenter_checkpoint}'s; assemble it with that segmenter")
         trained_on = (summary.get("data") or {}).get("rows_sha256")  # absent before 0.4.11
         if trained_on is not None and trained_on != manifest_rows_sha256:
@@ -209,14 +220,29 @@ def _check_members_trained_here(member_checkpoints, summaries, segmenter_checkpo
                               "validation split holds none of the member's training patients")
 
 
-def _agreeing(summaries, key, default):
-    values = {repr(s.get(key)) for s in summaries if s and s.get(key) is not None}
-    if len(values) > 1:
-        raise ConfigError(f"the members were trained with different {key}: {sorted(values)}")
-    for s in summaries:
-        if s and s.get(key) is not None:
-            return s[key]
-    return default
+def _refuse_different_inputs(folders, members):
+    """An ensemble feeds its members one crop: refuse members of different input sizes or channels, naming each."""
+    shapes = [member.image_shape for member in members]
+    if len(set(shapes)) > 1:
+        described = "; ".join(
+            f"{folder}: {shape[0]} px, {shape[-1]} channel{'s' if shape[-1] > 1 else ''}"
+            + (" (--imagenet-normalization)" if shape[-1] == 1 else "")
+            for folder, shape in zip(folders, shapes)
+        )
+        raise ConfigError(f"the members take different inputs ({described}); an ensemble feeds them one crop: train "
+                          "them at one --input-size, all with or all without --imagenet-normalization")
+
+
+def _agreeing(folders, summaries, key, default):
+    """The `key` of the members' summaries, which must agree (a `ConfigError` names each member's value)."""
+    found = [(folder, s[key]) for folder, s in zip(folders, summaries) if s and s.get(key) is not None]
+    if len({repr(value) for _, value in found}) > 1:
+        if all(isinstance(value, dict) for _, value in found):  # name the settings that differ, not whole dicts
+            keys = sorted({k for _, value in found for k in value if len({repr(v.get(k)) for _, v in found}) > 1})
+            found = [(folder, {k: value.get(k) for k in keys}) for folder, value in found]
+        raise ConfigError(f"the members were trained with different {key}: "
+                          + "; ".join(f"{folder}: {value}" for folder, value in found))
+    return found[0][1] if found else default
 
 
 def assemble_preset(manifest, segmenter_checkpoint, member_checkpoints, out=None, ensemble="weighted_average",
@@ -233,18 +259,20 @@ def assemble_preset(manifest, segmenter_checkpoint, member_checkpoints, out=None
     """
     manifest, manifest_path = _manifest(manifest)
     config = config or TrainingConfig()
+    if not member_checkpoints:
+        raise ConfigError("give at least one member checkpoint")
+    TrainingCheckpoint(segmenter_checkpoint).require_finished("segmenter")
+    for folder in member_checkpoints:  # an unfinished member's summary would be missing: no leak check, no record
+        TrainingCheckpoint(folder).require_finished("classifier")
     segmenter = _load_component(segmenter_checkpoint, ResUnet, "segmenter")
     members = [_load_component(folder, CXRClassifier, "classifier") for folder in member_checkpoints]
-    if not members:
-        raise ConfigError("give at least one member checkpoint")
-    sizes = {f"{folder}: {member.image_shape[0]} px" for folder, member in zip(member_checkpoints, members)}
-    if len({member.image_shape for member in members}) > 1:
-        raise ConfigError(f"the members take inputs of different sizes ({'; '.join(sorted(sizes))}); an ensemble "
-                          "feeds them one crop: train them at one --input-size")
+    _refuse_different_inputs(member_checkpoints, members)
     summaries = [TrainingCheckpoint(folder).read_summary() for folder in member_checkpoints]
     _check_members_trained_here(member_checkpoints, summaries, segmenter_checkpoint, rows_sha256(manifest))
-    class_names = tuple(_agreeing(summaries, "class_names", default_class_names(members[0].num_classes)))
-    preprocessing = PreprocessingConfig.from_dict(_agreeing(summaries, "preprocessing", PreprocessingConfig().to_dict()))
+    class_names = tuple(_agreeing(member_checkpoints, summaries, "class_names",
+                                  default_class_names(members[0].num_classes)))
+    preprocessing = PreprocessingConfig.from_dict(_agreeing(member_checkpoints, summaries, "preprocessing",
+                                                            PreprocessingConfig().to_dict()))
     val_rows = manifest.split_rows("cls", "val")
     size = members[0].image_shape[0]
     inputs, warnings = masked_classifier_inputs(val_rows, segmenter, size, preprocessing, config.batch_size, config.workers)

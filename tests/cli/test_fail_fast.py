@@ -53,6 +53,9 @@ def image(tmp_path):
         ("--out is a user's file", "is not a covidcxr results file"),
         ("export into a user's folder", "exists and is not an empty folder"),
         ("export to an unknown format", "cannot export to 'pt'"),
+        ("train segmenter, missing manifest", "cannot read the manifest"),
+        ("train segmenter, no seg rows", "no seg rows at all (films with lung masks)"),
+        ("train classifier, missing segmenter", "no such training run folder (--segmenter"),
     ],
 )
 def test_usage_errors_arrive_before_the_backend_loads(case, message, tmp_path, image, preset_dir):
@@ -87,7 +90,15 @@ def test_usage_errors_arrive_before_the_backend_loads(case, message, tmp_path, i
         "a split with no rows": ["evaluate", preset_dir, tmp_path / "nope.csv", "--out", tmp_path / "new", "--split",
                                  "val"],
         "finetune on an unsplit manifest": ["finetune", preset_dir, tmp_path / "nope.csv", "--out", tmp_path / "new"],
+        "train segmenter, missing manifest": ["train", "segmenter", tmp_path / "nope.csv", "--out", tmp_path / "seg"],
+        "train segmenter, no seg rows": ["train", "segmenter", tmp_path / "nope.csv", "--out", tmp_path / "seg"],
+        "train classifier, missing segmenter": ["train", "classifier", tmp_path / "nope.csv", "--segmenter",
+                                                tmp_path / "seg", "--out", tmp_path / "clf"],
     }[case]
+    if case in ("train segmenter, no seg rows", "train classifier, missing segmenter"):
+        (tmp_path / "nope.csv").write_text("path,task,label,patient_id,split\na.png,cls,covid,p1,train\n"
+                                           "b.png,cls,normal,p2,val\n")
+        args[2] = tmp_path / "nope.csv"
     if case in ("report folder not empty", "a split with no rows", "finetune on an unsplit manifest"):
         manifest = tmp_path / "manifest.csv"  # a readable manifest
         manifest.write_text("path,task,label,patient_id,split\nchest.png,cls,covid,p1,"

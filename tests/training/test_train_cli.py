@@ -87,11 +87,31 @@ def test_segmenter_classifier_ensemble_make_a_preset(cli, synthetic_manifest_pat
     assert result.exit_code == 2 and "logistic-regression heads" in result.output and "Traceback" not in result.output
     assert not (tmp_path / "probe").exists()
 
+    # the segmenter trained anew under the same name: the member read the old one's crops
+    result = runner.invoke(cli, ["train", "segmenter", manifest, "--out", str(seg), "--input-size", "32",
+                                 "--filters", "4,8,16", "--epochs", "1", "--batch-size", "8", "--workers", "1",
+                                 "--eager", "--restart", "--seed", "7"])
+    assert result.exit_code == 0, result.output
+    stale = runner.invoke(cli, ["train", "ensemble", manifest, "--segmenter", str(seg), "--member", str(member),
+                                "--out", str(tmp_path / "stale"), "--batch-size", "8", "--workers", "1"])
+    assert stale.exit_code == 2 and "before its weights changed (retrained or resumed since); train the " \
+        "classifier again with it" in " ".join(stale.output.split())
+
 
 def test_errors_are_one_line_with_exit_code_2(cli, tmp_path):
     result = CliRunner().invoke(cli, ["train", "segmenter", str(tmp_path / "missing.csv"), "--out", str(tmp_path / "o")])
     assert result.exit_code == 2
     assert "error:" in result.output and "missing.csv" in result.output and "Traceback" not in result.output
+
+
+def test_training_into_a_folder_of_the_users_is_refused_and_leaves_it_alone(cli, tmp_path, synthetic_manifest_path):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "summary.txt").write_text("keep")
+    result = CliRunner().invoke(cli, ["train", "segmenter", str(synthetic_manifest_path), "--out", str(mine),
+                                      "--input-size", "32", "--filters", "4,8", "--epochs", "1"])
+    assert result.exit_code == 2 and "exists and is not a training run folder" in " ".join(result.output.split())
+    assert [p.name for p in mine.iterdir()] == ["summary.txt"]
 
 
 def test_a_manifest_without_splits_is_refused(cli, tmp_path, synthetic_manifest):

@@ -22,6 +22,7 @@ dense layer.
 
 import numpy as np
 
+from keras_covidcxr.errors import ConfigError
 from keras_covidcxr.models.classifier.efficientnet_lite import EfficientNetLite0
 
 RESUNET_ENCODER = "resunet_encoder"
@@ -46,6 +47,12 @@ BACKBONES = {
 _IMAGENET_RGB_MEAN = np.array([0.485, 0.456, 0.406])
 _IMAGENET_RGB_STD = np.array([0.229, 0.224, 0.225])
 _IMAGENET_BGR_MEAN_255 = np.array([103.939, 116.779, 123.68])
+
+
+def check_backbone_name(backbone):
+    """A `ConfigError` naming the choices unless `backbone` is one of `BACKBONES`."""
+    if backbone not in BACKBONES:
+        raise ConfigError(f"unknown backbone {backbone!r}; choose one of {sorted(BACKBONES)}")
 
 
 def imagenet_mean_and_variance(normalisation):

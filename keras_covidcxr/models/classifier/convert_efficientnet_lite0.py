@@ -76,10 +76,11 @@ def convert_efficientnet_lite0(checkpoint, model):
     Returns:
         The number of PyTorch tensors read (batch-norm step counters are skipped).
     """
+    where = ""  # the file's name, when given one
     if not isinstance(checkpoint, dict):
         from safetensors.numpy import load_file
 
-        checkpoint = load_file(str(checkpoint))
+        where, checkpoint = f"{checkpoint}: ", load_file(str(checkpoint))
     include_top = any(layer.name == "predictions" for layer in model.layers)
     table = efficientnet_lite0_name_table(include_top)
     used = {torch_name for _, _, torch_name, _ in table}
@@ -88,7 +89,7 @@ def convert_efficientnet_lite0(checkpoint, model):
     missing = sorted(used - set(checkpoint))
     if missing or unused:
         raise ConfigError(
-            f"not an EfficientNet-Lite0 checkpoint: missing {missing[:5]}{'...' if len(missing) > 5 else ''}, "
+            f"{where}not an EfficientNet-Lite0 checkpoint: missing {missing[:5]}{'...' if len(missing) > 5 else ''}, "
             f"unused {unused[:5]}{'...' if len(unused) > 5 else ''}"
         )
     for layer_name, variable_name, torch_name, layout in table:
@@ -96,7 +97,8 @@ def convert_efficientnet_lite0(checkpoint, model):
         value = _to_keras(np.asarray(checkpoint[torch_name], "float32"), layout)
         if tuple(value.shape) != tuple(variable.shape):
             raise ConfigError(
-                f"{torch_name}: shape {tuple(value.shape)} does not fit {variable.path} {tuple(variable.shape)}"
+                f"{where}{torch_name}: shape {tuple(value.shape)} does not fit {variable.path} "
+                f"{tuple(variable.shape)}"
             )
         variable.assign(value)
     return len(used) + sum(k.endswith("num_batches_tracked") for k in checkpoint)

@@ -12,6 +12,7 @@ from keras_covidcxr.models.classifier.backbones import (
     BACKBONES,
     EFFICIENTNET_LITE0,
     RESUNET_ENCODER,
+    check_backbone_name,
     imagenet_mean_and_variance,
 )
 from keras_covidcxr.models.classifier.convert_efficientnet_lite0 import convert_efficientnet_lite0
@@ -100,8 +101,7 @@ class CXRClassifier(SerializableModel):
         name=None,
         **kwargs,
     ):
-        if backbone not in BACKBONES:
-            raise ConfigError(f"unknown backbone {backbone!r}; choose one of {sorted(BACKBONES)}")
+        check_backbone_name(backbone)
         if not is_whole_number(num_classes) or num_classes < 2:
             raise ConfigError(f"num_classes must be a whole number >= 2, got {num_classes!r}")
         num_classes = int(num_classes)
