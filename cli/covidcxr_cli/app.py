@@ -45,6 +45,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 console = StdoutConsole(highlight=False)
+PIPED_WIDTH = 200  # columns of the results table when stdout is not a terminal
+MAX_INFO_FIGURES = 20  # metric lines `covidcxr info` prints (the bundled preset records 14)
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter is not for CLI users
 
 
 def _print_version(value: bool):
@@ -59,9 +62,6 @@ def _options(
                                  help="Print the package version and exit."),
 ):
     pass
-PIPED_WIDTH = 200  # columns of the results table when stdout is not a terminal
-MAX_INFO_FIGURES = 20  # metric lines `covidcxr info` prints (the bundled preset records 14)
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter is not for CLI users
 
 
 def _open_unit_interval(value):

@@ -207,17 +207,17 @@ def _rows_listing_one_file_twice(scans):
                 yield rows
 
 
-def _files_listed_twice(scans):
-    for rows in _rows_listing_one_file_twice(scans):
-        listed = "; ".join(f"{row.path} (patient {row.patient_id}, {row.label or 'no label'}, "
-                           f"{row.split or 'no split'})" for row in rows)
-        yield AuditFinding(
-            "file_listed_twice",
-            "error",
-            f"one file in {len(rows)} {rows[0].task} rows: {listed}",
-            tuple(dict.fromkeys(row.path for row in rows)),
-            tuple(dict.fromkeys(row.patient_id for row in rows)),
-        )
+def _listed_twice(rows):
+    """The finding about the rows that name one file in one task."""
+    listed = "; ".join(f"{row.path} (patient {row.patient_id}, {row.label or 'no label'}, "
+                       f"{row.split or 'no split'})" for row in rows)
+    return AuditFinding(
+        "file_listed_twice",
+        "error",
+        f"one file in {len(rows)} {rows[0].task} rows: {listed}",
+        tuple(dict.fromkeys(row.path for row in rows)),
+        tuple(dict.fromkeys(row.patient_id for row in rows)),
+    )
 
 
 def _row_checks(manifest, scans, allow_pediatric):
@@ -413,7 +413,7 @@ def audit_manifest(
     findings = [
         *([AuditFinding("no_rows", "error", "the manifest has no rows")] if not len(manifest) else []),
         *_patients_in_several_splits(manifest),
-        *_files_listed_twice(scans),
+        *map(_listed_twice, _rows_listing_one_file_twice(scans)),
         *_shared_file_checks(scans),
         *(_duplicate_checks(scans, near_duplicate_threshold, max_hash_distance) if check_images else ()),
         *_row_checks(manifest, scans, allow_pediatric),
@@ -467,9 +467,8 @@ def exclude_refused(manifest, *, allow_pediatric=False, min_size=MIN_IMAGE_SIDE,
         else:
             refused.add(("file", identity(finding.paths[0])))
 
-    if any(_rows_listing_one_file_twice(scans)):
-        dropped["file_listed_twice"] = list(_files_listed_twice(scans))
     for rows in _rows_listing_one_file_twice(scans):  # the first row of the file in its task stays
+        dropped.setdefault("file_listed_twice", []).append(_listed_twice(rows))
         refused.update(("row", id(row)) for row in rows[1:])
 
     def is_refused(row):
