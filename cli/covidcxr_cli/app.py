@@ -9,7 +9,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from covidcxr_cli.errors import (
     reported_errors,
     stderr,
 )
+from covidcxr_cli.output_folders import check_writable_folder
 from covidcxr_cli.train_commands import finetune, train_app
 from keras_covidcxr.evaluation import rows_to_score
 from keras_covidcxr.inference.image_walk import path_is_there
@@ -187,27 +187,13 @@ def _check_outputs(out, overlays):
     """Refuse output targets that cannot be written, before anything is predicted."""
     if out is not None:
         keras_covidcxr.results_format(out)
-        _check_writable_folder(out.absolute().parent, f"{out}: cannot write the results file")
+        check_writable_folder(out.absolute().parent, f"{out}: cannot write the results file")
     if overlays is not None:
         if out is not None and os.path.realpath(overlays) in {os.path.realpath(out), os.path.realpath(meta_path(out))}:
             raise keras_covidcxr.ConfigError(f"{overlays}: --overlays needs a folder of its own, not the results file")
         if overlays.exists() and not overlays.is_dir():
             raise keras_covidcxr.ConfigError(f"{overlays}: --overlays needs a folder, and this is a file")
-        _check_writable_folder(overlays.absolute(), f"{overlays}: cannot write overlays")
-
-
-def _check_writable_folder(folder, problem):
-    """`folder`, or the nearest existing folder above it (where it would be created), must be writable."""
-    existing = folder
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        raise keras_covidcxr.ConfigError(f"{problem}: {existing} is not a folder")
-    try:  # a file made there, not os.access: a read-only or special file system refuses even root
-        with tempfile.TemporaryFile(dir=existing):
-            pass
-    except OSError as error:
-        raise keras_covidcxr.ConfigError(f"{problem}: {existing} is not writable ({error.strerror})") from error
+        check_writable_folder(overlays.absolute(), f"{overlays}: cannot write overlays")
 
 
 def _existing_images(images):
@@ -301,7 +287,8 @@ def _print_file_summary(summary, out, json_output, untrained, pipeline=None, tta
     return exit_code(summary.done + summary.skipped - summary.skipped_failed, failed)
 
 
-PRINT_CHUNK = 32  # files predicted at a time without --out: their overlays are written and images freed
+PRINT_CHUNK = 8  # files predicted at a time without --out (then printed, their overlays written, images freed):
+# a 4000 px 16-bit film holds about 125 MB until then (pixels, mask, heatmap), a 7000 px one about 0.5 GB
 
 
 def _predict_and_print(pipeline, paths, batch_size, strict, json_output, overlays, tta):
@@ -391,7 +378,7 @@ def evaluate(
         rows = keras_covidcxr.data.read_manifest(manifest)
         rows_to_score(rows, split)
         keras_covidcxr.metrics.check_report_folder(out, overwrite)
-        _check_writable_folder(out.absolute(), f"{out}: cannot write the report")
+        check_writable_folder(out.absolute(), f"{out}: cannot write the report")
         keras_covidcxr.read_preset_metadata(preset)
     with reported_errors(debug, needs_keras=True):
         pipeline = _load_pipeline(preset, allow_untrained)
@@ -462,7 +449,7 @@ def export(
 
         check_export_destination(out, export_format, overwrite)
         keras_covidcxr.read_preset_metadata(preset)
-        _check_writable_folder(out.absolute(), f"{out}: cannot write the export")
+        check_writable_folder(out.absolute(), f"{out}: cannot write the export")
     with reported_errors(debug, needs_keras=True):
         from keras_covidcxr.models.pipeline.export import check_export_backend
 

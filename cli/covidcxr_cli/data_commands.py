@@ -22,6 +22,7 @@ import typer
 
 import keras_covidcxr
 from covidcxr_cli.errors import DEBUG, EXIT_OK, EXIT_SOME_FAILED, StdoutConsole, reported_errors
+from covidcxr_cli.output_folders import check_writable_folder
 
 EXIT_AUDIT_FAILED = EXIT_SOME_FAILED
 
@@ -93,7 +94,7 @@ def _require(value, option, kind):
 
 def _refuse_one_file_twice(inputs, outputs):
     """Refuse an output that names an input or another output (both lists of (what, path)): it would replace it
-    (with --overwrite, a manifest by its own audit report); checked before any work."""
+    (with --overwrite, a manifest by its own audit report); or that cannot be written. Checked before any work."""
     import os
 
     from keras_covidcxr import ConfigError
@@ -104,6 +105,7 @@ def _refuse_one_file_twice(inputs, outputs):
             other = seen.setdefault(os.path.realpath(path), what)
             if other != what:
                 raise ConfigError(f"{path}: is both {other} and {what}; write {what} elsewhere")
+            check_writable_folder(Path(path).absolute().parent, f"{path}: cannot write {what}")
 
 
 def _parse_class_map(text):

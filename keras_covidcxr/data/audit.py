@@ -76,7 +76,8 @@ REMEDIES = {
                          "file); `covidcxr data split --exclude-refused` keeps the first",
     "same_picture_several_patients": "if these are one person, give them one patient id; the split keeps them "
                                      "together either way",
-    "no_split": "assign splits with `covidcxr data split`",
+    "no_split": "assign splits with `covidcxr data split` (with --keep-existing where other rows have one: they "
+                "keep it, and earlier test films stay in test)",
 }
 
 

@@ -191,8 +191,10 @@ def _existing_splits(manifest, groups):
         described = "; ".join(", ".join(f"{patient} in {split}" for split, patient in splits.items())
                               for splits in list(torn.values())[:3])
         raise DatasetError(f"cannot keep the existing splits: {len(torn)} patient(s) or linked groups are already in "
-                           f"several splits ({described}{'; ...' if len(torn) > 3 else ''}); split anew without "
-                           "keeping them, or fix these rows")
+                           f"several splits ({described}{'; ...' if len(torn) > 3 else ''}): a leak the earlier split "
+                           "left; fix these rows, or split anew without keeping them (where only a shared picture "
+                           "links them, not linking duplicates keeps them where they are, leak included: "
+                           "--no-link-duplicates)")
     return {group: next(iter(splits)) for group, splits in found.items()}
 
 

@@ -58,11 +58,14 @@ _PNEUMONIA_WORDS = (
 
 
 # COVID-19 named with a negation, a time or a doubt: "Non-COVID", "NormalNonCovid", "COVID-negative", "COVID -ve",
-# "COVID(-)", "covid19-", "Pre-COVID" (pre-pandemic controls), "post-covid", "COVID-free", "COVID ruled out",
-# "COVID-19 excluded", "COVID suspected": none of them says the film shows COVID-19.
+# "COVID(-)", "covid19-", "Pre-COVID" / "PreCovid" (pre-pandemic controls), "post-covid", "COVID-free",
+# "COVID ruled out", "COVID-19 excluded", "COVID not detected", "no evidence of covid", "COVID suspected",
+# "covid pending", "COVID?": none of them says the film shows COVID-19.
+_COVID_WORD = r"(covid|sars[\s_-]*cov[\s_-]*2)[\s_-]*(19)?[\s_-]*"
 _NOT_PLAINLY_COVID = re.compile(
-    r"(non|not|no)[\s_-]*covid|covid[\s_-]*(19)?[\s_-]*neg|\(\s*-\s*\)|-\s*ve\b|-\s*$"
-    r"|\b(pre|post|free|negative|excluded?|ruled|rule out|r/o|suspect(ed)?|suspicion|probable|possible|unlikely)\b"
+    rf"(non|not|no|pre|post)[\s_-]*covid|{_COVID_WORD}(neg|free)|\(\s*-\s*\)|-\s*ve\b|-\s*$|\?"
+    r"|\b(negative|excluded?|ruled|rule out|r/o|not detected|no evidence|suspect(ed)?|suspicion|probable|possible"
+    r"|unlikely|pending)\b"
 )
 
 
@@ -120,7 +123,7 @@ def parse_age(text):
     if dicom_age:
         return round(int(dicom_age.group(1)) * _DAYS_PER_UNIT[dicom_age.group(2)] / 365.25, 2)
     match = re.search(r"(\d+(?:\.\d+)?)\s*([a-z]*)", text.lower())
-    if not match or text.startswith("-"):  # "-1" is a placeholder for an unknown age, not a one-year-old
+    if not match or text.startswith(("-", "\u2212", "\u2013")):  # "-1" (any minus) means unknown, not one year old
         return None
     age = float(match.group(1)) * _DAYS_PER_UNIT[_AGE_UNITS.get(match.group(2), "Y")] / 365.25
     return round(age, 2) if math.isfinite(age) and 0 <= age < 150 else None

@@ -89,25 +89,30 @@ class TrainingCheckpoint:
         saved = load_file(str(self.best_dir / component_io.WEIGHTS_FILE))
         _assign(model.weights, saved, self.best_dir)
 
+    @classmethod
+    def of(cls, folder):
+        """The run a folder belongs to: the folder itself, or the run whose `best/` it is."""
+        folder = Path(folder)
+        return cls(folder.parent if folder.name == "best" and (folder.parent / RUN_FILE).is_file() else folder)
+
     def require_finished(self, what):
         """Refuse a run folder whose training has not finished (interrupted, or still running): it has a run.json
         but no summary.json, so nothing records what its best weights were trained on. A component folder
-        (`best/` itself) has neither and is let through."""
+        that is no run's `best/` has neither and is let through."""
         if (self.folder / RUN_FILE).is_file() and self.read_summary() is None:
             raise ConfigError(f"{self.folder}: its {what} training has not finished (no summary.json: interrupted, "
                               f"or still running); rerun its `covidcxr train {what}` command to finish it")
 
     def refuse_foreign_folder(self):
         """Refuse to train into a folder that holds something other than a training run (a preset, the user's
-        files): starting anew there would delete or mix with them."""
-        if not self.folder.is_dir() or not any(self.folder.iterdir()):
+        files): starting anew there would delete or mix with them. A run is known by its run.json."""
+        if not self.folder.is_dir():
             return
-        if (self.folder / "metadata.json").is_file():
-            raise ConfigError(f"{self.folder}: is a preset, not a training run folder; train into a new folder")
-        ours = (RUN_FILE, "summary.json", "best", "state", LOCK_FILE)
-        if not any((self.folder / name).exists() for name in ours):
-            raise ConfigError(f"{self.folder}: exists and is not a training run folder (no {RUN_FILE}); train into a "
-                              "new or empty folder")
+        entries = {path.name for path in self.folder.iterdir()}
+        if not entries - {LOCK_FILE} or RUN_FILE in entries:
+            return
+        what = "is a preset" if "metadata.json" in entries else "exists and is not a training run folder"
+        raise ConfigError(f"{self.folder}: {what} (no {RUN_FILE}); train into a new or empty folder")
 
     # === the run ===
 

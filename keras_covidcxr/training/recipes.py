@@ -142,9 +142,9 @@ def run_classifier_recipe(manifest, segmenter_checkpoint, out, backbone="densene
         preprocessing = dataclasses.replace(preprocessing, standardize=False)
     channels = 1 if input_normalization is not None else 3
     check_backbone_name(backbone)
-    for split in ("train", "val"):  # before the run folder is written
-        manifest.split_rows("cls", split)
-    TrainingCheckpoint(segmenter_checkpoint).require_finished("segmenter")
+    # before the run folder is written
+    refuse_shared_patients({split: manifest.split_rows("cls", split) for split in ("train", "val")})
+    TrainingCheckpoint.of(segmenter_checkpoint).require_finished("segmenter")
     segmenter = _load_component(segmenter_checkpoint, ResUnet, "segmenter")
     checkpoint = TrainingCheckpoint(out)
     checkpoint.refuse_foreign_folder()
@@ -261,13 +261,13 @@ def assemble_preset(manifest, segmenter_checkpoint, member_checkpoints, out=None
     config = config or TrainingConfig()
     if not member_checkpoints:
         raise ConfigError("give at least one member checkpoint")
-    TrainingCheckpoint(segmenter_checkpoint).require_finished("segmenter")
+    TrainingCheckpoint.of(segmenter_checkpoint).require_finished("segmenter")
     for folder in member_checkpoints:  # an unfinished member's summary would be missing: no leak check, no record
-        TrainingCheckpoint(folder).require_finished("classifier")
+        TrainingCheckpoint.of(folder).require_finished("classifier")
     segmenter = _load_component(segmenter_checkpoint, ResUnet, "segmenter")
     members = [_load_component(folder, CXRClassifier, "classifier") for folder in member_checkpoints]
     _refuse_different_inputs(member_checkpoints, members)
-    summaries = [TrainingCheckpoint(folder).read_summary() for folder in member_checkpoints]
+    summaries = [TrainingCheckpoint.of(folder).read_summary() for folder in member_checkpoints]
     _check_members_trained_here(member_checkpoints, summaries, segmenter_checkpoint, rows_sha256(manifest))
     class_names = tuple(_agreeing(member_checkpoints, summaries, "class_names",
                                   default_class_names(members[0].num_classes)))
@@ -289,7 +289,7 @@ def assemble_preset(manifest, segmenter_checkpoint, member_checkpoints, out=None
     else:
         pipeline = assemble_pipeline(segmenter, members, class_names, ensemble, tie_break=tie_break,
                                      preprocessing=preprocessing, validation_scores=val_scores)
-    segmenter_summary = TrainingCheckpoint(segmenter_checkpoint).read_summary()
+    segmenter_summary = TrainingCheckpoint.of(segmenter_checkpoint).read_summary()
     training = {
         "recipe": {
             "paper": PAPER,

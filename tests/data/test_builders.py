@@ -598,7 +598,7 @@ def test_a_shared_manifest_naming_a_column_twice_is_refused(tmp_path):
     "text, years",
     [("54", 54.0), ("050Y", 50.0), ("early 40s", 40.0), ("54 yo", 54.0), ("90+", 90.0), ("18 months", 1.5),
      ("20 mo", 1.67), ("006M", 0.5), ("3 wk", 0.06), ("30 days", 0.08), ("24 hrs", 0.0), ("unknown", None),
-     ("45M", 45.0), ("45 M", 45.0), ("17 Jahre", 17.0), ("60 or older", 60.0), ("-1", None)],  # a lone M may be the sex
+     ("45M", 45.0), ("45 M", 45.0), ("17 Jahre", 17.0), ("60 or older", 60.0), ("-1", None), ("\u22121", None)],  # a lone M may be the sex
 )
 def test_ages_in_months_weeks_or_days_are_not_read_as_years(text, years):
     from keras_covidcxr.data.vocabulary import parse_age
@@ -613,7 +613,9 @@ def test_ages_in_months_weeks_or_days_are_not_read_as_years(text, years):
      ("Pre-COVID", None), ("post-covid", None), ("COVID-free", None), ("COVID(-)", None), ("COVID -ve", None),
      ("covid19-", None), ("COVID ruled out", None), ("COVID-19 excluded", None), ("COVID suspected", None),
      ("NormalNonCovid", None), ("PneumoniaNonCOVID", None), ("covid negative", None), ("Non-COVID", None),
-     ("Normal", "normal"), ("Viral Pneumonia", "pneumonia")],
+     ("PreCovid", None), ("PostCovid", None), ("CovidFree", None), ("COVID not detected", None),
+     ("no evidence of covid", None), ("SARS-CoV-2 neg", None), ("covid pending", None), ("COVID?", None),
+     ("COVID-19 pre-treatment", "covid"), ("Normal", "normal"), ("Viral Pneumonia", "pneumonia")],
 )
 def test_covid_counts_only_when_named_plainly(name, label):
     # "Pre-COVID" holds pre-pandemic controls: read as covid, a whole control folder would be mislabelled

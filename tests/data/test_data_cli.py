@@ -2,6 +2,7 @@
 
 import csv
 import json
+import os
 
 import pytest
 from covidcxr_cli.data_commands import data_app
@@ -148,6 +149,11 @@ def test_split_says_which_images_it_could_not_read(runner, tmp_path, chest_like,
     assert "warning: 2 of 6 images could not be read and were not compared" in " ".join(some.stderr.split())
     bad = runner.invoke(data_app, [*args, "--overwrite", "--fractions", "0.8,0.1,0.2"])
     assert bad.exit_code == 2 and "summing to 1" in bad.output and "could not be read" not in bad.output
+    if os.path.isdir("/proc/self"):  # a folder where no file can be made, even by root: refused before the work
+        nowhere = runner.invoke(data_app, [*args[:2], "--out", "/proc/split.csv"])
+        assert nowhere.exit_code == 2 and "could not be read" not in nowhere.output
+        assert "/proc/split.csv: cannot write the split manifest (--out): /proc is not writable" in " ".join(
+            nowhere.output.split())
 
 
 def test_a_build_that_keeps_no_image_writes_nothing_and_says_why(runner, tmp_path, chest_like, write_png):

@@ -16,24 +16,28 @@ def test_an_unfinished_run_is_refused_where_a_finished_one_is_needed(tmp_path):
     with pytest.raises(ConfigError, match="its classifier training has not finished .* rerun its `covidcxr train "
                                           "classifier` command to finish it"):
         TrainingCheckpoint(run).require_finished("classifier")
+    with pytest.raises(ConfigError, match="has not finished"):  # nor by naming its best/ folder
+        TrainingCheckpoint.of(run / "best").require_finished("classifier")
     TrainingCheckpoint(run).write_summary({"component": "classifier"})
-    TrainingCheckpoint(run).require_finished("classifier")
-    component = tmp_path / "best"  # a component folder (a run's best/ itself) has neither file
+    TrainingCheckpoint.of(run / "best").require_finished("classifier")
+    assert TrainingCheckpoint.of(run / "best").read_summary() == {"component": "classifier"}
+    component = tmp_path / "best"  # a component folder of no run has neither file
     component.mkdir()
     (component / "config.json").write_text("{}")
-    TrainingCheckpoint(component).require_finished("classifier")
+    TrainingCheckpoint.of(component).require_finished("classifier")
 
 
 def test_training_never_starts_in_a_folder_of_something_else(tmp_path):
     mine = tmp_path / "mine"
-    mine.mkdir()
-    (mine / "notes.txt").write_text("keep")
+    (mine / "best").mkdir(parents=True)  # a folder of the user's named like a run's: still the user's
+    (mine / "best" / "my_model.txt").write_text("keep")
+    (mine / "summary.json").write_text("")
     with pytest.raises(ConfigError, match="exists and is not a training run folder"):
         TrainingCheckpoint(mine).refuse_foreign_folder()
     preset = tmp_path / "preset"
     preset.mkdir()
     (preset / "metadata.json").write_text("{}")
-    with pytest.raises(ConfigError, match="is a preset, not a training run folder"):
+    with pytest.raises(ConfigError, match="is a preset"):
         TrainingCheckpoint(preset).refuse_foreign_folder()
     with pytest.raises(PresetError, match="is a preset, not a training run folder"):
         load_checkpoint(preset)  # given as --segmenter or --member
@@ -42,7 +46,7 @@ def test_training_never_starts_in_a_folder_of_something_else(tmp_path):
     (tmp_path / "run" / RUN_FILE).write_text(json.dumps({"component": "segmenter"}))
     for fine in (tmp_path / "absent", tmp_path / "empty", tmp_path / "run"):
         TrainingCheckpoint(fine).refuse_foreign_folder()
-    assert (mine / "notes.txt").read_text() == "keep"
+    assert (mine / "best" / "my_model.txt").read_text() == "keep"
 
 
 def test_members_that_disagree_are_named_with_what_differs():

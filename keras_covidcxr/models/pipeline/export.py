@@ -116,12 +116,14 @@ def export_pipeline(pipeline, folder, format="onnx", overwrite=False):
 GRAPH_INPUTS = {
     "segmenter": "the decoded gray film in [0, 1], resized (bilinear) to segmenter_size, then standardised per image, "
                  "(x - mean) / std; output: each pixel's lung probability "
-                 "(keras_covidcxr.preprocessing.model_inputs.segmenter_input)",
+                 "(keras_covidcxr.preprocessing.model_inputs.segmenter_input). With input_contract.check_inverted it "
+                 "runs a second time on the negated input (the film's negative) for the inverted-film check",
     "ensemble": "the film masked as config.preprocessing says (masking 'bbox': cropped to the lung mask's box widened "
                 "by bbox_margin; 'hard': zero outside the lungs; unmasked when the mask is implausible and "
-                "fall_back_to_unmasked), the lung mask being the segmenter's output resized to the film, thresholded "
-                "at mask_threshold and trimmed to keep_largest_pieces; then resized (bilinear) to classifier_size, "
-                "gray in [0, 1], standardised per image when standardize "
+                "fall_back_to_unmasked), the lung mask being the segmenter's output resized (bilinear) to the film, "
+                "then thresholded at mask_threshold and trimmed to keep_largest_pieces; then resized (bilinear) to "
+                "classifier_size, gray in [0, 1], standardised per image when standardize, the gray copied into "
+                "three channels when classifier_channels is 3 "
                 "(keras_covidcxr.preprocessing.model_inputs.classifier_input). Its `label` output applies the raw "
                 "ensemble threshold only; the decision is decision_rule (calibration, refer band, input checks), as "
                 "ExportedPipeline applies it",
