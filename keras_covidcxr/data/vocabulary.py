@@ -69,6 +69,10 @@ _NOT_PLAINLY_COVID = re.compile(
 )
 
 
+# Views of CT slices (ieee8023 lists them beside its X-rays): no chest X-ray view at all.
+CT_VIEWS = ("axial", "coronal", "sagittal", "ct")
+
+
 def normalize_view(text):
     """`PA`, `AP`, `AP Supine`, `L` or `unknown` for a view written any common way."""
     key = re.sub(r"[\s_]+", " ", str(text or "")).strip().lower()

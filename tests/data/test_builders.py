@@ -549,6 +549,7 @@ def test_shared_cxr_manifest(tmp_path, chest_like, write_png):
         "seg/images/nomask.png,seg,unknown,figure1:COVID-1,AP Supine,50,agchung/Figure1,n.png,\n"
         "cls/images/gone.png,cls,covid,figure1:COVID-2,AP,,agchung/Figure1,g.png,\n"
         "extra/images/lat.png,bad_input,covid,ieee8023:9,L,,x,y,\n"
+        "cls/images/a.png,cls,covid,ieee8023:3,Axial,40,x,y,\n"  # a CT slice: no view of a chest X-ray
     )
     manifest, report = from_shared_cxr_manifest(tmp_path / "manifest.csv")
     assert [(r.task, r.path, r.mask_path, r.label, r.source, r.view, r.age) for r in manifest] == [
@@ -561,6 +562,7 @@ def test_shared_cxr_manifest(tmp_path, chest_like, write_png):
     assert why["seg/images/nomask.png"] == "mask file not found"
     assert why["cls/images/gone.png"] == "image file not found"
     assert why["extra/images/lat.png"] == "task 'bad_input' is not seg/cls"
+    assert "view 'Axial': a CT slice, not a chest X-ray" in report.summary()
     assert report.to_dict()["kept_by_label"] == {"covid": 2, "normal": 1}
     # the same film kept for both tasks is two rows: the summary counts each task apart
     assert report.to_dict()["kept_by_task"] == {"seg": {"covid": 1}, "cls": {"covid": 1, "normal": 1}}

@@ -27,7 +27,7 @@ from keras_covidcxr.data.manifest import (
     ManifestRow,
     refuse_repeated_columns,
 )
-from keras_covidcxr.data.vocabulary import normalize_sex, normalize_view, parse_age
+from keras_covidcxr.data.vocabulary import CT_VIEWS, normalize_sex, normalize_view, parse_age
 
 _REQUIRED = ("file", "task", "label", "patient_id")
 
@@ -85,6 +85,10 @@ def from_shared_cxr_manifest(csv_path, progress=None):
                 continue
             if task == "cls" and label is None:
                 report.drop(where, "cls row without a known label")
+                continue
+            view = (record.get("view") or "").strip()
+            if view.lower() in CT_VIEWS:  # ieee8023 lists CT slices beside its X-rays
+                report.drop(where, f"view {view!r}: a CT slice, not a chest X-ray")
                 continue
             key = (os.path.normpath(path), task)  # "./a.png" is "a.png"
             if key in seen:
