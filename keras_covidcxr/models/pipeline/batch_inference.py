@@ -41,17 +41,12 @@ _OWN_TRACING_NOTICE = _OwnTracingNotice()
 def run_padded(model, batch, batch_size):
     """Run `model` on `batch`; outputs cut back to the batch.
 
-    On TensorFlow the traced function takes any batch size: nothing is padded. Other backends compile
-    each new shape, so a batch is padded to a multiple of `batch_size`, and a shorter one (a single film)
-    only to the next power of two: a few shapes, not seven blank films beside one.
+    On TensorFlow the traced function takes any batch size: nothing is padded (a single film padded to
+    a batch of 8 cost the work of 8). Other backends compile each new shape (JAX: seconds each), so a
+    batch is padded to a multiple of `batch_size` and one shape serves a whole run.
     """
     count = len(batch)
-    if keras.backend.backend() == "tensorflow" or count == 0:
-        padded = 0
-    elif count < batch_size:
-        padded = min(batch_size, 1 << (count - 1).bit_length()) - count
-    else:
-        padded = -count % batch_size
+    padded = 0 if keras.backend.backend() == "tensorflow" else -count % batch_size
     if padded:
         batch = np.concatenate([batch, np.zeros((padded, *batch.shape[1:]), batch.dtype)])
     return keras.tree.map_structure(lambda x: np.asarray(x)[:count], _inference(model, batch))
