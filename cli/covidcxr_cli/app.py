@@ -800,10 +800,22 @@ app.add_typer(train_app, name="train", help="Train the segmenter, the classifier
 app.command("finetune")(finetune)
 
 
+def _show_decoder_warning(message, category, filename, lineno, file=None, line=None, shown=warnings.showwarning):
+    """A warning raised while a file is decoded (pydicom's, Pillow's) is one line naming that file; others as usual."""
+    name = sys.modules.get("keras_covidcxr.io.image_loader") and keras_covidcxr.io.file_being_decoded()
+    if name is None:
+        return shown(message, category, filename, lineno, file, line)
+    stderr.print(f"[yellow]warning:[/] {escape(printable_text(f'{name}: ' + ' '.join(str(message).split())))}",
+                 soft_wrap=True)
+
+
 def main():
     # pydicom's notes on nonstandard header values ("Invalid value for VR CS: 'cr'") are for DICOM
     # developers; the reader normalises what it uses and refuses what it cannot read, by file name.
     warnings.filterwarnings("ignore", message="Invalid value for VR", category=UserWarning)
+    # the decoders' other notes, once for each file they concern, named by _show_decoder_warning
+    warnings.filterwarnings("always", category=UserWarning, module=r"(pydicom|PIL)(\.|$)")
+    warnings.showwarning = _show_decoder_warning
     try:
         app()
     except SystemExit as exiting:

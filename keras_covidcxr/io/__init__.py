@@ -15,6 +15,7 @@ from keras_covidcxr._lazy_exports import lazy_exports
 _LAZY = {
     "load_image": "keras_covidcxr.io.image_loader",
     "LoadedImage": "keras_covidcxr.io.image_loader",
+    "file_being_decoded": "keras_covidcxr.io.image_loader",
     "pixels_from_array": "keras_covidcxr.io.array_input",
     "save_overlays": "keras_covidcxr.io.overlays",
     "printable_text": "keras_covidcxr.io.overlay_captions",

@@ -10,6 +10,7 @@ import contextlib
 import dataclasses
 import os
 import re
+import threading
 import warnings
 from pathlib import Path
 
@@ -188,9 +189,24 @@ def _read_head(path, name):
     return head
 
 
+_DECODING = threading.local()  # the file each thread is decoding: decoders warn without naming it
+
+
+def file_being_decoded():
+    """The name of the image file this thread is decoding, or None, for a warnings hook to name the file a
+    decoder's warning is about (pydicom's and Pillow's do not; the reader threads decode several at once).
+
+    Example:
+        >>> file_being_decoded() is None
+        True
+    """
+    return getattr(_DECODING, "name", None)
+
+
 @contextlib.contextmanager
 def _decode_errors(name):
-    """Turn whatever a decoder raises into a typed error naming the file."""
+    """Turn whatever a decoder raises into a typed error naming the file; `file_being_decoded` names it meanwhile."""
+    outer, _DECODING.name = file_being_decoded(), name
     try:
         yield
     except CovidCXRError:
@@ -208,6 +224,8 @@ def _decode_errors(name):
         # lines and name Python objects ("<_io.BytesIO object at 0x...>"): one line, without them
         detail = re.sub(r"\s+", " ", re.sub(r"<[^<>]* at 0x[0-9a-fA-F]+>", "", str(exc))).strip()
         raise ImageDecodeError(f"{name}: truncated or corrupt image ({type(exc).__name__}: {detail})") from exc
+    finally:
+        _DECODING.name = outer
 
 
 def _read_with_pillow(path, name, max_pixels, head):

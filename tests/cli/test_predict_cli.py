@@ -459,3 +459,36 @@ def test_without_out_films_are_predicted_in_chunks_whose_overlays_come_before_th
     assert chunks == [["chest0.png"], ["chest1.png"]]
     assert [json.loads(line)["source"] for line in result.stdout.splitlines()] == images
     assert len(list((tmp_path / "overlays").glob("*.png"))) == 4
+
+
+def test_a_decoders_warning_names_the_file_it_is_about_each_time(preset_dir, tmp_path, monkeypatch):
+    # pydicom warns "... 600 bytes of excess padding ..." without the file, once per run: which of a folder's films?
+    import warnings
+
+    pydicom = pytest.importorskip("pydicom")
+    from covidcxr_cli import app as cli_app
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+
+    for name in ("a.dcm", "b.dcm"):
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID, meta.TransferSyntaxUID = SecondaryCaptureImageStorage, ExplicitVRLittleEndian
+        meta.MediaStorageSOPInstanceUID = generate_uid()
+        ds = Dataset()
+        ds.file_meta, ds.SOPClassUID, ds.SOPInstanceUID = meta, meta.MediaStorageSOPClassUID, generate_uid()
+        ds.Modality, ds.ViewPosition, ds.Rows, ds.Columns = "DX", "PA", 256, 256
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        film = (np.random.default_rng(0).random((256, 256)) * 4095).astype(np.uint16)
+        ds.PixelData = film.tobytes() + bytes(600)
+        ds.save_as(tmp_path / name, enforce_file_format=True)
+    assert pydicom.dcmread(tmp_path / "a.dcm").Rows == 256
+    with warnings.catch_warnings():  # as `main` sets them up
+        warnings.filterwarnings("always", category=UserWarning, module=r"(pydicom|PIL)(\.|$)")
+        monkeypatch.setattr(warnings, "showwarning", cli_app._show_decoder_warning)
+        result = runner.invoke(app, ["predict", str(tmp_path / "a.dcm"), str(tmp_path / "b.dcm"), "--preset",
+                                     str(preset_dir), "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.stderr.splitlines() if "excess padding" in line]
+    assert len(lines) == 2 and lines[0].startswith(f"warning: {tmp_path / 'a.dcm'}: The pixel data is")
+    assert lines[1].startswith(f"warning: {tmp_path / 'b.dcm'}: ")
