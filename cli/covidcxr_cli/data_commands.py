@@ -369,6 +369,7 @@ def split_command(
     patient_strata(manifest, stratify_by)  # a wrong field is refused before the images are read
     _warn_about_patient_ids(manifest, ids_differing_only_in_case, stderr)
     if drop_refused:
+        rows_before = len(manifest)
         with _progress_bar("checking images") as progress:
             manifest, dropped = exclude_refused(
                 manifest, allow_pediatric=allow_pediatric, min_size=min_size, progress=progress
@@ -376,6 +377,8 @@ def split_command(
         for check, findings in dropped.items():
             stdout.print(f"dropped {len(findings)} ({check}): " + "; ".join(f.message for f in findings[:3])
                          + ("; ..." if len(findings) > 3 else ""), markup=False)
+        if dropped:  # the counts above are findings (a film and its mask each count): say the rows
+            stdout.print(f"kept {len(manifest)} of {rows_before} rows", markup=False)
     linked = []
     if link_duplicates:
         with _progress_bar("looking for re-uploaded pictures") as progress:

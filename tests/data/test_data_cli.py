@@ -406,6 +406,8 @@ def test_build_merge_split_audit_of_both_shared_folders_needs_no_hand_edits(
     assert result.exit_code == 0, result.output
     assert "dropped 1 (pediatric)" in result.stdout and "dropped 1 (image_too_small)" in result.stdout
     assert "child.png" in result.stdout and "tiny.png" in result.stdout
+    rows = len(read_manifest(merged))
+    assert f"kept {rows - 2} of {rows} rows" in result.stdout
     result = runner.invoke(data_app, ["audit", str(split), "--min-size", "224"])
     assert result.exit_code == 0, result.output
     kept = read_manifest(split)
