@@ -92,7 +92,7 @@ def _require(value, option, kind):
     return value
 
 
-def _refuse_one_file_twice(inputs, outputs):
+def _check_outputs(inputs, outputs):
     """Refuse an output that names an input or another output (both lists of (what, path)): it would replace it
     (with --overwrite, a manifest by its own audit report); or that cannot be written. Checked before any work."""
     import os
@@ -199,7 +199,7 @@ def build(
     stdout, _ = _consoles()
     if split is not None and split not in ("train", "val", "test"):
         raise ConfigError(f"--split {split!r}: use train, val or test")
-    _refuse_one_file_twice([(f"the {kind.value} input", source)],
+    _check_outputs([(f"the {kind.value} input", source)],
                            [("the manifest (--out)", out), ("the build report (--report)", report)])
     for path in (out, report):  # refuse before building: darwin writes masks while it builds
         if path is not None and path.exists() and not overwrite:
@@ -265,7 +265,7 @@ def merge_command(
     from keras_covidcxr.data import Manifest, read_manifest, write_manifest
 
     stdout, stderr = _consoles()
-    _refuse_one_file_twice([("an input manifest", path) for path in manifest_paths],
+    _check_outputs([("an input manifest", path) for path in manifest_paths],
                            [("the merged manifest (--out)", out)])
     root = out.parent
     rows, first_seen, patients_of = [], {}, []
@@ -347,7 +347,6 @@ def split_command(
         describe_splits,
         duplicate_groups,
         exclude_refused,
-        ids_differing_only_in_case,
         patient_strata,
         read_manifest,
         scan_images,
@@ -356,7 +355,7 @@ def split_command(
     )
 
     stdout, stderr = _consoles()
-    _refuse_one_file_twice([("the input manifest", manifest_path)], [("the split manifest (--out)", out)])
+    _check_outputs([("the input manifest", manifest_path)], [("the split manifest (--out)", out)])
     if out.exists() and not overwrite:  # before the images are read and linked, not after
         raise keras_covidcxr.data.DatasetError(f"{out}: already exists; pass --overwrite to replace it")
     wanted = check_fractions(_parse_fractions(fractions))
@@ -367,7 +366,7 @@ def split_command(
                      "new one (the input file is not changed; --keep-existing keeps them)", markup=False, soft_wrap=True)
     stratify_by = tuple(field.strip() for field in stratify.split(",") if field.strip())
     patient_strata(manifest, stratify_by)  # a wrong field is refused before the images are read
-    _warn_about_patient_ids(manifest, ids_differing_only_in_case, stderr)
+    _warn_about_patient_ids(manifest, stderr)
     if drop_refused:
         rows_before = len(manifest)
         with _progress_bar("checking images") as progress:
@@ -421,9 +420,11 @@ def split_command(
 _PLACEHOLDER_IDS = {"", "nan", "none", "null", "na", "n/a", "unknown", "-", "?"}
 
 
-def _warn_about_patient_ids(manifest, ids_differing_only_in_case, stderr):
+def _warn_about_patient_ids(manifest, stderr):
     """Say which patient ids the split reads as one patient though written differently, or as one though they are
     placeholders shared by many films."""
+    from keras_covidcxr.data import ids_differing_only_in_case
+
     same = ids_differing_only_in_case(manifest.patient_ids())
     if same:
         stderr.print(f"note: {len(same)} patient ids differ from another only in letter case (e.g. "
@@ -485,7 +486,7 @@ def audit_command(
         from keras_covidcxr.data.manifest import refuse_own_file
 
         stdout, _ = _consoles()
-        _refuse_one_file_twice([("the audited manifest", manifest_path)], [("the audit report (--json)", json_path)])
+        _check_outputs([("the audited manifest", manifest_path)], [("the audit report (--json)", json_path)])
         manifest = read_manifest(manifest_path)
         if json_path is not None and json_path.is_dir():
             raise keras_covidcxr.ConfigError(f"{json_path}: a folder; --json takes the report file's name")

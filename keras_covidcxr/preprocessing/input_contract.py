@@ -133,8 +133,10 @@ class InputContract:
         read more surely than its negative (by 0.027 at least, 0.197 typically), so each film's negative, given
         as a film, is flagged and none of the films.
         """
+        if not self.check_inverted:
+            return []
         own, negative = lung_certainty(probabilities, threshold), lung_certainty(negative_probabilities, threshold)
-        if not self.check_inverted or negative <= own + INVERSION_MARGIN:
+        if negative <= own + INVERSION_MARGIN:
             return []
         return [ContractProblem(
             "inverted", f"the film looks inverted (a negative: bones dark, lungs light): the lung segmenter reads its "
