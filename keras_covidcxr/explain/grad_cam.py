@@ -60,8 +60,17 @@ class GradCAM:
             )
         self._gradients = None  # the members' compiled gradient function, made on first use
 
+    def check_images(self, images):
+        """Refuse (ConfigError) images that are not a batch of the members' input shape."""
+        expected = tuple(self.members[0].input_shape[1:])
+        shape = tuple(int(d) for d in ops.shape(images))
+        if shape[1:] != expected:
+            raise ConfigError(f"GradCAM needs a batch of the members' inputs, (N, {', '.join(map(str, expected))}); "
+                              f"got an array of shape {shape}")
+
     def predicted_classes(self, images):
         """(batch,) int class index the model predicts for every image."""
+        self.check_images(images)
         outputs = self.model(ops.convert_to_tensor(images), training=False)
         if isinstance(outputs, dict):  # an ensemble: its own label (argmax, or p >= threshold)
             return ops.convert_to_numpy(outputs["label"]).astype("int64")
@@ -72,6 +81,7 @@ class GradCAM:
 
     def member_heatmaps(self, images, class_index):
         """{member name: (batch, height, width) heatmaps in [0, 1]} for one class."""
+        self.check_images(images)
         for member in self.members:
             if not 0 <= class_index < member.num_classes:
                 raise ConfigError(f"class_index {class_index} is not in 0..{member.num_classes - 1}")

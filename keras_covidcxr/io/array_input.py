@@ -74,9 +74,25 @@ def check_unit_range(pixels, name):
     finite = np.isfinite(pixels)
     if not finite.all():
         raise InputError(f"{name}: float pixels must be finite and lie in [0, 1]; {np.sum(~finite)} are NaN or infinite")
-    if pixels.min() < 0.0 or pixels.max() > 1.0:
-        raise InputError(f"{name}: float pixels must be finite and lie in [0, 1]; found {pixels.min():.4g} to "
-                         f"{pixels.max():.4g} (0-255 values? divide by 255, or pass uint8)")
+    low, high = float(pixels.min()), float(pixels.max())
+    if low < 0.0 or high > 1.0:
+        if low < -0.1:
+            hint = "values in [-1, 1] or standardised? rescale them to [0, 1]"
+        elif high > 2.0:
+            hint = "0-255 values? divide by 255, or pass uint8"
+        else:
+            hint = "a resize or filter may overshoot [0, 1]: clip the array to [0, 1]"
+        raise InputError(f"{name}: float pixels must be finite and lie in [0, 1]; found {_shown(low)} to "
+                         f"{_shown(high)} ({hint})")
+
+
+def _shown(value):
+    """`value` with the digits that tell it from 0 or 1 (1.0000001 is not shown as 1)."""
+    for digits in range(4, 10):
+        text = f"{value:.{digits}g}"
+        if float(text) != round(value) or value == round(value):
+            return text
+    return repr(value)
 
 
 def _luma(rgb):

@@ -64,7 +64,8 @@ class LoadedImage:
     the file does not say (plain images carry no modality, view, age or patient).
     `original_size` is (height, width) as loaded, after EXIF orientation.
     `bits`: for PNG, JPEG and other Pillow files the bit depth the pixels were scaled by: 8 for 8-bit
-    files; for 16-bit files the bits their largest value needs (12 for 12-bit data stored in 16), so
+    files; for 16-bit files the standard depth their 99.5th-percentile value needs (12 for 12-bit data
+    stored in 16; `scale_by_bits_used`), so
     such a film is not read 16 times too dark. For DICOM it is BitsAllocated as the file states it;
     DICOM pixels are scaled by their window or their own range (`voi` says which), not by `bits`.
     """
@@ -307,6 +308,9 @@ def _to_gray(image, name):
             raise ImageDecodeError(f"{name}: floating-point image holds NaN or infinite values")
         if values.min() >= 0.0 and values.max() <= 1.0:
             return values.astype(np.float32), 32
+        if values.min() >= 0.0 and values.max() <= 65535 and np.array_equal(values, np.round(values)):
+            # integer levels stored as floats (e.g. `Image.convert("F")` of an 8-bit film): read as those levels
+            return scale_by_bits_used(values.astype(np.uint16))
         return _min_max(values), 32
     if mode in ("P", "PA"):
         # Via RGBA so that palette transparency is dropped without Pillow's warning.

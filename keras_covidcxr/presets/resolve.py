@@ -31,6 +31,9 @@ def resolve_preset(handle):
     """
     from keras_covidcxr.presets.registry import registered_entry
 
+    if not isinstance(handle, (str, os.PathLike)):
+        raise PresetError(f"a preset handle is a folder, a registered name or hf://owner/repo (a str or Path), "
+                          f"not a {type(handle).__name__}")
     if not str(handle).strip():
         raise PresetError("an empty preset handle; give a preset folder, a registered name or hf://owner/repo")
     entry = registered_entry(str(handle))
@@ -63,7 +66,7 @@ def _resolve_handle(handle):
     if handle.startswith(HF_PREFIX):
         return _download_from_hub(handle)
     folder = Path(os.path.expanduser(handle))
-    if folder.is_dir():
+    if _is_folder(folder):
         return folder
     from keras_covidcxr.presets.registry import list_presets
 
@@ -74,6 +77,13 @@ def _resolve_handle(handle):
         + (f"did you mean {close[0]}? " if close else "")
         + f"registered names: {', '.join(names)} (`covidcxr presets` says which have weights)"
     )
+
+
+def _is_folder(path):
+    try:
+        return path.is_dir()
+    except OSError:  # a name too long to be a path (Python < 3.12 raises instead of answering False)
+        return False
 
 
 def _download_from_hub(handle):

@@ -109,6 +109,14 @@ def test_bad_targets_are_refused(images):
         GradCAM(object())
 
 
+def test_images_not_shaped_as_the_members_inputs_are_named(images):
+    explain = GradCAM(classifier(2))
+    for wrong in (images[0], images[..., :1], images[:, :-8, :-8]):
+        for class_index in (None, 1):
+            with pytest.raises(ConfigError, match=rf"\(N, {SIZE}, {SIZE}, 3\); got an array of shape"):
+                explain(wrong, class_index)
+
+
 @pytest.mark.parametrize("num_classes", [pytest.param(3, marks=pytest.mark.slow), 2])
 def test_the_default_class_is_each_images_predicted_class(images, num_classes):
     model = classifier(num_classes)

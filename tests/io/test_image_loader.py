@@ -160,6 +160,20 @@ def test_32_bit_int_tiff_beyond_16_bits_is_min_max_scaled(corpus):
     assert image.metadata["bits"] == 32
 
 
+def test_float_tiffs_holding_integer_levels_read_as_those_levels(corpus, tmp_path):
+    levels = np.array([[0, 4095], [3000, 100]], np.float32)
+    as_float = load_image(corpus.image("levels.tif", Image.fromarray(levels, mode="F")))
+    as_int = load_image(corpus.int32_tiff(values=levels.astype(np.int32)))
+    np.testing.assert_array_equal(as_float.pixels, as_int.pixels)  # 12-bit levels, scaled by 4095 both ways
+    assert as_float.metadata["bits"] == 12
+    eight_bit = np.array([[30, 200], [90, 120]], np.uint8)  # Image.convert("F") of an 8-bit film is not stretched
+    loaded = load_image(corpus.image("eight.tif", Image.fromarray(eight_bit).convert("F")))
+    np.testing.assert_allclose(loaded.pixels, eight_bit / 255, rtol=1e-6)
+    measured = np.array([[0.5, 2.25], [1.0, 4.5]], np.float32)  # no integer levels: the film's own range
+    np.testing.assert_allclose(load_image(corpus.image("measured.tif", Image.fromarray(measured, mode="F"))).pixels,
+                               (measured - 0.5) / 4.0, rtol=1e-6)
+
+
 def test_rgba_drops_alpha_but_keeps_the_rgb_of_transparent_pixels(corpus):
     image = load_image(corpus.rgba_png())
     np.testing.assert_allclose(image.pixels, [[_luma(255, 0, 0), 1.0]], rtol=1e-6)

@@ -306,3 +306,14 @@ def test_a_saved_preset_is_shareable_under_the_users_umask(pipeline, set_umask, 
     assert len([path for path in written if path.name == "model.safetensors"]) == 3
     for path in written:
         assert path.stat().st_mode & 0o777 == (0o750 if path.is_dir() else 0o640), path
+
+
+def test_a_destination_that_cannot_be_a_preset_is_named(pipeline, tmp_path):
+    for folder in (None, 42, ""):
+        with pytest.raises(PresetError, match="save_to_preset needs a folder path"):
+            pipeline.save_to_preset(folder)
+    blocked = tmp_path / "a_file"
+    blocked.write_text("not a folder")
+    with pytest.raises(OSError, match=r"cannot write the preset there: .*: '.*a_file/preset'") as error:
+        pipeline.save_to_preset(blocked / "preset")  # its parent is a file: the folder cannot be made
+    assert ".tmp" not in str(error.value) and blocked.read_text() == "not a folder"

@@ -66,6 +66,13 @@ def test_offline_without_a_cached_copy_is_a_clear_error(hf_cache):
         resolve_preset("hf://owner/tiny-covidcxr@v2")
 
 
+def test_a_handle_that_is_no_name_or_path_is_named():
+    with pytest.raises(PresetError, match="a str or Path.*not a dict"):
+        resolve_preset({"preset": "covidcxr_lite"})
+    with pytest.raises(PresetError, match="no such preset"):  # too long to be a file name: no OSError
+        resolve_preset("x" * 300)
+
+
 @pytest.mark.parametrize("handle", ["hf://noslash", "hf://a/b/c", "hf:///repo"])
 def test_malformed_hf_handles(handle):
     with pytest.raises(PresetError, match="expected hf://owner/repo"):

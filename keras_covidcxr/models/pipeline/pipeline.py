@@ -1,6 +1,7 @@
 """Segment -> mask -> classify -> ensemble -> explain, as one object with presets."""
 
 import datetime
+import os
 import warnings
 from pathlib import Path
 
@@ -379,6 +380,8 @@ class Pipeline(PredictionSteps):
         `covidcxr verify` re-checks. An existing folder is replaced only if it
         is an empty folder, or a preset and `overwrite=True`.
         """
+        if not isinstance(folder, (str, os.PathLike)) or not str(folder):
+            raise PresetError(f"save_to_preset needs a folder path (a str or Path), got {folder!r}")
         self.check_storable()
         config = self.get_config()
         components = {"segmenter": self.segmenter, **dict(zip(config["members"], self.ensemble.members))}
@@ -408,6 +411,8 @@ class Pipeline(PredictionSteps):
                 f"{folder}: exists and is not an empty folder"
                 + ("" if overwrite else " (pass overwrite=True, --overwrite, to replace an older preset)")
             ) from error
+        except OSError as error:  # still an OSError (disk full, permission), naming the preset, not its temporary
+            raise OSError(error.errno, f"cannot write the preset there: {error.strerror or error}", str(folder)) from error
         return Path(folder)
 
 

@@ -206,6 +206,8 @@ class PredictionSteps:
                 raise InputError(f"{result.source}: bytes holding a NUL byte are not a file name (for an image "
                                  f"file's contents, pass {NUL_HINT})")
             elif isinstance(image, (str, bytes, os.PathLike)):
+                if not os.fspath(image):  # Path("") would be the working folder
+                    raise InputError(f"{result.source}: an empty file name")
                 loaded = load_image(os.fsdecode(image))
             else:
                 raise InputError(f"{result.source}: not an image: a {type(image).__name__}; {IMAGE_KINDS}"
@@ -362,7 +364,7 @@ def _source_name(image, index):
     if isinstance(image, bytes) and b"\0" in image:
         return f"bytes[{index}]"  # an image file's contents, not its name
     if isinstance(image, (str, bytes, os.PathLike)):
-        return os.fsdecode(image)
+        return os.fsdecode(image) or f"image[{index}]"
     return getattr(image, "filename", None) or f"image[{index}]"  # a PIL image read from a file names it
 
 

@@ -22,6 +22,11 @@ class ResUnet(SerializableModel):
     paper most likely left them out of its count. Every unit changes the
     number of channels, so an identity shortcut is impossible: we keep them.
 
+    Its input is a film standardised per image (mean 0, standard deviation 1),
+    not gray [0, 1]: `keras_covidcxr.preprocessing.model_inputs.segmenter_input`
+    makes it from a gray [0, 1] film (a [0, 1] film fed directly gives masks
+    that miss most of the lungs). Its output is each pixel's lung probability.
+
     Args:
         input_size: side of the square input, divisible by 2**(len(filters)-1).
         input_channels: 1 for gray X-rays.
