@@ -11,6 +11,7 @@ Example:
 
 import contextlib
 import importlib.util
+import json
 import os
 import sys
 import tempfile
@@ -73,6 +74,9 @@ def missing_dependency(failure):
     The base install has only the light runtime; Keras, its backend and the packages of training,
     evaluation and figures come with `[tensorflow-cpu]` (or `[tensorflow]`, `[jax]`).
     """
+    if isinstance(failure, ValueError) and "Unable to import backend" in str(failure):
+        return MissingDependencyError(
+            f"{_backend_setting()} names no Keras backend: use tensorflow, jax or torch (lower case)")
     if not isinstance(failure, ImportError):
         return None
     package = (failure.name or "").split(".")[0]
@@ -83,12 +87,37 @@ def missing_dependency(failure):
             f"models, `covidcxr predict --exported FOLDER`): {install}"
         )
     if package in BACKEND_PACKAGES:
-        backend = os.environ.get("KERAS_BACKEND", "tensorflow")
+        backend = configured_backend()
         installed = [name for name in ("jax", "torch") if name != backend and importlib.util.find_spec(name)]
         fix = (f"set KERAS_BACKEND={installed[0]} to use the {installed[0]} installed here, or install one: {install}"
                if installed else f"install one: {install}")
         return MissingDependencyError(f"Keras cannot load its {backend} backend ({failure}); {fix}")
     return None
+
+
+def configured_backend():
+    """The backend Keras will load, as it decides: KERAS_BACKEND, else keras.json's, else tensorflow."""
+    return os.environ.get("KERAS_BACKEND") or _keras_json().get("backend") or "tensorflow"
+
+
+def _backend_setting():
+    if os.environ.get("KERAS_BACKEND"):
+        return f"KERAS_BACKEND={os.environ['KERAS_BACKEND']!r}"
+    return f"the backend {configured_backend()!r} of {_keras_json_path()}"
+
+
+def _keras_json_path():
+    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    return os.path.join(home, "keras.json")
+
+
+def _keras_json():
+    try:
+        with open(_keras_json_path()) as file:
+            settings = json.load(file)
+    except (OSError, ValueError):
+        return {}
+    return settings if isinstance(settings, dict) else {}
 
 
 def import_keras_quietly():

@@ -36,6 +36,7 @@ from keras_covidcxr.evaluation import rows_to_score
 from keras_covidcxr.inference.image_walk import path_is_there
 from keras_covidcxr.inference.results_file import meta_path
 from keras_covidcxr.io import printable_text
+from keras_covidcxr.samples import sample_images
 
 app = typer.Typer(
     name="covidcxr",
@@ -202,8 +203,10 @@ def _existing_images(images):
     paths = keras_covidcxr.find_images(images, same_files=same)  # first: it refuses an empty name
     missing = [image for image in images if not path_is_there(image)]
     if len(missing) == len(images):
+        installed = {path.name: path for path in sample_images()}.get(Path(missing[0]).name)
         raise keras_covidcxr.InputError(
             f"{missing[0]}: no such file or folder" + (f" (nor {len(missing) - 1} more)" if len(missing) > 1 else "")
+            + (f"; the bundled sample of that name is installed at {installed}" if installed else "")
         )
     if not [path for path in paths if path_is_there(path)]:
         raise keras_covidcxr.InputError(f"no image files in {', '.join(str(image) for image in images)}")
@@ -445,15 +448,13 @@ def export(
 ):
     """Export a preset's graphs (segmenter, ensemble, feature check) with the settings needed to run them."""
     with reported_errors(debug):
-        from keras_covidcxr.runtime.export_folder import check_export_destination
+        from keras_covidcxr.runtime.export_folder import check_export_destination, check_export_writer
 
         check_export_destination(out, export_format, overwrite)
         keras_covidcxr.read_preset_metadata(preset)
         check_writable_folder(out.absolute(), f"{out}: cannot write the export")
+        check_export_writer(export_format)  # before the backend's and the model's seconds of loading
     with reported_errors(debug, needs_keras=True):
-        from keras_covidcxr.models.pipeline.export import check_export_backend
-
-        check_export_backend(export_format)  # before the model's seconds of loading
         pipeline = _load_pipeline(preset, allow_untrained)
         pipeline.export(out, format=export_format, overwrite=overwrite)
     hint = f"; run it with: covidcxr predict IMAGE --exported {out}" if export_format in ("onnx", "litert") else ""
@@ -470,6 +471,8 @@ def presets(debug: bool = DEBUG):
         console.print(f"[bold]{name}[/]{default}", soft_wrap=True)
         console.print(f"  trained weights: {_weights_status(name, metadata)}", soft_wrap=True)
         console.print(f"  {escape(metadata.get('description', ''))}", soft_wrap=True)
+        if metadata.get("license"):
+            console.print(f"  weights licence: {escape(metadata['license'])}", soft_wrap=True)
     console.print(
         "Any preset folder or hf://owner/repo[@rev] handle works too. Research use only, not for diagnosis.",
         soft_wrap=True,
@@ -593,6 +596,9 @@ def preset_summary(handle, metadata):
                           if isinstance(n, dict))
         lines.append(f"  caution: {shown} belong to patients the parent was trained on: these figures are optimistic")
     lines.append(f"  {_describe_input(metadata.get('input') or {})}")
+    licence = (keras_covidcxr.list_presets().get(handle) or {}).get("license")
+    if licence:  # a registered preset's weights have their own terms (THIRD_PARTY_NOTICES.md)
+        lines.append(f"  weights licence: {licence}")
     lines.append(
         f"  made with keras-covidcxr {metadata.get('package_version')}, Keras {metadata.get('keras_version')} "
         f"({metadata.get('backend')}), {metadata.get('created')}"

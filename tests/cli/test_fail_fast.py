@@ -160,3 +160,19 @@ def test_finetune_usage_errors_arrive_before_the_backend_loads(case, message, tm
     assert result["code"] == 2 and not result["heavy"], result
     assert message in " ".join(result["stderr"].split()) and result["stderr"].startswith("error:"), result
     assert sorted(path.stat().st_mtime_ns for path in preset_dir.rglob("*")) == before  # the parent untouched
+
+
+def test_an_export_the_backend_cannot_write_is_refused_before_it_loads(tmp_path, preset_dir, monkeypatch):
+    monkeypatch.setenv("KERAS_BACKEND", "jax")
+    result = run_cli("export", preset_dir, tmp_path / "new", "--format", "onnx")
+    assert result["code"] == 2 and result["heavy"] == [], result
+    assert result["stderr"].startswith("error: this package cannot export onnx from the jax backend"), result
+
+
+def test_a_missing_sample_path_says_where_the_installed_sample_is(tmp_path, monkeypatch):
+    from keras_covidcxr.samples import SAMPLES_DIR
+
+    monkeypatch.chdir(tmp_path)  # outside a source checkout, where the README's relative path does not exist
+    result = run_cli("predict", "keras_covidcxr/samples/chest_xray_covid_pa.png")
+    assert result["code"] == 2 and result["heavy"] == [], result
+    assert f"the bundled sample of that name is installed at {SAMPLES_DIR / 'chest_xray_covid_pa.png'}" in result["stderr"]

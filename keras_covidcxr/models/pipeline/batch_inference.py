@@ -24,6 +24,7 @@ import keras
 import numpy as np
 
 _TRACED = weakref.WeakKeyDictionary()  # model -> {(item shape, dtype): tf.function}
+_COMPILED_SIZES = weakref.WeakKeyDictionary()  # model -> the batch sizes it ran at (backends other than TensorFlow)
 
 
 class _OwnTracingNotice(logging.Filter):
@@ -43,13 +44,25 @@ def run_padded(model, batch, batch_size):
 
     On TensorFlow the traced function takes any batch size: nothing is padded (a single film padded to
     a batch of 8 cost the work of 8). Other backends compile each new shape (JAX: seconds each), so a
-    batch is padded to a multiple of `batch_size` and one shape serves a whole run.
+    batch is padded to the smallest size this model already ran at that holds it, else to a multiple of
+    `batch_size`, and one shape serves a whole run; a model's first batch shorter than `batch_size` (a
+    single film) runs as it is.
     """
     count = len(batch)
-    padded = 0 if keras.backend.backend() == "tensorflow" else -count % batch_size
+    padded = 0 if keras.backend.backend() == "tensorflow" else _compiled_size(model, count, batch_size) - count
     if padded:
         batch = np.concatenate([batch, np.zeros((padded, *batch.shape[1:]), batch.dtype)])
     return keras.tree.map_structure(lambda x: np.asarray(x)[:count], _inference(model, batch))
+
+
+def _compiled_size(model, count, batch_size):
+    """The batch size to run `count` items at on a backend that compiles each new shape."""
+    sizes = _COMPILED_SIZES.setdefault(model, set())
+    whole_batches = -(-count // batch_size) * batch_size
+    fitting = [size for size in sizes if count <= size <= whole_batches]
+    size = min(fitting) if fitting else count if not sizes and count < batch_size else whole_batches
+    sizes.add(size)
+    return size
 
 
 def _inference(model, batch):

@@ -15,7 +15,6 @@ Example:
     >>> export_pipeline(pipeline, "covidcxr_lite_onnx", format="onnx")  # doctest: +SKIP
 """
 
-import importlib.util
 import json
 import warnings
 
@@ -26,34 +25,21 @@ from keras_covidcxr.errors import ConfigError, MissingDependencyError, OutputExi
 from keras_covidcxr.io.atomic import atomic_directory
 from keras_covidcxr.presets.checksums import checksum_tree
 from keras_covidcxr.runtime.export_folder import (
+    BACKENDS,  # noqa: F401  (read from here by callers)
     EXPORT_FILE,
     EXPORT_VERSION,
     FORMATS,
     check_export_destination,
+    check_export_writer,
     replaceable_export_folder,
     settings_sha256,
 )
 from keras_covidcxr.version import __version__
 
-# The backends whose Keras exporter writes each format as this package reads it: a variable batch size and, for
-# ONNX, the graph outputs named (Keras writes ONNX from JAX with jax2onnx, whose outputs are "v_0", "convert_out_0",
-# ..., and LiteRT from PyTorch with a fixed batch size). TensorFlow itself writes every format: it must be installed.
-BACKENDS = {"onnx": ("tensorflow",), "litert": ("tensorflow",), "tf_saved_model": ("tensorflow", "jax", "torch")}
-
 
 def check_export_backend(format, backend=None):
     """Refuse, before any model loads, a format the Keras backend in use (or `backend`) cannot export as needed."""
-    backend = backend or keras.backend.backend()
-    if importlib.util.find_spec("tensorflow") is None:
-        raise MissingDependencyError(
-            f"exporting {format} needs TensorFlow, which writes every format from any backend: install it with pip "
-            "install \"keras-covidcxr[export,tensorflow-cpu]\" and run the export with KERAS_BACKEND=tensorflow")
-    if format in BACKENDS and backend not in BACKENDS[format]:
-        working = " or ".join(f"KERAS_BACKEND={name}" for name in BACKENDS[format])
-        others = [name for name, backends in BACKENDS.items() if backend in backends]
-        raise ConfigError(f"this package cannot export {format} from the {backend} backend: run the export with "
-                          f"{working} (pip install \"keras-covidcxr[export,tensorflow-cpu]\")"
-                          + (f", or export {' or '.join(others)}" if others else ""))
+    check_export_writer(format, backend or keras.backend.backend())
 
 
 def export_pipeline(pipeline, folder, format="onnx", overwrite=False):

@@ -55,13 +55,16 @@ def test_a_process_that_loads_several_pipelines_hears_of_no_retracing(make_pipel
 
 def test_a_short_batch_is_padded_only_where_a_new_shape_costs_a_compilation(monkeypatch):
     # on TensorFlow one film at batch size 8 ran the models on eight (seven blank): the work of eight films
-    model = dense_model()
     seen = []
     monkeypatch.setattr(batch_inference, "_inference", lambda m, batch: seen.append(len(batch)) or m(batch))
-    for count in (1, 3, 8, 11):
-        out = run_padded(model, np.ones((count, 3), "float32"), 8)
-        assert np.asarray(out).shape == (count, 2)
-    if keras.backend.backend() == "tensorflow":
-        assert seen == [1, 3, 8, 11]  # the traced function takes any batch size
-    else:
-        assert seen == [8, 8, 8, 16]  # one compiled shape per run (JAX compiles each new one)
+    runs = {}
+    for counts in ((1, 3, 8, 11), (8, 3, 1, 11, 5)):
+        model, seen[:] = dense_model(), []
+        for count in counts:
+            out = run_padded(model, np.ones((count, 3), "float32"), 8)
+            assert np.asarray(out).shape == (count, 2)
+        runs[counts] = list(seen)
+    if keras.backend.backend() == "tensorflow":  # the traced function takes any batch size
+        assert runs == {(1, 3, 8, 11): [1, 3, 8, 11], (8, 3, 1, 11, 5): [8, 3, 1, 11, 5]}
+    else:  # JAX compiles each new shape: sizes already run at are reused; a first single film runs alone
+        assert runs == {(1, 3, 8, 11): [1, 8, 8, 16], (8, 3, 1, 11, 5): [8, 8, 8, 16, 8]}
