@@ -16,7 +16,7 @@ import os
 import sys
 import tempfile
 
-from keras_covidcxr.errors import MissingDependencyError
+from keras_covidcxr.errors import ConfigError, MissingDependencyError
 
 BACKEND_PACKAGES = ("keras", "tensorflow", "jax", "jaxlib", "torch")
 # The [keras] extra besides Keras itself (pyproject.toml), imported where they are used.
@@ -69,13 +69,14 @@ def muted_native_stderr():
 
 
 def missing_dependency(failure):
-    """The `MissingDependencyError` (saying what to install) for an ImportError of a Keras-path package, else None.
+    """The `MissingDependencyError` (saying what to install) for an ImportError of a Keras-path package, a
+    `ConfigError` for a backend name Keras does not know, else None.
 
     The base install has only the light runtime; Keras, its backend and the packages of training,
     evaluation and figures come with `[tensorflow-cpu]` (or `[tensorflow]`, `[jax]`).
     """
     if isinstance(failure, ValueError) and "Unable to import backend" in str(failure):
-        return MissingDependencyError(
+        return ConfigError(
             f"{_backend_setting()} names no Keras backend: use tensorflow, jax or torch (lower case)")
     if not isinstance(failure, ImportError):
         return None
@@ -96,8 +97,11 @@ def missing_dependency(failure):
 
 
 def configured_backend():
-    """The backend Keras will load, as it decides: KERAS_BACKEND, else keras.json's, else tensorflow."""
-    return os.environ.get("KERAS_BACKEND") or _keras_json().get("backend") or "tensorflow"
+    """The backend Keras loads, decided as Keras decides: a non-empty KERAS_BACKEND, else keras.json's, else
+    tensorflow (the one loaded, once Keras is imported)."""
+    if "keras" in sys.modules and hasattr(sys.modules["keras"], "backend"):
+        return sys.modules["keras"].backend.backend()
+    return os.environ.get("KERAS_BACKEND") or _keras_json().get("backend", "tensorflow")
 
 
 def _backend_setting():
@@ -107,8 +111,11 @@ def _backend_setting():
 
 
 def _keras_json_path():
-    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
-    return os.path.join(home, "keras.json")
+    """Where Keras reads keras.json: KERAS_HOME if set, else ~/.keras, or /tmp/.keras when ~ is not writable."""
+    if "KERAS_HOME" in os.environ:
+        return os.path.join(os.environ["KERAS_HOME"], "keras.json")
+    home = os.path.expanduser("~")
+    return os.path.join(home if os.access(home, os.W_OK) else "/tmp", ".keras", "keras.json")
 
 
 def _keras_json():

@@ -51,6 +51,7 @@ def test_a_backend_name_keras_does_not_know_is_named_with_where_it_was_set(monke
     from keras_covidcxr.quiet_import import missing_dependency
 
     unknown = ValueError("Unable to import backend : JAX")  # what Keras raises
+    monkeypatch.delitem(sys.modules, "keras", raising=False)  # as when its import failed: read from the settings
     monkeypatch.setenv("KERAS_BACKEND", "JAX")
     assert str(missing_dependency(unknown)) == ("KERAS_BACKEND='JAX' names no Keras backend: use tensorflow, jax or "
                                                 "torch (lower case)")

@@ -401,7 +401,9 @@ def evaluate(
         stderr.print(f"warning: the {split} split holds one class only: AUC is undefined (n/a) and the rates in "
                      "the report cover that class alone.", markup=False, soft_wrap=True)
     if evaluation.shortcut_suspected:
-        console.print("[bold red]Shortcut suspected:[/] the ensemble still scores well with the lungs blacked out.")
+        console.print("[bold red]Shortcut suspected:[/] the ensemble still scores well with the lungs blacked out"
+                      + (f" (only {evaluation.shortcut_probe['n_images']} images: too few to be sure)."
+                         if evaluation.too_few_to_probe else "."))
     elif evaluation.shortcut_possible:
         own = probe[evaluation.ensemble_key]
         low, high = own["auc_lungs_removed_ci"]
@@ -583,6 +585,8 @@ def preset_summary(handle, metadata):
     # a record without cross-validation was measured on the split the ensemble and threshold were fitted on
     figures = _headline_metrics(validation, () if said else ("validation split (the ensemble fitted there: optimistic)",))
     lines += [f"  {line}" for line in figures[:MAX_INFO_FIGURES]]
+    if figures and len(classes) > 2:
+        lines.append(f"  (sensitivity and specificity above: macro averages over the {len(classes)} classes)")
     if len(figures) > MAX_INFO_FIGURES:
         lines.append(f"  ... and {len(figures) - MAX_INFO_FIGURES} more figures (--json has them all)")
     recorded = _recorded_source_shortcut(training)

@@ -325,10 +325,10 @@ def ensemble(
                 manifest, segmenter_dir, members, out, ensemble=kind.value, method=method.value,
                 description=description, overwrite=overwrite, config=config,
             )
-        _print_validation(built.training, f"preset -> {out}")
+        _print_validation(built.training, f"preset -> {out}", built.pipeline.class_names)
 
 
-def _print_validation(training, title):
+def _print_validation(training, title, class_names):
     table = Table("model", "val accuracy", "val AUC", "sensitivity", "specificity", "weight", title=title,
                   title_justify="left")
     fit = training.get("ensemble_fit") or {}
@@ -338,6 +338,9 @@ def _print_validation(training, title):
         table.add_row(name, _fmt(values.get("accuracy")) or "-", _fmt(values.get("auc")) or "-",
                       _fmt(values.get("sensitivity")) or "-", _fmt(values.get("specificity")) or "-", weight)
     console.print(table)
+    console.print("On the validation split, which the fitting used (epochs, weights, thresholds): optimistic."
+                  + (f" Sensitivity and specificity: macro averages over the {len(class_names)} classes."
+                     if len(class_names) > 2 else ""), soft_wrap=True)
     if fit.get("threshold") is not None:
         console.print(f"operating threshold (Youden, val): {fit['threshold']:.4f}")
 
@@ -401,7 +404,9 @@ def finetune(
             check_class_names(class_names)
         for split in ("train", "val"):  # refused here, not after the backend's seconds of loading
             rows.split_rows("cls", split)
-    _without_onednn()
+    if recipe is not FinetuneRecipe.linear_probe:
+        # a linear probe trains no network: with predict's kernels its scores (thresholds sit on them) are predict's
+        _without_onednn()
     trains = checkpoints and recipe is not FinetuneRecipe.linear_probe  # a linear probe has no epochs to keep
     kept = f"{out} is not written (the parent preset is unchanged)" + (
         f"; {checkpoints} keeps the train recipe's last finished {_CLASSIFIER_UNIT}, if one finished: rerun the same "
@@ -425,7 +430,7 @@ def finetune(
         probe = result.training["recipe"]["members_recipe"] == "linear_probe"
         how = ("logistic-regression heads fitted on frozen features" if probe
                else "same classes, trained on from the preset's weights" if result.mode == "continue" else "new heads")
-        _print_validation(result.training, f"fine-tuned ({how}) -> {out}")
+        _print_validation(result.training, f"fine-tuned ({how}) -> {out}", result.pipeline.class_names)
 
 
 @contextlib.contextmanager

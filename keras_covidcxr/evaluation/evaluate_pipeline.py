@@ -10,6 +10,7 @@ import numpy as np
 from keras_covidcxr.data.class_names import class_name_for
 from keras_covidcxr.data.manifest import read_manifest
 from keras_covidcxr.data.source_shortcut import source_shortcut
+from keras_covidcxr.errors import InputError
 from keras_covidcxr.evaluation.split_rows import rows_to_score
 from keras_covidcxr.io.atomic import atomic_write
 from keras_covidcxr.metrics.bootstrap import percentile_interval, resample_patients
@@ -30,6 +31,9 @@ from keras_covidcxr.training.provenance import fitted_overlap
 SHORTCUT_AUC = 0.70
 REFERRED_COUNTED = "a referred image is counted by the label it would have had without the refer rule"
 PREDICTED = "predicted"  # the entry of `_score`'s scores that holds the pipeline's own labels (refer included)
+
+
+MIN_PROBE_IMAGES = 20  # fewer: the probe's verdicts are hedged whatever their intervals say
 
 
 @dataclasses.dataclass
@@ -55,6 +59,11 @@ class Evaluation:
         (its 95% interval excludes 0.5)."""
         entry = self.shortcut_probe.get("score_sets", {}).get(self.ensemble_key, {})
         return not self.shortcut_suspected and bool(entry.get("above_chance_without_lungs"))
+
+    @property
+    def too_few_to_probe(self):
+        """The probe scored fewer than `MIN_PROBE_IMAGES` images: its verdicts are hedged."""
+        return bool(self.shortcut_probe) and self.shortcut_probe.get("n_images", 0) < MIN_PROBE_IMAGES
 
 
 def training_overlap(pipeline, rows):
@@ -126,6 +135,9 @@ def evaluate_pipeline(
     is_positive = np.array([label == names[positive] for label in truth])
 
     kept, scores, failed = _score(pipeline, paths, batch_size)
+    if not kept:  # nothing to report on: the reasons, not "no samples to score"
+        shown = "; ".join(_named(path, error) for path, error in failed[:3]) + ("; ..." if len(failed) > 3 else "")
+        raise InputError(f"none of the {len(rows)} images of the {split} split could be scored: {shown}")
     predicted = scores.pop(PREDICTED)
     referred = predicted == "refer"
     pick = np.array(kept, dtype=int)
@@ -144,8 +156,7 @@ def evaluate_pipeline(
             "files": [{"path": str(path), "error": error} for path, error in failed],
         }, [f"**{len(failed)} of the split's {len(rows)} images could not be scored** and are left out of every "
             "figure in this report:", "",
-            *[f"- {error}" if str(error).startswith(str(path)) else f"- {path}: {error}"  # errors name their file
-              for path, error in failed]])
+            *[f"- {_named(path, error)}" for path, error in failed]])
     rule = pipeline.decision_rule
     sections["decision_rule"] = ReportSection("The pipeline's decision rule", rule.to_dict(), [
         f"The preset's labels: {rule.describe()}. The tables above score each model's hard labels as the "
@@ -229,6 +240,11 @@ def _what_is_evaluated(pipeline, manifest, split):
             "manifest_sha256": sha256_of_file(path) if path and os.path.isfile(path) else None,
             "split": split, "package_version": __version__,
             **({"fine_tuned_from": fine_tuned_from} if fine_tuned_from else {})}
+
+
+def _named(path, error):
+    """An image's error naming its file once (most errors name it already)."""
+    return str(error) if str(error).startswith(str(path)) else f"{path}: {error}"
 
 
 def _title(split, n_rows, failed, overlap, confounding):
@@ -391,12 +407,15 @@ def _probe_markdown(probe, ensemble_key):
     above_chance = [name for name, entry in probe["score_sets"].items()
                     if not entry["shortcut_suspected"] and entry["above_chance_without_lungs"]]
     lines.append("")
-    uncertain = [name for name in suspected if (probe["score_sets"][name]["auc_lungs_removed_ci"] or [0.5])[0] <= 0.5]
+    few = probe["n_images"] < MIN_PROBE_IMAGES  # a resampled interval of a handful of films says nothing
+    uncertain = suspected if few else [
+        name for name in suspected if (probe["score_sets"][name]["auc_lungs_removed_ci"] or [0.5])[0] <= 0.5]
     if suspected:
         lines.append(f"**Shortcut suspected for {', '.join(suspected)}.** Their scores do not rest on the lungs alone.")
         if uncertain:
-            lines.append(f"For {', '.join(uncertain)} the interval still reaches chance (0.5): too few images to be "
-                         "sure; rerun on more.")
+            why = (f"only {probe['n_images']} images were probed" if few
+                   else "the interval still reaches chance (0.5)")
+            lines.append(f"For {', '.join(uncertain)} {why}: too few images to be sure; rerun on more.")
     elif all(entry["auc_lungs_removed"] is None for entry in probe["score_sets"].values()):
         lines.append("AUC is undefined here (the images hold one class only): the probe cannot tell.")
     else:
@@ -427,7 +446,8 @@ def _write_scores_csv(path, image_paths, rows, predicted, scores, class_names, p
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(["path", "patient_id", "label", "predicted_label", *(title for _, _, title in columns)])
         for i, (image_path, row) in enumerate(zip(image_paths, rows)):
-            values = [f"{scores[name][i, c]:.9g}" for name, c, _ in columns]
+            # every digit: a score on a threshold must read back on the same side of it
+            values = [repr(float(scores[name][i, c])) for name, c, _ in columns]
             writer.writerow([str(image_path), row.patient_id, row.label, predicted[i], *values])
 
 

@@ -3,7 +3,7 @@
 import numpy as np
 from keras import ops
 
-from keras_covidcxr.errors import ConfigError
+from keras_covidcxr.errors import ConfigError, InputError
 from keras_covidcxr.explain.gradients import feature_gradient_function
 from keras_covidcxr.explain.upsampling import upsample_heatmaps
 from keras_covidcxr.preprocessing.resize import resize_image
@@ -61,11 +61,11 @@ class GradCAM:
         self._gradients = None  # the members' compiled gradient function, made on first use
 
     def check_images(self, images):
-        """Refuse (ConfigError) images that are not a batch of the members' input shape."""
+        """Refuse (InputError) images that are not a batch of the members' input shape."""
         expected = tuple(self.members[0].input_shape[1:])
         shape = tuple(int(d) for d in ops.shape(images))
         if shape[1:] != expected:
-            raise ConfigError(f"GradCAM needs a batch of the members' inputs, (N, {', '.join(map(str, expected))}); "
+            raise InputError(f"GradCAM needs a batch of the members' inputs, (N, {', '.join(map(str, expected))}); "
                               f"got an array of shape {shape}")
 
     def predicted_classes(self, images):

@@ -76,18 +76,24 @@ def check_unit_range(pixels, name):
         raise InputError(f"{name}: float pixels must be finite and lie in [0, 1]; {np.sum(~finite)} are NaN or infinite")
     low, high = float(pixels.min()), float(pixels.max())
     if low < 0.0 or high > 1.0:
-        if low < -0.1:
-            hint = "values in [-1, 1] or standardised? rescale them to [0, 1]"
-        elif high > 2.0:
-            hint = "0-255 values? divide by 255, or pass uint8"
-        else:
-            hint = "a resize or filter may overshoot [0, 1]: clip the array to [0, 1]"
         raise InputError(f"{name}: float pixels must be finite and lie in [0, 1]; found {_shown(low)} to "
-                         f"{_shown(high)} ({hint})")
+                         f"{_shown(high)} ({_range_hint(low, high)})")
+
+
+def _range_hint(low, high):
+    """What a float film outside [0, 1] most likely holds, and what to do about it."""
+    if low >= -0.1 and high <= 1.1:
+        return "a resize or filter may overshoot [0, 1]: clip the array to [0, 1]"
+    if low >= -0.1 and 2.0 < high <= 255.5:
+        return "0-255 values? divide by 255, or pass uint8"
+    if low >= -1.1 and high <= 1.1:
+        return "values in [-1, 1]? map them to [0, 1] with (x + 1) / 2"
+    return "rescale them to [0, 1], e.g. (x - x.min()) / (x.max() - x.min())"
 
 
 def _shown(value):
     """`value` with the digits that tell it from 0 or 1 (1.0000001 is not shown as 1)."""
+    value += 0.0  # -0.0 is shown as 0
     for digits in range(4, 10):
         text = f"{value:.{digits}g}"
         if float(text) != round(value) or value == round(value):

@@ -64,8 +64,8 @@ class LoadedImage:
     the file does not say (plain images carry no modality, view, age or patient).
     `original_size` is (height, width) as loaded, after EXIF orientation.
     `bits`: for PNG, JPEG and other Pillow files the bit depth the pixels were scaled by: 8 for 8-bit
-    files; for 16-bit files the standard depth their 99.5th-percentile value needs (12 for 12-bit data
-    stored in 16; `scale_by_bits_used`), so
+    files; for 16-bit files (and 32-bit ones holding integer levels within 16 bits, float TIFFs included) the
+    standard depth their 99.5th-percentile value needs (12 for 12-bit data stored in 16; `scale_by_bits_used`), so
     such a film is not read 16 times too dark. For DICOM it is BitsAllocated as the file states it;
     DICOM pixels are scaled by their window or their own range (`voi` says which), not by `bits`.
     """
@@ -298,20 +298,14 @@ def _to_gray(image, name):
     if mode in _SIXTEEN_BIT_MODES:
         return scale_by_bits_used(np.asarray(image))
     if mode == "I":
-        values = np.asarray(image, dtype=np.int64)
-        if values.min() >= 0 and values.max() <= 65535:
-            return scale_by_bits_used(values)  # at most 16-bit data in a 32-bit mode
-        return _min_max(values), 32
+        return _levels_or_min_max(np.asarray(image, dtype=np.int64))
     if mode == "F":
         values = np.asarray(image, dtype=np.float64)
         if not np.isfinite(values).all():
             raise ImageDecodeError(f"{name}: floating-point image holds NaN or infinite values")
         if values.min() >= 0.0 and values.max() <= 1.0:
             return values.astype(np.float32), 32
-        if values.min() >= 0.0 and values.max() <= 65535 and np.array_equal(values, np.round(values)):
-            # integer levels stored as floats (e.g. `Image.convert("F")` of an 8-bit film): read as those levels
-            return scale_by_bits_used(values.astype(np.uint16))
-        return _min_max(values), 32
+        return _levels_or_min_max(values)
     if mode in ("P", "PA"):
         # Via RGBA so that palette transparency is dropped without Pillow's warning.
         image = image.convert("RGBA")
@@ -320,6 +314,14 @@ def _to_gray(image, name):
     except ValueError as exc:
         raise UnsupportedImageError(f"{name}: pixel mode {mode!r} is not supported") from exc
     return np.asarray(gray).astype(np.float32) / 255.0, 8
+
+
+def _levels_or_min_max(values):
+    """32-bit pixels (integers, or floats holding integers as `Image.convert("F")` of an 8-bit film gives)
+    within 16 bits scaled by the bits they use, as 16-bit files are; any others stretched to their own range."""
+    if values.min() >= 0 and values.max() <= 65535 and np.array_equal(values, np.round(values)):
+        return scale_by_bits_used(values.astype(np.uint16))
+    return _min_max(values), 32
 
 
 def _min_max(values):

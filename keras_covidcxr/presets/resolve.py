@@ -33,7 +33,7 @@ def resolve_preset(handle):
 
     if not isinstance(handle, (str, os.PathLike)):
         raise PresetError(f"a preset handle is a folder, a registered name or hf://owner/repo (a str or Path), "
-                          f"not a {type(handle).__name__}")
+                          f"not {type(handle).__name__} {handle!r:.60}")
     if not str(handle).strip():
         raise PresetError("an empty preset handle; give a preset folder, a registered name or hf://owner/repo")
     entry = registered_entry(str(handle))
@@ -82,7 +82,7 @@ def _resolve_handle(handle):
 def _is_folder(path):
     try:
         return path.is_dir()
-    except OSError:  # a name too long to be a path (Python < 3.12 raises instead of answering False)
+    except OSError:  # a name too long to be a path: some Python versions raise instead of answering False
         return False
 
 

@@ -131,14 +131,15 @@ def validation_report(ensemble, inputs, labels, class_names, batch_size=32):
     """Metrics of the ensemble and of each member on un-augmented inputs (JSON-ready).
 
     Per model: accuracy, AUC, sensitivity, specificity (positive class for two classes, macro
-    averages otherwise; `metrics.classification_metrics`). The ensemble's two-class decision
-    uses its threshold.
+    averages otherwise; `metrics.classification_metrics`). Two-class decisions are each model's own:
+    a member's at its vote threshold (`ensemble.vote_thresholds`), the ensemble's at its threshold.
     """
     probs = member_probabilities(ensemble.members, inputs, batch_size)
     labels = np.asarray(labels, np.int64)
     report = {}
-    for name, member_probs in zip(ensemble.member_names, np.moveaxis(probs, 1, 0)):
-        report[name] = _summary(classification_metrics(labels, member_probs, class_names))
+    vote_at = ensemble.vote_thresholds if len(class_names) == 2 else [None] * len(ensemble.members)
+    for name, member_probs, threshold in zip(ensemble.member_names, np.moveaxis(probs, 1, 0), vote_at):
+        report[name] = _summary(classification_metrics(labels, member_probs, class_names, threshold=threshold))
     if isinstance(ensemble, WeightedAverageEnsemble):
         combined = np.einsum("nmc,m->nc", probs, np.asarray(ensemble.weights_normalised))
         threshold = ensemble.threshold if len(class_names) == 2 else None

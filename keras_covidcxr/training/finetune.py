@@ -261,8 +261,10 @@ def finetune(pipeline, manifest, out=None, class_names=None, config=None, manife
     # block, not a decorator, so that the warnings below still name the caller's line (stacklevel=2)
     with expected_retracing():
         say("masking the images with the preset's segmenter")
+        # the linear probe reads each training film once, un-augmented: its record must not list an augmentation
+        inputs_config = config.replace(augment=False) if recipe == "linear_probe" else config
         train, val, data_info = classifier_datasets(
-            manifest, pipeline.segmenter, class_names, pipeline.classifier_size, pipeline.preprocessing, config,
+            manifest, pipeline.segmenter, class_names, pipeline.classifier_size, pipeline.preprocessing, inputs_config,
             channels=pipeline.classifier_channels,
         )
         members, member_results = [], {}

@@ -21,6 +21,14 @@ def patient_digest(patient_id):
     return hashlib.sha256(str(patient_id).encode()).hexdigest()[:16]
 
 
+def _spellings(patient_id):
+    """The digests of an id as given, in lower case and in upper case: ids differing only in letter case are one
+    patient (`data.ids_differing_only_in_case`), and a digest cannot be case-folded after the fact (a stored
+    digest of a mixed-case id matches only that spelling; plain ids are compared case-folded)."""
+    text = str(patient_id)
+    return {patient_digest(text), patient_digest(text.lower()), patient_digest(text.upper())}
+
+
 def fitted_patient_digests(metadata):
     """The digests of the patients a preset's classifiers were fitted on (from its metadata's training.data,
     plain ids or digests), or None when it does not record them."""
@@ -36,8 +44,10 @@ def fitted_overlap(metadata, rows):
     fitted = fitted_patient_digests(metadata)
     if fitted is None:
         return None
-    shared = [row for row in rows if patient_digest(row.patient_id) in fitted]
-    return {"images": len(shared), "patients": len({row.patient_id for row in shared}), "of_images": len(rows)}
+    plain = {str(p).casefold() for p in metadata["training"]["data"].get(PLAIN_FIT_PATIENTS_KEY) or ()}
+    shared = [row for row in rows if str(row.patient_id).casefold() in plain or _spellings(row.patient_id) & fitted]
+    patients = {str(row.patient_id).casefold() for row in shared}
+    return {"images": len(shared), "patients": len(patients), "of_images": len(rows)}
 
 
 def rows_sha256(manifest):

@@ -175,4 +175,5 @@ def test_a_missing_sample_path_says_where_the_installed_sample_is(tmp_path, monk
     monkeypatch.chdir(tmp_path)  # outside a source checkout, where the README's relative path does not exist
     result = run_cli("predict", "keras_covidcxr/samples/chest_xray_covid_pa.png")
     assert result["code"] == 2 and result["heavy"] == [], result
-    assert f"the bundled sample of that name is installed at {SAMPLES_DIR / 'chest_xray_covid_pa.png'}" in result["stderr"]
+    installed = SAMPLES_DIR / "chest_xray_covid_pa.png"
+    assert f"the bundled sample of that name is installed at {installed}" in result["stderr"]

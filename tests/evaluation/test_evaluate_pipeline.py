@@ -125,6 +125,8 @@ def test_the_report_says_when_a_model_scores_well_without_lungs(loaded_pipeline,
     assert all(entry["auc_lungs_removed"] == 1.0 for entry in evaluation.shortcut_probe["score_sets"].values())
     markdown = (tmp_path / "r" / "report.md").read_text()
     assert "**Shortcut suspected for alpha, beta, weighted_average, majority_vote.**" in markdown
+    # twelve films: the verdict stands, hedged, whatever the resampled interval (here none) says
+    assert evaluation.too_few_to_probe and "only 12 images were probed: too few images to be sure" in markdown
     assert "This includes the preset's own ensemble (weighted_average)." in markdown
     assert "| 1.000 [no interval: the same on every resample, as for a perfect score or a class from one patient] | **yes** |" in markdown  # not [1.000, 1.000]
 
@@ -271,6 +273,34 @@ def test_evaluate_finds_the_overlap_from_hashed_patient_ids(loaded_pipeline, man
     evaluation = evaluate_pipeline(pipeline, read_manifest(manifest_path), tmp_path / "r", n_resamples=10,
                                    shortcut_probe=False)
     assert evaluation.training_overlap == {"images": 2, "patients": 1, "of_images": 12}
+
+
+def test_a_split_none_of_whose_images_can_be_read_names_them(loaded_pipeline, manifest_path, tmp_path):
+    from keras_covidcxr import InputError
+
+    broken = manifest_path.read_text().replace(",test\n", ",train\n").replace("p9,PA,src0,train", "p9,PA,src0,test")
+    (manifest_path.parent / "broken.csv").write_text(broken)
+    with pytest.raises(InputError, match=r"none of the 1 images of the test split could be scored: .*broken.png: "):
+        evaluate_pipeline(loaded_pipeline, manifest_path.parent / "broken.csv", tmp_path / "r", n_resamples=5)
+    assert not (tmp_path / "r").exists()
+
+
+def test_the_overlap_ignores_letter_case_in_patient_ids():
+    import types
+
+    from keras_covidcxr.training.provenance import (
+        FIT_PATIENTS_KEY,
+        PLAIN_FIT_PATIENTS_KEY,
+        fitted_overlap,
+        patient_digest,
+    )
+
+    metadata = {"training": {"data": {FIT_PATIENTS_KEY: [patient_digest("ieee8023:263"), patient_digest("NIH:7")]}}}
+    rows = [types.SimpleNamespace(patient_id=pid) for pid in ("IEEE8023:263", "Ieee8023:263", "nih:7", "nih:8")]
+    assert fitted_overlap(metadata, rows) == {"images": 3, "patients": 2, "of_images": 4}
+    plain = {"training": {"data": {PLAIN_FIT_PATIENTS_KEY: ["actualmed:ANON1"]}}}  # mixed case, stored as given
+    rows = [types.SimpleNamespace(patient_id=pid) for pid in ("ACTUALMED:anon1", "actualmed:anon1", "actualmed:2")]
+    assert fitted_overlap(plain, rows) == {"images": 2, "patients": 1, "of_images": 3}
 
 
 @pytest.mark.parametrize("threshold", [None, 0.3])

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from keras import ops
 
-from keras_covidcxr import ConfigError, CXRClassifier, GradCAM, WeightedAverageEnsemble
+from keras_covidcxr import ConfigError, CXRClassifier, GradCAM, InputError, WeightedAverageEnsemble
 from keras_covidcxr.explain.upsampling import upsample_heatmaps
 from keras_covidcxr.preprocessing.resize import resize_image
 
@@ -113,7 +113,7 @@ def test_images_not_shaped_as_the_members_inputs_are_named(images):
     explain = GradCAM(classifier(2))
     for wrong in (images[0], images[..., :1], images[:, :-8, :-8]):
         for class_index in (None, 1):
-            with pytest.raises(ConfigError, match=rf"\(N, {SIZE}, {SIZE}, 3\); got an array of shape"):
+            with pytest.raises(InputError, match=rf"\(N, {SIZE}, {SIZE}, 3\); got an array of shape"):
                 explain(wrong, class_index)
 
 

@@ -67,7 +67,7 @@ def test_offline_without_a_cached_copy_is_a_clear_error(hf_cache):
 
 
 def test_a_handle_that_is_no_name_or_path_is_named():
-    with pytest.raises(PresetError, match="a str or Path.*not a dict"):
+    with pytest.raises(PresetError, match=r"a str or Path\), not dict \{'preset'"):
         resolve_preset({"preset": "covidcxr_lite"})
     with pytest.raises(PresetError, match="no such preset"):  # too long to be a file name: no OSError
         resolve_preset("x" * 300)

@@ -224,6 +224,7 @@ def test_the_linear_probe_refits_the_head_on_frozen_features_of_a_copy(synthetic
     assert result.training["members"]["alpha"] == {"recipe": "linear_probe", "regularization": 0.05, "fitted_on": 12}
     recorded = result.training["recipe"]["config"]  # the probe's settings, not the gradient recipe's it never read
     assert recorded["batch_size"] == 4 and "epochs" not in recorded and "unfreeze_schedule" not in recorded
+    assert config.augment and result.training["data"]["classifier_inputs"]["augmentation"] is None  # none applied
     assert result.training["data"]["manifest"] == str(synthetic_manifest_path.resolve())
     # settings of the gradient recipe are named as unused, not silently dropped
     with pytest.warns(UserWarning, match=r"does not use head_epochs \(settings of recipe 'train'\)"):

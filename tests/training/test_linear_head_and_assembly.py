@@ -119,3 +119,19 @@ def _unit_range():
     from keras_covidcxr import PreprocessingConfig
 
     return PreprocessingConfig(standardize=False)
+
+
+def test_validation_figures_decide_each_member_at_its_own_vote_threshold(gray_members, monkeypatch):
+    from keras_covidcxr import WeightedAverageEnsemble
+    from keras_covidcxr.training import assembly
+
+    labels = np.array([0, 0, 1, 1])
+    scores = np.array([[0.55, 0.1], [0.60, 0.2], [0.80, 0.35], [0.90, 0.40]])  # (films, members) p(covid)
+    monkeypatch.setattr(assembly, "member_probabilities",
+                        lambda members, inputs, batch_size: np.stack([1 - scores, scores], axis=-1))
+    ensemble = WeightedAverageEnsemble(gray_members, threshold=0.5, member_thresholds=[0.7, 0.3])
+    report = assembly.validation_report(ensemble, np.zeros((4, 32, 32, 1), "float32"), labels,
+                                        ["non_covid", "covid"])
+    # at 0.5 the first would call both non-COVID films covid and the second miss both covid films
+    assert (report["first"]["sensitivity"], report["first"]["specificity"]) == (1.0, 1.0)
+    assert (report["second"]["sensitivity"], report["second"]["specificity"]) == (1.0, 1.0)

@@ -412,7 +412,9 @@ class Pipeline(PredictionSteps):
                 + ("" if overwrite else " (pass overwrite=True, --overwrite, to replace an older preset)")
             ) from error
         except OSError as error:  # still an OSError (disk full, permission), naming the preset, not its temporary
-            raise OSError(error.errno, f"cannot write the preset there: {error.strerror or error}", str(folder)) from error
+            if error.errno is None:
+                raise
+            raise OSError(error.errno, f"cannot write the preset there: {error.strerror}", str(folder)) from error
         return Path(folder)
 
 

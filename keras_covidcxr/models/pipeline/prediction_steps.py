@@ -206,7 +206,7 @@ class PredictionSteps:
                 raise InputError(f"{result.source}: bytes holding a NUL byte are not a file name (for an image "
                                  f"file's contents, pass {NUL_HINT})")
             elif isinstance(image, (str, bytes, os.PathLike)):
-                if not os.fspath(image):  # Path("") would be the working folder
+                if not os.fspath(image):  # "" would be read as the working folder
                     raise InputError(f"{result.source}: an empty file name")
                 loaded = load_image(os.fsdecode(image))
             else:

@@ -86,7 +86,8 @@ def test_a_loaded_image_made_by_hand_must_hold_what_load_image_gives(pipeline, c
     overshoot = film.copy()
     overshoot[0, 0] = np.nextafter(np.float32(1), np.float32(2))  # as a resize's rounding may leave it
     for pixels, reason in ((overshoot, r"to 1.0000001 \(a resize or filter may overshoot \[0, 1\]: clip"),
-                           (film * 2 - 1, r"\(values in \[-1, 1\] or standardised\? rescale them to \[0, 1\]\)")):
+                           (film * 2 - 1, r"\(values in \[-1, 1\]\? map them to \[0, 1\] with \(x \+ 1\) / 2\)"),
+                           (film * 2, r"found 0.\d+ to 1.\d+ \(rescale them to \[0, 1\]")):  # clipping would ruin it
         with pytest.raises(InputError, match=reason):
             pipeline.predict(pixels)
     with pytest.raises(InputError, match=r"^image\[0\]: an empty file name"):
