@@ -32,6 +32,10 @@ from keras_covidcxr.presets.preset_format import read_preset_metadata
 from keras_covidcxr.version import __version__
 
 
+# Decoded pixels at which a batch is predicted before it is full: 8 films of 2000 px, 2 of 4000 px.
+BATCH_PIXELS = 32_000_000
+
+
 @dataclasses.dataclass
 class PredictionSummary:
     """What a `predict_to_file` run did.
@@ -78,7 +82,8 @@ def predict_to_file(
 
     Reader threads hash and decode the next files while the model runs on the
     current batch; at most `2 * batch_size + workers` decoded images are alive
-    at a time, and each batch's rows are written to disk (one write, fsync)
+    at a time (a batch is predicted before it is full once it holds
+    `BATCH_PIXELS` decoded pixels: two 4000 px films), and each batch's rows are written to disk (one write, fsync)
     before the next batch is predicted, so memory does not grow with the
     number of files and a kill loses at most the batch being predicted.
 
@@ -143,9 +148,11 @@ def predict_to_file(
         while pending:
             batch.append(pending.popleft().result())
             read_ahead()
-            decoded = sum(item.image is not None for item in batch)
-            # a batch also closes on many skipped/failed files, so progress keeps moving on resume
-            if decoded == batch_size or len(batch) >= 4 * batch_size or not pending:
+            decoded = [item.image.pixels.size for item in batch if item.image is not None]
+            # a batch also closes on many skipped/failed files, so progress keeps moving on resume, and on many
+            # pixels, so that a folder of large films does not hold a batch of them (with masks, heatmaps) at once
+            if (len(decoded) == batch_size or sum(decoded) >= BATCH_PIXELS or len(batch) >= 4 * batch_size
+                    or not pending):
                 results.append(_predict_rows(pipeline, batch, batch_size, strict, summary, overlays, tta))
                 batch = []
                 if progress:

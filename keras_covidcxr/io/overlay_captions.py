@@ -67,7 +67,7 @@ def gradcam_caption(result):
         lines.append("; ".join(summary))
     if calibrated:
         lines.append(f"Calibrated to the share of {target} among the preset's own films: where {target} is rarer, a "
-                     "film's chance of it is lower than shown.")
+                     "film's chance of it is lower than shown. Where it is commoner, higher.")
     if len(members) > 1:
         votes_at = getattr(result, "vote_thresholds", None) or \
             (getattr(result, "decision", None) or {}).get("member_thresholds") or {}

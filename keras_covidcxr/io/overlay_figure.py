@@ -61,6 +61,10 @@ def caption_rows(caption_lines, figure_width):
                 row = word
             else:
                 row = f"{row} {word}" if row else word
+            while not fits(row):  # a word wider than the picture (a long file name): cut where it reaches the edge
+                cut = next(end for end in range(len(row) - 1, 0, -1) if fits(row[:end]))
+                rows.append((row[:cut], index == 0))
+                row = row[cut:]
         rows.append((row, index == 0))
     return rows
 

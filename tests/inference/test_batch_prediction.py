@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from keras_covidcxr import ConfigError, InputError, PredictionSummary, predict_to_file
+from keras_covidcxr import ConfigError, InputError, PredictionSummary, load_image, predict_to_file
 
 
 def read_rows(path):
@@ -87,6 +87,19 @@ def test_rows_reach_the_disk_batch_by_batch(loaded_pipeline, tmp_path, write_png
     summary = run(loaded_pipeline, [folder], out, progress=progress)
     assert summary.done == 2 * BATCH_SIZE + 1
     assert on_disk == [(0, 0), (BATCH_SIZE, BATCH_SIZE), (2 * BATCH_SIZE, 2 * BATCH_SIZE), (9, 9)]
+
+
+def test_a_batch_of_large_films_is_predicted_before_it_is_full(loaded_pipeline, tmp_path, write_png, monkeypatch):
+    from keras_covidcxr.inference import batch_prediction
+
+    folder = tmp_path / "scans"
+    for i in range(5):
+        write_png(folder / f"{i:02d}.png", seed=i)
+    pixels = load_image(folder / "00.png").pixels.size
+    monkeypatch.setattr(batch_prediction, "BATCH_PIXELS", 2 * pixels)  # two of these films fill the budget
+    out, on_disk = tmp_path / "results.csv", []
+    summary = run(loaded_pipeline, [folder], out, progress=lambda s: on_disk.append(len(read_rows(out))))
+    assert summary.done == 5 and on_disk == [0, 2, 4, 5]  # not one batch of BATCH_SIZE = 4, then 1
 
 
 def test_results_of_another_model_are_refused(loaded_pipeline, pipeline, tmp_path, write_png):

@@ -87,6 +87,13 @@ def test_a_very_narrow_film_still_gets_a_readable_caption():
     assert len(caption_rows(["Lung mask (tinted, magenta edge): 31.0% of the image"], picture.shape[1])) <= 2
 
 
+def test_a_file_name_wider_than_the_picture_is_cut_into_rows_not_off_its_edge():
+    name = "actualmed_" + "1234567890" * 12 + ".png"
+    rows = caption_rows([f"Film: {name}"], MIN_FIGURE_WIDTH)
+    assert len(rows) > 2 and "".join(text for text, _ in rows[1:]) == name and rows[0] == ("Film:", True)
+    assert all(len(caption_rows([text], MIN_FIGURE_WIDTH)) == 1 for text, _ in rows)  # each row fits
+
+
 def test_a_file_name_s_line_break_or_undecodable_byte_is_written_out_in_the_caption(recwarn):
     name = "scan\n" + os.fsdecode(b"lat\xe9.png")
     rows = caption_rows([f"Lung mask of {name}"], MIN_FIGURE_WIDTH)

@@ -293,7 +293,8 @@ class PredictionSteps:
         if flagged:
             result.warnings.append(("out_of_distribution", f"unlike the training films (feature distance "
                                     f"{distance:.3f} > {check.threshold:.3f}): is this a frontal chest X-ray? "
-                                    "Treat the answer with caution"))
+                                    + ("It is referred, not answered" if reasons else
+                                       "Treat the answer with caution")))
 
 
 def settings_from_config(config, read_out_of_distribution):
