@@ -31,7 +31,6 @@ from keras_covidcxr.presets.checksums import sha256_of_file
 from keras_covidcxr.presets.preset_format import read_preset_metadata
 from keras_covidcxr.version import __version__
 
-
 # Decoded pixels at which a batch is predicted before it is full: 8 films of 2000 px, 2 of 4000 px.
 BATCH_PIXELS = 32_000_000
 
