@@ -237,6 +237,13 @@ def _decode_pixels(pydicom, ds, name, max_pixels):
     photometric = str(ds.PhotometricInterpretation).strip().upper()
     if photometric not in {"MONOCHROME1", "MONOCHROME2"} | _COLOR_PHOTOMETRICS:
         raise UnsupportedImageError(f"{name}: photometric interpretation {photometric!r} is not supported")
+    stored, high_bit = ds.get("BitsStored"), ds.get("HighBit")
+    if stored not in (None, "") and high_bit not in (None, "") and int(high_bit) != int(stored) - 1:
+        raise UnsupportedImageError(f"{name}: HighBit {high_bit} with BitsStored {stored}: pixel data not aligned to "
+                                    "bit 0 is not supported")
+    for keyword in ("RescaleSlope", "RescaleIntercept"):
+        if ds.get(keyword) not in (None, "") and _number(ds.get(keyword)) is None:
+            raise UnsupportedImageError(f"{name}: {keyword} {str(ds.get(keyword))!r} is not a number")
     other_decoders = _check_decoder(pydicom, ds, name)
     try:
         arr = ds.pixel_array
@@ -278,11 +285,20 @@ def _padding(stored, ds):
     """Where the stored values are Pixel Padding Value (up to Pixel Padding Range Limit), or None."""
     if ds.get("PixelPaddingValue") is None:
         return None
-    low = int(ds.PixelPaddingValue)
-    high = int(ds.PixelPaddingRangeLimit) if ds.get("PixelPaddingRangeLimit") is not None else low
+    low = _as_stored(int(ds.PixelPaddingValue), ds)
+    high = _as_stored(int(ds.PixelPaddingRangeLimit), ds) if ds.get("PixelPaddingRangeLimit") is not None else low
     low, high = min(low, high), max(low, high)
     padding = (stored >= low) & (stored <= high)
     return padding if padding.any() else None
+
+
+def _as_stored(value, ds):
+    """A padding value as the stored pixels hold it: written as US (implicit VR cannot say SS), a signed film's
+    -32768 reads 32768."""
+    bits = int(ds.get("BitsAllocated") or 16)
+    if int(ds.get("PixelRepresentation") or 0) == 1 and 2 ** (bits - 1) <= value < 2**bits:
+        return value - 2**bits
+    return value
 
 
 def _check_decoder(pydicom, ds, name):
@@ -337,6 +353,11 @@ def _apply_voi_lut_sequence(values, ds):
         values = np.rint(values).astype(np.int64)  # LUT inputs are integers
     item = ds.VOILUTSequence[0]
     count, first, bits = (int(v) for v in item.LUTDescriptor)
+    if first >= 2**15 and values.min() < 0:
+        # the first input value is SS where the LUT's inputs can be negative; written as US (implicit VR cannot say
+        # which), -2048 reads 63488 and every pixel would fall below the LUT's first entry: a black film
+        first -= 2**16
+        item.LUTDescriptor = [count, first, bits]  # our own copy of the file's dataset
     entries = count or 2**16
     # pydicom (3.0) indexes the LUT in 16 bits, or in 8 for 8-bit entries, where indices past 255 wrap: clip the
     # inputs to the LUT's range (as the standard maps them) and index in 16 bits; the entries are the same.
@@ -355,6 +376,8 @@ def _window(ds):
     if ds.get("WindowCenter") is None or ds.get("WindowWidth") is None:
         return None
     center, width = _first(ds.WindowCenter), _first(ds.WindowWidth)
+    if center is None or width is None:  # not a number ("2047,5", "N/A"): as a degenerate window, min-max
+        return None
     function = str(ds.get("VOILUTFunction") or "LINEAR").strip().upper()
     # A degenerate window is common in the wild; fall back to min-max rather than fail.
     if function not in ("LINEAR", "LINEAR_EXACT", "SIGMOID") or width <= 0:
@@ -365,10 +388,19 @@ def _window(ds):
 
 
 def _first(value):
-    """The first of a multi-valued element (several windows may be listed), as a float."""
+    """The first of a multi-valued element (several windows may be listed), as a float; None if not a number."""
     if isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
-        value = value[0]
-    return float(value)
+        value = value[0] if len(value) else None
+    return _number(value)
+
+
+def _number(value):
+    """A DICOM decimal string (or number) as a finite float, or None."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if np.isfinite(number) else None
 
 
 def _apply_window(values, center, width, function):

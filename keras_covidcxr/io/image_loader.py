@@ -153,8 +153,11 @@ def load_pil_image(image, name="image", *, max_pixels=DEFAULT_MAX_PIXELS):
     if width * height > max_pixels:
         raise UnsupportedImageError(f"{name}: image of {width}x{height} pixels exceeds the limit of {max_pixels} pixels")
     with _decode_errors(name):
+        inverted = _stored_inverted(image)
         _decode_tiff_at_its_stored_size(image)
         pixels, bits = _to_gray(ImageOps.exif_transpose(image), name)
+    if inverted:
+        pixels = 1.0 - pixels
     metadata = {key: None for key in METADATA_KEYS} | {"format": image.format, "bits": bits}
     metadata.update(path=name, original_size=tuple(pixels.shape))
     return LoadedImage(pixels=pixels, metadata=metadata)
@@ -262,11 +265,14 @@ def _read_with_pillow(path, name, max_pixels, head):
             raise UnsupportedImageError(
                 f"{name}: {frames} frames or pages; only single 2-D images are supported"
             )
+        inverted = _stored_inverted(image)
         _decode_tiff_at_its_stored_size(image)
         image.load()  # Pillow decodes lazily; force it here so truncation is caught
         file_format = image.format
         image = ImageOps.exif_transpose(image)
         pixels, bits = _to_gray(image, name)
+    if inverted:
+        pixels = 1.0 - pixels
     if file_format == "PNG" and _is_16_bit_colour_png(head) and np.percentile(pixels, 99.5) < 0.5:
         raise UnsupportedImageError(
             f"{name}: a 16-bit colour or gray+alpha PNG whose values use fewer than 16 bits (e.g. a 12-bit film): "
@@ -274,6 +280,15 @@ def _read_with_pillow(path, name, max_pixels, head):
             "grayscale PNG"
         )
     return pixels, {"format": file_format, "bits": bits}
+
+
+def _stored_inverted(image):
+    """Whether a TIFF stores its film white-is-zero (PhotometricInterpretation 0, MinIsWhite) and Pillow will not
+    invert it: Pillow does only for uncompressed 8-bit data (its "L;I" raw mode), not for 16-bit, float or
+    compressed data, which would be read as a negative. Asked before the pixels are decoded (the tiles say how)."""
+    if image.format != "TIFF" or getattr(image, "tag_v2", {}).get(262) != 0 or not image.tile:
+        return False
+    return not all(tile[0] == "raw" and str(tile[3][0]).endswith(";I") for tile in image.tile)
 
 
 def _decode_tiff_at_its_stored_size(image):

@@ -512,3 +512,53 @@ def test_an_error_that_would_echo_the_id_is_redacted(corpus):
     assert type(error) is UnsupportedImageError
     assert str(error) == f"{path}: photometric interpretation '<patient id>' is not supported"
     assert error.__cause__ is None and error.__context__ is None
+
+
+def _rewrite(path, edit):
+    """`path` read, edited by `edit(ds)` and saved again (an element written as some writers do)."""
+    import pydicom
+
+    ds = pydicom.dcmread(path)
+    edit(ds)
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def test_values_of_signed_data_written_as_us_are_read_as_signed(corpus):
+    # implicit VR cannot say SS: a VOI LUT's first input -2048 reads 63488, a padding value -32768 reads 32768
+    lut = corpus.voi_lut_sequence(np.arange(4096), first_mapped=2**16 - 2048)
+    image = load_image(corpus.dicom("lut.dcm", pixels=STORED, VOILUTSequence=lut, RescaleSlope=1,
+                                    RescaleIntercept=-2048))
+    np.testing.assert_allclose(image.pixels, STORED / 4095, atol=1e-6)  # was black: every input below 63488
+
+    stored = np.array([[-32768, -32768, 0], [500, 1000, 2000]])
+
+    def padding_as_us(ds):
+        ds.PixelPaddingValue = 32768
+        ds["PixelPaddingValue"].VR = "US"
+
+    path = _rewrite(corpus.dicom("pad.dcm", pixels=stored, bits_stored=16, signed=True), padding_as_us)
+    np.testing.assert_allclose(load_image(path).pixels, [[0, 0, 0], [0.25, 0.5, 1]], atol=1e-6)
+
+
+def test_unreadable_numbers_in_window_and_rescale_elements(corpus):
+    def raw(tag, text):
+        def edit(ds):
+            from pydicom.dataelem import RawDataElement
+
+            ds[tag] = RawDataElement(tag, "DS", len(text), text.encode(), 0, False, True)
+        return edit
+
+    for text in ("2047,5", "N/A\\2047.5"):  # a window that is not one: the film's own range, as a degenerate window
+        path = _rewrite(corpus.dicom("w.dcm", pixels=STORED, WindowWidth=4096), raw(0x00281050, text))
+        image = load_image(path)
+        assert image.metadata["voi"] == "min-max"
+        np.testing.assert_allclose(image.pixels, STORED / 4095, atol=1e-6)
+    path = _rewrite(corpus.dicom("s.dcm", pixels=STORED, RescaleIntercept=0), raw(0x00281053, "1,0"))
+    with pytest.raises(UnsupportedImageError, match=r"s.dcm: RescaleSlope '1,0' is not a number"):
+        load_image(path)
+
+
+def test_pixel_data_not_aligned_to_bit_0_is_refused(corpus):
+    with pytest.raises(UnsupportedImageError, match="HighBit 15 with BitsStored 12: pixel data not aligned to bit 0"):
+        load_image(corpus.dicom(pixels=STORED, HighBit=15))

@@ -390,3 +390,19 @@ def test_a_decoders_message_is_one_line_without_python_object_addresses(corpus, 
     monkeypatch.setattr(loader, "_read_with_pillow", fails)
     path = corpus.gray_png()
     assert str(_error(path)) == f"{path}: truncated or corrupt image (ValueError: cannot decode the stream)"
+
+
+@pytest.mark.parametrize("dtype,compression", [("uint16", None), ("uint16", "tiff_lzw"), ("uint8", "tiff_lzw"),
+                                               ("float32", None)])
+def test_a_white_is_zero_tiff_is_not_read_as_a_negative(corpus, dtype, compression):
+    # (uncompressed 8-bit data Pillow inverts itself, reading and writing: it was read right before)
+    from PIL import TiffImagePlugin
+
+    film = np.linspace(0, 1, 64 * 48).reshape(64, 48)
+    top = {"uint8": 255, "uint16": 4095, "float32": 1}[dtype]
+    stored = ((1 - film) * top).round().astype(dtype) if top > 1 else (1 - film).astype(dtype)
+    tags = TiffImagePlugin.ImageFileDirectory_v2()
+    tags[262] = 0  # PhotometricInterpretation: MinIsWhite
+    path = corpus.image(f"white_is_zero_{dtype}_{compression}.tif", Image.fromarray(stored), tiffinfo=tags,
+                        **({"compression": compression} if compression else {}))
+    np.testing.assert_allclose(load_image(path).pixels, film, atol=1 / top if top > 1 else 1e-6)
