@@ -89,6 +89,20 @@ def test_preprocessing_config_validation_and_round_trip():
         PreprocessingConfig.from_dict({"unknown": 1})
 
 
+def test_a_mask_split_with_a_large_part_trimmed_away_fails_the_input_checks():
+    from keras_covidcxr.models.pipeline.refer_rule import failed_input_checks
+
+    mask = two_lungs()
+    mask[40:43, 10:30] = False  # one lung split in two by a band of dense opacity: 400 px above, 540 below
+    _, removed = keep_largest_pieces(mask)
+    assert removed >= 0.15
+    _, warnings = cleaned_lung_mask(mask, PreprocessingConfig(keep_largest_pieces=2))
+    assert [code for code, _ in warnings][:2] == ["mask_pieces_removed", "mask_split"]
+    assert failed_input_checks(warnings) == ["mask_split"]  # referred, not answered
+    _, small = cleaned_lung_mask(mask, PreprocessingConfig(keep_largest_pieces=3))
+    assert "mask_split" not in [code for code, _ in small]  # nothing trimmed away
+
+
 def test_only_the_two_largest_pieces_are_kept_and_the_removal_is_reported():
     mask = two_lungs()
     mask[85:95, 60:75] = True  # a third piece below the lungs (bowel gas under the diaphragm)

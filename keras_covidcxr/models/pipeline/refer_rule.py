@@ -25,15 +25,15 @@ from keras_covidcxr.metrics.inputs import check_binary
 from keras_covidcxr.settings import settings_from_dict
 
 # Warnings that say the film or its lung mask is not what the classifiers were built for: a mask of
-# implausible size or pieces, pieces below the diaphragm, an irregular outline (as on an inverted,
+# implausible size or pieces (or split, a large part trimmed away), pieces below the diaphragm, an irregular outline (as on an inverted,
 # rotated or upside-down film), a lateral-looking mask or stated view, a child, an image far from a
 # film's shape.
 INPUT_CHECK_CODES = ("implausible_mask", "mask_below_diaphragm", "mask_irregular_outline", "view", "age", "aspect",
-                     "inverted")
+                     "inverted", "mask_split")
 # how a refer reason names each check (the warning itself says more)
 INPUT_CHECK_WORDS = {"implausible_mask": "implausible lung mask", "mask_below_diaphragm": "lung mask below the diaphragm",
                      "mask_irregular_outline": "irregular lung-mask outline", "aspect": "aspect ratio",
-                     "inverted": "film looks inverted (a negative)"}
+                     "inverted": "film looks inverted (a negative)", "mask_split": "lung mask in pieces"}
 
 
 def failed_input_checks(warnings):
