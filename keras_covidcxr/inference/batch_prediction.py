@@ -82,9 +82,10 @@ def predict_to_file(
     Reader threads hash and decode the next files while the model runs on the
     current batch; at most `2 * batch_size + workers` decoded images are alive
     at a time (a batch is predicted before it is full once it holds
-    `BATCH_PIXELS` decoded pixels: two 4000 px films), and each batch's rows are written to disk (one write, fsync)
-    before the next batch is predicted, so memory does not grow with the
-    number of files and a kill loses at most the batch being predicted.
+    `BATCH_PIXELS` decoded pixels: two 4000 px films), and each batch's rows
+    are written to disk (one write, fsync) before the next batch is
+    predicted, so memory does not grow with the number of files and a kill
+    loses at most the batch being predicted.
 
     Each file is predicted once per content: a file whose path and sha256
     already have a row in `out` is skipped; a changed file is predicted again

@@ -25,9 +25,9 @@ from keras_covidcxr.metrics.inputs import check_binary
 from keras_covidcxr.settings import settings_from_dict
 
 # Warnings that say the film or its lung mask is not what the classifiers were built for: a mask of
-# implausible size or pieces (or split, a large part trimmed away), pieces below the diaphragm, an irregular outline (as on an inverted,
-# rotated or upside-down film), a lateral-looking mask or stated view, a child, an image far from a
-# film's shape.
+# implausible size or pieces (or split, a large part trimmed away), pieces below the diaphragm, an
+# irregular outline (as on an inverted, rotated or upside-down film), a lateral-looking mask or stated
+# view, a child, an image far from a film's shape.
 INPUT_CHECK_CODES = ("implausible_mask", "mask_below_diaphragm", "mask_irregular_outline", "view", "age", "aspect",
                      "inverted", "mask_split")
 # how a refer reason names each check (the warning itself says more)
