@@ -52,6 +52,10 @@ _SIGNATURES = {
     b"GIF89a": "GIF",
     b"BM": "BMP",
 }
+# JPEG 2000 as a file (a .jp2 box file or a bare codestream); in DICOM it is read with [dicom-compressed]
+_JPEG_2000_SIGNATURES = (b"\x00\x00\x00\x0cjP  \r\n\x87\n", b"\xff\x4f\xff\x51")
+# JPEG frame markers of lossless coding (SOF3, 7, 11, 15), which Pillow cannot decode
+_LOSSLESS_JPEG_MARKERS = (0xC3, 0xC7, 0xCB, 0xCF)
 _SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
 NUL_HINT = "PIL.Image.open(io.BytesIO(contents))"
 
@@ -233,6 +237,9 @@ def _decode_errors(name):
 
 
 def _read_with_pillow(path, name, max_pixels, head):
+    unreadable = _undecodable_kind(path, head)
+    if unreadable:
+        raise UnsupportedImageError(f"{name}: {unreadable}, which is not read here: convert it to a (16-bit) PNG")
     try:
         with warnings.catch_warnings():
             # We apply our own size limit; Pillow's bomb *error* (far above it) is still caught.
@@ -280,6 +287,26 @@ def _read_with_pillow(path, name, max_pixels, head):
             "grayscale PNG"
         )
     return pixels, {"format": file_format, "bits": bits}
+
+
+def _undecodable_kind(path, head):
+    """What kind of image this is when it is one Pillow cannot decode (JPEG 2000, a 12-bit or lossless JPEG,
+    which it would call corrupt), else None. Reads a JPEG's markers up to its frame header."""
+    if head.startswith(_JPEG_2000_SIGNATURES):
+        return "a JPEG 2000 file"
+    if not head.startswith(b"\xff\xd8\xff"):
+        return None
+    with open(path, "rb") as file:
+        data = file.read(1 << 20)  # the frame header follows the APP segments (EXIF, ICC) within a few hundred KB
+    at = 2
+    while at + 9 <= len(data) and data[at] == 0xFF:
+        marker, length = data[at + 1], int.from_bytes(data[at + 2 : at + 4], "big")
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # a frame header (SOFn)
+            if marker in _LOSSLESS_JPEG_MARKERS:
+                return "a lossless JPEG"
+            return None if data[at + 4] == 8 else f"a {data[at + 4]}-bit JPEG"
+        at += 2 + length
+    return None
 
 
 def _stored_inverted(image):

@@ -406,3 +406,15 @@ def test_a_white_is_zero_tiff_is_not_read_as_a_negative(corpus, dtype, compressi
     path = corpus.image(f"white_is_zero_{dtype}_{compression}.tif", Image.fromarray(stored), tiffinfo=tags,
                         **({"compression": compression} if compression else {}))
     np.testing.assert_allclose(load_image(path).pixels, film, atol=1 / top if top > 1 else 1e-6)
+
+
+@pytest.mark.parametrize("frame,kind", [(b"\xff\xc1\x00\x0b\x0c", "a 12-bit JPEG"),
+                                        (b"\xff\xc3\x00\x0b\x08", "a lossless JPEG"), (None, "a JPEG 2000 file")])
+def test_images_pillow_cannot_decode_are_named_not_called_corrupt(corpus, frame, kind):
+    if frame is None:
+        data = b"\x00\x00\x00\x0cjP  \r\n\x87\n" + b"\x00" * 40
+    else:
+        app0 = b"\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00"
+        data = b"\xff\xd8" + app0 + frame + b"\x00\x10\x00\x10\x01\x01\x11\x00" + b"\xff\xd9"
+    with pytest.raises(UnsupportedImageError, match=f"film.img: {kind}, which is not read here: convert it to a"):
+        load_image(corpus.raw("film.img", data))
