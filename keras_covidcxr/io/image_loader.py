@@ -157,11 +157,7 @@ def load_pil_image(image, name="image", *, max_pixels=DEFAULT_MAX_PIXELS):
     if width * height > max_pixels:
         raise UnsupportedImageError(f"{name}: image of {width}x{height} pixels exceeds the limit of {max_pixels} pixels")
     with _decode_errors(name):
-        inverted = _stored_inverted(image)
-        _decode_tiff_at_its_stored_size(image)
-        pixels, bits = _to_gray(ImageOps.exif_transpose(image), name)
-    if inverted:
-        pixels = 1.0 - pixels
+        pixels, bits = _gray_pixels(image, name)
     metadata = {key: None for key in METADATA_KEYS} | {"format": image.format, "bits": bits}
     metadata.update(path=name, original_size=tuple(pixels.shape))
     return LoadedImage(pixels=pixels, metadata=metadata)
@@ -237,9 +233,6 @@ def _decode_errors(name):
 
 
 def _read_with_pillow(path, name, max_pixels, head):
-    unreadable = _undecodable_kind(path, head)
-    if unreadable:
-        raise UnsupportedImageError(f"{name}: {unreadable}, which is not read here: convert it to a (16-bit) PNG")
     try:
         with warnings.catch_warnings():
             # We apply our own size limit; Pillow's bomb *error* (far above it) is still caught.
@@ -251,6 +244,7 @@ def _read_with_pillow(path, name, max_pixels, head):
         pixels = f"{int(size.group(1))} pixels" if size else "pixels"
         raise UnsupportedImageError(f"{name}: image too large ({pixels}; the limit is {max_pixels})") from exc
     except UnidentifiedImageError as exc:
+        _refuse_undecodable(path, head, name)
         kind = next((k for sig, k in _SIGNATURES.items() if head.startswith(sig)), None)
         if kind is None:
             # DICOM data elements of group 0002 or 0008 at the start: a DICOM file without its preamble
@@ -272,14 +266,12 @@ def _read_with_pillow(path, name, max_pixels, head):
             raise UnsupportedImageError(
                 f"{name}: {frames} frames or pages; only single 2-D images are supported"
             )
-        inverted = _stored_inverted(image)
-        _decode_tiff_at_its_stored_size(image)
-        image.load()  # Pillow decodes lazily; force it here so truncation is caught
         file_format = image.format
-        image = ImageOps.exif_transpose(image)
-        pixels, bits = _to_gray(image, name)
-    if inverted:
-        pixels = 1.0 - pixels
+        try:
+            pixels, bits = _gray_pixels(image, name)
+        except OSError:  # a lossless JPEG opens, then fails to decode
+            _refuse_undecodable(path, head, name)
+            raise
     if file_format == "PNG" and _is_16_bit_colour_png(head) and np.percentile(pixels, 99.5) < 0.5:
         raise UnsupportedImageError(
             f"{name}: a 16-bit colour or gray+alpha PNG whose values use fewer than 16 bits (e.g. a 12-bit film): "
@@ -287,6 +279,23 @@ def _read_with_pillow(path, name, max_pixels, head):
             "grayscale PNG"
         )
     return pixels, {"format": file_format, "bits": bits}
+
+
+def _gray_pixels(image, name):
+    """(gray float32 pixels in [0, 1], bits) of an open Pillow image: decoded (lazily: so truncation is caught
+    here), turned upright by its EXIF orientation, and a white-is-zero TIFF Pillow leaves as stored inverted."""
+    inverted = _stored_inverted(image)
+    _decode_tiff_at_its_stored_size(image)
+    image.load()
+    pixels, bits = _to_gray(ImageOps.exif_transpose(image), name)
+    return (1.0 - pixels if inverted else pixels), bits
+
+
+def _refuse_undecodable(path, head, name):
+    """After Pillow failed: refuse, naming it, an image of a kind Pillow cannot decode (`_undecodable_kind`)."""
+    kind = _undecodable_kind(path, head)
+    if kind:
+        raise UnsupportedImageError(f"{name}: {kind}, which is not read here: convert it to a (16-bit) PNG")
 
 
 def _undecodable_kind(path, head):
